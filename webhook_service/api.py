@@ -1,0 +1,98 @@
+"""The drop-in Kling API: the same paths, bodies and envelopes as Kling, served from our own records.
+
+Registered twice, at `/v1/...` (Kling's own layout) and `/kling/v1/...` (the gateways' layout), so a
+client of either switches by changing only its base URL.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from webhook_service.auth import require_client
+from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope
+from webhook_service.kling import KlingError, KlingTransportError
+from webhook_service.lifecycle import Services, submit
+from webhook_service.store import TaskExists
+from webhook_service.validation import RequestInvalid, validate_image2video
+
+bp = Blueprint("kling_api", __name__)
+
+PAGE_NUM_MAX = 1000
+PAGE_SIZE_MAX = 500
+
+
+def services() -> Services:
+    return current_app.extensions["webhook_service"]
+
+
+@bp.before_request
+def authenticate() -> None:
+    require_client(services().settings)
+
+
+@bp.post("/v1/videos/image2video")
+def create() -> tuple[Response, int]:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, CODE_BAD_REQUEST, "the body must be JSON (Content-Type: application/json)")
+    settings = services().settings
+    try:
+        clean = validate_image2video(body, extra_fields=settings.kling_extra_fields)
+    except RequestInvalid as invalid:
+        problems = [p.as_dict() for p in invalid.problems]
+        summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])
+        raise ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems) from None
+    try:
+        task = submit(services(), clean)
+    except TaskExists:
+        raise ApiError(
+            400,
+            CODE_BAD_REQUEST,
+            f"external_task_id {clean['external_task_id']!r} is already used by another task",
+        ) from None
+    except KlingTransportError as error:
+        raise ApiError(502, 5000, f"Kling could not be reached: {error.message}") from None
+    except KlingError as error:
+        raise ApiError(error.http_status or 502, error.code or 5000, error.message) from None
+    data = {
+        "task_id": task.task_id or "",
+        "task_status": task.kling_view()["task_status"],
+        "task_info": {"external_task_id": task.external_task_id},
+        "created_at": task.upstream_created_at or task.created_at,
+        "updated_at": task.upstream_updated_at or task.updated_at,
+    }
+    return jsonify(envelope(0, "SUCCEED", data)), 200
+
+
+@bp.get("/v1/videos/image2video/<path:task_ref>")
+def get_one(task_ref: str) -> Response:
+    task = services().store.find(task_ref)
+    if task is None:
+        raise ApiError(404, CODE_NOT_FOUND, f"no task with task_id or external_task_id {task_ref!r}")
+    return jsonify(envelope(0, "SUCCEED", task.kling_view()))
+
+
+@bp.get("/v1/videos/image2video")
+def list_tasks() -> Response:
+    page_num = _bounded_int("pageNum", 1, PAGE_NUM_MAX, default=1)
+    page_size = _bounded_int("pageSize", 1, PAGE_SIZE_MAX, default=30)
+    tasks = services().store.newest(offset=(page_num - 1) * page_size, limit=page_size)
+    return jsonify(envelope(0, "SUCCEED", [task.kling_view() for task in tasks]))
+
+
+def _bounded_int(name: str, low: int, high: int, *, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ApiError(
+            400,
+            CODE_BAD_REQUEST,
+            f"{name} must be an integer from {low} to {high}",
+            errors=[{"field": name, "code": "range", "message": f"must be an integer from {low} to {high}"}],
+        )
+    return value

@@ -1,0 +1,53 @@
+"""Who may call the API: a key from SERVICE_API_KEYS, or a Kling-style JWT signed with SERVICE_SECRET_KEY.
+
+Accepting Kling's own token scheme is what lets an existing Kling client switch to this service by
+changing only its base URL and credentials. Codes follow Kling: 1001 no token, 1002 bad token,
+1003 not yet valid, 1004 expired.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import jwt
+from flask import request
+
+from webhook_service.config import Settings
+from webhook_service.errors import ApiError
+
+JWT_LEEWAY_S = 5
+
+
+def require_client(settings: Settings) -> None:
+    """Raise ApiError(401) unless the request carries valid client credentials (or none are configured)."""
+    if not settings.client_auth_enabled:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, 1001, "Authorization header is missing: send 'Authorization: Bearer <token>'")
+    if any(hmac.compare_digest(token.encode(), key.encode()) for key in settings.service_api_keys):
+        return
+    if settings.service_access_key:
+        _check_jwt(token, settings)
+        return
+    raise ApiError(401, 1002, "the bearer token is not a valid API key")
+
+
+def _check_jwt(token: str, settings: Settings) -> None:
+    try:
+        jwt.decode(
+            token,
+            settings.service_secret_key,
+            algorithms=["HS256"],
+            issuer=settings.service_access_key,
+            leeway=JWT_LEEWAY_S,
+            options={"require": ["iss", "exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise ApiError(401, 1004, "the token has expired: sign a new one") from None
+    except jwt.ImmatureSignatureError:
+        raise ApiError(401, 1003, "the token is not valid yet (nbf in the future): check the clock") from None
+    except jwt.PyJWTError:
+        raise ApiError(401, 1002, "the bearer token is neither a valid API key nor a valid JWT") from None

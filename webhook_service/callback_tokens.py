@@ -1,0 +1,30 @@
+"""Per-task callback URLs that only Kling (who was given them) can know.
+
+The token is the task's external_task_id signed with SECRET_KEY (itsdangerous, HMAC-SHA1 by default,
+compared in constant time), so a callback URL cannot be guessed or moved to another task, and the
+service needs no lookup to know which task a callback is for. It rides in the query string, which the
+access log leaves out.
+"""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from webhook_service.config import Settings
+
+CALLBACK_PATH = "/callbacks/kling"
+_SALT = "kling-callback-url"
+
+
+def callback_url_for(settings: Settings, external_task_id: str) -> str:
+    token = URLSafeSerializer(settings.secret_key, salt=_SALT).dumps(external_task_id)
+    return f"{settings.public_base_url}{CALLBACK_PATH}?token={token}"
+
+
+def external_id_from_token(settings: Settings, token: str) -> str | None:
+    """The task a token was issued for, or None when the token is forged or damaged."""
+    try:
+        value = URLSafeSerializer(settings.secret_key, salt=_SALT).loads(token)
+    except BadSignature:
+        return None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,86 @@
+"""Kling's callbacks: checked, matched to their task, stored, then answered at once.
+
+The order of checks is the order of cost: the URL token (no I/O), the size, the Standard Webhooks
+signature, the JSON. Only a callback that passes them all touches Redis, and it is answered 200
+only after Redis has taken it; a Redis failure answers 503 so that a sender that retries will.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from standardwebhooks import Webhook
+
+from webhook_service.callback_tokens import CALLBACK_PATH, external_id_from_token
+from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope
+from webhook_service.lifecycle import Services, record_news
+from webhook_service.store import TaskNotFound
+from webhook_service.tasks import UnknownCallbackShape, update_from_callback
+
+bp = Blueprint("callbacks", __name__)
+
+CODE_BAD_TOKEN = 1002
+CODE_BAD_SIGNATURE = 1002
+CODE_CONFLICT = 1201
+
+
+@bp.post(CALLBACK_PATH)
+def kling_callback() -> Response:
+    services: Services = current_app.extensions["webhook_service"]
+    settings = services.settings
+    external_task_id = external_id_from_token(settings, request.args.get("token", ""))
+    if external_task_id is None:
+        raise ApiError(403, CODE_BAD_TOKEN, "the callback URL's token is missing or invalid")
+
+    request.max_content_length = settings.callback_max_bytes
+    raw = request.get_data(cache=False)  # 413 when over the limit, even without Content-Length
+    if settings.kling_webhook_secret:
+        _verify_signature(settings.kling_webhook_secret, raw)
+    body = _parse_json(raw)
+    try:
+        update = update_from_callback(body)
+    except UnknownCallbackShape as error:
+        raise ApiError(400, CODE_BAD_REQUEST, f"not a Kling callback: {error}") from None
+    _check_same_task(services, external_task_id, update.task_id, update.external_task_id)
+
+    detail = {"webhook_id": request.headers.get("webhook-id"), "body": body}
+    try:
+        task, outcome = record_news(services, external_task_id, update, source="callback", detail=detail)
+    except TaskNotFound:
+        raise ApiError(
+            404, CODE_NOT_FOUND, f"task {external_task_id!r} is not (or no longer) recorded"
+        ) from None
+    return jsonify(envelope(0, "OK", {"outcome": outcome.value, "task_status": task.status.value}))
+
+
+def _verify_signature(secret: str, raw: bytes) -> None:
+    try:
+        Webhook(secret).verify(raw, dict(request.headers), json_parse=False)
+    except Exception as error:  # the library raises ValueError and friends on malformed headers too
+        raise ApiError(401, CODE_BAD_SIGNATURE, f"webhook signature rejected: {error}") from None
+
+
+def _parse_json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, CODE_BAD_REQUEST, f"malformed JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, CODE_BAD_REQUEST, "the callback body must be a JSON object")
+    return body
+
+
+def _check_same_task(
+    services: Services, external_task_id: str, task_id: str | None, body_external_id: str | None
+) -> None:
+    """A valid token for one task with a body about another is a mistake somewhere: refuse it loudly."""
+    if body_external_id and body_external_id != external_task_id:
+        raise ApiError(
+            409, CODE_CONFLICT, f"the body's external_task_id {body_external_id!r} is not this URL's task"
+        )
+    if task_id:
+        owner = services.store.external_id_for(task_id)
+        if owner is not None and owner != external_task_id:
+            raise ApiError(409, CODE_CONFLICT, f"task_id {task_id!r} belongs to another task")

@@ -1,0 +1,146 @@
+"""Settings, read once from the environment (and `.env`), checked before anything starts.
+
+Every setting has its name here and nowhere else. A bad value stops start-up with a `ConfigError`
+that names the variable, because a service that starts half-configured fails later, at 3 a.m., on a
+callback it can no longer match.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
+DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message starts with the variable's name."""
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    redis_url: str = DEFAULT_REDIS_URL
+    public_base_url: str = DEFAULT_PUBLIC_BASE_URL
+    secret_key: str = ""
+    kling_api_base: str = DEFAULT_KLING_API_BASE
+    kling_api_token: str = ""
+    kling_access_key: str = ""
+    kling_secret_key: str = ""
+    kling_webhook_secret: str = ""
+    kling_extra_fields: frozenset[str] = frozenset()
+    service_api_keys: tuple[str, ...] = ()
+    service_access_key: str = ""
+    service_secret_key: str = ""
+    callback_max_bytes: int = 1024 * 1024
+    kling_timeout_s: float = 30.0
+
+    def __repr__(self) -> str:  # secrets must never reach a log line through a repr
+        return f"Settings(redis_url={_redact_url(self.redis_url)!r}, kling_api_base={self.kling_api_base!r})"
+
+    @property
+    def client_auth_enabled(self) -> bool:
+        return bool(self.service_api_keys or self.service_access_key)
+
+    @property
+    def kling_credentials_configured(self) -> bool:
+        return bool(self.kling_api_token or self.kling_access_key)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv_path: str = ".env") -> Settings:
+        """Read settings from `environ` (default: os.environ over `.env`; the real environment wins)."""
+        if environ is None:
+            environ = {**{k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}, **os.environ}
+        env = {k: v.strip() for k, v in environ.items() if isinstance(v, str)}
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(name) or default
+
+        settings = cls(
+            redis_url=_check_url(
+                "REDIS_URL", get("REDIS_URL", DEFAULT_REDIS_URL), ("redis", "rediss", "unix")
+            ),
+            public_base_url=_check_url(
+                "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL), ("http", "https")
+            ).rstrip("/"),
+            secret_key=get("SECRET_KEY"),
+            kling_api_base=_check_url(
+                "KLING_API_BASE", get("KLING_API_BASE", DEFAULT_KLING_API_BASE), ("http", "https")
+            ).rstrip("/"),
+            kling_api_token=get("KLING_API_TOKEN"),
+            kling_access_key=get("KLING_ACCESS_KEY"),
+            kling_secret_key=get("KLING_SECRET_KEY"),
+            kling_webhook_secret=get("KLING_WEBHOOK_SECRET"),
+            kling_extra_fields=frozenset(_split(get("KLING_EXTRA_FIELDS"))),
+            service_api_keys=tuple(_split(get("SERVICE_API_KEYS"))),
+            service_access_key=get("SERVICE_ACCESS_KEY"),
+            service_secret_key=get("SERVICE_SECRET_KEY"),
+            kling_timeout_s=_positive_float("KLING_TIMEOUT_S", get("KLING_TIMEOUT_S", "30")),
+        )
+        settings._check_consistency()
+        return settings
+
+    def _check_consistency(self) -> None:
+        if len(self.secret_key) < 16:
+            raise ConfigError(
+                "SECRET_KEY: must be set to at least 16 random characters; it signs the callback URLs "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if bool(self.kling_access_key) != bool(self.kling_secret_key):
+            missing = "KLING_SECRET_KEY" if self.kling_access_key else "KLING_ACCESS_KEY"
+            raise ConfigError(f"{missing}: KLING_ACCESS_KEY and KLING_SECRET_KEY must be set together")
+        if self.kling_api_token and self.kling_access_key:
+            raise ConfigError(
+                "KLING_API_TOKEN: set either KLING_API_TOKEN or KLING_ACCESS_KEY/KLING_SECRET_KEY"
+            )
+        if bool(self.service_access_key) != bool(self.service_secret_key):
+            missing = "SERVICE_SECRET_KEY" if self.service_access_key else "SERVICE_ACCESS_KEY"
+            raise ConfigError(f"{missing}: SERVICE_ACCESS_KEY and SERVICE_SECRET_KEY must be set together")
+        if self.kling_webhook_secret:
+            _check_whsec("KLING_WEBHOOK_SECRET", self.kling_webhook_secret)
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
+        raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {_redact_url(value)!r}")
+    return value
+
+
+def _positive_float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name}: must be greater than 0, got {value!r}")
+    return number
+
+
+def _check_whsec(name: str, value: str) -> None:
+    from standardwebhooks import Webhook
+
+    if not value.startswith("whsec_"):
+        raise ConfigError(f"{name}: expected a Standard Webhooks secret starting with 'whsec_'")
+    try:
+        Webhook(value)
+    except Exception:
+        raise ConfigError(f"{name}: the part after 'whsec_' must be Base64") from None
+
+
+def _redact_url(url: str) -> str:
+    """Hide a password in a URL (redis://:secret@host) so it can be shown in an error or a log."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+    return url

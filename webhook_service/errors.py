@@ -1,0 +1,64 @@
+"""Errors the API answers with, always in Kling's envelope so a Kling client understands them.
+
+`{"code", "message", "request_id"}` plus, for validation errors, `errors`: every problem with its
+field path and a machine-readable code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+# Service codes outside Kling's table; Kling's own codes (1000-5002) keep their meaning.
+CODE_NOT_FOUND = 1203
+CODE_BAD_REQUEST = 1201
+CODE_UNAVAILABLE = 5001
+CODE_INTERNAL = 5000
+
+
+class ApiError(Exception):
+    def __init__(
+        self, http_status: int, code: int, message: str, errors: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+        self.errors = errors
+
+
+def request_id() -> str:
+    if "request_id" not in g:
+        g.request_id = uuid.uuid4().hex
+    return g.request_id
+
+
+def envelope(code: int, message: str, data: Any = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id()}
+    if data is not None:
+        body["data"] = data
+    body.update(extra)
+    return body
+
+
+def error_response(error: ApiError) -> tuple[Response, int]:
+    extra = {"errors": error.errors} if error.errors is not None else {}
+    return jsonify(envelope(error.code, error.message, **extra)), error.http_status
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, error_response)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        status = error.code or 500
+        code = CODE_NOT_FOUND if status == 404 else CODE_BAD_REQUEST if status < 500 else CODE_INTERNAL
+        return error_response(ApiError(status, code, error.description or error.name))
+
+    @app.after_request
+    def add_request_id(response: Response) -> Response:
+        response.headers["X-Request-Id"] = request_id()
+        return response

@@ -1,0 +1,219 @@
+"""A task as the service knows it, and the one state machine every piece of news goes through.
+
+News about a task comes from three places: Kling's answer to the create request, Kling's callbacks (in
+two shapes), and, later, polling. All three are turned into a `StatusUpdate` and applied with
+`apply_update`, so the rules (status only moves forward, a terminal status never changes, duplicates
+and stale news change nothing) live in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    QUEUED = "queued"  # recorded by the service, not yet accepted upstream
+    SUBMITTED = "submitted"
+    PROCESSING = "processing"
+    SUCCEED = "succeed"  # Kling's spelling
+    FAILED = "failed"
+    REJECTED = "rejected"  # upstream refused the create request: no upstream task exists
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def terminal(self) -> bool:
+        return self.rank == _RANK[Status.SUCCEED]
+
+
+_RANK = {
+    Status.QUEUED: 0,
+    Status.SUBMITTED: 1,
+    Status.PROCESSING: 2,
+    Status.SUCCEED: 3,
+    Status.FAILED: 3,
+    Status.REJECTED: 3,
+}
+
+# The newer callback shape says "succeeded"; everything else in the service speaks Kling v1.
+_STATUS_ALIASES = {"succeeded": Status.SUCCEED}
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def parse_status(value: object) -> Status | None:
+    if not isinstance(value, str):
+        return None
+    if value in _STATUS_ALIASES:
+        return _STATUS_ALIASES[value]
+    try:
+        status = Status(value)
+    except ValueError:
+        return None
+    return None if status in (Status.QUEUED, Status.REJECTED) else status
+
+
+@dataclass
+class StatusUpdate:
+    """One piece of upstream news, whatever shape it came in."""
+
+    status: Status
+    task_id: str | None = None
+    external_task_id: str | None = None
+    status_msg: str | None = None
+    task_result: dict[str, Any] | None = None
+    final_unit_deduction: str | None = None
+    upstream_created_at: int | None = None
+    upstream_updated_at: int | None = None
+
+
+@dataclass
+class Task:
+    external_task_id: str
+    status: Status = Status.QUEUED
+    task_id: str | None = None
+    status_msg: str = ""
+    model_name: str = "kling-v1"
+    client_callback_url: str | None = None
+    watermark_info: dict[str, Any] | None = None
+    task_result: dict[str, Any] | None = None
+    final_unit_deduction: str | None = None
+    error: dict[str, Any] | None = None
+    upstream_task_ids: list[str] = field(default_factory=list)
+    created_at: int = field(default_factory=now_ms)
+    updated_at: int = field(default_factory=now_ms)
+    upstream_created_at: int | None = None
+    upstream_updated_at: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["status"] = Status(known.get("status", Status.QUEUED))
+        return cls(**known)
+
+    def kling_view(self) -> dict[str, Any]:
+        """The task in Kling's query shape, so existing Kling clients read it unchanged."""
+        view: dict[str, Any] = {
+            "task_id": self.task_id or "",
+            "task_status": Status.FAILED.value if self.status is Status.REJECTED else self.status.value,
+            "task_status_msg": self.status_msg,
+            "task_info": {"external_task_id": self.external_task_id},
+            "created_at": self.upstream_created_at or self.created_at,
+            "updated_at": self.upstream_updated_at or self.updated_at,
+        }
+        if self.watermark_info is not None:
+            view["watermark_info"] = self.watermark_info
+        if self.task_result is not None:
+            view["task_result"] = self.task_result
+        if self.final_unit_deduction is not None:
+            view["final_unit_deduction"] = self.final_unit_deduction
+        return view
+
+
+def apply_update(task: Task, update: StatusUpdate) -> Outcome:
+    """Fold `update` into `task` in place; only an update that moves the status forward changes it."""
+    if update.task_id and update.task_id != task.task_id:
+        if task.task_id is None:
+            task.task_id = update.task_id
+        elif update.task_id not in task.upstream_task_ids:
+            # A gateway may forward our callback URL to Kling, whose task id then differs from the
+            # gateway's: remember it so lookups by either id find the task.
+            task.upstream_task_ids.append(update.task_id)
+    if update.status.rank < task.status.rank:
+        return Outcome.STALE
+    if update.status.rank == task.status.rank:
+        return Outcome.DUPLICATE
+    task.status = update.status
+    if update.status_msg is not None:
+        task.status_msg = update.status_msg
+    if update.task_result is not None:
+        task.task_result = update.task_result
+    if update.final_unit_deduction is not None:
+        task.final_unit_deduction = update.final_unit_deduction
+    task.upstream_created_at = update.upstream_created_at or task.upstream_created_at
+    task.upstream_updated_at = update.upstream_updated_at or task.upstream_updated_at
+    task.updated_at = now_ms()
+    return Outcome.APPLIED
+
+
+class UnknownCallbackShape(ValueError):
+    """The body is JSON but neither of Kling's two callback shapes."""
+
+
+def update_from_callback(body: dict[str, Any]) -> StatusUpdate:
+    """Read either callback shape: legacy (`task_id`/`task_status`) or newer (`id`/`status`)."""
+    if "task_status" in body or "task_id" in body:
+        return _update_from_legacy(body)
+    if "status" in body or "id" in body:
+        return _update_from_newer(body)
+    raise UnknownCallbackShape("expected task_id/task_status (legacy) or id/status (newer) keys")
+
+
+def update_from_kling_task(data: dict[str, Any]) -> StatusUpdate:
+    """Kling's task object, as returned by create and query, has the legacy callback's keys."""
+    return _update_from_legacy(data)
+
+
+def _update_from_legacy(body: dict[str, Any]) -> StatusUpdate:
+    status = parse_status(body.get("task_status"))
+    if status is None:
+        raise UnknownCallbackShape(f"task_status {body.get('task_status')!r} is not a Kling status")
+    task_info = body.get("task_info") if isinstance(body.get("task_info"), dict) else {}
+    result = body.get("task_result")
+    return StatusUpdate(
+        status=status,
+        task_id=_str_or_none(body.get("task_id")),
+        external_task_id=_str_or_none(task_info.get("external_task_id")),
+        status_msg=_str_or_none(body.get("task_status_msg")),
+        task_result=result if isinstance(result, dict) else None,
+        final_unit_deduction=_str_or_none(body.get("final_unit_deduction")),
+        upstream_created_at=_int_or_none(body.get("created_at")),
+        upstream_updated_at=_int_or_none(body.get("updated_at")),
+    )
+
+
+def _update_from_newer(body: dict[str, Any]) -> StatusUpdate:
+    status = parse_status(body.get("status"))
+    if status is None:
+        raise UnknownCallbackShape(f"status {body.get('status')!r} is not a Kling status")
+    outputs = body.get("outputs") if isinstance(body.get("outputs"), list) else []
+    videos = [
+        {k: v for k, v in output.items() if k in ("id", "url", "watermark_url", "duration")}
+        for output in outputs
+        if isinstance(output, dict) and output.get("type", "video") == "video"
+    ]
+    return StatusUpdate(
+        status=status,
+        task_id=_str_or_none(body.get("id")),
+        external_task_id=_str_or_none(body.get("external_id")),
+        status_msg=_str_or_none(body.get("message")),
+        task_result={"videos": videos} if videos else None,
+        upstream_created_at=_int_or_none(body.get("create_time")),
+        upstream_updated_at=_int_or_none(body.get("update_time")),
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

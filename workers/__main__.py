@@ -1,0 +1,32 @@
+"""`python -m workers`: one RQ worker for all of the service's queues, with the scheduler on.
+
+The scheduler is what turns RQ's retry intervals into delays; without it they are ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import redis
+from rq import Queue, Worker
+
+from webhook_service.config import ConfigError, Settings
+from webhook_service.queues import ALL_QUEUES
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    connection = redis.Redis.from_url(settings.redis_url)
+    queues = [Queue(name, connection=connection) for name in ALL_QUEUES]
+    Worker(queues, connection=connection).work(with_scheduler=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
