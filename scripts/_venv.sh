@@ -1,0 +1,72 @@
+# Sourced by scripts/up and scripts/test: make .venv with Python >= 3.11 and install a requirements file
+# into it, again only when the file changed.
+ensure_venv() {
+  local requirements="$1" python stamp
+  if [ ! -x .venv/bin/python ]; then
+    python=""
+    for candidate in python3.11 python3.12 python3.13 python3; do
+      if command -v "$candidate" >/dev/null 2>&1 &&
+        "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        python="$candidate"
+        break
+      fi
+    done
+    if [ -z "$python" ]; then
+      echo "Python 3.11 or newer is needed (Debian/Ubuntu: apt-get install python3 python3-venv)." >&2
+      exit 1
+    fi
+    echo "Creating .venv with $python"
+    "$python" -m venv .venv
+  fi
+  stamp=".venv/.installed-$(cat "$requirements" requirements.txt | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    echo "Installing $requirements into .venv"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    touch "$stamp"
+  fi
+}
+
+# Start a local redis-server when nothing answers at the URL (host must be this machine).
+# Prints nothing when a Redis already answers.
+ensure_redis() {
+  local url="$1"
+  if .venv/bin/python - "$url" <<'PY'
+import sys, redis
+try:
+    redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
+except redis.RedisError:
+    sys.exit(1)
+PY
+  then
+    return 0
+  fi
+  ensure_redis_server_binary
+  local port
+  port=$(.venv/bin/python -c 'import sys; from urllib.parse import urlsplit; print(urlsplit(sys.argv[1]).port or 6379)' "$url")
+  echo "No Redis answers at $url: starting redis-server on 127.0.0.1:$port"
+  mkdir -p data
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+    --dir "$PWD/data" --logfile "$PWD/data/redis.log" --pidfile "$PWD/data/redis.pid"
+  for _ in $(seq 1 50); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "redis-server did not start; see data/redis.log" >&2
+  exit 1
+}
+
+ensure_redis_server_binary() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  if [ "${CI:-}" = "true" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "Installing redis-server (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null ||
+      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }
+    return 0
+  fi
+  cat >&2 <<'MSG'
+redis-server is not installed and no Redis answers at REDIS_URL.
+Install one:  Debian/Ubuntu: sudo apt-get install redis-server   macOS: brew install redis
+or point REDIS_URL at a Redis you have.
+MSG
+  exit 1
+}
