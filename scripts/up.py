@@ -98,7 +98,9 @@ def ensure_redis(children: Children) -> None:
         return
     parts = urlsplit(url)
     if parts.hostname not in ("localhost", "127.0.0.1", "::1"):
-        sys.exit(f"No Redis answers at REDIS_URL={url}, and it is not on this machine: start it, or fix REDIS_URL.")
+        sys.exit(
+            f"No Redis answers at REDIS_URL={url}, and it is not on this machine: start it, or fix REDIS_URL."
+        )
     if shutil.which("redis-server") is None:
         sys.exit(
             "No Redis answers at REDIS_URL and redis-server is not installed.\n"
@@ -124,7 +126,9 @@ def ensure_kling(children: Children) -> bool:
     os.environ["KLING_API_BASE"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
     os.environ["KLING_API_TOKEN"] = token
     say(f"no Kling credentials: starting the Kling simulator on {os.environ['KLING_API_BASE']}")
-    children.start("simulator", f"{sys.executable} -m kling_simulator --port {SIMULATOR_PORT} --token {token}")
+    children.start(
+        "simulator", f"{sys.executable} -m kling_simulator --port {SIMULATOR_PORT} --token {token}"
+    )
     return True
 
 
@@ -193,7 +197,9 @@ def main() -> int:
         if not children.first_exited():
             say(f"ready. API: {base_url}/v1/videos/image2video   health: {base_url}/readyz")
             if simulated:
-                say(f"Kling simulator: {os.environ['KLING_API_BASE']} (its log: /_sim/tasks, /_sim/callbacks)")
+                say(
+                    f"Kling simulator: {os.environ['KLING_API_BASE']} (its log: /_sim/tasks, /_sim/callbacks)"
+                )
             if not args.no_demo:
                 demo(base_url)
             say("running; Ctrl-C stops everything")

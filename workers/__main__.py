@@ -5,6 +5,7 @@ The scheduler is what turns RQ's retry intervals into delays; without it they ar
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
@@ -16,6 +17,9 @@ from webhook_service.queues import ALL_QUEUES
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
@@ -24,7 +28,7 @@ def main() -> int:
         return 2
     connection = redis.Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection) for name in ALL_QUEUES]
-    Worker(queues, connection=connection).work(with_scheduler=True)
+    Worker(queues, connection=connection).work(with_scheduler=True, burst=args.burst)
     return 0
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -94,7 +95,8 @@ class KlingClient:
         return self._call("POST", CREATE_PATH, json=body)
 
     def get_image2video(self, task_or_external_id: str) -> dict[str, Any]:
-        return self._call("GET", f"{CREATE_PATH}/{task_or_external_id}")
+        # external_task_ids may hold '/', '?' or '#': encode, or the path would point elsewhere.
+        return self._call("GET", f"{CREATE_PATH}/{quote(task_or_external_id, safe='')}")
 
     def list_image2video(self, page_num: int = 1, page_size: int = 30) -> list[dict[str, Any]]:
         return self._call("GET", CREATE_PATH, params={"pageNum": page_num, "pageSize": page_size})

@@ -1,0 +1,86 @@
+"""Client credentials: API keys, Kling-style JWTs, and the open mode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import jwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from webhook_service import create_app
+
+AK, SK = "client-ak", "client-sk-0123456789abcdef0123456789"
+BODY = {"image": "https://example.com/a.jpg"}
+
+
+@pytest.fixture
+def secured(env: dict[str, str]) -> Iterator[FlaskClient]:
+    app = create_app(
+        {**env, "SERVICE_API_KEYS": "key-one, key-two", "SERVICE_ACCESS_KEY": AK, "SERVICE_SECRET_KEY": SK}
+    )
+    yield app.test_client()
+
+
+def token(secret: str = SK, iss: str = AK, exp_in: float = 1800, nbf_in: float = -5) -> str:
+    now = time.time()
+    claims = {"iss": iss, "exp": int(now + exp_in), "nbf": int(now + nbf_in)}
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"typ": "JWT"})
+
+
+def status_and_code(
+    client: FlaskClient, bearer: str | None, path: str = "/v1/videos/image2video"
+) -> tuple[int, int]:
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
+    response = client.get(path, headers=headers)
+    return response.status_code, response.json["code"]
+
+
+def test_api_keys_are_accepted_and_others_refused(secured: FlaskClient) -> None:
+    assert status_and_code(secured, "key-one") == (200, 0)
+    assert status_and_code(secured, "key-two", "/kling/v1/videos/image2video") == (200, 0)
+    assert status_and_code(secured, None) == (401, 1001)
+    assert status_and_code(secured, "key-three") == (401, 1002)
+
+
+def test_kling_style_jwt_is_accepted(secured: FlaskClient) -> None:
+    assert status_and_code(secured, token()) == (200, 0)
+    response = secured.post(
+        "/v1/videos/image2video", json=BODY, headers={"Authorization": f"Bearer {token()}"}
+    )
+    assert response.status_code == 200 and response.json["code"] == 0
+
+
+@pytest.mark.parametrize(
+    ("bad_token", "code"),
+    [
+        (token(exp_in=-60), 1004),
+        (token(nbf_in=600), 1003),
+        (token(secret="wrong-secret-0123456789abcdef0123"), 1002),
+        (token(iss="someone-else"), 1002),
+        (jwt.encode({"iss": AK}, SK, algorithm="HS256"), 1002),  # no exp: would never expire
+    ],
+    ids=["expired", "not yet valid", "wrong secret", "wrong issuer", "no expiry"],
+)
+def test_bad_jwts_are_refused_with_klings_codes(secured: FlaskClient, bad_token: str, code: int) -> None:
+    assert status_and_code(secured, bad_token) == (401, code)
+    response = secured.post(
+        "/v1/videos/image2video", json=BODY, headers={"Authorization": f"Bearer {bad_token}"}
+    )
+    assert response.status_code == 401
+
+
+def test_callbacks_and_health_need_no_client_credentials(secured: FlaskClient) -> None:
+    assert secured.get("/healthz").status_code == 200
+    assert secured.post("/callbacks/kling?token=x", json={}).status_code == 403  # the URL token guards it
+
+
+def test_open_api_is_announced_loudly(
+    app: Flask, caplog: pytest.LogCaptureFixture, env: dict[str, str]
+) -> None:
+    with caplog.at_level("WARNING"):
+        create_app(env)
+    assert any("API is OPEN" in r.message and r.levelname == "WARNING" for r in caplog.records)
+    assert app.test_client().get("/v1/videos/image2video").status_code == 200

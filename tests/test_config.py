@@ -1,0 +1,71 @@
+"""Configuration: bad values stop start-up naming the variable; secrets stay out of reprs and answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webhook_service.config import ConfigError, Settings
+
+BASE = {"SECRET_KEY": "s" * 32}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"SECRET_KEY": ""}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"),
+        ({"PUBLIC_BASE_URL": "not a url"}, "PUBLIC_BASE_URL"),
+        ({"KLING_API_BASE": "ftp://x"}, "KLING_API_BASE"),
+        ({"KLING_ACCESS_KEY": "ak"}, "KLING_SECRET_KEY"),
+        ({"KLING_SECRET_KEY": "sk"}, "KLING_ACCESS_KEY"),
+        ({"KLING_API_TOKEN": "t", "KLING_ACCESS_KEY": "ak", "KLING_SECRET_KEY": "sk"}, "KLING_API_TOKEN"),
+        ({"SERVICE_ACCESS_KEY": "ak"}, "SERVICE_SECRET_KEY"),
+        ({"KLING_WEBHOOK_SECRET": "plain"}, "KLING_WEBHOOK_SECRET"),
+        ({"KLING_WEBHOOK_SECRET": "whsec_!!!"}, "KLING_WEBHOOK_SECRET"),
+        ({"KLING_TIMEOUT_S": "-1"}, "KLING_TIMEOUT_S"),
+    ],
+)
+def test_invalid_configuration_names_the_variable(overrides: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**BASE, **overrides})
+    assert str(raised.value).startswith(f"{variable}:")
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.kling_api_base == "https://api-singapore.klingai.com"
+    assert not settings.client_auth_enabled and not settings.kling_credentials_configured
+
+
+def test_secrets_never_appear_in_repr_or_errors() -> None:
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "REDIS_URL": "redis://:hunter2@localhost:6379/0",
+            "KLING_API_TOKEN": "tok-SECRET",
+            "SERVICE_API_KEYS": "k-SECRET",
+        }
+    )
+    assert "hunter2" not in repr(settings) and "SECRET" not in repr(settings)
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**BASE, "REDIS_URL": "http://:hunter2@localhost"})
+    assert "hunter2" not in str(raised.value)
+
+
+def test_web_process_refuses_to_start_with_a_clear_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        env={"PATH": "/usr/bin:/bin", "SECRET_KEY": "short"},
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "configuration error: SECRET_KEY:" in result.stderr
