@@ -1,0 +1,19 @@
+"""A fake of Kling's image-to-video API, served on loopback for the run command, tests and benchmarks.
+
+    with SimulatorServer(token="t") as sim:       # or access_key=..., secret_key=... for JWT auth
+        sim.state.set_default({"steps": [{"status": "succeed", "delay": 0.1}]})
+        sim.state.set_scenario("my-ext-id", {"shape": "new", "webhook_secret": "whsec_..."})
+        ...  # point the client at sim.url (or sim.url + "/kling")
+        sim.state.tasks(), sim.state.callbacks(), sim.state.max_open_seen
+
+Scenario keys: steps [{status, delay, send, copies, message}], shape (legacy|new), webhook_secret,
+before_response, create_error {http, code, message, after_create}, videos, max_open (default scenario only).
+Control API without auth: PUT /_sim/default, PUT /_sim/scenarios/<external_task_id>, GET /_sim/tasks,
+GET /_sim/callbacks, POST /_sim/reset.
+"""
+
+from .scenario import DEFAULT_SCENARIO
+from .server import SimulatorServer
+from .state import SimState
+
+__all__ = ["DEFAULT_SCENARIO", "SimState", "SimulatorServer"]

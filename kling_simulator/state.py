@@ -1,0 +1,213 @@
+"""The simulator's in-memory state: tasks, scenarios, the callback log, and the scheduled deliveries.
+
+Everything is guarded by one lock because the HTTP server is threaded and tests read the state from
+their own thread while callbacks are being delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import httpx
+
+from .delivery import Scheduler, callback_headers, post
+from .scenario import DEFAULT_SCENARIO, Scenario, parse_scenario
+from .tasks import Task
+
+
+class SimError(Exception):
+    """An error Kling would answer, in its envelope."""
+
+    def __init__(self, http: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.http, self.code, self.message = http, code, message
+
+
+class SimState:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._scheduler = Scheduler()
+        self._client = httpx.Client(trust_env=False)
+        self._generation = 0
+        self._reset_locked()
+
+    def _reset_locked(self) -> None:
+        self._default: dict[str, Any] = dict(DEFAULT_SCENARIO)
+        self._scenarios: dict[str, dict[str, Any]] = {}
+        self._tasks: dict[str, Task] = {}
+        self._by_external: dict[str, Task] = {}
+        self._order: list[Task] = []
+        self._open: set[str] = set()
+        self._callbacks: list[dict[str, Any]] = []
+        self._max_open_seen = 0
+        # Deliveries already running when reset happens must not log into the fresh state.
+        self._generation += 1
+
+    # --- configuration (Python API and control endpoints) ---
+
+    def set_default(self, scenario: dict[str, Any]) -> None:
+        """Replace the default scenario (validated now: raises ValueError)."""
+        parse_scenario(scenario)
+        with self._lock:
+            self._default = dict(scenario)
+
+    def set_scenario(self, external_task_id: str, scenario: dict[str, Any]) -> None:
+        """Override default-scenario keys for the task created with this external_task_id."""
+        parse_scenario(scenario)
+        with self._lock:
+            self._scenarios[external_task_id] = dict(scenario)
+
+    def reset(self) -> None:
+        """Forget all tasks, callbacks and scenarios and cancel callbacks not yet sent."""
+        with self._lock:
+            self._scheduler.clear()
+            self._reset_locked()
+
+    def close(self) -> None:
+        self._scheduler.close()
+        self._client.close()
+
+    # --- inspection ---
+
+    def tasks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [task.snapshot() for task in self._order]
+
+    def callbacks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(entry, headers=dict(entry["headers"])) for entry in self._callbacks]
+
+    @property
+    def max_open_seen(self) -> int:
+        with self._lock:
+            return self._max_open_seen
+
+    def pending_callbacks(self) -> int:
+        """Scheduled callback jobs not started yet."""
+        return self._scheduler.pending()
+
+    # --- the API's operations ---
+
+    def create(
+        self, body: dict[str, Any], headers: dict[str, str], base_url: str
+    ) -> tuple[Task, SimError | None]:
+        """Create a task as the scenario says; raises SimError when nothing is created.
+
+        Returns the task and, for `create_error.after_create`, the error to answer anyway.
+        """
+        external = body.get("external_task_id")
+        with self._lock:
+            override = self._scenarios.get(external, {}) if external is not None else {}
+            scenario = parse_scenario({**self._default, **override})
+            error = scenario.create_error
+            if error and not error.after_create:
+                raise SimError(error.http, error.code, error.message)
+            if external is not None and external in self._by_external:
+                raise SimError(400, 1201, f"external_task_id {external!r} already exists")
+            self._open = {tid for tid in self._open if self._tasks[tid].is_open()}
+            limit = parse_scenario(self._default).max_open
+            if limit is not None and len(self._open) >= limit:
+                raise SimError(429, 1303, "parallel task over resource pack limit")
+            task = self._new_task(body, headers, scenario, base_url.rstrip("/"))
+            self._tasks[task.task_id] = task
+            self._order.append(task)
+            if external is not None:
+                self._by_external[external] = task
+            if task.is_open():
+                self._open.add(task.task_id)
+            self._max_open_seen = max(self._max_open_seen, len(self._open))
+            generation = self._generation
+        self._schedule(task, generation)
+        return task, SimError(error.http, error.code, error.message) if error else None
+
+    def _new_task(self, body: dict[str, Any], headers: dict[str, str], scenario: Scenario, base: str) -> Task:
+        task_id = str(secrets.randbelow(9 * 10**17) + 10**17)
+        while task_id in self._tasks:
+            task_id = str(secrets.randbelow(9 * 10**17) + 10**17)
+        task = Task(
+            task_id=task_id,
+            external_task_id=body.get("external_task_id"),
+            request=body,
+            headers=headers,
+            scenario=scenario,
+            created_ms=int(time.time() * 1000),
+            created_mono=time.monotonic(),
+        )
+        duration = str(body.get("duration", "5"))
+        for _ in range(scenario.videos):
+            video_id = str(uuid.uuid4())
+            video = {"id": video_id, "url": f"{base}/files/{task_id}/{video_id}.mp4", "duration": duration}
+            if task.watermark:
+                video["watermark_url"] = f"{base}/files/{task_id}/{video_id}_watermark.mp4"
+            task.videos.append(video)
+        return task
+
+    def get(self, task_or_external_id: str) -> Task | None:
+        with self._lock:
+            return self._tasks.get(task_or_external_id) or self._by_external.get(task_or_external_id)
+
+    def page(self, page_num: int, page_size: int) -> list[Task]:
+        """Newest first."""
+        with self._lock:
+            newest = self._order[::-1]
+        return newest[(page_num - 1) * page_size : page_num * page_size]
+
+    # --- callbacks ---
+
+    def _schedule(self, task: Task, generation: int) -> None:
+        """One job per distinct delay, so steps due together are sent in list order by one worker."""
+        if task.callback_url is None:
+            return
+        by_delay: dict[float, list[int]] = defaultdict(list)
+        for index, step in enumerate(task.scenario.steps):
+            if index == 0 and task.scenario.before_response:
+                continue  # sent inline by deliver_first()
+            if step.send and step.copies:
+                by_delay[step.delay].append(index)
+        for delay, indexes in by_delay.items():
+            self._scheduler.call_at(
+                task.created_mono + delay, lambda ix=indexes: self._send_steps(task, ix, generation)
+            )
+
+    def deliver_first(self, task: Task) -> None:
+        """For `before_response`: wait for step 0's delay and deliver it on the calling (request) thread."""
+        steps = task.scenario.steps
+        if not (task.scenario.before_response and steps and steps[0].send and task.callback_url):
+            return
+        time.sleep(max(0.0, task.created_mono + steps[0].delay - time.monotonic()))
+        with self._lock:
+            generation = self._generation
+        self._send_steps(task, [0], generation)
+
+    def _send_steps(self, task: Task, indexes: list[int], generation: int) -> None:
+        url = task.callback_url
+        assert url is not None
+        for index in indexes:
+            step = task.scenario.steps[index]
+            text = json.dumps(task.callback_body(index), separators=(",", ":"))
+            msg_id = f"msg_{uuid.uuid4().hex}"  # copies are the same message sent again: same id
+            for _ in range(step.copies):
+                headers = callback_headers(task.scenario.webhook_secret, msg_id, text)
+                status, error = post(self._client, url, text.encode(), headers)
+                with self._lock:
+                    if generation != self._generation:
+                        return
+                    self._callbacks.append(
+                        {
+                            "url": url,
+                            "headers": headers,
+                            "body": text.encode(),
+                            "status_code": status,
+                            "error": error,
+                            "time": time.time(),
+                            "task_id": task.task_id,
+                            "external_task_id": task.external_task_id,
+                            "task_status": step.status,
+                        }
+                    )

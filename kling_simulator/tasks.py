@@ -1,0 +1,139 @@
+"""A simulated task and the JSON shapes Kling uses for it (query object, both callback shapes).
+
+Status is derived from the clock rather than stored, so queries, callbacks and `max_open` accounting all
+agree without a thread having to advance anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .scenario import TERMINAL, Scenario
+
+
+@dataclass
+class Task:
+    """One created task: the request as received, its scenario, and the result videos it will show."""
+
+    task_id: str
+    external_task_id: str | None
+    request: dict[str, Any]
+    headers: dict[str, str]
+    scenario: Scenario
+    created_ms: int
+    created_mono: float
+    videos: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def callback_url(self) -> str | None:
+        url = self.request.get("callback_url")
+        return url if isinstance(url, str) and url else None
+
+    @property
+    def watermark(self) -> bool:
+        info = self.request.get("watermark_info")
+        return isinstance(info, dict) and info.get("enabled") is True
+
+    def _reached(self) -> list[int]:
+        elapsed = time.monotonic() - self.created_mono
+        return [i for i, step in enumerate(self.scenario.steps) if step.delay <= elapsed]
+
+    def status(self) -> str:
+        """The furthest step (by list position) whose delay has elapsed, else `submitted`."""
+        return self._view()[0]
+
+    def is_open(self) -> bool:
+        return self.status() not in TERMINAL
+
+    def video_ids(self) -> set[str]:
+        return {video["id"] for video in self.videos}
+
+    def _view(self) -> tuple[str, str, int]:
+        """Status, status message and updated_at (ms, the latest change seen) as of now."""
+        reached = self._reached()
+        if not reached:
+            return "submitted", "", self.created_ms
+        step = self.scenario.steps[max(reached)]
+        latest = max(self.scenario.steps[i].delay for i in reached)
+        return step.status, step.message, self.created_ms + int(latest * 1000)
+
+    def _units(self, status: str) -> str:
+        if status != "succeed":
+            return "0"
+        pro = self.request.get("mode") == "pro"
+        long = str(self.request.get("duration", "5")) == "10"
+        return str((2 if pro else 1) * (2 if long else 1))
+
+    def _task_info(self) -> dict[str, str]:
+        return {} if self.external_task_id is None else {"external_task_id": self.external_task_id}
+
+    def query_object(self) -> dict[str, Any]:
+        """The task as `GET /v1/videos/image2video/{id}` shows it."""
+        status, message, updated = self._view()
+        body: dict[str, Any] = {
+            "task_id": self.task_id,
+            "task_status": status,
+            "task_status_msg": message,
+            "task_info": self._task_info(),
+            "watermark_info": {"enabled": self.watermark},
+            "final_unit_deduction": self._units(status),
+            "created_at": self.created_ms,
+            "updated_at": updated,
+        }
+        if status == "succeed":
+            body["task_result"] = {"videos": [dict(v) for v in self.videos]}
+        return body
+
+    def created_object(self) -> dict[str, Any]:
+        """The `data` of the create response."""
+        return {
+            "task_id": self.task_id,
+            "task_status": "submitted",
+            "task_info": self._task_info(),
+            "created_at": self.created_ms,
+            "updated_at": self.created_ms,
+        }
+
+    def callback_body(self, index: int) -> dict[str, Any]:
+        """The callback for step `index`, in the scenario's shape (it reflects that step, not the clock)."""
+        step = self.scenario.steps[index]
+        updated = self.created_ms + int(step.delay * 1000)
+        if self.scenario.shape == "new":
+            body: dict[str, Any] = {
+                "id": self.task_id,
+                "status": "succeeded" if step.status == "succeed" else step.status,
+                "message": step.message,
+                "create_time": self.created_ms,
+                "update_time": updated,
+            }
+            if self.external_task_id is not None:
+                body["external_id"] = self.external_task_id
+            if step.status == "succeed":
+                body["outputs"] = [{"type": "video", **v} for v in self.videos]
+            return body
+        body = {
+            "task_id": self.task_id,
+            "task_status": step.status,
+            "task_status_msg": step.message,
+            "created_at": self.created_ms,
+            "updated_at": updated,
+            "final_unit_deduction": self._units(step.status),
+            "task_info": self._task_info(),
+        }
+        if step.status == "succeed":
+            body["task_result"] = {"videos": [dict(v) for v in self.videos]}
+        return body
+
+    def snapshot(self) -> dict[str, Any]:
+        """What tests see through `SimState.tasks()`: the request as received plus the current status."""
+        return {
+            "task_id": self.task_id,
+            "external_task_id": self.external_task_id,
+            "request": copy.deepcopy(self.request),
+            "headers": dict(self.headers),
+            "created_at": self.created_ms,
+            "status": self.status(),
+        }
