@@ -163,7 +163,7 @@ def demo(base_url: str) -> None:
             task = http.get(f"/v1/videos/image2video/{external_id}").json()["data"]
             if task["task_status"] != seen:
                 seen = task["task_status"]
-                say(f"demo: callback moved it to '{seen}'")
+                say(f"demo: task status is now '{seen}'")
             if seen in ("succeed", "failed"):
                 videos = task.get("task_result", {}).get("videos", [])
                 say(f"demo: round trip complete; video: {videos[0]['url'] if videos else 'none'}")
