@@ -129,5 +129,12 @@ def record_news(
     task, outcome = services.store.update(
         external_task_id, lambda t: apply_update(t, update), history=history, after_commit=follow_up
     )
-    log.info("%s for %s reported %s: %s, task now %s", source, external_task_id, update.status, outcome, task.status)
+    log.info(
+        "%s for %s reported %s: %s, task now %s",
+        source,
+        external_task_id,
+        update.status,
+        outcome,
+        task.status,
+    )
     return task, outcome
