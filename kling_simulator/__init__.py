@@ -7,9 +7,16 @@
         sim.state.tasks(), sim.state.callbacks(), sim.state.max_open_seen
 
 Scenario keys: steps [{status, delay, send, copies, message}], shape (legacy|new), webhook_secret,
-before_response, create_error {http, code, message, after_create}, videos, max_open (default scenario only).
+before_response, create_error {http, code, message, after_create}, videos, video_files [name, ...] (the
+videos point at those extra files), max_open (default scenario only).
+
+Extra files for download tests, served at /files/extra/<name> without auth (see `SimState.add_file`):
+        sim.state.add_file("big.mp4", size=8 << 20, faults=["truncate", "503"])
+        sim.state.file_requests(), sim.state.expected_sha256("big.mp4")
+
 Control API without auth: PUT /_sim/default, PUT /_sim/scenarios/<external_task_id>, GET /_sim/tasks,
-GET /_sim/callbacks, POST /_sim/reset.
+GET /_sim/callbacks, POST /_sim/reset, PUT /_sim/files/<name> {size, faults, ranges, redirect_to},
+GET /_sim/file-requests.
 """
 
 from .scenario import DEFAULT_SCENARIO

@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from .auth import Auth
+from .files import files_blueprint
 from .state import SimError, SimState
 
 SAMPLE_VIDEO = Path(__file__).parent / "static" / "sample.mp4"
@@ -120,6 +121,7 @@ def create_app(state: SimState, auth: Auth, public_url: str | None = None) -> Fl
     for prefix in API_PREFIXES:
         app.register_blueprint(api, url_prefix=prefix or None, name=f"kling{prefix.replace('/', '_')}")
     app.register_blueprint(_control_blueprint(state))
+    app.register_blueprint(files_blueprint(state.files))
 
     @app.get("/files/<task_id>/<name>")
     def video_file(task_id: str, name: str) -> Response | tuple[Response, int]:

@@ -20,7 +20,16 @@ DEFAULT_SCENARIO: dict[str, Any] = {
     "steps": [{"status": "processing", "delay": 0.2}, {"status": "succeed", "delay": 0.5}],
 }
 
-_SCENARIO_KEYS = {"steps", "shape", "webhook_secret", "before_response", "create_error", "videos", "max_open"}
+_SCENARIO_KEYS = {
+    "steps",
+    "shape",
+    "webhook_secret",
+    "before_response",
+    "create_error",
+    "videos",
+    "video_files",
+    "max_open",
+}
 _STEP_KEYS = {"status", "delay", "send", "copies", "message"}
 _ERROR_KEYS = {"http", "code", "message", "after_create"}
 
@@ -56,6 +65,7 @@ class Scenario:
     before_response: bool = False
     create_error: CreateError | None = None
     videos: int = 1
+    video_files: tuple[str, ...] = ()
     max_open: int | None = None
 
 
@@ -125,6 +135,9 @@ def parse_scenario(data: Any) -> Scenario:
     max_open = raw.get("max_open")
     if videos < 0 or (max_open is not None and _typed("max_open", max_open, int) < 1):
         raise ValueError("videos must be >= 0 and max_open >= 1")
+    video_files = _typed("video_files", raw.get("video_files", []), list)
+    if not all(isinstance(name, str) and name and "/" not in name for name in video_files):
+        raise ValueError("video_files must be a list of file names without '/'")
     return Scenario(
         steps=tuple(_parse_step(i, s) for i, s in enumerate(steps_raw)),
         shape=shape,
@@ -132,5 +145,6 @@ def parse_scenario(data: Any) -> Scenario:
         before_response=_typed("before_response", raw.get("before_response", False), bool),
         create_error=_parse_error(raw["create_error"]) if "create_error" in raw else None,
         videos=videos,
+        video_files=tuple(video_files),
         max_open=max_open,
     )

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from .delivery import Scheduler, callback_headers, post
+from .files import FileStore
 from .scenario import DEFAULT_SCENARIO, Scenario, parse_scenario
 from .tasks import Task
 
@@ -34,6 +35,7 @@ class SimState:
         self._lock = threading.RLock()
         self._scheduler = Scheduler()
         self._client = httpx.Client(trust_env=False)
+        self.files = FileStore()
         self._generation = 0
         self._reset_locked()
 
@@ -63,11 +65,41 @@ class SimState:
         with self._lock:
             self._scenarios[external_task_id] = dict(scenario)
 
+    def add_file(
+        self,
+        name: str,
+        *,
+        size: int | None = None,
+        data: bytes | None = None,
+        faults: list[str] | tuple[str, ...] = (),
+        ranges: bool = True,
+        redirect_to: str | None = None,
+    ) -> None:
+        """Serve a file at `/files/extra/<name>` (no auth); see `kling_simulator.files`.
+
+        `size` serves that many deterministic pseudo-random bytes (generated, never held in memory), `data`
+        serves the given bytes. `faults` are consumed one per request: "truncate" (full Content-Length,
+        about half the body), "drop" (chunked, connection dropped after an eighth), "slow" (a 1 s stall
+        after a quarter), "chunked" (the whole body without Content-Length), or a status "403", "404",
+        "410", "500", "503". `ranges=False` ignores `Range`; `redirect_to` answers 302 to that Location.
+        Registering a name again replaces the file.
+        """
+        self.files.add(name, size=size, data=data, faults=faults, ranges=ranges, redirect_to=redirect_to)
+
+    def file_requests(self) -> list[dict[str, Any]]:
+        """Each request for an extra file: name, range, if_range, status, fault, time."""
+        return self.files.requests()
+
+    def expected_sha256(self, name: str) -> str:
+        """Hex SHA-256 of an extra file's full body (streamed, cached)."""
+        return self.files.expected_sha256(name)
+
     def reset(self) -> None:
-        """Forget all tasks, callbacks and scenarios and cancel callbacks not yet sent."""
+        """Forget all tasks, callbacks, scenarios and extra files and cancel callbacks not yet sent."""
         with self._lock:
             self._scheduler.clear()
             self._reset_locked()
+        self.files.clear()
 
     def close(self) -> None:
         self._scheduler.close()
@@ -140,9 +172,11 @@ class SimState:
             created_mono=time.monotonic(),
         )
         duration = str(body.get("duration", "5"))
-        for _ in range(scenario.videos):
+        # `video_files` points the videos at extra files (and sets their number) instead of the sample.
+        for file_name in scenario.video_files or (None,) * scenario.videos:
             video_id = str(uuid.uuid4())
-            video = {"id": video_id, "url": f"{base}/files/{task_id}/{video_id}.mp4", "duration": duration}
+            url = f"{base}/files/extra/{file_name}" if file_name else f"{base}/files/{task_id}/{video_id}.mp4"
+            video = {"id": video_id, "url": url, "duration": duration}
             if task.watermark:
                 video["watermark_url"] = f"{base}/files/{task_id}/{video_id}_watermark.mp4"
             task.videos.append(video)
