@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,7 +40,7 @@ def simulator() -> Iterator[SimulatorServer]:
 
 
 @pytest.fixture
-def env(redis_url: str, simulator: SimulatorServer) -> dict[str, str]:
+def env(redis_url: str, simulator: SimulatorServer, tmp_path: Path) -> dict[str, str]:
     """The service's configuration for a test; tests add or change variables before `app` is built."""
     return {
         "REDIS_URL": redis_url,
@@ -47,6 +48,9 @@ def env(redis_url: str, simulator: SimulatorServer) -> dict[str, str]:
         "KLING_API_BASE": simulator.url,
         "KLING_API_TOKEN": SIM_TOKEN,
         "PUBLIC_BASE_URL": "http://127.0.0.1:9",  # replaced by the live server's URL in `service`
+        "ARCHIVE_URL": str(tmp_path / "archive"),
+        "DOWNLOAD_ALLOWED_HOSTS": "127.0.0.1",  # the simulator's file server is on loopback
+        "ARCHIVE_RETRY_BASE_S": "1",
     }
 
 

@@ -15,7 +15,7 @@ import pytest
 from rq import Queue
 from standardwebhooks import Webhook
 
-from tests.conftest import Service
+from tests.conftest import SIM_TOKEN, Service
 from tests.support import LiveServer, PrivateRedis, wait_for
 from webhook_service import create_app
 from webhook_service.callback_tokens import callback_url_for
@@ -38,6 +38,14 @@ def post_callback(service: Service, external_id: str, body: Any, **kwargs: Any) 
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
     return httpx.post(url, content=content, headers=headers, timeout=10, **kwargs)
+
+
+def upstream_task(simulator, task_id: str) -> dict[str, Any]:
+    """The task as the simulator (Kling) reports it: a legacy callback body has the same keys."""
+    response = httpx.get(
+        f"{simulator.url}/v1/videos/image2video/{task_id}", headers={"Authorization": f"Bearer {SIM_TOKEN}"}
+    )
+    return response.json()["data"]
 
 
 def queued_task(service: Service, simulator, external_id: str) -> None:
@@ -213,7 +221,8 @@ def test_klings_published_signature_test_vector() -> None:
 
 def test_succeed_enqueues_one_archive_job_under_concurrent_duplicates(service: Service, simulator) -> None:
     queued_task(service, simulator, "busy")
-    body = {"task_id": service.task("busy")["task_id"], "task_status": "succeed"}
+    body = upstream_task(simulator, service.task("busy")["task_id"])  # Kling's own succeed, with its video
+    assert body["task_status"] == "succeed"
     start = threading.Barrier(8)
     answers: list[int] = []
 
@@ -232,7 +241,8 @@ def test_succeed_enqueues_one_archive_job_under_concurrent_duplicates(service: S
     queue = Queue(ARCHIVE_QUEUE, connection=connection)
     assert queue.job_ids == [job_id("archive", "busy")]
     run_worker_burst(service)
-    assert len(history_events(service, "busy", "archive_job")) == 1
+    assert len(history_events(service, "busy", "archived")) == 1
+    assert len(history_events(service, "busy", "video_archived")) == 1
 
 
 def test_redis_down_answers_503_and_the_retried_callback_lands(env: dict[str, str], simulator) -> None:
@@ -280,6 +290,8 @@ def _env_of(service: Service) -> dict[str, str]:
         "KLING_API_BASE": settings.kling_api_base,
         "KLING_API_TOKEN": settings.kling_api_token,
         "PUBLIC_BASE_URL": settings.public_base_url,
+        "ARCHIVE_URL": settings.archive_url,
+        "DOWNLOAD_ALLOWED_HOSTS": ",".join(settings.download_allowed_hosts),
     }
 
 

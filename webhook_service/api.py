@@ -69,7 +69,7 @@ def get_one(task_ref: str) -> Response:
     task = services().store.find(task_ref)
     if task is None:
         raise ApiError(404, CODE_NOT_FOUND, f"no task with task_id or external_task_id {task_ref!r}")
-    return jsonify(envelope(0, "SUCCEED", task.kling_view()))
+    return jsonify(envelope(0, "SUCCEED", task.kling_view(services().settings.public_base_url)))
 
 
 @bp.get("/v1/videos/image2video")
@@ -77,7 +77,9 @@ def list_tasks() -> Response:
     page_num = _bounded_int("pageNum", 1, PAGE_NUM_MAX, default=1)
     page_size = _bounded_int("pageSize", 1, PAGE_SIZE_MAX, default=30)
     tasks = services().store.newest(offset=(page_num - 1) * page_size, limit=page_size)
-    return jsonify(envelope(0, "SUCCEED", [task.kling_view() for task in tasks]))
+    return jsonify(
+        envelope(0, "SUCCEED", [task.kling_view(services().settings.public_base_url) for task in tasks])
+    )
 
 
 def _bounded_int(name: str, low: int, high: int, *, default: int) -> int:

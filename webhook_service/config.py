@@ -17,6 +17,8 @@ from dotenv import dotenv_values
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
+DEFAULT_ARCHIVE_URL = "./data/archive"
+DEFAULT_DOWNLOAD_MAX_BYTES = 2 * 1024**3
 
 
 class ConfigError(ValueError):
@@ -39,6 +41,11 @@ class Settings:
     service_secret_key: str = ""
     callback_max_bytes: int = 1024 * 1024
     kling_timeout_s: float = 30.0
+    archive_url: str = DEFAULT_ARCHIVE_URL
+    s3_endpoint_url: str = ""
+    download_max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES
+    download_allowed_hosts: frozenset[str] = frozenset()
+    archive_retry_base_s: float = 10.0
 
     def __repr__(self) -> str:  # secrets must never reach a log line through a repr
         return f"Settings(redis_url={_redact_url(self.redis_url)!r}, kling_api_base={self.kling_api_base!r})"
@@ -81,6 +88,13 @@ class Settings:
             service_access_key=get("SERVICE_ACCESS_KEY"),
             service_secret_key=get("SERVICE_SECRET_KEY"),
             kling_timeout_s=_positive_float("KLING_TIMEOUT_S", get("KLING_TIMEOUT_S", "30")),
+            archive_url=_check_archive_url(get("ARCHIVE_URL", DEFAULT_ARCHIVE_URL)),
+            s3_endpoint_url=get("S3_ENDPOINT_URL"),
+            download_max_bytes=_positive_int(
+                "DOWNLOAD_MAX_BYTES", get("DOWNLOAD_MAX_BYTES"), DEFAULT_DOWNLOAD_MAX_BYTES
+            ),
+            download_allowed_hosts=frozenset(h.lower() for h in _split(get("DOWNLOAD_ALLOWED_HOSTS"))),
+            archive_retry_base_s=_positive_float("ARCHIVE_RETRY_BASE_S", get("ARCHIVE_RETRY_BASE_S", "10")),
         )
         settings._check_consistency()
         return settings
@@ -114,6 +128,23 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
         raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {_redact_url(value)!r}")
     return value
+
+
+def _check_archive_url(value: str) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme not in ("", "file", "s3") or (scheme == "s3" and not urlsplit(value).netloc):
+        raise ConfigError(
+            f"ARCHIVE_URL: expected file:///path, a directory or s3://bucket/prefix, got {value!r}"
+        )
+    return value
+
+
+def _positive_int(name: str, value: str, default: int) -> int:
+    if not value:
+        return default
+    if not value.isdigit() or int(value) == 0:
+        raise ConfigError(f"{name}: expected a whole number greater than 0, got {value!r}")
+    return int(value)
 
 
 def _positive_float(name: str, value: str) -> float:

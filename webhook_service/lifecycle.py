@@ -19,6 +19,7 @@ from webhook_service.callback_tokens import callback_url_for
 from webhook_service.config import Settings
 from webhook_service.kling import ClientPerProcess, KlingError
 from webhook_service.queues import enqueue_archive
+from webhook_service.storage import Storage, storage_from_url
 from webhook_service.store import TaskStore
 from webhook_service.tasks import Outcome, Status, StatusUpdate, Task, apply_update, update_from_kling_task
 
@@ -33,13 +34,15 @@ class Services:
     redis: redis.Redis
     store: TaskStore
     kling: ClientPerProcess
+    storage: Storage
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         connection = redis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
-        return cls(settings, connection, TaskStore(connection), ClientPerProcess(settings))
+        storage = storage_from_url(settings.archive_url, s3_endpoint_url=settings.s3_endpoint_url or None)
+        return cls(settings, connection, TaskStore(connection), ClientPerProcess(settings), storage)
 
 
 def new_external_task_id() -> str:
@@ -119,11 +122,11 @@ def record_news(
     detail: dict[str, Any] | None = None,
 ) -> tuple[Task, Outcome]:
     """Apply one piece of upstream news to the task, atomically with the work it triggers."""
-    connection = services.redis
 
     def follow_up(pipe: Pipeline, before: Task, after: Task) -> None:
         if after.status is Status.SUCCEED:
-            enqueue_archive(connection, after.external_task_id, pipeline=pipe)
+            retry_base_s = services.settings.archive_retry_base_s
+            enqueue_archive(services.redis, after.external_task_id, retry_base_s=retry_base_s, pipeline=pipe)
 
     history = {"event": "status", "source": source, "reported_status": update.status.value, **(detail or {})}
     task, outcome = services.store.update(

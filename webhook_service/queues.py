@@ -1,4 +1,4 @@
-"""The service's RQ queues and how work is put on them.
+"""The service's RQ queues, job ids and retry schedules: the defaults of all background work, in one place.
 
 Jobs carry ids, never payloads: a job reads the task from the store when it runs, so a retried job
 sees the task as it is then, not as it was when it was enqueued.
@@ -7,6 +7,7 @@ sees the task as it is then, not as it was when it was enqueued.
 from __future__ import annotations
 
 import hashlib
+import random
 
 import redis
 from redis.client import Pipeline
@@ -16,8 +17,24 @@ ARCHIVE_QUEUE = "archive"
 NOTIFY_QUEUE = "notify"
 ALL_QUEUES = (ARCHIVE_QUEUE, NOTIFY_QUEUE)
 
-ARCHIVE_JOB_TIMEOUT_S = 60 * 60
-ARCHIVE_RETRY = Retry(max=5, interval=[10, 60, 300, 900, 1800])
+ARCHIVE_JOB_TIMEOUT_S = 60 * 60  # a 2 GiB video at a slow 1 MB/s still fits
+ARCHIVE_RETRIES = 8  # with a 10 s base: about 18 hours in all, well inside Kling's 30 days
+
+# How a worker finds jobs whose worker died (SIGKILL, lost machine): RQ marks a job abandoned when its
+# heartbeat (job monitoring interval + 60 s) lapses, and a live worker's maintenance pass, every
+# MAINTENANCE_INTERVAL_S, then retries it. Recovery after a whole worker dies: at most ~2.5 minutes.
+JOB_MONITORING_INTERVAL_S = 30
+MAINTENANCE_INTERVAL_S = 60
+
+
+def backoff_intervals(
+    base_s: float, count: int, factor: float = 3.0, cap_s: float = 6 * 3600, jitter: float = 0.2
+) -> list[int]:
+    """Exponential back-off with ±jitter, capped. RQ repeats only the list it is given, so compute it."""
+    return [
+        max(1, round(min(cap_s, base_s * factor**n) * random.uniform(1 - jitter, 1 + jitter)))
+        for n in range(count)
+    ]
 
 
 def job_id(kind: str, external_task_id: str) -> str:
@@ -26,13 +43,15 @@ def job_id(kind: str, external_task_id: str) -> str:
     return f"{kind}-{digest}"
 
 
-def enqueue_archive(connection: redis.Redis, external_task_id: str, pipeline: Pipeline | None = None) -> None:
+def enqueue_archive(
+    connection: redis.Redis, external_task_id: str, *, retry_base_s: float, pipeline: Pipeline | None = None
+) -> None:
     """Queue the archive job for a task; inside `pipeline` it commits with the caller's transaction."""
     Queue(ARCHIVE_QUEUE, connection=connection).enqueue_call(
         "workers.archive.archive_task",
         args=(external_task_id,),
         job_id=job_id("archive", external_task_id),
         timeout=ARCHIVE_JOB_TIMEOUT_S,
-        retry=ARCHIVE_RETRY,
+        retry=Retry(max=ARCHIVE_RETRIES, interval=backoff_intervals(retry_base_s, ARCHIVE_RETRIES)),
         pipeline=pipeline,
     )

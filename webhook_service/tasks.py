@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 
 class Status(StrEnum):
@@ -42,6 +43,12 @@ _RANK = {
 
 # The newer callback shape says "succeeded"; everything else in the service speaks Kling v1.
 _STATUS_ALIASES = {"succeeded": Status.SUCCEED}
+
+
+class ArchiveState(StrEnum):
+    ARCHIVING = "archiving"
+    ARCHIVED = "archived"
+    FAILED = "archive_failed"
 
 
 class Outcome(StrEnum):
@@ -97,6 +104,9 @@ class Task:
     updated_at: int = field(default_factory=now_ms)
     upstream_created_at: int | None = None
     upstream_updated_at: int | None = None
+    archive_state: ArchiveState | None = None
+    archive_error: dict[str, Any] | None = None
+    archived_videos: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,9 +115,32 @@ class Task:
     def from_dict(cls, data: dict[str, Any]) -> Task:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["status"] = Status(known.get("status", Status.QUEUED))
+        if known.get("archive_state"):
+            known["archive_state"] = ArchiveState(known["archive_state"])
         return cls(**known)
 
-    def kling_view(self) -> dict[str, Any]:
+    def archive_link(self, base_url: str, index: int) -> str:
+        return f"{base_url}/v1/tasks/{quote(self.external_task_id, safe='')}/videos/{index}"
+
+    def result_with_archive_links(self, base_url: str) -> dict[str, Any] | None:
+        """Kling's task_result, each video keeping Kling's `url` with the archive's link beside it."""
+        if self.task_result is None:
+            return None
+        links = {
+            (video["video_id"], video["kind"]): self.archive_link(base_url, n)
+            for n, video in enumerate(self.archived_videos)
+        }
+        videos = []
+        for video in self.task_result.get("videos", []):
+            video = dict(video)
+            if (link := links.get((str(video.get("id")), "video"))) is not None:
+                video["archive_url"] = link
+            if (link := links.get((str(video.get("id")), "watermark"))) is not None:
+                video["watermark_archive_url"] = link
+            videos.append(video)
+        return {**self.task_result, "videos": videos}
+
+    def kling_view(self, base_url: str = "") -> dict[str, Any]:
         """The task in Kling's query shape, so existing Kling clients read it unchanged."""
         view: dict[str, Any] = {
             "task_id": self.task_id or "",
@@ -120,7 +153,7 @@ class Task:
         if self.watermark_info is not None:
             view["watermark_info"] = self.watermark_info
         if self.task_result is not None:
-            view["task_result"] = self.task_result
+            view["task_result"] = self.result_with_archive_links(base_url)
         if self.final_unit_deduction is not None:
             view["final_unit_deduction"] = self.final_unit_deduction
         return view

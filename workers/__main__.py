@@ -13,7 +13,7 @@ import redis
 from rq import Queue, Worker
 
 from webhook_service.config import ConfigError, Settings
-from webhook_service.queues import ALL_QUEUES
+from webhook_service.queues import ALL_QUEUES, JOB_MONITORING_INTERVAL_S, MAINTENANCE_INTERVAL_S
 
 
 def main() -> int:
@@ -28,7 +28,13 @@ def main() -> int:
         return 2
     connection = redis.Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection) for name in ALL_QUEUES]
-    Worker(queues, connection=connection).work(with_scheduler=True, burst=args.burst)
+    worker = Worker(
+        queues,
+        connection=connection,
+        maintenance_interval=MAINTENANCE_INTERVAL_S,
+        job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
+    )
+    worker.work(with_scheduler=True, burst=args.burst)
     return 0
 
 
