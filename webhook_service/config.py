@@ -94,7 +94,9 @@ class Settings:
                 "DOWNLOAD_MAX_BYTES", get("DOWNLOAD_MAX_BYTES"), DEFAULT_DOWNLOAD_MAX_BYTES
             ),
             download_allowed_hosts=frozenset(h.lower() for h in _split(get("DOWNLOAD_ALLOWED_HOSTS"))),
-            archive_retry_base_s=_positive_float("ARCHIVE_RETRY_BASE_S", get("ARCHIVE_RETRY_BASE_S", "10")),
+            archive_retry_base_s=_positive_float(
+                "ARCHIVE_RETRY_BASE_S", get("ARCHIVE_RETRY_BASE_S", "10"), allow_zero=True
+            ),
         )
         settings._check_consistency()
         return settings
@@ -147,12 +149,12 @@ def _positive_int(name: str, value: str, default: int) -> int:
     return int(value)
 
 
-def _positive_float(name: str, value: str) -> float:
+def _positive_float(name: str, value: str, *, allow_zero: bool = False) -> float:
     try:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
-    if number <= 0:
+    if number < 0 or (number == 0 and not allow_zero):
         raise ConfigError(f"{name}: must be greater than 0, got {value!r}")
     return number
 

@@ -30,10 +30,12 @@ MAINTENANCE_INTERVAL_S = 60
 def backoff_intervals(
     base_s: float, count: int, factor: float = 3.0, cap_s: float = 6 * 3600, jitter: float = 0.2
 ) -> list[int]:
-    """Exponential back-off with ±jitter, capped. RQ repeats only the list it is given, so compute it."""
+    """Exponential back-off with ±jitter, capped. RQ repeats only the list it is given, so compute it.
+
+    A base of 0 retries at once (RQ then re-enqueues without the scheduler): for tests.
+    """
     return [
-        max(1, round(min(cap_s, base_s * factor**n) * random.uniform(1 - jitter, 1 + jitter)))
-        for n in range(count)
+        round(min(cap_s, base_s * factor**n) * random.uniform(1 - jitter, 1 + jitter)) for n in range(count)
     ]
 
 
