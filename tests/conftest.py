@@ -4,16 +4,19 @@ service itself served on loopback, so callbacks travel over real HTTP both ways.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from moto.server import ThreadedMotoServer
 
 from kling_simulator import SimulatorServer
 from tests.support import LiveServer
@@ -23,6 +26,7 @@ from webhook_service.lifecycle import Services
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SIM_TOKEN = "sim-token-for-tests"
 SECRET_KEY = "test-secret-key-0123456789abcdef"
+S3_SECRET = "fake-secret-key-for-tests"
 
 
 @pytest.fixture
@@ -93,3 +97,28 @@ def service(env: dict[str, str]) -> Iterator[Service]:
     with httpx.Client(base_url=server.url, timeout=10) as http:
         yield Service(server.url, app, http)
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A fresh bucket (moto's state is shared by the whole server), with fake credentials only."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    name = f"archive-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_url).create_bucket(Bucket=name)
+    return name

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 from rq import Queue
@@ -291,3 +292,40 @@ def assert_resumed(simulator, name: str) -> None:
 
     assert len(ranges) == 2 and ranges[0] is None and ranges[1].startswith("bytes="), ranges
     assert int(ranges[1].removeprefix("bytes=").rstrip("-")) > 0
+
+
+def test_s3_archive_against_a_real_s3_endpoint(
+    archive_env, simulator, bucket: str, moto_url: str, tmp_path
+) -> None:
+    service, server, service_env = make_service(
+        archive_env,
+        ARCHIVE_URL=f"s3://{bucket}/videos",
+        S3_ENDPOINT_URL=moto_url,
+        ARCHIVE_SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    workers = Workers(service_env)
+    workers.start()
+    try:
+        simulator.state.add_file("s3.mp4", size=5 * MIB, faults=["truncate"])
+        submit_with_file(service, simulator, "to-s3", "s3.mp4")
+        task = wait_archive_state(service, "to-s3")
+        assert task["archive_state"] == "archived", task["archive_error"]
+        video = task["archived_videos"][0]
+
+        s3 = boto3.client("s3", endpoint_url=moto_url)
+        head = s3.head_object(Bucket=bucket, Key=f"videos/{video['key']}")
+        assert head["ContentLength"] == 5 * MIB and head["Metadata"]["sha256"] == video["sha256"]
+        folder = video["key"].rsplit("/", 1)[0]
+        assert json.loads(s3.get_object(Bucket=bucket, Key=f"videos/{folder}/metadata.json")["Body"].read())
+        assert list((tmp_path / "spool").iterdir()) == []  # nothing left in the spool
+
+        answer = service.http.get("/v1/tasks/to-s3/videos/0")
+        assert answer.status_code == 302
+        part = httpx.get(answer.headers["Location"], headers={"Range": "bytes=0-99"})
+        assert (
+            part.status_code == 206
+            and hashlib.sha256(httpx.get(answer.headers["Location"]).content).hexdigest() == (video["sha256"])
+        )
+    finally:
+        workers.stop()
+        server.stop()

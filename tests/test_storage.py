@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
+from tests.conftest import S3_SECRET as SECRET
 from webhook_service.storage import (
     LocalStorage,
     S3Storage,
@@ -23,36 +21,10 @@ from webhook_service.storage import (
 )
 
 KEY = "2026/11/21/ext-id/video-1.mp4"
-SECRET = "fake-secret-key-for-tests"
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def bucket(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """A fresh bucket (moto's state is shared by the whole server), with fake credentials only."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    name = f"archive-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=moto_url).create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture(params=["local", "s3"])

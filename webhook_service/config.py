@@ -43,6 +43,7 @@ class Settings:
     kling_timeout_s: float = 30.0
     archive_url: str = DEFAULT_ARCHIVE_URL
     s3_endpoint_url: str = ""
+    archive_spool_dir: str = "./data/spool"
     download_max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES
     download_allowed_hosts: frozenset[str] = frozenset()
     archive_retry_base_s: float = 10.0
@@ -90,6 +91,7 @@ class Settings:
             kling_timeout_s=_positive_float("KLING_TIMEOUT_S", get("KLING_TIMEOUT_S", "30")),
             archive_url=_check_archive_url(get("ARCHIVE_URL", DEFAULT_ARCHIVE_URL)),
             s3_endpoint_url=get("S3_ENDPOINT_URL"),
+            archive_spool_dir=get("ARCHIVE_SPOOL_DIR", "./data/spool"),
             download_max_bytes=_positive_int(
                 "DOWNLOAD_MAX_BYTES", get("DOWNLOAD_MAX_BYTES"), DEFAULT_DOWNLOAD_MAX_BYTES
             ),

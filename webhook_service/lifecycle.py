@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -41,7 +42,11 @@ class Services:
         connection = redis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
-        storage = storage_from_url(settings.archive_url, s3_endpoint_url=settings.s3_endpoint_url or None)
+        storage = storage_from_url(
+            settings.archive_url,
+            s3_endpoint_url=settings.s3_endpoint_url or None,
+            spool_dir=Path(settings.archive_spool_dir),
+        )
         return cls(settings, connection, TaskStore(connection), ClientPerProcess(settings), storage)
 
 
