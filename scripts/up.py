@@ -125,6 +125,8 @@ def ensure_kling(children: Children) -> bool:
     token = secrets.token_urlsafe(16)
     os.environ["KLING_API_BASE"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
     os.environ["KLING_API_TOKEN"] = token
+    allowed = [h for h in os.environ.get("DOWNLOAD_ALLOWED_HOSTS", "").split(",") if h.strip()]
+    os.environ["DOWNLOAD_ALLOWED_HOSTS"] = ",".join([*allowed, "127.0.0.1"])  # the simulator's video files
     say(f"no Kling credentials: starting the Kling simulator on {os.environ['KLING_API_BASE']}")
     children.start(
         "simulator", f"{sys.executable} -m kling_simulator --port {SIMULATOR_PORT} --token {token}"
@@ -165,12 +167,19 @@ def demo(base_url: str) -> None:
                 seen = task["task_status"]
                 say(f"demo: task status is now '{seen}'")
             if seen in ("succeed", "failed"):
-                videos = task.get("task_result", {}).get("videos", [])
-                say(f"demo: round trip complete; video: {videos[0]['url'] if videos else 'none'}")
-                say(f"demo: see it yourself: curl {base_url}/v1/videos/image2video/{external_id}")
-                return
+                break
             time.sleep(0.5)
-        say("demo: no final callback within 120 s")
+        else:
+            say("demo: no final callback within 120 s")
+            return
+        while seen == "succeed" and time.monotonic() < deadline:
+            full = http.get(f"/v1/tasks/{external_id}").json()["data"]
+            if full["archive_state"] in ("archived", "archive_failed"):
+                links = [v["url"] for v in full["archived_videos"]] or [str(full["archive_error"])]
+                say(f"demo: archive {full['archive_state']}: {', '.join(links)}")
+                break
+            time.sleep(0.5)
+        say(f"demo: round trip complete. See it yourself: curl {base_url}/v1/tasks/{external_id}")
 
 
 def main() -> int:
