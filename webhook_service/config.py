@@ -19,6 +19,8 @@ DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
 DEFAULT_ARCHIVE_URL = "./data/archive"
 DEFAULT_DOWNLOAD_MAX_BYTES = 2 * 1024**3
+DEFAULT_NOTIFY_EVENTS = frozenset({"task.archived", "task.failed", "task.archive_failed", "task.expired"})
+DEFAULT_NOTIFY_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 class ConfigError(ValueError):
@@ -47,6 +49,15 @@ class Settings:
     download_max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES
     download_allowed_hosts: frozenset[str] = frozenset()
     archive_retry_base_s: float = 10.0
+    notify_webhook_urls: tuple[str, ...] = ()
+    notify_webhook_secret: str = ""
+    slack_webhook_url: str = ""
+    smtp_url: str = ""
+    notify_email_from: str = ""
+    notify_email_to: tuple[str, ...] = ()
+    notify_events: frozenset[str] = DEFAULT_NOTIFY_EVENTS
+    notify_retry_schedule_s: tuple[float, ...] = DEFAULT_NOTIFY_RETRY_SCHEDULE_S
+    notify_allowed_hosts: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:  # secrets must never reach a log line through a repr
         return f"Settings(redis_url={_redact_url(self.redis_url)!r}, kling_api_base={self.kling_api_base!r})"
@@ -96,6 +107,18 @@ class Settings:
                 "DOWNLOAD_MAX_BYTES", get("DOWNLOAD_MAX_BYTES"), DEFAULT_DOWNLOAD_MAX_BYTES
             ),
             download_allowed_hosts=frozenset(h.lower() for h in _split(get("DOWNLOAD_ALLOWED_HOSTS"))),
+            notify_webhook_urls=tuple(
+                _check_url("NOTIFY_WEBHOOK_URLS", u, ("http", "https"))
+                for u in _split(get("NOTIFY_WEBHOOK_URLS"))
+            ),
+            notify_webhook_secret=get("NOTIFY_WEBHOOK_SECRET"),
+            slack_webhook_url=_optional_url("SLACK_WEBHOOK_URL", get("SLACK_WEBHOOK_URL"), ("http", "https")),
+            smtp_url=_optional_url("SMTP_URL", get("SMTP_URL"), ("smtp", "smtps")),
+            notify_email_from=get("NOTIFY_EMAIL_FROM"),
+            notify_email_to=tuple(_split(get("NOTIFY_EMAIL_TO"))),
+            notify_events=frozenset(_split(get("NOTIFY_EVENTS"))) or DEFAULT_NOTIFY_EVENTS,
+            notify_retry_schedule_s=_schedule("NOTIFY_RETRY_SCHEDULE_S", get("NOTIFY_RETRY_SCHEDULE_S")),
+            notify_allowed_hosts=frozenset(h.lower() for h in _split(get("NOTIFY_ALLOWED_HOSTS"))),
             archive_retry_base_s=_positive_float(
                 "ARCHIVE_RETRY_BASE_S", get("ARCHIVE_RETRY_BASE_S", "10"), allow_zero=True
             ),
@@ -121,6 +144,11 @@ class Settings:
             raise ConfigError(f"{missing}: SERVICE_ACCESS_KEY and SERVICE_SECRET_KEY must be set together")
         if self.kling_webhook_secret:
             _check_whsec("KLING_WEBHOOK_SECRET", self.kling_webhook_secret)
+        if self.notify_webhook_secret:
+            _check_whsec("NOTIFY_WEBHOOK_SECRET", self.notify_webhook_secret)
+        if self.smtp_url and not (self.notify_email_from and self.notify_email_to):
+            missing = "NOTIFY_EMAIL_FROM" if not self.notify_email_from else "NOTIFY_EMAIL_TO"
+            raise ConfigError(f"{missing}: needed when SMTP_URL is set")
 
 
 def _split(value: str) -> list[str]:
@@ -132,6 +160,17 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
         raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {_redact_url(value)!r}")
     return value
+
+
+def _optional_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    return _check_url(name, value, schemes) if value else ""
+
+
+def _schedule(name: str, value: str) -> tuple[float, ...]:
+    """Comma-separated delays in seconds, e.g. '5,300,1800'."""
+    if not value:
+        return DEFAULT_NOTIFY_RETRY_SCHEDULE_S
+    return tuple(_positive_float(name, part, allow_zero=True) for part in _split(value))
 
 
 def _check_archive_url(value: str) -> str:

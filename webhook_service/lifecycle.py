@@ -18,6 +18,7 @@ from redis.client import Pipeline
 
 from webhook_service.callback_tokens import callback_url_for
 from webhook_service.config import Settings
+from webhook_service.events import FOR_STATUS, EventType, raise_event
 from webhook_service.kling import ClientPerProcess, KlingError
 from webhook_service.queues import enqueue_archive
 from webhook_service.storage import Storage, storage_from_url
@@ -115,6 +116,9 @@ def _record_refusal(services: Services, external_task_id: str, error: KlingError
         external_task_id,
         change,
         history={"event": "create_failed", "source": "create", "error": error.as_dict()},
+        after_commit=lambda pipe, _, task: raise_event(
+            services.redis, pipe, task.external_task_id, EventType.FAILED
+        ),
     )
 
 
@@ -129,6 +133,7 @@ def record_news(
     """Apply one piece of upstream news to the task, atomically with the work it triggers."""
 
     def follow_up(pipe: Pipeline, before: Task, after: Task) -> None:
+        raise_event(services.redis, pipe, after.external_task_id, FOR_STATUS[after.status])
         if after.status is Status.SUCCEED:
             retry_base_s = services.settings.archive_retry_base_s
             enqueue_archive(services.redis, after.external_task_id, retry_base_s=retry_base_s, pipeline=pipe)

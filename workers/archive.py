@@ -14,9 +14,11 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.client import Pipeline
 from rq import get_current_job
 
 from webhook_service.download import DownloadError, DownloadPolicy, download
+from webhook_service.events import EventType, raise_event
 from webhook_service.lifecycle import Services
 from webhook_service.tasks import ArchiveState, Outcome, Status, Task, now_ms
 from workers.context import services
@@ -128,14 +130,26 @@ def _handle_download_error(svc: Services, task: Task, item: dict[str, Any], erro
     raise error  # RQ retries on its back-off schedule; the staging file stays for resuming
 
 
-def _set_state(svc: Services, external_task_id: str, state: ArchiveState, event: str, **extra: Any) -> None:
+def _set_state(
+    svc: Services,
+    external_task_id: str,
+    state: ArchiveState,
+    event: str,
+    raises: EventType | None = None,
+    **extra: Any,
+) -> None:
     def change(task: Task) -> Outcome:
         task.archive_state = state
         task.archive_error = extra.get("error")
         task.updated_at = now_ms()
         return Outcome.APPLIED
 
-    svc.store.update(external_task_id, change, history={"event": event, "source": "worker", **extra})
+    def notify(pipe: Pipeline, _before: Task, _after: Task) -> None:
+        if raises is not None:
+            raise_event(svc.redis, pipe, external_task_id, raises)
+
+    history = {"event": event, "source": "worker", **extra}
+    svc.store.update(external_task_id, change, history=history, after_commit=notify)
 
 
 def _record_video(svc: Services, external_task_id: str, entry: dict[str, Any]) -> None:
@@ -150,7 +164,8 @@ def _record_video(svc: Services, external_task_id: str, entry: dict[str, Any]) -
 
 def _finish(svc: Services, task: Task, state: ArchiveState, error: dict[str, Any] | None = None) -> None:
     event = "archived" if state is ArchiveState.ARCHIVED else "archive_failed"
-    _set_state(svc, task.external_task_id, state, event, **({"error": error} if error else {}))
+    raises = EventType.ARCHIVED if state is ArchiveState.ARCHIVED else EventType.ARCHIVE_FAILED
+    _set_state(svc, task.external_task_id, state, event, raises, **({"error": error} if error else {}))
     log.info("archive of %s: %s %s", task.external_task_id, state, error or "")
 
 
