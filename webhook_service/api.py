@@ -10,9 +10,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from webhook_service.auth import require_client
 from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope
-from webhook_service.kling import KlingError, KlingTransportError
-from webhook_service.lifecycle import Services, submit
+from webhook_service.lifecycle import Services
+from webhook_service.queues import enqueue_dispatch
 from webhook_service.store import TaskExists
+from webhook_service.submission import accept, submit_and_wait
+from webhook_service.tasks import Status
 from webhook_service.validation import RequestInvalid, validate_image2video
 
 bp = Blueprint("kling_api", __name__)
@@ -42,18 +44,21 @@ def create() -> tuple[Response, int]:
         problems = [p.as_dict() for p in invalid.problems]
         summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])
         raise ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems) from None
+    respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
     try:
-        task = submit(services(), clean)
+        if respond_async:
+            task = accept(services(), clean)
+            enqueue_dispatch(services().redis)
+        else:
+            task = submit_and_wait(services(), clean, settings.submit_wait_s)
     except TaskExists:
         raise ApiError(
             400,
             CODE_BAD_REQUEST,
             f"external_task_id {clean['external_task_id']!r} is already used by another task",
         ) from None
-    except KlingTransportError as error:
-        raise ApiError(502, 5000, f"Kling could not be reached: {error.message}") from None
-    except KlingError as error:
-        raise ApiError(error.http_status or 502, error.code or 5000, error.message) from None
+    if task.status is Status.REJECTED and task.error:
+        raise ApiError(task.error["http_status"] or 502, task.error["code"] or 5000, task.error["message"])
     data = {
         "task_id": task.task_id or "",
         "task_status": task.kling_view()["task_status"],
@@ -61,6 +66,9 @@ def create() -> tuple[Response, int]:
         "created_at": task.upstream_created_at or task.created_at,
         "updated_at": task.upstream_updated_at or task.updated_at,
     }
+    if task.status is Status.QUEUED:
+        # Not upstream yet (async asked for, or the account is at its limit): it will be, in order.
+        return jsonify(envelope(0, "QUEUED", data)), 202
     return jsonify(envelope(0, "SUCCEED", data)), 200
 
 

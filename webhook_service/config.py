@@ -49,6 +49,12 @@ class Settings:
     download_max_bytes: int = DEFAULT_DOWNLOAD_MAX_BYTES
     download_allowed_hosts: frozenset[str] = frozenset()
     archive_retry_base_s: float = 10.0
+    reconcile_after_s: float = 120.0
+    reconcile_interval_s: float = 30.0
+    reconcile_polls_per_s: float = 5.0
+    task_timeout_s: float = 1800.0
+    kling_max_concurrency: int = 5
+    submit_wait_s: float = 10.0
     notify_webhook_urls: tuple[str, ...] = ()
     notify_webhook_secret: str = ""
     slack_webhook_url: str = ""
@@ -56,6 +62,10 @@ class Settings:
     notify_email_from: str = ""
     notify_email_to: tuple[str, ...] = ()
     notify_events: frozenset[str] = DEFAULT_NOTIFY_EVENTS
+    notify_webhook_events: frozenset[str] = DEFAULT_NOTIFY_EVENTS
+    slack_events: frozenset[str] = DEFAULT_NOTIFY_EVENTS
+    email_events: frozenset[str] = DEFAULT_NOTIFY_EVENTS
+    notify_timeout_s: float = 15.0
     notify_retry_schedule_s: tuple[float, ...] = DEFAULT_NOTIFY_RETRY_SCHEDULE_S
     notify_allowed_hosts: frozenset[str] = frozenset()
 
@@ -80,6 +90,7 @@ class Settings:
         def get(name: str, default: str = "") -> str:
             return env.get(name) or default
 
+        notify_events = _events("NOTIFY_EVENTS", get("NOTIFY_EVENTS")) or DEFAULT_NOTIFY_EVENTS
         settings = cls(
             redis_url=_check_url(
                 "REDIS_URL", get("REDIS_URL", DEFAULT_REDIS_URL), ("redis", "rediss", "unix")
@@ -107,6 +118,12 @@ class Settings:
                 "DOWNLOAD_MAX_BYTES", get("DOWNLOAD_MAX_BYTES"), DEFAULT_DOWNLOAD_MAX_BYTES
             ),
             download_allowed_hosts=frozenset(h.lower() for h in _split(get("DOWNLOAD_ALLOWED_HOSTS"))),
+            reconcile_after_s=_positive_float("RECONCILE_AFTER_S", get("RECONCILE_AFTER_S", "120")),
+            reconcile_interval_s=_positive_float("RECONCILE_INTERVAL_S", get("RECONCILE_INTERVAL_S", "30")),
+            reconcile_polls_per_s=_positive_float("RECONCILE_POLLS_PER_S", get("RECONCILE_POLLS_PER_S", "5")),
+            task_timeout_s=_positive_float("TASK_TIMEOUT_S", get("TASK_TIMEOUT_S", "1800")),
+            kling_max_concurrency=_positive_int("KLING_MAX_CONCURRENCY", get("KLING_MAX_CONCURRENCY"), 5),
+            submit_wait_s=_positive_float("SUBMIT_WAIT_S", get("SUBMIT_WAIT_S", "10"), allow_zero=True),
             notify_webhook_urls=tuple(
                 _check_url("NOTIFY_WEBHOOK_URLS", u, ("http", "https"))
                 for u in _split(get("NOTIFY_WEBHOOK_URLS"))
@@ -116,7 +133,13 @@ class Settings:
             smtp_url=_optional_url("SMTP_URL", get("SMTP_URL"), ("smtp", "smtps")),
             notify_email_from=get("NOTIFY_EMAIL_FROM"),
             notify_email_to=tuple(_split(get("NOTIFY_EMAIL_TO"))),
-            notify_events=frozenset(_split(get("NOTIFY_EVENTS"))) or DEFAULT_NOTIFY_EVENTS,
+            notify_events=notify_events,
+            notify_webhook_events=(
+                _events("NOTIFY_WEBHOOK_EVENTS", get("NOTIFY_WEBHOOK_EVENTS")) or notify_events
+            ),
+            slack_events=_events("SLACK_EVENTS", get("SLACK_EVENTS")) or notify_events,
+            email_events=_events("EMAIL_EVENTS", get("EMAIL_EVENTS")) or notify_events,
+            notify_timeout_s=_positive_float("NOTIFY_TIMEOUT_S", get("NOTIFY_TIMEOUT_S", "15")),
             notify_retry_schedule_s=_schedule("NOTIFY_RETRY_SCHEDULE_S", get("NOTIFY_RETRY_SCHEDULE_S")),
             notify_allowed_hosts=frozenset(h.lower() for h in _split(get("NOTIFY_ALLOWED_HOSTS"))),
             archive_retry_base_s=_positive_float(
@@ -146,6 +169,8 @@ class Settings:
             _check_whsec("KLING_WEBHOOK_SECRET", self.kling_webhook_secret)
         if self.notify_webhook_secret:
             _check_whsec("NOTIFY_WEBHOOK_SECRET", self.notify_webhook_secret)
+        if self.notify_webhook_urls and not self.notify_webhook_secret:
+            raise ConfigError("NOTIFY_WEBHOOK_SECRET: needed when NOTIFY_WEBHOOK_URLS is set (to sign)")
         if self.smtp_url and not (self.notify_email_from and self.notify_email_to):
             missing = "NOTIFY_EMAIL_FROM" if not self.notify_email_from else "NOTIFY_EMAIL_TO"
             raise ConfigError(f"{missing}: needed when SMTP_URL is set")
@@ -171,6 +196,18 @@ def _schedule(name: str, value: str) -> tuple[float, ...]:
     if not value:
         return DEFAULT_NOTIFY_RETRY_SCHEDULE_S
     return tuple(_positive_float(name, part, allow_zero=True) for part in _split(value))
+
+
+def _events(name: str, value: str) -> frozenset[str]:
+    """An event filter: comma-separated event types (empty: the caller's default)."""
+    from webhook_service.events import EventType
+
+    events = frozenset(_split(value))
+    unknown = sorted(events - {e.value for e in EventType})
+    if unknown:
+        known = ", ".join(EventType)
+        raise ConfigError(f"{name}: unknown event type(s) {', '.join(unknown)}; known ones: {known}")
+    return events
 
 
 def _check_archive_url(value: str) -> str:

@@ -1,6 +1,6 @@
-"""What happens to a task: it is submitted, and news about it is recorded.
+"""What happens to a task once it exists: news about it is recorded, or it expires.
 
-The web app and the workers share these two operations. Every piece of upstream news (create
+The web app and the workers share these operations. Every piece of upstream news (create
 answer, callback, poll) goes through `record_news`, so it takes the same state machine, leaves the
 same kind of history entry and triggers the same follow-up work, whatever brought it.
 """
@@ -8,7 +8,6 @@ same kind of history entry and triggers the same follow-up work, whatever brough
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,14 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from webhook_service.callback_tokens import callback_url_for
+from webhook_service.admission import Admission
 from webhook_service.config import Settings
 from webhook_service.events import FOR_STATUS, EventType, raise_event
-from webhook_service.kling import ClientPerProcess, KlingError
-from webhook_service.queues import enqueue_archive
+from webhook_service.kling import ClientPerProcess
+from webhook_service.queues import enqueue_archive, enqueue_dispatch
 from webhook_service.storage import Storage, storage_from_url
 from webhook_service.store import TaskStore
-from webhook_service.tasks import Outcome, Status, StatusUpdate, Task, apply_update, update_from_kling_task
+from webhook_service.tasks import Outcome, Status, StatusUpdate, Task, apply_update, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,7 @@ class Services:
     store: TaskStore
     kling: ClientPerProcess
     storage: Storage
+    admission: Admission
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -48,78 +48,10 @@ class Services:
             s3_endpoint_url=settings.s3_endpoint_url or None,
             spool_dir=Path(settings.archive_spool_dir),
         )
-        return cls(settings, connection, TaskStore(connection), ClientPerProcess(settings), storage)
-
-
-def new_external_task_id() -> str:
-    return f"kws-{uuid.uuid4().hex}"
-
-
-def submit(services: Services, body: dict[str, Any]) -> Task:
-    """Record the task, then send it upstream with our callback URL in place of the caller's.
-
-    The record comes first so a callback that beats Kling's answer finds its task. Raises KlingError
-    (after recording it on the task) when Kling refuses or cannot be reached.
-    """
-    external_task_id = body.get("external_task_id") or new_external_task_id()
-    upstream_body = {
-        **body,
-        "external_task_id": external_task_id,
-        "callback_url": callback_url_for(services.settings, external_task_id),
-    }
-    task = Task(
-        external_task_id=external_task_id,
-        model_name=body.get("model_name", "kling-v1"),
-        client_callback_url=body.get("callback_url"),
-        watermark_info=body.get("watermark_info"),
-    )
-    services.store.create(task, request={k: v for k, v in upstream_body.items() if k != "callback_url"})
-    client = services.kling.get()
-    try:
-        data = client.create_image2video(upstream_body)
-    except KlingError as error:
-        data = _find_if_created(services, external_task_id, error)
-        if data is None:
-            _record_refusal(services, external_task_id, error)
-            raise
-    task, _ = record_news(services, external_task_id, update_from_kling_task(data), source="create")
-    return task
-
-
-def _find_if_created(services: Services, external_task_id: str, error: KlingError) -> dict[str, Any] | None:
-    """After an error that may hide a created task (5000, 5002, timeout), ask Kling whether it exists."""
-    if not error.maybe_created:
-        return None
-    try:
-        return services.kling.get().get_image2video(external_task_id)
-    except KlingError:
-        return None
-
-
-def _record_refusal(services: Services, external_task_id: str, error: KlingError) -> None:
-    """Show on the task why it has no upstream twin.
-
-    A refusal that certainly created nothing makes the task `rejected`; after an error that may have
-    created it upstream the task stays `queued`, so a late callback can still complete it.
-    """
-
-    def change(task: Task) -> Outcome:
-        task.error = error.as_dict()
-        task.status_msg = error.message
-        if error.maybe_created:
-            return Outcome.DUPLICATE
-        task.status = Status.REJECTED
-        return Outcome.APPLIED
-
-    log.warning("create refused for %s: %s", external_task_id, error)
-    services.store.update(
-        external_task_id,
-        change,
-        history={"event": "create_failed", "source": "create", "error": error.as_dict()},
-        after_commit=lambda pipe, _, task: raise_event(
-            services.redis, pipe, task.external_task_id, EventType.FAILED
-        ),
-    )
+        admission = Admission(connection, settings.kling_max_concurrency)
+        return cls(
+            settings, connection, TaskStore(connection), ClientPerProcess(settings), storage, admission
+        )
 
 
 def record_news(
@@ -134,6 +66,7 @@ def record_news(
 
     def follow_up(pipe: Pipeline, before: Task, after: Task) -> None:
         raise_event(services.redis, pipe, after.external_task_id, FOR_STATUS[after.status])
+        _track(services, pipe, after)
         if after.status is Status.SUCCEED:
             retry_base_s = services.settings.archive_retry_base_s
             enqueue_archive(services.redis, after.external_task_id, retry_base_s=retry_base_s, pipeline=pipe)
@@ -151,3 +84,33 @@ def record_news(
         task.status,
     )
     return task, outcome
+
+
+def expire(services: Services, external_task_id: str) -> tuple[Task, Outcome]:
+    """Give up waiting: no news for TASK_TIMEOUT_S. Kling's final word, if it comes, still completes it."""
+    timeout_s = services.settings.task_timeout_s
+
+    def change(task: Task) -> Outcome:
+        if task.status.terminal:
+            return Outcome.STALE
+        task.status = Status.EXPIRED
+        task.status_msg = f"no final status from Kling within {timeout_s:.0f} s (TASK_TIMEOUT_S)"
+        task.updated_at = now_ms()
+        return Outcome.APPLIED
+
+    def follow_up(pipe: Pipeline, _before: Task, after: Task) -> None:
+        raise_event(services.redis, pipe, after.external_task_id, EventType.EXPIRED)
+        _track(services, pipe, after)
+
+    return services.store.update(
+        external_task_id, change, history={"event": "expired", "source": "reconcile"}, after_commit=follow_up
+    )
+
+
+def _track(services: Services, pipe: Pipeline, task: Task) -> None:
+    """Keep the open-task index and the slots in step with the status, in the same transaction."""
+    if task.status.terminal:
+        services.admission.release(pipe, task.external_task_id)
+        enqueue_dispatch(services.redis, pipeline=pipe)  # a slot is free: the next queued task may go
+    else:
+        services.admission.check_later(pipe, task.external_task_id, services.settings.reconcile_after_s)

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import random
+from datetime import timedelta
 
 import redis
 from redis.client import Pipeline
 from rq import Queue, Retry
 
+SUBMIT_QUEUE = "submit"
 ARCHIVE_QUEUE = "archive"
 NOTIFY_QUEUE = "notify"
-ALL_QUEUES = (ARCHIVE_QUEUE, NOTIFY_QUEUE)
+MAINTENANCE_QUEUE = "maintenance"
+ALL_QUEUES = (SUBMIT_QUEUE, ARCHIVE_QUEUE, NOTIFY_QUEUE, MAINTENANCE_QUEUE)  # in priority order
+
+DISPATCH_JOB_ID = "dispatch"
+DISPATCH_JOB_TIMEOUT_S = 10 * 60
 
 ARCHIVE_JOB_TIMEOUT_S = 60 * 60  # a 2 GiB video at a slow 1 MB/s still fits
 ARCHIVE_RETRIES = 8  # with a 10 s base: about 18 hours in all, well inside Kling's 30 days
@@ -55,5 +61,27 @@ def enqueue_archive(
         job_id=job_id("archive", external_task_id),
         timeout=ARCHIVE_JOB_TIMEOUT_S,
         retry=Retry(max=ARCHIVE_RETRIES, interval=backoff_intervals(retry_base_s, ARCHIVE_RETRIES)),
+        pipeline=pipeline,
+    )
+
+
+def enqueue_dispatch(connection: redis.Redis, pipeline: Pipeline | None = None, delay_s: float = 0) -> None:
+    """Wake a worker to send queued tasks upstream (after `delay_s`, e.g. when a pause ends).
+
+    Wake-ups share job ids: a second one before the first has run is the same job.
+    """
+    queue = Queue(SUBMIT_QUEUE, connection=connection)
+    if delay_s > 0:
+        queue.enqueue_in(
+            timedelta(seconds=delay_s),
+            "workers.submit.dispatch_job",
+            job_id=f"{DISPATCH_JOB_ID}-later",
+            job_timeout=DISPATCH_JOB_TIMEOUT_S,
+        )
+        return
+    queue.enqueue_call(
+        "workers.submit.dispatch_job",
+        job_id=DISPATCH_JOB_ID,
+        timeout=DISPATCH_JOB_TIMEOUT_S,
         pipeline=pipeline,
     )

@@ -52,8 +52,13 @@ class TaskStore:
     def _index_key(self) -> str:
         return f"{self.prefix}tasks"
 
-    def create(self, task: Task, request: dict[str, Any]) -> None:
-        """Record a new task; raises TaskExists when its external_task_id is taken."""
+    def create(
+        self, task: Task, request: dict[str, Any], also: Callable[[Pipeline], None] | None = None
+    ) -> None:
+        """Record a new task; raises TaskExists when its external_task_id is taken.
+
+        `also(pipe)` adds commands (queueing the task) to the transaction that completes the record.
+        """
         key = self._task_key(task.external_task_id)
         if not self.redis.set(key, json.dumps(task.to_dict()), nx=True):
             raise TaskExists(task.external_task_id)
@@ -61,6 +66,8 @@ class TaskStore:
         pipe.set(f"{key}:request", json.dumps(request))
         pipe.zadd(self._index_key, {task.external_task_id: task.created_at})
         pipe.rpush(f"{key}:history", json.dumps({"at": task.created_at, "event": "created"}))
+        if also is not None:
+            also(pipe)
         pipe.execute()
 
     def get(self, external_task_id: str) -> Task | None:

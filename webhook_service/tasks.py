@@ -22,6 +22,7 @@ class Status(StrEnum):
     SUCCEED = "succeed"  # Kling's spelling
     FAILED = "failed"
     REJECTED = "rejected"  # upstream refused the create request: no upstream task exists
+    EXPIRED = "expired"  # no news for TASK_TIMEOUT_S; Kling's final word may still complete it
 
     @property
     def rank(self) -> int:
@@ -29,17 +30,22 @@ class Status(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self.rank == _RANK[Status.SUCCEED]
+        """Final as far as the service is concerned: it no longer polls the task or holds a slot for it."""
+        return self.rank >= _RANK[Status.EXPIRED]
 
 
 _RANK = {
     Status.QUEUED: 0,
     Status.SUBMITTED: 1,
     Status.PROCESSING: 2,
-    Status.SUCCEED: 3,
-    Status.FAILED: 3,
-    Status.REJECTED: 3,
+    Status.EXPIRED: 3,
+    Status.SUCCEED: 4,
+    Status.FAILED: 4,
+    Status.REJECTED: 4,
 }
+
+# What Kling clients see for the service's own final states: they know only Kling's four.
+_KLING_STATUS = {Status.REJECTED: "failed", Status.EXPIRED: "failed"}
 
 # The newer callback shape says "succeeded"; everything else in the service speaks Kling v1.
 _STATUS_ALIASES = {"succeeded": Status.SUCCEED}
@@ -70,7 +76,7 @@ def parse_status(value: object) -> Status | None:
         status = Status(value)
     except ValueError:
         return None
-    return None if status in (Status.QUEUED, Status.REJECTED) else status
+    return None if status in (Status.QUEUED, Status.REJECTED, Status.EXPIRED) else status
 
 
 @dataclass
@@ -104,6 +110,8 @@ class Task:
     updated_at: int = field(default_factory=now_ms)
     upstream_created_at: int | None = None
     upstream_updated_at: int | None = None
+    submit_attempts: int = 0
+    submit_uncertain: bool = False  # the last create may have reached Kling: look it up before resending
     archive_state: ArchiveState | None = None
     archive_error: dict[str, Any] | None = None
     archived_videos: list[dict[str, Any]] = field(default_factory=list)
@@ -144,7 +152,7 @@ class Task:
         """The task in Kling's query shape, so existing Kling clients read it unchanged."""
         view: dict[str, Any] = {
             "task_id": self.task_id or "",
-            "task_status": Status.FAILED.value if self.status is Status.REJECTED else self.status.value,
+            "task_status": _KLING_STATUS.get(self.status, self.status.value),
             "task_status_msg": self.status_msg,
             "task_info": {"external_task_id": self.external_task_id},
             "created_at": self.upstream_created_at or self.created_at,
