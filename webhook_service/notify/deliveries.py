@@ -1,0 +1,270 @@
+"""Deliveries in Redis: one record per (event, sink), every attempt kept, dead letters indexed by time.
+
+Keys (under the task store's prefix):
+- `event:<event_id>`                     the event (payload and prompt), written once
+- `delivery:<id>`                        the delivery record (JSON): O(1) by id
+- `delivery:<id>:attempts`               its attempts, oldest first (JSON list items)
+- `deliveries`                           sorted set of every delivery id by creation time
+- `deliveries:<status>`                  sorted set of the ids in that status, by when they entered it
+- `deliveries:task:<external_task_id>`   set of the task's delivery ids
+- `notify:disabled-endpoints`            hash: endpoint URL -> when and why it was disabled (410 Gone)
+
+Every change is a WATCH/MULTI transaction that commits together with the job that makes the next
+attempt, so a pending delivery always has exactly one job to move it on. The record names that job
+(`job`); any other job that finds the record (a duplicate, a stale retry) leaves it alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+
+from webhook_service.notify.jobs import enqueue_delivery
+from webhook_service.notify.payload import Event
+from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, NotReplayable, endpoint_id
+from webhook_service.notify.sinks import Attempt, redact
+from webhook_service.store import PREFIX
+from webhook_service.tasks import now_ms
+
+ATTEMPTS_KEPT = 100
+
+
+class DeliveryStore:
+    def __init__(self, connection: redis.Redis, prefix: str = PREFIX) -> None:
+        self.redis = connection
+        self.prefix = prefix
+        self._disabled = f"{prefix}notify:disabled-endpoints"
+
+    def _key(self, delivery_id: str) -> str:
+        return f"{self.prefix}delivery:{delivery_id}"
+
+    def _index(self, status: DeliveryStatus | None = None) -> str:
+        return f"{self.prefix}deliveries" + (f":{status.value}" if status else "")
+
+    def _task_index(self, external_task_id: str) -> str:
+        return f"{self.prefix}deliveries:task:{external_task_id}"
+
+    # --- events ---
+
+    def save_event(self, event: Event) -> Event:
+        """Store the event unless it is already stored; return the stored one (the first build wins)."""
+        key = f"{self.prefix}event:{event.id}"
+        self.redis.set(key, event.to_json(), nx=True)
+        return self.event(event.id) or event
+
+    def event(self, event_id: str) -> Event | None:
+        raw = self.redis.get(f"{self.prefix}event:{event_id}")
+        return Event.from_json(raw) if raw else None
+
+    # --- reading ---
+
+    def get(self, delivery_id: str) -> Delivery | None:
+        raw = self.redis.get(self._key(delivery_id))
+        return Delivery.from_json(raw) if raw else None
+
+    def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        return [json.loads(item) for item in self.redis.lrange(f"{self._key(delivery_id)}:attempts", 0, -1)]
+
+    def list(
+        self,
+        status: DeliveryStatus | None = None,
+        since_ms: int | None = None,
+        task: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[Delivery]:
+        """Newest first: by the time they entered `status`, or by creation time without one."""
+        if task is not None:
+            ids = [i.decode() for i in self.redis.smembers(self._task_index(task))]
+            found = [d for d in self._load(ids) if status is None or d.status is status]
+            found = [d for d in found if since_ms is None or d.updated_at >= since_ms]
+            return sorted(found, key=lambda d: d.created_at, reverse=True)[offset : offset + limit]
+        low = since_ms if since_ms is not None else "-inf"
+        ids = self.redis.zrevrangebyscore(self._index(status), "+inf", low, offset, limit)
+        return self._load([i.decode() for i in ids])
+
+    def _load(self, ids: list[str]) -> list[Delivery]:
+        raws = self.redis.mget([self._key(i) for i in ids]) if ids else []
+        return [Delivery.from_json(raw) for raw in raws if raw]
+
+    # --- changing ---
+
+    def create(self, delivery: Delivery) -> bool:
+        """Record a new delivery with its first job (or as skipped, when its endpoint is disabled).
+
+        Returns False, changing nothing, when the delivery exists: a second fan-out of one event.
+        """
+        key = self._key(delivery.id)
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key, self._disabled)
+                    if pipe.exists(key):
+                        return False
+                    skipped = delivery.as_sink.has_endpoint and pipe.hexists(self._disabled, delivery.target)
+                    if skipped:
+                        delivery.status, delivery.reason = DeliveryStatus.SKIPPED, "endpoint_disabled"
+                    else:
+                        delivery.job, delivery.next_attempt_at = delivery.id, delivery.created_at
+                    pipe.multi()
+                    self._write(pipe, delivery, None)
+                    pipe.zadd(self._index(), {delivery.id: delivery.created_at})
+                    pipe.sadd(self._task_index(delivery.external_task_id), delivery.id)
+                    if not skipped:
+                        enqueue_delivery(self.redis, pipe, delivery.id, delivery.id)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def _write(self, pipe: Pipeline, delivery: Delivery, previous: DeliveryStatus | None) -> None:
+        pipe.set(self._key(delivery.id), json.dumps(asdict(delivery)))
+        if previous is not delivery.status:
+            if previous is not None:
+                pipe.zrem(self._index(previous), delivery.id)
+            pipe.zadd(self._index(delivery.status), {delivery.id: delivery.updated_at})
+
+    def _update(
+        self,
+        delivery_id: str,
+        change: Callable[[Delivery, Pipeline], bool],
+        then: Callable[[Pipeline, Delivery], None] | None = None,
+    ) -> Delivery | None:
+        """Apply `change` atomically (it returns False to leave the record alone); `then` adds commands."""
+        key = self._key(delivery_id)
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key, self._disabled)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        return None
+                    delivery = Delivery.from_json(raw)
+                    previous = delivery.status
+                    if not change(delivery, pipe):
+                        return None
+                    delivery.updated_at = now_ms()
+                    pipe.multi()
+                    self._write(pipe, delivery, previous)
+                    if then is not None:
+                        then(pipe, delivery)
+                    pipe.execute()
+                    return delivery
+                except redis.WatchError:
+                    continue
+
+    def record_attempt(
+        self,
+        delivery_id: str,
+        job_id: str | None,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        reason: str | None = None,
+        retry_at: float | None = None,
+    ) -> Delivery | None:
+        """Keep the attempt and move on: delivered, failed (a dead letter), or pending with its next job."""
+
+        def change(delivery: Delivery, _: Pipeline) -> bool:
+            if delivery.job != job_id:
+                return False  # another job owns this delivery now
+            delivery.attempts += 1
+            delivery.tries += 1
+            delivery.status, delivery.reason = status, reason
+            delivery.last_error = attempt.error or (
+                None if status is DeliveryStatus.DELIVERED else f"HTTP {attempt.status_code}"
+            )
+            delivery.job = delivery.next_job_id() if status is DeliveryStatus.PENDING else None
+            delivery.next_attempt_at = round(retry_at * 1000) if retry_at is not None else None
+            if status is DeliveryStatus.DELIVERED:
+                delivery.delivered_at = attempt.at
+            elif status is DeliveryStatus.FAILED:
+                delivery.failed_at = now_ms()
+            return True
+
+        def then(pipe: Pipeline, delivery: Delivery) -> None:
+            attempts = f"{self._key(delivery.id)}:attempts"
+            pipe.rpush(attempts, json.dumps(attempt.record()))
+            pipe.ltrim(attempts, -ATTEMPTS_KEPT, -1)
+            if reason == "gone":
+                self._disable(pipe, delivery, attempt)
+            if delivery.job is not None:
+                enqueue_delivery(self.redis, pipe, delivery.id, delivery.job, retry_at)
+
+        return self._update(delivery_id, change, then)
+
+    def skip(self, delivery_id: str, job_id: str | None, reason: str) -> Delivery | None:
+        def change(delivery: Delivery, _: Pipeline) -> bool:
+            if delivery.job != job_id:
+                return False
+            delivery.status, delivery.reason = DeliveryStatus.SKIPPED, reason
+            delivery.job = delivery.next_attempt_at = None
+            return True
+
+        return self._update(delivery_id, change)
+
+    def replay(self, delivery_id: str) -> Delivery | None:
+        """Send a dead letter (or a skipped delivery) again now, from the start of the schedule, as the
+        same event: same payload, same `webhook-id`. None when there is no such delivery."""
+
+        def change(delivery: Delivery, pipe: Pipeline) -> bool:
+            if delivery.status not in REPLAYABLE:
+                raise NotReplayable(
+                    f"delivery {delivery.id} is {delivery.status.value}: not failed or skipped"
+                )
+            if delivery.as_sink.has_endpoint and pipe.hexists(self._disabled, delivery.target):
+                raise NotReplayable(
+                    f"endpoint {endpoint_id(delivery.target)} ({redact(delivery.target)}) is disabled; "
+                    "enable it first (DELETE /v1/deliveries/disabled-endpoints/<endpoint>)"
+                )
+            delivery.replays += 1
+            delivery.status, delivery.reason, delivery.tries = DeliveryStatus.PENDING, None, 0
+            delivery.job, delivery.next_attempt_at = delivery.next_job_id(), now_ms()
+            return True
+
+        def then(pipe: Pipeline, delivery: Delivery) -> None:
+            assert delivery.job is not None
+            enqueue_delivery(self.redis, pipe, delivery.id, delivery.job)
+
+        return self._update(delivery_id, change, then)
+
+    def replay_since(
+        self, since_ms: int, status: DeliveryStatus = DeliveryStatus.FAILED
+    ) -> tuple[list[str], dict[str, str]]:
+        """Replay every delivery that entered `status` at or after `since_ms`: (replayed, not replayed)."""
+        replayed: list[str] = []
+        refused: dict[str, str] = {}
+        for raw_id in self.redis.zrangebyscore(self._index(status), since_ms, "+inf"):
+            delivery_id = raw_id.decode()
+            try:
+                if self.replay(delivery_id) is not None:
+                    replayed.append(delivery_id)
+            except NotReplayable as error:
+                refused[delivery_id] = str(error)
+        return replayed, refused
+
+    # --- disabled endpoints ---
+
+    def _disable(self, pipe: Pipeline, delivery: Delivery, attempt: Attempt) -> None:
+        why = {"disabled_at": attempt.at, "status_code": attempt.status_code, "delivery_id": delivery.id}
+        pipe.hset(self._disabled, delivery.target, json.dumps(why))
+
+    def is_disabled(self, url: str) -> bool:
+        return bool(self.redis.hexists(self._disabled, url))
+
+    def disabled_endpoints(self) -> list[dict[str, Any]]:
+        return [
+            {"endpoint": endpoint_id(url.decode()), "url": redact(url.decode()), **json.loads(why)}
+            for url, why in self.redis.hgetall(self._disabled).items()
+        ]
+
+    def enable(self, endpoint: str) -> bool:
+        """Enable deliveries to an endpoint again, named by its URL or its `ep_...` id."""
+        for url in self.redis.hkeys(self._disabled):
+            if endpoint in (url.decode(), endpoint_id(url.decode())):
+                return bool(self.redis.hdel(self._disabled, url))
+        return False

@@ -1,0 +1,90 @@
+"""A delivery: one event on its way to one sink, and what the API shows of it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from webhook_service.notify.payload import Event
+from webhook_service.notify.sinks import Sink, SinkKind, redact
+from webhook_service.tasks import now_ms
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # an attempt is queued or scheduled
+    DELIVERED = "delivered"
+    FAILED = "failed"  # a dead letter: schedule exhausted, 410 Gone, or a refused address
+    SKIPPED = "skipped"  # never sent: the endpoint was disabled
+
+
+REPLAYABLE = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED})
+
+
+class NotReplayable(Exception):
+    """The delivery is pending or delivered, or its endpoint is disabled."""
+
+
+def delivery_id(event_id: str, sink: Sink) -> str:
+    """Deterministic, so fanning an event out twice finds the deliveries it made the first time."""
+    return "dlv_" + hashlib.sha256(f"{event_id}\n{sink.key}".encode()).hexdigest()[:32]
+
+
+def endpoint_id(url: str) -> str:
+    """A name for a disabled endpoint that does not show its URL (which may hold a secret)."""
+    return "ep_" + hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Delivery:
+    id: str
+    event_id: str
+    event_type: str
+    external_task_id: str
+    sink: SinkKind
+    target: str
+    client: bool = False
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    job: str | None = None  # the one job allowed to make the next attempt
+    attempts: int = 0  # every attempt ever made
+    tries: int = 0  # attempts since created or replayed: the position in the retry schedule
+    replays: int = 0
+    reason: str | None = None  # why failed or skipped: exhausted, gone, refused, endpoint_disabled
+    last_error: str | None = None
+    created_at: int = field(default_factory=now_ms)
+    updated_at: int = field(default_factory=now_ms)
+    next_attempt_at: int | None = None
+    delivered_at: int | None = None
+    failed_at: int | None = None
+
+    @classmethod
+    def new(cls, event: Event, sink: Sink) -> Delivery:
+        return cls(
+            id=delivery_id(event.id, sink),
+            event_id=event.id,
+            event_type=event.type,
+            external_task_id=event.external_task_id,
+            sink=sink.kind,
+            target=sink.target,
+            client=sink.client,
+        )
+
+    @property
+    def as_sink(self) -> Sink:
+        return Sink(self.sink, self.target, self.client)
+
+    def next_job_id(self) -> str:
+        return f"{self.id}-{self.attempts + 1}-r{self.replays}"
+
+    def view(self) -> dict[str, Any]:
+        """As the API shows it: the URL without path or query, and `webhook_id` said outright."""
+        data = {k: v for k, v in asdict(self).items() if k not in ("job", "target")}
+        return {**data, "target": redact(self.target), "webhook_id": self.event_id}
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Delivery:
+        data = json.loads(raw)
+        data["sink"], data["status"] = SinkKind(data["sink"]), DeliveryStatus(data["status"])
+        return cls(**data)

@@ -1,0 +1,200 @@
+"""Events as people read them: a Slack Block Kit message and a two-part email.
+
+Both say the same few things in the same order: what happened, the prompt (shortened), status, model,
+how long the video is and how long it took, the link to the video and, when something failed, why.
+Everything comes from the stored event, so a retried message is the same message.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import quote
+
+from webhook_service.notify.payload import Event
+
+PROMPT_CHARS = 200  # enough to recognise a task; Slack's and mail clients' previews cut earlier anyway
+SUBJECT_PROMPT_CHARS = 60
+
+_TITLES = {
+    "task.submitted": ("⏳", "Task submitted"),
+    "task.processing": ("⚙️", "Video in progress"),
+    "task.succeeded": ("✅", "Video generated"),
+    "task.failed": ("❌", "Task failed"),
+    "task.archived": ("🎬", "Video ready"),
+    "task.archive_failed": ("⚠️", "Archiving failed"),
+    "task.expired": ("⌛", "Task expired"),
+}
+_FAILURES = frozenset({"task.failed", "task.archive_failed", "task.expired"})
+
+
+@dataclass(frozen=True)
+class Summary:
+    emoji: str
+    title: str
+    prompt: str
+    status: str
+    model: str
+    video_length: str
+    took: str
+    video_url: str | None
+    reason: str | None
+    external_task_id: str
+    task_url: str
+    event_type: str
+    event_id: str
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [
+            ("Status", self.status),
+            ("Model", self.model),
+            ("Video length", self.video_length),
+            ("Took", self.took),
+        ]
+
+
+def summarise(event: Event, base_url: str) -> Summary:
+    data = event.data
+    emoji, title = _TITLES.get(event.type, ("🔔", event.type))
+    status = str(data.get("status", ""))
+    if data.get("archive_state"):
+        status = f"{status}, {data['archive_state']}"
+    return Summary(
+        emoji=emoji,
+        title=title,
+        prompt=shorten(event.prompt, PROMPT_CHARS) or "(no prompt)",
+        status=status,
+        model=str(data.get("model_name") or "?"),
+        video_length=_video_length(data),
+        took=_took(data),
+        video_url=_video_url(data),
+        reason=_reason(data) if event.type in _FAILURES else None,
+        external_task_id=event.external_task_id,
+        task_url=f"{base_url}/v1/tasks/{quote(event.external_task_id, safe='')}",
+        event_type=event.type,
+        event_id=event.id,
+    )
+
+
+def shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _video_url(data: dict[str, Any]) -> str | None:
+    """The archive's link when there is one (it lasts); otherwise Kling's (it expires)."""
+    for video in data.get("archived_videos") or []:
+        if video.get("kind") == "video" and video.get("url"):
+            return video["url"]
+    for video in (data.get("task_result") or {}).get("videos") or []:
+        if video.get("url"):
+            return video["url"]
+    return None
+
+
+def _video_length(data: dict[str, Any]) -> str:
+    videos = (data.get("task_result") or {}).get("videos") or []
+    try:
+        return f"{float(videos[0]['duration']):g} s"
+    except (IndexError, KeyError, TypeError, ValueError):
+        return "—"
+
+
+def _took(data: dict[str, Any]) -> str:
+    """From the task's creation to its last change: what a person waiting for it experienced."""
+    start, end = data.get("created_at"), data.get("updated_at")
+    if not isinstance(start, int) or not isinstance(end, int) or end < start:
+        return "—"
+    seconds = round((end - start) / 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def _reason(data: dict[str, Any]) -> str:
+    for detail in (data.get("archive_error"), data.get("error")):
+        if isinstance(detail, dict) and detail.get("message"):
+            code = detail.get("reason") or detail.get("code")
+            return f"{detail['message']} ({code})" if code else str(detail["message"])
+    return str(data.get("status_msg") or "no reason was given")
+
+
+def _mrkdwn(text: str) -> str:
+    """Slack's mrkdwn needs only these three escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_message(event: Event, base_url: str) -> dict[str, Any]:
+    """An incoming-webhook body: Block Kit blocks, and `text` for notifications and old clients."""
+    s = summarise(event, base_url)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{s.emoji} {s.title}", "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"> {_mrkdwn(s.prompt)}"}},
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{_mrkdwn(value)}"} for name, value in s.rows()],
+        },
+    ]
+    if s.reason:
+        reason = shorten(s.reason, 500)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Reason:* {_mrkdwn(reason)}"}})
+    if s.video_url:
+        button = {"type": "button", "text": {"type": "plain_text", "text": "Watch the video"}}
+        blocks.append({"type": "actions", "elements": [{**button, "url": s.video_url, "style": "primary"}]})
+    context = f"Task <{s.task_url}|{_mrkdwn(s.external_task_id)}> · `{s.event_type}`"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+    return {"text": f"{s.emoji} {s.title}: {s.prompt}", "blocks": blocks}
+
+
+def email_message(event: Event, base_url: str, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
+    """Plain text and HTML alternatives; the Message-ID is the event's, so a resent mail is the same mail."""
+    s = summarise(event, base_url)
+    message = EmailMessage()
+    message["Subject"] = f"{s.title}: {shorten(s.prompt, SUBJECT_PROMPT_CHARS)}"
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    domain = sender.rpartition("@")[2].strip("> ") or "kling-webhook-service"
+    message["Message-ID"] = f"<{event.id}@{domain}>"
+    message.set_content(_text_body(s))
+    message.add_alternative(_html_body(s), subtype="html")
+    return message
+
+
+def _text_body(s: Summary) -> str:
+    lines = [f"{s.title}", "", f"Prompt: {s.prompt}", *(f"{name}: {value}" for name, value in s.rows())]
+    if s.reason:
+        lines.append(f"Reason: {s.reason}")
+    lines.append("")
+    if s.video_url:
+        lines.append(f"Watch the video: {s.video_url}")
+    lines += [f"Task {s.external_task_id}: {s.task_url}", f"Event: {s.event_type} ({s.event_id})", ""]
+    return "\n".join(lines)
+
+
+def _html_body(s: Summary) -> str:
+    e = html.escape
+    rows = "".join(
+        f'<tr><td style="padding:2px 12px 2px 0;color:#666">{e(name)}</td><td>{e(value)}</td></tr>'
+        for name, value in s.rows()
+    )
+    reason = f'<p style="color:#b00020"><strong>Reason:</strong> {e(s.reason)}</p>' if s.reason else ""
+    link = (
+        f'<p><a href="{e(s.video_url)}" style="background:#1a73e8;color:#fff;padding:8px 14px;'
+        f'border-radius:4px;text-decoration:none">Watch the video</a></p>'
+        if s.video_url
+        else ""
+    )
+    return (
+        f'<!doctype html><html><body style="font-family:sans-serif;line-height:1.4">'
+        f"<h2>{e(s.emoji)} {e(s.title)}</h2>"
+        f'<blockquote style="margin:0 0 12px;color:#333">{e(s.prompt)}</blockquote>'
+        f"<table>{rows}</table>{reason}{link}"
+        f'<p style="color:#666;font-size:small">Task <a href="{e(s.task_url)}">{e(s.external_task_id)}</a>'
+        f" · {e(s.event_type)} · {e(s.event_id)}</p></body></html>"
+    )
