@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import redis
 from flask import Flask, Response
 
-from webhook_service import api, callbacks, health, task_views
+from webhook_service import api, callbacks, deliveries_api, health, task_views
 from webhook_service.config import Settings
 from webhook_service.errors import CODE_UNAVAILABLE, ApiError, error_response, register_error_handlers
 from webhook_service.lifecycle import Services
@@ -38,6 +38,8 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(task_views.bp)
+    app.register_blueprint(deliveries_api.bp)
+    deliveries_api.register_cli(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.bp, url_prefix="/kling", name="kling_api_gateway")
 
