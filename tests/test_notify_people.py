@@ -1,0 +1,136 @@
+"""Notifications people read, end to end: a real SMTP server (aiosmtpd) and a Slack-like receiver on
+loopback, fed by the service and real workers."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from slack_sdk.models.blocks import Block
+
+from tests.support import free_port, wait_for
+from tests.test_notify import Receiver, Stack, settled, submit
+
+LONG_PROMPT = "A <small> fox & a crow " + "walk slowly through deep fresh snow at dawn, " * 8
+REASON = "the model could not animate this image"
+SMTP_USER, SMTP_PASSWORD = "notify@example.com", "p@ss word/:%"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stack(env: dict[str, str]) -> Iterator[Stack]:
+    stacks = Stack(env)
+    yield stacks
+    stacks.stop()
+
+
+@dataclass
+class Mailbox:
+    """aiosmtpd handler and authenticator: keeps every message and every login."""
+
+    messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        self.logins.append((data.login.decode(), data.password.decode()))
+        return AuthResult(success=(data.login.decode(), data.password.decode()) == (SMTP_USER, SMTP_PASSWORD))
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    controller = Controller(
+        box, hostname="127.0.0.1", port=free_port(), authenticator=box.authenticate, auth_require_tls=False
+    )
+    controller.start()
+    yield box, controller.port
+    controller.stop()
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(("plain",))
+    markup = message.get_body(("html",))
+    assert text is not None and markup is not None
+    return text.get_content(), markup.get_content()
+
+
+def test_email_has_both_parts_the_link_and_the_reason(stack: Stack, simulator, mailbox) -> None:
+    box, port = mailbox
+    quoted = "notify%40example.com:p%40ss%20word%2F%3A%25"  # the URL's user and password, URL-encoded
+    service = stack.start(
+        SMTP_URL=f"smtp://{quoted}@127.0.0.1:{port}",
+        NOTIFY_EMAIL_FROM="Kling videos <kling@example.com>",
+        NOTIFY_EMAIL_TO="ops@example.com,dev@example.com",
+    )
+    submit(service, simulator, "mail-ok", prompt=LONG_PROMPT)
+    submit(service, simulator, "mail-bad", status="failed", prompt="a cat")
+
+    wait_for(lambda: len(box.messages) == 2, timeout=20, what="two emails")
+    assert box.logins[0] == (SMTP_USER, SMTP_PASSWORD)
+    by_subject = {message["Subject"]: (sender, to, message) for sender, to, message in box.messages}
+    ok = next(m for s, (_, _, m) in by_subject.items() if s.startswith("Video ready: "))
+    bad = next(m for s, (_, _, m) in by_subject.items() if s.startswith("Task failed: "))
+    sender, recipients, _ = by_subject[ok["Subject"]]
+    assert sender == "kling@example.com" and recipients == ["ops@example.com", "dev@example.com"]
+    assert ok.get_content_type() == "multipart/alternative"
+
+    text, markup = parts(ok)
+    link = service.http.get("/v1/tasks/mail-ok").json()["data"]["archived_videos"][0]["url"]
+    assert link in text and f'href="{link}"' in markup
+    assert "A <small> fox & a crow" in text and "A &lt;small&gt; fox &amp; a crow" in markup
+    assert "…" in text and "Reason" not in text
+    (found,) = settled(service, "mail-ok")
+    assert ok["Message-ID"] == f"<{found['event_id']}@example.com>"
+
+    text, markup = parts(bad)
+    assert REASON in text and REASON in markup
+    assert bad["Subject"] == "Task failed: a cat"
+
+
+def test_slack_message_is_valid_block_kit_with_what_a_person_needs(
+    stack: Stack, simulator, receiver: Receiver
+) -> None:
+    service = stack.start(SLACK_WEBHOOK_URL=receiver.script("/slack"))
+    submit(service, simulator, "slack-ok", prompt=LONG_PROMPT, model_name="kling-v2-master", duration="5")
+    submit(service, simulator, "slack-bad", status="failed", prompt="a cat")
+
+    settled(service, "slack-ok")
+    settled(service, "slack-bad")
+    messages = {m.json["text"].split(":")[0]: m.json for m in receiver.received("/slack")}
+    assert set(messages) == {"🎬 Video ready", "❌ Task failed"}
+    for message in messages.values():
+        for block in message["blocks"]:
+            Block.parse(block).validate_json()  # raises on what Slack would refuse (lengths, shapes)
+
+    ok = messages["🎬 Video ready"]["blocks"]
+    assert [b["type"] for b in ok] == ["header", "section", "section", "actions", "context"]
+    prompt = ok[1]["text"]["text"]
+    assert prompt.startswith("> A &lt;small&gt; fox &amp; a crow") and prompt.endswith("…")
+    fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in ok[2]["fields"]}
+    assert fields["*Model*"] == "kling-v2-master" and fields["*Status*"] == "succeed, archived"
+    assert fields["*Video length*"].endswith(" s") and fields["*Took*"].endswith(" s")
+    link = service.http.get("/v1/tasks/slack-ok").json()["data"]["archived_videos"][0]["url"]
+    assert ok[3]["elements"][0]["url"] == link
+
+    bad = messages["❌ Task failed"]["blocks"]
+    assert any(REASON in b.get("text", {}).get("text", "") for b in bad)
+    assert "actions" not in [b["type"] for b in bad]  # no video to link to
