@@ -141,17 +141,23 @@ def delivery(service: Service, delivery_id: str) -> dict[str, Any]:
     return response.json()["data"]
 
 
-def settled(service: Service, task: str, count: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
+def settled(service: Service, task: str, count: int = 1, timeout: float = 30) -> list[dict[str, Any]]:
     """The task's deliveries once there are `count` of them and none is pending."""
-    return wait_for(
-        lambda: (
-            len(found := deliveries(service, task=task)) == count
-            and all(d["status"] != "pending" for d in found)
-            and found
-        ),
-        timeout=timeout,
-        what=f"{count} settled deliveries for {task}",
-    )
+    try:
+        return wait_for(
+            lambda: (
+                len(found := deliveries(service, task=task)) == count
+                and all(d["status"] != "pending" for d in found)
+                and found
+            ),
+            timeout=timeout,
+            what=f"{count} settled deliveries for {task}",
+        )
+    except AssertionError as error:
+        states = [(d["status"], d["attempts"], d["last_error"]) for d in deliveries(service, task=task)]
+        view = service.http.get(f"/v1/tasks/{task}").json()["data"]
+        history = [(h.get("event"), h.get("status")) for h in view["history"]]
+        raise AssertionError(f"{error}; deliveries: {states}; task history: {history}") from None
 
 
 def webhooks(**overrides: str) -> dict[str, str]:
