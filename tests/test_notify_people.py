@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from slack_sdk.models.blocks import Block
 
 from tests.support import free_port, wait_for
@@ -43,10 +51,15 @@ class Mailbox:
 
     messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
+    encrypted: list[bool] = field(default_factory=list)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message))
+        # session.ssl after STARTTLS; the transport's SSL object when TLS was there from the start
+        self.encrypted.append(
+            session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
+        )
         return "250 Message accepted"
 
     def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
@@ -64,6 +77,62 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
     controller.start()
     yield box, controller.port
     controller.stop()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1; the workers trust it through SSL_CERT_FILE."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return folder / "cert.pem", folder / "key.pem"
+
+
+@pytest.mark.parametrize("scheme", ["smtp", "smtps"])
+def test_email_goes_over_tls_starttls_for_smtp_and_from_the_start_for_smtps(
+    stack: Stack, simulator, certificate: tuple[Path, Path], scheme: str
+) -> None:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    box = Mailbox()
+    # smtp:// must upgrade: this server refuses mail and logins before STARTTLS.
+    tls = {"tls_context": context, "require_starttls": True} if scheme == "smtp" else {"ssl_context": context}
+    auth = {"authenticator": box.authenticate, "auth_require_tls": scheme == "smtp"}
+    controller = Controller(box, hostname="127.0.0.1", port=free_port(), **auth, **tls)
+    controller.start()
+    try:
+        service = stack.start(
+            SMTP_URL=f"{scheme}://notify%40example.com:p%40ss%20word%2F%3A%25@127.0.0.1:{controller.port}",
+            NOTIFY_EMAIL_FROM="kling@example.com",
+            NOTIFY_EMAIL_TO="ops@example.com",
+            SSL_CERT_FILE=str(cert),
+        )
+        submit(service, simulator, f"tls-{scheme}", status="failed", prompt="a cat")
+        (found,) = settled(service, f"tls-{scheme}")
+        assert found["status"] == "delivered", found
+        assert box.encrypted == [True] and box.logins == [(SMTP_USER, SMTP_PASSWORD)]
+    finally:
+        controller.stop()
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:
