@@ -3,7 +3,11 @@ service itself served on loopback, so callbacks travel over real HTTP both ways.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,3 +126,46 @@ def bucket(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> st
     name = f"archive-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_url).create_bucket(Bucket=name)
     return name
+
+
+class Workers:
+    """`python -m workers`, as the Procfile runs it, in its own process group so a test can kill it whole.
+
+    A worker also dies with the test process (Linux parent-death signal), so a test run cut short
+    leaves no worker behind to take the next run's jobs.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = {**os.environ, **env}
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers"],
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def _die_with_parent() -> None:
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def make_service(env: dict[str, str], **overrides: str) -> tuple[Service, LiveServer, dict[str, str]]:
+    server = LiveServer()
+    service_env = {**env, "PUBLIC_BASE_URL": server.url, **overrides}
+    app = create_app(service_env)
+    server.start(app)
+    return Service(server.url, app, httpx.Client(base_url=server.url, timeout=10)), server, service_env

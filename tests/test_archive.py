@@ -6,8 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,46 +17,12 @@ import pytest
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from tests.conftest import Service
-from tests.support import LiveServer, wait_for
-from webhook_service import create_app
+from tests.conftest import Service, Workers, make_service
+from tests.support import wait_for
 from webhook_service.queues import ARCHIVE_QUEUE, JOB_MONITORING_INTERVAL_S
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
 MIB = 1024 * 1024
-
-
-class Workers:
-    """`python -m workers`, as the Procfile runs it, in its own process group so a test can kill it whole."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = {**os.environ, **env}
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "workers"],
-            env=self.env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-
-
-def make_service(env: dict[str, str], **overrides: str) -> tuple[Service, LiveServer, dict[str, str]]:
-    server = LiveServer()
-    service_env = {**env, "PUBLIC_BASE_URL": server.url, **overrides}
-    app = create_app(service_env)
-    server.start(app)
-    return Service(server.url, app, httpx.Client(base_url=server.url, timeout=10)), server, service_env
 
 
 @pytest.fixture

@@ -5,10 +5,12 @@ count below `KLING_MAX_CONCURRENCY`, so a burst of a thousand requests waits her
 instead of being turned away upstream.
 
 Keys (beside the store's):
-- `submit-queue`       list of external_task_ids waiting to be sent, oldest first
-- `slots`              sorted set of external_task_ids holding an upstream slot (score: since when)
+- `submit-queue`       sorted set of external_task_ids waiting to be sent, by arrival (µs)
+- `slots`              sorted set of external_task_ids holding an upstream slot (score: their arrival,
+                       so a task put back takes its old place in the queue)
 - `submit-pause-until` ms timestamp before which nothing is sent (after 1302/1303/5001), and its level
 - `open`               sorted set of upstream-open tasks by when to check on them next (reconciliation)
+- `poll-count`         hash: polls in a row that brought nothing new, per open task
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ SLOTS_KEY = f"{PREFIX}slots"
 PAUSE_KEY = f"{PREFIX}submit-pause-until"
 PAUSE_LEVEL_KEY = f"{PREFIX}submit-pause-level"
 OPEN_KEY = f"{PREFIX}open"
+POLL_COUNT_KEY = f"{PREFIX}poll-count"
 
 PAUSE_BASE_S = 1.0  # Kling asks for at least 1 s after 1303
 PAUSE_CAP_S = 60.0
@@ -35,10 +38,17 @@ _TAKE_NEXT = """
 local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
 if pause > tonumber(ARGV[2]) then return false end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then return false end
-local id = redis.call('LPOP', KEYS[1])
-if not id then return false end
-redis.call('ZADD', KEYS[2], ARGV[2], id)
-return id
+local oldest = redis.call('ZPOPMIN', KEYS[1])
+if #oldest == 0 then return false end
+redis.call('ZADD', KEYS[2], oldest[2], oldest[1])
+return oldest[1]
+"""
+
+# Atomically: free the task's slot and put it back in the queue where it was.
+_PUT_BACK = """
+local arrival = redis.call('ZSCORE', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[1], arrival or ARGV[2], ARGV[1])
 """
 
 
@@ -51,9 +61,10 @@ class Admission:
         self.redis = connection
         self.max_concurrency = max_concurrency
         self._take_next = connection.register_script(_TAKE_NEXT)
+        self._put_back = connection.register_script(_PUT_BACK)
 
     def enqueue(self, pipe: Pipeline, external_task_id: str) -> None:
-        pipe.rpush(QUEUE_KEY, external_task_id)
+        pipe.zadd(QUEUE_KEY, {external_task_id: time.time_ns() // 1000}, nx=True)
 
     def take_next(self) -> str | None:
         """The next task to send upstream, now holding a slot; None when paused, full or empty."""
@@ -61,16 +72,14 @@ class Admission:
         return taken.decode() if taken else None
 
     def put_back(self, external_task_id: str) -> None:
-        """Return a task to the head of the queue (it keeps its place) and free its slot."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(SLOTS_KEY, external_task_id)
-        pipe.lpush(QUEUE_KEY, external_task_id)
-        pipe.execute()
+        """Free the task's slot and return it to the queue in its arrival place (before later ones)."""
+        self._put_back(keys=[QUEUE_KEY, SLOTS_KEY], args=[external_task_id, 0])
 
     def release(self, pipe: Pipeline, external_task_id: str) -> None:
         """The task is final: free its slot and stop checking on it."""
         pipe.zrem(SLOTS_KEY, external_task_id)
         pipe.zrem(OPEN_KEY, external_task_id)
+        pipe.hdel(POLL_COUNT_KEY, external_task_id)
 
     def pause(self) -> float:
         """Kling said slow down (1302/1303/5001): wait longer after each consecutive refusal."""
@@ -88,7 +97,7 @@ class Admission:
         return max(0.0, (until - now_ms()) / 1000)
 
     def waiting(self) -> int:
-        return int(self.redis.llen(QUEUE_KEY))
+        return int(self.redis.zcard(QUEUE_KEY))
 
     def in_flight(self) -> int:
         return int(self.redis.zcard(SLOTS_KEY))

@@ -48,7 +48,7 @@ def create() -> tuple[Response, int]:
     try:
         if respond_async:
             task = accept(services(), clean)
-            enqueue_dispatch(services().redis)
+            enqueue_dispatch(services().redis, f"accepted-{task.external_task_id}")
         else:
             task = submit_and_wait(services(), clean, settings.submit_wait_s)
     except TaskExists:

@@ -111,6 +111,7 @@ def _track(services: Services, pipe: Pipeline, task: Task) -> None:
     """Keep the open-task index and the slots in step with the status, in the same transaction."""
     if task.status.terminal:
         services.admission.release(pipe, task.external_task_id)
-        enqueue_dispatch(services.redis, pipeline=pipe)  # a slot is free: the next queued task may go
+        # A slot is free: the next queued task may go.
+        enqueue_dispatch(services.redis, f"freed-{task.external_task_id}", pipeline=pipe)
     else:
         services.admission.check_later(pipe, task.external_task_id, services.settings.reconcile_after_s)

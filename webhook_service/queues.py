@@ -65,23 +65,23 @@ def enqueue_archive(
     )
 
 
-def enqueue_dispatch(connection: redis.Redis, pipeline: Pipeline | None = None, delay_s: float = 0) -> None:
+def enqueue_dispatch(
+    connection: redis.Redis, reason: str, *, pipeline: Pipeline | None = None, delay_s: float = 0
+) -> None:
     """Wake a worker to send queued tasks upstream (after `delay_s`, e.g. when a pause ends).
 
-    Wake-ups share job ids: a second one before the first has run is the same job.
+    The job id comes from the reason (a slot freed by this task, this task accepted, this pause):
+    the same reason wakes once, and a wake-up never shares its id with a dispatch already running,
+    which RQ would let the running job's completion swallow.
     """
     queue = Queue(SUBMIT_QUEUE, connection=connection)
+    dispatch_id = job_id(DISPATCH_JOB_ID, reason)
     if delay_s > 0:
+        when = timedelta(seconds=delay_s)
         queue.enqueue_in(
-            timedelta(seconds=delay_s),
-            "workers.submit.dispatch_job",
-            job_id=f"{DISPATCH_JOB_ID}-later",
-            job_timeout=DISPATCH_JOB_TIMEOUT_S,
+            when, "workers.submit.dispatch_job", job_id=dispatch_id, job_timeout=DISPATCH_JOB_TIMEOUT_S
         )
         return
     queue.enqueue_call(
-        "workers.submit.dispatch_job",
-        job_id=DISPATCH_JOB_ID,
-        timeout=DISPATCH_JOB_TIMEOUT_S,
-        pipeline=pipeline,
+        "workers.submit.dispatch_job", job_id=dispatch_id, timeout=DISPATCH_JOB_TIMEOUT_S, pipeline=pipeline
     )

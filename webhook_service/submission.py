@@ -131,7 +131,7 @@ def _refused(services: Services, external_task_id: str, error: KlingError, *, un
     """
     if error.retryable or uncertain:
         delay = services.admission.pause()
-        enqueue_dispatch(services.redis, delay_s=delay)
+        enqueue_dispatch(services.redis, f"pause-{time.time():.3f}", delay_s=delay + 1)
         log.warning("create of %s deferred %.1f s: %s", external_task_id, delay, error)
         _note_error(services, external_task_id, error, uncertain=uncertain)
         services.admission.put_back(external_task_id)

@@ -14,6 +14,7 @@ from rq import Queue, Worker
 
 from webhook_service.config import ConfigError, Settings
 from webhook_service.queues import ALL_QUEUES, JOB_MONITORING_INTERVAL_S, MAINTENANCE_INTERVAL_S
+from workers.reconcile import schedule_next_tick
 
 
 def main() -> int:
@@ -34,6 +35,8 @@ def main() -> int:
         maintenance_interval=MAINTENANCE_INTERVAL_S,
         job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
     )
+    if not args.burst:
+        schedule_next_tick(connection, settings.reconcile_interval_s)  # the chain of reconciliation passes
     worker.work(with_scheduler=True, burst=args.burst)
     return 0
 

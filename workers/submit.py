@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from webhook_service.queues import enqueue_dispatch
 from webhook_service.submission import dispatch
 from workers.context import services
 
+PAUSE_MARGIN_S = 0.5  # RQ's scheduler works in whole seconds: never wake before the pause is over
+
 
 def dispatch_job() -> int:
-    return dispatch(services())
+    svc = services()
+    sent = dispatch(svc)
+    paused_s = svc.admission.paused_for_s()
+    if paused_s > 0 and svc.admission.waiting():
+        # Woken too early, or paused again meanwhile: come back when the pause ends.
+        enqueue_dispatch(svc.redis, f"pause-end-{paused_s:.3f}", delay_s=paused_s + PAUSE_MARGIN_S)
+    return sent

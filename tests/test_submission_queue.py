@@ -1,0 +1,163 @@
+"""The submission queue: Kling's concurrency limit respected, arrival order kept, nothing created twice."""
+
+from __future__ import annotations
+
+import pytest
+from rq.job import Job
+
+from tests.conftest import Workers, make_service
+from tests.support import wait_for
+from tests.test_callbacks import post_callback
+from webhook_service.events import EventType, event_id
+
+IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
+ASYNC = {"Prefer": "respond-async"}
+QUICK = [{"status": "processing", "delay": 0.05}, {"status": "succeed", "delay": 0.15}]
+
+
+def events_of(service, external_id: str) -> list[str]:
+    return [e["event"] for e in service.services.store.history(external_id)]
+
+
+@pytest.mark.parametrize(
+    "service_limit", [3, 5], ids=["service limit = Kling's", "service limit above Kling's"]
+)
+def test_fifty_queued_requests_all_finish_within_klings_limit(env, simulator, service_limit: int) -> None:
+    simulator.state.set_default({"steps": QUICK, "max_open": 3})
+    service, server, service_env = make_service(
+        env, KLING_MAX_CONCURRENCY=str(service_limit), ARCHIVE_RETRY_BASE_S="0"
+    )
+    workers = Workers(service_env)
+    try:
+        ids = [f"burst-{n:02d}" for n in range(50)]
+        for external_id in ids:
+            response = service.http.post(
+                "/v1/videos/image2video", json={**IMAGE, "external_task_id": external_id}, headers=ASYNC
+            )
+            assert response.status_code == 202 and response.json()["data"]["task_status"] == "queued"
+        workers.start()
+        workers.start()
+
+        wait_for(
+            lambda: all(service.services.store.get(e).status == "succeed" for e in ids),
+            timeout=120,
+            what="all fifty tasks to succeed",
+        )
+        upstream = simulator.state.tasks()
+        assert simulator.state.max_open_seen <= 3
+        assert sorted(t["external_task_id"] for t in upstream) == ids  # each created exactly once
+        # In arrival order: tasks leave the queue first in, first out (test_queue_is_fifo), and one that
+        # Kling refuses goes back to its place. Tasks sent at the same time (at most the service's limit)
+        # may reach Kling in any order, so creation order lags arrival by less than that, never more.
+        order = [t["external_task_id"] for t in upstream]
+        assert max(abs(order.index(e) - n) for n, e in enumerate(ids)) < service_limit
+        deferred = [e for e in ids if "create_deferred" in events_of(service, e)]
+        if service_limit == 3:
+            assert deferred == []  # the service's own limit kept it from ever hearing 1303
+        else:
+            assert deferred  # Kling said 1303 and the service backed off and tried again
+    finally:
+        workers.stop()
+        server.stop()
+
+
+def test_respond_async_answers_before_anything_goes_upstream(env, simulator) -> None:
+    service, server, service_env = make_service(env)
+    workers = Workers(service_env)
+    try:
+        response = service.http.post("/kling/v1/videos/image2video", json=IMAGE, headers=ASYNC)
+        assert response.status_code == 202
+        data = response.json()["data"]
+        assert data["task_status"] == "queued" and data["task_id"] == ""
+        external_id = data["task_info"]["external_task_id"]
+        assert simulator.state.tasks() == []
+
+        workers.start()
+        wait_for(lambda: service.task(external_id)["task_status"] == "succeed", timeout=30, what="the worker")
+        assert [t["external_task_id"] for t in simulator.state.tasks()] == [external_id]
+    finally:
+        workers.stop()
+        server.stop()
+
+
+def test_at_the_limit_a_request_waits_then_answers_queued(env, simulator) -> None:
+    simulator.state.set_default({"steps": [{"status": "processing", "delay": 0, "send": False}]})
+    service, server, service_env = make_service(env, KLING_MAX_CONCURRENCY="1", SUBMIT_WAIT_S="0.3")
+    workers = Workers(service_env)
+    try:
+        assert service.submit({**IMAGE, "external_task_id": "first"}).status_code == 200
+        second = service.submit({**IMAGE, "external_task_id": "second"})
+        assert second.status_code == 202 and second.json()["data"]["task_status"] == "queued"
+        assert len(simulator.state.tasks()) == 1
+
+        workers.start()
+        first_task_id = service.task("first")["task_id"]
+        post_callback(
+            service, "first", {"task_id": first_task_id, "task_status": "failed", "task_status_msg": "x"}
+        )
+        wait_for(lambda: service.task("second")["task_status"] == "submitted", timeout=30, what="the slot")
+        assert [t["external_task_id"] for t in simulator.state.tasks()] == ["first", "second"]
+    finally:
+        workers.stop()
+        server.stop()
+
+
+@pytest.mark.parametrize("code", [5000, 5002])
+def test_server_error_after_creation_never_creates_twice(env, simulator, code: int) -> None:
+    error = {"http": 500 if code == 5000 else 504, "code": code, "message": "oops", "after_create": True}
+    simulator.state.set_default({"create_error": error, "steps": QUICK})
+    service, server, service_env = make_service(env)
+    workers = Workers(service_env)
+    try:
+        for n in range(3):
+            service.http.post(
+                "/v1/videos/image2video", json={**IMAGE, "external_task_id": f"dup-{n}"}, headers=ASYNC
+            )
+        workers.start()
+        wait_for(
+            lambda: all(service.services.store.get(f"dup-{n}").status == "succeed" for n in range(3)),
+            timeout=30,
+            what="the tasks created despite the errors",
+        )
+        assert sorted(t["external_task_id"] for t in simulator.state.tasks()) == ["dup-0", "dup-1", "dup-2"]
+    finally:
+        workers.stop()
+        server.stop()
+
+
+def test_permanent_refusal_rejects_frees_the_slot_and_raises_task_failed(env, simulator) -> None:
+    simulator.state.set_scenario(
+        "bad", {"create_error": {"http": 403, "code": 1103, "message": "no permission"}}
+    )
+    service, server, _ = make_service(env, KLING_MAX_CONCURRENCY="1")
+    try:
+        refused = service.submit({**IMAGE, "external_task_id": "bad"})
+        assert refused.status_code == 403 and refused.json()["code"] == 1103
+        assert service.services.store.get("bad").status == "rejected"
+        assert service.services.admission.in_flight() == 0
+        assert Job.exists(event_id("bad", EventType.FAILED), connection=service.services.redis)
+        assert service.submit({**IMAGE, "external_task_id": "good"}).status_code == 200  # the slot was freed
+    finally:
+        server.stop()
+
+
+def test_queue_is_fifo_and_never_over_the_limit(env) -> None:
+    service, server, _ = make_service(env, KLING_MAX_CONCURRENCY="3")
+    try:
+        admission = service.services.admission
+        pipe = service.services.redis.pipeline()
+        for n in range(6):
+            admission.enqueue(pipe, f"t{n}")
+        pipe.execute()
+        assert [admission.take_next() for _ in range(4)] == ["t0", "t1", "t2", None]  # three slots
+        admission.put_back("t2")  # refused for now: it keeps its place at the head
+        assert admission.take_next() == "t2"
+        admission.pause()
+        release = service.services.redis.pipeline()
+        admission.release(release, "t0")
+        release.execute()
+        assert admission.take_next() is None and admission.paused_for_s() > 0  # paused after 1302/1303
+        admission.resume()
+        assert admission.take_next() == "t3"
+    finally:
+        server.stop()

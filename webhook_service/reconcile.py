@@ -1,0 +1,103 @@
+"""Reconciliation: the safety net for callbacks that never come.
+
+Kling documents no retry for callbacks, so a task can stay open here forever while it finished long
+ago upstream. A pass asks Kling about every open task that has had no news for RECONCILE_AFTER_S and
+feeds the answer through `record_news`, exactly like a callback (marked `poll` in the history). A task
+open longer than TASK_TIMEOUT_S becomes `expired`.
+
+Only one pass runs at a time, however many workers there are (a Redis lock); a pass costs
+O(due tasks), never O(all tasks) (the `open` index); polls are rate-limited overall and spaced out
+per task (each poll that brings nothing new doubles the wait before the next one, up to 15 minutes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from webhook_service.admission import POLL_COUNT_KEY
+from webhook_service.kling import KlingError
+from webhook_service.lifecycle import Services, expire, record_news
+from webhook_service.store import PREFIX
+from webhook_service.submission import dispatch
+from webhook_service.tasks import Outcome, update_from_kling_task
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = f"{PREFIX}reconcile-lock"
+PASS_LOG_KEY = f"{PREFIX}reconcile-passes"
+PASS_LOG_LENGTH = 100
+MAX_POLL_SPACING_S = 15 * 60
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class PassReport:
+    ran: bool
+    polled: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    dispatched: int = 0
+
+
+def reconcile(services: Services) -> PassReport:
+    """One pass, or nothing when another pass holds the lock."""
+    settings = services.settings
+    budget = max(1, int(settings.reconcile_interval_s * settings.reconcile_polls_per_s))
+    lock_ttl_ms = int((budget / settings.reconcile_polls_per_s + settings.kling_timeout_s + 60) * 1000)
+    token = uuid.uuid4().hex
+    if not services.redis.set(LOCK_KEY, token, nx=True, px=lock_ttl_ms):
+        return PassReport(ran=False)
+    started = time.time()
+    try:
+        report = PassReport(ran=True, dispatched=dispatch(services))
+        for external_task_id in services.admission.due(budget):
+            _check(services, external_task_id, report)
+            time.sleep(1 / settings.reconcile_polls_per_s)  # the overall rate limit on Kling's query API
+        return report
+    finally:
+        services.redis.eval(_RELEASE, 1, LOCK_KEY, token)
+        entry = f"{started:.6f}-{time.time():.6f}"
+        services.redis.lpush(PASS_LOG_KEY, entry)
+        services.redis.ltrim(PASS_LOG_KEY, 0, PASS_LOG_LENGTH - 1)
+
+
+def _check(services: Services, external_task_id: str, report: PassReport) -> None:
+    task = services.store.get(external_task_id)
+    if task is None or task.status.terminal:
+        pipe = services.redis.pipeline(transaction=True)
+        services.admission.release(pipe, external_task_id)
+        pipe.execute()
+        return
+    if time.time() * 1000 - task.created_at > services.settings.task_timeout_s * 1000:
+        expire(services, external_task_id)
+        report.expired.append(external_task_id)
+        return
+    report.polled.append(external_task_id)
+    try:
+        data = services.kling.get().get_image2video(task.task_id or external_task_id)
+    except KlingError as error:
+        log.warning("poll of %s failed: %s", external_task_id, error)
+        _space_out(services, external_task_id)
+        return
+    _, outcome = record_news(
+        services, external_task_id, update_from_kling_task(data), source="poll", detail={"body": data}
+    )
+    if outcome is Outcome.APPLIED:
+        report.changed.append(external_task_id)
+        services.redis.hdel(POLL_COUNT_KEY, external_task_id)
+    else:
+        _space_out(services, external_task_id)
+
+
+def _space_out(services: Services, external_task_id: str) -> None:
+    """Nothing new: ask again later, each time a little later."""
+    polls = int(services.redis.hincrby(POLL_COUNT_KEY, external_task_id, 1))
+    wait_s = min(MAX_POLL_SPACING_S, services.settings.reconcile_after_s * 2 ** (polls - 1))
+    services.admission.check_later(services.redis, external_task_id, wait_s)
