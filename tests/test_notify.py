@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from tests.conftest import Service
+from tests.conftest import Service, Workers, make_service
 from tests.support import LiveServer, wait_for
-from tests.test_archive import Workers, make_service
 from webhook_service.notify.records import endpoint_id
 
 SECRET = "whsec_" + base64.b64encode(b"notify-test-secret-0123456789").decode()
