@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from webhook_service.auth import require_client
-from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope
+from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
 from webhook_service.lifecycle import Services
 from webhook_service.queues import enqueue_dispatch
 from webhook_service.store import TaskExists
@@ -34,9 +34,7 @@ def authenticate() -> None:
 
 @bp.post("/v1/videos/image2video")
 def create() -> tuple[Response, int]:
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, CODE_BAD_REQUEST, "the body must be JSON (Content-Type: application/json)")
+    body = json_object(request.get_data(), "the request body")
     settings = services().settings
     try:
         clean = validate_image2video(body, extra_fields=settings.kling_extra_fields)

@@ -7,14 +7,11 @@ only after Redis has taken it; a Redis failure answers 503 so that a sender that
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from flask import Blueprint, Response, current_app, jsonify, request
 from standardwebhooks import Webhook
 
 from webhook_service.callback_tokens import CALLBACK_PATH, external_id_from_token
-from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope
+from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
 from webhook_service.lifecycle import Services, record_news
 from webhook_service.store import TaskNotFound
 from webhook_service.tasks import UnknownCallbackShape, update_from_callback
@@ -38,7 +35,7 @@ def kling_callback() -> Response:
     raw = request.get_data(cache=False)  # 413 when over the limit, even without Content-Length
     if settings.kling_webhook_secret:
         _verify_signature(settings.kling_webhook_secret, raw)
-    body = _parse_json(raw)
+    body = json_object(raw, "the callback body")
     try:
         update = update_from_callback(body)
     except UnknownCallbackShape as error:
@@ -60,16 +57,6 @@ def _verify_signature(secret: str, raw: bytes) -> None:
         Webhook(secret).verify(raw, dict(request.headers), json_parse=False)
     except Exception as error:  # the library raises ValueError and friends on malformed headers too
         raise ApiError(401, CODE_BAD_SIGNATURE, f"webhook signature rejected: {error}") from None
-
-
-def _parse_json(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ApiError(400, CODE_BAD_REQUEST, f"malformed JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, CODE_BAD_REQUEST, "the callback body must be a JSON object")
-    return body
 
 
 def _check_same_task(

@@ -6,6 +6,7 @@ field path and a machine-readable code.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -28,6 +29,21 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.errors = errors
+
+
+def json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """Parse a JSON object, turning every way a body can be bad into a 400 (never a 500).
+
+    RecursionError is one of them: a few kilobytes of `[[[[...` exhaust the parser's stack.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise ApiError(400, CODE_BAD_REQUEST, f"{what} is not valid JSON: {reason}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, CODE_BAD_REQUEST, f"{what} must be a JSON object")
+    return body
 
 
 def request_id() -> str:
