@@ -1,11 +1,9 @@
 """The WSGI entry point gunicorn serves (see gunicorn.conf.py and the Procfile)."""
 
-import logging
-
-from webhook_service import create_app
+from webhook_service import create_app, logs
 from webhook_service.config import ConfigError
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logs.configure()
 
 try:
     app = create_app()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import redis
 from flask import Flask, Response
 
-from webhook_service import api, callbacks, deliveries_api, health, task_views
+from webhook_service import api, callbacks, deliveries_api, health, logs, metrics, task_views
 from webhook_service.config import Settings
 from webhook_service.errors import CODE_UNAVAILABLE, ApiError, error_response, register_error_handlers
 from webhook_service.lifecycle import Services
@@ -29,6 +29,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.extensions["webhook_service"] = Services.build(settings)
 
     register_error_handlers(app)
+    logs.init_app(app)
 
     @app.errorhandler(redis.RedisError)
     def storage_unavailable(error: redis.RedisError) -> tuple[Response, int]:
@@ -36,6 +37,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         return error_response(ApiError(503, CODE_UNAVAILABLE, "storage is unavailable, try again shortly"))
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(task_views.bp)
     app.register_blueprint(deliveries_api.bp)

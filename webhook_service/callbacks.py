@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 from standardwebhooks import Webhook
 
+from webhook_service import logs, metrics
 from webhook_service.callback_tokens import CALLBACK_PATH, external_id_from_token
 from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
 from webhook_service.lifecycle import Services, record_news
@@ -24,18 +25,21 @@ CODE_CONFLICT = 1201
 
 
 @bp.post(CALLBACK_PATH)
+@metrics.counted_callback
 def kling_callback() -> Response:
     services: Services = current_app.extensions["webhook_service"]
     settings = services.settings
     external_task_id = external_id_from_token(settings, request.args.get("token", ""))
     if external_task_id is None:
         raise ApiError(403, CODE_BAD_TOKEN, "the callback URL's token is missing or invalid")
+    logs.bind(external_task_id=external_task_id)
 
     request.max_content_length = settings.callback_max_bytes
     raw = request.get_data(cache=False)  # 413 when over the limit, even without Content-Length
     if settings.kling_webhook_secret:
         _verify_signature(settings.kling_webhook_secret, raw)
     body = json_object(raw, "the callback body")
+    metrics.note_callback(shape=metrics.callback_shape(body))
     try:
         update = update_from_callback(body)
     except UnknownCallbackShape as error:
@@ -49,6 +53,7 @@ def kling_callback() -> Response:
         raise ApiError(
             404, CODE_NOT_FOUND, f"task {external_task_id!r} is not (or no longer) recorded"
         ) from None
+    metrics.note_callback(outcome=outcome.value)
     return jsonify(envelope(0, "OK", {"outcome": outcome.value, "task_status": task.status.value}))
 
 

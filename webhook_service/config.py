@@ -68,6 +68,7 @@ class Settings:
     notify_timeout_s: float = 15.0
     notify_retry_schedule_s: tuple[float, ...] = DEFAULT_NOTIFY_RETRY_SCHEDULE_S
     notify_allowed_hosts: frozenset[str] = frozenset()
+    metrics_public: bool = False
 
     def __repr__(self) -> str:  # secrets must never reach a log line through a repr
         return f"Settings(redis_url={_redact_url(self.redis_url)!r}, kling_api_base={self.kling_api_base!r})"
@@ -142,6 +143,7 @@ class Settings:
             notify_timeout_s=_positive_float("NOTIFY_TIMEOUT_S", get("NOTIFY_TIMEOUT_S", "15")),
             notify_retry_schedule_s=_schedule("NOTIFY_RETRY_SCHEDULE_S", get("NOTIFY_RETRY_SCHEDULE_S")),
             notify_allowed_hosts=frozenset(h.lower() for h in _split(get("NOTIFY_ALLOWED_HOSTS"))),
+            metrics_public=_bool("METRICS_PUBLIC", get("METRICS_PUBLIC")),
             archive_retry_base_s=_positive_float(
                 "ARCHIVE_RETRY_BASE_S", get("ARCHIVE_RETRY_BASE_S", "10"), allow_zero=True
             ),
@@ -217,6 +219,12 @@ def _check_archive_url(value: str) -> str:
             f"ARCHIVE_URL: expected file:///path, a directory or s3://bucket/prefix, got {value!r}"
         )
     return value
+
+
+def _bool(name: str, value: str) -> bool:
+    if value.lower() not in ("", "true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    return value.lower() in ("true", "1", "yes")
 
 
 def _positive_int(name: str, value: str, default: int) -> int:

@@ -6,14 +6,15 @@ The scheduler is what turns RQ's retry intervals into delays; without it they ar
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 import redis
-from rq import Queue, Worker
+from rq import Queue
 
+from webhook_service import logs, metrics
 from webhook_service.config import ConfigError, Settings
 from webhook_service.queues import ALL_QUEUES, JOB_MONITORING_INTERVAL_S, MAINTENANCE_INTERVAL_S
+from workers.horse import ServiceWorker
 from workers.reconcile import schedule_next_tick
 
 
@@ -21,15 +22,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    logs.configure(settings)
+    metrics.remove_files_of_dead_processes()
     connection = redis.Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection) for name in ALL_QUEUES]
-    worker = Worker(
+    worker = ServiceWorker(
         queues,
         connection=connection,
         maintenance_interval=MAINTENANCE_INTERVAL_S,

@@ -17,6 +17,7 @@ from typing import Any
 from redis.client import Pipeline
 from rq import get_current_job
 
+from webhook_service import logs, metrics
 from webhook_service.download import DownloadError, DownloadPolicy, download
 from webhook_service.events import EventType, raise_event
 from webhook_service.lifecycle import Services
@@ -29,6 +30,7 @@ BASE64_FIELDS = ("image", "image_tail", "static_mask")
 
 
 def archive_task(external_task_id: str) -> None:
+    logs.bind(external_task_id=external_task_id)
     svc = services()
     task = svc.store.get(external_task_id)
     if task is None or task.status is not Status.SUCCEED:
@@ -54,7 +56,7 @@ def archive_task(external_task_id: str) -> None:
             continue
         staging = svc.storage.staging_path(item["key"])
         try:
-            result = download(item["source_url"], staging, policy)
+            result = metrics.timed_download(download, item["source_url"], staging, policy)
         except DownloadError as error:
             _handle_download_error(svc, task, item, error)
             return

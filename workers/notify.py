@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from rq import get_current_job
 
+from webhook_service import metrics
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.payload import build_event
 from webhook_service.notify.records import Delivery, DeliveryStatus, endpoint_id
@@ -73,6 +74,7 @@ def deliver(delivery_id: str) -> None:
         )
         return
     result = attempt(sink, event, svc.settings)
+    metrics.delivery_attempted(sink.kind.value, result.verdict.value)
     _conclude(store, delivery, job_id, result, svc.settings.notify_retry_schedule_s)
 
 

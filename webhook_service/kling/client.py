@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 
+from webhook_service import metrics
 from webhook_service.config import Settings
 from webhook_service.kling.errors import KlingAuthError, KlingTransportError, error_for
 
@@ -92,14 +93,17 @@ class KlingClient:
 
     def create_image2video(self, body: dict[str, Any]) -> dict[str, Any]:
         """Submit a task; returns Kling's `data` (task_id, task_status, task_info, times)."""
-        return self._call("POST", CREATE_PATH, json=body)
+        with metrics.upstream_call("create"):
+            return self._call("POST", CREATE_PATH, json=body)
 
     def get_image2video(self, task_or_external_id: str) -> dict[str, Any]:
         # external_task_ids may hold '/', '?' or '#': encode, or the path would point elsewhere.
-        return self._call("GET", f"{CREATE_PATH}/{quote(task_or_external_id, safe='')}")
+        with metrics.upstream_call("query"):
+            return self._call("GET", f"{CREATE_PATH}/{quote(task_or_external_id, safe='')}")
 
     def list_image2video(self, page_num: int = 1, page_size: int = 30) -> list[dict[str, Any]]:
-        return self._call("GET", CREATE_PATH, params={"pageNum": page_num, "pageSize": page_size})
+        with metrics.upstream_call("list"):
+            return self._call("GET", CREATE_PATH, params={"pageNum": page_num, "pageSize": page_size})
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
