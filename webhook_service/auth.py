@@ -27,17 +27,25 @@ def require_client(settings: Settings) -> None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, 1001, "Authorization header is missing: send 'Authorization: Bearer <token>'")
+    check_token(token, settings)
+
+
+def check_token(token: str, settings: Settings) -> int | None:
+    """Raise ApiError(401) unless `token` is a key from SERVICE_API_KEYS or a valid client JWT.
+
+    Returns the JWT's `exp` (epoch seconds), or None for an API key, which is good for as long as it is
+    configured. The dashboard's sign-in calls this too, so a person and a program get in by one rule.
+    """
     if any(hmac.compare_digest(token.encode(), key.encode()) for key in settings.service_api_keys):
-        return
+        return None
     if settings.service_access_key:
-        _check_jwt(token, settings)
-        return
+        return _check_jwt(token, settings)
     raise ApiError(401, 1002, "the bearer token is not a valid API key")
 
 
-def _check_jwt(token: str, settings: Settings) -> None:
+def _check_jwt(token: str, settings: Settings) -> int:
     try:
-        jwt.decode(
+        claims = jwt.decode(
             token,
             settings.service_secret_key,
             algorithms=["HS256"],
@@ -51,3 +59,4 @@ def _check_jwt(token: str, settings: Settings) -> None:
         raise ApiError(401, 1003, "the token is not valid yet (nbf in the future): check the clock") from None
     except jwt.PyJWTError:
         raise ApiError(401, 1002, "the bearer token is neither a valid API key nor a valid JWT") from None
+    return int(claims["exp"])
