@@ -27,7 +27,7 @@ from webhook_service.errors import ApiError
 from webhook_service.lifecycle import Services
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, NotReplayable
-from webhook_service.tasks import Status, now_ms
+from webhook_service.tasks import Status, Task, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ bp = Blueprint(
 REFRESH_S = 2
 DELIVERIES_PER_PAGE = 50
 SOON_MS = 60_000  # a pending delivery due within this is worth watching; one due in hours is not
+SETTLING_MS = 15_000  # after a task's last change its notifications are still being fanned out
 
 
 def services() -> Services:
@@ -66,6 +67,10 @@ def _safe_next(target: str | None, fallback: str) -> str:
 
 def _moving(found: list[Delivery], now: int) -> bool:
     return any(d.status is DeliveryStatus.PENDING and (d.next_attempt_at or 0) - now < SOON_MS for d in found)
+
+
+def _task_moving(task: Task, found: list[Delivery], now: int) -> bool:
+    return in_motion(task) or _moving(found, now) or now - task.updated_at < SETTLING_MS
 
 
 @bp.get("/")
@@ -113,7 +118,7 @@ def task_page(task_ref: str) -> str:
         attempts=attempts,
         replayable=REPLAYABLE,
         now=now,
-        refresh=REFRESH_S if in_motion(task) or _moving(found, now) else None,
+        refresh=REFRESH_S if _task_moving(task, found, now) else None,
     )
 
 
