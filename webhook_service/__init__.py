@@ -12,6 +12,7 @@ import redis
 from flask import Flask, Response
 
 from webhook_service import api, callbacks, dashboard, deliveries_api, health, logs, metrics, task_views
+from webhook_service.cli import register_cli
 from webhook_service.config import Settings
 from webhook_service.errors import CODE_UNAVAILABLE, ApiError, error_response, register_error_handlers
 from webhook_service.lifecycle import Services
@@ -42,6 +43,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(task_views.bp)
     app.register_blueprint(deliveries_api.bp)
     deliveries_api.register_cli(app)
+    register_cli(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.bp, url_prefix="/kling", name="kling_api_gateway")
     dashboard.init_app(app)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from webhook_service import logs
 from webhook_service.auth import require_client
 from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
 from webhook_service.lifecycle import Services
@@ -42,6 +43,7 @@ def create() -> tuple[Response, int]:
         problems = [p.as_dict() for p in invalid.problems]
         summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])
         raise ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems) from None
+    logs.bind(external_task_id=clean.get("external_task_id"))
     respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
     try:
         if respond_async:
