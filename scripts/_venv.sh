@@ -70,3 +70,18 @@ or point REDIS_URL at a Redis you have.
 MSG
   exit 1
 }
+
+# The dashboard's browser tests drive Debian's chromium through Playwright, which never downloads a
+# browser of its own. CI installs it; elsewhere the browser tests are skipped without it.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "${CI:-}" = "true" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "Installing chromium (apt-get) for the dashboard's browser tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null ||
+      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } ||
+      echo "chromium could not be installed: the dashboard's browser tests will be skipped" >&2
+    return 0
+  fi
+  echo "chromium is not installed, so the dashboard's browser tests will be skipped." >&2
+  echo "To run them:  Debian/Ubuntu: sudo apt-get install chromium" >&2
+}
