@@ -112,7 +112,7 @@ def test_login_with_an_api_key_then_logout(locked: Flask) -> None:
 
 
 def test_login_goes_back_only_to_a_path_on_this_site(locked: Flask) -> None:
-    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "/\t/evil.example"):
         client = locked.test_client()
         response = client.post(
             "/login", data={"credential": KEY, "csrf_token": csrf_token(client), "next": target}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -59,10 +60,16 @@ def _start_arg() -> int:
 
 
 def _safe_next(target: str | None, fallback: str) -> str:
-    """Only a path on this site: a `next` pointing elsewhere would make the login an open redirect."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return fallback
+    """Only a path on this site: a `next` pointing elsewhere would make the login an open redirect.
+
+    Browsers read `/\\host` as `//host` and drop tabs and newlines, so those are refused too.
+    """
+    if not target or not target.startswith("/") or "\\" in target:
+        return fallback
+    if any(c.isspace() or not c.isprintable() for c in target) or target.startswith("//"):
+        return fallback
+    parts = urlsplit(target)
+    return fallback if parts.scheme or parts.netloc else target
 
 
 def _moving(found: list[Delivery], now: int) -> bool:
