@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, Route, expect, sync_playwright
 
 from tests.conftest import Service, Workers, make_service
 from tests.support import LiveServer, wait_for
@@ -127,10 +127,12 @@ def page() -> Iterator[Page]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.route(
-            lambda url: not url.startswith("data:") and not _loopback(url),
-            lambda route: (refused.append(route.request.url), route.abort()),
-        )
+
+        def refuse(route: Route) -> None:
+            refused.append(route.request.url)
+            route.abort()
+
+        context.route(lambda url: not _loopback(url), refuse)
         context.set_default_timeout(TIMEOUT_MS)
         yield context.new_page()
         context.close()
