@@ -132,7 +132,8 @@ class Workers:
     """`python -m workers`, as the Procfile runs it, in its own process group so a test can kill it whole.
 
     A worker also dies with the test process (Linux parent-death signal), so a test run cut short
-    leaves no worker behind to take the next run's jobs.
+    leaves no worker behind to take the next run's jobs. The signal comes when the starting *thread*
+    ends: start workers from the test's own thread.
     """
 
     def __init__(self, env: dict[str, str]) -> None:

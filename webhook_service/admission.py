@@ -11,6 +11,8 @@ Keys (beside the store's):
 - `submit-pause-until` ms timestamp before which nothing is sent (after 1302/1303/5001), and its level
 - `open`               sorted set of upstream-open tasks by when to check on them next (reconciliation)
 - `poll-count`         hash: polls in a row that brought nothing new, per open task
+- `slot-taken-at`      hash: when each task still `queued` was taken from the queue to be sent; a
+                       sender killed mid-send leaves it behind, and reconciliation puts the task back
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ PAUSE_KEY = f"{PREFIX}submit-pause-until"
 PAUSE_LEVEL_KEY = f"{PREFIX}submit-pause-level"
 OPEN_KEY = f"{PREFIX}open"
 POLL_COUNT_KEY = f"{PREFIX}poll-count"
+TAKEN_AT_KEY = f"{PREFIX}slot-taken-at"
 
 PAUSE_BASE_S = 1.0  # Kling asks for at least 1 s after 1303
 PAUSE_CAP_S = 60.0
@@ -41,6 +44,7 @@ if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then return false end
 local oldest = redis.call('ZPOPMIN', KEYS[1])
 if #oldest == 0 then return false end
 redis.call('ZADD', KEYS[2], oldest[2], oldest[1])
+redis.call('HSET', KEYS[4], oldest[1], ARGV[2])
 return oldest[1]
 """
 
@@ -48,6 +52,7 @@ return oldest[1]
 _PUT_BACK = """
 local arrival = redis.call('ZSCORE', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[1], arrival or ARGV[2], ARGV[1])
 """
 
@@ -68,18 +73,31 @@ class Admission:
 
     def take_next(self) -> str | None:
         """The next task to send upstream, now holding a slot; None when paused, full or empty."""
-        taken = self._take_next(keys=[QUEUE_KEY, SLOTS_KEY, PAUSE_KEY], args=[self.max_concurrency, now_ms()])
+        taken = self._take_next(
+            keys=[QUEUE_KEY, SLOTS_KEY, PAUSE_KEY, TAKEN_AT_KEY], args=[self.max_concurrency, now_ms()]
+        )
         return taken.decode() if taken else None
 
     def put_back(self, external_task_id: str) -> None:
         """Free the task's slot and return it to the queue in its arrival place (before later ones)."""
-        self._put_back(keys=[QUEUE_KEY, SLOTS_KEY], args=[external_task_id, 0])
+        self._put_back(keys=[QUEUE_KEY, SLOTS_KEY, TAKEN_AT_KEY], args=[external_task_id, 0])
+
+    def sent(self, pipe: Pipeline, external_task_id: str) -> None:
+        """Kling has the task (or said no): it is no longer in the hands of a sender."""
+        pipe.hdel(TAKEN_AT_KEY, external_task_id)
+
+    def abandoned(self, older_than_s: float) -> list[str]:
+        """Tasks taken to be sent longer ago than that and never settled: their sender died."""
+        cutoff = now_ms() - older_than_s * 1000
+        taken = self.redis.hgetall(TAKEN_AT_KEY)
+        return [k.decode() for k, at in taken.items() if int(at) < cutoff]
 
     def release(self, pipe: Pipeline, external_task_id: str) -> None:
         """The task is final: free its slot and stop checking on it."""
         pipe.zrem(SLOTS_KEY, external_task_id)
         pipe.zrem(OPEN_KEY, external_task_id)
         pipe.hdel(POLL_COUNT_KEY, external_task_id)
+        pipe.hdel(TAKEN_AT_KEY, external_task_id)
 
     def pause(self) -> float:
         """Kling said slow down (1302/1303/5001): wait longer after each consecutive refusal."""

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import redis
 from redis.client import Pipeline
-from rq import Queue
+from rq import Queue, Retry
 
 from webhook_service.queues import NOTIFY_QUEUE
 from webhook_service.tasks import Status
@@ -38,6 +38,8 @@ FOR_STATUS = {
 }
 
 FAN_OUT_JOB_TIMEOUT_S = 60
+# A fan-out killed half-way runs again (it is idempotent: deliveries have deterministic ids).
+FAN_OUT_RETRY_INTERVALS_S = [5, 60, 600]
 
 
 def event_id(external_task_id: str, event_type: EventType) -> str:
@@ -55,5 +57,6 @@ def raise_event(
         args=(event_id(external_task_id, event_type), external_task_id, event_type.value),
         job_id=event_id(external_task_id, event_type),
         timeout=FAN_OUT_JOB_TIMEOUT_S,
+        retry=Retry(max=len(FAN_OUT_RETRY_INTERVALS_S), interval=FAN_OUT_RETRY_INTERVALS_S),
         pipeline=pipe,
     )

@@ -114,4 +114,5 @@ def _track(services: Services, pipe: Pipeline, task: Task) -> None:
         # A slot is free: the next queued task may go.
         enqueue_dispatch(services.redis, f"freed-{task.external_task_id}", pipeline=pipe)
     else:
+        services.admission.sent(pipe, task.external_task_id)
         services.admission.check_later(pipe, task.external_task_id, services.settings.reconcile_after_s)

@@ -22,7 +22,7 @@ from webhook_service.kling import KlingError
 from webhook_service.lifecycle import Services, expire, record_news
 from webhook_service.store import PREFIX
 from webhook_service.submission import dispatch
-from webhook_service.tasks import Outcome, update_from_kling_task
+from webhook_service.tasks import Outcome, Status, Task, update_from_kling_task
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ def reconcile(services: Services) -> PassReport:
         return PassReport(ran=False)
     started = time.time()
     try:
+        _requeue_abandoned(services)
         report = PassReport(ran=True, dispatched=dispatch(services))
         for external_task_id in services.admission.due(budget):
             _check(services, external_task_id, report)
@@ -66,6 +67,24 @@ def reconcile(services: Services) -> PassReport:
         entry = f"{started:.6f}-{time.time():.6f}"
         services.redis.lpush(PASS_LOG_KEY, entry)
         services.redis.ltrim(PASS_LOG_KEY, 0, PASS_LOG_LENGTH - 1)
+
+
+def _requeue_abandoned(services: Services) -> None:
+    """A sender killed mid-send left its task in a slot: put it back, to be looked up before resending."""
+    for external_task_id in services.admission.abandoned(services.settings.kling_timeout_s + 30):
+        task = services.store.get(external_task_id)
+        if task is not None and task.status is Status.QUEUED:
+            services.store.update(external_task_id, _mark_uncertain, history={"event": "send_abandoned"})
+            services.admission.put_back(external_task_id)
+        else:
+            pipe = services.redis.pipeline(transaction=True)
+            services.admission.sent(pipe, external_task_id)
+            pipe.execute()
+
+
+def _mark_uncertain(task: Task) -> Outcome:
+    task.submit_uncertain = True  # the create may have left before the sender died
+    return Outcome.DUPLICATE
 
 
 def _check(services: Services, external_task_id: str, report: PassReport) -> None:
