@@ -26,6 +26,8 @@ from dotenv import load_dotenv
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR_PORT = int(os.environ.get("SIMULATOR_PORT", "9100"))
+# Two worker processes for two cores: a slow download or a slow notification sink never holds up the rest.
+WORKER_PROCESSES = int(os.environ.get("WORKER_PROCESSES", "2"))
 DEMO_REQUEST = {
     "model_name": "kling-v2-master",
     "image": "https://example.com/landscape.jpg",
@@ -200,8 +202,10 @@ def main() -> int:
         simulated = ensure_kling(children)
         for line in (ROOT / "Procfile").read_text().splitlines():
             name, _, command = line.partition(":")
-            if command.strip():
-                children.start(name.strip(), command.strip())
+            copies = WORKER_PROCESSES if name.strip() == "worker" else 1
+            for n in range(1, copies + 1):
+                if command.strip():
+                    children.start(f"{name.strip()}.{n}" if copies > 1 else name.strip(), command.strip())
         wait_ready(base_url, children)
         if not children.first_exited():
             say(f"ready. API: {base_url}/v1/videos/image2video   health: {base_url}/readyz")
