@@ -11,7 +11,17 @@ from collections.abc import Mapping
 import redis
 from flask import Flask, Response
 
-from webhook_service import api, callbacks, dashboard, deliveries_api, health, logs, metrics, task_views
+from webhook_service import (
+    api,
+    callbacks,
+    dashboard,
+    deliveries_api,
+    health,
+    logs,
+    metrics,
+    openapi,
+    task_views,
+)
 from webhook_service.cli import register_cli
 from webhook_service.config import Settings
 from webhook_service.errors import CODE_UNAVAILABLE, ApiError, error_response, register_error_handlers
@@ -39,6 +49,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(task_views.bp)
     app.register_blueprint(deliveries_api.bp)

@@ -46,7 +46,10 @@ def parse_since(value: str) -> int:
     (`90s`, `30m`, `2h`, `1d`, `1w`)."""
     value = value.strip()
     if match := _DURATION.fullmatch(value):
-        return now_ms() - round(float(match[1]) * _UNIT_S[match[2]] * 1000)
+        try:
+            return now_ms() - round(float(match[1]) * _UNIT_S[match[2]] * 1000)
+        except OverflowError:  # a duration of hundreds of digits is infinite as a float
+            raise ValueError(f"the duration {value!r} is too long") from None
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
@@ -87,7 +90,7 @@ def _since_arg(required: bool = False) -> int | None:
 
 def _int_arg(name: str, low: int, high: int, default: int) -> int:
     raw = request.args.get(name, str(default))
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # "²".isdigit() too
         raise _bad(name, f"an integer from {low} to {high}")
     return int(raw)
 

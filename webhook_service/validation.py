@@ -111,8 +111,16 @@ def _rule(code: str, message: str, holds: Callable[[Any], bool]) -> AfterValidat
 def _enum(*allowed: str) -> Any:
     """A string enum whose error lists the allowed values plainly (unlike pydantic's Literal)."""
     return Annotated[
-        str, Strict(), _rule("enum", f"must be one of: {', '.join(allowed)}", allowed.__contains__)
+        str,
+        Strict(),
+        _rule("enum", f"must be one of: {', '.join(allowed)}", allowed.__contains__),
+        _documented(enum=list(allowed)),
     ]
+
+
+def _documented(**schema: Any) -> Any:
+    """JSON Schema keywords for the OpenAPI document only: validation is the rules beside them."""
+    return Field(json_schema_extra=schema)
 
 
 def _between(low: float, high: float) -> AfterValidator:
@@ -152,10 +160,27 @@ def _reject_number(value: object) -> object:
     return value
 
 
-_Image = Annotated[str, StringConstraints(strict=True, min_length=1), AfterValidator(_check_image)]
+# What _check_image accepts, as JSON Schema patterns for the OpenAPI document (a subset of URLs: a
+# generator finds valid ones with it). "$(?!\n)": in Python, "$" also matches before a final newline.
+_URL_PATTERN = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][!-~]*)?$(?!\n)"
+_BASE64_PATTERN = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$(?!\n)"
+_Image = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1),
+    AfterValidator(_check_image),
+    _documented(
+        description="An http(s) URL, or raw Base64 (no data: prefix) of at most 10 MB.",
+        anyOf=[{"pattern": _URL_PATTERN}, {"pattern": _BASE64_PATTERN}],
+    ),
+]
 _Prompt = Annotated[str, StringConstraints(strict=True, max_length=2500)]
-_Axis = Annotated[float, _between(-10, 10)]
-_Url = Annotated[str, Strict(), _rule("format", "must be an http or https URL with a host", _is_http_url)]
+_Axis = Annotated[float, _between(-10, 10), _documented(minimum=-10, maximum=10)]
+_Url = Annotated[
+    str,
+    Strict(),
+    _rule("format", "must be an http or https URL with a host", _is_http_url),
+    _documented(pattern=_URL_PATTERN),
+]
 # Printable ASCII ("!" to "~") without whitespace.
 _TaskId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64, pattern=r"^[!-~]+$")]
 _NESTED = ConfigDict(strict=True, extra="forbid")
@@ -187,7 +212,7 @@ _FIELD_TYPES: dict[str, Any] = {
     "negative_prompt": _Prompt,
     "voice_list": Annotated[list[_Voice], Strict(), Field(max_length=2)],
     "sound": _enum("on", "off"),
-    "cfg_scale": Annotated[float, Strict(), _between(0, 1)],
+    "cfg_scale": Annotated[float, Strict(), _between(0, 1), _documented(minimum=0, maximum=1)],
     "mode": _enum("std", "pro"),
     "static_mask": _Image,
     "dynamic_masks": Annotated[list[_DynamicMask], Strict(), Field(max_length=6)],
@@ -331,3 +356,28 @@ def validate_image2video(body: object, *, extra_fields: frozenset[str] | None = 
     if problems:
         raise RequestInvalid(problems)
     return dict(body)
+
+
+def create_body_json_schema(
+    extra_fields: frozenset[str] = frozenset(), ref_template: str = "#/$defs/{model}"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The create body as JSON Schema, built from the same types that validate it so the two never
+    drift, and the nested shapes it refers to (through ``ref_template``).
+
+    Rules across fields (at most one of image_tail, the masks or camera_control; fields only some models
+    take; exactly one camera axis) have no JSON Schema form: validation still applies them.
+    """
+    definitions: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    for name, adapter in _ADAPTERS.items():
+        schema = adapter.json_schema(ref_template=ref_template)
+        definitions.update(schema.pop("$defs", {}))
+        properties[name] = schema
+    properties.update({name: {} for name in sorted(extra_fields - KNOWN_FIELDS - {"*"})})
+    body = {
+        "type": "object",
+        "properties": properties,
+        "required": ["image"],
+        "additionalProperties": "*" in extra_fields,
+    }
+    return body, definitions

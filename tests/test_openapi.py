@@ -1,0 +1,177 @@
+"""The OpenAPI document: valid, complete, rendered without the internet, and true of the running service
+(schemathesis sends generated requests, valid and invalid, and checks every answer against it)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import schemathesis
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.conftest import Service, Workers, make_service
+from tests.support import wait_for
+from webhook_service import create_app
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+EXAMPLES_PER_OPERATION = 12
+IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
+
+
+def documented(app: Flask) -> dict:
+    return app.test_client().get("/openapi.json").get_json()
+
+
+def test_the_document_is_valid_openapi_3_1_and_names_every_route(env: dict[str, str]) -> None:
+    app = create_app({**env, "SERVICE_API_KEYS": "client-key-0123456789", "KLING_EXTRA_FIELDS": "new_field"})
+    doc = documented(app)  # open without credentials: a client reads it before it has any
+    assert doc["openapi"] == "3.1.0"
+    schemathesis.openapi.from_dict(doc).validate()
+    routes = {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.split(".")[0] not in ("static", "dashboard")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    described = {(path, method) for path, item in doc["paths"].items() for method in item}
+    assert routes == described
+    assert doc["security"] == [{"bearer": []}]
+    body = doc["paths"]["/v1/videos/image2video"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
+    assert body["properties"]["new_field"] == {} and body["additionalProperties"] is False
+    assert body["properties"]["duration"]["enum"] == ["5", "10"]  # from validation.py's own types
+    assert doc["paths"]["/healthz"]["get"]["security"] == []
+
+
+def test_the_docs_page_needs_nothing_from_outside(client) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.content_type.startswith("text/html")
+    html = page.get_data(as_text=True)
+    assert 'fetch("openapi.json"' in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # no CDN, no external script or style
+
+
+TOO_LONG = "9" * 400 + "w"
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("GET", "/v1/deliveries?limit=%C2%B2"),  # "²": str.isdigit() says yes, int() says no
+        ("GET", "/v1/deliveries?offset=%D9%A1%C2%B2"),
+        ("GET", f"/v1/deliveries?since={TOO_LONG}"),  # a float too large for an int
+        ("POST", f"/v1/deliveries/replay?since={TOO_LONG}"),
+        ("GET", "/v1/videos/image2video?pageSize=%C2%B2"),
+    ],
+)
+def test_numbers_that_are_not_quite_numbers_are_400_not_500(client, method: str, url: str) -> None:
+    answer = client.open(url, method=method)
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    assert answer.get_json()["code"] == 1201
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_the_docs_page_renders_every_operation_in_a_browser(service: Service) -> None:
+    browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    dom = subprocess.run(
+        [*browser, "--dump-dom", f"{service.url}/docs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    doc = service.http.get("/openapi.json").json()
+    for path in doc["paths"]:
+        assert f'<span class="path">{path}</span>' in dom, path
+    assert "Request body" in dom and "external_task_id" in dom
+    assert "[object" not in dom  # an element turned into text
+    assert '<p id="error"></p>' in dom  # loaded and rendered without an error
+
+
+@pytest.fixture
+def live(env: dict[str, str]) -> Iterator[Service]:
+    """The service with a worker, so tasks are archived and deliveries made; no waiting for slots."""
+    service, server, service_env = make_service(
+        {**env, "ARCHIVE_RETRY_BASE_S": "0"}, SUBMIT_WAIT_S="0", KLING_MAX_CONCURRENCY="1000"
+    )
+    workers = Workers(service_env)
+    workers.start()
+    yield service
+    workers.stop()
+    server.stop()
+
+
+def fuzz(operation: schemathesis.APIOperation, mode: GenerationMode) -> None:
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        derandomize=True,  # the same requests every run: a failure here is reproducible
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(case: schemathesis.Case) -> None:
+        case.call_and_validate(checks=CHECKS)
+
+    try:
+        check()
+    except Unsatisfiable:
+        # Nothing in this operation can be made invalid (no input, or only free-form strings).
+        assert mode is GenerationMode.NEGATIVE, operation.label
+
+
+# schemathesis draws values at random inside its strategies; Hypothesis warns about it, harmlessly.
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+def test_generated_requests_get_no_500_and_only_documented_answers(live: Service) -> None:
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    for result in schema.get_all_operations():
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            fuzz(result.ok(), mode)
+
+
+def test_real_answers_with_data_match_the_document(live: Service) -> None:
+    """Generated ids find nothing: here the answers about a real archived task and a dead letter."""
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    refused = live.submit({**IMAGE, "external_task_id": "oa-1", "callback_url": "http://127.0.0.1:9/"})
+    schema["/v1/videos/image2video"]["POST"].validate_response(refused)
+    wait_for(
+        lambda: live.http.get("/v1/tasks/oa-1").json()["data"]["archive_state"] == "archived",
+        timeout=30,
+        what="the archive",
+    )
+    letters = wait_for(
+        lambda: live.http.get("/v1/deliveries", params={"status": "failed"}).json()["data"],
+        timeout=30,
+        what="a dead letter (loopback callback_url)",
+    )
+    calls = [
+        ("/v1/videos/image2video/{task_ref}", "GET", "/v1/videos/image2video/oa-1", {}),
+        ("/kling/v1/videos/image2video", "GET", "/kling/v1/videos/image2video", {}),
+        ("/v1/tasks/{task_ref}", "GET", "/v1/tasks/oa-1", {}),
+        ("/v1/tasks/{task_ref}/videos/{index}", "GET", "/v1/tasks/oa-1/videos/0", {}),
+        ("/v1/tasks/{task_ref}/videos/{index}", "GET", "/v1/tasks/oa-1/videos/0", {"Range": "bytes=0-9"}),
+        ("/v1/deliveries", "GET", "/v1/deliveries?task=oa-1", {}),
+        ("/v1/deliveries/{delivery_id}", "GET", f"/v1/deliveries/{letters[0]['id']}", {}),
+        ("/v1/deliveries/{delivery_id}/replay", "POST", f"/v1/deliveries/{letters[0]['id']}/replay", {}),
+        ("/v1/deliveries/replay", "POST", "/v1/deliveries/replay?since=1h", {}),
+        ("/metrics", "GET", "/metrics", {}),
+        ("/readyz", "GET", "/readyz", {}),
+    ]
+    for template, method, url, headers in calls:
+        answer = httpx.request(method, live.url + url, headers=headers, timeout=10)
+        assert answer.status_code in (200, 206), (url, answer.status_code, answer.text[:200])
+        schema[template][method].validate_response(answer)
