@@ -1,0 +1,262 @@
+"""Benchmark: how many of Kling's callbacks the service takes per second, and how fast at half that rate.
+
+    .venv/bin/python bench/callback_ingest.py [--tasks 10000] [--seconds 20] [--connections 16]
+
+The service runs as the Procfile runs it (`gunicorn -c gunicorn.conf.py wsgi:app`) on loopback, with
+`KLING_WEBHOOK_SECRET` set, against a private redis-server holding `--tasks` tasks that Kling has
+accepted. The callbacks are signed and valid, made before the run: one in five moves a task on
+(`processing`, then `succeed` or `failed`), the rest repeat the task's latest status, as Kling's
+duplicates do; each one still checks the token and the signature, parses the JSON and appends to the
+task's history in a WATCH/MULTI transaction. With ten thousand tasks a task gets a few dozen callbacks
+at most, far from the history's cap of 500.
+
+1. Maximum rate: `wrk` (Debian's; a Lua script cycles through the requests) for `--seconds` after a
+   5 s warm-up, against the service and against `bench/bare_app.py` (a Flask app that answers 200)
+   under the same gunicorn configuration: the baseline.
+2. Latency at a fixed rate of half the service's maximum: a paced client (bench/harness.py) sends the
+   next requests on schedule for `--seconds`; each latency runs from when its request was due.
+
+Exits 1 when the service's rate is under 70 % of the baseline's, the paced p99 is 20 ms or more, or
+any callback is answered other than 200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (
+    KLING_WEBHOOK_SECRET,
+    CallbackSigner,
+    Request,
+    Stack,
+    callback_body,
+    callback_mix,
+    conditions,
+    cpu_seconds,
+    free_port,
+    latency_summary,
+    load_tasks,
+    metric_totals,
+    paced_run,
+    print_table,
+    service_env,
+    tree,
+)
+from webhook_service.config import Settings
+from webhook_service.tasks import Status, now_ms
+
+MIN_RATIO = 0.70
+MAX_P99_MS = 20.0
+CHANGE_SHARE = 0.2
+WARM_UP_S = 5
+SIGNATURE_TOLERANCE_S = 300
+
+# Cycles through pre-made requests, one per line of the file named after `--` (path, webhook-id,
+# webhook-timestamp, webhook-signature, body; tab-separated), from the line numbered second.
+WRK_SCRIPT = """
+local requests = {}
+local next_index = 1
+
+function init(args)
+  for line in io.lines(args[1]) do
+    local f = {}
+    for field in line:gmatch("[^\t]+") do f[#f + 1] = field end
+    requests[#requests + 1] = wrk.format("POST", f[1], {
+      ["Content-Type"] = "application/json",
+      ["webhook-id"] = f[2],
+      ["webhook-timestamp"] = f[3],
+      ["webhook-signature"] = f[4],
+    }, f[5])
+  end
+  next_index = tonumber(args[2]) % #requests + 1
+end
+
+function request()
+  local wire = requests[next_index]
+  next_index = next_index % #requests + 1
+  return wire
+end
+"""
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    rate: float
+    latency_ms: dict[str, float]
+    non_2xx: int
+    socket_errors: str
+    web_cpu_ms: float = 0.0  # per request: gunicorn's master and workers
+    redis_cpu_ms: float = 0.0  # per request: the private redis-server
+
+
+def run_wrk(
+    workdir: Path,
+    port: int,
+    requests_file: Path,
+    offset: int,
+    seconds: int,
+    connections: int,
+    web_pid: int,
+    redis_pid: int,
+) -> WrkResult:
+    """One `wrk` run from line `offset` of the requests; one thread, as the client must share 2 cores.
+
+    Also the CPU time the web process and Redis spent per request meanwhile.
+    """
+    web_before, redis_before = cpu_seconds(tree(web_pid)), cpu_seconds([redis_pid])
+    script = workdir / "callbacks.lua"
+    script.write_text(WRK_SCRIPT)
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
+    command += [f"http://127.0.0.1:{port}", "--", str(requests_file), str(offset)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    (workdir / "wrk.log").open("a").write(output)
+    distribution = re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+    requests = int(re.search(r"(\d+) requests in", output)[1])  # type: ignore[index]
+    return WrkResult(
+        requests=requests,
+        rate=float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1]),  # type: ignore[index]
+        latency_ms={f"p{p}": _ms(value, unit) for p, value, unit in distribution},
+        non_2xx=int(non_2xx[1]) if non_2xx else 0,
+        socket_errors=errors[1] if errors else "none",
+        web_cpu_ms=(cpu_seconds(tree(web_pid)) - web_before) * 1000 / requests,
+        redis_cpu_ms=(cpu_seconds([redis_pid]) - redis_before) * 1000 / requests,
+    )
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks recorded before the run")
+    parser.add_argument("--seconds", type=int, default=20, help="length of each measured run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's keep-alive connections")
+    parser.add_argument("--callbacks", type=int, default=150_000, help="signed callbacks made before the run")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    print_table([("machine before", conditions())])
+    with Stack(workdir) as stack:
+        redis_url = stack.redis()
+        port = free_port()
+        env = service_env(workdir, redis_url, port, KLING_WEBHOOK_SECRET=KLING_WEBHOOK_SECRET)
+
+        names = [f"ingest-{n:06d}" for n in range(args.tasks)]
+        load_tasks(redis.Redis.from_url(redis_url), names, 0, Status.SUBMITTED)
+        signed_at = time.monotonic()
+        requests = make_requests(Settings.from_env(env), names, args.callbacks)
+        requests_file = workdir / "requests.tsv"
+        write_requests(requests_file, requests)
+
+        bare = stack.web(env, "bench.bare_app:app")
+        pids = (bare.pid, stack.redis_pid)
+        run_wrk(workdir, port, requests_file, 0, WARM_UP_S, args.connections, *pids)
+        baseline = run_wrk(workdir, port, requests_file, 0, args.seconds, args.connections, *pids)
+        stack.stop(bare)
+
+        pids = (stack.web(env).pid, stack.redis_pid)
+        warm_up = run_wrk(workdir, port, requests_file, 0, WARM_UP_S, args.connections, *pids)
+        offset = warm_up.requests + args.connections
+        ours = run_wrk(workdir, port, requests_file, offset, args.seconds, args.connections, *pids)
+        offset += ours.requests + args.connections
+
+        rate = ours.rate / 2
+        count = min(int(rate * args.seconds), len(requests) - offset)
+        if time.monotonic() - signed_at + count / rate > SIGNATURE_TOLERANCE_S - 30:
+            raise SystemExit("the signatures would be too old by the end: use fewer --seconds")
+        paced = paced_run(port, requests[offset : offset + count], rate)
+        outcomes = metric_totals(httpx.get(f"http://127.0.0.1:{port}/metrics").text, "kws_callbacks_total")
+
+    ratio = ours.rate / baseline.rate
+    paced_latency = latency_summary(paced.latencies_ms)
+    by_outcome = {
+        outcome: sum(v for labels, v in outcomes.items() if f'outcome="{outcome}"' in labels)
+        for outcome in ("applied", "duplicate", "stale")
+    }
+    answered = sum(outcomes.values())
+    print_table(
+        [
+            ("machine after", conditions()),
+            ("tasks", f"{args.tasks} (callbacks made: {len(requests)}, {CHANGE_SHARE:.0%} of them changes)"),
+            ("bare Flask (baseline)", _wrk_line(baseline)),
+            ("service", _wrk_line(ours)),
+            ("ratio", f"{ratio:.2f} (service/baseline, target >= {MIN_RATIO})"),
+            (
+                "paced at half",
+                f"{paced.rate:.0f} req/s for {paced.seconds:.1f} s, {len(paced.latencies_ms)} answered, "
+                f"{paced.late_starts} sent > 5 ms late, statuses {paced.statuses}",
+            ),
+            ("paced latency ms", f"{paced_latency} (p99 target < {MAX_P99_MS})"),
+            (
+                "outcomes (whole run)",
+                ", ".join(f"{k} {v:.0f} ({v / answered:.0%})" for k, v in by_outcome.items())
+                if answered
+                else "-",
+            ),
+        ]
+    )
+    all_ok = baseline.non_2xx == 0 and ours.non_2xx == 0 and set(paced.statuses) == {200}
+    passed = all_ok and ratio >= MIN_RATIO and paced_latency["p99"] < MAX_P99_MS
+    if not all_ok:
+        print(f"some callbacks were not answered 200; logs in {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if passed else 1
+
+
+def make_requests(settings: Settings, names: list[str], count: int) -> list[Request]:
+    signer = CallbackSigner(settings)
+    created = now_ms()
+    plan = callback_mix(names, 0, count, CHANGE_SHARE, random.Random(1))
+    return [
+        signer.request(name, callback_body(name, task_id, status, created), f"msg_{n:07d}")
+        for n, (name, task_id, status) in enumerate(plan)
+    ]
+
+
+def write_requests(path: Path, requests: list[Request]) -> None:
+    with path.open("w") as file:
+        for request in requests:
+            headers = request.headers
+            fields = [
+                request.path,
+                headers["webhook-id"],
+                headers["webhook-timestamp"],
+                headers["webhook-signature"],
+            ]
+            file.write("\t".join([*fields, request.body.decode()]) + "\n")
+
+
+def _wrk_line(result: WrkResult) -> str:
+    latency = ", ".join(f"{k} {v:.2f}" for k, v in result.latency_ms.items())
+    return (
+        f"{result.rate:.0f} req/s ({result.requests} requests; latency ms {latency}; "
+        f"non-2xx {result.non_2xx}; socket errors {result.socket_errors}; CPU ms per request: "
+        f"web {result.web_cpu_ms:.2f}, redis {result.redis_cpu_ms:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
