@@ -7,6 +7,8 @@ import secrets
 import socket
 import time
 from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
 
 import pytest
 from standardwebhooks import Webhook
@@ -14,6 +16,8 @@ from standardwebhooks import Webhook
 from tests.conftest import Service, make_service
 from tests.reliability.scale import scaled
 from webhook_service.callback_tokens import callback_url_for
+from webhook_service.notify.payload import Event
+from webhook_service.notify.render import email_message
 
 WHSEC = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ="
 IMAGE = {"image": "https://example.com/a.jpg"}
@@ -102,3 +106,17 @@ def test_oversized_bodies_are_refused_before_they_are_read(service: Service, sim
         )
         assert sock.recv(64).startswith(b"HTTP/1.1 413")
     assert service.task("big")["task_status"] == "submitted"
+
+
+@pytest.mark.parametrize("breaker", ["\r\n", "\n", "\r", "\u2028", "\x85", "\r\n\t"])
+def test_prompt_cannot_inject_email_headers(breaker: str) -> None:
+    prompt = f"a cat{breaker}Bcc: victim@example.com{breaker}Subject: pwned{breaker}{breaker}body"
+    payload = json.dumps({"type": "task.failed", "data": {"status": "failed", "external_task_id": "x"}})
+    event = Event(id="evt_1", type="task.failed", external_task_id="x", payload=payload, prompt=prompt)
+
+    message = email_message(event, "http://127.0.0.1:8000", "service@example.com", ("ops@example.com",))
+    parsed = BytesParser(policy=policy.default).parsebytes(message.as_bytes())
+
+    assert parsed["Bcc"] is None and parsed.get_all("Subject") == [parsed["Subject"]]
+    assert parsed.get_all("To") == ["ops@example.com"]
+    assert "Bcc: victim@example.com" in parsed["Subject"]  # kept as words, on the subject's one line
