@@ -6,12 +6,12 @@ client of either switches by changing only its base URL.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from webhook_service import logs
 from webhook_service.auth import require_client
 from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
-from webhook_service.lifecycle import Services
+from webhook_service.lifecycle import current_services as services
 from webhook_service.queues import enqueue_dispatch
 from webhook_service.store import TaskExists
 from webhook_service.submission import accept, submit_and_wait
@@ -22,10 +22,6 @@ bp = Blueprint("kling_api", __name__)
 
 PAGE_NUM_MAX = 1000
 PAGE_SIZE_MAX = 500
-
-
-def services() -> Services:
-    return current_app.extensions["webhook_service"]
 
 
 @bp.before_request

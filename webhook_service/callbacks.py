@@ -7,13 +7,13 @@ only after Redis has taken it; a Redis failure answers 503 so that a sender that
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from standardwebhooks import Webhook
 
 from webhook_service import logs, metrics
 from webhook_service.callback_tokens import CALLBACK_PATH, external_id_from_token
 from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
-from webhook_service.lifecycle import Services, record_news
+from webhook_service.lifecycle import Services, current_services, record_news
 from webhook_service.store import TaskNotFound
 from webhook_service.tasks import UnknownCallbackShape, update_from_callback
 
@@ -27,7 +27,7 @@ CODE_CONFLICT = 1201
 @bp.post(CALLBACK_PATH)
 @metrics.counted_callback
 def kling_callback() -> Response:
-    services: Services = current_app.extensions["webhook_service"]
+    services = current_services()
     settings = services.settings
     external_task_id = external_id_from_token(settings, request.args.get("token", ""))
     if external_task_id is None:

@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 
 import click
 import redis
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from webhook_service.deliveries_api import parse_since
-from webhook_service.lifecycle import Services
+from webhook_service.lifecycle import current_services as services
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import DeliveryStatus, NotReplayable
 from webhook_service.task_views import task_view
@@ -41,10 +41,6 @@ class CommandFailed(click.ClickException):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def services() -> Services:
-    return current_app.extensions["webhook_service"]
 
 
 def guarded(command: F) -> F:

@@ -11,11 +11,11 @@ import re
 from datetime import UTC, datetime
 
 import click
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from webhook_service.auth import require_client
 from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope
-from webhook_service.lifecycle import Services
+from webhook_service.lifecycle import current_services as services
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import DeliveryStatus, NotReplayable
 from webhook_service.tasks import now_ms
@@ -26,10 +26,6 @@ CODE_CONFLICT = 1201
 LIMIT_MAX = 500
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def services() -> Services:
-    return current_app.extensions["webhook_service"]
 
 
 def store() -> DeliveryStore:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from flask import current_app
 from redis.client import Pipeline
 
 from webhook_service.admission import Admission
@@ -52,6 +53,11 @@ class Services:
         return cls(
             settings, connection, TaskStore(connection), ClientPerProcess(settings), storage, admission
         )
+
+
+def current_services() -> Services:
+    """The Services of the Flask app serving the current request or CLI command."""
+    return current_app.extensions["webhook_service"]
 
 
 def record_news(

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, send_file
+from flask import Blueprint, Response, jsonify, redirect, send_file
 
 from webhook_service.auth import require_client
 from webhook_service.errors import CODE_NOT_FOUND, ApiError, envelope
 from webhook_service.lifecycle import Services
+from webhook_service.lifecycle import current_services as services
 from webhook_service.tasks import Task
 
 bp = Blueprint("tasks", __name__, url_prefix="/v1/tasks")
 
 PRESIGNED_URL_TTL_S = 3600
-
-
-def services() -> Services:
-    return current_app.extensions["webhook_service"]
 
 
 @bp.before_request

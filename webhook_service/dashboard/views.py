@@ -25,7 +25,7 @@ from webhook_service.dashboard.present import request_rows
 from webhook_service.dashboard.system import system_state
 from webhook_service.deliveries_api import parse_since
 from webhook_service.errors import ApiError
-from webhook_service.lifecycle import Services
+from webhook_service.lifecycle import current_services as services
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, NotReplayable
 from webhook_service.tasks import Status, Task, now_ms
@@ -44,10 +44,6 @@ REFRESH_S = 2
 DELIVERIES_PER_PAGE = 50
 SOON_MS = 60_000  # a pending delivery due within this is worth watching; one due in hours is not
 SETTLING_MS = 15_000  # after a task's last change its notifications are still being fanned out
-
-
-def services() -> Services:
-    return current_app.extensions["webhook_service"]
 
 
 def deliveries() -> DeliveryStore:
