@@ -8,10 +8,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
+from standardwebhooks import Webhook
 from werkzeug.serving import BaseWSGIServer, make_server
 
 T = TypeVar("T")
@@ -112,3 +114,25 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+class Receiver:
+    """A downstream webhook endpoint on loopback: verifies each signature, counts each webhook-id."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.lock = threading.Lock()
+        self.ids: Counter[str] = Counter()
+        self.by_event: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.server = LiveServer().start(self._app)
+        self.url = f"{self.server.url}/hook"
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        event = Webhook(self.secret).verify(raw, headers)
+        with self.lock:
+            self.ids[headers["webhook-id"]] += 1
+            self.by_event[(event["data"]["external_task_id"], event["type"])].add(headers["webhook-id"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]

@@ -10,10 +10,9 @@ from typing import Any
 import httpx
 import pytest
 from rq import Queue
-from rq.job import Job
 
 from tests.conftest import Service, Workers, make_service
-from tests.support import wait_for
+from tests.support import Receiver, wait_for
 from tests.test_callbacks import post_callback
 from webhook_service.events import EventType, event_id
 from webhook_service.lifecycle import record_news
@@ -21,6 +20,7 @@ from webhook_service.queues import ARCHIVE_QUEUE, job_id
 from webhook_service.reconcile import PASS_LOG_KEY, reconcile
 from webhook_service.tasks import update_from_callback
 
+WHSEC = "whsec_" + "cmVjb25jaWxlLXNlY3JldC1yZWNvbmNpbGUtMTIzNDU2"
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
 ASYNC = {"Prefer": "respond-async"}
 FAST = {
@@ -29,6 +29,25 @@ FAST = {
     "RECONCILE_INTERVAL_S": "1",
     "RECONCILE_POLLS_PER_S": "50",
 }
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver(WHSEC)
+    yield receiver
+    receiver.server.stop()
+
+
+@pytest.fixture
+def env(env: dict[str, str], receiver: Receiver) -> dict[str, str]:
+    """Every event goes to a webhook receiver, so a test can count what was delivered."""
+    every_event = ",".join(e.value for e in EventType)
+    return {
+        **env,
+        "NOTIFY_WEBHOOK_URLS": receiver.url,
+        "NOTIFY_WEBHOOK_SECRET": WHSEC,
+        "NOTIFY_EVENTS": every_event,
+    }
 
 
 @pytest.fixture
@@ -44,11 +63,15 @@ def history(service: Service, external_id: str) -> list[dict[str, Any]]:
     return service.services.store.history(external_id)
 
 
-def fan_out_exists(service: Service, external_id: str, event_type: EventType) -> bool:
-    return Job.exists(event_id(external_id, event_type), connection=service.services.redis)
+def notified_once(receiver: Receiver, external_id: str, event_type: EventType) -> bool:
+    """The event reached the receiver, under one webhook-id, received once."""
+    ids = wait_for(
+        lambda: receiver.by_event.get((external_id, event_type.value)), what=f"{event_type} delivered"
+    )
+    return len(ids) == 1 and all(receiver.ids[i] == 1 for i in ids)
 
 
-def test_dropped_callbacks_are_caught_by_polling(running, simulator) -> None:
+def test_dropped_callbacks_are_caught_by_polling(running, simulator, receiver: Receiver) -> None:
     service, workers = running
     simulator.state.set_default(
         {
@@ -79,8 +102,8 @@ def test_dropped_callbacks_are_caught_by_polling(running, simulator) -> None:
         applied = [(e["source"], e["status"]) for e in entries if e.get("outcome") == "applied"]
         assert ("poll", "succeed") in applied
         assert [e["event"] for e in entries].count("archived") == 1
-        assert fan_out_exists(service, external_id, EventType.SUCCEEDED)
-        assert fan_out_exists(service, external_id, EventType.ARCHIVED)
+        assert notified_once(receiver, external_id, EventType.SUCCEEDED)
+        assert notified_once(receiver, external_id, EventType.ARCHIVED)
     passes = sorted(
         tuple(map(float, p.decode().split("-"))) for p in service.services.redis.lrange(PASS_LOG_KEY, 0, -1)
     )
@@ -101,7 +124,9 @@ def test_two_passes_at_once_run_one(env: dict[str, str], simulator) -> None:
         server.stop()
 
 
-def test_a_task_with_no_final_news_expires_and_can_still_succeed(env: dict[str, str], simulator) -> None:
+def test_a_task_with_no_final_news_expires_and_can_still_succeed(
+    env: dict[str, str], simulator, receiver: Receiver
+) -> None:
     service, server, service_env = make_service({**env, **FAST, "TASK_TIMEOUT_S": "1"})
     workers = Workers(service_env)
     simulator.state.set_default(
@@ -119,7 +144,7 @@ def test_a_task_with_no_final_news_expires_and_can_still_succeed(env: dict[str, 
         wait_for(lambda: store.get("late").status == "expired", timeout=30, what="expiry")
         kling_view = service.task("late")
         assert kling_view["task_status"] == "failed" and "TASK_TIMEOUT_S" in kling_view["task_status_msg"]
-        assert fan_out_exists(service, "late", EventType.EXPIRED)
+        assert notified_once(receiver, "late", EventType.EXPIRED)
         assert service.services.admission.in_flight() == 0  # the slot is free again
 
         # Kling finishes after all: its callback completes the expired task, which is then archived.
@@ -131,7 +156,7 @@ def test_a_task_with_no_final_news_expires_and_can_still_succeed(env: dict[str, 
         wait_for(
             lambda: store.get("late").archive_state == "archived", timeout=30, what="archive after expiry"
         )
-        assert fan_out_exists(service, "late", EventType.SUCCEEDED)
+        assert notified_once(receiver, "late", EventType.SUCCEEDED)
     finally:
         workers.stop()
         server.stop()

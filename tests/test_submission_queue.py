@@ -129,7 +129,8 @@ def test_permanent_refusal_rejects_frees_the_slot_and_raises_task_failed(env, si
     simulator.state.set_scenario(
         "bad", {"create_error": {"http": 403, "code": 1103, "message": "no permission"}}
     )
-    service, server, _ = make_service(env, KLING_MAX_CONCURRENCY="1")
+    hooks = {"NOTIFY_WEBHOOK_URLS": "http://127.0.0.1:9/hook", "NOTIFY_WEBHOOK_SECRET": "whsec_" + "QUJD" * 8}
+    service, server, _ = make_service(env, KLING_MAX_CONCURRENCY="1", **hooks)
     try:
         refused = service.submit({**IMAGE, "external_task_id": "bad"})
         assert refused.status_code == 403 and refused.json()["code"] == 1103

@@ -15,8 +15,9 @@ import redis
 from redis.client import Pipeline
 from rq import Queue, Retry
 
+from webhook_service.config import Settings
 from webhook_service.queues import NOTIFY_QUEUE
-from webhook_service.tasks import Status
+from webhook_service.tasks import Status, Task
 
 
 class EventType(StrEnum):
@@ -49,13 +50,21 @@ def event_id(external_task_id: str, event_type: EventType) -> str:
 
 
 def raise_event(
-    connection: redis.Redis, pipe: Pipeline, external_task_id: str, event_type: EventType
+    connection: redis.Redis, pipe: Pipeline, settings: Settings, task: Task, event_type: EventType
 ) -> None:
-    """Queue the fan-out inside the caller's transaction: it commits with the change or not at all."""
+    """Queue the fan-out inside the caller's transaction: it commits with the change or not at all.
+
+    An event no sink wants (every sink has an event filter) is not queued at all: most of a task's
+    events are usually filtered out, and each would cost a job.
+    """
+    from webhook_service.notify.sinks import sinks_for  # here: notify builds on the lifecycle that calls this
+
+    if not sinks_for(settings, task, event_type.value):
+        return
     Queue(NOTIFY_QUEUE, connection=connection).enqueue_call(
         "workers.notify.fan_out",
-        args=(event_id(external_task_id, event_type), external_task_id, event_type.value),
-        job_id=event_id(external_task_id, event_type),
+        args=(event_id(task.external_task_id, event_type), task.external_task_id, event_type.value),
+        job_id=event_id(task.external_task_id, event_type),
         timeout=FAN_OUT_JOB_TIMEOUT_S,
         retry=Retry(max=len(FAN_OUT_RETRY_INTERVALS_S), interval=FAN_OUT_RETRY_INTERVALS_S),
         pipeline=pipe,

@@ -71,7 +71,7 @@ def record_news(
     """Apply one piece of upstream news to the task, atomically with the work it triggers."""
 
     def follow_up(pipe: Pipeline, before: Task, after: Task) -> None:
-        raise_event(services.redis, pipe, after.external_task_id, FOR_STATUS[after.status])
+        raise_event(services.redis, pipe, services.settings, after, FOR_STATUS[after.status])
         _track(services, pipe, after)
         if after.status is Status.SUCCEED:
             retry_base_s = services.settings.archive_retry_base_s
@@ -105,7 +105,7 @@ def expire(services: Services, external_task_id: str) -> tuple[Task, Outcome]:
         return Outcome.APPLIED
 
     def follow_up(pipe: Pipeline, _before: Task, after: Task) -> None:
-        raise_event(services.redis, pipe, after.external_task_id, EventType.EXPIRED)
+        raise_event(services.redis, pipe, services.settings, after, EventType.EXPIRED)
         _track(services, pipe, after)
 
     return services.store.update(

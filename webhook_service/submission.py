@@ -146,7 +146,7 @@ def _refused(services: Services, external_task_id: str, error: KlingError, *, un
 
     def finish(pipe: Any, _before: Task, task: Task) -> None:
         services.admission.release(pipe, task.external_task_id)
-        raise_event(services.redis, pipe, task.external_task_id, EventType.FAILED)
+        raise_event(services.redis, pipe, services.settings, task, EventType.FAILED)
 
     history = {"event": "create_failed", "source": "create", "error": error.as_dict()}
     services.store.update(external_task_id, reject, history=history, after_commit=finish)

@@ -146,9 +146,9 @@ def _set_state(
         task.updated_at = now_ms()
         return Outcome.APPLIED
 
-    def notify(pipe: Pipeline, _before: Task, _after: Task) -> None:
+    def notify(pipe: Pipeline, _before: Task, after: Task) -> None:
         if raises is not None:
-            raise_event(svc.redis, pipe, external_task_id, raises)
+            raise_event(svc.redis, pipe, svc.settings, after, raises)
 
     history = {"event": event, "source": "worker", **extra}
     svc.store.update(external_task_id, change, history=history, after_commit=notify)

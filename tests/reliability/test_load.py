@@ -11,7 +11,7 @@ import random
 import signal
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,11 +20,10 @@ from typing import Any
 import httpx
 import pytest
 from rq.registry import StartedJobRegistry
-from standardwebhooks import Webhook
 
 from tests.conftest import SIM_TOKEN, Service, Workers, make_service
 from tests.reliability.scale import scaled
-from tests.support import LiveServer, PrivateRedis, wait_for
+from tests.support import PrivateRedis, Receiver, wait_for
 from webhook_service.callback_tokens import callback_url_for
 from webhook_service.queues import ALL_QUEUES, JOB_MONITORING_INTERVAL_S
 
@@ -33,30 +32,9 @@ IMAGE = {"image": "https://example.com/a.jpg", "prompt": "load"}
 ASYNC = {"Prefer": "respond-async"}
 
 
-class Receiver:
-    """A downstream webhook endpoint on loopback: verifies each signature, counts each webhook-id."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.ids: Counter[str] = Counter()
-        self.by_event: dict[tuple[str, str], set[str]] = defaultdict(set)
-        self.server = LiveServer().start(self._app)
-        self.url = f"{self.server.url}/hook"
-
-    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-        event = Webhook(WHSEC).verify(raw, headers)
-        with self.lock:
-            self.ids[headers["webhook-id"]] += 1
-            self.by_event[(event["data"]["external_task_id"], event["type"])].add(headers["webhook-id"])
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
+    receiver = Receiver(WHSEC)
     yield receiver
     receiver.server.stop()
 
