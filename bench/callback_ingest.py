@@ -45,6 +45,7 @@ from bench.harness import (
     Stack,
     callback_body,
     callback_mix,
+    code_version,
     conditions,
     cpu_seconds,
     free_port,
@@ -157,7 +158,7 @@ def main() -> int:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    print_table([("machine before", conditions())])
+    print_table([("machine before", conditions()), ("code", code_version())])
     with Stack(workdir) as stack:
         redis_url = stack.redis()
         port = free_port()

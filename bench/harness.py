@@ -88,6 +88,19 @@ def conditions() -> str:
     )
 
 
+def code_version() -> str:
+    """The commit measured, and the service's files that differed from it (others edit the same tree)."""
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--", "webhook_service", "workers", "wsgi.py", "gunicorn.conf.py"],
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
+    dirty = sorted(line[3:] for line in changed if line.strip())
+    return f"{commit.strip()}" + (f", uncommitted changes in {', '.join(dirty)}" if dirty else "")
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of one process (0 once it is gone)."""
     try:

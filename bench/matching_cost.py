@@ -6,8 +6,10 @@ Every lookup on the callback path is a key read (the token names the task; `task
 id), so the latency should not depend on how many tasks are stored. This checks it. The service runs
 as the Procfile runs it, with `KLING_WEBHOOK_SECRET` set, on a private redis-server. A sample of
 `--sample` tasks (`submitted`) gets `--callbacks` signed callbacks (one in five a change, the rest
-duplicates, as in bench/callback_ingest.py) at a fixed `--rate`, the first 10 % as warm-up, in three
-phases, the sample reset to the same state before each:
+duplicates, as in bench/callback_ingest.py) at a fixed `--rate`, in three phases. Each phase first
+sends as many callbacks unmeasured (right after a million records are written, the first seconds of
+traffic are several times slower, whatever is stored later), and the sample is reset to the same
+state before the warm-up and before the measured run:
 
 1. only the sample stored (1,000 tasks);
 2. `--stored` tasks stored: the sample plus finished tasks bulk-loaded with the store's key layout;
@@ -16,8 +18,9 @@ phases, the sample reset to the same state before each:
 Phases 1 and 3 bracket phase 2, so phase 2 is compared with their average: a machine that gets busier
 or quieter during the run (others' tests share it) then moves both sides alike, and the gap between 1
 and 3 shows how much the figures move on their own. Latency runs from when each request was due (an
-open-loop, paced client). Exits 1 when phase 2's median or mean is more than 10 % away from the
-average of phases 1 and 3, or a callback is answered other than 200.
+open-loop, paced client). Exits 1 when phase 2's median is more than 10 % away from the average of
+phases 1 and 3, or a callback is answered other than 200. The mean and the tail are printed but not
+judged: on a shared machine a neighbour's burst moves them more than anything measured here.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from bench.harness import (
     Stack,
     callback_body,
     callback_mix,
+    code_version,
     conditions,
     free_port,
     latency_summary,
@@ -55,7 +59,6 @@ from webhook_service.tasks import Status, now_ms
 
 MAX_DIFFERENCE = 0.10
 CHANGE_SHARE = 0.2
-WARM_UP_SHARE = 0.1
 
 
 def main() -> int:
@@ -69,7 +72,7 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-matching-"))
-    print_table([("machine before", conditions())])
+    print_table([("machine before", conditions()), ("code", code_version())])
     phases: list[tuple[str, PacedResult, str]] = []
     with Stack(workdir) as stack:
         redis_url = stack.redis()
@@ -81,6 +84,8 @@ def main() -> int:
         sample = [f"match-sample-{n:06d}" for n in range(args.sample)]
 
         def phase(label: str) -> None:
+            reset_sample(connection, sample)
+            send(port, settings, sample, args.callbacks, args.rate)
             reset_sample(connection, sample)
             stored = connection.zcard(f"{PREFIX}tasks")
             result = send(port, settings, sample, args.callbacks, args.rate)
@@ -100,8 +105,7 @@ def main() -> int:
     summaries = []
     all_ok = True
     for label, result, load in phases:
-        measured = result.latencies_ms[int(len(result.latencies_ms) * WARM_UP_SHARE) :]
-        summary = latency_summary(measured)
+        summary = latency_summary(result.latencies_ms)
         summaries.append(summary)
         all_ok = all_ok and set(result.statuses) == {200}
         rows.append(
@@ -113,19 +117,18 @@ def main() -> int:
         )
     small, big, again = summaries
     bracket = {stat: (small[stat] + again[stat]) / 2 for stat in ("p50", "mean", "p99")}
-    differences = {stat: big[stat] / bracket[stat] - 1 for stat in ("p50", "mean")}
-    tail = big["p99"] / bracket["p99"] - 1
-    judged = ", ".join(f"{stat} {d:+.1%}" for stat, d in differences.items())
+    difference = big["p50"] / bracket["p50"] - 1
+    others = ", ".join(f"{stat} {big[stat] / bracket[stat] - 1:+.1%}" for stat in ("mean", "p99"))
     rows.append(
         (
             "phase 2 vs phases 1+3",
-            f"{judged} (target within ±{MAX_DIFFERENCE:.0%}; p99 {tail:+.1%}, not judged)",
+            f"p50 {difference:+.1%} (target within ±{MAX_DIFFERENCE:.0%}); not judged: {others}",
         )
     )
     drift = ", ".join(f"{stat} {again[stat] / small[stat] - 1:+.1%}" for stat in ("p50", "mean"))
     rows.append(("phase 3 vs phase 1", f"{drift} (noise: the same setup twice)"))
     print_table(rows)
-    passed = all_ok and all(abs(d) <= MAX_DIFFERENCE for d in differences.values())
+    passed = all_ok and abs(difference) <= MAX_DIFFERENCE
     if all_ok:
         shutil.rmtree(workdir, ignore_errors=True)
     else:

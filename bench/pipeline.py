@@ -38,6 +38,7 @@ from bench.harness import (
     NOTIFY_SECRET,
     Receiver,
     Stack,
+    code_version,
     conditions,
     cpu_seconds,
     free_port,
@@ -87,7 +88,7 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     receiver = Receiver()
-    print_table([("machine before", conditions())])
+    print_table([("machine before", conditions()), ("code", code_version())])
     with SimulatorServer(token=KLING_TOKEN) as sim, Stack(workdir) as stack:
         redis_url = stack.redis()
         connection = redis.Redis.from_url(redis_url)

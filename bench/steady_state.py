@@ -42,6 +42,7 @@ from bench.harness import (
     NOTIFY_SECRET,
     Receiver,
     Stack,
+    code_version,
     conditions,
     free_port,
     print_table,
@@ -138,7 +139,7 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-steady-"))
     receiver = Receiver()
-    print_table([("machine before", conditions())])
+    print_table([("machine before", conditions()), ("code", code_version())])
     samples: list[tuple[float, int, int]] = []  # seconds since start, web KiB, workers KiB
     with SimulatorServer(token=KLING_TOKEN) as sim, Stack(workdir) as stack:
         redis_url = stack.redis()
