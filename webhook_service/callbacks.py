@@ -15,7 +15,7 @@ from webhook_service.callback_tokens import CALLBACK_PATH, external_id_from_toke
 from webhook_service.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
 from webhook_service.lifecycle import Services, current_services, record_news
 from webhook_service.store import TaskNotFound
-from webhook_service.tasks import UnknownCallbackShape, update_from_callback
+from webhook_service.tasks import Task, UnknownCallbackShape, update_from_callback
 
 bp = Blueprint("callbacks", __name__)
 
@@ -44,11 +44,21 @@ def kling_callback() -> Response:
         update = update_from_callback(body)
     except UnknownCallbackShape as error:
         raise ApiError(400, CODE_BAD_REQUEST, f"not a Kling callback: {error}") from None
-    _check_same_task(services, external_task_id, update.task_id, update.external_task_id)
+    if update.external_task_id and update.external_task_id != external_task_id:
+        raise ApiError(
+            409,
+            CODE_CONFLICT,
+            f"the body's external_task_id {update.external_task_id!r} is not this URL's task",
+        )
+
+    def same_task(task: Task) -> None:
+        _check_task_id(services, task, update.task_id)
 
     detail = {"webhook_id": request.headers.get("webhook-id"), "body": body}
     try:
-        task, outcome = record_news(services, external_task_id, update, source="callback", detail=detail)
+        task, outcome = record_news(
+            services, external_task_id, update, source="callback", detail=detail, check=same_task
+        )
     except TaskNotFound:
         raise ApiError(
             404, CODE_NOT_FOUND, f"task {external_task_id!r} is not (or no longer) recorded"
@@ -64,15 +74,13 @@ def _verify_signature(secret: str, raw: bytes) -> None:
         raise ApiError(401, CODE_BAD_SIGNATURE, f"webhook signature rejected: {error}") from None
 
 
-def _check_same_task(
-    services: Services, external_task_id: str, task_id: str | None, body_external_id: str | None
-) -> None:
-    """A valid token for one task with a body about another is a mistake somewhere: refuse it loudly."""
-    if body_external_id and body_external_id != external_task_id:
-        raise ApiError(
-            409, CODE_CONFLICT, f"the body's external_task_id {body_external_id!r} is not this URL's task"
-        )
-    if task_id:
-        owner = services.store.external_id_for(task_id)
-        if owner is not None and owner != external_task_id:
-            raise ApiError(409, CODE_CONFLICT, f"task_id {task_id!r} belongs to another task")
+def _check_task_id(services: Services, task: Task, task_id: str | None) -> None:
+    """A valid token for one task with a body about another is a mistake somewhere: refuse it loudly.
+
+    Only a task_id the task does not know yet needs a lookup: almost every callback names its own.
+    """
+    if not task_id or task_id == task.task_id or task_id in task.upstream_task_ids:
+        return
+    owner = services.store.external_id_for(task_id)
+    if owner is not None and owner != task.external_task_id:
+        raise ApiError(409, CODE_CONFLICT, f"task_id {task_id!r} belongs to another task")

@@ -8,6 +8,7 @@ same kind of history entry and triggers the same follow-up work, whatever brough
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,18 @@ def record_news(
     *,
     source: str,
     detail: dict[str, Any] | None = None,
+    check: Callable[[Task], None] | None = None,
 ) -> tuple[Task, Outcome]:
-    """Apply one piece of upstream news to the task, atomically with the work it triggers."""
+    """Apply one piece of upstream news to the task, atomically with the work it triggers.
+
+    `check(task)` sees the task as stored before the news is applied; what it raises refuses the news
+    with nothing recorded. It costs no extra read of the task.
+    """
+
+    def change(task: Task) -> Outcome:
+        if check is not None:
+            check(task)
+        return apply_update(task, update)
 
     def follow_up(pipe: Pipeline, before: Task, after: Task) -> None:
         raise_event(services.redis, pipe, services.settings, after, FOR_STATUS[after.status])
@@ -78,9 +89,7 @@ def record_news(
             enqueue_archive(services.redis, after.external_task_id, retry_base_s=retry_base_s, pipeline=pipe)
 
     history = {"event": "status", "source": source, "reported_status": update.status.value, **(detail or {})}
-    task, outcome = services.store.update(
-        external_task_id, lambda t: apply_update(t, update), history=history, after_commit=follow_up
-    )
+    task, outcome = services.store.update(external_task_id, change, history=history, after_commit=follow_up)
     log.info(
         "%s for %s reported %s: %s, task now %s",
         source,
