@@ -43,6 +43,7 @@ from bench.harness import (
     CallbackSigner,
     Request,
     Stack,
+    WorkerSplit,
     callback_body,
     callback_mix,
     code_version,
@@ -102,6 +103,7 @@ class WrkResult:
     non_2xx: int
     socket_errors: str
     web_cpu_ms: float = 0.0  # per request: gunicorn's master and workers
+    worker_cpu_s: str = ""  # each gunicorn worker's CPU seconds: how evenly the connections spread
     redis_cpu_ms: float = 0.0  # per request: the private redis-server
 
 
@@ -120,6 +122,7 @@ def run_wrk(
     Also the CPU time the web process and Redis spent per request meanwhile.
     """
     web_before, redis_before = cpu_seconds(tree(web_pid)), cpu_seconds([redis_pid])
+    split = WorkerSplit(web_pid)
     script = workdir / "callbacks.lua"
     script.write_text(WRK_SCRIPT)
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
@@ -137,6 +140,7 @@ def run_wrk(
         non_2xx=int(non_2xx[1]) if non_2xx else 0,
         socket_errors=errors[1] if errors else "none",
         web_cpu_ms=(cpu_seconds(tree(web_pid)) - web_before) * 1000 / requests,
+        worker_cpu_s=split.since(),
         redis_cpu_ms=(cpu_seconds([redis_pid]) - redis_before) * 1000 / requests,
     )
 
@@ -187,7 +191,9 @@ def main() -> int:
         count = min(int(rate * args.seconds), len(requests) - offset)
         if time.monotonic() - signed_at + count / rate > SIGNATURE_TOLERANCE_S - 30:
             raise SystemExit("the signatures would be too old by the end: use fewer --seconds")
+        paced_split = WorkerSplit(pids[0])
         paced = paced_run(port, requests[offset : offset + count], rate)
+        paced_workers = paced_split.since()
         outcomes = metric_totals(httpx.get(f"http://127.0.0.1:{port}/metrics").text, "kws_callbacks_total")
 
     ratio = ours.rate / baseline.rate
@@ -207,7 +213,8 @@ def main() -> int:
             (
                 "paced at half",
                 f"{paced.rate:.0f} req/s for {paced.seconds:.1f} s, {len(paced.latencies_ms)} answered, "
-                f"{paced.late_starts} sent > 5 ms late, statuses {paced.statuses}",
+                f"{paced.late_starts} sent > 5 ms late, statuses {paced.statuses}; "
+                f"CPU s per gunicorn worker {paced_workers}",
             ),
             ("paced latency ms", f"{paced_latency} (p99 target < {MAX_P99_MS})"),
             (
@@ -255,7 +262,8 @@ def _wrk_line(result: WrkResult) -> str:
     return (
         f"{result.rate:.0f} req/s ({result.requests} requests; latency ms {latency}; "
         f"non-2xx {result.non_2xx}; socket errors {result.socket_errors}; CPU ms per request: "
-        f"web {result.web_cpu_ms:.2f}, redis {result.redis_cpu_ms:.2f})"
+        f"web {result.web_cpu_ms:.2f}, redis {result.redis_cpu_ms:.2f}; "
+        f"CPU s per gunicorn worker {result.worker_cpu_s})"
     )
 
 

@@ -144,6 +144,20 @@ def tree(pid: int) -> list[int]:
     return [pid, *children(pid)]
 
 
+class WorkerSplit:
+    """Each gunicorn worker's CPU time from now on. gunicorn's workers share one listening socket, so
+    a burst of keep-alive connections can land mostly on one worker, which then runs the load on one
+    core while the other idles: this shows whether a run was spread evenly."""
+
+    def __init__(self, master_pid: int) -> None:
+        self.workers = children(master_pid)
+        self.before = [cpu_seconds([pid]) for pid in self.workers]
+
+    def since(self) -> str:
+        spent = [cpu_seconds([pid]) - before for pid, before in zip(self.workers, self.before, strict=True)]
+        return " / ".join(f"{seconds:.1f}" for seconds in spent)
+
+
 @dataclass
 class Stack:
     """The processes of one benchmark run, stopped together (in reverse order) however the run ends.
