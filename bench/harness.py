@@ -153,9 +153,8 @@ class WorkerSplit:
         self.workers = children(master_pid)
         self.before = [cpu_seconds([pid]) for pid in self.workers]
 
-    def since(self) -> str:
-        spent = [cpu_seconds([pid]) - before for pid, before in zip(self.workers, self.before, strict=True)]
-        return " / ".join(f"{seconds:.1f}" for seconds in spent)
+    def since(self) -> list[float]:
+        return [cpu_seconds([pid]) - before for pid, before in zip(self.workers, self.before, strict=True)]
 
 
 @dataclass
