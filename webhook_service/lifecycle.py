@@ -23,7 +23,7 @@ from webhook_service.events import FOR_STATUS, EventType, raise_event
 from webhook_service.kling import ClientPerProcess
 from webhook_service.queues import enqueue_archive, enqueue_dispatch
 from webhook_service.storage import Storage, storage_from_url
-from webhook_service.store import TaskStore
+from webhook_service.store import Repeat, TaskStore
 from webhook_service.tasks import Outcome, Status, StatusUpdate, Task, apply_update, now_ms
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ def record_news(
 ) -> tuple[Task, Outcome]:
     """Apply one piece of upstream news to the task, atomically with the work it triggers.
 
-    `check(task)` sees the task as stored before the news is applied; what it raises refuses the news
-    with nothing recorded. It costs no extra read of the task.
+    News the task already has (no step forward, no task_id it does not know) is settled by the store
+    in one round trip. Anything else goes through `change`: there `check(task)` sees the task as
+    stored before the news is applied, and what it raises refuses the news with nothing recorded.
     """
 
     def change(task: Task) -> Outcome:
@@ -81,7 +82,7 @@ def record_news(
             check(task)
         return apply_update(task, update)
 
-    def follow_up(pipe: Pipeline, before: Task, after: Task) -> None:
+    def follow_up(pipe: Pipeline, after: Task) -> None:
         raise_event(services.redis, pipe, services.settings, after, FOR_STATUS[after.status])
         _track(services, pipe, after)
         if after.status is Status.SUCCEED:
@@ -89,7 +90,13 @@ def record_news(
             enqueue_archive(services.redis, after.external_task_id, retry_base_s=retry_base_s, pipeline=pipe)
 
     history = {"event": "status", "source": source, "reported_status": update.status.value, **(detail or {})}
-    task, outcome = services.store.update(external_task_id, change, history=history, after_commit=follow_up)
+    task, outcome = services.store.update(
+        external_task_id,
+        change,
+        history=history,
+        after_commit=follow_up,
+        repeat=Repeat(update.status, update.task_id),
+    )
     log.info(
         "%s for %s reported %s: %s, task now %s",
         source,
@@ -113,7 +120,7 @@ def expire(services: Services, external_task_id: str) -> tuple[Task, Outcome]:
         task.updated_at = now_ms()
         return Outcome.APPLIED
 
-    def follow_up(pipe: Pipeline, _before: Task, after: Task) -> None:
+    def follow_up(pipe: Pipeline, after: Task) -> None:
         raise_event(services.redis, pipe, services.settings, after, EventType.EXPIRED)
         _track(services, pipe, after)
 

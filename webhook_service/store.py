@@ -8,25 +8,27 @@ Keys (all under one prefix so several deployments can share a Redis):
 - `task-id:<task_id>`                Kling's task id -> external_task_id
 - `tasks`                            sorted set of external_task_ids by creation time (newest-first lists)
 
-Changes go through `update`, an optimistic WATCH/MULTI transaction, so two callbacks for one task
-arriving at once can never both apply the same transition.
+Changes go through `update`, an optimistic compare-and-set (a Lua script commits only if the task is
+still what was read), so two callbacks for one task arriving at once can never both apply the same
+transition.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.client import Pipeline
 
-from webhook_service.tasks import Outcome, Task, now_ms
+from webhook_service.tasks import Outcome, Status, Task, now_ms
 
 PREFIX = "kws:"
 HISTORY_LIMIT = 500
 
-AfterCommit = Callable[[Pipeline, Task, Task], None]
+AfterCommit = Callable[[Pipeline, Task], None]
 
 
 class TaskExists(Exception):
@@ -41,6 +43,8 @@ class TaskStore:
     def __init__(self, connection: redis.Redis, prefix: str = PREFIX) -> None:
         self.redis = connection
         self.prefix = prefix
+        self._commit_if_unchanged = connection.register_script(_COMMIT_IF_UNCHANGED)
+        self._settle_repeat = connection.register_script(_SETTLE_REPEAT)
 
     def _task_key(self, external_task_id: str) -> str:
         return f"{self.prefix}task:{external_task_id}"
@@ -60,7 +64,7 @@ class TaskStore:
         `also(pipe)` adds commands (queueing the task) to the transaction that completes the record.
         """
         key = self._task_key(task.external_task_id)
-        if not self.redis.set(key, json.dumps(task.to_dict()), nx=True):
+        if not self.redis.set(key, task.to_json(), nx=True):
             raise TaskExists(task.external_task_id)
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(f"{key}:request", json.dumps(request))
@@ -72,7 +76,7 @@ class TaskStore:
 
     def get(self, external_task_id: str) -> Task | None:
         raw = self.redis.get(self._task_key(external_task_id))
-        return Task.from_dict(json.loads(raw)) if raw else None
+        return Task.from_json(raw) if raw else None
 
     def find(self, any_id: str) -> Task | None:
         """By Kling's task_id or by external_task_id, as Kling's own query endpoint accepts either."""
@@ -109,7 +113,7 @@ class TaskStore:
         if not ids:
             return []
         raws = self.redis.mget([self._task_key(i) for i in ids])
-        return [Task.from_dict(json.loads(raw)) for raw in raws if raw]
+        return [Task.from_json(raw) for raw in raws if raw]
 
     def update(
         self,
@@ -118,42 +122,117 @@ class TaskStore:
         *,
         history: dict[str, Any] | None = None,
         after_commit: AfterCommit | None = None,
+        repeat: Repeat | None = None,
     ) -> tuple[Task, Outcome]:
         """Apply `change` to the task atomically and record `history` (with the outcome) beside it.
 
-        `after_commit(pipe, before, after)` may queue more commands into the same transaction, so work
-        that must happen exactly once per transition (enqueueing a job) commits with the transition
-        or not at all.
+        `after_commit(pipe, task)` may queue more commands, which commit with the change or not at all,
+        so work that must happen exactly once per transition (enqueueing a job) does. Only plain
+        writes belong there: the commands run inside a script, which cannot run other scripts.
+
+        The commit is a compare-and-set: the changed task and every command are written only if the
+        task is still what was read, else it is read again and `change` runs again. That costs two
+        round trips where WATCH, GET and MULTI/EXEC cost three. With `repeat` (and `history`), news
+        the task already has is settled in one: `change` never runs for it.
         """
         key = self._task_key(external_task_id)
-        with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    if raw is None:
-                        raise TaskNotFound(external_task_id)
-                    before = Task.from_dict(json.loads(raw))
-                    after = Task.from_dict(json.loads(raw))
-                    outcome = change(after)
-                    pipe.multi()
-                    if outcome is Outcome.APPLIED or after.to_dict() != before.to_dict():
-                        pipe.set(key, json.dumps(after.to_dict()))
-                    known_ids = {before.task_id, *before.upstream_task_ids}
-                    for task_id in {after.task_id, *after.upstream_task_ids} - known_ids - {None}:
-                        pipe.set(self._task_id_key(task_id), external_task_id)
-                    if history is not None:
-                        entry = {
-                            "at": now_ms(),
-                            **history,
-                            "outcome": outcome.value,
-                            "status": after.status.value,
-                        }
-                        pipe.rpush(f"{key}:history", json.dumps(entry))
-                        pipe.ltrim(f"{key}:history", -HISTORY_LIMIT, -1)
-                    if after_commit is not None and outcome is Outcome.APPLIED:
-                        after_commit(pipe, before, after)
-                    pipe.execute()
-                    return after, outcome
-                except redis.WatchError:
-                    continue
+        raw: bytes | None = None
+        if repeat is not None and history is not None:
+            settled = self._settle_repeat(
+                keys=[key, f"{key}:history"],
+                args=[repeat.status.value, repeat.task_id or "", _entry_prefix(history), HISTORY_LIMIT],
+            )
+            if settled is None:
+                raise TaskNotFound(external_task_id)
+            verdict, raw = settled
+            if verdict != b"news":
+                return Task.from_json(raw), Outcome(verdict.decode())
+        while True:
+            if raw is None:
+                raw = self.redis.get(key)
+                if raw is None:
+                    raise TaskNotFound(external_task_id)
+            task = Task.from_json(raw)
+            known_ids = {task.task_id, *task.upstream_task_ids}
+            outcome = change(task)
+            commands = self.redis.pipeline()  # collects the commands for the script, never executed
+            commands.multi()  # as RQ expects of a pipeline it is given
+            stored = task.to_json()
+            if stored != raw.decode():
+                commands.set(key, stored)
+            for task_id in {task.task_id, *task.upstream_task_ids} - known_ids - {None}:
+                commands.set(self._task_id_key(task_id), external_task_id)
+            if history is not None:
+                entry = {"at": now_ms(), **history, "outcome": outcome.value, "status": task.status.value}
+                commands.rpush(f"{key}:history", json.dumps(entry))
+                commands.ltrim(f"{key}:history", -HISTORY_LIMIT, -1)
+            if after_commit is not None and outcome is Outcome.APPLIED:
+                after_commit(commands, task)
+            if self._commit_if_unchanged(keys=[key], args=[raw, *_flatten(commands.command_stack)]):
+                return task, outcome
+            raw = None
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """What a piece of news says, enough for the store to tell whether the task knows it already."""
+
+    status: Status
+    task_id: str | None
+
+
+def _entry_prefix(history: dict[str, Any]) -> str:
+    """A history entry's JSON without its closing brace: the outcome and status are added last."""
+    return json.dumps({"at": now_ms(), **history})[:-1]
+
+
+def _flatten(command_stack: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    """Pipelined commands as the commit script reads them: each one's length, then its arguments."""
+    flat: list[Any] = []
+    for args, _options in command_stack:
+        if args[0] in ("EVAL", "EVALSHA"):
+            raise ValueError("a script cannot run inside the store's commit: queue plain writes only")
+        flat += [len(args), *args]
+    return flat
+
+
+# KEYS[1] the task; ARGV[1] the task as it was read, then each command as its length and arguments.
+_COMMIT_IF_UNCHANGED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
+
+# KEYS[1] the task, KEYS[2] its history; ARGV: reported status, task_id ('' for none), the history
+# entry without its closing brace, the history's cap. The rule is `apply_update`'s: a status that does
+# not move the task forward is a duplicate (same rank) or stale (lower), provided the news names no
+# task_id the task does not know yet. Anything else is news, for `change` to apply: answered with the
+# task as read, which the compare-and-set then protects.
+_SETTLE_REPEAT = (
+    "local RANK = {"
+    + ", ".join(f"[{status.value!r}] = {status.rank}" for status in Status)
+    + "}"
+    + """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local task = cjson.decode(raw)
+local known = ARGV[2] == '' or ARGV[2] == task.task_id
+if not known and type(task.upstream_task_ids) == 'table' then
+  for _, id in ipairs(task.upstream_task_ids) do
+    if id == ARGV[2] then known = true end
+  end
+end
+local reported, current = RANK[ARGV[1]], RANK[task.status]
+if not known or not reported or not current or reported > current then return {'news', raw} end
+local outcome = reported == current and 'duplicate' or 'stale'
+local entry = ARGV[3] .. ', "outcome": "' .. outcome .. '", "status": "' .. task.status .. '"}'
+redis.call('RPUSH', KEYS[2], entry)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
+return {outcome, raw}
+"""
+)

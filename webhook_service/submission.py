@@ -144,7 +144,7 @@ def _refused(services: Services, external_task_id: str, error: KlingError, *, un
         task.status = Status.REJECTED
         return Outcome.APPLIED
 
-    def finish(pipe: Any, _before: Task, task: Task) -> None:
+    def finish(pipe: Any, task: Task) -> None:
         services.admission.release(pipe, task.external_task_id)
         raise_event(services.redis, pipe, services.settings, task, EventType.FAILED)
 

@@ -8,8 +8,9 @@ and stale news change nothing) live in one place.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
@@ -119,6 +120,14 @@ class Task:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_json(self) -> str:
+        """The stored form. A shallow dict is enough for `json` (asdict deep-copies, for nothing here)."""
+        return json.dumps({name: getattr(self, name) for name in _TASK_FIELDS})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Task:
+        return cls.from_dict(json.loads(raw))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
@@ -165,6 +174,9 @@ class Task:
         if self.final_unit_deduction is not None:
             view["final_unit_deduction"] = self.final_unit_deduction
         return view
+
+
+_TASK_FIELDS = tuple(f.name for f in fields(Task))
 
 
 def apply_update(task: Task, update: StatusUpdate) -> Outcome:

@@ -146,7 +146,7 @@ def _set_state(
         task.updated_at = now_ms()
         return Outcome.APPLIED
 
-    def notify(pipe: Pipeline, _before: Task, after: Task) -> None:
+    def notify(pipe: Pipeline, after: Task) -> None:
         if raises is not None:
             raise_event(svc.redis, pipe, svc.settings, after, raises)
 
