@@ -3,7 +3,6 @@ service itself served on loopback, so callbacks travel over real HTTP both ways.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from flask.testing import FlaskClient
 from moto.server import ThreadedMotoServer
 
 from kling_simulator import SimulatorServer
-from tests.support import LiveServer
+from tests.support import LiveServer, die_with_parent
 from webhook_service import create_app
 from webhook_service.lifecycle import Services
 
@@ -147,7 +146,7 @@ class Workers:
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self.processes.append(process)
         return process
@@ -157,11 +156,6 @@ class Workers:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-
-
-def _die_with_parent() -> None:
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def make_service(env: dict[str, str], **overrides: str) -> tuple[Service, LiveServer, dict[str, str]]:

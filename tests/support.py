@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -56,6 +58,12 @@ class LiveServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def die_with_parent() -> None:
+    """For preexec_fn: the child gets SIGKILL when the test process dies, so none outlives a run."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ from webhook_service import (
 )
 from webhook_service.cli import register_cli
 from webhook_service.config import Settings
-from webhook_service.errors import CODE_UNAVAILABLE, ApiError, error_response, register_error_handlers
+from webhook_service.errors import error_response, register_error_handlers, storage_unavailable
 from webhook_service.lifecycle import Services
 
 log = logging.getLogger(__name__)
@@ -37,20 +37,18 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     settings = Settings.from_env(test_config) if test_config is not None else Settings.from_env()
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES, SECRET_KEY=settings.secret_key)
-    app.extensions["webhook_service"] = Services.build(settings)
+    services = app.extensions["webhook_service"] = Services.build(settings)
 
     register_error_handlers(app)
     logs.init_app(app)
 
     @app.errorhandler(redis.RedisError)
-    def storage_unavailable(error: redis.RedisError) -> tuple[Response, int]:
-        log.error("Redis unavailable: %s", type(error).__name__)
-        return error_response(ApiError(503, CODE_UNAVAILABLE, "storage is unavailable, try again shortly"))
+    def redis_failed(error: redis.RedisError) -> tuple[Response, int]:
+        return error_response(storage_unavailable(error))
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)
-    app.register_blueprint(callbacks.bp)
     app.register_blueprint(task_views.bp)
     app.register_blueprint(deliveries_api.bp)
     deliveries_api.register_cli(app)
@@ -58,6 +56,8 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(api.bp, url_prefix="/kling", name="kling_api_gateway")
     dashboard.init_app(app)
+    # Kling's callbacks are served in front of Flask: see webhook_service/callbacks.py for why.
+    app.wsgi_app = callbacks.CallbackEndpoint(services, app.wsgi_app)  # type: ignore[method-assign]
 
     if not settings.client_auth_enabled:
         log.warning(

@@ -8,6 +8,8 @@ access log leaves out.
 
 from __future__ import annotations
 
+import functools
+
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from webhook_service.config import Settings
@@ -17,14 +19,20 @@ _SALT = "kling-callback-url"
 
 
 def callback_url_for(settings: Settings, external_task_id: str) -> str:
-    token = URLSafeSerializer(settings.secret_key, salt=_SALT).dumps(external_task_id)
+    token = _serializer(settings.secret_key).dumps(external_task_id)
     return f"{settings.public_base_url}{CALLBACK_PATH}?token={token}"
 
 
 def external_id_from_token(settings: Settings, token: str) -> str | None:
     """The task a token was issued for, or None when the token is forged or damaged."""
     try:
-        value = URLSafeSerializer(settings.secret_key, salt=_SALT).loads(token)
+        value = _serializer(settings.secret_key).loads(token)
     except BadSignature:
         return None
     return value if isinstance(value, str) else None
+
+
+@functools.lru_cache(maxsize=4)
+def _serializer(secret_key: str) -> URLSafeSerializer:
+    """Built once per key: every callback checks a token."""
+    return URLSafeSerializer(secret_key, salt=_SALT)

@@ -7,11 +7,15 @@ field path and a machine-readable code.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+log = logging.getLogger(__name__)
 
 # Service codes outside Kling's table; Kling's own codes (1000-5002) keep their meaning.
 CODE_NOT_FOUND = 1203
@@ -29,6 +33,12 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.errors = errors
+
+
+def storage_unavailable(error: Exception) -> ApiError:
+    """What a Redis failure answers: 503, so that a client (or Kling) that retries will."""
+    log.error("Redis unavailable: %s", type(error).__name__)
+    return ApiError(503, CODE_UNAVAILABLE, "storage is unavailable, try again shortly")
 
 
 def json_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -53,7 +63,19 @@ def request_id() -> str:
 
 
 def envelope(code: int, message: str, data: Any = None, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id()}
+    return _envelope(request_id(), code, message, data, **extra)
+
+
+def reply(request_id: str, http_status: int, code: int, message: str, data: Any = None) -> WerkzeugResponse:
+    """An answer in the envelope without Flask: for the callback endpoint, which runs in front of it."""
+    body = json.dumps(_envelope(request_id, code, message, data), separators=(",", ":"))
+    return WerkzeugResponse(
+        body, http_status, mimetype="application/json", headers={"X-Request-Id": request_id}
+    )
+
+
+def _envelope(request_id: str, code: int, message: str, data: Any = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
     if data is not None:
         body["data"] = data
     body.update(extra)

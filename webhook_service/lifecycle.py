@@ -97,7 +97,10 @@ def record_news(
         after_commit=follow_up,
         repeat=Repeat(update.status, update.task_id),
     )
-    log.info(
+    # A change is worth a line; a repeat (most callbacks under retries, most polls) is in the history
+    # and the metrics, and at INFO would bury the changes.
+    log.log(
+        logging.INFO if outcome is Outcome.APPLIED else logging.DEBUG,
         "%s for %s reported %s: %s, task now %s",
         source,
         external_task_id,

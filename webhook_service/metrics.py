@@ -10,7 +10,6 @@ letters) are not kept anywhere: they are read from Redis at scrape time, a few O
 
 from __future__ import annotations
 
-import functools
 import glob
 import os
 import re
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import redis
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client import values as prometheus_values
 from prometheus_client.core import GaugeMetricFamily
@@ -29,12 +28,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
-from werkzeug.exceptions import HTTPException
 
 from webhook_service.admission import QUEUE_KEY, SLOTS_KEY
 from webhook_service.auth import require_client
 from webhook_service.download import Downloaded, DownloadError
-from webhook_service.errors import ApiError
 from webhook_service.kling.errors import KlingError
 from webhook_service.queues import ALL_QUEUES
 from webhook_service.store import PREFIX
@@ -133,37 +130,11 @@ def callback_shape(body: dict[str, Any]) -> str:
     return "legacy" if "task_status" in body or "task_id" in body else "newer"
 
 
-def note_callback(*, shape: str | None = None, outcome: str | None = None) -> None:
-    """What the callback handler learned, counted once its answer is known (see `counted_callback`)."""
-    if shape is not None:
-        g.callback_shape = shape
-    if outcome is not None:
-        g.callback_outcome = outcome
-
-
-def counted_callback(view: F) -> F:
-    """Count every callback by its outcome, including the refusals the view raises."""
-
-    @functools.wraps(view)
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        outcome = "error"
-        try:
-            response = view(*args, **kwargs)
-            outcome = g.get("callback_outcome", "error")
-            return response
-        except ApiError as error:
-            outcome = _CALLBACK_REFUSALS.get(error.http_status, "error")
-            raise
-        except HTTPException as error:  # werkzeug's 413 for a body over the limit
-            outcome = _CALLBACK_REFUSALS.get(error.code or 500, "error")
-            raise
-        except redis.RedisError:
-            outcome = "unavailable"
-            raise
-        finally:
-            CALLBACKS.labels(g.get("callback_shape", "unknown"), outcome).inc()
-
-    return counted  # type: ignore[return-value]
+def count_callback(shape: str, *, outcome: str | None = None, refused_with: int | None = None) -> None:
+    """One callback answered: with its outcome, or refused with that HTTP status (a 503: unavailable)."""
+    if outcome is None:
+        outcome = "unavailable" if refused_with == 503 else _CALLBACK_REFUSALS.get(refused_with or 0, "error")
+    CALLBACKS.labels(shape, outcome).inc()
 
 
 @contextmanager

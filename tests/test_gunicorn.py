@@ -1,0 +1,75 @@
+"""The web process as the Procfile runs it: gunicorn with gunicorn.conf.py, on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import die_with_parent, free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_gunicorn(env: dict[str, str], port: int, metrics_dir: Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}"]
+    return subprocess.Popen(
+        [*command, "wsgi:app"],
+        cwd=ROOT,
+        env={**os.environ, **env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
+
+
+Served = tuple[int, dict[str, str], Path]  # port, the service's environment, the test's directory
+
+
+@pytest.fixture
+def served(env: dict[str, str], tmp_path: Path) -> Iterator[Served]:
+    """gunicorn serving the service on a free loopback port."""
+    port = free_port()
+    env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    process = start_gunicorn(env, port, tmp_path / "metrics")
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        wait_for(lambda: _answers(url), timeout=30, what="gunicorn to serve")
+        yield port, env, tmp_path
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_a_second_server_on_a_served_port_fails_to_start(served: Served) -> None:
+    """Each worker has its own SO_REUSEPORT socket; a second server must not quietly share the port."""
+    port, env, tmp_path = served
+    second = start_gunicorn(env, port, tmp_path / "metrics-second")
+    _, errors = second.communicate(timeout=60)
+    assert second.returncode != 0
+    assert f"cannot serve 127.0.0.1:{port}" in errors
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200  # the first still serves
+
+
+def test_callbacks_are_answered_in_front_of_flask_under_gunicorn(served: Served) -> None:
+    port, _, _ = served
+    base = f"http://127.0.0.1:{port}"
+    forged = httpx.post(f"{base}/callbacks/kling?token=forged", json={"task_status": "succeed"})
+    assert forged.status_code == 403
+    assert forged.json()["code"] == 1002 and forged.headers["X-Request-Id"] == forged.json()["request_id"]
+    assert httpx.get(f"{base}/callbacks/kling").status_code == 405
+    assert httpx.get(f"{base}/v1/videos/image2video/nothing").status_code in (401, 404)  # Flask's routes
