@@ -1,6 +1,7 @@
 """gunicorn settings for the web process (`gunicorn -c gunicorn.conf.py wsgi:app`)."""
 
 import os
+import socket
 
 # Metrics choose where they keep their values when the service's modules are imported: set it first.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "data/metrics")
@@ -12,6 +13,11 @@ from webhook_service import logs, metrics
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
+# Each worker listens on its own SO_REUSEPORT socket and the kernel spreads the connections over them.
+# On one shared socket, the worker woken first takes nearly every keep-alive connection of a client
+# that is not saturating it (Kling, a proxy's pool), and serves them on one core while the other
+# idles: the latency tail doubled (docs/benchmarks.md). The start refuses a port already served.
+reuse_port = True
 timeout = 60
 graceful_timeout = 20
 accesslog = "-"
@@ -22,7 +28,24 @@ logconfig_dict = logs.gunicorn_logconfig()
 
 def on_starting(server: object) -> None:
     """A new run's counters start from 0: drop the files of processes that are gone."""
+    refuse_a_served_port(server.cfg.address)  # type: ignore[attr-defined]
     metrics.remove_files_of_dead_processes()
+
+
+def refuse_a_served_port(addresses: list[object]) -> None:
+    """With reuse_port, a second server on the same port would quietly take a share of the traffic
+    instead of failing: fail it here, as binding without reuse_port would. (SO_REUSEADDR lets the
+    probe past connections of a previous run in TIME_WAIT; only a listening socket stops it.)"""
+    for address in addresses:
+        if not isinstance(address, tuple):
+            continue  # a Unix socket path: gunicorn itself refuses one in use
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address[:2])
+            except OSError as error:
+                raise SystemExit(f"cannot serve {address[0]}:{address[1]}: {error.strerror}") from None
 
 
 def child_exit(server: object, worker: object) -> None:
