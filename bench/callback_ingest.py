@@ -12,7 +12,8 @@ at most, far from the history's cap of 500.
 
 1. Maximum rate: `wrk` (Debian's; a Lua script cycles through the requests) for `--seconds` after a
    5 s warm-up, against the service and against `bench/bare_app.py` (a Flask app that answers 200)
-   under the same gunicorn configuration: the baseline.
+   under the same gunicorn configuration: the baseline. Also against the same app doing one Redis
+   GET per request: the floor of anything that records a callback before answering it.
 2. Latency at a fixed rate of half the service's maximum: a paced client (bench/harness.py) sends the
    next requests on schedule for `--seconds`; each latency runs from when its request was due.
 
@@ -207,6 +208,10 @@ def main() -> int:
         bare = stack.web(env, "bench.bare_app:app")
         baseline, _, lopsided = wrk.measure("bare Flask", bare.pid, 0, args.seconds)
         stack.stop(bare)
+        bare = stack.web(env, "bench.bare_app:app_with_redis")
+        floor, _, more = wrk.measure("bare Flask + 1 Redis GET", bare.pid, 0, args.seconds)
+        lopsided += more
+        stack.stop(bare)
 
         signed_at = time.monotonic()  # signatures are good for 5 minutes: sign again for the service
         requests = make_requests(settings, names, args.callbacks)
@@ -237,8 +242,10 @@ def main() -> int:
             ("tasks", f"{args.tasks} (callbacks made: {len(requests)}, {CHANGE_SHARE:.0%} of them changes)"),
             *(("lopsided, repeated", line) for line in lopsided),
             ("bare Flask (baseline)", _wrk_line(baseline)),
+            ("bare Flask + 1 Redis GET", _wrk_line(floor)),
             ("service", _wrk_line(ours)),
             ("ratio", f"{ratio:.2f} (service/baseline, target >= {MIN_RATIO})"),
+            ("floor ratio", f"{floor.rate / baseline.rate:.2f} (bare Flask + 1 Redis GET / baseline)"),
             (
                 "paced at half",
                 f"{paced.rate:.0f} req/s for {paced.seconds:.1f} s, {len(paced.latencies_ms)} answered, "
