@@ -222,7 +222,7 @@ local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
 local task = cjson.decode(raw)
 local known = ARGV[2] == '' or ARGV[2] == task.task_id
-if not known and type(task.upstream_task_ids) == 'table' then
+if not known and type(task.task_id) == 'string' and type(task.upstream_task_ids) == 'table' then
   for _, id in ipairs(task.upstream_task_ids) do
     if id == ARGV[2] then known = true end
   end
