@@ -1,6 +1,6 @@
 """Kling's callbacks: checked, matched to their task, stored, then answered at once.
 
-This is the one endpoint that takes load (every status change of every task, and Kling's retries),
+This is the one endpoint that takes load (every status change of every task, and their duplicates),
 so it is served in front of Flask, as a WSGI middleware around the app (the way Flask's docs wrap
 `app.wsgi_app`): werkzeug's Request and Response, without Flask's request context, session, hooks and
 dispatch, which cost more than the callback's own work. Everything else goes on to Flask.
