@@ -52,6 +52,7 @@ from bench.harness import (
     CallbackSigner,
     Request,
     Stack,
+    StolenTime,
     WorkerSplit,
     callback_body,
     callback_mix,
@@ -116,6 +117,7 @@ class WrkResult:
     web_cpu_ms: float = 0.0  # per request: gunicorn's master and workers
     worker_cpu_s: list[float] = field(default_factory=list)  # each gunicorn worker's CPU seconds
     redis_cpu_ms: float = 0.0  # per request: the private redis-server
+    stolen: float = 0.0  # share of the machine's CPU time the host gave to other machines
 
 
 @dataclass
@@ -135,6 +137,7 @@ class Wrk:
         """
         web_before, redis_before = cpu_seconds(tree(web_pid)), cpu_seconds([self.redis_pid])
         split = WorkerSplit(web_pid)
+        stolen = StolenTime()
         script = self.workdir / "callbacks.lua"
         script.write_text(WRK_SCRIPT)
         command = ["wrk", "-t1", f"-c{self.connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
@@ -156,6 +159,7 @@ class Wrk:
             web_cpu_ms=(cpu_seconds(tree(web_pid)) - web_before) * 1000 / requests,
             worker_cpu_s=split.since(),
             redis_cpu_ms=(cpu_seconds([self.redis_pid]) - redis_before) * 1000 / requests,
+            stolen=stolen.share(),
         )
 
     def measure(
@@ -224,9 +228,9 @@ def main() -> int:
         count = int(rate * args.seconds)
         if time.monotonic() - signed_at + count / rate > SIGNATURE_TOLERANCE_S - 30:
             raise SystemExit("the signatures would be too old by the end: use fewer --seconds")
-        split = WorkerSplit(web_pid)
+        split, stolen = WorkerSplit(web_pid), StolenTime()
         paced = paced_run(port, requests[offset : offset + count], rate)
-        paced_workers = split.since()
+        paced_workers, paced_stolen = split.since(), stolen.share()
         outcomes = metric_totals(httpx.get(f"http://127.0.0.1:{port}/metrics").text, "kws_callbacks_total")
 
     ratio = ours.rate / baseline.rate
@@ -250,7 +254,8 @@ def main() -> int:
                 "paced at half",
                 f"{paced.rate:.0f} req/s for {paced.seconds:.1f} s, {len(paced.latencies_ms)} answered, "
                 f"{paced.late_starts} sent > 5 ms late, statuses {paced.statuses}; "
-                f"CPU s per gunicorn worker {_split(paced_workers)}",
+                f"CPU s per gunicorn worker {_split(paced_workers)}; "
+                f"CPU stolen by the host {paced_stolen:.1%}",
             ),
             ("paced latency ms", f"{paced_latency} (p99 target < {MAX_P99_MS})"),
             (
@@ -305,7 +310,8 @@ def _wrk_line(result: WrkResult) -> str:
         f"{result.rate:.0f} req/s ({result.requests} requests; latency ms {latency}; "
         f"non-2xx {result.non_2xx}; socket errors {result.socket_errors}; CPU ms per request: "
         f"web {result.web_cpu_ms:.2f}, redis {result.redis_cpu_ms:.2f}; "
-        f"CPU s per gunicorn worker {_split(result.worker_cpu_s)})"
+        f"CPU s per gunicorn worker {_split(result.worker_cpu_s)}; "
+        f"CPU stolen by the host {result.stolen:.1%})"
     )
 
 

@@ -79,13 +79,44 @@ def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float]:
 
 
 def conditions() -> str:
-    """The machine and how busy it is right now (others' tests share it)."""
+    """The machine and how busy it is right now (others' tests share it), and the share of its CPU
+    time the host gave to other machines since the previous reading (see `StolenTime`)."""
+    global _since_last_reading
     one, five, fifteen = os.getloadavg()
     memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    stolen, _since_last_reading = _since_last_reading.share(), StolenTime()
     return (
         f"{os.cpu_count()} cores, {memory_kib / 1024**2:.0f} GiB; "
-        f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+        f"load average {one:.2f} {five:.2f} {fifteen:.2f}; CPU stolen by the host {stolen:.1%}"
     )
+
+
+class StolenTime:
+    """The share of this machine's CPU time that the hypervisor gave to other machines from now on
+    (`steal` in /proc/stat). These are virtual machines on shared hosts: when the share is more than
+    a few percent, a run measured the neighbours as much as the code, latency tails most of all."""
+
+    def __init__(self) -> None:
+        self.start = _cpu_times()
+
+    def share(self) -> float:
+        spent = [now - then for now, then in zip(_cpu_times(), self.start, strict=True)]
+        total = sum(spent)
+        return spent[_STEAL] / total if total else 0.0
+
+
+# /proc/stat's first line: user nice system idle iowait irq softirq steal (in ticks, all CPUs); the
+# guest columns after them are already counted in user and nice.
+_STEAL = 7
+
+
+def _cpu_times() -> list[int]:
+    with open("/proc/stat") as stat:
+        ticks = stat.readline().split()[1:]  # after the line's name, "cpu"
+    return [int(count) for count in ticks[: _STEAL + 1]]
+
+
+_since_last_reading = StolenTime()
 
 
 def code_version() -> str:
