@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.conftest import Service, Workers, make_service
-from tests.support import LiveServer, wait_for
+from tests.support import LiveServer, loopback_name, wait_for
 from webhook_service.notify.records import endpoint_id
 
 SECRET = "whsec_" + base64.b64encode(b"notify-test-secret-0123456789").decode()
@@ -318,12 +318,13 @@ def test_a_callback_url_gets_its_own_tasks_events_only(stack: Stack, simulator, 
             Webhook(SECRET).verify(request.body, request.headers)
 
 
-def test_a_clients_callback_url_to_an_internal_address_is_refused(
+def test_a_clients_callback_url_at_a_name_that_resolves_inside_is_refused_at_delivery(
     stack: Stack, simulator, receiver: Receiver
 ) -> None:
     operator = receiver.script("/operator")  # the operator's own URLs are trusted, loopback or not
     service = stack.start(**webhooks(NOTIFY_WEBHOOK_URLS=operator, NOTIFY_WEBHOOK_EVENTS="task.submitted"))
-    submit(service, simulator, "ssrf", callback_url=receiver.script("/internal"))
+    internal = receiver.script("/internal").replace("127.0.0.1", loopback_name())
+    submit(service, simulator, "ssrf", callback_url=internal)
 
     by_client = {d["client"]: d for d in settled(service, "ssrf", count=2)}
     assert by_client[False]["status"] == "delivered"
@@ -331,3 +332,21 @@ def test_a_clients_callback_url_to_an_internal_address_is_refused(
     assert refused["status"] == "failed" and refused["reason"] == "refused" and refused["attempts"] == 1
     assert refused["last_error"].startswith("blocked_address") and "loopback" in refused["last_error"]
     assert receiver.received("/internal") == []
+
+
+def test_a_clients_callback_url_at_an_internal_address_is_refused_at_submission(
+    stack: Stack, simulator, receiver: Receiver
+) -> None:
+    service = stack.start(workers=0, **webhooks())
+    body = {**IMAGE, "external_task_id": "ssrf-now", "callback_url": receiver.script("/internal")}
+    answer = service.submit(body)
+
+    assert answer.status_code == 400
+    (problem,) = answer.json()["errors"]
+    assert problem["field"] == "callback_url" and problem["code"] == "blocked_address"
+    assert "loopback" in problem["message"]
+    assert simulator.state.tasks() == []  # nothing sent upstream, nothing paid for
+    assert service.http.get("/v1/tasks/ssrf-now").status_code == 404
+
+    allowed = stack.start(**webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1"))  # an internal receiver
+    assert allowed.submit(body).status_code == 200

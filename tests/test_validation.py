@@ -297,9 +297,37 @@ def test_image_size_limit_applies_to_decoded_bytes() -> None:
 # --- callback_url and external_task_id ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["https://hooks.example.com/kling", "http://10.0.0.5:8080/cb?token=x"])
+@pytest.mark.parametrize("url", ["https://hooks.example.com/kling", "http://93.184.216.34:8080/cb?token=x"])
 def test_callback_url_passes(url: str) -> None:
     passes(with_image(callback_url=url))
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:9/cb", "loopback"),
+        ("http://localhost/cb", "loopback"),
+        ("http://hooks.localhost./cb", "loopback"),
+        ("http://[::1]:8080/", "loopback"),
+        ("http://2130706433/", "loopback"),  # 127.0.0.1 as one number, as resolvers read it
+        ("http://10.0.0.5:8080/cb?token=x", "private"),
+        ("http://[::ffff:192.168.1.1]/", "private"),
+        ("http://169.254.169.254/latest/meta-data", "private"),  # a cloud's metadata service
+    ],
+)
+def test_callback_url_at_an_internal_address_is_refused_before_anything_is_sent(url: str, why: str) -> None:
+    """The service would refuse to call it; better said now than after the video is paid for."""
+    problems = problems_of(with_image(callback_url=url))
+    assert [(p.field, p.code) for p in problems] == [("callback_url", "blocked_address")]
+    assert why in problems[0].message and "NOTIFY_ALLOWED_HOSTS" in problems[0].message
+
+
+def test_an_internal_callback_host_the_operator_allows_passes() -> None:
+    passes(with_image(callback_url="http://10.0.0.5:8080/cb"), allowed_hosts=frozenset({"10.0.0.5"}))
+    passes(with_image(callback_url="http://receiver.internal/cb"), allowed_hosts=frozenset())  # a name
+    assert fails(with_image(callback_url="http://10.0.0.6/cb"), allowed_hosts=frozenset({"10.0.0.5"})) == {
+        ("callback_url", "blocked_address")
+    }
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,9 @@ def create() -> tuple[Response, int]:
     body = json_object(request.get_data(), "the request body")
     settings = services().settings
     try:
-        clean = validate_image2video(body, extra_fields=settings.kling_extra_fields)
+        clean = validate_image2video(
+            body, extra_fields=settings.kling_extra_fields, allowed_hosts=settings.notify_allowed_hosts
+        )
     except RequestInvalid as invalid:
         problems = [p.as_dict() for p in invalid.problems]
         summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])

@@ -103,7 +103,11 @@ def submit(extra: dict[str, Any] | None, wait: bool, timeout: float, **fields: A
         raise click.UsageError(f"--extra repeats {', '.join(clash)}: give each field once")
     svc = services()
     try:
-        body = validate_image2video({**(extra or {}), **given}, extra_fields=svc.settings.kling_extra_fields)
+        body = validate_image2video(
+            {**(extra or {}), **given},
+            extra_fields=svc.settings.kling_extra_fields,
+            allowed_hosts=svc.settings.notify_allowed_hosts,
+        )
     except RequestInvalid as invalid:
         for problem in invalid.problems:
             click.echo(f"{problem.field or '(body)'}: {problem.message} [{problem.code}]", err=True)

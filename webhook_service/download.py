@@ -3,26 +3,24 @@
 The archive must never hold a partial or wrong file, so `download()` only ever fills `part_path` and
 returns once it holds the complete body; the caller then moves it into place atomically. A part file left
 by an earlier attempt (or a worker killed mid-download) is resumed with `Range`. Video URLs come from
-callbacks, so the host is untrusted: every connection, redirects included, goes through a network backend
-that refuses internal addresses at the moment it connects.
+callbacks, so the host is untrusted: every connection, redirects included, goes through outbound.py's
+guarded client, which refuses internal addresses at the moment it connects.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import ipaddress
 import os
 import re
-import socket
 import time
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpcore
 import httpx
+
+from webhook_service.outbound import BlockedAddress, guarded_client
 
 # Reasons that a later retry cannot fix; the part file is deleted with them.
 PERMANENT = frozenset(
@@ -30,7 +28,6 @@ PERMANENT = frozenset(
 )
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CONTENT_RANGE = re.compile(r"bytes (?:(\d+)-\d+|\*)/(\d+|\*)")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # Every this many bytes, start writing the part file out (and drop it from the page cache), so the fsync
 # at the end has little left to wait for. posix_fadvise is missing on macOS: there the fsync does it all.
 _WRITEBACK_EVERY = 32 << 20
@@ -74,72 +71,14 @@ class DownloadError(Exception):
         self.url = ""  # set by download(): without credentials or query (signed URLs carry tokens there)
 
 
-class _Blocked(Exception):
-    """Raised from the network backend; not an httpcore error, so httpx lets it through unchanged."""
-
-
 def _redact(url: str) -> str:
     return re.sub(r"(?<=//)[^/?#@]*@", "", re.split(r"[?#]", url, maxsplit=1)[0])
 
 
-def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why connecting to `ip` is refused, or None; IPv6 forms embedding an IPv4 address are judged by it."""
-    if ip.version == 6:
-        nat64 = ip in _NAT64 and ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded := ip.ipv4_mapped or ip.sixtofour or nat64:
-            return _refusal(embedded)
-    for kind in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
-        if getattr(ip, f"is_{kind}"):
-            return kind.replace("_", "-")
-    return None if ip.is_global else "not globally routable"
-
-
-class _GuardedBackend(httpcore.SyncBackend):
-    """Resolves the host itself and connects only to addresses it has checked, so the address checked is
-    the one connected to: a name re-resolving to an internal address (DNS rebinding) gains nothing."""
-
-    def __init__(self, allowed_hosts: frozenset[str]) -> None:
-        self._allowed = {host.lower().rstrip(".") for host in allowed_hosts}
-
-    def _refusal(self, host: str, address: str) -> str | None:
-        ip = ipaddress.ip_address(address)
-        return None if {host.lower().rstrip("."), address, str(ip)} & self._allowed else _refusal(ip)
-
-    def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        refused = {address: why for address in addresses if (why := self._refusal(host, address))}
-        usable = [address for address in addresses if address not in refused]
-        if not usable:
-            reasons = ", ".join(f"{address} ({why})" for address, why in refused.items())
-            raise _Blocked(f"refusing to connect to {host}: it resolves to {reasons}")
-        for address in usable[:-1]:
-            try:
-                return super().connect_tcp(address, port, *args, **kwargs)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout):
-                continue  # try the next address, as socket.create_connection would
-        return super().connect_tcp(usable[-1], port, *args, **kwargs)
-
-
 def _client(policy: DownloadPolicy) -> httpx.Client:
-    transport = httpx.HTTPTransport(trust_env=False)
-    # HTTPTransport takes no network backend, but it maps httpcore errors to httpx ones and wraps the
-    # response stream, which a transport of our own would have to copy; so swap the backend of its pool
-    # (still empty: connections take the backend when created), failing loudly if that attribute moves.
-    pool = transport._pool
-    if not isinstance(getattr(pool, "_network_backend", None), httpcore.SyncBackend):
-        raise RuntimeError("httpcore changed: cannot install the address-checking network backend")
-    pool._network_backend = _GuardedBackend(policy.allowed_hosts)
-    return httpx.Client(
-        transport=transport,
-        trust_env=False,
-        follow_redirects=False,
-        timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
-        headers={"Accept-Encoding": "identity"},  # offsets in Range must be offsets in the stored bytes
-    )
+    timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
+    # Offsets in Range must be offsets in the stored bytes.
+    return guarded_client(policy.allowed_hosts, timeout, headers={"Accept-Encoding": "identity"})
 
 
 class _Part:
@@ -235,7 +174,7 @@ def _attempt(client: httpx.Client, start: httpx.URL, part: _Part, policy: Downlo
             headers["If-Range"] = part.etag
         try:
             response = client.send(client.build_request("GET", url, headers=headers), stream=True)
-        except _Blocked as exc:
+        except BlockedAddress as exc:
             raise DownloadError("blocked_address", str(exc)) from None
         except httpx.TransportError as exc:
             raise DownloadError("connection", f"cannot fetch from {url.host}: {exc!r}") from None

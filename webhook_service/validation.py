@@ -51,6 +51,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict
 
+from webhook_service.outbound import refusal_of_url
+
 MODEL_NAMES = (
     "kling-v1",
     "kling-v1-5",
@@ -329,12 +331,16 @@ def _cross_field_problems(body: dict[str, Any], valid: dict[str, Any]) -> list[F
     return problems
 
 
-def validate_image2video(body: object, *, extra_fields: frozenset[str] | None = None) -> dict[str, Any]:
+def validate_image2video(
+    body: object, *, extra_fields: frozenset[str] | None = None, allowed_hosts: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Returns the body to forward upstream (the caller's fields and values, unchanged, without
     defaults), or raises RequestInvalid listing every problem found.
 
     ``extra_fields`` names unknown top-level fields to let through; ``"*"`` lets through any that is
-    not a close misspelling of a known field (see the module docstring).
+    not a close misspelling of a known field (see the module docstring). ``allowed_hosts`` are the
+    internal hosts a ``callback_url`` may name (``NOTIFY_ALLOWED_HOSTS``): the service would refuse to
+    call any other internal address, so a request naming one is refused now, before a video is paid for.
     """
     if not isinstance(body, dict):
         raise RequestInvalid([FieldProblem("", "type", "request body must be a JSON object")])
@@ -353,6 +359,9 @@ def validate_image2video(body: object, *, extra_fields: frozenset[str] | None = 
         except ValidationError as exc:
             problems += [_from_pydantic(name, error) for error in exc.errors()]
     problems += _cross_field_problems(body, valid)
+    if "callback_url" in valid and (why := refusal_of_url(valid["callback_url"], allowed_hosts)):
+        message = f"points at a {why} address, which the service never calls (see NOTIFY_ALLOWED_HOSTS)"
+        problems.append(FieldProblem("callback_url", "blocked_address", message))
     if problems:
         raise RequestInvalid(problems)
     return dict(body)

@@ -6,7 +6,7 @@ answer, a refused connection, a timeout) comes back as an `Attempt` the caller r
 is bounded by `NOTIFY_TIMEOUT_S` in total, not per read, so a receiver that trickles its answer cannot
 hold a worker longer than that.
 
-Clients' URLs are untrusted: they go through the downloads' SSRF guard (the address actually connected
+Clients' URLs are untrusted: they go through outbound.py's SSRF guard (the address actually connected
 to must be public, unless its host is in `NOTIFY_ALLOWED_HOSTS`). The operator's URLs are trusted.
 """
 
@@ -28,12 +28,10 @@ import httpx
 from standardwebhooks import Webhook
 
 from webhook_service.config import Settings
-from webhook_service.download import DownloadPolicy
-from webhook_service.download import _Blocked as BlockedAddress
-from webhook_service.download import _client as guarded_client
 from webhook_service.notify.payload import Event
 from webhook_service.notify.render import email_message, slack_message
 from webhook_service.notify.retry import RETRY_AFTER_STATUSES, parse_retry_after
+from webhook_service.outbound import BlockedAddress, guarded_client
 from webhook_service.tasks import Task, now_ms
 
 RESPONSE_KEEP_BYTES = 1024
@@ -200,15 +198,11 @@ class _Answer(NamedTuple):
 def _post(sink: Sink, body: bytes, headers: dict[str, str], settings: Settings) -> _Answer:
     timeout = settings.notify_timeout_s
     connect = min(CONNECT_TIMEOUT_S, timeout)
+    limits = httpx.Timeout(timeout, connect=connect)
     if sink.client:
-        policy = DownloadPolicy(
-            allowed_hosts=settings.notify_allowed_hosts, connect_timeout=connect, read_timeout=timeout
-        )
-        client = guarded_client(policy)
+        client = guarded_client(settings.notify_allowed_hosts, limits)
     else:
-        client = httpx.Client(
-            trust_env=False, follow_redirects=False, timeout=httpx.Timeout(timeout, connect=connect)
-        )
+        client = httpx.Client(trust_env=False, follow_redirects=False, timeout=limits)
     url = httpx.URL(sink.target)
     if url.scheme not in ("http", "https") or not url.host:
         raise httpx.InvalidURL("only http(s) URLs with a host are called")
