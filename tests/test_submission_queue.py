@@ -48,14 +48,18 @@ def test_fifty_queued_requests_all_finish_within_klings_limit(env, simulator, se
         assert sorted(t["external_task_id"] for t in upstream) == ids  # each created exactly once
         # In arrival order: tasks leave the queue first in, first out (test_queue_is_fifo), and one that
         # Kling refuses goes back to its place. Tasks sent at the same time (at most the service's limit)
-        # may reach Kling in any order, so creation order lags arrival by less than that, never more.
+        # may reach Kling in any order, so creation order lags arrival by less than that. A refused task
+        # is also passed by the tasks that took the slots freed while its refusal was on its way back
+        # (on a busy machine, as many again): the order is kept within two windows, not one.
         order = [t["external_task_id"] for t in upstream]
-        assert max(abs(order.index(e) - n) for n, e in enumerate(ids)) < service_limit
+        lag = max(abs(order.index(e) - n) for n, e in enumerate(ids))
         deferred = [e for e in ids if "create_deferred" in events_of(service, e)]
         if service_limit == 3:
             assert deferred == []  # the service's own limit kept it from ever hearing 1303
+            assert lag < service_limit
         else:
             assert deferred  # Kling said 1303 and the service backed off and tried again
+            assert lag < 2 * service_limit
     finally:
         workers.stop()
         server.stop()
