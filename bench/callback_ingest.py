@@ -15,7 +15,8 @@ at most, far from the history's cap of 500.
    under the same gunicorn configuration: the baseline. Also against the same app doing one Redis
    GET per request: the floor of anything that records a callback before answering it.
 2. Latency at a fixed rate of half the service's maximum: a paced client (bench/harness.py) sends the
-   next requests on schedule for `--seconds`; each latency runs from when its request was due.
+   next requests on schedule for `--seconds`; each latency runs from when its request was due. Then
+   the bare app at the same pace, for what the machine itself gives a no-op app at that rate.
 
 gunicorn's two workers share one listening socket, and the worker that the kernel wakes first for a
 new connection takes it whenever it is not busy, so keep-alive connections tend to gather on one
@@ -220,7 +221,8 @@ def main() -> int:
         signed_at = time.monotonic()  # signatures are good for 5 minutes: sign again for the service
         requests = make_requests(settings, names, args.callbacks)
         write_requests(requests_file, requests)
-        web_pid = stack.web(env).pid
+        service = stack.web(env)
+        web_pid = service.pid
         ours, offset, more = wrk.measure("service", web_pid, 0, args.seconds)
         lopsided += more
 
@@ -232,6 +234,11 @@ def main() -> int:
         paced = paced_run(port, requests[offset : offset + count], rate)
         paced_workers, paced_stolen = split.since(), stolen.share()
         outcomes = metric_totals(httpx.get(f"http://127.0.0.1:{port}/metrics").text, "kws_callbacks_total")
+        stack.stop(service)
+        stack.web(env, "bench.bare_app:app")
+        stolen = StolenTime()
+        paced_bare = paced_run(port, requests[offset : offset + count], rate)
+        paced_bare_stolen = stolen.share()
 
     ratio = ours.rate / baseline.rate
     paced_latency = latency_summary(paced.latencies_ms)
@@ -258,6 +265,11 @@ def main() -> int:
                 f"CPU stolen by the host {paced_stolen:.1%}",
             ),
             ("paced latency ms", f"{paced_latency} (p99 target < {MAX_P99_MS})"),
+            (
+                "bare Flask, same pace",
+                f"{latency_summary(paced_bare.latencies_ms)} ms; {paced_bare.late_starts} sent > 5 ms late; "
+                f"CPU stolen by the host {paced_bare_stolen:.1%} (what the machine gives a no-op app)",
+            ),
             (
                 "outcomes (whole run)",
                 ", ".join(f"{k} {v:.0f} ({v / answered:.0%})" for k, v in by_outcome.items())
