@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 from tests.conftest import SIM_TOKEN, Service
 from tests.support import LiveServer, PrivateRedis, wait_for
 from webhook_service import create_app
-from webhook_service.callback_tokens import callback_url_for
+from webhook_service.callback_tokens import callback_url_for, external_id_from_token
 from webhook_service.queues import ARCHIVE_QUEUE, job_id
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
@@ -126,6 +126,28 @@ def test_forged_or_moved_token_is_refused(service: Service, simulator) -> None:
 
     assert [r.status_code for r in (forged, missing, foreign)] == [403, 403, 403]
     assert service.task("victim") == before
+
+
+def test_a_remembered_token_is_good_for_its_key_only(service: Service, simulator) -> None:
+    """Verified tokens are remembered (every callback of a task carries the same one): that memory must
+    never let a token through under another SECRET_KEY, nor let a forged one in on its second try."""
+    queued_task(service, simulator, "remembered")
+    url = callback_url_for(service.services.settings, "remembered")
+    forged = url[:-3] + "AAA"
+    other_key = create_app({**_env_of(service), "SECRET_KEY": "another-secret-key-0123456789"})
+
+    answers = [
+        httpx.post(url, json={"task_status": "processing"}, timeout=10),
+        httpx.post(forged, json={"task_status": "succeed"}, timeout=10),
+        httpx.post(forged, json={"task_status": "succeed"}, timeout=10),
+        httpx.post(url, json={"task_status": "processing"}, timeout=10),
+    ]
+
+    assert [r.status_code for r in answers] == [200, 403, 403, 200]
+    assert [r.json()["data"]["outcome"] for r in (answers[0], answers[3])] == ["applied", "duplicate"]
+    other_settings = other_key.extensions["webhook_service"].settings
+    assert external_id_from_token(service.services.settings, url.partition("token=")[2]) == "remembered"
+    assert external_id_from_token(other_settings, url.partition("token=")[2]) is None
 
 
 def test_body_about_another_task_is_refused(service: Service, simulator) -> None:

@@ -25,8 +25,16 @@ def callback_url_for(settings: Settings, external_task_id: str) -> str:
 
 def external_id_from_token(settings: Settings, token: str) -> str | None:
     """The task a token was issued for, or None when the token is forged or damaged."""
+    return _verified(settings.secret_key, token)
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(secret_key: str, token: str) -> str | None:
+    """Remembered: a task's callbacks (every status, every retry) all carry its one token, and checking
+    it is a good part of what a callback costs. Bounded, so forged tokens can evict entries, not add
+    memory; a forged token is never remembered as valid, since only the check's result is kept."""
     try:
-        value = _serializer(settings.secret_key).loads(token)
+        value = _serializer(secret_key).loads(token)
     except BadSignature:
         return None
     return value if isinstance(value, str) else None

@@ -2,13 +2,13 @@
 
 This is the one endpoint that takes load (every status change of every task, and their duplicates),
 so it is served in front of Flask, as a WSGI middleware around the app (the way Flask's docs wrap
-`app.wsgi_app`): werkzeug's Request and Response, without Flask's request context, session, hooks and
-dispatch, which cost more than the callback's own work. Everything else goes on to Flask.
+`app.wsgi_app`): werkzeug's Request and a plain WSGI answer, without Flask's request context, session,
+hooks and dispatch, which cost more than the callback's own work. Everything else goes on to Flask.
 
-The order of checks is the order of cost: the URL token (no I/O), the size, the Standard Webhooks
-signature, the JSON. Only a callback that passes them all touches Redis, and it is answered 200
-only after Redis has taken it; a Redis failure answers 503 so that a sender that retries will.
-Every answer is in Kling's envelope with a request id, as the rest of the API's are.
+The order of checks is the order of cost: the URL token (no I/O; remembered once verified), the
+size, the Standard Webhooks signature, the JSON. Only a callback that passes them all touches Redis,
+and it is answered 200 only after Redis has taken it; a Redis failure answers 503 so that a sender
+that retries will. Every answer is in Kling's envelope with a request id, as the rest of the API's are.
 """
 
 from __future__ import annotations
@@ -65,21 +65,19 @@ class CallbackEndpoint:
         shape = "unknown"
         try:
             if environ.get("REQUEST_METHOD") != "POST":
-                response = reply(request_id, 405, CODE_BAD_REQUEST, "callbacks are POSTed")
-                response.headers["Allow"] = "POST"
-                return response(environ, start_response)
+                message, allow = "callbacks are POSTed", [("Allow", "POST")]
+                return reply(start_response, request_id, 405, CODE_BAD_REQUEST, message, headers=allow)
             request = Request(environ)
             external_task_id, body = self.checked_body(request)
             shape = metrics.callback_shape(body)
             task, outcome = self.record(request, external_task_id, body)
             metrics.count_callback(shape, outcome=outcome.value)
             data = {"outcome": outcome.value, "task_status": task.status.value}
-            return reply(request_id, 200, 0, "OK", data)(environ, start_response)
+            return reply(start_response, request_id, 200, 0, "OK", data)
         except Exception as error:  # every failure gets Kling's envelope, none a bare error page
             refusal = _as_api_error(error)
             metrics.count_callback(shape, refused_with=refusal.http_status)
-            response = reply(request_id, refusal.http_status, refusal.code, refusal.message)
-            return response(environ, start_response)
+            return reply(start_response, request_id, refusal.http_status, refusal.code, refusal.message)
         finally:
             logs.reset()
 

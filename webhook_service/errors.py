@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response as WerkzeugResponse
+from werkzeug.http import HTTP_STATUS_CODES
+
+StartResponse = Callable[..., Any]
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,29 @@ def envelope(code: int, message: str, data: Any = None, **extra: Any) -> dict[st
     return _envelope(request_id(), code, message, data, **extra)
 
 
-def reply(request_id: str, http_status: int, code: int, message: str, data: Any = None) -> WerkzeugResponse:
-    """An answer in the envelope without Flask: for the callback endpoint, which runs in front of it."""
-    body = json.dumps(_envelope(request_id, code, message, data), separators=(",", ":"))
-    return WerkzeugResponse(
-        body, http_status, mimetype="application/json", headers={"X-Request-Id": request_id}
+def reply(
+    start_response: StartResponse,
+    request_id: str,
+    http_status: int,
+    code: int,
+    message: str,
+    data: Any = None,
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+) -> list[bytes]:
+    """An answer in the envelope as plain WSGI, for the callback endpoint, which runs in front of Flask:
+    it answers most of the service's requests, and werkzeug's Response cost more than the rest of it."""
+    body = json.dumps(_envelope(request_id, code, message, data), separators=(",", ":")).encode()
+    start_response(
+        f"{http_status} {HTTP_STATUS_CODES[http_status]}",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Request-Id", request_id),
+            *headers,
+        ],
     )
+    return [body]
 
 
 def _envelope(request_id: str, code: int, message: str, data: Any = None, **extra: Any) -> dict[str, Any]:
