@@ -1,5 +1,6 @@
 """gunicorn settings for the web process (`gunicorn -c gunicorn.conf.py wsgi:app`)."""
 
+import contextlib
 import os
 import socket
 
@@ -9,6 +10,8 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "data/metrics")
 from prometheus_client import multiprocess
 
 from webhook_service import logs, metrics
+from webhook_service.auth import announce_if_open
+from webhook_service.config import ConfigError, Settings
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -30,6 +33,12 @@ def on_starting(server: object) -> None:
     """A new run's counters start from 0: drop the files of processes that are gone."""
     refuse_a_served_port(server.cfg.address)  # type: ignore[attr-defined]
     metrics.remove_files_of_dead_processes()
+
+
+def when_ready(server: object) -> None:
+    """Serving from now on: say so loudly if anyone can submit tasks (once, not once per worker)."""
+    with contextlib.suppress(ConfigError):  # each worker refuses to start and says why (wsgi.py)
+        announce_if_open(Settings.from_env())
 
 
 def refuse_a_served_port(addresses: list[object]) -> None:

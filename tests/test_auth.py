@@ -11,6 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from webhook_service import create_app
+from webhook_service.auth import announce_if_open
+from webhook_service.config import Settings
 
 AK, SK = "client-ak", "client-sk-0123456789abcdef0123456789"
 BODY = {"image": "https://example.com/a.jpg"}
@@ -77,10 +79,21 @@ def test_callbacks_and_health_need_no_client_credentials(secured: FlaskClient) -
     assert secured.post("/callbacks/kling?token=x", json={}).status_code == 403  # the URL token guards it
 
 
-def test_open_api_is_announced_loudly(
+def test_open_api_is_announced_loudly_and_only_when_serving(
     app: Flask, caplog: pytest.LogCaptureFixture, env: dict[str, str]
 ) -> None:
+    """gunicorn.conf.py announces it at start (tests/test_gunicorn.py); building the app, as every
+    `flask` command does, stays quiet."""
     with caplog.at_level("WARNING"):
-        create_app(env)
-    assert any("API is OPEN" in r.message and r.levelname == "WARNING" for r in caplog.records)
+        create_app(env).test_cli_runner().invoke(args=["--help"])
+    assert not any("API is OPEN" in r.message for r in caplog.records)
+
+    with caplog.at_level("WARNING"):
+        announce_if_open(app.extensions["webhook_service"].settings)
+    assert [r.levelname for r in caplog.records if "API is OPEN" in r.message] == ["WARNING"]
     assert app.test_client().get("/v1/videos/image2video").status_code == 200
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        announce_if_open(Settings.from_env({**env, "SERVICE_API_KEYS": "key-one"}))
+    assert not any("API is OPEN" in r.message for r in caplog.records)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -16,14 +18,16 @@ from tests.support import die_with_parent, free_port, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_gunicorn(env: dict[str, str], port: int, metrics_dir: Path) -> subprocess.Popen[str]:
+def start_gunicorn(
+    env: dict[str, str], port: int, metrics_dir: Path, stderr: IO[str] | int = subprocess.PIPE
+) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}"]
     return subprocess.Popen(
         [*command, "wsgi:app"],
         cwd=ROOT,
         env={**os.environ, **env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         start_new_session=True,
         preexec_fn=die_with_parent,
@@ -73,3 +77,18 @@ def test_callbacks_are_answered_in_front_of_flask_under_gunicorn(served: Served)
     assert forged.json()["code"] == 1002 and forged.headers["X-Request-Id"] == forged.json()["request_id"]
     assert httpx.get(f"{base}/callbacks/kling").status_code == 405
     assert httpx.get(f"{base}/v1/videos/image2video/nothing").status_code in (401, 404)  # Flask's routes
+
+
+def test_an_open_api_is_announced_once_when_gunicorn_starts(env: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("w") as log:
+        process = start_gunicorn(env, port, tmp_path / "metrics", stderr=log)
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, what="gunicorn to serve")
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+    announcements = [line for line in log_path.read_text().splitlines() if "API is OPEN" in line]
+    assert len(announcements) == 1  # by the master, not once per worker
+    assert json.loads(announcements[0])["level"] == "WARNING"

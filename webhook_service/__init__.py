@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 import redis
@@ -26,8 +25,6 @@ from webhook_service.cli import register_cli
 from webhook_service.config import Settings
 from webhook_service.errors import error_response, register_error_handlers, storage_unavailable
 from webhook_service.lifecycle import Services
-
-log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # two 10 MB images in Base64, masks and room to spare
 
@@ -59,9 +56,4 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     # Kling's callbacks are served in front of Flask: see webhook_service/callbacks.py for why.
     app.wsgi_app = callbacks.CallbackEndpoint(services, app.wsgi_app)  # type: ignore[method-assign]
 
-    if not settings.client_auth_enabled:
-        log.warning(
-            "!!! The API is OPEN: no SERVICE_API_KEYS or SERVICE_ACCESS_KEY/SERVICE_SECRET_KEY are set, "
-            "so anyone who can reach this service can submit tasks. Set one before exposing it. !!!"
-        )
     return app

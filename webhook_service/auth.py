@@ -8,6 +8,7 @@ changing only its base URL and credentials. Codes follow Kling: 1001 no token, 1
 from __future__ import annotations
 
 import hmac
+import logging
 
 import jwt
 from flask import request
@@ -16,6 +17,21 @@ from webhook_service.config import Settings
 from webhook_service.errors import ApiError
 
 JWT_LEEWAY_S = 5
+
+log = logging.getLogger(__name__)
+
+
+def announce_if_open(settings: Settings) -> None:
+    """Warn, once, when a service that anyone can submit tasks to starts serving (gunicorn.conf.py).
+
+    Not in create_app: every `flask` command builds the app too, and an operator's commands would
+    repeat it until nobody read it any more.
+    """
+    if not settings.client_auth_enabled:
+        log.warning(
+            "!!! The API is OPEN: no SERVICE_API_KEYS or SERVICE_ACCESS_KEY/SERVICE_SECRET_KEY are set, "
+            "so anyone who can reach this service can submit tasks. Set one before exposing it. !!!"
+        )
 
 
 def require_client(settings: Settings) -> None:
