@@ -80,6 +80,8 @@ def test_caller_ids_and_callback_url_are_kept(service: Service, simulator) -> No
     assert simulator.state.tasks()[0]["request"]["callback_url"] != "https://hooks.example/x"
     task = service.services.store.get("order-42")
     assert task is not None and task.client_callback_url == "https://hooks.example/x"
+    shown = service.http.get("/v1/tasks/order-42").json()["data"]
+    assert shown["client_callback_url"] == "https://hooks.example/…"  # a secret it may carry stays in
 
 
 def test_reused_external_task_id_is_refused_and_nothing_sent(service: Service, simulator) -> None:

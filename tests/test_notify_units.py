@@ -22,7 +22,8 @@ from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.payload import Event
 from webhook_service.notify.render import slack_message
 from webhook_service.notify.retry import RETRY_AFTER_MAX_S, next_delay, parse_retry_after
-from webhook_service.notify.sinks import Sink, SinkKind, redact, sinks_for
+from webhook_service.notify.sinks import Sink, SinkKind, sinks_for
+from webhook_service.outbound import redact
 from webhook_service.queues import NOTIFY_QUEUE
 from webhook_service.tasks import Outcome, Task, now_ms
 

@@ -5,7 +5,8 @@ untrusted. `guarded_client` connects through a network backend that resolves the
 connects only to addresses it has checked, so the address checked is the one connected to; a name
 re-resolving to an internal address (DNS rebinding) gains nothing. `refusal_of_url` applies the same
 rule to what a URL shows without any lookup (an address, `localhost`), so a request naming such a
-host is refused when it is made, not when its first delivery fails.
+host is refused when it is made, not when its first delivery fails. `redact` is how such a URL may be
+shown: many carry a secret in their path or query.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -101,3 +103,14 @@ def guarded_client(
     return httpx.Client(
         transport=transport, trust_env=False, follow_redirects=False, timeout=timeout, headers=headers
     )
+
+
+def redact(target: str) -> str:
+    """A URL as it may be shown or logged: webhook URLs often carry their secret in the path or query."""
+    parts = urlsplit(target)
+    if not parts.scheme or not parts.hostname:
+        return target  # email recipients
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if parts.path.strip("/") or parts.query else "/"
+    return f"{parts.scheme}://{host}{port}{rest}"

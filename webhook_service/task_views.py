@@ -13,6 +13,7 @@ from webhook_service.auth import require_client
 from webhook_service.errors import CODE_NOT_FOUND, ApiError, envelope
 from webhook_service.lifecycle import Services
 from webhook_service.lifecycle import current_services as services
+from webhook_service.outbound import redact
 from webhook_service.tasks import Task
 
 bp = Blueprint("tasks", __name__, url_prefix="/v1/tasks")
@@ -29,6 +30,8 @@ def task_view(svc: Services, task: Task) -> dict[str, Any]:
     """The whole task: upstream status, archive state, archived videos with their links, history."""
     base_url = svc.settings.public_base_url
     data = task.to_dict()
+    if task.client_callback_url:  # any API client may read any task: not a secret it may carry
+        data["client_callback_url"] = redact(task.client_callback_url)
     data["task_result"] = task.result_with_archive_links(base_url)
     data["archived_videos"] = [
         {**video, "index": n, "url": task.archive_link(base_url, n)}

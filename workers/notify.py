@@ -19,7 +19,8 @@ from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.payload import build_event
 from webhook_service.notify.records import Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.retry import next_delay
-from webhook_service.notify.sinks import Attempt, Verdict, attempt, redact, sinks_for
+from webhook_service.notify.sinks import Attempt, Verdict, attempt, sinks_for
+from webhook_service.outbound import redact
 from workers.context import services
 
 log = logging.getLogger(__name__)

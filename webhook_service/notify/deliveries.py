@@ -27,7 +27,8 @@ from redis.client import Pipeline
 from webhook_service.notify.jobs import enqueue_delivery
 from webhook_service.notify.payload import Event
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, NotReplayable, endpoint_id
-from webhook_service.notify.sinks import Attempt, redact
+from webhook_service.notify.sinks import Attempt
+from webhook_service.outbound import redact
 from webhook_service.store import PREFIX
 from webhook_service.tasks import now_ms
 

@@ -9,7 +9,8 @@ from enum import StrEnum
 from typing import Any
 
 from webhook_service.notify.payload import Event
-from webhook_service.notify.sinks import Sink, SinkKind, redact
+from webhook_service.notify.sinks import Sink, SinkKind
+from webhook_service.outbound import redact
 from webhook_service.tasks import now_ms
 
 

@@ -106,17 +106,6 @@ def sinks_for(settings: Settings, task: Task, event_type: str) -> list[Sink]:
     return sinks
 
 
-def redact(target: str) -> str:
-    """A URL as it may be shown or logged: webhook URLs often carry their secret in the path or query."""
-    parts = urlsplit(target)
-    if not parts.scheme or not parts.hostname:
-        return target  # email recipients
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    port = f":{parts.port}" if parts.port else ""
-    rest = "/…" if parts.path.strip("/") or parts.query else "/"
-    return f"{parts.scheme}://{host}{port}{rest}"
-
-
 def attempt(sink: Sink, event: Event, settings: Settings) -> Attempt:
     """One try at delivering `event` to `sink`, within `settings.notify_timeout_s` in all."""
     result = Attempt()
