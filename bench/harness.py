@@ -228,8 +228,9 @@ class Stack:
         return url
 
     def web(self, env: dict[str, str], app: str = "wsgi:app") -> subprocess.Popen[bytes]:
-        """The web process as the Procfile runs it: `gunicorn -c gunicorn.conf.py <app>`."""
-        command = [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", app]
+        """The web process as the Procfile runs it, `gunicorn -c gunicorn.conf.py <app>`, on loopback only."""
+        bind = f"127.0.0.1:{env['PORT']}"  # the configuration binds every interface, for a platform's router
+        command = [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "-b", bind, app]
         process = self._start(command, env, "web")
         base = f"http://127.0.0.1:{env['PORT']}"
         wait_until(lambda: _answers(f"{base}/healthz"), 30, f"{app} to answer")
