@@ -283,7 +283,7 @@ def test_a_receiver_that_hangs_is_timed_out_and_retried(stack: Stack, simulator,
     log = delivery(service, found["id"])["attempt_log"]
     assert found["status"] == "delivered" and len(log) == 2
     assert log[0]["error"].startswith("timeout") and log[0]["status_code"] is None
-    assert 400 <= log[0]["latency_ms"] < 2000
+    assert 400 <= log[0]["latency_ms"] < 10_000  # cut at NOTIFY_TIMEOUT_S, not the 30 s hang
 
 
 def test_a_slow_sink_does_not_delay_another(stack: Stack, simulator, receiver: Receiver) -> None:
@@ -296,7 +296,7 @@ def test_a_slow_sink_does_not_delay_another(stack: Stack, simulator, receiver: R
     assert [d["status"] for d in settled(service, "race", count=2)] == ["delivered", "delivered"]
     (slow_request,) = receiver.received("/slow")
     (fast_request,) = receiver.received("/fast")
-    assert fast_request.at < slow_request.at + 2  # not after the slow one's 4 s answer
+    assert fast_request.at < slow_request.at + 4  # before the slow one's answer, 4 s after it arrived
 
 
 def test_a_callback_url_gets_its_own_tasks_events_only(stack: Stack, simulator, receiver: Receiver) -> None:
