@@ -36,9 +36,19 @@ def on_starting(server: object) -> None:
 
 
 def when_ready(server: object) -> None:
-    """Serving from now on: say so loudly if anyone can submit tasks (once, not once per worker)."""
+    """Serving from now on: say where (with reuse_port the master holds no socket, and gunicorn's own
+    "Listening at" line is empty), and loudly if anyone can submit tasks (once, not once per worker)."""
+    addresses = ",".join(_shown(address) for address in server.cfg.address)  # type: ignore[attr-defined]
+    server.log.info("Serving on %s, each worker on its own SO_REUSEPORT socket", addresses)  # type: ignore[attr-defined]
     with contextlib.suppress(ConfigError):  # each worker refuses to start and says why (wsgi.py)
         announce_if_open(Settings.from_env())
+
+
+def _shown(address: object) -> str:
+    if isinstance(address, tuple):
+        host = f"[{address[0]}]" if ":" in address[0] else address[0]
+        return f"http://{host}:{address[1]}"
+    return f"unix:{address}"
 
 
 def refuse_a_served_port(addresses: list[object]) -> None:

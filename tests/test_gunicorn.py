@@ -79,7 +79,9 @@ def test_callbacks_are_answered_in_front_of_flask_under_gunicorn(served: Served)
     assert httpx.get(f"{base}/v1/videos/image2video/nothing").status_code in (401, 404)  # Flask's routes
 
 
-def test_an_open_api_is_announced_once_when_gunicorn_starts(env: dict[str, str], tmp_path: Path) -> None:
+def test_the_start_says_where_it_serves_and_that_the_api_is_open_once(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     port = free_port()
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("w") as log:
@@ -89,6 +91,8 @@ def test_an_open_api_is_announced_once_when_gunicorn_starts(env: dict[str, str],
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
-    announcements = [line for line in log_path.read_text().splitlines() if "API is OPEN" in line]
-    assert len(announcements) == 1  # by the master, not once per worker
-    assert json.loads(announcements[0])["level"] == "WARNING"
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    announcements = [line for line in lines if "API is OPEN" in line["message"]]
+    assert [line["level"] for line in announcements] == ["WARNING"]  # by the master, not once per worker
+    serving = [line["message"] for line in lines if line["message"].startswith("Serving on")]
+    assert serving == [f"Serving on http://127.0.0.1:{port}, each worker on its own SO_REUSEPORT socket"]
