@@ -42,7 +42,8 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[Served]:
     """gunicorn serving the service on a free loopback port."""
     port = free_port()
     env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
-    process = start_gunicorn(env, port, tmp_path / "metrics")
+    with (tmp_path / "gunicorn.log").open("w") as log:  # a pipe nobody reads would block it when full
+        process = start_gunicorn(env, port, tmp_path / "metrics", stderr=log)
     url = f"http://127.0.0.1:{port}/healthz"
     try:
         wait_for(lambda: _answers(url), timeout=30, what="gunicorn to serve")
