@@ -14,8 +14,22 @@ from webhook_service.auth import announce_if_open
 from webhook_service.config import ConfigError, Settings
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+
+
+def _default_workers() -> int:
+    """Two per usable core, near gunicorn's advice ((2 x cores) + 1), at most 12. With one per core,
+    the keep-alive connections that reuse_port hashes to one worker can keep its core busy while the
+    other idles, and the scheduler cannot move that load: on 2 cores, 4 workers of 2 threads gave the
+    callbacks a p99 of 11-23 ms at half their maximum rate, 2 of 4 gave 15-53 ms (docs/benchmarks.md)."""
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may run on (a container's too)
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(2 * cores, 12)
+
+
+workers = int(os.environ.get("WEB_CONCURRENCY", "0")) or _default_workers()
+threads = int(os.environ.get("WEB_THREADS", "2"))
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads the connections over them.
 # On one shared socket, the worker woken first takes nearly every keep-alive connection of a client
 # that is not saturating it (Kling, a proxy's pool), and serves them on one core while the other

@@ -97,3 +97,36 @@ def test_the_start_says_where_it_serves_and_that_the_api_is_open_once(
     assert [line["level"] for line in announcements] == ["WARNING"]  # by the master, not once per worker
     serving = [line["message"] for line in lines if line["message"].startswith("Serving on")]
     assert serving == [f"Serving on http://127.0.0.1:{port}, each worker on its own SO_REUSEPORT socket"]
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "expected"),
+    [(None, min(2 * len(os.sched_getaffinity(0)), 12)), ("3", 3)],
+    ids=["two per core", "WEB_CONCURRENCY"],
+)
+def test_the_number_of_workers(
+    env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    concurrency: str | None,
+    expected: int,
+) -> None:
+    """Two per core unless WEB_CONCURRENCY says otherwise."""
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    if concurrency is not None:
+        env = {**env, "WEB_CONCURRENCY": concurrency}
+    port = free_port()
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("w") as log:
+        process = start_gunicorn(env, port, tmp_path / "metrics", stderr=log)
+
+    def booted() -> int:
+        return log_path.read_text().count("Booting worker with pid")
+
+    try:
+        wait_for(lambda: booted() >= expected, timeout=60, what=f"{expected} workers to boot")
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, what="gunicorn to serve")
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+    assert booted() == expected
