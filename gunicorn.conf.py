@@ -22,7 +22,7 @@ def _default_workers() -> int:
     other idles, and the scheduler cannot move that load: on 2 cores, 4 workers of 2 threads gave the
     callbacks a p99 of 11-23 ms at half their maximum rate, 2 of 4 gave 15-53 ms (docs/benchmarks.md)."""
     try:
-        cores = len(os.sched_getaffinity(0))  # the cores this process may run on (a container's too)
+        cores = len(os.sched_getaffinity(0))  # a cpuset counts; a CPU quota does not: set WEB_CONCURRENCY
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return min(2 * cores, 12)
