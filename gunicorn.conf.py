@@ -9,9 +9,9 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "data/metrics")
 
 from prometheus_client import multiprocess
 
-from webhook_service import logs, metrics
-from webhook_service.auth import announce_if_open
 from webhook_service.config import ConfigError, Settings
+from webhook_service.integrations import logs, metrics
+from webhook_service.web.auth import announce_if_open
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 

@@ -1,7 +1,8 @@
 """The WSGI entry point gunicorn serves (see gunicorn.conf.py and the Procfile)."""
 
-from webhook_service import create_app, logs
 from webhook_service.config import ConfigError
+from webhook_service.integrations import logs
+from webhook_service.web.app import create_app
 
 logs.configure()
 

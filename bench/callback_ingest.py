@@ -74,7 +74,8 @@ from bench.harness import (
     tree,
 )
 from webhook_service.config import Settings
-from webhook_service.tasks import Status, now_ms
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.tasks import Status
 
 MIN_RATIO = 0.70
 MAX_P99_MS = 20.0

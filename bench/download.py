@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kling_simulator import SimulatorServer
-from webhook_service.download import DownloadPolicy, download
+from webhook_service.integrations.download import DownloadPolicy, download
 
 MIN_RATIO = 0.70
 MAX_RSS_GROWTH_MIB = 30

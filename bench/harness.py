@@ -34,11 +34,11 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webhook_service.admission import OPEN_KEY, SLOTS_KEY
-from webhook_service.callback_tokens import callback_url_for
 from webhook_service.config import Settings
-from webhook_service.store import PREFIX
-from webhook_service.tasks import Status, Task, now_ms
+from webhook_service.domain.callback_tokens import callback_url_for
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.tasks import Status, Task
+from webhook_service.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "bench-secret-key-0123456789"
@@ -46,6 +46,7 @@ KLING_TOKEN = "bench-kling-token"
 KLING_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"bench-kling-callback-secret-0123").decode()
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"bench-notify-secret-0123456789").decode()
 STOP_TIMEOUT_S = 20
+KEYS = Keys()
 
 
 def free_port() -> int:
@@ -431,7 +432,7 @@ def load_tasks(connection: redis.Redis, names: Sequence[str], first: int, status
             if status is Status.SUCCEED:
                 task.task_result = {"videos": [_video(task_id)]}
                 task.final_unit_deduction = "1"
-            key = f"{PREFIX}task:{name}"
+            key = KEYS.task(name)
             request = {"model_name": "kling-v2-master", "image": IMAGE_URL, "prompt": "bench"}
             pipe.set(key, json.dumps(task.to_dict()))
             pipe.set(f"{key}:request", json.dumps({**request, "external_task_id": name}))
@@ -440,11 +441,11 @@ def load_tasks(connection: redis.Redis, names: Sequence[str], first: int, status
                 json.dumps({"at": created, "event": "created"}),
                 json.dumps({"at": created, "event": "status", "source": "create", "outcome": "applied"}),
             )
-            pipe.set(f"{PREFIX}task-id:{task_id}", name)
-            pipe.zadd(f"{PREFIX}tasks", {name: created})
+            pipe.set(KEYS.task_id(task_id), name)
+            pipe.zadd(KEYS.tasks, {name: created})
             if not status.terminal:
-                pipe.zadd(OPEN_KEY, {name: created + 120_000})
-                pipe.zadd(SLOTS_KEY, {name: created})
+                pipe.zadd(KEYS.open, {name: created + 120_000})
+                pipe.zadd(KEYS.slots, {name: created})
         pipe.execute()
 
 

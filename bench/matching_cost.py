@@ -54,8 +54,9 @@ from bench.harness import (
     service_env,
 )
 from webhook_service.config import Settings
-from webhook_service.store import PREFIX
-from webhook_service.tasks import Status, now_ms
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.tasks import Status
+from webhook_service.keys import Keys
 
 MAX_DIFFERENCE = 0.10
 CHANGE_SHARE = 0.2
@@ -87,7 +88,7 @@ def main() -> int:
             reset_sample(connection, sample)
             send(port, settings, sample, args.callbacks, args.rate)
             reset_sample(connection, sample)
-            stored = connection.zcard(f"{PREFIX}tasks")
+            stored = connection.zcard(Keys().tasks)
             result = send(port, settings, sample, args.callbacks, args.rate)
             memory = connection.info("memory")["used_memory_human"]
             phases.append((f"{label} ({stored:,} stored, Redis {memory})", result, conditions()))
@@ -140,7 +141,7 @@ def reset_sample(connection: redis.Redis, sample: list[str]) -> None:
     """The sample back to freshly accepted tasks: same record, a two-entry history."""
     pipe = connection.pipeline(transaction=False)
     for name in sample:
-        pipe.delete(f"{PREFIX}task:{name}:history")
+        pipe.delete(Keys().task_history(name))
     pipe.execute()
     load_tasks(connection, sample, 0, Status.SUBMITTED)
 

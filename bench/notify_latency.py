@@ -37,7 +37,8 @@ from werkzeug.serving import make_server
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kling_simulator import SimulatorServer
-from webhook_service.store import TaskStore
+from webhook_service.domain.store import TaskStore
+from webhook_service.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
@@ -196,7 +197,7 @@ def run(args: argparse.Namespace, base_url: str, redis_url: str, receiver: Recei
             time.sleep(0.2)
         total_s = time.monotonic() - started
 
-    store = TaskStore(redis.Redis.from_url(redis_url))
+    store = TaskStore(redis.Redis.from_url(redis_url), Keys())
     latencies = []
     for external_id in ids:
         succeed = [

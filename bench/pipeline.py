@@ -48,7 +48,7 @@ from bench.harness import (
     wait_until,
 )
 from kling_simulator import SimulatorServer
-from webhook_service.queues import ALL_QUEUES, MAINTENANCE_QUEUE
+from webhook_service.jobs import ALL_QUEUES, MAINTENANCE_QUEUE
 
 DEADLINE_S = 1800
 SUBMITTERS = 8

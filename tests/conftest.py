@@ -23,8 +23,9 @@ from moto.server import ThreadedMotoServer
 
 from kling_simulator import SimulatorServer
 from tests.support import LiveServer, die_with_parent
-from webhook_service import create_app
-from webhook_service.lifecycle import Services
+from webhook_service.services import Services
+from webhook_service.web.app import create_app
+from webhook_service.web.context import services_of
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SIM_TOKEN = "sim-token-for-tests"
@@ -81,7 +82,7 @@ class Service:
 
     @property
     def services(self) -> Services:
-        return self.app.extensions["webhook_service"]
+        return services_of(self.app)
 
     def submit(self, body: dict[str, Any], prefix: str = "") -> httpx.Response:
         return self.http.post(f"{prefix}/v1/videos/image2video", json=body)

@@ -20,7 +20,7 @@ import redis
 from standardwebhooks import Webhook
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from webhook_service.outbound import refusal_of_url
+from webhook_service.integrations.outbound import refusal_of_url
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from rq.registry import StartedJobRegistry
 
 from tests.conftest import Service, Workers, make_service
 from tests.support import wait_for
-from webhook_service.queues import ARCHIVE_QUEUE, JOB_MONITORING_INTERVAL_S
+from webhook_service.jobs import ARCHIVE_QUEUE, JOB_MONITORING_INTERVAL_S
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
 MIB = 1024 * 1024

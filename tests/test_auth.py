@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from webhook_service import create_app
-from webhook_service.auth import announce_if_open
 from webhook_service.config import Settings
+from webhook_service.web.app import create_app
+from webhook_service.web.auth import announce_if_open
 
 AK, SK = "client-ak", "client-sk-0123456789abcdef0123456789"
 BODY = {"image": "https://example.com/a.jpg"}

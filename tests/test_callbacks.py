@@ -17,9 +17,9 @@ from standardwebhooks import Webhook
 
 from tests.conftest import SIM_TOKEN, Service
 from tests.support import LiveServer, PrivateRedis, wait_for
-from webhook_service import create_app
-from webhook_service.callback_tokens import callback_url_for, external_id_from_token
-from webhook_service.queues import ARCHIVE_QUEUE, job_id
+from webhook_service.domain.callback_tokens import callback_url_for, external_id_from_token
+from webhook_service.jobs import ARCHIVE_QUEUE, job_id
+from webhook_service.web.app import create_app
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
 WHSEC = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0MTI="

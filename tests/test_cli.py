@@ -17,7 +17,7 @@ from flask import Flask
 
 from tests.conftest import Service, Workers, make_service
 from tests.support import free_port, loopback_name, wait_for
-from webhook_service import create_app
+from webhook_service.web.app import create_app
 
 URL_IMAGE = "https://example.com/a.jpg"
 

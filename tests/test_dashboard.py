@@ -13,12 +13,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.support import free_port
-from webhook_service import create_app
-from webhook_service.notify.deliveries import DeliveryStore
+from webhook_service.domain.tasks import ArchiveState, Status, StatusUpdate, Task, apply_update
+from webhook_service.jobs import ALL_QUEUES
 from webhook_service.notify.records import Delivery, DeliveryStatus
-from webhook_service.notify.sinks import Attempt, SinkKind
-from webhook_service.queues import ALL_QUEUES
-from webhook_service.tasks import ArchiveState, Status, StatusUpdate, Task, apply_update
+from webhook_service.notify.routing import SinkKind
+from webhook_service.notify.sinks import Attempt
+from webhook_service.web.app import create_app
 
 KEY = "operator-key-0123456789"
 PNG_1PX = base64.b64decode(
@@ -59,7 +59,7 @@ def add_task(app: Flask, external_id: str, status: Status = Status.SUCCEED, **re
 
 def dead_letter(app: Flask, external_id: str) -> Delivery:
     """A delivery whose retries ran out, made with the notification store's own operations."""
-    deliveries = DeliveryStore(app.extensions["webhook_service"].redis)
+    deliveries = app.extensions["webhook_service"].deliveries
     delivery = Delivery(
         id=f"dlv_{external_id}",
         event_id=f"evt_{external_id}",
@@ -173,7 +173,7 @@ def test_csrf_token_is_required_on_dashboard_forms_only(locked: Flask) -> None:
     refused = client.post("/deliveries/dlv_csrf-1/replay")
     assert refused.status_code == 400 and "CSRF token is missing" in refused.text
     assert client.post("/deliveries/replay", data={"since": "1h", "csrf_token": "forged"}).status_code == 400
-    deliveries = DeliveryStore(locked.extensions["webhook_service"].redis)
+    deliveries = locked.extensions["webhook_service"].deliveries
     assert deliveries.get("dlv_csrf-1").status is DeliveryStatus.FAILED
 
     bearer = {"Authorization": f"Bearer {KEY}"}
@@ -251,7 +251,7 @@ def test_replay_button_on_the_task_page(locked: Flask) -> None:
     assert (
         "Replaying task.archived to http://127.0.0.1:9/…" in after and 'data-replay="dlv_hooked"' not in after
     )
-    delivery = DeliveryStore(locked.extensions["webhook_service"].redis).get("dlv_hooked")
+    delivery = locked.extensions["webhook_service"].deliveries.get("dlv_hooked")
     assert delivery.status is DeliveryStatus.PENDING and delivery.replays == 1
 
     again = client.post("/deliveries/dlv_hooked/replay", data={"csrf_token": token}, follow_redirects=True)

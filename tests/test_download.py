@@ -24,16 +24,16 @@ from typing import Any
 import httpx
 import pytest
 
-import webhook_service.download
+import webhook_service.integrations.download
 from kling_simulator import SimulatorServer
-from webhook_service.download import Downloaded, DownloadError, DownloadPolicy, download
+from webhook_service.integrations.download import Downloaded, DownloadError, DownloadPolicy, download
 
 MIB = 1 << 20
 # A worker process downloading argv[1] into argv[2], as an RQ job would.
 WORKER = """
 import sys
 from pathlib import Path
-from webhook_service.download import DownloadPolicy, download
+from webhook_service.integrations.download import DownloadPolicy, download
 download(sys.argv[1], Path(sys.argv[2]), DownloadPolicy(allowed_hosts=frozenset({"127.0.0.1"})))
 """
 POLICY = DownloadPolicy(allowed_hosts=frozenset({"127.0.0.1"}), connect_timeout=2, read_timeout=5, backoff=0)
@@ -93,7 +93,9 @@ def failure(target: str, part: Path, policy: DownloadPolicy = POLICY) -> Downloa
 
 
 def test_multi_megabyte_file(sim: SimulatorServer, part: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(webhook_service.download, "_WRITEBACK_EVERY", MIB)  # exercised at test sizes too
+    monkeypatch.setattr(
+        webhook_service.integrations.download, "_WRITEBACK_EVERY", MIB
+    )  # exercised at test sizes too
     sim.state.add_file("big", size=8 * MIB + 12345)
     result = download(url(sim, "big"), part, POLICY)
     assert_complete(sim, "big", result, 8 * MIB + 12345)

@@ -12,7 +12,7 @@ import pytest
 
 from kling_simulator import SimulatorServer
 from tests.support import LiveServer, free_port
-from webhook_service.kling import (
+from webhook_service.integrations.kling import (
     JwtSigner,
     KlingAccountError,
     KlingAuthError,
@@ -23,7 +23,7 @@ from webhook_service.kling import (
     KlingTransportError,
     Timeouts,
 )
-from webhook_service.kling.errors import error_for
+from webhook_service.integrations.kling.errors import error_for
 
 AK, SK = "kling-ak", "kling-sk-0123456789abcdef0123456789"
 BODY = {"image": "https://example.com/a.jpg", "external_task_id": "client-1"}

@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import SECRET_KEY, SIM_TOKEN, Service
 from tests.support import wait_for
-from webhook_service import logs
-from webhook_service.callback_tokens import callback_url_for
+from webhook_service.domain.callback_tokens import callback_url_for
+from webhook_service.integrations import logs
 
 IMAGE_B64 = base64.b64encode(os.urandom(3000)).decode()
 
@@ -104,7 +104,7 @@ def test_a_callback_is_logged_with_its_task_and_request_and_without_its_token(
     token = callback_url_for(service.services.settings, "log-1").split("token=")[1]
 
     def news() -> list[dict[str, Any]]:
-        lines = [line for line in captured.lines() if line["logger"] == "webhook_service.lifecycle"]
+        lines = [line for line in captured.lines() if line["logger"] == "webhook_service.domain.lifecycle"]
         return [line for line in lines if line["message"].startswith("callback for log-1")]
 
     wait_for(news, what="the callback's log line")

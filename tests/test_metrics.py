@@ -13,11 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Service, Workers, make_service
 from tests.support import free_port, wait_for
-from webhook_service import create_app, metrics
-from webhook_service.admission import QUEUE_KEY
-from webhook_service.callback_tokens import callback_url_for
+from webhook_service.domain.callback_tokens import callback_url_for
+from webhook_service.integrations import metrics
+from webhook_service.keys import Keys
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import DeliveryStatus
+from webhook_service.web.app import create_app
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
 
@@ -103,18 +104,18 @@ def test_gauges_come_from_redis_at_scrape_time(env: dict[str, str]) -> None:
     for _ in range(3):
         answer = client.post("/v1/videos/image2video", json=IMAGE, headers={"Prefer": "respond-async"})
         assert answer.status_code == 202
-    connection.zadd(metrics.DEAD_LETTERS_KEY, {"dlv_a": 1, "dlv_b": 2})
+    connection.zadd(Keys().dead_letters, {"dlv_a": 1, "dlv_b": 2})
     scrape = samples(client.get("/metrics").get_data(as_text=True))
     assert scrape[("kws_redis_up", ())] == 1
-    assert scrape[("kws_tasks_queued", ())] == connection.zcard(QUEUE_KEY) == 3
+    assert scrape[("kws_tasks_queued", ())] == connection.zcard(Keys().submit_queue) == 3
     assert scrape[("kws_tasks_open", ())] == 0
     assert scrape[("kws_dead_letters", ())] == 2
     assert scrape[("kws_rq_jobs", (("queue", "submit"), ("state", "queued")))] == 3  # a dispatch each
 
 
 def test_dead_letter_gauge_reads_the_index_the_deliveries_write(redis_url: str) -> None:
-    index = DeliveryStore(redis.Redis.from_url(redis_url))._index(DeliveryStatus.FAILED)
-    assert index == metrics.DEAD_LETTERS_KEY
+    index = DeliveryStore(redis.Redis.from_url(redis_url), Keys())._index(DeliveryStatus.FAILED)
+    assert index == Keys().dead_letters
 
 
 def test_scrape_without_redis_still_answers(env: dict[str, str]) -> None:
@@ -151,7 +152,7 @@ def test_worker_processes_share_their_files_and_the_scrape_adds_them_up(
                 timeout=60,
                 what=f"archive of {task}",
             )
-        scrape = samples(metrics.exposition(service.services.redis).decode())
+        scrape = samples(metrics.exposition(service.services.redis, service.services.keys).decode())
     finally:
         workers.stop()
         server.stop()

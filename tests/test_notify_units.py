@@ -15,17 +15,16 @@ from slack_sdk.models.blocks import Block
 import workers.notify
 from tests.test_notify import SECRET, Receiver
 from webhook_service.config import DEFAULT_NOTIFY_EVENTS, ConfigError, Settings
-from webhook_service.deliveries_api import parse_since
-from webhook_service.events import EventType, event_id
-from webhook_service.lifecycle import Services
-from webhook_service.notify.deliveries import DeliveryStore
-from webhook_service.notify.payload import Event
+from webhook_service.domain.clock import now_ms, parse_since
+from webhook_service.domain.events import Event, EventType, event_id
+from webhook_service.domain.tasks import Outcome, Task
+from webhook_service.jobs import NOTIFY_QUEUE
 from webhook_service.notify.render import slack_message
 from webhook_service.notify.retry import RETRY_AFTER_MAX_S, next_delay, parse_retry_after
-from webhook_service.notify.sinks import Sink, SinkKind, sinks_for
-from webhook_service.outbound import redact
-from webhook_service.queues import NOTIFY_QUEUE
-from webhook_service.tasks import Outcome, Task, now_ms
+from webhook_service.notify.routing import Sink, SinkKind, sinks_for
+from webhook_service.redaction import shown_url
+from webhook_service.services import Services
+from workers.horse import running_jobs_with
 
 BASE = {"SECRET_KEY": "s" * 32}
 
@@ -65,10 +64,10 @@ def test_since_takes_durations_and_iso_times() -> None:
 
 
 def test_urls_are_shown_without_their_secrets() -> None:
-    assert redact("https://hooks.slack.com/services/T0/B0/secret") == "https://hooks.slack.com/…"
-    assert redact("https://user:pw@example.com:8443/?token=x") == "https://example.com:8443/…"
-    assert redact("http://[::1]:9000/") == "http://[::1]:9000/"
-    assert redact("ops@example.com,dev@example.com") == "ops@example.com,dev@example.com"
+    assert shown_url("https://hooks.slack.com/services/T0/B0/secret") == "https://hooks.slack.com/…"
+    assert shown_url("https://user:pw@example.com:8443/?token=x") == "https://example.com:8443/…"
+    assert shown_url("http://[::1]:9000/") == "http://[::1]:9000/"
+    assert shown_url("ops@example.com,dev@example.com") == "ops@example.com,dev@example.com"
 
 
 def settings(**overrides: str) -> Settings:
@@ -146,8 +145,8 @@ def test_slack_blocks_stay_within_slacks_limits_for_every_event(event_type: str)
 
 
 @pytest.fixture
-def in_process(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Services, Receiver]]:
-    """The jobs run in this process: `workers.notify` is given the test's Services."""
+def in_process(env: dict[str, str]) -> Iterator[tuple[Services, Receiver]]:
+    """The jobs run in this process, with the test's Services."""
     receiver = Receiver()
     test_settings = Settings.from_env(
         {
@@ -158,8 +157,8 @@ def in_process(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator
         }
     )
     svc = Services.build(test_settings)
-    monkeypatch.setattr(workers.notify, "services", lambda: svc)
-    yield svc, receiver
+    with running_jobs_with(svc):
+        yield svc, receiver
     receiver.stop()
 
 
@@ -180,7 +179,7 @@ def test_fan_out_twice_makes_one_delivery_with_the_first_payload(in_process) -> 
     svc.store.update("twice", change_status_msg)
     workers.notify.fan_out(evt, "twice", "task.submitted")
 
-    store = DeliveryStore(svc.redis)
+    store = svc.deliveries
     (found,) = store.list(task="twice")
     assert Queue(NOTIFY_QUEUE, connection=svc.redis).job_ids == [found.id]
     event = store.event(evt)
@@ -196,7 +195,7 @@ def test_a_delivery_job_run_again_sends_nothing_more(in_process) -> None:
     evt = event_id("again", EventType.SUBMITTED)
     workers.notify.fan_out(evt, "again", "task.submitted")
     run_jobs(svc)
-    (found,) = DeliveryStore(svc.redis).list(task="again")
+    (found,) = svc.deliveries.list(task="again")
     assert found.status == "delivered"
 
     queue = Queue(NOTIFY_QUEUE, connection=svc.redis)
@@ -204,4 +203,4 @@ def test_a_delivery_job_run_again_sends_nothing_more(in_process) -> None:
     queue.enqueue_call("workers.notify.deliver", args=(found.id,), job_id=f"{found.id}-stale")
     run_jobs(svc)
     assert len(receiver.received("/hook")) == 1
-    assert DeliveryStore(svc.redis).attempts(found.id)[0]["status_code"] == 200
+    assert svc.deliveries.attempts(found.id)[0]["status_code"] == 200

@@ -24,8 +24,8 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import Service, Workers, make_service
 from tests.support import loopback_name, wait_for
-from webhook_service import create_app
-from webhook_service.callback_tokens import CALLBACK_PATH
+from webhook_service.domain.callback_tokens import CALLBACK_PATH
+from webhook_service.web.app import create_app
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES_PER_OPERATION = 12

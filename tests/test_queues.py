@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webhook_service.queues import backoff_intervals, job_id
+from webhook_service.jobs import backoff_intervals, job_id
 
 
 def test_backoff_grows_exponentially_within_jitter_and_cap() -> None:

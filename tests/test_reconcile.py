@@ -14,11 +14,12 @@ from rq import Queue
 from tests.conftest import Service, Workers, make_service
 from tests.support import Receiver, wait_for
 from tests.test_callbacks import post_callback
-from webhook_service.events import EventType, event_id
-from webhook_service.lifecycle import record_news
-from webhook_service.queues import ARCHIVE_QUEUE, job_id
-from webhook_service.reconcile import PASS_LOG_KEY, reconcile
-from webhook_service.tasks import update_from_callback
+from webhook_service.domain.events import EventType, event_id
+from webhook_service.domain.lifecycle import record_news
+from webhook_service.domain.reconcile import reconcile
+from webhook_service.domain.tasks import update_from_callback
+from webhook_service.jobs import ARCHIVE_QUEUE, job_id
+from webhook_service.keys import Keys
 
 WHSEC = "whsec_" + "cmVjb25jaWxlLXNlY3JldC1yZWNvbmNpbGUtMTIzNDU2"
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
@@ -105,7 +106,8 @@ def test_dropped_callbacks_are_caught_by_polling(running, simulator, receiver: R
         assert notified_once(receiver, external_id, EventType.SUCCEEDED)
         assert notified_once(receiver, external_id, EventType.ARCHIVED)
     passes = sorted(
-        tuple(map(float, p.decode().split("-"))) for p in service.services.redis.lrange(PASS_LOG_KEY, 0, -1)
+        tuple(map(float, p.decode().split("-")))
+        for p in service.services.redis.lrange(Keys().reconcile_passes, 0, -1)
     )
     assert passes and all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(passes))
 
@@ -116,7 +118,7 @@ def test_two_passes_at_once_run_one(env: dict[str, str], simulator) -> None:
         simulator.state.set_default({"steps": [{"status": "processing", "delay": 0, "send": False}]})
         for n in range(3):
             service.submit({**IMAGE, "external_task_id": f"both-{n}"})
-        wait_for(lambda: len(service.services.admission.due(10)) == 3, what="tasks to be due")
+        wait_for(lambda: len(service.services.open_tasks.due(10)) == 3, what="tasks to be due")
         reports = race(lambda: reconcile(service.services), lambda: reconcile(service.services))
         assert sorted(r.ran for r in reports) == [False, True]
         assert sorted(next(r for r in reports if r.ran).polled) == ["both-0", "both-1", "both-2"]

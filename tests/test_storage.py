@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import S3_SECRET as SECRET
-from webhook_service.storage import (
+from webhook_service.integrations.storage import (
     LocalStorage,
     S3Storage,
     Storage,

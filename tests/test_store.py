@@ -10,14 +10,16 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from webhook_service.store import Repeat, TaskNotFound, TaskStore
-from webhook_service.tasks import Outcome, Status, StatusUpdate, Task, apply_update
+from webhook_service.domain.errors import TaskNotFound
+from webhook_service.domain.store import Repeat, TaskStore
+from webhook_service.domain.tasks import Outcome, Status, StatusUpdate, Task, apply_update
+from webhook_service.keys import Keys
 
 
 @pytest.fixture
 def store(redis_url: str) -> Iterator[TaskStore]:
     connection = redis.Redis.from_url(redis_url)
-    yield TaskStore(connection)
+    yield TaskStore(connection, Keys())
     connection.flushdb()
 
 
@@ -85,7 +87,7 @@ def test_a_repeat_settled_in_redis_ends_as_apply_update_says(
 def test_a_change_made_meanwhile_is_never_overwritten(store: TaskStore) -> None:
     """The commit finds the task changed since it was read: it reads again and applies again."""
     store.create(Task("t", status=Status.SUBMITTED, task_id="A"), {})
-    other = TaskStore(redis.Redis(connection_pool=store.redis.connection_pool))
+    other = TaskStore(redis.Redis(connection_pool=store.redis.connection_pool), Keys())
     calls = 0
 
     def change(task: Task) -> Outcome:

@@ -8,7 +8,7 @@ from rq.job import Job
 from tests.conftest import Workers, make_service
 from tests.support import wait_for
 from tests.test_callbacks import post_callback
-from webhook_service.events import EventType, event_id
+from webhook_service.domain.events import EventType, event_id
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
 ASYNC = {"Prefer": "respond-async"}

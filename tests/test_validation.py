@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webhook_service.validation import (
+from webhook_service.domain.validation import (
     CAMERA_TYPES,
     KNOWN_FIELDS,
     MODEL_NAMES,

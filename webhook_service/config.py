@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from webhook_service.domain.events import EventType
+from webhook_service.redaction import url_without_secrets
+
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
@@ -71,7 +74,8 @@ class Settings:
     metrics_public: bool = False
 
     def __repr__(self) -> str:  # secrets must never reach a log line through a repr
-        return f"Settings(redis_url={_redact_url(self.redis_url)!r}, kling_api_base={self.kling_api_base!r})"
+        redis_url = url_without_secrets(self.redis_url)
+        return f"Settings(redis_url={redis_url!r}, kling_api_base={self.kling_api_base!r})"
 
     @property
     def client_auth_enabled(self) -> bool:
@@ -185,7 +189,7 @@ def _split(value: str) -> list[str]:
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
-        raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {_redact_url(value)!r}")
+        raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {url_without_secrets(value)!r}")
     return value
 
 
@@ -202,8 +206,6 @@ def _schedule(name: str, value: str) -> tuple[float, ...]:
 
 def _events(name: str, value: str) -> frozenset[str]:
     """An event filter: comma-separated event types (empty: the caller's default)."""
-    from webhook_service.events import EventType
-
     events = frozenset(_split(value))
     unknown = sorted(events - {e.value for e in EventType})
     if unknown:
@@ -254,12 +256,3 @@ def _check_whsec(name: str, value: str) -> None:
         Webhook(value)
     except Exception:
         raise ConfigError(f"{name}: the part after 'whsec_' must be Base64") from None
-
-
-def _redact_url(url: str) -> str:
-    """Hide a password in a URL (redis://:secret@host) so it can be shown in an error or a log."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return parts._replace(netloc=netloc).geturl()
-    return url

@@ -11,11 +11,15 @@ import sys
 import redis
 from rq import Queue
 
-from webhook_service import logs, metrics
 from webhook_service.config import ConfigError, Settings
-from webhook_service.queues import ALL_QUEUES, JOB_MONITORING_INTERVAL_S, MAINTENANCE_INTERVAL_S
+from webhook_service.integrations import logs, metrics
+from webhook_service.jobs import (
+    ALL_QUEUES,
+    JOB_MONITORING_INTERVAL_S,
+    MAINTENANCE_INTERVAL_S,
+    schedule_reconcile_tick,
+)
 from workers.horse import ServiceWorker
-from workers.reconcile import schedule_next_tick
 
 
 def main() -> int:
@@ -36,9 +40,12 @@ def main() -> int:
         connection=connection,
         maintenance_interval=MAINTENANCE_INTERVAL_S,
         job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
+        settings=settings,
     )
     if not args.burst:
-        schedule_next_tick(connection, settings.reconcile_interval_s)  # the chain of reconciliation passes
+        schedule_reconcile_tick(
+            connection, settings.reconcile_interval_s
+        )  # the chain of reconciliation passes
     worker.work(with_scheduler=True, burst=args.burst)
     return 0
 

@@ -1,16 +1,16 @@
-"""Sending queued tasks upstream, from a worker, when a slot frees or a pause ends."""
+"""The dispatch job: send queued tasks upstream when a slot frees or a pause ends."""
 
 from __future__ import annotations
 
-from webhook_service.queues import enqueue_dispatch
-from webhook_service.submission import dispatch
-from workers.context import services
+from webhook_service.domain.submission import dispatch
+from webhook_service.jobs import enqueue_dispatch
+from workers.horse import job_services
 
 PAUSE_MARGIN_S = 0.5  # RQ's scheduler works in whole seconds: never wake before the pause is over
 
 
 def dispatch_job() -> int:
-    svc = services()
+    svc = job_services()
     sent = dispatch(svc)
     paused_s = svc.admission.paused_for_s()
     if paused_s > 0 and svc.admission.waiting():

@@ -16,8 +16,8 @@ from standardwebhooks import Webhook
 
 from tests.conftest import Service, make_service
 from tests.reliability.scale import scaled
-from webhook_service.callback_tokens import callback_url_for
-from webhook_service.notify.payload import Event
+from webhook_service.domain.callback_tokens import callback_url_for
+from webhook_service.domain.events import Event
 from webhook_service.notify.render import email_message
 
 WHSEC = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ="

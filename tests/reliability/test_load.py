@@ -24,8 +24,8 @@ from rq.registry import StartedJobRegistry
 from tests.conftest import SIM_TOKEN, Service, Workers, make_service
 from tests.reliability.scale import scaled
 from tests.support import PrivateRedis, Receiver, wait_for
-from webhook_service.callback_tokens import callback_url_for
-from webhook_service.queues import ALL_QUEUES, JOB_MONITORING_INTERVAL_S
+from webhook_service.domain.callback_tokens import callback_url_for
+from webhook_service.jobs import ALL_QUEUES, JOB_MONITORING_INTERVAL_S
 
 WHSEC = "whsec_" + "bm90aWZ5LXNlY3JldC1ub3RpZnktc2VjcmV0LTEyMzQ="
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "load"}

@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Service
-from webhook_service.callback_tokens import callback_url_for
-from webhook_service.tasks import StatusUpdate, UnknownCallbackShape, update_from_callback
-from webhook_service.validation import KNOWN_FIELDS, RequestInvalid, validate_image2video
+from webhook_service.domain.callback_tokens import callback_url_for
+from webhook_service.domain.errors import UnknownCallbackShape
+from webhook_service.domain.tasks import StatusUpdate, update_from_callback
+from webhook_service.domain.validation import KNOWN_FIELDS, RequestInvalid, validate_image2video
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=40)
 json_values = st.recursive(

@@ -1,13 +1,5 @@
-"""Deliveries in Redis: one record per (event, sink), every attempt kept, dead letters indexed by time.
-
-Keys (under the task store's prefix):
-- `event:<event_id>`                     the event (payload and prompt), written once
-- `delivery:<id>`                        the delivery record (JSON): O(1) by id
-- `delivery:<id>:attempts`               its attempts, oldest first (JSON list items)
-- `deliveries`                           sorted set of every delivery id by creation time
-- `deliveries:<status>`                  sorted set of the ids in that status, by when they entered it
-- `deliveries:task:<external_task_id>`   set of the task's delivery ids
-- `notify:disabled-endpoints`            hash: endpoint URL -> when and why it was disabled (410 Gone)
+"""Deliveries in Redis: one record per (event, sink), every attempt kept, dead letters indexed by time
+(keys.py names the keys).
 
 Every change is a WATCH/MULTI transaction that commits together with the job that makes the next
 attempt, so a pending delivery always has exactly one job to move it on. The record names that job
@@ -24,42 +16,44 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from webhook_service.notify.jobs import enqueue_delivery
-from webhook_service.notify.payload import Event
-from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, NotReplayable, endpoint_id
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.errors import NotReplayable
+from webhook_service.domain.events import Event
+from webhook_service.jobs import enqueue_delivery
+from webhook_service.keys import Keys
+from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.sinks import Attempt
-from webhook_service.outbound import redact
-from webhook_service.store import PREFIX
-from webhook_service.tasks import now_ms
+from webhook_service.redaction import shown_url
+from webhook_service.replies import text, texts
 
 ATTEMPTS_KEPT = 100
 
 
 class DeliveryStore:
-    def __init__(self, connection: redis.Redis, prefix: str = PREFIX) -> None:
+    def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
-        self.prefix = prefix
-        self._disabled = f"{prefix}notify:disabled-endpoints"
+        self.keys = keys
+        self._disabled = keys.disabled_endpoints
 
     def _key(self, delivery_id: str) -> str:
-        return f"{self.prefix}delivery:{delivery_id}"
+        return self.keys.delivery(delivery_id)
 
     def _index(self, status: DeliveryStatus | None = None) -> str:
-        return f"{self.prefix}deliveries" + (f":{status.value}" if status else "")
+        return self.keys.deliveries(status.value if status else None)
 
     def _task_index(self, external_task_id: str) -> str:
-        return f"{self.prefix}deliveries:task:{external_task_id}"
+        return self.keys.task_deliveries(external_task_id)
 
     # --- events ---
 
     def save_event(self, event: Event) -> Event:
         """Store the event unless it is already stored; return the stored one (the first build wins)."""
-        key = f"{self.prefix}event:{event.id}"
+        key = self.keys.event(event.id)
         self.redis.set(key, event.to_json(), nx=True)
         return self.event(event.id) or event
 
     def event(self, event_id: str) -> Event | None:
-        raw = self.redis.get(f"{self.prefix}event:{event_id}")
+        raw = self.redis.get(self.keys.event(event_id))
         return Event.from_json(raw) if raw else None
 
     # --- reading ---
@@ -69,7 +63,9 @@ class DeliveryStore:
         return Delivery.from_json(raw) if raw else None
 
     def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
-        return [json.loads(item) for item in self.redis.lrange(f"{self._key(delivery_id)}:attempts", 0, -1)]
+        return [
+            json.loads(item) for item in self.redis.lrange(self.keys.delivery_attempts(delivery_id), 0, -1)
+        ]
 
     def list(
         self,
@@ -81,13 +77,13 @@ class DeliveryStore:
     ) -> list[Delivery]:
         """Newest first: by the time they entered `status`, or by creation time without one."""
         if task is not None:
-            ids = [i.decode() for i in self.redis.smembers(self._task_index(task))]
+            ids = texts(self.redis.smembers(self._task_index(task)))
             found = [d for d in self._load(ids) if status is None or d.status is status]
             found = [d for d in found if since_ms is None or d.updated_at >= since_ms]
             return sorted(found, key=lambda d: d.created_at, reverse=True)[offset : offset + limit]
         low = since_ms if since_ms is not None else "-inf"
         ids = self.redis.zrevrangebyscore(self._index(status), "+inf", low, offset, limit)
-        return self._load([i.decode() for i in ids])
+        return self._load(texts(ids))
 
     def _load(self, ids: list[str]) -> list[Delivery]:
         raws = self.redis.mget([self._key(i) for i in ids]) if ids else []
@@ -188,7 +184,7 @@ class DeliveryStore:
             return True
 
         def then(pipe: Pipeline, delivery: Delivery) -> None:
-            attempts = f"{self._key(delivery.id)}:attempts"
+            attempts = self.keys.delivery_attempts(delivery.id)
             pipe.rpush(attempts, json.dumps(attempt.record()))
             pipe.ltrim(attempts, -ATTEMPTS_KEPT, -1)
             if reason == "gone":
@@ -219,7 +215,7 @@ class DeliveryStore:
                 )
             if delivery.as_sink.has_endpoint and pipe.hexists(self._disabled, delivery.target):
                 raise NotReplayable(
-                    f"endpoint {endpoint_id(delivery.target)} ({redact(delivery.target)}) is disabled; "
+                    f"endpoint {endpoint_id(delivery.target)} ({shown_url(delivery.target)}) is disabled; "
                     "enable it first (DELETE /v1/deliveries/disabled-endpoints/<endpoint>)"
                 )
             delivery.replays += 1
@@ -240,7 +236,7 @@ class DeliveryStore:
         replayed: list[str] = []
         refused: dict[str, str] = {}
         for raw_id in self.redis.zrangebyscore(self._index(status), since_ms, "+inf"):
-            delivery_id = raw_id.decode()
+            delivery_id = text(raw_id)
             try:
                 if self.replay(delivery_id) is not None:
                     replayed.append(delivery_id)
@@ -259,13 +255,13 @@ class DeliveryStore:
 
     def disabled_endpoints(self) -> list[dict[str, Any]]:
         return [
-            {"endpoint": endpoint_id(url.decode()), "url": redact(url.decode()), **json.loads(why)}
+            {"endpoint": endpoint_id(text(url)), "url": shown_url(text(url)), **json.loads(why)}
             for url, why in self.redis.hgetall(self._disabled).items()
         ]
 
     def enable(self, endpoint: str) -> bool:
         """Enable deliveries to an endpoint again, named by its URL or its `ep_...` id."""
         for url in self.redis.hkeys(self._disabled):
-            if endpoint in (url.decode(), endpoint_id(url.decode())):
+            if endpoint in (text(url), endpoint_id(text(url))):
                 return bool(self.redis.hdel(self._disabled, url))
         return False

@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from webhook_service.notify.payload import Event
-from webhook_service.notify.sinks import Sink, SinkKind
-from webhook_service.outbound import redact
-from webhook_service.tasks import now_ms
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.events import Event
+from webhook_service.notify.routing import Sink, SinkKind
+from webhook_service.redaction import shown_url
 
 
 class DeliveryStatus(StrEnum):
@@ -22,10 +22,6 @@ class DeliveryStatus(StrEnum):
 
 
 REPLAYABLE = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED})
-
-
-class NotReplayable(Exception):
-    """The delivery is pending or delivered, or its endpoint is disabled."""
 
 
 def delivery_id(event_id: str, sink: Sink) -> str:
@@ -82,7 +78,7 @@ class Delivery:
     def view(self) -> dict[str, Any]:
         """As the API shows it: the URL without path or query, and `webhook_id` said outright."""
         data = {k: v for k, v in asdict(self).items() if k not in ("job", "target")}
-        return {**data, "target": redact(self.target), "webhook_id": self.event_id}
+        return {**data, "target": shown_url(self.target), "webhook_id": self.event_id}
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Delivery:

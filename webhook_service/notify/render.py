@@ -14,7 +14,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import quote
 
-from webhook_service.notify.payload import Event
+from webhook_service.domain.events import Event
 
 PROMPT_CHARS = 200  # enough to recognise a task; Slack's and mail clients' previews cut earlier anyway
 SUBJECT_PROMPT_CHARS = 60

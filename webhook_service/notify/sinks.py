@@ -1,7 +1,6 @@
-"""Where events go, and one attempt at sending an event to one of them.
+"""One attempt at sending an event to one sink (notify/routing.py says which sinks an event goes to).
 
-Sinks: the operator's webhooks (`NOTIFY_WEBHOOK_URLS`), the task's own `callback_url`, Slack and email,
-each with its event filter. An attempt never raises for the receiver's sake: whatever happens (an
+An attempt never raises for the receiver's sake: whatever happens (an
 answer, a refused connection, a timeout) comes back as an `Attempt` the caller records. Every attempt
 is bounded by `NOTIFY_TIMEOUT_S` in total, not per read, so a receiver that trickles its answer cannot
 hold a worker longer than that.
@@ -28,11 +27,12 @@ import httpx
 from standardwebhooks import Webhook
 
 from webhook_service.config import Settings
-from webhook_service.notify.payload import Event
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.events import Event
+from webhook_service.integrations.outbound import BlockedAddress, guarded_client
 from webhook_service.notify.render import email_message, slack_message
 from webhook_service.notify.retry import RETRY_AFTER_STATUSES, parse_retry_after
-from webhook_service.outbound import BlockedAddress, guarded_client
-from webhook_service.tasks import Task, now_ms
+from webhook_service.notify.routing import Sink, SinkKind
 
 RESPONSE_KEEP_BYTES = 1024
 CONNECT_TIMEOUT_S = 5.0
@@ -40,33 +40,11 @@ USER_AGENT = "kling-webhook-service/notify"
 T = TypeVar("T")
 
 
-class SinkKind(StrEnum):
-    WEBHOOK = "webhook"
-    SLACK = "slack"
-    EMAIL = "email"
-
-
 class Verdict(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"  # worth trying again later
     GONE = "gone"  # 410: the receiver says it will never want anything again
     REFUSED = "refused"  # we will not send there (blocked address, malformed URL): retrying cannot help
-
-
-@dataclass(frozen=True)
-class Sink:
-    kind: SinkKind
-    target: str  # the URL; for email, the recipients joined with commas
-    client: bool = False  # a client's callback_url: untrusted
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind.value}:{self.target}"
-
-    @property
-    def has_endpoint(self) -> bool:
-        """Webhooks and Slack are HTTP endpoints that can be gone (410) and disabled; email is not."""
-        return self.kind is not SinkKind.EMAIL
 
 
 @dataclass
@@ -89,21 +67,6 @@ class Attempt:
             "response": self.response,
             "verdict": self.verdict.value,
         }
-
-
-def sinks_for(settings: Settings, task: Task, event_type: str) -> list[Sink]:
-    """Every sink whose filter takes `event_type`; the task's callback_url counts as a generic webhook."""
-    sinks: list[Sink] = []
-    if event_type in settings.notify_webhook_events:
-        sinks += [Sink(SinkKind.WEBHOOK, url) for url in dict.fromkeys(settings.notify_webhook_urls)]
-        callback = task.client_callback_url
-        if callback and callback not in settings.notify_webhook_urls:
-            sinks.append(Sink(SinkKind.WEBHOOK, callback, client=True))
-    if settings.slack_webhook_url and event_type in settings.slack_events:
-        sinks.append(Sink(SinkKind.SLACK, settings.slack_webhook_url))
-    if settings.smtp_url and event_type in settings.email_events:
-        sinks.append(Sink(SinkKind.EMAIL, ",".join(settings.notify_email_to)))
-    return sinks
 
 
 def attempt(sink: Sink, event: Event, settings: Settings) -> Attempt:

@@ -1,0 +1,22 @@
+"""`flask` commands for operators: submit a task and follow it, list and inspect tasks and deliveries,
+replay deliveries, run the Kling simulator.
+
+They call the service's own code against Redis and Kling directly, not its HTTP API, so they work
+while the web process is down and need no client credentials. Exit codes are for scripts:
+0 done, 1 the task failed (or was rejected, expired, or its archive failed) or a delivery was not
+found, 2 a usage or validation error, 3 Redis or Kling unavailable.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_cli(app: Flask) -> None:
+    from webhook_service.cli.deliveries import deliveries, replay_failed
+    from webhook_service.cli.simulator import simulator
+    from webhook_service.cli.submit import submit
+    from webhook_service.cli.tasks import tasks
+
+    for command in (submit, tasks, deliveries, replay_failed, simulator):
+        app.cli.add_command(command)

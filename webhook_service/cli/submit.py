@@ -1,0 +1,200 @@
+"""`flask submit`: a create request from the command line, through the same validation and submission
+as the API, and with `--wait`, the task followed until its video is archived (or it fails).
+
+The archive is made by a worker, so `--wait` needs `python -m workers` running; the submission
+itself does not (the command sends the task upstream as an API request would).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+
+from webhook_service.cli.common import (
+    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CommandFailed,
+    guarded,
+    services,
+)
+from webhook_service.domain.errors import TaskExists
+from webhook_service.domain.submission import dispatch, submit_and_wait
+from webhook_service.domain.tasks import ArchiveState, Status, Task
+from webhook_service.domain.validation import RequestInvalid, validate_image2video
+from webhook_service.services import Services
+
+POLL_S = 0.25
+FAILED = (Status.FAILED, Status.REJECTED, Status.EXPIRED)
+
+
+class Image(click.ParamType):
+    """An http(s) URL as it is, or a file's path, read and sent as raw Base64 (what Kling takes)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if str(value).startswith(("http://", "https://")):
+            return str(value)
+        path = Path(value).expanduser()
+        if not path.is_file():
+            self.fail(f"{value!r} is neither an http(s) URL nor a file", param, ctx)
+        return base64.b64encode(path.read_bytes()).decode()
+
+
+class JsonObject(click.ParamType):
+    name = "JSON"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError as error:
+            self.fail(f"not valid JSON: {error}", param, ctx)
+        if not isinstance(parsed, dict):
+            self.fail("must be a JSON object", param, ctx)
+        return parsed
+
+
+# (option, field of Kling's request body, type, help)
+FIELDS: list[tuple[str, str, Any, str]] = [
+    ("--model", "model_name", str, "kling-v1 (default), kling-v2-master, ..."),
+    ("--image", "image", Image(), "The first frame: a file (sent as Base64) or an http(s) URL. Required."),
+    ("--image-tail", "image_tail", Image(), "The last frame: a file or an http(s) URL."),
+    ("--prompt", "prompt", str, "What should happen (up to 2,500 characters)."),
+    ("--negative-prompt", "negative_prompt", str, "What should not."),
+    ("--mode", "mode", str, "std or pro."),
+    ("--duration", "duration", str, "5 or 10 (seconds)."),
+    ("--aspect-ratio", "aspect_ratio", str, "16:9, 9:16 or 1:1."),
+    ("--cfg-scale", "cfg_scale", float, "0 to 1: how closely to follow the prompt."),
+    (
+        "--camera-control",
+        "camera_control",
+        JsonObject(),
+        'JSON: \'{"type": "simple", "config": {"zoom": 5}}\'.',
+    ),
+    ("--external-task-id", "external_task_id", str, "Your id for the task (default: kws-<uuid>)."),
+    ("--callback-url", "callback_url", str, "Your webhook for this task's events."),
+]
+
+
+def field_options(command: Any) -> Any:
+    for option, field, kind, help_text in reversed(FIELDS):
+        command = click.option(option, field, type=kind, help=help_text)(command)
+    return command
+
+
+@click.command("submit")
+@field_options
+@click.option(
+    "--extra", type=JsonObject(), help='Other fields of the request, as a JSON object: \'{"sound": "on"}\'.'
+)
+@click.option("--wait", is_flag=True, help="Follow the task until its video is archived (needs a worker).")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=0, help="With --wait: give up after this many s."
+)
+@with_appcontext
+@guarded
+def submit(extra: dict[str, Any] | None, wait: bool, timeout: float, **fields: Any) -> None:
+    """Submit an image-to-video task, validated as the API validates it."""
+    given = {field: value for field, value in fields.items() if value is not None}
+    if clash := sorted(set(given) & set(extra or {})):
+        raise click.UsageError(f"--extra repeats {', '.join(clash)}: give each field once")
+    svc = services()
+    try:
+        body = validate_image2video(
+            {**(extra or {}), **given},
+            extra_fields=svc.settings.kling_extra_fields,
+            allowed_hosts=svc.settings.notify_allowed_hosts,
+        )
+    except RequestInvalid as invalid:
+        for problem in invalid.problems:
+            click.echo(f"{problem.field or '(body)'}: {problem.message} [{problem.code}]", err=True)
+        raise CommandFailed("the request is invalid; nothing was sent", EXIT_USAGE) from None
+    try:
+        task = submit_and_wait(svc, body, svc.settings.submit_wait_s)
+    except TaskExists:
+        raise CommandFailed(
+            f"external_task_id {body['external_task_id']!r} is already used", EXIT_USAGE
+        ) from None
+    started = time.monotonic()
+    click.echo(f"external_task_id: {task.external_task_id}")
+    if task.status is Status.REJECTED:
+        raise CommandFailed(f"Kling refused the task: {_error(task)}", EXIT_FAILED)
+    if task.status is Status.QUEUED and _upstream_unavailable(task):
+        raise CommandFailed(
+            f"Kling is unavailable ({_error(task)}); the task is queued and a worker sends it later",
+            EXIT_UNAVAILABLE,
+        )
+    if not wait:
+        click.echo(f"task_id: {task.task_id or '-'}\nstatus: {task.status.value}")
+        return
+    _follow(svc, task.external_task_id, started, timeout)
+
+
+def _upstream_unavailable(task: Task) -> bool:
+    """No answer, or Kling's server-side codes (5000-5002): not a refusal of this request."""
+    error = task.error or {}
+    return bool(error) and (error.get("code") is None or error["code"] >= 5000)
+
+
+def _error(task: Task) -> str:
+    error = task.error or {}
+    return f"code {error.get('code')}: {error.get('message') or task.status_msg}"
+
+
+def _follow(svc: Services, external_task_id: str, started: float, timeout: float) -> None:
+    """Print each new status and archive state with the time since submission, until the end.
+
+    On a terminal the last line also ticks, so a long wait visibly goes on.
+    """
+    live = sys.stdout.isatty()
+    shown: set[str] = set()
+    while True:
+        task = svc.store.get(external_task_id)
+        if task is None:
+            raise CommandFailed(f"task {external_task_id} is no longer recorded", EXIT_FAILED)
+        elapsed = time.monotonic() - started
+        # Both can change between two looks (succeed, then archiving at once): each gets its line.
+        states = {task.status.value: _describe(task)}
+        if task.archive_state is not None:
+            states[task.archive_state.value] = task.archive_state.value
+        new = [text for state, text in states.items() if state not in shown]
+        for text in new:
+            click.echo(("\r" if live else "") + f"{elapsed:7.1f}s  {text}" + ("\033[K" if live else ""))
+        shown.update(states)
+        if live and not new:
+            click.echo(f"\r{elapsed:7.1f}s  ...", nl=False)
+        if task.status in FAILED:
+            raise CommandFailed(f"task {task.status.value}: {task.status_msg or _error(task)}", EXIT_FAILED)
+        if task.archive_state is ArchiveState.FAILED:
+            raise CommandFailed(f"archive failed: {task.archive_error}", EXIT_FAILED)
+        if task.archive_state is ArchiveState.ARCHIVED:
+            _echo_locations(svc, task)
+            return
+        if timeout and elapsed > timeout:
+            raise CommandFailed(f"gave up after {timeout:g} s; the task is {task.status.value}", EXIT_FAILED)
+        if task.status is Status.QUEUED:
+            dispatch(svc)  # help the queue along, as a waiting API request does
+        time.sleep(POLL_S)
+
+
+def _describe(task: Task) -> str:
+    detail = f"  task_id {task.task_id}" if task.status is Status.SUBMITTED and task.task_id else ""
+    return f"{task.status.value}{detail}"
+
+
+def _echo_locations(svc: Services, task: Task) -> None:
+    base_url = svc.settings.public_base_url
+    for n, video in enumerate(task.archived_videos):
+        path = svc.storage.local_path(video["key"])
+        where = str(path) if path is not None else f"{svc.settings.archive_url.rstrip('/')}/{video['key']}"
+        click.echo(f"{video['kind']} {video['video_id']}: {where}  ({task.archive_link(base_url, n)})")

@@ -1,0 +1,59 @@
+"""`flask tasks list|show`: the tasks, newest first, and everything about one."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from webhook_service.cli.common import (
+    EXIT_FAILED,
+    CommandFailed,
+    echo_json,
+    echo_table,
+    guarded,
+    services,
+    when,
+)
+from webhook_service.domain.tasks import ArchiveState, Status, Task
+from webhook_service.domain.views import task_view
+
+LIST_PAGE = 200
+LIST_SCAN_MAX = 10_000  # `tasks list --status` looks this far back at most: never a scan of everything
+
+tasks = AppGroup("tasks", help="List and inspect tasks.")
+TASK_FILTERS = [s.value for s in Status] + [s.value for s in ArchiveState]
+
+
+@tasks.command("list")
+@click.option("--status", type=click.Choice(TASK_FILTERS), help="A task status or an archive state.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@guarded
+def list_tasks(status: str | None, limit: int, as_json: bool) -> None:
+    """Newest first."""
+    found: list[Task] = []
+    for offset in range(0, LIST_SCAN_MAX, LIST_PAGE):
+        page = services().store.newest(offset=offset, limit=LIST_PAGE)
+        found += [t for t in page if status is None or status in (t.status.value, t.archive_state)]
+        if len(found) >= limit or len(page) < LIST_PAGE:
+            break
+    found = found[:limit]
+    if as_json:
+        echo_json([task.to_dict() for task in found])
+        return
+    rows = [
+        [when(t.created_at), t.status.value, t.archive_state or "-", t.external_task_id, t.task_id or "-"]
+        for t in found
+    ]
+    echo_table(rows, ["created (UTC)", "status", "archive", "external_task_id", "task_id"])
+
+
+@tasks.command("show")
+@click.argument("task_ref")
+@guarded
+def show_task(task_ref: str) -> None:
+    """Everything about one task (by task_id or external_task_id), as JSON."""
+    task = services().store.find(task_ref)
+    if task is None:
+        raise CommandFailed(f"no task with task_id or external_task_id {task_ref!r}", EXIT_FAILED)
+    echo_json(task_view(services(), task))

@@ -1,0 +1,226 @@
+"""Archive every finished video before Kling deletes it.
+
+One job per task (deterministic id). It downloads each video (and its watermarked copy when one was
+asked for) into a staging file beside its destination, then commits it atomically, so the archive
+never holds a partial file. Killed half-way, the job runs again and resumes the staging file; run
+again after success, it finds every file in place with the same checksum and does nothing. The RQ job
+that calls it is workers/archive.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from redis.client import Pipeline
+
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.events import EventType
+from webhook_service.domain.tasks import ArchiveState, Outcome, Status, Task
+from webhook_service.integrations import logs, metrics
+from webhook_service.integrations.download import Downloaded, DownloadError, DownloadPolicy, download
+from webhook_service.notify.routing import raise_event
+from webhook_service.services import Services
+
+log = logging.getLogger(__name__)
+
+BASE64_FIELDS = ("image", "image_tail", "static_mask")
+
+
+def archive_task(svc: Services, external_task_id: str, *, retries_left: int = 0) -> None:
+    """Archive the task's videos. A download that fails for now is raised again, for the caller to retry
+    (RQ, on its back-off schedule) while `retries_left`; with none left the archive has failed."""
+    logs.bind(external_task_id=external_task_id)
+    task = svc.store.get(external_task_id)
+    if task is None or task.status is not Status.SUCCEED:
+        log.warning("archive job for %s: task missing or not succeeded, nothing to do", external_task_id)
+        return
+    items = _items(task)
+    if not items:
+        _finish(
+            svc, task, ArchiveState.FAILED, error={"reason": "no_videos", "message": "succeed without videos"}
+        )
+        return
+    if _already_archived(svc, task, items):
+        return
+    _set_state(svc, external_task_id, ArchiveState.ARCHIVING, "archive_started")
+    policy = DownloadPolicy(
+        max_bytes=svc.settings.download_max_bytes, allowed_hosts=svc.settings.download_allowed_hosts
+    )
+    archived: list[dict[str, Any]] = []
+    for item in items:
+        existing = _archived_entry(svc, task, item["key"])
+        if existing is not None:
+            archived.append(existing)
+            continue
+        staging = svc.storage.staging_path(item["key"])
+        try:
+            result = _timed_download(item["source_url"], staging, policy)
+        except DownloadError as error:
+            _handle_download_error(svc, task, item, error, retries_left)
+            return
+        stored = svc.storage.commit(staging, item["key"], sha256=result.sha256)
+        entry = {**item, "size": stored.size, "sha256": result.sha256, "archived_at": now_ms()}
+        archived.append(entry)
+        _record_video(svc, external_task_id, entry)
+    task = svc.store.get(external_task_id) or task
+    _write_metadata(svc, task)
+    _finish(svc, task, ArchiveState.ARCHIVED)
+
+
+def _timed_download(url: str, staging: Path, policy: DownloadPolicy) -> Downloaded:
+    started = time.perf_counter()
+    try:
+        result = download(url, staging, policy)
+    except DownloadError as error:
+        metrics.downloaded(error.reason, time.perf_counter() - started)
+        raise
+    metrics.downloaded("ok", time.perf_counter() - started, result.size)
+    return result
+
+
+def _items(task: Task) -> list[dict[str, Any]]:
+    """What to fetch: every result video, plus its watermarked copy when the request asked for one."""
+    created = datetime.fromtimestamp(task.created_at / 1000, UTC)
+    folder = f"{created:%Y/%m/%d}/{_segment(task.external_task_id)}"
+    want_watermark = bool((task.watermark_info or {}).get("enabled"))
+    items = []
+    for video in (task.task_result or {}).get("videos", []):
+        video_id = str(video.get("id", ""))
+        if video.get("url"):
+            items.append(_item(folder, video_id, "video", video["url"]))
+        if want_watermark and video.get("watermark_url"):
+            items.append(_item(folder, video_id, "watermark", video["watermark_url"]))
+    return items
+
+
+def _item(folder: str, video_id: str, kind: str, url: str) -> dict[str, Any]:
+    name = _segment(video_id) + ("_watermark" if kind == "watermark" else "")
+    return {"video_id": video_id, "kind": kind, "source_url": url, "key": f"{folder}/{name}.mp4"}
+
+
+def _segment(value: str) -> str:
+    """One safe path segment from an id of any characters (ids may hold '/', '..' or spaces)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"%{ord(m.group()):02X}", value) or "_"
+    return "%2E" + safe[1:] if safe.startswith(".") else safe
+
+
+def _archived_entry(svc: Services, task: Task, key: str) -> dict[str, Any] | None:
+    """The task's record of `key`, if the stored object is really there with the same checksum."""
+    entry = next((v for v in task.archived_videos if v["key"] == key), None)
+    if entry is None:
+        return None
+    stored = svc.storage.stat(key)
+    return entry if stored is not None and stored.sha256 == entry["sha256"] else None
+
+
+def _already_archived(svc: Services, task: Task, items: list[dict[str, Any]]) -> bool:
+    return task.archive_state is ArchiveState.ARCHIVED and all(
+        _archived_entry(svc, task, item["key"]) for item in items
+    )
+
+
+def _handle_download_error(
+    svc: Services, task: Task, item: dict[str, Any], error: DownloadError, retries_left: int
+) -> None:
+    detail = {
+        "reason": error.reason,
+        "http_status": error.http_status,
+        "message": str(error),
+        "source_url": item["source_url"],
+        "video_id": item["video_id"],
+    }
+    if error.permanent:
+        svc.storage.delete_staging(item["key"])
+        _finish(svc, task, ArchiveState.FAILED, error=detail)
+        return
+    if not retries_left:
+        _finish(svc, task, ArchiveState.FAILED, error={**detail, "reason": f"gave_up:{error.reason}"})
+    else:
+        svc.store.append_history(
+            task.external_task_id, {"event": "archive_retry", "source": "worker", **detail}
+        )
+    raise error  # RQ retries on its back-off schedule; the staging file stays for resuming
+
+
+def _set_state(
+    svc: Services,
+    external_task_id: str,
+    state: ArchiveState,
+    event: str,
+    raises: EventType | None = None,
+    **extra: Any,
+) -> None:
+    def change(task: Task) -> Outcome:
+        task.archive_state = state
+        task.archive_error = extra.get("error")
+        task.updated_at = now_ms()
+        return Outcome.APPLIED
+
+    def notify(pipe: Pipeline, after: Task) -> None:
+        if raises is not None:
+            raise_event(svc.redis, pipe, svc.settings, after, raises)
+
+    history = {"event": event, "source": "worker", **extra}
+    svc.store.update(external_task_id, change, history=history, after_commit=notify)
+
+
+def _record_video(svc: Services, external_task_id: str, entry: dict[str, Any]) -> None:
+    def change(task: Task) -> Outcome:
+        task.archived_videos = [v for v in task.archived_videos if v["key"] != entry["key"]] + [entry]
+        return Outcome.APPLIED
+
+    svc.store.update(
+        external_task_id, change, history={"event": "video_archived", "source": "worker", **entry}
+    )
+
+
+def _finish(svc: Services, task: Task, state: ArchiveState, error: dict[str, Any] | None = None) -> None:
+    event = "archived" if state is ArchiveState.ARCHIVED else "archive_failed"
+    raises = EventType.ARCHIVED if state is ArchiveState.ARCHIVED else EventType.ARCHIVE_FAILED
+    _set_state(svc, task.external_task_id, state, event, raises, **({"error": error} if error else {}))
+    log.info("archive of %s: %s %s", task.external_task_id, state, error or "")
+
+
+def _write_metadata(svc: Services, task: Task) -> None:
+    """metadata.json beside the videos: enough to know what a file is without the service."""
+    request = svc.store.request(task.external_task_id) or {}
+    metadata = {
+        "external_task_id": task.external_task_id,
+        "task_id": task.task_id,
+        "upstream_task_ids": task.upstream_task_ids,
+        "model_name": task.model_name,
+        "status": task.status.value,
+        "status_msg": task.status_msg,
+        "request": _without_base64(request),
+        "videos": task.archived_videos,
+        "task_result": task.task_result,
+        "created_at": task.created_at,
+        "upstream_created_at": task.upstream_created_at,
+        "upstream_updated_at": task.upstream_updated_at,
+        "archived_at": now_ms(),
+        "history": svc.store.history(task.external_task_id),
+    }
+    folder = task.archived_videos[0]["key"].rsplit("/", 1)[0]
+    svc.storage.put_bytes(
+        f"{folder}/metadata.json", json.dumps(metadata, indent=2).encode(), "application/json"
+    )
+
+
+def _without_base64(request: dict[str, Any]) -> dict[str, Any]:
+    def shorten(value: Any) -> Any:
+        is_url = isinstance(value, str) and value.startswith(("http://", "https://"))
+        return value if is_url or not isinstance(value, str) else f"<base64, {len(value)} characters>"
+
+    clean = {k: shorten(v) if k in BASE64_FIELDS else v for k, v in request.items()}
+    if isinstance(clean.get("dynamic_masks"), list):
+        clean["dynamic_masks"] = [
+            {**m, "mask": shorten(m.get("mask"))} if isinstance(m, dict) else m
+            for m in clean["dynamic_masks"]
+        ]
+    return clean

@@ -1,0 +1,41 @@
+"""A Kling callback matched to its task and recorded, whatever carried it.
+
+The callback URL's token names the task (domain/callback_tokens.py); the body must agree with it. A
+body about another task is a mistake somewhere and is refused loudly (`TaskIdConflict`), with nothing
+recorded: that check runs inside the store's transaction, on the task as stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook_service.domain.errors import TaskIdConflict
+from webhook_service.domain.lifecycle import record_news
+from webhook_service.domain.tasks import Outcome, Task, update_from_callback
+from webhook_service.services import Services
+
+
+def receive_callback(
+    services: Services, external_task_id: str, body: dict[str, Any], *, webhook_id: str | None = None
+) -> tuple[Task, Outcome]:
+    """Record the callback for the task its URL names: the task afterwards, and what the news did.
+
+    Raises UnknownCallbackShape, TaskIdConflict or TaskNotFound (domain/errors.py).
+    """
+    update = update_from_callback(body)
+    if update.external_task_id and update.external_task_id != external_task_id:
+        raise TaskIdConflict(
+            f"the body's external_task_id {update.external_task_id!r} is not this URL's task"
+        )
+
+    def same_task(task: Task) -> None:
+        """Only a task_id the task does not know yet needs a lookup: almost every callback names its own."""
+        task_id = update.task_id
+        if not task_id or task_id == task.task_id or task_id in task.upstream_task_ids:
+            return
+        owner = services.store.external_id_for(task_id)
+        if owner is not None and owner != task.external_task_id:
+            raise TaskIdConflict(f"task_id {task_id!r} belongs to another task")
+
+    detail = {"webhook_id": webhook_id, "body": body}
+    return record_news(services, external_task_id, update, source="callback", detail=detail, check=same_task)

@@ -1,0 +1,71 @@
+"""Events: what downstream systems hear about a task, and how one is named and kept.
+
+An event is raised inside the Redis transaction that makes the change it reports (notify/routing.py
+queues its fan-out there). Its id is derived from the task and the event type, and each type happens
+at most once per task, so a callback and a poll racing on the same change still raise one event, and
+a receiver sees the same `webhook-id` however often a delivery is retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from webhook_service.domain.tasks import Status
+
+
+class EventType(StrEnum):
+    SUBMITTED = "task.submitted"
+    PROCESSING = "task.processing"
+    SUCCEEDED = "task.succeeded"
+    FAILED = "task.failed"
+    ARCHIVED = "task.archived"
+    ARCHIVE_FAILED = "task.archive_failed"
+    EXPIRED = "task.expired"
+
+
+FOR_STATUS = {
+    Status.SUBMITTED: EventType.SUBMITTED,
+    Status.PROCESSING: EventType.PROCESSING,
+    Status.SUCCEED: EventType.SUCCEEDED,
+    Status.FAILED: EventType.FAILED,
+    Status.REJECTED: EventType.FAILED,
+}
+
+
+def event_id(external_task_id: str, event_type: EventType) -> str:
+    """Stable across retries and processes: `evt_` + a digest of (task, type); RQ-safe as a job id."""
+    digest = hashlib.sha256(f"{external_task_id}\n{event_type.value}".encode()).hexdigest()[:32]
+    return f"evt_{digest}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event as receivers get it: built once (notify/payload.py), stored, and sent as the very same
+    bytes on every attempt."""
+
+    id: str
+    type: str
+    external_task_id: str
+    payload: str  # the exact JSON body of every webhook attempt
+    prompt: str  # the request's prompt, for Slack and email: the task view does not hold the request
+
+    @property
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(self.payload)
+        return body
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.body["data"]
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Event:
+        return cls(**json.loads(raw))

@@ -1,0 +1,214 @@
+"""Tasks in Redis: every lookup is a key read, never a scan (keys.py names the keys).
+
+Changes go through `update`, an optimistic compare-and-set (a Lua script commits only if the task is
+still what was read), so two callbacks for one task arriving at once can never both apply the same
+transition.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.errors import TaskExists, TaskNotFound
+from webhook_service.domain.tasks import Outcome, Status, Task
+from webhook_service.keys import Keys
+from webhook_service.replies import text, text_or_none, texts
+
+HISTORY_LIMIT = 500
+
+AfterCommit = Callable[[Pipeline, Task], None]
+
+
+class TaskStore:
+    def __init__(self, connection: redis.Redis, keys: Keys) -> None:
+        self.redis = connection
+        self.keys = keys
+        self._commit_if_unchanged = connection.register_script(_COMMIT_IF_UNCHANGED)
+        self._settle_repeat = connection.register_script(_SETTLE_REPEAT)
+
+    def create(
+        self, task: Task, request: dict[str, Any], also: Callable[[Pipeline], None] | None = None
+    ) -> None:
+        """Record a new task; raises TaskExists when its external_task_id is taken.
+
+        `also(pipe)` adds commands (queueing the task) to the transaction that completes the record.
+        """
+        key = self.keys.task(task.external_task_id)
+        if not self.redis.set(key, task.to_json(), nx=True):
+            raise TaskExists(task.external_task_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.keys.task_request(task.external_task_id), json.dumps(request))
+        pipe.zadd(self.keys.tasks, {task.external_task_id: task.created_at})
+        created = json.dumps({"at": task.created_at, "event": "created"})
+        pipe.rpush(self.keys.task_history(task.external_task_id), created)
+        if also is not None:
+            also(pipe)
+        pipe.execute()
+
+    def get(self, external_task_id: str) -> Task | None:
+        raw = self.redis.get(self.keys.task(external_task_id))
+        return Task.from_json(raw) if raw else None
+
+    def find(self, any_id: str) -> Task | None:
+        """By Kling's task_id or by external_task_id, as Kling's own query endpoint accepts either."""
+        external_task_id = self.external_id_for(any_id)
+        if external_task_id:
+            task = self.get(external_task_id)
+            if task:
+                return task
+        return self.get(any_id)
+
+    def external_id_for(self, task_id: str) -> str | None:
+        return text_or_none(self.redis.get(self.keys.task_id(task_id)))
+
+    def request(self, external_task_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(self.keys.task_request(external_task_id))
+        return json.loads(raw) if raw else None
+
+    def history(self, external_task_id: str) -> list[dict[str, Any]]:
+        return [
+            json.loads(item) for item in self.redis.lrange(self.keys.task_history(external_task_id), 0, -1)
+        ]
+
+    def append_history(self, external_task_id: str, entry: dict[str, Any]) -> None:
+        key = self.keys.task_history(external_task_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(key, json.dumps({"at": now_ms(), **entry}))
+        pipe.ltrim(key, -HISTORY_LIMIT, -1)
+        pipe.execute()
+
+    def newest(self, offset: int, limit: int) -> list[Task]:
+        ids = texts(self.redis.zrevrange(self.keys.tasks, offset, offset + limit - 1))
+        if not ids:
+            return []
+        raws = self.redis.mget([self.keys.task(i) for i in ids])
+        return [Task.from_json(raw) for raw in raws if raw]
+
+    def update(
+        self,
+        external_task_id: str,
+        change: Callable[[Task], Outcome],
+        *,
+        history: dict[str, Any] | None = None,
+        after_commit: AfterCommit | None = None,
+        repeat: Repeat | None = None,
+    ) -> tuple[Task, Outcome]:
+        """Apply `change` to the task atomically and record `history` (with the outcome) beside it.
+
+        `after_commit(pipe, task)` may queue more commands, which commit with the change or not at all,
+        so work that must happen exactly once per transition (enqueueing a job) does. Only plain
+        writes belong there: the commands run inside a script, which cannot run other scripts.
+
+        The commit is a compare-and-set: the changed task and every command are written only if the
+        task is still what was read, else it is read again and `change` runs again. That costs two
+        round trips where WATCH, GET and MULTI/EXEC cost three. With `repeat` (and `history`), news
+        the task already has is settled in one: `change` never runs for it.
+        """
+        key, history_key = self.keys.task(external_task_id), self.keys.task_history(external_task_id)
+        raw: bytes | str | None = None
+        if repeat is not None and history is not None:
+            settled = self._settle_repeat(
+                keys=[key, history_key],
+                args=[repeat.status.value, repeat.task_id or "", _entry_prefix(history), HISTORY_LIMIT],
+            )
+            if settled is None:
+                raise TaskNotFound(external_task_id)
+            verdict, raw = settled
+            if verdict != b"news":
+                return Task.from_json(raw), Outcome(text(verdict))
+        while True:
+            if raw is None:
+                raw = self.redis.get(key)
+                if raw is None:
+                    raise TaskNotFound(external_task_id)
+            task = Task.from_json(raw)
+            known_ids = {task.task_id, *task.upstream_task_ids}
+            outcome = change(task)
+            commands = self.redis.pipeline()  # collects the commands for the script, never executed
+            commands.multi()  # as RQ expects of a pipeline it is given
+            stored = task.to_json()
+            if stored != text(raw):
+                commands.set(key, stored)
+            for task_id in {task.task_id, *task.upstream_task_ids} - known_ids - {None}:
+                commands.set(self.keys.task_id(task_id), external_task_id)
+            if history is not None:
+                entry = {"at": now_ms(), **history, "outcome": outcome.value, "status": task.status.value}
+                commands.rpush(history_key, json.dumps(entry))
+                commands.ltrim(history_key, -HISTORY_LIMIT, -1)
+            if after_commit is not None and outcome is Outcome.APPLIED:
+                after_commit(commands, task)
+            if self._commit_if_unchanged(keys=[key], args=[raw, *_flatten(commands.command_stack)]):
+                return task, outcome
+            raw = None
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """What a piece of news says, enough for the store to tell whether the task knows it already."""
+
+    status: Status
+    task_id: str | None
+
+
+def _entry_prefix(history: dict[str, Any]) -> str:
+    """A history entry's JSON without its closing brace: the outcome and status are added last."""
+    return json.dumps({"at": now_ms(), **history})[:-1]
+
+
+def _flatten(command_stack: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    """Pipelined commands as the commit script reads them: each one's length, then its arguments."""
+    flat: list[Any] = []
+    for args, _options in command_stack:
+        if args[0] in ("EVAL", "EVALSHA"):
+            raise ValueError("a script cannot run inside the store's commit: queue plain writes only")
+        flat += [len(args), *args]
+    return flat
+
+
+# KEYS[1] the task; ARGV[1] the task as it was read, then each command as its length and arguments.
+_COMMIT_IF_UNCHANGED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
+
+# KEYS[1] the task, KEYS[2] its history; ARGV: reported status, task_id ('' for none), the history
+# entry without its closing brace, the history's cap. The rule is `apply_update`'s: a status that does
+# not move the task forward is a duplicate (same rank) or stale (lower), provided the news names no
+# task_id the task does not know yet. Anything else is news, for `change` to apply: answered with the
+# task as read, which the compare-and-set then protects.
+_SETTLE_REPEAT = (
+    "local RANK = {"
+    + ", ".join(f"[{status.value!r}] = {status.rank}" for status in Status)
+    + "}"
+    + """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local task = cjson.decode(raw)
+local known = ARGV[2] == '' or ARGV[2] == task.task_id
+if not known and type(task.task_id) == 'string' and type(task.upstream_task_ids) == 'table' then
+  for _, id in ipairs(task.upstream_task_ids) do
+    if id == ARGV[2] then known = true end
+  end
+end
+local reported, current = RANK[ARGV[1]], RANK[task.status]
+if not known or not reported or not current or reported > current then return {'news', raw} end
+local outcome = reported == current and 'duplicate' or 'stale'
+local entry = ARGV[3] .. ', "outcome": "' .. outcome .. '", "status": "' .. task.status .. '"}'
+redis.call('RPUSH', KEYS[2], entry)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
+return {outcome, raw}
+"""
+)

@@ -1,0 +1,168 @@
+"""Getting a task to Kling exactly once, within the account's concurrency.
+
+`accept` records the task and queues it; `dispatch` sends queued tasks upstream, oldest first, while
+slots are free. Anyone may call `dispatch`: the request thread that wants its answer, a worker woken
+when a slot frees, the reconciliation pass. A create that may have reached Kling despite an error
+(5000, 5002, timeout) is looked up by external_task_id before it is ever sent again, so nothing is
+created twice upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from redis.client import Pipeline
+
+from webhook_service.domain.callback_tokens import callback_url_for
+from webhook_service.domain.events import EventType
+from webhook_service.domain.lifecycle import record_news, release
+from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
+from webhook_service.integrations.kling import KlingError
+from webhook_service.jobs import enqueue_dispatch
+from webhook_service.notify.routing import raise_event
+from webhook_service.services import Services
+
+log = logging.getLogger(__name__)
+
+WAIT_POLL_S = 0.05
+
+
+def new_external_task_id() -> str:
+    return f"kws-{uuid.uuid4().hex}"
+
+
+def accept(services: Services, body: dict[str, Any]) -> Task:
+    """Record the task (status `queued`) and put it in the submission queue, in one transaction.
+
+    The record comes first so a callback that beats Kling's answer finds its task. Raises TaskExists.
+    """
+    external_task_id = body.get("external_task_id") or new_external_task_id()
+    task = Task(
+        external_task_id=external_task_id,
+        model_name=body.get("model_name", "kling-v1"),
+        client_callback_url=body.get("callback_url"),
+        watermark_info=body.get("watermark_info"),
+    )
+    request = {**{k: v for k, v in body.items() if k != "callback_url"}, "external_task_id": external_task_id}
+    services.store.create(task, request, also=lambda pipe: services.admission.enqueue(pipe, external_task_id))
+    return task
+
+
+def submit_and_wait(services: Services, body: dict[str, Any], wait_s: float) -> Task:
+    """Accept the task, then help the queue along for up to `wait_s` until it has left the queue."""
+    task = accept(services, body)
+    deadline = time.monotonic() + wait_s
+    while True:
+        dispatch(services)
+        current = services.store.get(task.external_task_id) or task
+        if current.status is not Status.QUEUED or time.monotonic() >= deadline:
+            return current
+        time.sleep(WAIT_POLL_S)
+
+
+def dispatch(services: Services) -> int:
+    """Send queued tasks upstream while slots are free; returns how many were taken from the queue."""
+    sent = 0
+    while (external_task_id := services.admission.take_next()) is not None:
+        sent += 1
+        try:
+            send_upstream(services, external_task_id)
+        except Exception:
+            log.exception("sending %s upstream failed; it goes back to the queue", external_task_id)
+            services.admission.put_back(external_task_id)
+            raise
+    return sent
+
+
+def send_upstream(services: Services, external_task_id: str) -> None:
+    """Create the task at Kling; the caller holds a slot for it."""
+    task = services.store.get(external_task_id)
+    request = services.store.request(external_task_id)
+    if task is None or request is None or task.status is not Status.QUEUED:
+        # Answered meanwhile (a callback, a lookup): nothing to send. An open task keeps its slot.
+        if task is None or task.status.terminal:
+            pipe = services.redis.pipeline(transaction=True)
+            release(services, pipe, external_task_id)
+            pipe.execute()
+        return
+    client = services.kling.get()
+    try:
+        data = _existing(services, task) if task.submit_uncertain else None
+        if data is None:
+            body = {**request, "callback_url": callback_url_for(services.settings, external_task_id)}
+            _count_attempt(services, external_task_id)
+            data = client.create_image2video(body)
+    except KlingError as error:
+        uncertain = error.maybe_created or task.submit_uncertain
+        data = _look_up(services, external_task_id) if uncertain else None
+        if data is None:
+            _refused(services, external_task_id, error, uncertain=uncertain)
+            return
+    services.admission.resume()
+    record_news(services, external_task_id, update_from_kling_task(data), source="create")
+
+
+def _existing(services: Services, task: Task) -> dict[str, Any] | None:
+    """After an uncertain create: the upstream task if it exists (None: it does not, send it)."""
+    try:
+        return services.kling.get().get_image2video(task.external_task_id)
+    except KlingError as error:
+        if error.code == 1203 or error.http_status == 404:
+            return None
+        raise
+
+
+def _look_up(services: Services, external_task_id: str) -> dict[str, Any] | None:
+    try:
+        return services.kling.get().get_image2video(external_task_id)
+    except KlingError:
+        return None
+
+
+def _count_attempt(services: Services, external_task_id: str) -> None:
+    def change(task: Task) -> Outcome:
+        task.submit_attempts += 1
+        return Outcome.DUPLICATE
+
+    services.store.update(external_task_id, change)
+
+
+def _refused(services: Services, external_task_id: str, error: KlingError, *, uncertain: bool) -> None:
+    """Record why Kling did not take the task; retry later unless the refusal is final.
+
+    A task that may exist upstream is never rejected: only a lookup can settle it.
+    """
+    if error.retryable or uncertain:
+        delay = services.admission.pause()
+        enqueue_dispatch(services.redis, f"pause-{time.time():.3f}", delay_s=delay + 1)
+        log.warning("create of %s deferred %.1f s: %s", external_task_id, delay, error)
+        _note_error(services, external_task_id, error, uncertain=uncertain)
+        services.admission.put_back(external_task_id)
+        return
+    log.warning("create of %s refused: %s", external_task_id, error)
+
+    def reject(task: Task) -> Outcome:
+        task.error = error.as_dict()
+        task.status_msg = error.message
+        task.status = Status.REJECTED
+        return Outcome.APPLIED
+
+    def finish(pipe: Pipeline, task: Task) -> None:
+        release(services, pipe, task.external_task_id)
+        raise_event(services.redis, pipe, services.settings, task, EventType.FAILED)
+
+    history = {"event": "create_failed", "source": "create", "error": error.as_dict()}
+    services.store.update(external_task_id, reject, history=history, after_commit=finish)
+
+
+def _note_error(services: Services, external_task_id: str, error: KlingError, *, uncertain: bool) -> None:
+    def change(task: Task) -> Outcome:
+        task.error = error.as_dict()
+        task.submit_uncertain = task.submit_uncertain or uncertain
+        return Outcome.DUPLICATE
+
+    history = {"event": "create_deferred", "source": "create", "error": error.as_dict()}
+    services.store.update(external_task_id, change, history=history)

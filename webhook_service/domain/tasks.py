@@ -1,0 +1,271 @@
+"""A task as the service knows it, and the one state machine every piece of news goes through.
+
+News about a task comes from three places: Kling's answer to the create request, Kling's callbacks (in
+two shapes), and, later, polling. All three are turned into a `StatusUpdate` and applied with
+`apply_update`, so the rules (status only moves forward, a terminal status never changes, duplicates
+and stale news change nothing) live in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.errors import UnknownCallbackShape
+
+
+class Status(StrEnum):
+    QUEUED = "queued"  # recorded by the service, not yet accepted upstream
+    SUBMITTED = "submitted"
+    PROCESSING = "processing"
+    SUCCEED = "succeed"  # Kling's spelling
+    FAILED = "failed"
+    REJECTED = "rejected"  # upstream refused the create request: no upstream task exists
+    EXPIRED = "expired"  # no news for TASK_TIMEOUT_S; Kling's final word may still complete it
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def terminal(self) -> bool:
+        """Final as far as the service is concerned: it no longer polls the task or holds a slot for it."""
+        return self.rank >= _RANK[Status.EXPIRED]
+
+
+_RANK = {
+    Status.QUEUED: 0,
+    Status.SUBMITTED: 1,
+    Status.PROCESSING: 2,
+    Status.EXPIRED: 3,
+    Status.SUCCEED: 4,
+    Status.FAILED: 4,
+    Status.REJECTED: 4,
+}
+
+# What Kling clients see for the service's own final states: they know only Kling's four.
+_KLING_STATUS = {Status.REJECTED: "failed", Status.EXPIRED: "failed"}
+
+# The newer callback shape says "succeeded"; everything else in the service speaks Kling v1.
+_STATUS_ALIASES = {"succeeded": Status.SUCCEED}
+
+
+class ArchiveState(StrEnum):
+    ARCHIVING = "archiving"
+    ARCHIVED = "archived"
+    FAILED = "archive_failed"
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+def parse_status(value: object) -> Status | None:
+    if not isinstance(value, str):
+        return None
+    if value in _STATUS_ALIASES:
+        return _STATUS_ALIASES[value]
+    try:
+        status = Status(value)
+    except ValueError:
+        return None
+    return None if status in (Status.QUEUED, Status.REJECTED, Status.EXPIRED) else status
+
+
+@dataclass
+class StatusUpdate:
+    """One piece of upstream news, whatever shape it came in."""
+
+    status: Status
+    task_id: str | None = None
+    external_task_id: str | None = None
+    status_msg: str | None = None
+    task_result: dict[str, Any] | None = None
+    final_unit_deduction: str | None = None
+    upstream_created_at: int | None = None
+    upstream_updated_at: int | None = None
+
+
+@dataclass
+class Task:
+    external_task_id: str
+    status: Status = Status.QUEUED
+    task_id: str | None = None
+    status_msg: str = ""
+    model_name: str = "kling-v1"
+    client_callback_url: str | None = None
+    watermark_info: dict[str, Any] | None = None
+    task_result: dict[str, Any] | None = None
+    final_unit_deduction: str | None = None
+    error: dict[str, Any] | None = None
+    upstream_task_ids: list[str] = field(default_factory=list)
+    created_at: int = field(default_factory=now_ms)
+    updated_at: int = field(default_factory=now_ms)
+    upstream_created_at: int | None = None
+    upstream_updated_at: int | None = None
+    submit_attempts: int = 0
+    submit_uncertain: bool = False  # the last create may have reached Kling: look it up before resending
+    archive_state: ArchiveState | None = None
+    archive_error: dict[str, Any] | None = None
+    archived_videos: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """The stored form. A shallow dict is enough for `json` (asdict deep-copies, for nothing here)."""
+        return json.dumps({name: getattr(self, name) for name in _TASK_FIELDS})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Task:
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["status"] = Status(known.get("status", Status.QUEUED))
+        if known.get("archive_state"):
+            known["archive_state"] = ArchiveState(known["archive_state"])
+        return cls(**known)
+
+    def archive_link(self, base_url: str, index: int) -> str:
+        return f"{base_url}/v1/tasks/{quote(self.external_task_id, safe='')}/videos/{index}"
+
+    def result_with_archive_links(self, base_url: str) -> dict[str, Any] | None:
+        """Kling's task_result, each video keeping Kling's `url` with the archive's link beside it."""
+        if self.task_result is None:
+            return None
+        links = {
+            (video["video_id"], video["kind"]): self.archive_link(base_url, n)
+            for n, video in enumerate(self.archived_videos)
+        }
+        videos = []
+        for video in self.task_result.get("videos", []):
+            video = dict(video)
+            if (link := links.get((str(video.get("id")), "video"))) is not None:
+                video["archive_url"] = link
+            if (link := links.get((str(video.get("id")), "watermark"))) is not None:
+                video["watermark_archive_url"] = link
+            videos.append(video)
+        return {**self.task_result, "videos": videos}
+
+    def kling_view(self, base_url: str = "") -> dict[str, Any]:
+        """The task in Kling's query shape, so existing Kling clients read it unchanged."""
+        view: dict[str, Any] = {
+            "task_id": self.task_id or "",
+            "task_status": _KLING_STATUS.get(self.status, self.status.value),
+            "task_status_msg": self.status_msg,
+            "task_info": {"external_task_id": self.external_task_id},
+            "created_at": self.upstream_created_at or self.created_at,
+            "updated_at": self.upstream_updated_at or self.updated_at,
+        }
+        if self.watermark_info is not None:
+            view["watermark_info"] = self.watermark_info
+        if self.task_result is not None:
+            view["task_result"] = self.result_with_archive_links(base_url)
+        if self.final_unit_deduction is not None:
+            view["final_unit_deduction"] = self.final_unit_deduction
+        return view
+
+
+_TASK_FIELDS = tuple(f.name for f in fields(Task))
+
+
+def apply_update(task: Task, update: StatusUpdate) -> Outcome:
+    """Fold `update` into `task` in place; only an update that moves the status forward changes it."""
+    if update.task_id and update.task_id != task.task_id:
+        if task.task_id is None:
+            task.task_id = update.task_id
+        elif update.task_id not in task.upstream_task_ids:
+            # A gateway may forward our callback URL to Kling, whose task id then differs from the
+            # gateway's: remember it so lookups by either id find the task.
+            task.upstream_task_ids.append(update.task_id)
+    if update.status.rank < task.status.rank:
+        return Outcome.STALE
+    if update.status.rank == task.status.rank:
+        return Outcome.DUPLICATE
+    task.status = update.status
+    if update.status_msg is not None:
+        task.status_msg = update.status_msg
+    if update.task_result is not None:
+        task.task_result = update.task_result
+    if update.final_unit_deduction is not None:
+        task.final_unit_deduction = update.final_unit_deduction
+    task.upstream_created_at = update.upstream_created_at or task.upstream_created_at
+    task.upstream_updated_at = update.upstream_updated_at or task.upstream_updated_at
+    task.updated_at = now_ms()
+    return Outcome.APPLIED
+
+
+def callback_shape(body: dict[str, Any]) -> str:
+    """Which of Kling's two callback shapes a body has: `legacy` (`task_id`/`task_status`) or `newer`."""
+    return "legacy" if "task_status" in body or "task_id" in body else "newer"
+
+
+def update_from_callback(body: dict[str, Any]) -> StatusUpdate:
+    """Read either callback shape: legacy (`task_id`/`task_status`) or newer (`id`/`status`)."""
+    if callback_shape(body) == "legacy":
+        return _update_from_legacy(body)
+    if "status" in body or "id" in body:
+        return _update_from_newer(body)
+    raise UnknownCallbackShape("expected task_id/task_status (legacy) or id/status (newer) keys")
+
+
+def update_from_kling_task(data: dict[str, Any]) -> StatusUpdate:
+    """Kling's task object, as returned by create and query, has the legacy callback's keys."""
+    return _update_from_legacy(data)
+
+
+def _update_from_legacy(body: dict[str, Any]) -> StatusUpdate:
+    status = parse_status(body.get("task_status"))
+    if status is None:
+        raise UnknownCallbackShape(f"task_status {body.get('task_status')!r} is not a Kling status")
+    task_info = body.get("task_info") if isinstance(body.get("task_info"), dict) else {}
+    result = body.get("task_result")
+    return StatusUpdate(
+        status=status,
+        task_id=_str_or_none(body.get("task_id")),
+        external_task_id=_str_or_none(task_info.get("external_task_id")),
+        status_msg=_str_or_none(body.get("task_status_msg")),
+        task_result=result if isinstance(result, dict) else None,
+        final_unit_deduction=_str_or_none(body.get("final_unit_deduction")),
+        upstream_created_at=_int_or_none(body.get("created_at")),
+        upstream_updated_at=_int_or_none(body.get("updated_at")),
+    )
+
+
+def _update_from_newer(body: dict[str, Any]) -> StatusUpdate:
+    status = parse_status(body.get("status"))
+    if status is None:
+        raise UnknownCallbackShape(f"status {body.get('status')!r} is not a Kling status")
+    outputs = body.get("outputs") if isinstance(body.get("outputs"), list) else []
+    videos = [
+        {k: v for k, v in output.items() if k in ("id", "url", "watermark_url", "duration")}
+        for output in outputs
+        if isinstance(output, dict) and output.get("type", "video") == "video"
+    ]
+    return StatusUpdate(
+        status=status,
+        task_id=_str_or_none(body.get("id")),
+        external_task_id=_str_or_none(body.get("external_id")),
+        status_msg=_str_or_none(body.get("message")),
+        task_result={"videos": videos} if videos else None,
+        upstream_created_at=_int_or_none(body.get("create_time")),
+        upstream_updated_at=_int_or_none(body.get("update_time")),
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

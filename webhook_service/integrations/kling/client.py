@@ -1,0 +1,177 @@
+"""A small synchronous client for Kling's image-to-video endpoints.
+
+One `KlingClient` per process: `get_client()` builds it lazily and builds a new one in a forked child
+(an RQ work horse, a gunicorn worker), because an httpx connection pool shared across a fork mixes up
+the two processes' sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jwt
+
+from webhook_service.config import Settings
+from webhook_service.integrations import metrics
+from webhook_service.integrations.kling.errors import (
+    KlingAuthError,
+    KlingError,
+    KlingTransportError,
+    error_for,
+)
+
+CREATE_PATH = "/v1/videos/image2video"
+JWT_LIFETIME_S = 1800
+JWT_RESIGN_MARGIN_S = 300
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0
+    total: float = 30.0
+
+    def httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(self.total, connect=self.connect)
+
+
+class JwtSigner:
+    """Kling's AK/SK scheme: an HS256 JWT with iss = access key, re-signed well before it expires."""
+
+    def __init__(self, access_key: str, secret_key: str) -> None:
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._token = ""
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+
+    def token(self, *, force: bool = False) -> str:
+        with self._lock:
+            now = time.time()
+            if force or now > self._expires_at - JWT_RESIGN_MARGIN_S:
+                self._expires_at = now + JWT_LIFETIME_S
+                claims = {"iss": self._access_key, "exp": int(self._expires_at), "nbf": int(now) - 5}
+                self._token = jwt.encode(claims, self._secret_key, algorithm="HS256", headers={"typ": "JWT"})
+            return self._token
+
+
+class KlingClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_token: str = "",
+        signer: JwtSigner | None = None,
+        timeouts: Timeouts | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._api_token = api_token
+        self._signer = signer
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=(timeouts or Timeouts()).httpx(),
+            transport=transport,
+            headers={"Content-Type": "application/json", "User-Agent": "kling-webhook-service"},
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KlingClient:
+        signer = (
+            JwtSigner(settings.kling_access_key, settings.kling_secret_key)
+            if settings.kling_access_key
+            else None
+        )
+        return cls(
+            settings.kling_api_base,
+            api_token=settings.kling_api_token,
+            signer=signer,
+            timeouts=Timeouts(total=settings.kling_timeout_s),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def create_image2video(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Submit a task; returns Kling's `data` (task_id, task_status, task_info, times)."""
+        with _observed("create"):
+            return self._call("POST", CREATE_PATH, json=body)
+
+    def get_image2video(self, task_or_external_id: str) -> dict[str, Any]:
+        # external_task_ids may hold '/', '?' or '#': encode, or the path would point elsewhere.
+        with _observed("query"):
+            return self._call("GET", f"{CREATE_PATH}/{quote(task_or_external_id, safe='')}")
+
+    def list_image2video(self, page_num: int = 1, page_size: int = 30) -> list[dict[str, Any]]:
+        with _observed("list"):
+            return self._call("GET", CREATE_PATH, params={"pageNum": page_num, "pageSize": page_size})
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return self._send(method, path, force_resign=False, **kwargs)
+        except KlingAuthError as error:
+            if not (error.retryable and self._signer):
+                raise
+            return self._send(method, path, force_resign=True, **kwargs)
+
+    def _send(self, method: str, path: str, *, force_resign: bool, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self._bearer(force_resign)}"}
+        try:
+            response = self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as error:
+            raise KlingTransportError(f"{type(error).__name__}: {error}") from error
+        try:
+            envelope = response.json()
+        except ValueError:
+            raise KlingTransportError(
+                f"Kling answered HTTP {response.status_code} without JSON", http_status=response.status_code
+            ) from None
+        if not isinstance(envelope, dict):
+            raise KlingTransportError(
+                "Kling answered JSON that is not an object", http_status=response.status_code
+            )
+        code = envelope.get("code")
+        request_id = envelope.get("request_id")
+        if code == 0 and response.is_success:
+            return envelope.get("data")
+        message = str(envelope.get("message") or f"HTTP {response.status_code}")
+        raise error_for(response.status_code, code if isinstance(code, int) else None, message, request_id)
+
+    def _bearer(self, force_resign: bool) -> str:
+        return self._signer.token(force=force_resign) if self._signer else self._api_token
+
+
+class ClientPerProcess:
+    """Hands out one KlingClient per process, built on first use and again after a fork."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: KlingClient | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> KlingClient:
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                self._client = KlingClient.from_settings(self._settings)
+                self._pid = os.getpid()
+            return self._client
+
+
+@contextmanager
+def _observed(operation: str) -> Iterator[None]:
+    """Time one call to Kling for the metrics, with Kling's answer code."""
+    started, code = time.perf_counter(), "0"
+    try:
+        yield
+    except KlingError as error:
+        code = str(error.code) if error.code is not None else "transport"
+        raise
+    finally:
+        metrics.upstream_called(operation, time.perf_counter() - started, code)

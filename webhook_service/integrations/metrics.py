@@ -1,0 +1,201 @@
+"""Prometheus metrics: what the service counts, the helpers the code calls, and what a scrape shows.
+
+The metrics live here and the rest of the code only calls a helper at the point where something
+happened, so instrumentation never mixes with the logic it observes. Counters and histograms are
+per process; with `PROMETHEUS_MULTIPROC_DIR` set (gunicorn's workers, the RQ workers) each process
+writes them to files in that directory and a scrape adds them up. Without it they stay in memory,
+which is what tests and a single dev process want. The gauges (open and queued tasks, RQ queues, dead
+letters) are not kept anywhere: they are read from Redis at scrape time, a few O(1) commands.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Iterator
+
+import redis
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import values as prometheus_values
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from rq import Queue
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from webhook_service.jobs import ALL_QUEUES
+from webhook_service.keys import Keys
+
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+_horse_of: int | None = None
+
+
+def _file_owner() -> str | int:
+    """Whose metric files this process writes: its own, or in an RQ work horse its worker's (below)."""
+    return f"{_horse_of}job" if _horse_of is not None else os.getpid()
+
+
+if MULTIPROCESS_DIR:  # before any metric exists: the value class is chosen when a metric is created
+    os.makedirs(MULTIPROCESS_DIR, exist_ok=True)
+    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(process_identifier=_file_owner)
+
+CALLBACKS = Counter(
+    "kws_callbacks",
+    "Kling callbacks received, by body shape (legacy, newer, unknown) and outcome: applied, duplicate, "
+    "stale, or why it was refused (bad_token, bad_signature, malformed, too_large, conflict, unknown_task, "
+    "unavailable)",
+    ["shape", "outcome"],
+)
+SUBMISSIONS = Counter(
+    "kws_submissions",
+    "Create requests sent to Kling, by Kling's answer code (0: accepted; transport: no answer)",
+    ["code"],
+)
+UPSTREAM_SECONDS = Histogram(
+    "kws_upstream_request_seconds",
+    "Time of one call to Kling's API, by operation (create, query, list), errors included",
+    ["operation"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+DOWNLOAD_SECONDS = Histogram(
+    "kws_download_seconds",
+    "Time of one video download into the archive, by outcome (ok, or the failure's reason)",
+    ["outcome"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+DOWNLOAD_BYTES = Counter("kws_download_bytes", "Bytes of video downloaded into the archive")
+DELIVERIES = Counter(
+    "kws_delivery_attempts",
+    "Notification delivery attempts, by sink (webhook, slack, email) and outcome (delivered, retry, "
+    "gone, refused)",
+    ["sink", "outcome"],
+)
+
+_CALLBACK_REFUSALS = {
+    400: "malformed",
+    401: "bad_signature",
+    403: "bad_token",
+    404: "unknown_task",
+    409: "conflict",
+    413: "too_large",
+}
+_PID_IN_FILE_NAME = re.compile(r"_(\d+)(?:job)?\.db$")
+
+
+def in_work_horse() -> None:
+    """Called first thing in an RQ work horse. RQ forks one per job, and files named by the horse's pid
+    would pile up by the thousand; a worker runs one horse at a time, so its horses can take turns with
+    one set of files (reopened, with what earlier horses wrote, at the first metric the horse touches)."""
+    global _horse_of
+    _horse_of = os.getppid()
+
+
+def remove_files_of_dead_processes() -> None:
+    """At start: the directory keeps only live processes' files, so each run's counters start at 0."""
+    if not MULTIPROCESS_DIR:
+        return
+    for path in glob.glob(os.path.join(MULTIPROCESS_DIR, "*.db")):
+        match = _PID_IN_FILE_NAME.search(path)
+        if match and not _alive(int(match[1])):
+            os.remove(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+# --- the helpers the code calls ---
+
+
+def count_callback(shape: str, *, outcome: str | None = None, refused_with: int | None = None) -> None:
+    """One callback answered: with its outcome, or refused with that HTTP status (a 503: unavailable)."""
+    if outcome is None:
+        outcome = "unavailable" if refused_with == 503 else _CALLBACK_REFUSALS.get(refused_with or 0, "error")
+    CALLBACKS.labels(shape, outcome).inc()
+
+
+def upstream_called(operation: str, seconds: float, code: str) -> None:
+    """One call to Kling, with Kling's answer code (`0` accepted, `transport` no answer); a create is
+    also counted by that code."""
+    UPSTREAM_SECONDS.labels(operation).observe(seconds)
+    if operation == "create":
+        SUBMISSIONS.labels(code).inc()
+
+
+def downloaded(outcome: str, seconds: float, size: int = 0) -> None:
+    """One video download into the archive: `ok`, or the failure's reason."""
+    DOWNLOAD_SECONDS.labels(outcome).observe(seconds)
+    if size:
+        DOWNLOAD_BYTES.inc(size)
+
+
+def delivery_attempted(sink: str, outcome: str) -> None:
+    DELIVERIES.labels(sink, outcome).inc()
+
+
+# --- the scrape ---
+
+
+class RedisGauges(Collector):
+    """Read at scrape time from Redis: one pipeline of ZCARD/LLEN, never a scan."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys) -> None:
+        self.redis = connection
+        self.keys = keys
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("kws_redis_up", "1 when Redis answered this scrape, 0 otherwise")
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self.keys.slots).zcard(self.keys.submit_queue).zcard(self.keys.dead_letters)
+        for name in ALL_QUEUES:
+            pipe.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
+            for registry in (ScheduledJobRegistry, StartedJobRegistry, FailedJobRegistry):
+                pipe.zcard(registry.key_template.format(name))
+        try:
+            counts = pipe.execute()
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield _gauge(
+            "kws_tasks_open", "Tasks holding one of the KLING_MAX_CONCURRENCY upstream slots", counts[0]
+        )
+        yield _gauge("kws_tasks_queued", "Tasks waiting in the submission queue for a slot", counts[1])
+        yield _gauge(
+            "kws_dead_letters", "Notification deliveries that failed for good (replayable)", counts[2]
+        )
+        jobs = GaugeMetricFamily(
+            "kws_rq_jobs",
+            "RQ jobs by queue and state (queued, scheduled, started, failed)",
+            labels=["queue", "state"],
+        )
+        for n, name in enumerate(ALL_QUEUES):
+            for m, state in enumerate(("queued", "scheduled", "started", "failed")):
+                jobs.add_metric([name, state], counts[3 + n * 4 + m])
+        yield jobs
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def exposition(connection: redis.Redis, keys: Keys) -> bytes:
+    """This process's metrics (or every process's, from the files), then the gauges read from Redis."""
+    if MULTIPROCESS_DIR:
+        counted = CollectorRegistry()
+        MultiProcessCollector(counted, path=MULTIPROCESS_DIR)
+    else:
+        counted = REGISTRY
+    gauges = CollectorRegistry()
+    gauges.register(RedisGauges(connection, keys))
+    return generate_latest(counted) + generate_latest(gauges)

@@ -1,0 +1,163 @@
+"""All background work in one place: the RQ queues, every job's function, id, timeout and retry policy,
+and the helpers that queue them (RQ's `defaults.py` habit).
+
+Jobs carry ids, never payloads: a job reads the task from the store when it runs, so a retried job
+sees the task as it is then, not as it was when it was enqueued. Job functions are named by their
+import path (the thin entry points in `workers/`), so that queueing a job never imports the code that
+runs it. Helpers that take a `pipeline` queue inside the caller's transaction: the job commits with
+the change that asks for it, or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+from rq import Queue, Retry
+from rq.job import JobStatus
+from rq.registry import ScheduledJobRegistry
+
+SUBMIT_QUEUE = "submit"
+ARCHIVE_QUEUE = "archive"
+NOTIFY_QUEUE = "notify"
+MAINTENANCE_QUEUE = "maintenance"
+ALL_QUEUES = (SUBMIT_QUEUE, ARCHIVE_QUEUE, NOTIFY_QUEUE, MAINTENANCE_QUEUE)  # in priority order
+
+DISPATCH_JOB = "workers.submit.dispatch_job"
+ARCHIVE_JOB = "workers.archive.archive_task"
+FAN_OUT_JOB = "workers.notify.fan_out"
+DELIVERY_JOB = "workers.notify.deliver"
+RECONCILE_JOB = "workers.reconcile.tick"
+JOB_FUNCTIONS = (DISPATCH_JOB, ARCHIVE_JOB, FAN_OUT_JOB, DELIVERY_JOB, RECONCILE_JOB)
+
+DISPATCH_JOB_ID = "dispatch"
+DISPATCH_JOB_TIMEOUT_S = 10 * 60
+
+ARCHIVE_JOB_TIMEOUT_S = 60 * 60  # a 2 GiB video at a slow 1 MB/s still fits
+ARCHIVE_RETRIES = 8  # with a 10 s base: about 18 hours in all, well inside Kling's 30 days
+
+FAN_OUT_JOB_TIMEOUT_S = 60
+# A fan-out killed half-way runs again (it is idempotent: deliveries have deterministic ids).
+FAN_OUT_RETRY_INTERVALS_S = [5, 60, 600]
+
+DELIVERY_JOB_TIMEOUT_S = 120  # an attempt stops itself after NOTIFY_TIMEOUT_S; this only ends a hung job
+# For a delivery job that crashed (a Redis outage, a bug), not for a receiver's failure: those follow
+# NOTIFY_RETRY_SCHEDULE_S, which the job applies itself (notify/send.py).
+DELIVERY_CRASH_RETRY_INTERVALS_S = [30, 300, 1800]
+
+# How a worker finds jobs whose worker died (SIGKILL, lost machine): RQ marks a job abandoned when its
+# heartbeat (job monitoring interval + 60 s) lapses, and a live worker's maintenance pass, every
+# MAINTENANCE_INTERVAL_S, then retries it. Recovery after a whole worker dies: at most ~2.5 minutes.
+JOB_MONITORING_INTERVAL_S = 30
+MAINTENANCE_INTERVAL_S = 60
+
+
+def backoff_intervals(
+    base_s: float, count: int, factor: float = 3.0, cap_s: float = 6 * 3600, jitter: float = 0.2
+) -> list[int]:
+    """Exponential back-off with ±jitter, capped. RQ repeats only the list it is given, so compute it.
+
+    A base of 0 retries at once (RQ then re-enqueues without the scheduler): for tests.
+    """
+    return [
+        round(min(cap_s, base_s * factor**n) * random.uniform(1 - jitter, 1 + jitter)) for n in range(count)
+    ]
+
+
+def job_id(kind: str, external_task_id: str) -> str:
+    """A deterministic job id: RQ allows only [A-Za-z0-9_-], external_task_ids may hold more."""
+    digest = hashlib.sha256(external_task_id.encode()).hexdigest()[:32]
+    return f"{kind}-{digest}"
+
+
+def enqueue_archive(
+    connection: redis.Redis, external_task_id: str, *, retry_base_s: float, pipeline: Pipeline | None = None
+) -> None:
+    """Queue the archive job for a task."""
+    Queue(ARCHIVE_QUEUE, connection=connection).enqueue_call(
+        ARCHIVE_JOB,
+        args=(external_task_id,),
+        job_id=job_id("archive", external_task_id),
+        timeout=ARCHIVE_JOB_TIMEOUT_S,
+        retry=Retry(max=ARCHIVE_RETRIES, interval=backoff_intervals(retry_base_s, ARCHIVE_RETRIES)),
+        pipeline=pipeline,
+    )
+
+
+def enqueue_dispatch(
+    connection: redis.Redis, reason: str, *, pipeline: Pipeline | None = None, delay_s: float = 0
+) -> None:
+    """Wake a worker to send queued tasks upstream (after `delay_s`, e.g. when a pause ends).
+
+    The job id comes from the reason (a slot freed by this task, this task accepted, this pause):
+    the same reason wakes once, and a wake-up never shares its id with a dispatch already running,
+    which RQ would let the running job's completion swallow.
+    """
+    queue = Queue(SUBMIT_QUEUE, connection=connection)
+    dispatch_id = job_id(DISPATCH_JOB_ID, reason)
+    if delay_s > 0:
+        when = timedelta(seconds=delay_s)
+        queue.enqueue_in(when, DISPATCH_JOB, job_id=dispatch_id, job_timeout=DISPATCH_JOB_TIMEOUT_S)
+        return
+    queue.enqueue_call(DISPATCH_JOB, job_id=dispatch_id, timeout=DISPATCH_JOB_TIMEOUT_S, pipeline=pipeline)
+
+
+def enqueue_fan_out(
+    connection: redis.Redis, pipeline: Pipeline, event_id: str, external_task_id: str, event_type: str
+) -> None:
+    """Queue an event's fan-out; its job id is the event's id, so one event is fanned out once."""
+    Queue(NOTIFY_QUEUE, connection=connection).enqueue_call(
+        FAN_OUT_JOB,
+        args=(event_id, external_task_id, event_type),
+        job_id=event_id,
+        timeout=FAN_OUT_JOB_TIMEOUT_S,
+        retry=Retry(max=len(FAN_OUT_RETRY_INTERVALS_S), interval=FAN_OUT_RETRY_INTERVALS_S),
+        pipeline=pipeline,
+    )
+
+
+def enqueue_delivery(
+    connection: redis.Redis, pipeline: Pipeline, delivery_id: str, job_id: str, at: float | None = None
+) -> None:
+    """Queue the job for a delivery's next attempt: now, or at `at` (epoch seconds).
+
+    `Queue.enqueue_at` is not used: in rq 2.12 it adds the job to the schedule outside the pipeline it
+    is given, and rounds the time down to the second. The job must commit with the record, and a
+    receiver's Retry-After must never be cut short, so the time is rounded up here.
+    """
+    queue = Queue(NOTIFY_QUEUE, connection=connection)
+    options: dict[str, Any] = {
+        "args": (delivery_id,),
+        "job_id": job_id,
+        "timeout": DELIVERY_JOB_TIMEOUT_S,
+        "retry": Retry(max=len(DELIVERY_CRASH_RETRY_INTERVALS_S), interval=DELIVERY_CRASH_RETRY_INTERVALS_S),
+    }
+    if at is None or at <= time.time():
+        queue.enqueue_call(DELIVERY_JOB, pipeline=pipeline, **options)
+        return
+    job = queue.create_job(DELIVERY_JOB, status=JobStatus.SCHEDULED, **options)
+    job.save(pipeline=pipeline)
+    pipeline.sadd(queue.redis_queues_keys, queue.key)
+    pipeline.zadd(ScheduledJobRegistry(queue=queue).key, {job_id: math.ceil(at)})
+
+
+def schedule_reconcile_tick(connection: redis.Redis, interval_s: float) -> None:
+    """Queue the reconciliation pass of the next time slot (`reconcile-<slot>`).
+
+    Every worker schedules the next slot when it starts and every tick schedules the one after it,
+    and a slot's job id is the same whoever schedules it, so there is one tick per slot however many
+    workers run.
+    """
+    slot = int(time.time() // interval_s) + 1
+    Queue(MAINTENANCE_QUEUE, connection=connection).enqueue_at(
+        datetime.fromtimestamp(slot * interval_s, UTC),
+        RECONCILE_JOB,
+        job_id=f"reconcile-{slot}",
+        job_timeout=int(interval_s * 4 + 120),
+    )

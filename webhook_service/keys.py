@@ -1,0 +1,130 @@
+"""Every Redis key the service writes, under one prefix, so several deployments can share a Redis.
+
+Tasks (domain/store.py):
+- `task:<external_task_id>`          the task record (JSON)
+- `task:<external_task_id>:request`  the request body as sent upstream (kept apart: it may hold
+                                     megabytes of Base64 that a status change must not rewrite)
+- `task:<external_task_id>:history`  every callback and status change, oldest first (JSON list items)
+- `task-id:<task_id>`                Kling's task id -> external_task_id
+- `tasks`                            sorted set of external_task_ids by creation time (newest-first lists)
+
+Submission (domain/admission.py):
+- `submit-queue`       sorted set of external_task_ids waiting to be sent, by arrival (µs)
+- `slots`              sorted set of external_task_ids holding an upstream slot (score: their arrival,
+                       so a task put back takes its old place in the queue)
+- `submit-pause-until` ms timestamp before which nothing is sent (after 1302/1303/5001), and its level
+- `slot-taken-at`      hash: when each task still `queued` was taken from the queue to be sent; a
+                       sender killed mid-send leaves it behind, and reconciliation puts the task back
+
+Reconciliation (domain/open_tasks.py, domain/reconcile.py):
+- `open`               sorted set of upstream-open tasks by when to check on them next
+- `poll-count`         hash: polls in a row that brought nothing new, per open task
+- `reconcile-lock`     the one pass running; `reconcile-passes` when the last passes ran
+
+Notifications (notify/deliveries.py):
+- `event:<event_id>`                     the event (payload and prompt), written once
+- `delivery:<id>`                        the delivery record (JSON): O(1) by id
+- `delivery:<id>:attempts`               its attempts, oldest first (JSON list items)
+- `deliveries`                           sorted set of every delivery id by creation time
+- `deliveries:<status>`                  sorted set of the ids in that status, by when they entered it
+- `deliveries:task:<external_task_id>`   set of the task's delivery ids
+- `notify:disabled-endpoints`            hash: endpoint URL -> when and why it was disabled (410 Gone)
+
+RQ's own keys (`rq:...`) are RQ's: it has no prefix of its own to give them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "kws:"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = PREFIX
+
+    # --- tasks ---
+
+    def task(self, external_task_id: str) -> str:
+        return f"{self.prefix}task:{external_task_id}"
+
+    def task_request(self, external_task_id: str) -> str:
+        return f"{self.prefix}task:{external_task_id}:request"
+
+    def task_history(self, external_task_id: str) -> str:
+        return f"{self.prefix}task:{external_task_id}:history"
+
+    def task_id(self, task_id: str) -> str:
+        return f"{self.prefix}task-id:{task_id}"
+
+    @property
+    def tasks(self) -> str:
+        return f"{self.prefix}tasks"
+
+    # --- submission ---
+
+    @property
+    def submit_queue(self) -> str:
+        return f"{self.prefix}submit-queue"
+
+    @property
+    def slots(self) -> str:
+        return f"{self.prefix}slots"
+
+    @property
+    def pause_until(self) -> str:
+        return f"{self.prefix}submit-pause-until"
+
+    @property
+    def pause_level(self) -> str:
+        return f"{self.prefix}submit-pause-level"
+
+    @property
+    def slot_taken_at(self) -> str:
+        return f"{self.prefix}slot-taken-at"
+
+    # --- reconciliation ---
+
+    @property
+    def open(self) -> str:
+        return f"{self.prefix}open"
+
+    @property
+    def poll_count(self) -> str:
+        return f"{self.prefix}poll-count"
+
+    @property
+    def reconcile_lock(self) -> str:
+        return f"{self.prefix}reconcile-lock"
+
+    @property
+    def reconcile_passes(self) -> str:
+        return f"{self.prefix}reconcile-passes"
+
+    # --- notifications ---
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}event:{event_id}"
+
+    def delivery(self, delivery_id: str) -> str:
+        return f"{self.prefix}delivery:{delivery_id}"
+
+    def delivery_attempts(self, delivery_id: str) -> str:
+        return f"{self.prefix}delivery:{delivery_id}:attempts"
+
+    def deliveries(self, status: str | None = None) -> str:
+        """Every delivery by creation time, or those in `status` by when they entered it."""
+        return f"{self.prefix}deliveries" + (f":{status}" if status else "")
+
+    @property
+    def dead_letters(self) -> str:
+        """The index of failed deliveries: `deliveries(status)` for status `failed`."""
+        return self.deliveries("failed")
+
+    def task_deliveries(self, external_task_id: str) -> str:
+        return f"{self.prefix}deliveries:task:{external_task_id}"
+
+    @property
+    def disabled_endpoints(self) -> str:
+        return f"{self.prefix}notify:disabled-endpoints"

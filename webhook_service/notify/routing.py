@@ -1,0 +1,69 @@
+"""Where events go: the sinks that want an event, and raising it inside the change it reports.
+
+Sinks: the operator's webhooks (`NOTIFY_WEBHOOK_URLS`), the task's own `callback_url`, Slack and email,
+each with its event filter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import redis
+from redis.client import Pipeline
+
+from webhook_service.config import Settings
+from webhook_service.domain.events import EventType, event_id
+from webhook_service.domain.tasks import Task
+from webhook_service.jobs import enqueue_fan_out
+
+
+class SinkKind(StrEnum):
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True)
+class Sink:
+    kind: SinkKind
+    target: str  # the URL; for email, the recipients joined with commas
+    client: bool = False  # a client's callback_url: untrusted
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind.value}:{self.target}"
+
+    @property
+    def has_endpoint(self) -> bool:
+        """Webhooks and Slack are HTTP endpoints that can be gone (410) and disabled; email is not."""
+        return self.kind is not SinkKind.EMAIL
+
+
+def sinks_for(settings: Settings, task: Task, event_type: str) -> list[Sink]:
+    """Every sink whose filter takes `event_type`; the task's callback_url counts as a generic webhook."""
+    sinks: list[Sink] = []
+    if event_type in settings.notify_webhook_events:
+        sinks += [Sink(SinkKind.WEBHOOK, url) for url in dict.fromkeys(settings.notify_webhook_urls)]
+        callback = task.client_callback_url
+        if callback and callback not in settings.notify_webhook_urls:
+            sinks.append(Sink(SinkKind.WEBHOOK, callback, client=True))
+    if settings.slack_webhook_url and event_type in settings.slack_events:
+        sinks.append(Sink(SinkKind.SLACK, settings.slack_webhook_url))
+    if settings.smtp_url and event_type in settings.email_events:
+        sinks.append(Sink(SinkKind.EMAIL, ",".join(settings.notify_email_to)))
+    return sinks
+
+
+def raise_event(
+    connection: redis.Redis, pipe: Pipeline, settings: Settings, task: Task, event_type: EventType
+) -> None:
+    """Queue the event's fan-out inside the caller's transaction: it commits with the change or not at all.
+
+    An event no sink wants (every sink has an event filter) is not queued at all: most of a task's
+    events are usually filtered out, and each would cost a job.
+    """
+    if not sinks_for(settings, task, event_type.value):
+        return
+    the_id = event_id(task.external_task_id, event_type)
+    enqueue_fan_out(connection, pipe, the_id, task.external_task_id, event_type.value)

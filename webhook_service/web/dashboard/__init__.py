@@ -1,0 +1,121 @@
+"""The operator's dashboard: server-rendered pages at `/` for tasks, deliveries and the system's health.
+
+Sign-in takes the same client credentials as the API (a key from SERVICE_API_KEYS or a client JWT),
+checked by the same code, and keeps the operator in Flask's signed session cookie (HttpOnly,
+SameSite=Lax). Only the dashboard's routes accept that cookie, and only they check CSRF tokens: the
+JSON API and Kling's callbacks authenticate every request by header or token, so a browser cannot be
+tricked into making them, and they need no CSRF token. With no client credentials configured, the
+dashboard is open, as the API is, and says so on every page.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import redis
+from flask import Flask, Response, render_template, request, url_for
+from flask import redirect as redirect_to
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from webhook_service.web.context import services_of
+from webhook_service.web.dashboard import present
+from webhook_service.web.dashboard import session as operator
+from webhook_service.web.dashboard.listing import RequestSummaries
+from webhook_service.web.dashboard.views import bp, services
+
+__all__ = ["bp", "init_app"]
+
+log = logging.getLogger(__name__)
+
+SESSION_LIFETIME = timedelta(hours=12)  # of inactivity: each page view renews the cookie
+PUBLIC_ENDPOINTS = frozenset({"dashboard.login", "dashboard.static"})
+# Request images may be anywhere (URLs the client sent); everything else comes from this service.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data: http: https:; media-src 'self' http: https:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+csrf = CSRFProtect()
+
+for _filter in (
+    present.age,
+    present.clock,
+    present.filesize,
+    present.history_detail,
+    present.history_label,
+    present.pretty,
+    present.shorten,
+    present.span,
+):
+    bp.add_app_template_filter(_filter)
+
+
+def init_app(app: Flask) -> None:
+    """Serve the dashboard from `app`, with its session cookie and CSRF settings."""
+    svc = services_of(app)
+    app.config.update(
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked by the dashboard's own hook, below: its forms only
+        WTF_CSRF_TIME_LIMIT=None,  # a token lasts as long as the session that holds it
+        SESSION_COOKIE_NAME="kws_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=svc.settings.public_base_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+    )
+    csrf.init_app(app)
+    app.extensions["dashboard_summaries"] = RequestSummaries(svc.store)
+    app.register_blueprint(bp)
+
+
+@bp.before_request
+def gate() -> Response | None:
+    """Sign-in first (except for the login page and the stylesheet), then the CSRF token of any POST."""
+    if request.endpoint not in PUBLIC_ENDPOINTS and not operator.signed_in(services().settings):
+        path = request.full_path.rstrip("?")
+        return redirect_to(url_for("dashboard.login", next=path))
+    csrf.protect()
+    return None
+
+
+@bp.after_request
+def security_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Frame-Options"] = "DENY"  # no replay button clicked through someone's frame
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "dashboard.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.context_processor
+def page_context() -> dict[str, object]:
+    settings = services().settings
+    return {"open_mode": not settings.client_auth_enabled}
+
+
+def _error_page(status: int, title: str, message: str) -> tuple[str, int]:
+    return render_template("dashboard/error.html", title=title, message=message), status
+
+
+@bp.errorhandler(CSRFError)
+def csrf_refused(error: CSRFError) -> tuple[str, int]:
+    return _error_page(
+        400,
+        "This form cannot be accepted",
+        f"{error.description} Forms must come from a dashboard page: go back, reload it and try again.",
+    )
+
+
+@bp.errorhandler(404)
+def not_found(error: HTTPException) -> tuple[str, int]:
+    return _error_page(404, "Not found", error.description or "There is nothing here.")
+
+
+@bp.errorhandler(redis.RedisError)
+def storage_unavailable(error: redis.RedisError) -> tuple[str, int]:
+    log.error("dashboard: Redis unavailable: %s", type(error).__name__)
+    return _error_page(503, "Redis is unavailable", "The service cannot reach Redis. Try again shortly.")

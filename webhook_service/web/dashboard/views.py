@@ -1,0 +1,215 @@
+"""The dashboard's pages: tasks, one task, deliveries with the system panel, and signing in and out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from webhook_service.domain.clock import now_ms, parse_since
+from webhook_service.domain.errors import NotReplayable
+from webhook_service.domain.tasks import Status, Task
+from webhook_service.notify.deliveries import DeliveryStore
+from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus
+from webhook_service.web import tasks_api
+from webhook_service.web.context import current_services as services
+from webhook_service.web.dashboard import session as operator
+from webhook_service.web.dashboard.listing import PAGE_SIZE, RequestSummaries, in_motion, list_page
+from webhook_service.web.dashboard.present import request_rows
+from webhook_service.web.dashboard.system import system_state
+from webhook_service.web.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/dashboard-static",  # the app keeps /static for itself
+)
+
+REFRESH_S = 2
+DELIVERIES_PER_PAGE = 50
+SOON_MS = 60_000  # a pending delivery due within this is worth watching; one due in hours is not
+SETTLING_MS = 15_000  # after a task's last change its notifications are still being fanned out
+
+
+def deliveries() -> DeliveryStore:
+    return services().deliveries
+
+
+def _start_arg() -> int:
+    raw = request.args.get("start", "0")
+    return int(raw) if raw.isdigit() else 0
+
+
+def _safe_next(target: str | None, fallback: str) -> str:
+    """Only a path on this site: a `next` pointing elsewhere would make the login an open redirect.
+
+    Browsers read `/\\host` as `//host` and drop tabs and newlines, so those are refused too.
+    """
+    if not target or not target.startswith("/") or "\\" in target:
+        return fallback
+    if any(c.isspace() or not c.isprintable() for c in target) or target.startswith("//"):
+        return fallback
+    parts = urlsplit(target)
+    return fallback if parts.scheme or parts.netloc else target
+
+
+def _moving(found: list[Delivery], now: int) -> bool:
+    return any(d.status is DeliveryStatus.PENDING and (d.next_attempt_at or 0) - now < SOON_MS for d in found)
+
+
+def _task_moving(task: Task, found: list[Delivery], now: int) -> bool:
+    return in_motion(task) or _moving(found, now) or now - task.updated_at < SETTLING_MS
+
+
+@bp.get("/")
+def index() -> str:
+    status = request.args.get("status", "")
+    if status not in {s.value for s in Status}:
+        status = ""
+    query = request.args.get("q", "").strip()
+    page = list_page(services().store, _start_arg(), status, query)
+    summaries: RequestSummaries = current_app.extensions["dashboard_summaries"]
+    admission = services().admission
+    return render_template(
+        "dashboard/index.html",
+        page=page,
+        summaries={t.external_task_id: summaries.get(t.external_task_id) for t in page.tasks},
+        statuses=[s.value for s in Status],
+        status=status,
+        query=query,
+        page_size=PAGE_SIZE,
+        open_tasks=admission.in_flight(),
+        waiting_tasks=admission.waiting(),
+        max_concurrency=services().settings.kling_max_concurrency,
+        in_motion=in_motion,
+        now=now_ms(),
+        refresh=REFRESH_S if page.refreshing else None,
+    )
+
+
+@bp.get("/tasks/<path:task_ref>")
+def task_page(task_ref: str) -> str:
+    store = services().store
+    task = store.find(task_ref)
+    if task is None:
+        abort(404, f"No task has the task_id or external_task_id {task_ref!r}.")
+    found = deliveries().list(task=task.external_task_id, limit=100)
+    attempts = {d.id: deliveries().attempts(d.id) for d in found}
+    history = store.history(task.external_task_id)
+    now = now_ms()
+    return render_template(
+        "dashboard/task.html",
+        task=task,
+        rows=request_rows(store.request(task.external_task_id) or {}),
+        history=history,
+        deliveries=found,
+        attempts=attempts,
+        replayable=REPLAYABLE,
+        now=now,
+        refresh=REFRESH_S if _task_moving(task, found, now) else None,
+    )
+
+
+@bp.get("/tasks/<path:task_ref>/videos/<int:index>")
+def task_video(task_ref: str, index: int) -> Response:
+    """The archived video for the page's <video>: the API's own view (Range, or a presigned redirect),
+    behind the dashboard's session, so the API itself never has to accept a cookie."""
+    return tasks_api.get_video(task_ref, index)
+
+
+@bp.get("/deliveries")
+def deliveries_page() -> str:
+    raw = request.args.get("status", DeliveryStatus.FAILED.value)
+    status = DeliveryStatus(raw) if raw in {s.value for s in DeliveryStatus} else None
+    start = _start_arg()
+    found = deliveries().list(status=status, offset=start, limit=DELIVERIES_PER_PAGE + 1)
+    now = now_ms()
+    return render_template(
+        "dashboard/deliveries.html",
+        deliveries=found[:DELIVERIES_PER_PAGE],
+        next_start=start + DELIVERIES_PER_PAGE if len(found) > DELIVERIES_PER_PAGE else None,
+        start=start,
+        status=status.value if status else "all",
+        statuses=[s.value for s in DeliveryStatus],
+        replayable=REPLAYABLE,
+        system=system_state(services()),
+        now=now,
+        refresh=REFRESH_S if _moving(found, now) else None,
+    )
+
+
+@bp.post("/deliveries/<delivery_id>/replay")
+def replay_one(delivery_id: str) -> Response:
+    try:
+        delivery = deliveries().replay(delivery_id)
+    except NotReplayable as error:
+        flash(str(error), "error")
+    else:
+        if delivery is None:
+            flash(f"There is no delivery {delivery_id}.", "error")
+        else:
+            log.info("dashboard: replayed delivery %s", delivery_id)
+            flash(f"Replaying {delivery.event_type} to {delivery.view()['target']}.", "ok")
+    return redirect(_safe_next(request.form.get("next"), url_for(".deliveries_page")))
+
+
+@bp.post("/deliveries/replay")
+def replay_since() -> Response:
+    since = request.form.get("since", "")
+    raw_status = request.form.get("status", DeliveryStatus.FAILED.value)
+    status = DeliveryStatus.SKIPPED if raw_status == DeliveryStatus.SKIPPED.value else DeliveryStatus.FAILED
+    try:
+        since_ms = parse_since(since)
+    except ValueError as error:
+        flash(str(error), "error")
+    else:
+        replayed, refused = deliveries().replay_since(since_ms, status)
+        log.info("dashboard: replayed %d %s deliveries since %s", len(replayed), status, since)
+        noun = "delivery" if len(replayed) == 1 else "deliveries"
+        flash(f"Replaying {len(replayed)} {status.value} {noun}.", "ok")
+        for delivery_id, why in refused.items():
+            flash(f"Not replayed {delivery_id}: {why}", "error")
+    return redirect(url_for(".deliveries_page", status=status.value))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    settings = services().settings
+    target = _safe_next(request.values.get("next"), url_for(".index"))
+    if not settings.client_auth_enabled or (request.method == "GET" and operator.signed_in(settings)):
+        return redirect(target)
+    if request.method == "POST":
+        try:
+            operator.sign_in(settings, request.form.get("credential", "").strip())
+        except ApiError as error:
+            log.warning("dashboard: sign-in refused (%s) from %s", error.code, request.remote_addr)
+            return render_template("dashboard/login.html", error=error.message, next=target), 401
+        log.info("dashboard: signed in from %s", request.remote_addr)
+        return redirect(target)
+    return render_template("dashboard/login.html", error=None, next=target)
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> Any:
+    """GET asks (a link or a prefetch must not sign anyone out); POST, with its CSRF token, does it."""
+    if request.method == "GET":
+        return render_template("dashboard/logout.html")
+    operator.sign_out()
+    flash("Signed out.", "ok")
+    return redirect(url_for(".login"))

@@ -1,0 +1,125 @@
+"""`/v1/deliveries`: what was sent where, the dead letters, and sending them again.
+
+A replay sends the stored event again with the same `webhook-id`, so a receiver that already has it can
+tell. URLs are shown without path or query: webhook URLs often carry their secret there.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from webhook_service.domain.clock import parse_since
+from webhook_service.domain.errors import NotReplayable
+from webhook_service.notify.deliveries import DeliveryStore
+from webhook_service.notify.records import DeliveryStatus
+from webhook_service.web.auth import require_client
+from webhook_service.web.context import current_services as services
+from webhook_service.web.errors import CODE_BAD_REQUEST, CODE_CONFLICT, CODE_NOT_FOUND, ApiError, envelope
+
+bp = Blueprint("deliveries", __name__, url_prefix="/v1/deliveries")
+
+LIMIT_MAX = 500
+
+
+def store() -> DeliveryStore:
+    return services().deliveries
+
+
+@bp.before_request
+def authenticate() -> None:
+    require_client(services().settings)
+
+
+def _bad(name: str, message: str) -> ApiError:
+    return ApiError(
+        400,
+        CODE_BAD_REQUEST,
+        f"{name}: {message}",
+        errors=[{"field": name, "code": "invalid", "message": message}],
+    )
+
+
+def _status_arg(default: DeliveryStatus | None = None) -> DeliveryStatus | None:
+    raw = request.args.get("status")
+    if not raw:
+        return default
+    try:
+        return DeliveryStatus(raw)
+    except ValueError:
+        raise _bad("status", f"one of {', '.join(DeliveryStatus)}") from None
+
+
+def _since_arg(required: bool = False) -> int | None:
+    raw = request.args.get("since")
+    if not raw:
+        if required:
+            raise _bad("since", "required: an ISO 8601 time or a duration like 30m, 2h, 1d")
+        return None
+    try:
+        return parse_since(raw)
+    except ValueError as error:
+        raise _bad("since", str(error)) from None
+
+
+def _int_arg(name: str, low: int, high: int, default: int) -> int:
+    raw = request.args.get(name, str(default))
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # "²".isdigit() too
+        raise _bad(name, f"an integer from {low} to {high}")
+    return int(raw)
+
+
+@bp.get("")
+def list_deliveries() -> Response:
+    """Newest first; `?status=failed` lists the dead letters (by when they failed), `?since=` bounds it."""
+    found = store().list(
+        status=_status_arg(),
+        since_ms=_since_arg(),
+        task=request.args.get("task") or None,
+        offset=_int_arg("offset", 0, 1_000_000, 0),
+        limit=_int_arg("limit", 1, LIMIT_MAX, 50),
+    )
+    return jsonify(envelope(0, "SUCCEED", [delivery.view() for delivery in found]))
+
+
+@bp.get("/<delivery_id>")
+def get_delivery(delivery_id: str) -> Response:
+    delivery = store().get(delivery_id)
+    if delivery is None:
+        raise ApiError(404, CODE_NOT_FOUND, f"no delivery {delivery_id!r}")
+    return jsonify(envelope(0, "SUCCEED", {**delivery.view(), "attempt_log": store().attempts(delivery_id)}))
+
+
+@bp.post("/<delivery_id>/replay")
+def replay_one(delivery_id: str) -> Response:
+    try:
+        delivery = store().replay(delivery_id)
+    except NotReplayable as error:
+        raise ApiError(409, CODE_CONFLICT, str(error)) from None
+    if delivery is None:
+        raise ApiError(404, CODE_NOT_FOUND, f"no delivery {delivery_id!r}")
+    return jsonify(envelope(0, "SUCCEED", delivery.view()))
+
+
+@bp.post("/replay")
+def replay_since() -> Response:
+    """`?since=2h` (required) and `?status=failed` (default) or `skipped`."""
+    status = _status_arg(DeliveryStatus.FAILED)
+    if status not in (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED):
+        raise _bad("status", "failed or skipped")
+    replayed, refused = store().replay_since(_since_arg(required=True) or 0, status)
+    return jsonify(envelope(0, "SUCCEED", {"replayed": replayed, "not_replayed": refused}))
+
+
+@bp.get("/disabled-endpoints")
+def disabled_endpoints() -> Response:
+    return jsonify(envelope(0, "SUCCEED", store().disabled_endpoints()))
+
+
+@bp.delete("/disabled-endpoints/<endpoint>")
+@bp.delete("/disabled-endpoints", defaults={"endpoint": None})
+def enable_endpoint(endpoint: str | None) -> Response:
+    """By the `ep_...` id the listing shows, or `?url=` with the whole URL."""
+    name = endpoint or request.args.get("url", "")
+    if not name or not store().enable(name):
+        raise ApiError(404, CODE_NOT_FOUND, "no such disabled endpoint")
+    return jsonify(envelope(0, "SUCCEED", {"enabled": True}))

@@ -1,0 +1,123 @@
+"""Errors the API answers with, always in Kling's envelope so a Kling client understands them.
+
+`{"code", "message", "request_id"}` plus, for validation errors, `errors`: every problem with its
+field path and a machine-readable code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+StartResponse = Callable[..., Any]
+
+log = logging.getLogger(__name__)
+
+# Service codes outside Kling's table; Kling's own codes (1000-5002) keep their meaning.
+CODE_NOT_FOUND = 1203
+CODE_BAD_REQUEST = 1201
+CODE_CONFLICT = 1201  # Kling has no code of its own for a conflict: its "invalid request" one
+CODE_UNAVAILABLE = 5001
+CODE_INTERNAL = 5000
+
+
+class ApiError(Exception):
+    def __init__(
+        self, http_status: int, code: int, message: str, errors: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+        self.errors = errors
+
+
+def storage_unavailable(error: Exception) -> ApiError:
+    """What a Redis failure answers: 503, so that a client (or Kling) that retries will."""
+    log.error("Redis unavailable: %s", type(error).__name__)
+    return ApiError(503, CODE_UNAVAILABLE, "storage is unavailable, try again shortly")
+
+
+def json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """Parse a JSON object, turning every way a body can be bad into a 400 (never a 500).
+
+    RecursionError is one of them: a few kilobytes of `[[[[...` exhaust the parser's stack.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise ApiError(400, CODE_BAD_REQUEST, f"{what} is not valid JSON: {reason}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, CODE_BAD_REQUEST, f"{what} must be a JSON object")
+    return body
+
+
+def request_id() -> str:
+    if "request_id" not in g:
+        g.request_id = uuid.uuid4().hex
+    return g.request_id
+
+
+def envelope(code: int, message: str, data: Any = None, **extra: Any) -> dict[str, Any]:
+    return _envelope(request_id(), code, message, data, **extra)
+
+
+def reply(
+    start_response: StartResponse,
+    request_id: str,
+    http_status: int,
+    code: int,
+    message: str,
+    data: Any = None,
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+) -> list[bytes]:
+    """An answer in the envelope as plain WSGI, for the callback endpoint, which runs in front of Flask:
+    it answers most of the service's requests, and a werkzeug Response took four times as long."""
+    body = json.dumps(_envelope(request_id, code, message, data), separators=(",", ":")).encode()
+    start_response(
+        f"{http_status} {HTTP_STATUS_CODES[http_status]}",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Request-Id", request_id),
+            *headers,
+        ],
+    )
+    return [body]
+
+
+def _envelope(request_id: str, code: int, message: str, data: Any = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
+    if data is not None:
+        body["data"] = data
+    body.update(extra)
+    return body
+
+
+def error_response(error: ApiError) -> tuple[Response, int]:
+    extra = {"errors": error.errors} if error.errors is not None else {}
+    return jsonify(envelope(error.code, error.message, **extra)), error.http_status
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, error_response)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        status = error.code or 500
+        code = CODE_NOT_FOUND if status == 404 else CODE_BAD_REQUEST if status < 500 else CODE_INTERNAL
+        return error_response(ApiError(status, code, error.description or error.name))
+
+    @app.after_request
+    def add_request_id(response: Response) -> Response:
+        response.headers["X-Request-Id"] = request_id()
+        return response

@@ -1,0 +1,22 @@
+"""`GET /metrics`: the Prometheus scrape (what is counted is integrations/metrics.py's)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from webhook_service.integrations.metrics import exposition
+from webhook_service.web.auth import require_client
+from webhook_service.web.context import current_services
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Behind the client credentials unless METRICS_PUBLIC=true: queue sizes and failure rates are
+    business information, and a scraper can send a bearer token as easily as a client does."""
+    services = current_services()
+    if not services.settings.metrics_public:
+        require_client(services.settings)
+    return Response(exposition(services.redis, services.keys), content_type=CONTENT_TYPE_LATEST)

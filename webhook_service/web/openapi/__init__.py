@@ -1,0 +1,76 @@
+"""`GET /openapi.json`: the OpenAPI 3.1 document of every endpoint, and `GET /docs`, a page that reads it.
+
+The create body's schema comes from domain/validation.py (the types that validate requests), so the
+two cannot disagree; the answers' schemas are in schemas.py, the paths in paths.py. The document
+describes this deployment: the extra fields it lets through and whether it asks for client
+credentials. The docs page is a small renderer of our own, in one file with no CDN: the service and
+its users may have no internet.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from webhook_service.config import Settings
+from webhook_service.domain.validation import MAX_IMAGE_BYTES, create_body_json_schema
+from webhook_service.web.context import current_services
+from webhook_service.web.openapi.paths import drop_in_paths, service_paths
+from webhook_service.web.openapi.schemas import COMPONENTS, REF
+
+
+def document(settings: Settings) -> dict[str, Any]:
+    body, nested = create_body_json_schema(settings.kling_extra_fields, ref_template=REF)
+    body["description"] = (
+        f"Kling's image-to-video create body. Images are an http(s) URL or raw Base64 up to "
+        f"{MAX_IMAGE_BYTES // 1024**2} MB. At most one of image_tail, static_mask/dynamic_masks and "
+        "camera_control; cfg_scale only with kling-v1, kling-v1-5 and kling-v1-6; sound and voice_list only "
+        "with kling-v2-6; camera_control.config with type simple only, exactly one axis non-zero."
+    )
+    paths = {}
+    for prefix, suffix in (("", ""), ("/kling", "ViaGateway")):
+        paths.update({prefix + path: item for path, item in drop_in_paths(body, suffix).items()})
+    paths.update(service_paths(settings))
+    auth = settings.client_auth_enabled
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Kling webhook service",
+            "version": "1",
+            "description": "A drop-in front for Kling's image-to-video API: the same paths and bodies, "
+            "answers in Kling's envelope `{code, message, request_id, data}`. "
+            + (
+                "Clients send `Authorization: Bearer <API key or JWT>`."
+                if auth
+                else "This deployment is open."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {**nested, **COMPONENTS},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a key from SERVICE_API_KEYS, or an HS256 JWT (iss = SERVICE_ACCESS_KEY)",
+                }
+            },
+        },
+        "security": [{"bearer": []}] if auth else [],
+    }
+
+
+bp = Blueprint("openapi", __name__)
+_DOCS_PAGE = resources.files(__name__).joinpath("docs.html").read_text(encoding="utf-8")
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    return jsonify(document(current_services().settings))
+
+
+@bp.get("/docs")
+def docs() -> Response:
+    return Response(_DOCS_PAGE, content_type="text/html; charset=utf-8")

@@ -1,0 +1,307 @@
+"""The OpenAPI document's path items, by hand, after the views they describe (web/kling_api.py,
+web/callbacks.py, web/tasks_api.py, web/deliveries_api.py, web/health.py, web/metrics.py, here).
+
+Every answer a view can give is listed with its schema: the schemathesis test checks the running service
+against this, so an answer missing here, or shaped otherwise, fails the suite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook_service.config import Settings
+from webhook_service.notify.records import DeliveryStatus
+from webhook_service.web.openapi.schemas import STRING, envelope, obj, ref
+
+JSON = "application/json"
+
+
+def _param(
+    name: str, where: str, schema: dict[str, Any], description: str = "", required: bool = False
+) -> dict:
+    param = {"name": name, "in": where, "required": required or where == "path", "schema": schema}
+    return {**param, "description": description} if description else param
+
+
+def _answer(description: str, schema: dict[str, Any] | None = None, media: str = JSON) -> dict[str, Any]:
+    return {"description": description, **({"content": {media: {"schema": schema}}} if schema else {})}
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    why = {
+        "400": "invalid request: `errors` lists every problem",
+        "401": "no or bad client credentials (codes 1001-1004); for a callback, a bad signature",
+        "403": "the callback URL's token is missing or invalid",
+        "404": "not found",
+        "409": "conflict",
+        "413": "body too large",
+        "503": "Redis unavailable (code 5001)",
+        "4XX": "refused (for a create: Kling's own status, code and message)",
+        "5XX": "Kling or the service failed",
+    }
+    return {status: _answer(why[status], ref("Error")) for status in statuses}
+
+
+def _op(tag: str, summary: str, answers: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"tags": [tag], "summary": summary, "responses": answers, **extra}
+
+
+TASK_REF = _param("task_ref", "path", {"type": "string", "minLength": 1}, "task_id or external_task_id")
+
+
+def drop_in_paths(body: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """Kling's own paths; served twice, at /v1/... and /kling/v1/... (the gateways' layout)."""
+    page = [
+        _param("pageNum", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1}),
+        _param("pageSize", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 30}),
+    ]
+    prefer = _param(
+        "Prefer",
+        "header",
+        STRING,
+        "`respond-async`: answer 202 at once with the task queued; a worker sends it",
+    )
+    return {
+        "/v1/videos/image2video": {
+            "post": _op(
+                "Kling API",
+                "Create a task: validated, recorded, sent to Kling",
+                {
+                    "200": _answer("Kling took the task", envelope(ref("CreateAnswer"), "SUCCEED")),
+                    "202": _answer(
+                        "queued (async asked for, or at the concurrency limit)",
+                        envelope(ref("CreateAnswer"), "QUEUED"),
+                    ),
+                    **_errors("400", "401", "413", "503", "4XX", "5XX"),
+                },
+                operationId=f"createTask{suffix}",
+                description="Kling's body. Rules across fields are checked too; a refused request lists "
+                "every problem in `errors` and nothing goes upstream.",
+                parameters=[prefer],
+                requestBody={"required": True, "content": {JSON: {"schema": body}}},
+            ),
+            "get": _op(
+                "Kling API",
+                "List tasks, newest first",
+                {
+                    "200": _answer("a page", envelope({"type": "array", "items": ref("KlingTask")})),
+                    **_errors("400", "401", "503"),
+                },
+                operationId=f"listTasks{suffix}",
+                parameters=page,
+            ),
+        },
+        "/v1/videos/image2video/{task_ref}": {
+            "get": _op(
+                "Kling API",
+                "One task in Kling's shape, with archive links once archived",
+                {"200": _answer("the task", envelope(ref("KlingTask"))), **_errors("401", "404", "503")},
+                operationId=f"getTask{suffix}",
+                parameters=[TASK_REF],
+            )
+        },
+    }
+
+
+def service_paths(settings: Settings) -> dict[str, Any]:
+    delivery_id = _param("delivery_id", "path", {"type": "string", "minLength": 1})
+    status = {"enum": [s.value for s in DeliveryStatus]}
+    since = {
+        "type": "string",
+        "description": "ISO 8601 time, or a duration back from now: 90s, 30m, 2h, 1d, 1w",
+    }
+    ok = envelope(obj({"enabled": {"const": True}}))
+    return {
+        "/callbacks/kling": {
+            "post": _op(
+                "Callbacks",
+                "Where Kling calls back (each task's URL carries its own token)",
+                {
+                    "200": _answer("recorded", ref("CallbackAnswer")),
+                    **_errors("400", "401", "403", "404", "409", "413", "503"),
+                },
+                operationId="klingCallback",
+                description="Either callback shape: legacy `task_id`/`task_status` or newer `id`/`status`. "
+                "The signature is checked when KLING_WEBHOOK_SECRET is set (Standard Webhooks headers).",
+                parameters=[_param("token", "query", STRING, "the task's signed token", required=True)],
+                requestBody={"required": True, "content": {JSON: {"schema": {"type": "object"}}}},
+                security=[],
+            )
+        },
+        "/v1/tasks/{task_ref}": {
+            "get": _op(
+                "Tasks",
+                "Everything about a task: status, archive, archived videos, history",
+                {"200": _answer("the task", envelope(ref("Task"))), **_errors("401", "404", "503")},
+                operationId="getServiceTask",
+                parameters=[TASK_REF],
+            )
+        },
+        "/v1/tasks/{task_ref}/videos/{index}": {
+            "get": _op(
+                "Tasks",
+                "An archived video (Range supported), or a redirect to a presigned URL (S3)",
+                {
+                    "200": _answer("the file", {"type": "string", "format": "binary"}, "video/mp4"),
+                    "206": _answer("part of the file", {"type": "string", "format": "binary"}, "video/mp4"),
+                    "302": _answer("redirect to a presigned URL"),
+                    "304": _answer("not modified"),
+                    "416": _answer("range not satisfiable", ref("Error")),
+                    **_errors("401", "404", "503"),
+                },
+                operationId="getArchivedVideo",
+                parameters=[TASK_REF, _param("index", "path", {"type": "integer", "minimum": 0})],
+            )
+        },
+        "/v1/deliveries": {
+            "get": _op(
+                "Deliveries",
+                "Notification deliveries, newest first (status=failed: the dead letters)",
+                {
+                    "200": _answer("a page", envelope({"type": "array", "items": ref("Delivery")})),
+                    **_errors("400", "401", "503"),
+                },
+                operationId="listDeliveries",
+                parameters=[
+                    _param("status", "query", status),
+                    _param("since", "query", since),
+                    _param("task", "query", STRING, "external_task_id"),
+                    _param(
+                        "offset",
+                        "query",
+                        {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0},
+                    ),
+                    _param(
+                        "limit", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
+                    ),
+                ],
+            )
+        },
+        "/v1/deliveries/{delivery_id}": {
+            "get": _op(
+                "Deliveries",
+                "One delivery with its attempts",
+                {
+                    "200": _answer("the delivery", envelope(ref("DeliveryWithAttempts"))),
+                    **_errors("401", "404", "503"),
+                },
+                operationId="getDelivery",
+                parameters=[delivery_id],
+            )
+        },
+        "/v1/deliveries/{delivery_id}/replay": {
+            "post": _op(
+                "Deliveries",
+                "Send a failed or skipped delivery again, with the same webhook-id",
+                {
+                    "200": _answer("queued again", envelope(ref("Delivery"))),
+                    **_errors("401", "404", "409", "503"),
+                },
+                operationId="replayDelivery",
+                parameters=[delivery_id],
+            )
+        },
+        "/v1/deliveries/replay": {
+            "post": _op(
+                "Deliveries",
+                "Send every delivery that failed (or was skipped) since a time again",
+                {
+                    "200": _answer(
+                        "what was replayed, and why the others were not",
+                        envelope(
+                            obj(
+                                {
+                                    "replayed": {"type": "array", "items": STRING},
+                                    "not_replayed": {"type": "object", "additionalProperties": STRING},
+                                }
+                            )
+                        ),
+                    ),
+                    **_errors("400", "401", "503"),
+                },
+                operationId="replayDeliveriesSince",
+                parameters=[
+                    _param("since", "query", since, required=True),
+                    _param("status", "query", {"enum": ["failed", "skipped"], "default": "failed"}),
+                ],
+            )
+        },
+        "/v1/deliveries/disabled-endpoints": {
+            "get": _op(
+                "Deliveries",
+                "Endpoints disabled after answering 410 Gone",
+                {
+                    "200": _answer("the list", envelope({"type": "array", "items": ref("DisabledEndpoint")})),
+                    **_errors("401", "503"),
+                },
+                operationId="listDisabledEndpoints",
+            ),
+            "delete": _op(
+                "Deliveries",
+                "Enable an endpoint again, by its whole URL",
+                {"200": _answer("enabled", ok), **_errors("401", "404", "503")},
+                operationId="enableEndpointByUrl",
+                parameters=[_param("url", "query", STRING, required=True)],
+            ),
+        },
+        "/v1/deliveries/disabled-endpoints/{endpoint}": {
+            "delete": _op(
+                "Deliveries",
+                "Enable an endpoint again, by the ep_... id the list shows",
+                {"200": _answer("enabled", ok), **_errors("401", "404", "503")},
+                operationId="enableEndpoint",
+                parameters=[_param("endpoint", "path", {"type": "string", "minLength": 1})],
+            )
+        },
+        "/healthz": {
+            "get": _op(
+                "Operations",
+                "The process is alive",
+                {"200": _answer("alive", obj({"status": {"const": "ok"}}))},
+                operationId="healthz",
+                security=[],
+            )
+        },
+        "/readyz": {
+            "get": _op(
+                "Operations",
+                "Redis answers",
+                {
+                    "200": _answer("ready", obj({"status": {"const": "ok"}, "redis": {"const": "ok"}})),
+                    "503": _answer(
+                        "Redis does not answer", obj({"status": {"const": "unavailable"}, "redis": STRING})
+                    ),
+                },
+                operationId="readyz",
+                security=[],
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "Operations",
+                "Prometheus metrics"
+                + ("" if settings.metrics_public else " (client credentials: METRICS_PUBLIC is off)"),
+                {"200": _answer("the exposition", STRING, "text/plain"), **_errors("401", "503")},
+                operationId="metrics",
+                **({"security": []} if settings.metrics_public else {}),
+            )
+        },
+        "/openapi.json": {
+            "get": _op(
+                "Operations",
+                "This document",
+                {"200": _answer("OpenAPI 3.1", {"type": "object"})},
+                operationId="openapi",
+                security=[],
+            )
+        },
+        "/docs": {
+            "get": _op(
+                "Operations",
+                "This document as a page",
+                {"200": _answer("HTML", STRING, "text/html")},
+                operationId="docs",
+                security=[],
+            )
+        },
+    }

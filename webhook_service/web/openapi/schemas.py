@@ -1,0 +1,189 @@
+"""The JSON Schemas of the OpenAPI document's answers, written by hand after the code that builds them.
+
+Each lists the fields a client may rely on and lets others through (`additionalProperties`), so a
+field added later does not make the document wrong; the schemathesis test checks every answer of
+the running service against them. The create body's schema is not here: it comes from domain/validation.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook_service.domain.tasks import ArchiveState, Status
+from webhook_service.notify.records import DeliveryStatus
+from webhook_service.notify.routing import SinkKind
+from webhook_service.notify.sinks import Verdict
+
+REF = "#/components/schemas/{model}"
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+MS = {"type": "integer", "description": "epoch milliseconds"}
+OBJECT = {"type": "object"}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(properties: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    keys = list(properties) if required is None else required
+    return {"type": "object", "properties": properties, "required": keys, **extra}
+
+
+def envelope(data: dict[str, Any], message: str = "") -> dict[str, Any]:
+    """Kling's envelope: `code` 0 and the `data`."""
+    schema = obj({"code": {"const": 0}, "message": STRING, "request_id": STRING, "data": data})
+    if message:
+        schema["description"] = f"`message` is {message}"
+    return schema
+
+
+_KLING_TASK_INFO = obj({"external_task_id": STRING})
+_VIDEO = obj(
+    {
+        "id": {"description": "Kling's video id"},
+        "url": STRING,
+        "duration": {"description": "seconds, as Kling gives it"},
+        "archive_url": STRING,
+        "watermark_archive_url": STRING,
+    },
+    required=[],
+)
+_TASK_RESULT = obj({"videos": {"type": "array", "items": _VIDEO}}, required=[])
+_DELIVERY_PROPERTIES = {
+    "id": STRING,
+    "event_id": STRING,
+    "webhook_id": STRING,
+    "event_type": STRING,
+    "external_task_id": STRING,
+    "sink": {"enum": [k.value for k in SinkKind]},
+    "target": {"type": "string", "description": "the URL without its path or query (they may hold a secret)"},
+    "client": {"type": "boolean", "description": "the task's own callback_url"},
+    "status": {"enum": [s.value for s in DeliveryStatus]},
+    "attempts": INTEGER,
+    "tries": INTEGER,
+    "replays": INTEGER,
+    "reason": nullable(STRING),
+    "last_error": nullable(STRING),
+    "created_at": MS,
+    "updated_at": MS,
+    "next_attempt_at": nullable(MS),
+    "delivered_at": nullable(MS),
+    "failed_at": nullable(MS),
+}
+
+COMPONENTS: dict[str, Any] = {
+    "Error": obj(
+        {
+            "code": {
+                "type": "integer",
+                "description": "Kling's code: 1001-1004 auth, 1201 bad request, "
+                "1203 not found, 5001 unavailable, or Kling's own for an upstream refusal",
+            },
+            "message": STRING,
+            "request_id": STRING,
+            "errors": {
+                "type": "array",
+                "description": "every problem of a rejected request",
+                "items": obj({"field": STRING, "code": STRING, "message": STRING}),
+            },
+        },
+        required=["code", "message", "request_id"],
+    ),
+    "CreateAnswer": obj(
+        {
+            "task_id": {"type": "string", "description": "empty while the task is queued"},
+            "task_status": {"enum": ["queued", "submitted", "processing", "succeed", "failed"]},
+            "task_info": _KLING_TASK_INFO,
+            "created_at": MS,
+            "updated_at": MS,
+        }
+    ),
+    "KlingTask": obj(
+        {
+            "task_id": STRING,
+            "task_status": {
+                "enum": ["queued", "submitted", "processing", "succeed", "failed"],
+                "description": "the service's rejected and expired show as failed",
+            },
+            "task_status_msg": STRING,
+            "task_info": _KLING_TASK_INFO,
+            "created_at": MS,
+            "updated_at": MS,
+            "watermark_info": OBJECT,
+            "task_result": _TASK_RESULT,
+            "final_unit_deduction": STRING,
+        },
+        required=["task_id", "task_status", "task_status_msg", "task_info", "created_at", "updated_at"],
+    ),
+    "Task": obj(
+        {
+            "external_task_id": STRING,
+            "task_id": nullable(STRING),
+            "status": {"enum": [s.value for s in Status]},
+            "status_msg": STRING,
+            "model_name": STRING,
+            "archive_state": nullable({"enum": [s.value for s in ArchiveState]}),
+            "archive_error": nullable(OBJECT),
+            "error": nullable(OBJECT),
+            "task_result": nullable(_TASK_RESULT),
+            "archived_videos": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "index": INTEGER,
+                        "url": STRING,
+                        "key": STRING,
+                        "video_id": STRING,
+                        "kind": {"enum": ["video", "watermark"]},
+                        "size": INTEGER,
+                        "sha256": STRING,
+                        "source_url": STRING,
+                    },
+                    required=["index", "url", "key"],
+                ),
+            },
+            "history": {"type": "array", "items": obj({"at": MS, "event": STRING}, required=["at"])},
+            "created_at": MS,
+            "updated_at": MS,
+        },
+        required=["external_task_id", "status", "archived_videos", "history", "created_at", "updated_at"],
+    ),
+    "Delivery": obj(_DELIVERY_PROPERTIES),
+    "DeliveryWithAttempts": obj(
+        {
+            **_DELIVERY_PROPERTIES,
+            "attempt_log": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "at": MS,
+                        "status_code": nullable(INTEGER),
+                        "error": nullable(STRING),
+                        "latency_ms": INTEGER,
+                        "response": STRING,
+                        "verdict": {"enum": [v.value for v in Verdict]},
+                    }
+                ),
+            },
+        }
+    ),
+    "DisabledEndpoint": obj(
+        {
+            "endpoint": {"type": "string", "description": "ep_..., the id to enable it again by"},
+            "url": STRING,
+            "disabled_at": MS,
+            "status_code": nullable(INTEGER),
+            "delivery_id": STRING,
+        },
+        required=["endpoint", "url"],
+    ),
+    "CallbackAnswer": envelope(
+        obj({"outcome": {"enum": ["applied", "duplicate", "stale"]}, "task_status": STRING})
+    ),
+}

@@ -1,0 +1,55 @@
+"""`/v1/tasks/...`: the service's own view of a task (everything it knows), and the archived videos.
+
+Kling's API has no place for the archive, so it lives beside it.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, redirect, send_file
+
+from webhook_service.domain.tasks import Task
+from webhook_service.domain.views import task_view
+from webhook_service.web.auth import require_client
+from webhook_service.web.context import current_services as services
+from webhook_service.web.errors import CODE_NOT_FOUND, ApiError, envelope
+
+bp = Blueprint("tasks", __name__, url_prefix="/v1/tasks")
+
+PRESIGNED_URL_TTL_S = 3600
+
+
+@bp.before_request
+def authenticate() -> None:
+    require_client(services().settings)
+
+
+def _find(task_ref: str) -> Task:
+    task = services().store.find(task_ref)
+    if task is None:
+        raise ApiError(404, CODE_NOT_FOUND, f"no task with task_id or external_task_id {task_ref!r}")
+    return task
+
+
+@bp.get("/<path:task_ref>")
+def get_task(task_ref: str) -> Response:
+    return jsonify(envelope(0, "SUCCEED", task_view(services(), _find(task_ref))))
+
+
+@bp.get("/<path:task_ref>/videos/<int:index>")
+def get_video(task_ref: str, index: int) -> Response:
+    task = _find(task_ref)
+    if index >= len(task.archived_videos):
+        raise ApiError(
+            404, CODE_NOT_FOUND, f"task has {len(task.archived_videos)} archived video(s); no {index}"
+        )
+    key = task.archived_videos[index]["key"]
+    storage = services().storage
+    path = storage.local_path(key)
+    if path is not None:
+        if not path.is_file():
+            raise ApiError(404, CODE_NOT_FOUND, "the archived file is missing from the archive")
+        return send_file(path, mimetype="video/mp4", conditional=True, download_name=path.name)
+    url = storage.presigned_url(key, PRESIGNED_URL_TTL_S)
+    if url is None:
+        raise ApiError(404, CODE_NOT_FOUND, "the archive cannot serve this file")
+    return redirect(url, code=302)
