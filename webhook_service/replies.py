@@ -10,13 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def text(value: object) -> str:
+    """A reply that is a string (a key, a member, a value), as `str`."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string reply from Redis, got {type(value).__name__}")
 
 
-def text_or_none(value: bytes | str | None) -> str | None:
+def text_or_none(value: object) -> str | None:
     return None if value is None else text(value)
 
 
-def texts(values: Iterable[bytes | str]) -> list[str]:
+def texts(values: Iterable[object]) -> list[str]:
+    """A list reply (members of a set or sorted set, without scores), as `str`s."""
     return [text(value) for value in values]

@@ -22,6 +22,14 @@ from webhook_service.domain.clock import parse_since
 from webhook_service.domain.errors import NotReplayable
 from webhook_service.notify.records import DeliveryStatus
 
+REPLAY_STATUS = click.option(
+    "--status",
+    type=click.Choice(["failed", "skipped"]),
+    default="failed",
+    show_default=True,
+    help="With --since: failed (dead letters), or skipped (never sent: their endpoint was disabled).",
+)
+
 deliveries = AppGroup("deliveries", help="List notification deliveries and replay failed ones.")
 
 
@@ -59,13 +67,7 @@ def list_deliveries(status: str | None, task_ref: str | None, limit: int, as_jso
 @deliveries.command("replay")
 @click.argument("delivery_id", required=False)
 @click.option("--since", help="Every failed delivery since: ISO 8601 time, or a duration back: 30m, 2h, 1d.")
-@click.option(
-    "--status",
-    type=click.Choice(["failed", "skipped"]),
-    default="failed",
-    show_default=True,
-    help="With --since; skipped: never sent because their endpoint was disabled.",
-)
+@REPLAY_STATUS
 @guarded
 def replay(delivery_id: str | None, since: str | None, status: str) -> None:
     """Send one delivery (by id), or all that failed since a time, again with the same webhook-id."""
@@ -86,13 +88,7 @@ def replay(delivery_id: str | None, since: str | None, status: str) -> None:
 
 @click.command("replay-failed")
 @click.option("--since", required=True, help="ISO 8601 time, or a duration back from now: 30m, 2h, 1d.")
-@click.option(
-    "--status",
-    type=click.Choice(["failed", "skipped"]),
-    default="failed",
-    show_default=True,
-    help="skipped: deliveries never sent because their endpoint was disabled.",
-)
+@REPLAY_STATUS
 @with_appcontext
 @guarded
 def replay_failed(since: str, status: str) -> None:

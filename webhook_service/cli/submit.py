@@ -35,7 +35,7 @@ POLL_S = 0.25
 FAILED = (Status.FAILED, Status.REJECTED, Status.EXPIRED)
 
 
-class Image(click.ParamType):
+class Image(click.ParamType[str]):
     """An http(s) URL as it is, or a file's path, read and sent as raw Base64 (what Kling takes)."""
 
     name = "PATH|URL"
@@ -49,7 +49,7 @@ class Image(click.ParamType):
         return base64.b64encode(path.read_bytes()).decode()
 
 
-class JsonObject(click.ParamType):
+class JsonObject(click.ParamType[dict[str, Any]]):
     name = "JSON"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dict[str, Any]:

@@ -85,7 +85,7 @@ class Admission:
     def pause(self) -> float:
         """Kling said slow down (1302/1303/5001): wait longer after each consecutive refusal."""
         level = int(self.redis.incr(self.keys.pause_level))
-        delay = min(PAUSE_CAP_S, PAUSE_BASE_S * 2 ** (level - 1)) * random.uniform(1.0, 1.5)
+        delay = min(PAUSE_CAP_S, PAUSE_BASE_S * 2.0 ** (level - 1)) * random.uniform(1.0, 1.5)
         self.redis.set(self.keys.pause_until, now_ms() + int(delay * 1000))
         return delay
 
@@ -95,7 +95,7 @@ class Admission:
 
     def paused_for_s(self) -> float:
         until = int(self.redis.get(self.keys.pause_until) or 0)
-        return max(0.0, (until - now_ms()) / 1000)
+        return max(0.0, (until - now_ms()) / 1000.0)
 
     def waiting(self) -> int:
         return int(self.redis.zcard(self.keys.submit_queue))

@@ -136,8 +136,9 @@ class TaskStore:
             stored = task.to_json()
             if stored != text(raw):
                 commands.set(key, stored)
-            for task_id in {task.task_id, *task.upstream_task_ids} - known_ids - {None}:
-                commands.set(self.keys.task_id(task_id), external_task_id)
+            for task_id in {task.task_id, *task.upstream_task_ids} - known_ids:
+                if task_id is not None:
+                    commands.set(self.keys.task_id(task_id), external_task_id)
             if history is not None:
                 entry = {"at": now_ms(), **history, "outcome": outcome.value, "status": task.status.value}
                 commands.rpush(history_key, json.dumps(entry))

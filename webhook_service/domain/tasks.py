@@ -226,7 +226,9 @@ def _update_from_legacy(body: dict[str, Any]) -> StatusUpdate:
     status = parse_status(body.get("task_status"))
     if status is None:
         raise UnknownCallbackShape(f"task_status {body.get('task_status')!r} is not a Kling status")
-    task_info = body.get("task_info") if isinstance(body.get("task_info"), dict) else {}
+    task_info = body.get("task_info")
+    if not isinstance(task_info, dict):
+        task_info = {}
     result = body.get("task_result")
     return StatusUpdate(
         status=status,
@@ -244,7 +246,9 @@ def _update_from_newer(body: dict[str, Any]) -> StatusUpdate:
     status = parse_status(body.get("status"))
     if status is None:
         raise UnknownCallbackShape(f"status {body.get('status')!r} is not a Kling status")
-    outputs = body.get("outputs") if isinstance(body.get("outputs"), list) else []
+    outputs = body.get("outputs")
+    if not isinstance(outputs, list):
+        outputs = []
     videos = [
         {k: v for k, v in output.items() if k in ("id", "url", "watermark_url", "duration")}
         for output in outputs

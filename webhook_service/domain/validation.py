@@ -194,13 +194,13 @@ _NESTED_KEYS: dict[str, tuple[str, ...]] = {}
 def _shape(holder: str, fields: dict[str, Any], *, total: bool = True) -> Any:
     """A fixed JSON object shape, held by field ``holder``: strict types, unknown keys rejected."""
     _NESTED_KEYS[holder] = tuple(fields)
-    return with_config(_NESTED)(TypedDict(holder, fields, total=total))
+    return with_config(_NESTED)(TypedDict(holder, fields, total=total))  # type: ignore[operator]
 
 
 _Watermark = _shape("watermark_info", {"enabled": bool})
 _Voice = _shape("voice_list", {"voice_id": Annotated[str, StringConstraints(min_length=1)]})
 _Point = _shape("trajectories", {"x": int, "y": int})
-_Trajectory = Annotated[list[_Point], Field(min_length=2, max_length=77)]
+_Trajectory = Annotated[list[_Point], Field(min_length=2, max_length=77)]  # type: ignore[valid-type]
 _DynamicMask = _shape("dynamic_masks", {"mask": _Image, "trajectories": _Trajectory})
 _CameraConfig = _shape("config", dict.fromkeys(CAMERA_AXES, _Axis), total=False)
 _CameraControl = _shape(
@@ -213,12 +213,12 @@ _FIELD_TYPES: dict[str, Any] = {
     "image_tail": _Image,
     "prompt": _Prompt,
     "negative_prompt": _Prompt,
-    "voice_list": Annotated[list[_Voice], Strict(), Field(max_length=2)],
+    "voice_list": Annotated[list[_Voice], Strict(), Field(max_length=2)],  # type: ignore[valid-type]
     "sound": _enum("on", "off"),
     "cfg_scale": Annotated[float, Strict(), _between(0, 1), _documented(minimum=0, maximum=1)],
     "mode": _enum("std", "pro"),
     "static_mask": _Image,
-    "dynamic_masks": Annotated[list[_DynamicMask], Strict(), Field(max_length=6)],
+    "dynamic_masks": Annotated[list[_DynamicMask], Strict(), Field(max_length=6)],  # type: ignore[valid-type]
     "camera_control": _CameraControl,
     "aspect_ratio": _enum("16:9", "9:16", "1:1"),
     "duration": Annotated[_enum("5", "10"), BeforeValidator(_reject_number)],

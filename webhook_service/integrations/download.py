@@ -91,7 +91,7 @@ class _Part:
             self._file.close()
             raise DownloadError("busy", f"{path.name} is being downloaded by another process") from None
         self._file.seek(0)
-        self._hasher = hashlib.file_digest(self._file, "sha256")
+        self._hasher = hashlib.file_digest(self._file, "sha256")  # type: ignore[arg-type]  # a real file
         self.size = self._written_back = self._file.tell()
 
     def reset(self) -> None:

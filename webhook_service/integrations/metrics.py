@@ -154,7 +154,8 @@ class RedisGauges(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("kws_redis_up", "1 when Redis answered this scrape, 0 otherwise")
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(self.keys.slots).zcard(self.keys.submit_queue).zcard(self.keys.dead_letters)
+        for index in (self.keys.slots, self.keys.submit_queue, self.keys.dead_letters):
+            pipe.zcard(index)
         for name in ALL_QUEUES:
             pipe.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
             for registry in (ScheduledJobRegistry, StartedJobRegistry, FailedJobRegistry):

@@ -268,15 +268,17 @@ class S3Storage:
 
     def presigned_url(self, key: str, expires_s: int = 3600) -> str | None:
         with _wrapped(f"presign {self._where(key)}"):
-            return self.client.generate_presigned_url(
+            url: str = self.client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": self._object_key(key)},
                 ExpiresIn=expires_s,
             )
+            return url
 
     def read_bytes(self, key: str) -> bytes:
         with _wrapped(f"read {self._where(key)}"):
-            return self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))["Body"].read()
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))["Body"].read()
+            return body
 
     def delete_staging(self, key: str) -> None:
         self._staging(key).unlink(missing_ok=True)

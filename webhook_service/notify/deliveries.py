@@ -8,6 +8,7 @@ attempt, so a pending delivery always has exactly one job to move it on. The rec
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Callable
 from dataclasses import asdict
@@ -62,7 +63,7 @@ class DeliveryStore:
         raw = self.redis.get(self._key(delivery_id))
         return Delivery.from_json(raw) if raw else None
 
-    def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+    def attempts(self, delivery_id: str) -> builtins.list[dict[str, Any]]:
         return [
             json.loads(item) for item in self.redis.lrange(self.keys.delivery_attempts(delivery_id), 0, -1)
         ]
@@ -74,7 +75,7 @@ class DeliveryStore:
         task: str | None = None,
         offset: int = 0,
         limit: int = 50,
-    ) -> list[Delivery]:
+    ) -> builtins.list[Delivery]:
         """Newest first: by the time they entered `status`, or by creation time without one."""
         if task is not None:
             ids = texts(self.redis.smembers(self._task_index(task)))
@@ -82,10 +83,10 @@ class DeliveryStore:
             found = [d for d in found if since_ms is None or d.updated_at >= since_ms]
             return sorted(found, key=lambda d: d.created_at, reverse=True)[offset : offset + limit]
         low = since_ms if since_ms is not None else "-inf"
-        ids = self.redis.zrevrangebyscore(self._index(status), "+inf", low, offset, limit)
-        return self._load(texts(ids))
+        newest = self.redis.zrevrangebyscore(self._index(status), "+inf", low, offset, limit)
+        return self._load(texts(newest))
 
-    def _load(self, ids: list[str]) -> list[Delivery]:
+    def _load(self, ids: builtins.list[str]) -> builtins.list[Delivery]:
         raws = self.redis.mget([self._key(i) for i in ids]) if ids else []
         return [Delivery.from_json(raw) for raw in raws if raw]
 
@@ -231,9 +232,9 @@ class DeliveryStore:
 
     def replay_since(
         self, since_ms: int, status: DeliveryStatus = DeliveryStatus.FAILED
-    ) -> tuple[list[str], dict[str, str]]:
+    ) -> tuple[builtins.list[str], dict[str, str]]:
         """Replay every delivery that entered `status` at or after `since_ms`: (replayed, not replayed)."""
-        replayed: list[str] = []
+        replayed: builtins.list[str] = []
         refused: dict[str, str] = {}
         for raw_id in self.redis.zrangebyscore(self._index(status), since_ms, "+inf"):
             delivery_id = text(raw_id)
@@ -253,7 +254,7 @@ class DeliveryStore:
     def is_disabled(self, url: str) -> bool:
         return bool(self.redis.hexists(self._disabled, url))
 
-    def disabled_endpoints(self) -> list[dict[str, Any]]:
+    def disabled_endpoints(self) -> builtins.list[dict[str, Any]]:
         return [
             {"endpoint": endpoint_id(text(url)), "url": shown_url(text(url)), **json.loads(why)}
             for url, why in self.redis.hgetall(self._disabled).items()

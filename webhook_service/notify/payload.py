@@ -26,6 +26,8 @@ def build_event(svc: Services, task: Task, event_id: str, event_type: str, at: d
         "data": task_view(svc, task),
     }
     request = svc.store.request(task.external_task_id) or {}
-    prompt = request.get("prompt") if isinstance(request.get("prompt"), str) else ""
+    prompt = request.get("prompt")
+    if not isinstance(prompt, str):
+        prompt = ""
     payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return Event(event_id, event_type, task.external_task_id, payload, prompt)

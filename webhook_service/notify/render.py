@@ -88,10 +88,10 @@ def _video_url(data: dict[str, Any]) -> str | None:
     """The archive's link when there is one (it lasts); otherwise Kling's (it expires)."""
     for video in data.get("archived_videos") or []:
         if video.get("kind") == "video" and video.get("url"):
-            return video["url"]
+            return str(video["url"])
     for video in (data.get("task_result") or {}).get("videos") or []:
         if video.get("url"):
-            return video["url"]
+            return str(video["url"])
     return None
 
 

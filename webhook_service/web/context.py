@@ -20,4 +20,4 @@ def services_of(app: Flask) -> Services:
 
 def current_services() -> Services:
     """The Services of the Flask app serving the current request or CLI command."""
-    return services_of(current_app)  # type: ignore[arg-type]
+    return services_of(current_app)

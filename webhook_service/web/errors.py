@@ -63,7 +63,8 @@ def json_object(raw: bytes, what: str) -> dict[str, Any]:
 def request_id() -> str:
     if "request_id" not in g:
         g.request_id = uuid.uuid4().hex
-    return g.request_id
+    the_id: str = g.request_id
+    return the_id
 
 
 def envelope(code: int, message: str, data: Any = None, **extra: Any) -> dict[str, Any]:

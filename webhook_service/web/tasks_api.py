@@ -6,6 +6,7 @@ Kling's API has no place for the archive, so it lives beside it.
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, redirect, send_file
+from flask.typing import ResponseReturnValue
 
 from webhook_service.domain.tasks import Task
 from webhook_service.domain.views import task_view
@@ -36,7 +37,7 @@ def get_task(task_ref: str) -> Response:
 
 
 @bp.get("/<path:task_ref>/videos/<int:index>")
-def get_video(task_ref: str, index: int) -> Response:
+def get_video(task_ref: str, index: int) -> ResponseReturnValue:
     task = _find(task_ref)
     if index >= len(task.archived_videos):
         raise ApiError(

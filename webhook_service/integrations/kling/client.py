@@ -101,16 +101,21 @@ class KlingClient:
     def create_image2video(self, body: dict[str, Any]) -> dict[str, Any]:
         """Submit a task; returns Kling's `data` (task_id, task_status, task_info, times)."""
         with _observed("create"):
-            return self._call("POST", CREATE_PATH, json=body)
+            data: dict[str, Any] = self._call("POST", CREATE_PATH, json=body)
+            return data
 
     def get_image2video(self, task_or_external_id: str) -> dict[str, Any]:
         # external_task_ids may hold '/', '?' or '#': encode, or the path would point elsewhere.
         with _observed("query"):
-            return self._call("GET", f"{CREATE_PATH}/{quote(task_or_external_id, safe='')}")
+            data: dict[str, Any] = self._call("GET", f"{CREATE_PATH}/{quote(task_or_external_id, safe='')}")
+            return data
 
     def list_image2video(self, page_num: int = 1, page_size: int = 30) -> list[dict[str, Any]]:
         with _observed("list"):
-            return self._call("GET", CREATE_PATH, params={"pageNum": page_num, "pageSize": page_size})
+            tasks: list[dict[str, Any]] = self._call(
+                "GET", CREATE_PATH, params={"pageNum": page_num, "pageSize": page_size}
+            )
+            return tasks
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

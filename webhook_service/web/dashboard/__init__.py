@@ -16,14 +16,16 @@ from datetime import timedelta
 import redis
 from flask import Flask, Response, render_template, request, url_for
 from flask import redirect as redirect_to
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
 from webhook_service.web.dashboard import present
 from webhook_service.web.dashboard import session as operator
 from webhook_service.web.dashboard.listing import RequestSummaries
-from webhook_service.web.dashboard.views import bp, services
+from webhook_service.web.dashboard.views import bp
 
 __all__ = ["bp", "init_app"]
 
@@ -71,7 +73,7 @@ def init_app(app: Flask) -> None:
 
 
 @bp.before_request
-def gate() -> Response | None:
+def gate() -> ResponseReturnValue | None:
     """Sign-in first (except for the login page and the stylesheet), then the CSRF token of any POST."""
     if request.endpoint not in PUBLIC_ENDPOINTS and not operator.signed_in(services().settings):
         path = request.full_path.rstrip("?")

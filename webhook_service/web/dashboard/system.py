@@ -11,6 +11,7 @@ from datetime import datetime
 
 import redis
 from rq import Queue, Worker
+from rq.worker import BaseWorker
 
 from webhook_service.jobs import ALL_QUEUES
 from webhook_service.services import Services
@@ -63,7 +64,7 @@ def redis_state(connection: redis.Redis) -> RedisState:
     return RedisState(True, detail, latency_ms)
 
 
-def _heartbeat_age(worker: Worker) -> float | None:
+def _heartbeat_age(worker: BaseWorker) -> float | None:
     beat: datetime | None = worker.last_heartbeat
     return None if beat is None else max(0.0, time.time() - beat.timestamp())
 

@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     flash,
@@ -17,6 +16,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 
 from webhook_service.domain.clock import now_ms, parse_since
 from webhook_service.domain.errors import NotReplayable
@@ -127,7 +127,7 @@ def task_page(task_ref: str) -> str:
 
 
 @bp.get("/tasks/<path:task_ref>/videos/<int:index>")
-def task_video(task_ref: str, index: int) -> Response:
+def task_video(task_ref: str, index: int) -> ResponseReturnValue:
     """The archived video for the page's <video>: the API's own view (Range, or a presigned redirect),
     behind the dashboard's session, so the API itself never has to accept a cookie."""
     return tasks_api.get_video(task_ref, index)
@@ -155,7 +155,7 @@ def deliveries_page() -> str:
 
 
 @bp.post("/deliveries/<delivery_id>/replay")
-def replay_one(delivery_id: str) -> Response:
+def replay_one(delivery_id: str) -> ResponseReturnValue:
     try:
         delivery = deliveries().replay(delivery_id)
     except NotReplayable as error:
@@ -170,7 +170,7 @@ def replay_one(delivery_id: str) -> Response:
 
 
 @bp.post("/deliveries/replay")
-def replay_since() -> Response:
+def replay_since() -> ResponseReturnValue:
     since = request.form.get("since", "")
     raw_status = request.form.get("status", DeliveryStatus.FAILED.value)
     status = DeliveryStatus.SKIPPED if raw_status == DeliveryStatus.SKIPPED.value else DeliveryStatus.FAILED

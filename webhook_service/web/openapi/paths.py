@@ -18,7 +18,7 @@ JSON = "application/json"
 
 def _param(
     name: str, where: str, schema: dict[str, Any], description: str = "", required: bool = False
-) -> dict:
+) -> dict[str, Any]:
     param = {"name": name, "in": where, "required": required or where == "path", "schema": schema}
     return {**param, "description": description} if description else param
 
