@@ -394,7 +394,7 @@ def print_table(rows: list[tuple[str, Any]]) -> None:
 
 
 # Tasks and Kling's callbacks about them. Records are written straight into Redis with the store's key
-# layout (webhook_service/store.py, admission.py), as `TaskStore.create` and a create answer leave
+# layout (webhook_service/keys.py), as `TaskStore.create` and a create answer leave
 # them: creating a million tasks through the API would take hours and measure the API, not the callbacks.
 
 FIRST_UPSTREAM_ID = 8 * 10**17

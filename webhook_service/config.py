@@ -23,6 +23,8 @@ DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
 DEFAULT_ARCHIVE_URL = "./data/archive"
 DEFAULT_DOWNLOAD_MAX_BYTES = 2 * 1024**3
 DEFAULT_NOTIFY_EVENTS = frozenset({"task.archived", "task.failed", "task.archive_failed", "task.expired"})
+DEFAULT_TASK_RETENTION_S = 30 * 86400.0
+DEFAULT_DEAD_LETTER_RETENTION_S = 14 * 86400.0
 DEFAULT_NOTIFY_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
@@ -72,6 +74,12 @@ class Settings:
     notify_retry_schedule_s: tuple[float, ...] = DEFAULT_NOTIFY_RETRY_SCHEDULE_S
     notify_allowed_hosts: frozenset[str] = frozenset()
     metrics_public: bool = False
+    task_retention_s: float = DEFAULT_TASK_RETENTION_S
+    dead_letter_retention_s: float = DEFAULT_DEAD_LETTER_RETENTION_S
+    archive_retention_days: float = 0.0  # 0: the archive keeps everything
+    require_durable_redis: bool = False
+    submit_waiting_max: int = 1
+    callback_max_outputs: int = 16
 
     def __repr__(self) -> str:  # secrets must never reach a log line through a repr
         redis_url = url_without_secrets(self.redis_url)
@@ -148,6 +156,19 @@ class Settings:
             notify_retry_schedule_s=_schedule("NOTIFY_RETRY_SCHEDULE_S", get("NOTIFY_RETRY_SCHEDULE_S")),
             notify_allowed_hosts=frozenset(h.lower() for h in _split(get("NOTIFY_ALLOWED_HOSTS"))),
             metrics_public=_bool("METRICS_PUBLIC", get("METRICS_PUBLIC")),
+            task_retention_s=_positive_float(
+                "TASK_RETENTION_S", get("TASK_RETENTION_S", str(DEFAULT_TASK_RETENTION_S))
+            ),
+            dead_letter_retention_s=_positive_float(
+                "DEAD_LETTER_RETENTION_S",
+                get("DEAD_LETTER_RETENTION_S", str(DEFAULT_DEAD_LETTER_RETENTION_S)),
+            ),
+            archive_retention_days=_positive_float(
+                "ARCHIVE_RETENTION_DAYS", get("ARCHIVE_RETENTION_DAYS", "0"), allow_zero=True
+            ),
+            require_durable_redis=_bool("REQUIRE_DURABLE_REDIS", get("REQUIRE_DURABLE_REDIS")),
+            submit_waiting_max=_positive_int("SUBMIT_WAITING_MAX", get("SUBMIT_WAITING_MAX"), 1),
+            callback_max_outputs=_positive_int("CALLBACK_MAX_OUTPUTS", get("CALLBACK_MAX_OUTPUTS"), 16),
             archive_retry_base_s=_positive_float(
                 "ARCHIVE_RETRY_BASE_S", get("ARCHIVE_RETRY_BASE_S", "10"), allow_zero=True
             ),
