@@ -14,6 +14,7 @@ import hashlib
 import math
 import random
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,8 @@ from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
+
+from webhook_service.config import Settings
 
 SUBMIT_QUEUE = "submit"
 ARCHIVE_QUEUE = "archive"
@@ -147,17 +150,32 @@ def enqueue_delivery(
     pipeline.zadd(ScheduledJobRegistry(queue=queue).key, {job_id: math.ceil(at)})
 
 
-def schedule_reconcile_tick(connection: redis.Redis, interval_s: float) -> None:
-    """Queue the reconciliation pass of the next time slot (`reconcile-<slot>`).
+@dataclass(frozen=True)
+class Periodic:
+    """Work that runs every `interval_s`, as a chain of ticks: each tick schedules the next one."""
+
+    name: str  # the job ids are `<name>-<slot>`
+    function: str
+    interval_s: float
+
+
+def periodic_work(settings: Settings) -> dict[str, Periodic]:
+    """Every periodic job by name, with its interval under these settings."""
+    work = [Periodic("reconcile", RECONCILE_JOB, settings.reconcile_interval_s)]
+    return {periodic.name: periodic for periodic in work}
+
+
+def schedule_tick(connection: redis.Redis, work: Periodic) -> None:
+    """Queue the tick of the next time slot.
 
     Every worker schedules the next slot when it starts and every tick schedules the one after it,
     and a slot's job id is the same whoever schedules it, so there is one tick per slot however many
     workers run.
     """
-    slot = int(time.time() // interval_s) + 1
+    slot = int(time.time() // work.interval_s) + 1
     Queue(MAINTENANCE_QUEUE, connection=connection).enqueue_at(
-        datetime.fromtimestamp(slot * interval_s, UTC),
-        RECONCILE_JOB,
-        job_id=f"reconcile-{slot}",
-        job_timeout=int(interval_s * 4 + 120),
+        datetime.fromtimestamp(slot * work.interval_s, UTC),
+        work.function,
+        job_id=f"{work.name}-{slot}",
+        job_timeout=int(work.interval_s * 4 + 120),
     )

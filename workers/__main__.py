@@ -17,7 +17,8 @@ from webhook_service.jobs import (
     ALL_QUEUES,
     JOB_MONITORING_INTERVAL_S,
     MAINTENANCE_INTERVAL_S,
-    schedule_reconcile_tick,
+    periodic_work,
+    schedule_tick,
 )
 from workers.horse import ServiceWorker
 
@@ -43,9 +44,8 @@ def main() -> int:
         settings=settings,
     )
     if not args.burst:
-        schedule_reconcile_tick(
-            connection, settings.reconcile_interval_s
-        )  # the chain of reconciliation passes
+        for work in periodic_work(settings).values():  # start each chain of ticks
+            schedule_tick(connection, work)
     worker.work(with_scheduler=True, burst=args.burst)
     return 0
 

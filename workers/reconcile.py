@@ -7,7 +7,7 @@ however many workers run.
 from __future__ import annotations
 
 from webhook_service.domain.reconcile import reconcile
-from webhook_service.jobs import schedule_reconcile_tick
+from webhook_service.jobs import periodic_work, schedule_tick
 from workers.horse import job_services
 
 
@@ -16,5 +16,5 @@ def tick() -> dict[str, int]:
     try:
         report = reconcile(svc)
     finally:
-        schedule_reconcile_tick(svc.redis, svc.settings.reconcile_interval_s)
+        schedule_tick(svc.redis, periodic_work(svc.settings)["reconcile"])
     return {"polled": len(report.polled), "changed": len(report.changed), "expired": len(report.expired)}
