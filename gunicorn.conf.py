@@ -11,6 +11,8 @@ from prometheus_client import multiprocess
 
 from webhook_service.config import ConfigError, Settings
 from webhook_service.integrations import logs, metrics
+from webhook_service.integrations.redis_config import RedisUnfit, check_at_start
+from webhook_service.services import redis_connection
 from webhook_service.web.auth import announce_if_open
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
@@ -44,9 +46,28 @@ logconfig_dict = logs.gunicorn_logconfig()
 
 
 def on_starting(server: object) -> None:
-    """A new run's counters start from 0: drop the files of processes that are gone."""
+    """Before any worker starts: refuse a served port or an unfit Redis, and start a new run's counters
+    from 0 (drop the files of processes that are gone)."""
     refuse_a_served_port(server.cfg.address)  # type: ignore[attr-defined]
+    refuse_an_unfit_redis()
     metrics.remove_files_of_dead_processes()
+
+
+def refuse_an_unfit_redis() -> None:
+    """Checked once, by the master, before any worker starts: a Redis that would evict data (or, with
+    REQUIRE_DURABLE_REDIS, keep nothing on disk) stops the start. The `flask` commands, which build the
+    app too, do not repeat the warnings."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError:
+        return  # each worker refuses to start and says why (wsgi.py)
+    connection = redis_connection(settings)
+    try:
+        check_at_start(connection, require_durable=settings.require_durable_redis)
+    except RedisUnfit as unfit:
+        raise SystemExit(f"refusing to start: {unfit}") from None
+    finally:
+        connection.close()
 
 
 def when_ready(server: object) -> None:

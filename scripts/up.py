@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -110,8 +111,16 @@ def ensure_redis(children: Children) -> None:
             "or set REDIS_URL to a Redis you have."
         )
     port = parts.port or 6379
-    say(f"no Redis at {url}: starting redis-server on 127.0.0.1:{port} (nothing kept on disk)")
-    children.start("redis", f"redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no")
+    data_dir = ROOT / "data" / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    say(f"no Redis at {url}: starting redis-server on 127.0.0.1:{port}, its data kept in {data_dir}")
+    # AOF, written every second: the demo's tasks survive a restart, as production's must
+    # (docs/operations.md). No eviction, or the service refuses to start.
+    children.start(
+        "redis",
+        f"redis-server --port {port} --bind 127.0.0.1 --dir {shlex.quote(str(data_dir))} --save '' "
+        "--appendonly yes --appendfsync everysec --maxmemory-policy noeviction",
+    )
     deadline = time.monotonic() + 10
     while not redis_answers(url):
         if time.monotonic() > deadline:

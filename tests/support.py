@@ -77,9 +77,13 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    """A redis-server of the test's own, on its own port, that the test may stop and start again."""
+    """A redis-server of the test's own, on its own port, that the test may stop and start again.
 
-    def __init__(self) -> None:
+    `config` is more of redis-server's options ("--maxmemory-policy", "allkeys-lru"), given after the
+    defaults, so they win."""
+
+    def __init__(self, *config: str) -> None:
+        self.config = config
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -106,6 +110,7 @@ class PrivateRedis:
                 "always",
                 "--dir",
                 self._dir,
+                *self.config,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -17,6 +17,7 @@ from webhook_service.domain.admission import Admission
 from webhook_service.domain.open_tasks import OpenTasks
 from webhook_service.domain.store import TaskStore
 from webhook_service.integrations.kling import ClientPerProcess
+from webhook_service.integrations.redis_config import DurabilityReading
 from webhook_service.integrations.storage import Storage, storage_from_url
 from webhook_service.keys import Keys
 from webhook_service.notify.deliveries import DeliveryStore
@@ -33,6 +34,7 @@ class Services:
     open_tasks: OpenTasks
     kling: ClientPerProcess
     storage: Storage
+    durability: DurabilityReading
 
     @classmethod
     def build(cls, settings: Settings, *, keys: Keys | None = None) -> Services:
@@ -53,6 +55,7 @@ class Services:
             open_tasks=OpenTasks(connection, keys),
             kling=ClientPerProcess(settings),
             storage=storage,
+            durability=DurabilityReading(connection),
         )
 
 

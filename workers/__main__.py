@@ -1,6 +1,7 @@
 """`python -m workers`: one RQ worker for all of the service's queues, with the scheduler on.
 
-The scheduler is what turns RQ's retry intervals into delays; without it they are ignored.
+The scheduler is what turns RQ's retry intervals into delays; without it they are ignored. It refuses
+to start on a Redis that would evict the jobs (see integrations/redis_config.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from rq import Queue
 
 from webhook_service.config import ConfigError, Settings
 from webhook_service.integrations import logs, metrics
+from webhook_service.integrations.redis_config import RedisUnfit, check_at_start
 from webhook_service.jobs import (
     ALL_QUEUES,
     JOB_MONITORING_INTERVAL_S,
@@ -35,6 +37,11 @@ def main() -> int:
     logs.configure(settings)
     metrics.remove_files_of_dead_processes()
     connection = redis.Redis.from_url(settings.redis_url)
+    try:
+        check_at_start(connection, require_durable=settings.require_durable_redis)
+    except RedisUnfit as unfit:
+        print(f"refusing to start: {unfit}", file=sys.stderr)
+        return 2
     queues = [Queue(name, connection=connection) for name in ALL_QUEUES]
     worker = ServiceWorker(
         queues,

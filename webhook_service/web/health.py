@@ -1,4 +1,9 @@
-"""Liveness and readiness, for load balancers and process supervisors."""
+"""Liveness and readiness, for load balancers and process supervisors.
+
+/readyz also says what Redis promises to keep (`durable`: true, false, or null when Redis will not
+say), from a reading at most half a minute old (integrations/redis_config.py): a probe costs one
+round trip, the ping, nearly every time.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,10 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
+    services = current_services()
     try:
-        current_services().redis.ping()
+        services.redis.ping()
+        durability = services.durability.current()
     except redis.RedisError as error:
         return jsonify(status="unavailable", redis=type(error).__name__), 503
-    return jsonify(status="ok", redis="ok"), 200
+    return jsonify(status="ok", redis="ok", **durability.as_dict()), 200

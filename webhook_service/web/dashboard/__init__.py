@@ -20,6 +20,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from webhook_service.integrations.redis_config import RedisDurability
 from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
 from webhook_service.web.dashboard import present
@@ -96,7 +97,16 @@ def security_headers(response: Response) -> Response:
 @bp.context_processor
 def page_context() -> dict[str, object]:
     settings = services().settings
-    return {"open_mode": not settings.client_auth_enabled}
+    return {"open_mode": not settings.client_auth_enabled, "redis_promises": _redis_promises()}
+
+
+def _redis_promises() -> RedisDurability | None:
+    """For the banner that says Redis keeps nothing on disk, or may evict; None when Redis is down (the
+    page says so itself). The reading is the one /readyz uses, at most half a minute old."""
+    try:
+        return services().durability.current()
+    except redis.RedisError:
+        return None
 
 
 def _error_page(status: int, title: str, message: str) -> tuple[str, int]:

@@ -27,6 +27,20 @@ def _answer(description: str, schema: dict[str, Any] | None = None, media: str =
     return {"description": description, **({"content": {media: {"schema": schema}}} if schema else {})}
 
 
+_READY = obj(
+    {
+        "status": {"const": "ok"},
+        "redis": {"const": "ok"},
+        "durable": {
+            "type": ["boolean", "null"],
+            "description": "Redis persists (AOF or RDB); null when it refuses CONFIG (docs/operations.md)",
+        },
+        "persistence": {**STRING, "description": "e.g. `aof (appendfsync everysec)`, `none`, `unknown`"},
+        "maxmemory_policy": {"type": ["string", "null"]},
+    }
+)
+
+
 def _errors(*statuses: str) -> dict[str, Any]:
     why = {
         "400": "invalid request: `errors` lists every problem",
@@ -265,9 +279,9 @@ def service_paths(settings: Settings) -> dict[str, Any]:
         "/readyz": {
             "get": _op(
                 "Operations",
-                "Redis answers",
+                "Redis answers, and what it promises to keep",
                 {
-                    "200": _answer("ready", obj({"status": {"const": "ok"}, "redis": {"const": "ok"}})),
+                    "200": _answer("ready", _READY),
                     "503": _answer(
                         "Redis does not answer", obj({"status": {"const": "unavailable"}, "redis": STRING})
                     ),
