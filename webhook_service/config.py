@@ -76,6 +76,7 @@ class Settings:
     metrics_public: bool = False
     task_retention_s: float = DEFAULT_TASK_RETENTION_S
     dead_letter_retention_s: float = DEFAULT_DEAD_LETTER_RETENTION_S
+    prune_interval_s: float = 30.0
     archive_retention_days: float = 0.0  # 0: the archive keeps everything
     require_durable_redis: bool = False
     submit_waiting_max: int = 1
@@ -163,6 +164,7 @@ class Settings:
                 "DEAD_LETTER_RETENTION_S",
                 get("DEAD_LETTER_RETENTION_S", str(DEFAULT_DEAD_LETTER_RETENTION_S)),
             ),
+            prune_interval_s=_positive_float("PRUNE_INTERVAL_S", get("PRUNE_INTERVAL_S", "30")),
             archive_retention_days=_positive_float(
                 "ARCHIVE_RETENTION_DAYS", get("ARCHIVE_RETENTION_DAYS", "0"), allow_zero=True
             ),

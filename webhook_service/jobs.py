@@ -37,7 +37,8 @@ ARCHIVE_JOB = "workers.archive.archive_task"
 FAN_OUT_JOB = "workers.notify.fan_out"
 DELIVERY_JOB = "workers.notify.deliver"
 RECONCILE_JOB = "workers.reconcile.tick"
-JOB_FUNCTIONS = (DISPATCH_JOB, ARCHIVE_JOB, FAN_OUT_JOB, DELIVERY_JOB, RECONCILE_JOB)
+PRUNE_JOB = "workers.prune.tick"
+JOB_FUNCTIONS = (DISPATCH_JOB, ARCHIVE_JOB, FAN_OUT_JOB, DELIVERY_JOB, RECONCILE_JOB, PRUNE_JOB)
 
 DISPATCH_JOB_ID = "dispatch"
 DISPATCH_JOB_TIMEOUT_S = 10 * 60
@@ -161,7 +162,10 @@ class Periodic:
 
 def periodic_work(settings: Settings) -> dict[str, Periodic]:
     """Every periodic job by name, with its interval under these settings."""
-    work = [Periodic("reconcile", RECONCILE_JOB, settings.reconcile_interval_s)]
+    work = [
+        Periodic("reconcile", RECONCILE_JOB, settings.reconcile_interval_s),
+        Periodic("prune", PRUNE_JOB, settings.prune_interval_s),
+    ]
     return {periodic.name: periodic for periodic in work}
 
 

@@ -21,6 +21,11 @@ Reconciliation (domain/open_tasks.py, domain/reconcile.py):
 - `poll-count`         hash: polls in a row that brought nothing new, per open task
 - `reconcile-lock`     the one pass running; `reconcile-passes` when the last passes ran
 
+Retention (domain/retention.py):
+- `retention`          sorted set of finished tasks by when they may be removed (checked again then)
+- `removed:<id>`       a removed task's notice, by external_task_id and by each task_id, kept (with a
+                       Redis TTL) for another retention period so a query can say what happened
+
 Notifications (notify/deliveries.py):
 - `event:<event_id>`                     the event (payload and prompt), written once
 - `delivery:<id>`                        the delivery record (JSON): O(1) by id
@@ -101,6 +106,20 @@ class Keys:
     @property
     def reconcile_passes(self) -> str:
         return f"{self.prefix}reconcile-passes"
+
+    # --- retention ---
+
+    @property
+    def retention(self) -> str:
+        return f"{self.prefix}retention"
+
+    def removed(self, any_id: str) -> str:
+        return f"{self.prefix}removed:{any_id}"
+
+    @property
+    def retention_backfill(self) -> str:
+        """How far the one-time walk over tasks recorded before retention existed has got."""
+        return f"{self.prefix}retention-backfill"
 
     # --- notifications ---
 

@@ -26,3 +26,13 @@ def text_or_none(value: object) -> str | None:
 def texts(values: Iterable[object]) -> list[str]:
     """A list reply (members of a set or sorted set, without scores), as `str`s."""
     return [text(value) for value in values]
+
+
+def scored(values: Iterable[object]) -> list[tuple[str, float]]:
+    """A sorted-set reply with scores (`withscores=True`), as (member, score) pairs."""
+    pairs = []
+    for value in values:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"expected (member, score) pairs from Redis, got {type(value).__name__}")
+        pairs.append((text(value[0]), float(value[1])))
+    return pairs

@@ -15,7 +15,7 @@ from webhook_service.cli.common import (
     when,
 )
 from webhook_service.domain.tasks import ArchiveState, Status, Task
-from webhook_service.domain.views import task_view
+from webhook_service.domain.views import not_found_message, task_view
 
 LIST_PAGE = 200
 LIST_SCAN_MAX = 10_000  # `tasks list --status` looks this far back at most: never a scan of everything
@@ -55,5 +55,5 @@ def show_task(task_ref: str) -> None:
     """Everything about one task (by task_id or external_task_id), as JSON."""
     task = services().store.find(task_ref)
     if task is None:
-        raise CommandFailed(f"no task with task_id or external_task_id {task_ref!r}", EXIT_FAILED)
+        raise CommandFailed(not_found_message(services(), task_ref), EXIT_FAILED)
     echo_json(task_view(services(), task))

@@ -21,6 +21,7 @@ from redis.client import Pipeline
 
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.events import EventType
+from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.tasks import ArchiveState, Outcome, Status, Task
 from webhook_service.integrations import logs, metrics
 from webhook_service.integrations.download import Downloaded, DownloadError, DownloadPolicy, download
@@ -163,8 +164,9 @@ def _set_state(
         return Outcome.APPLIED
 
     def notify(pipe: Pipeline, after: Task) -> None:
-        if raises is not None:
+        if raises is not None:  # the archive is settled: the task's retention counts from now
             raise_event(svc.redis, pipe, svc.settings, after, raises)
+            schedule_removal(svc, pipe, after.external_task_id)
 
     history = {"event": event, "source": "worker", **extra}
     svc.store.update(external_task_id, change, history=history, after_commit=notify)

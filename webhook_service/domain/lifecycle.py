@@ -15,6 +15,7 @@ from redis.client import Pipeline
 
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.events import FOR_STATUS, EventType
+from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.store import Repeat
 from webhook_service.domain.tasks import Outcome, Status, StatusUpdate, Task, apply_update
 from webhook_service.jobs import enqueue_archive, enqueue_dispatch
@@ -99,6 +100,7 @@ def _track(services: Services, pipe: Pipeline, task: Task) -> None:
     """Keep the slots and the open-task index in step with the status, in the same transaction."""
     if task.status.terminal:
         release(services, pipe, task.external_task_id)
+        schedule_removal(services, pipe, task.external_task_id)
         # A slot is free: the next queued task may go.
         enqueue_dispatch(services.redis, f"freed-{task.external_task_id}", pipeline=pipe)
     else:

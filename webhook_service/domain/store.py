@@ -85,11 +85,35 @@ class TaskStore:
         pipe.execute()
 
     def newest(self, offset: int, limit: int) -> list[Task]:
-        ids = texts(self.redis.zrevrange(self.keys.tasks, offset, offset + limit - 1))
+        return self.many(texts(self.redis.zrevrange(self.keys.tasks, offset, offset + limit - 1)))
+
+    def many(self, ids: list[str]) -> list[Task]:
+        """The tasks with these external_task_ids, in that order, leaving out those not recorded."""
         if not ids:
             return []
         raws = self.redis.mget([self.keys.task(i) for i in ids])
         return [Task.from_json(raw) for raw in raws if raw]
+
+    def remove(self, pipe: Pipeline, task: Task, notice: str, notice_ttl_s: int) -> None:
+        """Queue the removal of the task and everything of its own in `pipe`, leaving `notice` under
+        each of its ids for `notice_ttl_s`, so a query can say it was removed rather than unknown."""
+        ids = [task.external_task_id, *{task.task_id, *task.upstream_task_ids} - {None}]
+        pipe.delete(
+            self.keys.task(task.external_task_id),
+            self.keys.task_request(task.external_task_id),
+            self.keys.task_history(task.external_task_id),
+            *(self.keys.task_id(i) for i in ids[1:] if i is not None),
+        )
+        pipe.zrem(self.keys.tasks, task.external_task_id)
+        for any_id in ids:
+            if any_id is not None:
+                pipe.set(self.keys.removed(any_id), notice, ex=notice_ttl_s)
+
+    def removal_notice(self, any_id: str) -> dict[str, Any] | None:
+        """What `remove` left under this id (while it lasts): when, and why."""
+        raw = self.redis.get(self.keys.removed(any_id))
+        notice: dict[str, Any] | None = json.loads(raw) if raw else None
+        return notice
 
     def update(
         self,

@@ -19,6 +19,7 @@ from redis.client import Pipeline
 from webhook_service.domain.callback_tokens import callback_url_for
 from webhook_service.domain.events import EventType
 from webhook_service.domain.lifecycle import record_news, release
+from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
 from webhook_service.integrations.kling import KlingError
 from webhook_service.jobs import enqueue_dispatch
@@ -152,6 +153,7 @@ def _refused(services: Services, external_task_id: str, error: KlingError, *, un
 
     def finish(pipe: Pipeline, task: Task) -> None:
         release(services, pipe, task.external_task_id)
+        schedule_removal(services, pipe, task.external_task_id)
         raise_event(services.redis, pipe, services.settings, task, EventType.FAILED)
 
     history = {"event": "create_failed", "source": "create", "error": error.as_dict()}

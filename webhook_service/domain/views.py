@@ -3,6 +3,7 @@ payloads show it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from webhook_service.domain.tasks import Task
@@ -23,3 +24,17 @@ def task_view(svc: Services, task: Task) -> dict[str, Any]:
     ]
     data["history"] = svc.store.history(task.external_task_id)
     return data
+
+
+def not_found_message(svc: Services, task_ref: str) -> str:
+    """Why there is no task by that id: never recorded, or removed after its retention (while the
+    notice lasts), so a client that finds a task gone can tell a typo from a clean-up."""
+    notice = svc.store.removal_notice(task_ref)
+    if notice is None:
+        return f"no task with task_id or external_task_id {task_ref!r}"
+    when = datetime.fromtimestamp(notice["removed_at"] / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    days = svc.settings.task_retention_s / 86400
+    return (
+        f"task {task_ref!r} was removed on {when}, {days:g} days after it finished (TASK_RETENTION_S); "
+        "its videos and metadata.json stay in the archive"
+    )

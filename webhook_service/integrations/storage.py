@@ -16,8 +16,10 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -70,6 +72,10 @@ class Storage(Protocol):
 
     def delete_staging(self, key: str) -> None:
         """Remove a leftover staging file for `key`, if any."""
+
+    def remove_days_before(self, cutoff: float) -> int:
+        """Remove the archive's day folders (`YYYY/MM/DD`) of days that ended before `cutoff` (epoch s);
+        returns how many. Optional retention: by default the archive keeps everything."""
 
 
 def check_key(key: str) -> str:
@@ -179,6 +185,21 @@ class LocalStorage:
     def delete_staging(self, key: str) -> None:
         self._staging(key).unlink(missing_ok=True)
 
+    def remove_days_before(self, cutoff: float) -> int:
+        """Walks the year, month and day folders only (a few hundred a year), never the files."""
+        removed = 0
+        limit = datetime.fromtimestamp(cutoff, UTC).date()
+        for day in sorted(self.root.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]")):
+            try:
+                date = datetime.strptime("/".join(day.parts[-3:]), "%Y/%m/%d").date()
+            except ValueError:
+                continue  # not a day folder of ours
+            if date < limit:
+                with _wrapped(f"remove {day}"):
+                    shutil.rmtree(day)
+                removed += 1
+        return removed
+
 
 class S3Storage:
     def __init__(
@@ -282,6 +303,11 @@ class S3Storage:
 
     def delete_staging(self, key: str) -> None:
         self._staging(key).unlink(missing_ok=True)
+
+    def remove_days_before(self, cutoff: float) -> int:
+        """Nothing: a bucket expires its objects itself, by a lifecycle rule (docs/operations.md), which
+        costs no listing and no request per object."""
+        return 0
 
 
 def storage_from_url(

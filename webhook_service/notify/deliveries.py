@@ -90,6 +90,18 @@ class DeliveryStore:
         raws = self.redis.mget([self._key(i) for i in ids]) if ids else []
         return [Delivery.from_json(raw) for raw in raws if raw]
 
+    def of_task(self, external_task_id: str) -> builtins.list[Delivery]:
+        return self._load(texts(self.redis.smembers(self._task_index(external_task_id))))
+
+    def remove(self, pipe: Pipeline, external_task_id: str, deliveries: builtins.list[Delivery]) -> None:
+        """Queue the removal of a task's deliveries, their attempts, their events and index entries."""
+        for delivery in deliveries:
+            pipe.delete(self._key(delivery.id), self.keys.delivery_attempts(delivery.id))
+            pipe.delete(self.keys.event(delivery.event_id))
+            pipe.zrem(self._index(), delivery.id)
+            pipe.zrem(self._index(delivery.status), delivery.id)
+        pipe.delete(self._task_index(external_task_id))
+
     # --- changing ---
 
     def create(self, delivery: Delivery) -> bool:

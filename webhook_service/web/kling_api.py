@@ -12,6 +12,7 @@ from webhook_service.domain.errors import TaskExists
 from webhook_service.domain.submission import accept, submit_and_wait
 from webhook_service.domain.tasks import Status
 from webhook_service.domain.validation import RequestInvalid, validate_image2video
+from webhook_service.domain.views import not_found_message
 from webhook_service.integrations import logs
 from webhook_service.jobs import enqueue_dispatch
 from webhook_service.web.auth import require_client
@@ -74,7 +75,7 @@ def create() -> tuple[Response, int]:
 def get_one(task_ref: str) -> Response:
     task = services().store.find(task_ref)
     if task is None:
-        raise ApiError(404, CODE_NOT_FOUND, f"no task with task_id or external_task_id {task_ref!r}")
+        raise ApiError(404, CODE_NOT_FOUND, not_found_message(services(), task_ref))
     return jsonify(envelope(0, "SUCCEED", task.kling_view(services().settings.public_base_url)))
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, redirect, send_file
 from flask.typing import ResponseReturnValue
 
 from webhook_service.domain.tasks import Task
-from webhook_service.domain.views import task_view
+from webhook_service.domain.views import not_found_message, task_view
 from webhook_service.web.auth import require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.errors import CODE_NOT_FOUND, ApiError, envelope
@@ -27,7 +27,7 @@ def authenticate() -> None:
 def _find(task_ref: str) -> Task:
     task = services().store.find(task_ref)
     if task is None:
-        raise ApiError(404, CODE_NOT_FOUND, f"no task with task_id or external_task_id {task_ref!r}")
+        raise ApiError(404, CODE_NOT_FOUND, not_found_message(services(), task_ref))
     return task
 
 

@@ -1,0 +1,199 @@
+"""Retention: a settled task leaves Redis with everything it owns, an open one never does, a dead letter
+holds its task while it can still be replayed, and a query afterwards says what happened.
+
+The service, real workers (their periodic pruning ticks included), the simulator and a webhook receiver
+on loopback; retention in seconds so the tests see it happen."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Service, make_service
+from tests.support import PrivateRedis, wait_for
+from tests.test_notify import SECRET, Answer, Receiver, Stack, submit
+from webhook_service.config import Settings
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.retention import prune
+from webhook_service.domain.tasks import Status, Task
+from webhook_service.integrations.storage import LocalStorage
+from webhook_service.keys import Keys
+from webhook_service.services import Services
+
+FAST = {"PRUNE_INTERVAL_S": "1", "RECONCILE_INTERVAL_S": "1"}
+
+
+@pytest.fixture
+def hooks() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def stacks(env: dict[str, str]) -> Iterator[Stack]:
+    started = Stack(env)
+    yield started
+    started.stop()
+
+
+def keys_about(service: Service, *ids: str) -> list[str]:
+    """Every key of the service that names one of the ids (RQ's own aside, and the removal notices)."""
+    everything = [k.decode() for k in service.services.redis.scan_iter(count=1000)]
+    own = [k for k in everything if not k.startswith("rq:") and ":removed:" not in k]
+    return sorted(k for k in own if any(i in k for i in ids))
+
+
+def index_members(service: Service, *ids: str) -> list[str]:
+    """Index entries (sorted sets and hashes of the service) that still name one of the ids."""
+    connection = service.services.redis
+    found = []
+    for key in connection.scan_iter(match=f"{Keys().prefix}*", count=1000):
+        kind = connection.type(key)
+        if kind == b"zset":
+            members = [m.decode() for m in connection.zrange(key, 0, -1)]
+        elif kind == b"hash":
+            members = [m.decode() for m in connection.hkeys(key)]
+        elif kind == b"set":
+            members = [m.decode() for m in connection.smembers(key)]
+        else:
+            continue
+        found += [f"{key.decode()}:{m}" for m in members if any(i in m for i in ids)]
+    return found
+
+
+def test_a_settled_task_leaves_redis_by_itself_with_all_it_owns(
+    stacks: Stack, simulator, hooks: Receiver
+) -> None:
+    service = stacks.start(
+        TASK_RETENTION_S="2",
+        NOTIFY_WEBHOOK_URLS=hooks.script("/hook"),
+        NOTIFY_WEBHOOK_SECRET=SECRET,
+        **FAST,
+    )
+    submit(service, simulator, "goes", status="failed")
+    submit(service, simulator, "stays-open", status="processing")
+    task_id = wait_for(
+        lambda: service.task("goes")["task_status"] == "failed" and service.task("goes")["task_id"]
+    )
+    wait_for(lambda: hooks.received("/hook"), timeout=30, what="the failure's webhook")
+    assert keys_about(service, "goes", task_id)  # the task, its request, history, deliveries, events
+
+    # No one calls prune: the workers' own periodic pass does it, within the retention and a pass or two.
+    wait_for(lambda: not keys_about(service, "goes", task_id), timeout=30, what="the task's removal")
+    assert index_members(service, "goes", task_id) == []
+    answer = service.http.get("/v1/videos/image2video/goes")
+    assert answer.status_code == 404
+    assert "removed" in answer.json()["message"] and "TASK_RETENTION_S" in answer.json()["message"]
+    by_task_id = service.http.get(f"/v1/tasks/{task_id}")
+    assert by_task_id.status_code == 404 and "removed" in by_task_id.json()["message"]
+    never = service.http.get("/v1/videos/image2video/never-was")
+    assert never.status_code == 404 and "removed" not in never.json()["message"]
+    listed = service.http.get("/v1/videos/image2video").json()["data"]
+    assert [t["task_info"]["external_task_id"] for t in listed] == ["stays-open"]
+    assert service.services.store.get("stays-open").status is Status.PROCESSING
+
+
+def test_open_tasks_never_leave(service: Service, simulator) -> None:
+    submit(service, simulator, "open", status="processing")
+    wait_for(lambda: service.task("open")["task_status"] == "processing")
+    service.services.redis.zadd(Keys().retention, {"open": 0})  # even when something asks too early
+    report = prune(service.services)
+    assert report.removed == [] and report.postponed == ["open"]
+    assert service.services.store.get("open") is not None
+
+
+def test_a_dead_letter_holds_its_task_until_it_can_no_longer_be_replayed(
+    stacks: Stack, simulator, hooks: Receiver
+) -> None:
+    service = stacks.start(
+        TASK_RETENTION_S="0.5",
+        DEAD_LETTER_RETENTION_S="4",
+        PRUNE_INTERVAL_S="3600",  # the test prunes itself, to see each step
+        NOTIFY_WEBHOOK_URLS=hooks.script("/gone", Answer(status=410)),
+        NOTIFY_WEBHOOK_SECRET=SECRET,
+    )
+    submit(service, simulator, "dead-letter", status="failed")
+    (dead,) = wait_for(
+        lambda: service.http.get("/v1/deliveries", params={"status": "failed"}).json()["data"],
+        timeout=30,
+        what="the dead letter",
+    )
+    failed_at = dead["updated_at"] / 1000
+    wait_for(lambda: time.time() - failed_at > 1)  # past the task's own retention
+    assert prune(service.services).removed == []
+    assert service.services.store.get("dead-letter") is not None  # it can still be replayed
+
+    removed = wait_for(lambda: prune(service.services).removed, timeout=15, what="removal after 4 s")
+    assert removed == ["dead-letter"] and time.time() - failed_at >= 4
+    assert keys_about(service, "dead-letter") == []
+
+
+def test_a_succeeded_task_waits_for_its_archive(stacks: Stack, env: dict[str, str], simulator) -> None:
+    service, server, _ = make_service(env, TASK_RETENTION_S="0.5")  # no worker: no archive yet
+    try:
+        submit(service, simulator, "archive-pending", status="succeed")
+        wait_for(lambda: service.task("archive-pending")["task_status"] == "succeed")
+        wait_for(lambda: service.services.redis.zscore(Keys().retention, "archive-pending") is not None)
+        wait_for(lambda: (service.services.redis.zscore(Keys().retention, "archive-pending") or 0) < now_ms())
+        assert prune(service.services).postponed == ["archive-pending"]
+        archiving = stacks.start(TASK_RETENTION_S="0.5", **FAST)
+        wait_for(
+            lambda: not keys_about(archiving, "archive-pending"), timeout=60, what="archive, then removal"
+        )
+        assert list(Path(env["ARCHIVE_URL"]).rglob("*.mp4"))  # the archive keeps the video
+    finally:
+        server.stop()
+
+
+def test_tasks_finished_before_retention_existed_are_found_once(service: Service) -> None:
+    svc = service.services
+    old = int(time.time() * 1000) - 90 * 86400 * 1000
+    for n in range(5):
+        task = Task(f"old-{n}", status=Status.FAILED, created_at=old + n, updated_at=old + n)
+        svc.store.create(task, request={})
+    svc.store.create(Task("old-open", status=Status.PROCESSING, created_at=old, updated_at=old), request={})
+    svc.redis.delete(Keys().retention, Keys().retention_backfill)  # as a Redis from before retention
+
+    removed = prune(svc).removed
+    assert sorted(removed) == [f"old-{n}" for n in range(5)]
+    assert svc.store.get("old-open") is not None
+    assert svc.redis.get(Keys().retention_backfill) == b"done"
+    assert prune(svc).removed == []  # a second pass finds nothing more, and walks nothing again
+
+
+def test_archive_retention_removes_whole_days_only(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    old_day = tmp_path / "2020/01/01/task-a"
+    yesterday = tmp_path / time.strftime("%Y/%m/%d", time.gmtime(time.time() - 86400)) / "task-b"
+    today = tmp_path / time.strftime("%Y/%m/%d", time.gmtime()) / "task-c"
+    for folder in (old_day, yesterday, today):
+        folder.mkdir(parents=True)
+        (folder / "video.mp4").write_bytes(b"x")
+    (tmp_path / "notes").mkdir()  # not a day folder: left alone
+
+    assert storage.remove_days_before(time.time() - 86400 / 2) == 2  # whole days before today's
+    assert not old_day.exists() and not yesterday.exists()
+    assert (today / "video.mp4").exists() and (tmp_path / "notes").exists()
+
+
+def test_a_pass_with_nothing_due_reads_only_the_index(env: dict[str, str]) -> None:
+    """O(what expires): ten thousand tasks waiting for their time cost a pass one range read (counted
+    by a Redis of the test's own, which nothing else talks to)."""
+    private = PrivateRedis().start()
+    try:
+        svc = Services.build(Settings.from_env({**env, "REDIS_URL": private.url}))
+        later = now_ms() + 3_600_000
+        svc.redis.zadd(Keys().retention, {f"waiting-{n}": later for n in range(10_000)})
+        svc.redis.set(Keys().retention_backfill, "done")
+        svc.redis.config_resetstat()
+        assert prune(svc).removed == []
+        stats = svc.redis.info("commandstats")
+        assert stats["cmdstat_zrangebyscore"]["calls"] == 1
+        assert stats["cmdstat_get"]["calls"] == 1  # the backfill's marker
+        assert "cmdstat_mget" not in stats and "cmdstat_watch" not in stats
+    finally:
+        private.stop()
