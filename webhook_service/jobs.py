@@ -14,6 +14,7 @@ import hashlib
 import math
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 from rq import Queue, Retry
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from webhook_service.config import Settings
@@ -172,14 +173,39 @@ def periodic_work(settings: Settings) -> dict[str, Periodic]:
 def schedule_tick(connection: redis.Redis, work: Periodic) -> None:
     """Queue the tick of the next time slot.
 
-    Every worker schedules the next slot when it starts and every tick schedules the one after it,
-    and a slot's job id is the same whoever schedules it, so there is one tick per slot however many
-    workers run.
+    Every tick schedules the one after it, and workers schedule the next slot whenever they find it
+    missing (`keep_scheduled`); a slot's job id is the same whoever schedules it, so there is one
+    tick per slot however many workers run.
     """
-    slot = int(time.time() // work.interval_s) + 1
+    slot = _next_slot(work)
     Queue(MAINTENANCE_QUEUE, connection=connection).enqueue_at(
         datetime.fromtimestamp(slot * work.interval_s, UTC),
         work.function,
         job_id=f"{work.name}-{slot}",
         job_timeout=int(work.interval_s * 4 + 120),
     )
+
+
+def keep_scheduled(connection: redis.Redis, work: Periodic) -> bool:
+    """Schedule the next slot's tick unless it is there already; True when it was missing.
+
+    The chain of ticks lives only in Redis: a Redis lost or flushed takes it along, and no tick is left
+    to schedule the next one. Workers call this at every periodic check (workers/horse.py); it costs
+    one EXISTS, and scheduling a slot that a tick has just scheduled too changes nothing.
+    """
+    if Job.exists(f"{work.name}-{_next_slot(work)}", connection=connection):
+        return False
+    schedule_tick(connection, work)
+    return True
+
+
+def periodic_check_s(work: Iterable[Periodic]) -> float:
+    """How often a worker checks that every chain of ticks is in place: at half the shortest interval,
+    so that a lost chain ticks again within two of its intervals; at most every second, at least every
+    MAINTENANCE_INTERVAL_S."""
+    shortest = min((periodic.interval_s for periodic in work), default=MAINTENANCE_INTERVAL_S)
+    return max(1.0, min(float(MAINTENANCE_INTERVAL_S), shortest / 2))
+
+
+def _next_slot(work: Periodic) -> int:
+    return int(time.time() // work.interval_s) + 1

@@ -20,7 +20,6 @@ from webhook_service.jobs import (
     JOB_MONITORING_INTERVAL_S,
     MAINTENANCE_INTERVAL_S,
     periodic_work,
-    schedule_tick,
 )
 from workers.horse import ServiceWorker
 
@@ -49,10 +48,9 @@ def main() -> int:
         maintenance_interval=MAINTENANCE_INTERVAL_S,
         job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
         settings=settings,
+        # Each chain of ticks is started by the first check, and started again whenever it goes missing.
+        periodic=() if args.burst else periodic_work(settings).values(),
     )
-    if not args.burst:
-        for work in periodic_work(settings).values():  # start each chain of ticks
-            schedule_tick(connection, work)
     worker.work(with_scheduler=True, burst=args.burst)
     return 0
 

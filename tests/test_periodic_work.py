@@ -1,0 +1,103 @@
+"""Periodic work keeps its own schedule: after Redis is flushed, or RQ's scheduler process is killed,
+the ticks come back by themselves, without restarting any process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import redis
+from rq import Worker
+
+from tests.conftest import Workers
+from tests.support import wait_for
+from webhook_service.config import Settings
+from webhook_service.jobs import periodic_work
+from webhook_service.keys import Keys
+
+INTERVAL_S = 2.0
+SCHEDULER_POLL_S = 1.0  # RQ's scheduler moves due jobs into their queue once a second
+
+
+def ticks_scheduled(connection: redis.Redis, name: str) -> bool:
+    return any(connection.scan_iter(match=f"rq:job:{name}-*", count=1000))
+
+
+def passes(connection: redis.Redis) -> int:
+    return int(connection.llen(Keys().reconcile_passes))
+
+
+@pytest.fixture
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "RECONCILE_INTERVAL_S": str(INTERVAL_S)}
+
+
+@pytest.mark.timeout(120)
+def test_every_chain_of_ticks_comes_back_after_redis_is_flushed(worker_env: dict[str, str]) -> None:
+    connection = redis.Redis.from_url(worker_env["REDIS_URL"])
+    work = periodic_work(Settings.from_env(worker_env)).values()
+    workers = Workers(worker_env)
+    try:
+        workers.start()
+        workers.start()
+        wait_for(lambda: all(ticks_scheduled(connection, w.name) for w in work), timeout=30, what="ticks")
+        wait_for(lambda: passes(connection) > 0, timeout=30, what="a first reconciliation pass")
+
+        connection.flushdb()
+        flushed_at = time.monotonic()
+        shortest = min(w.interval_s for w in work)
+        for periodic in work:
+            wait_for(
+                lambda name=periodic.name: ticks_scheduled(connection, name),
+                timeout=2 * shortest,
+                what=f"the {periodic.name} ticks to be scheduled again",
+            )
+        wait_for(
+            lambda: passes(connection) > 0,
+            timeout=2 * INTERVAL_S + SCHEDULER_POLL_S - (time.monotonic() - flushed_at),
+            what="a reconciliation pass within two intervals of the flush",
+        )
+        assert Worker.count(connection=connection) == 2  # both registered again, neither restarted
+        assert all(process.poll() is None for process in workers.processes)
+    finally:
+        workers.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_scheduler_process_is_started_again(worker_env: dict[str, str]) -> None:
+    """RQ's scheduler process moves due ticks (and every retry) into the queues; a Redis restart can
+    kill it, and RQ itself would start it again only at its next maintenance, a minute later."""
+    connection = redis.Redis.from_url(worker_env["REDIS_URL"])
+    workers = Workers(worker_env)
+    try:
+        workers.start()
+        pid = wait_for(lambda: scheduler_pid(connection), timeout=30, what="the scheduler process")
+        wait_for(lambda: passes(connection) > 0, timeout=30, what="a first reconciliation pass")
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        before = passes(connection)
+        wait_for(
+            lambda: (scheduler_pid(connection) or pid) != pid, timeout=2 * INTERVAL_S, what="a new scheduler"
+        )
+        wait_for(
+            lambda: passes(connection) > before,
+            timeout=2 * INTERVAL_S + SCHEDULER_POLL_S - (time.monotonic() - killed_at),
+            what="a reconciliation pass within two intervals of the kill",
+        )
+    finally:
+        workers.stop()
+
+
+def scheduler_pid(connection: redis.Redis) -> int | None:
+    """The pid of the live scheduler process, from the record it keeps in Redis."""
+    for key in connection.scan_iter(match="rq:scheduler:*"):
+        pid = connection.hget(key, "pid")
+        if pid and int(pid) and not key.startswith(b"rq:scheduler-lock:"):
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                continue
+            return int(pid)
+    return None
