@@ -11,10 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rq import Queue
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 
 from tests.conftest import Service, make_service
 from tests.support import PrivateRedis, wait_for
 from tests.test_notify import SECRET, Answer, Receiver, Stack, submit
+from webhook_service import jobs
 from webhook_service.config import Settings
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.retention import prune
@@ -197,3 +201,25 @@ def test_a_pass_with_nothing_due_reads_only_the_index(env: dict[str, str]) -> No
         assert "cmdstat_mget" not in stats and "cmdstat_watch" not in stats
     finally:
         private.stop()
+
+
+def test_failed_jobs_are_kept_two_weeks_not_rqs_year(service: Service) -> None:
+    """RQ keeps a failed job's arguments and traceback for a year by default: every job of ours says less."""
+    svc = service.services
+    pipe = svc.redis.pipeline(transaction=True)
+    jobs.enqueue_archive(svc.redis, "a-task", retry_base_s=0, pipeline=pipe)
+    jobs.enqueue_fan_out(svc.redis, pipe, "evt_x", "a-task", "task.failed")
+    jobs.enqueue_delivery(svc.redis, pipe, "dlv_x", "dlv_x-1")
+    jobs.enqueue_dispatch(svc.redis, "a-reason", pipeline=pipe)
+    pipe.execute()
+    jobs.enqueue_dispatch(svc.redis, "later", delay_s=60)
+    for work in jobs.periodic_work(svc.settings).values():
+        jobs.schedule_tick(svc.redis, work)
+    found = [Job.fetch(i, connection=svc.redis) for q in jobs.ALL_QUEUES for i in _all_job_ids(svc, q)]
+    assert len(found) == 7
+    assert {job.failure_ttl for job in found} == {jobs.FAILED_JOB_TTL_S}
+
+
+def _all_job_ids(svc: Services, queue_name: str) -> list[str]:
+    queue = Queue(queue_name, connection=svc.redis)
+    return [*queue.job_ids, *ScheduledJobRegistry(queue=queue).get_job_ids()]

@@ -56,6 +56,11 @@ DELIVERY_JOB_TIMEOUT_S = 120  # an attempt stops itself after NOTIFY_TIMEOUT_S; 
 # NOTIFY_RETRY_SCHEDULE_S, which the job applies itself (notify/send.py).
 DELIVERY_CRASH_RETRY_INTERVALS_S = [30, 300, 1800]
 
+# RQ keeps a failed job (its arguments and traceback) for a year unless told otherwise. Ours are retried
+# or recorded on the task itself (an archive that gave up, a dead letter): a failed job is only worth its
+# traceback while someone may read it.
+FAILED_JOB_TTL_S = 14 * 86400
+
 # How a worker finds jobs whose worker died (SIGKILL, lost machine): RQ marks a job abandoned when its
 # heartbeat (job monitoring interval + 60 s) lapses, and a live worker's maintenance pass, every
 # MAINTENANCE_INTERVAL_S, then retries it. Recovery after a whole worker dies: at most ~2.5 minutes.
@@ -91,6 +96,7 @@ def enqueue_archive(
         job_id=job_id("archive", external_task_id),
         timeout=ARCHIVE_JOB_TIMEOUT_S,
         retry=Retry(max=ARCHIVE_RETRIES, interval=backoff_intervals(retry_base_s, ARCHIVE_RETRIES)),
+        failure_ttl=FAILED_JOB_TTL_S,
         pipeline=pipeline,
     )
 
@@ -108,9 +114,21 @@ def enqueue_dispatch(
     dispatch_id = job_id(DISPATCH_JOB_ID, reason)
     if delay_s > 0:
         when = timedelta(seconds=delay_s)
-        queue.enqueue_in(when, DISPATCH_JOB, job_id=dispatch_id, job_timeout=DISPATCH_JOB_TIMEOUT_S)
+        queue.enqueue_in(
+            when,
+            DISPATCH_JOB,
+            job_id=dispatch_id,
+            job_timeout=DISPATCH_JOB_TIMEOUT_S,
+            failure_ttl=FAILED_JOB_TTL_S,
+        )
         return
-    queue.enqueue_call(DISPATCH_JOB, job_id=dispatch_id, timeout=DISPATCH_JOB_TIMEOUT_S, pipeline=pipeline)
+    queue.enqueue_call(
+        DISPATCH_JOB,
+        job_id=dispatch_id,
+        timeout=DISPATCH_JOB_TIMEOUT_S,
+        failure_ttl=FAILED_JOB_TTL_S,
+        pipeline=pipeline,
+    )
 
 
 def enqueue_fan_out(
@@ -123,6 +141,7 @@ def enqueue_fan_out(
         job_id=event_id,
         timeout=FAN_OUT_JOB_TIMEOUT_S,
         retry=Retry(max=len(FAN_OUT_RETRY_INTERVALS_S), interval=FAN_OUT_RETRY_INTERVALS_S),
+        failure_ttl=FAILED_JOB_TTL_S,
         pipeline=pipeline,
     )
 
@@ -142,6 +161,7 @@ def enqueue_delivery(
         "job_id": job_id,
         "timeout": DELIVERY_JOB_TIMEOUT_S,
         "retry": Retry(max=len(DELIVERY_CRASH_RETRY_INTERVALS_S), interval=DELIVERY_CRASH_RETRY_INTERVALS_S),
+        "failure_ttl": FAILED_JOB_TTL_S,
     }
     if at is None or at <= time.time():
         queue.enqueue_call(DELIVERY_JOB, pipeline=pipeline, **options)
@@ -183,6 +203,7 @@ def schedule_tick(connection: redis.Redis, work: Periodic) -> None:
         work.function,
         job_id=f"{work.name}-{slot}",
         job_timeout=int(work.interval_s * 4 + 120),
+        failure_ttl=FAILED_JOB_TTL_S,
     )
 
 
