@@ -37,7 +37,9 @@ def running(env: dict[str, str]) -> Iterator[Service]:
     server.stop()
 
 
-def test_submit_sends_the_validated_request_and_tasks_show_it(service: Service, tmp_path: Path) -> None:
+def test_submit_sends_the_validated_request_and_tasks_show_it(
+    service: Service, simulator, tmp_path: Path
+) -> None:
     image = tmp_path / "cat.png"
     image.write_bytes(os.urandom(2048))
     result = run(
@@ -48,8 +50,8 @@ def test_submit_sends_the_validated_request_and_tasks_show_it(service: Service, 
     )
     assert result.exit_code == 0, result.output
     assert "external_task_id: cli-1" in result.stdout and "status: submitted" in result.stdout
-    sent = service.services.store.request("cli-1")
-    assert sent is not None
+    (upstream,) = simulator.state.tasks()
+    sent = upstream["request"]
     assert sent["image"] == base64.b64encode(image.read_bytes()).decode()  # raw Base64, no data: prefix
     assert sent["camera_control"] == {"type": "simple", "config": {"zoom": 5}}
     assert sent["watermark_info"] == {"enabled": False}

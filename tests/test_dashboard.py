@@ -4,26 +4,28 @@ only, the task list's filters and pages, the task page, deliveries with replay, 
 from __future__ import annotations
 
 import base64
+import io
 import re
 import time
+from pathlib import Path
 
 import jwt
+import PIL.Image
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.support import free_port
+from webhook_service.domain.submission import accept
 from webhook_service.domain.tasks import ArchiveState, Status, StatusUpdate, Task, apply_update
 from webhook_service.jobs import ALL_QUEUES
 from webhook_service.notify.records import Delivery, DeliveryStatus
 from webhook_service.notify.routing import SinkKind
 from webhook_service.notify.sinks import Attempt
 from webhook_service.web.app import create_app
+from webhook_service.web.dashboard.thumbnails import thumbnail_key
 
 KEY = "operator-key-0123456789"
-PNG_1PX = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
 
 
 @pytest.fixture
@@ -210,27 +212,43 @@ def test_list_shows_the_request_and_refreshes_only_while_a_task_moves(
     assert 'data-refresh="2"' in client.get("/").text
 
 
-def test_task_page_shows_images_as_images_never_as_base64_text(client: FlaskClient, app: Flask) -> None:
-    image = base64.b64encode(PNG_1PX).decode()
-    add_task(
-        app,
-        "pictures",
-        image=image,
-        image_tail="https://127.0.0.1:9/tail.jpg",
-        camera_control={"type": "simple", "config": {"zoom": 5}},
+def test_task_page_shows_images_as_thumbnails_from_the_archive_never_as_base64(
+    client: FlaskClient, app: Flask
+) -> None:
+    svc = app.extensions["webhook_service"]
+    picture = io.BytesIO()
+    PIL.Image.linear_gradient("L").resize((640, 320)).save(picture, "PNG")
+    image = base64.b64encode(picture.getvalue()).decode()
+    accept(
+        svc, {"image": image, "image_tail": "https://127.0.0.1:9/tail.jpg", "external_task_id": "pictures"}
     )
-    page = client.get("/tasks/kling-pictures").text  # by Kling's task_id too
 
-    assert page.count(image) == 1 and f'src="data:image/png;base64,{image}"' in page
+    page = client.get("/tasks/pictures").text
+    assert image[:64] not in page and "data:image" not in page
+    assert (
+        '<img src="/tasks/pictures/inputs/0/thumbnail"' in page and 'href="/tasks/pictures/inputs/0"' in page
+    )
     assert '<img src="https://127.0.0.1:9/tail.jpg"' in page and 'href="https://127.0.0.1:9/tail.jpg"' in page
-    assert "&#34;zoom&#34;: 5" in page
-    assert "Callback: succeed" not in page and "Recorded" in page
+    thumb = client.get("/tasks/pictures/inputs/0/thumbnail")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    assert PIL.Image.open(io.BytesIO(thumb.data)).size == (320, 160)
+    kept = Path(svc.settings.archive_url) / thumbnail_key(svc.store.request("pictures")["image"])
+    assert kept.read_bytes() == thumb.data  # made once, then read from beside the image
+    assert client.get("/tasks/pictures/inputs/0").data == picture.getvalue()
+    assert client.get("/tasks/pictures/inputs/1").status_code == 404  # a URL: nothing archived
 
     masks = [{"mask": image, "trajectories": [{"x": 1, "y": 2}, {"x": 3, "y": 4}]}]
-    add_task(app, "brush", static_mask="bm90IGFuIGltYWdl", dynamic_masks=masks)
+    body = {"image": "https://127.0.0.1:9/a.png", "static_mask": "bm90IGFuIGltYWdl", "dynamic_masks": masks}
+    accept(svc, {**body, "external_task_id": "brush"})
     brush = client.get("/tasks/brush").text
-    assert "not a PNG, JPEG" in brush and "bm90IGFuIGltYWdl" not in brush
-    assert brush.count(image) == 1 and "&#34;x&#34;: 3" in brush
+    assert "not a PNG, JPEG" in brush and 'href="/tasks/brush/inputs/1" download' in brush
+    assert '<img src="/tasks/brush/inputs/2/thumbnail"' in brush and "&#34;x&#34;: 3" in brush
+    assert client.get("/tasks/brush/inputs/1/thumbnail").status_code == 404
+    assert client.get("/tasks/brush/inputs/1").data == b"not an image"
+
+    add_task(app, "recorded-before", image=image)  # as the service kept requests before inputs moved
+    legacy = client.get("/tasks/recorded-before").text
+    assert image[:64] not in legacy and "recorded before images went to the archive" in legacy
     assert client.get("/tasks/nope").status_code == 404
 
 

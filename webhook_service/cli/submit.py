@@ -25,7 +25,7 @@ from webhook_service.cli.common import (
     guarded,
     services,
 )
-from webhook_service.domain.errors import TaskExists
+from webhook_service.domain.errors import InputsNotStored, TaskExists
 from webhook_service.domain.submission import dispatch, submit_and_wait
 from webhook_service.domain.tasks import ArchiveState, Status, Task
 from webhook_service.domain.validation import RequestInvalid, validate_image2video
@@ -125,6 +125,8 @@ def submit(extra: dict[str, Any] | None, wait: bool, timeout: float, **fields: A
         raise CommandFailed(
             f"external_task_id {body['external_task_id']!r} is already used", EXIT_USAGE
         ) from None
+    except InputsNotStored as error:
+        raise CommandFailed(f"nothing was recorded: {error}", EXIT_UNAVAILABLE) from None
     started = time.monotonic()
     click.echo(f"external_task_id: {task.external_task_id}")
     if task.status is Status.REJECTED:

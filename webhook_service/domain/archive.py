@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from redis.client import Pipeline
 
+from webhook_service.domain.archive_layout import segment, task_folder
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.events import EventType
+from webhook_service.domain.inputs import archived_inputs, without_base64
 from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.tasks import ArchiveState, Outcome, Status, Task
 from webhook_service.integrations import logs, metrics
@@ -29,8 +29,6 @@ from webhook_service.notify.routing import raise_event
 from webhook_service.services import Services
 
 log = logging.getLogger(__name__)
-
-BASE64_FIELDS = ("image", "image_tail", "static_mask")
 
 
 def archive_task(svc: Services, external_task_id: str, *, retries_left: int = 0) -> None:
@@ -87,8 +85,7 @@ def _timed_download(url: str, staging: Path, policy: DownloadPolicy) -> Download
 
 def _items(task: Task) -> list[dict[str, Any]]:
     """What to fetch: every result video, plus its watermarked copy when the request asked for one."""
-    created = datetime.fromtimestamp(task.created_at / 1000, UTC)
-    folder = f"{created:%Y/%m/%d}/{_segment(task.external_task_id)}"
+    folder = task_folder(task)
     want_watermark = bool((task.watermark_info or {}).get("enabled"))
     items = []
     for video in (task.task_result or {}).get("videos", []):
@@ -101,14 +98,8 @@ def _items(task: Task) -> list[dict[str, Any]]:
 
 
 def _item(folder: str, video_id: str, kind: str, url: str) -> dict[str, Any]:
-    name = _segment(video_id) + ("_watermark" if kind == "watermark" else "")
+    name = segment(video_id) + ("_watermark" if kind == "watermark" else "")
     return {"video_id": video_id, "kind": kind, "source_url": url, "key": f"{folder}/{name}.mp4"}
-
-
-def _segment(value: str) -> str:
-    """One safe path segment from an id of any characters (ids may hold '/', '..' or spaces)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"%{ord(m.group()):02X}", value) or "_"
-    return "%2E" + safe[1:] if safe.startswith(".") else safe
 
 
 def _archived_entry(svc: Services, task: Task, key: str) -> dict[str, Any] | None:
@@ -190,7 +181,8 @@ def _finish(svc: Services, task: Task, state: ArchiveState, error: dict[str, Any
 
 
 def _write_metadata(svc: Services, task: Task) -> None:
-    """metadata.json beside the videos: enough to know what a file is without the service."""
+    """metadata.json beside the videos: enough to know what a file is without the service. The request's
+    images are its archived inputs (`inputs/`), listed with their sha256."""
     request = svc.store.request(task.external_task_id) or {}
     metadata = {
         "external_task_id": task.external_task_id,
@@ -199,7 +191,8 @@ def _write_metadata(svc: Services, task: Task) -> None:
         "model_name": task.model_name,
         "status": task.status.value,
         "status_msg": task.status_msg,
-        "request": _without_base64(request),
+        "request": without_base64(request),
+        "inputs": archived_inputs(request),
         "videos": task.archived_videos,
         "task_result": task.task_result,
         "created_at": task.created_at,
@@ -212,17 +205,3 @@ def _write_metadata(svc: Services, task: Task) -> None:
     svc.storage.put_bytes(
         f"{folder}/metadata.json", json.dumps(metadata, indent=2).encode(), "application/json"
     )
-
-
-def _without_base64(request: dict[str, Any]) -> dict[str, Any]:
-    def shorten(value: Any) -> Any:
-        is_url = isinstance(value, str) and value.startswith(("http://", "https://"))
-        return value if is_url or not isinstance(value, str) else f"<base64, {len(value)} characters>"
-
-    clean = {k: shorten(v) if k in BASE64_FIELDS else v for k, v in request.items()}
-    if isinstance(clean.get("dynamic_masks"), list):
-        clean["dynamic_masks"] = [
-            {**m, "mask": shorten(m.get("mask"))} if isinstance(m, dict) else m
-            for m in clean["dynamic_masks"]
-        ]
-    return clean

@@ -6,6 +6,8 @@
     ├── TaskIdConflict        a callback names another task's id
     ├── UnknownCallbackShape  JSON, but neither of Kling's callback shapes
     ├── RequestInvalid        a create body that breaks Kling's rules (domain/validation.py)
+    ├── InputsNotStored       the archive did not take a request's Base64 images: nothing recorded
+    ├── InputUnreadable       a recorded task's archived image cannot be read back to send upstream
     └── NotReplayable         a delivery that cannot be sent again now
 
 The web layer maps them to HTTP (web/errors.py); none of them knows a status code. Kling's own
@@ -33,6 +35,26 @@ class TaskIdConflict(ServiceError):
 
 class UnknownCallbackShape(ServiceError, ValueError):
     """The body is JSON but neither of Kling's two callback shapes."""
+
+
+class InputsNotStored(ServiceError):
+    """The archive refused a request's Base64 image; the task was not recorded and may be sent again."""
+
+
+class InputUnreadable(ServiceError):
+    """A task's archived image is gone or altered (final), or the archive did not answer (`retryable`).
+
+    Shaped like a Kling error (`message`, `retryable`, `as_dict`) because it ends a create the same way;
+    no HTTP status or Kling code, since Kling never answered.
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+    def as_dict(self) -> dict[str, object]:
+        return {"http_status": None, "code": None, "message": self.message, "retryable": self.retryable}
 
 
 class NotReplayable(ServiceError):

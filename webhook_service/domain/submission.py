@@ -17,7 +17,9 @@ from typing import Any
 from redis.client import Pipeline
 
 from webhook_service.domain.callback_tokens import callback_url_for
+from webhook_service.domain.errors import InputUnreadable, TaskExists
 from webhook_service.domain.events import EventType
+from webhook_service.domain.inputs import store_inputs, with_inputs
 from webhook_service.domain.lifecycle import record_news, release
 from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
@@ -38,7 +40,9 @@ def new_external_task_id() -> str:
 def accept(services: Services, body: dict[str, Any]) -> Task:
     """Record the task (status `queued`) and put it in the submission queue, in one transaction.
 
-    The record comes first so a callback that beats Kling's answer finds its task. Raises TaskExists.
+    The record comes first so a callback that beats Kling's answer finds its task. Its Base64 images
+    are written to the archive before that (domain/inputs.py), so Redis keeps only references to them.
+    Raises TaskExists, or InputsNotStored when the archive refuses them (nothing is recorded then).
     """
     external_task_id = body.get("external_task_id") or new_external_task_id()
     task = Task(
@@ -48,6 +52,9 @@ def accept(services: Services, body: dict[str, Any]) -> Task:
         watermark_info=body.get("watermark_info"),
     )
     request = {**{k: v for k, v in body.items() if k != "callback_url"}, "external_task_id": external_task_id}
+    if body.get("external_task_id") and services.store.get(external_task_id) is not None:
+        raise TaskExists(external_task_id)  # refused before its images are written, not after
+    request = store_inputs(services.storage, task, request)
     services.store.create(task, request, also=lambda pipe: services.admission.enqueue(pipe, external_task_id))
     return task
 
@@ -93,7 +100,8 @@ def send_upstream(services: Services, external_task_id: str) -> None:
     try:
         data = _existing(services, task) if task.submit_uncertain else None
         if data is None:
-            body = {**request, "callback_url": callback_url_for(services.settings, external_task_id)}
+            sent = with_inputs(services.storage, request)
+            body = {**sent, "callback_url": callback_url_for(services.settings, external_task_id)}
             _count_attempt(services, external_task_id)
             data = client.create_image2video(body)
     except KlingError as error:
@@ -102,6 +110,9 @@ def send_upstream(services: Services, external_task_id: str) -> None:
         if data is None:
             _refused(services, external_task_id, error, uncertain=uncertain)
             return
+    except InputUnreadable as error:  # Kling was not asked: nothing can exist upstream because of it
+        _refused(services, external_task_id, error, uncertain=False)
+        return
     services.admission.resume()
     record_news(services, external_task_id, update_from_kling_task(data), source="create")
 
@@ -131,7 +142,9 @@ def _count_attempt(services: Services, external_task_id: str) -> None:
     services.store.update(external_task_id, change)
 
 
-def _refused(services: Services, external_task_id: str, error: KlingError, *, uncertain: bool) -> None:
+def _refused(
+    services: Services, external_task_id: str, error: KlingError | InputUnreadable, *, uncertain: bool
+) -> None:
     """Record why Kling did not take the task; retry later unless the refusal is final.
 
     A task that may exist upstream is never rejected: only a lookup can settle it.
@@ -160,7 +173,9 @@ def _refused(services: Services, external_task_id: str, error: KlingError, *, un
     services.store.update(external_task_id, reject, history=history, after_commit=finish)
 
 
-def _note_error(services: Services, external_task_id: str, error: KlingError, *, uncertain: bool) -> None:
+def _note_error(
+    services: Services, external_task_id: str, error: KlingError | InputUnreadable, *, uncertain: bool
+) -> None:
     def change(task: Task) -> Outcome:
         task.error = error.as_dict()
         task.submit_uncertain = task.submit_uncertain or uncertain

@@ -126,7 +126,8 @@ class LocalStorage:
 
     def staging_path(self, key: str) -> Path:
         staging = self._staging(key)
-        staging.parent.mkdir(parents=True, exist_ok=True)
+        with _wrapped(f"create {staging.parent}"):
+            staging.parent.mkdir(parents=True, exist_ok=True)
         return staging
 
     def commit(
@@ -246,7 +247,8 @@ class S3Storage:
 
     def staging_path(self, key: str) -> Path:
         staging = self._staging(key)
-        staging.parent.mkdir(parents=True, exist_ok=True)
+        with _wrapped(f"create {staging.parent}"):
+            staging.parent.mkdir(parents=True, exist_ok=True)
         return staging
 
     def commit(

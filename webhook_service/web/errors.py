@@ -16,6 +16,8 @@ from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from webhook_service.domain.errors import InputsNotStored
+
 StartResponse = Callable[..., Any]
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,13 @@ def error_response(error: ApiError) -> tuple[Response, int]:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, error_response)
+
+    @app.errorhandler(InputsNotStored)
+    def inputs_not_stored(error: InputsNotStored) -> tuple[Response, int]:
+        """The archive's own words (paths, buckets) go to the log; the client learns what to do."""
+        log.error("create refused, its images could not be archived: %s", error)
+        message = "the archive is unavailable: the request's images were not stored and nothing was recorded"
+        return error_response(ApiError(503, CODE_UNAVAILABLE, f"{message}; try again shortly"))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:

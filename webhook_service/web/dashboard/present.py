@@ -1,37 +1,35 @@
 """How values look on the pages: times, ages, sizes, and a task's request with its images as images.
 
-Images in a request are an http(s) URL or raw Base64 (up to 10 MB). Base64 is shown as the picture
-(a `data:` URI whose type is read from the image's first bytes), never as text nobody can read.
+Images in a request are an http(s) URL or an archived input (domain/inputs.py). Either is shown as a
+picture: the URL as it is, the archived one as a thumbnail the dashboard serves from the archive. No
+Base64 ever reaches a page: a request recorded before inputs were archived says only how big it was.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-IMAGE_FIELDS = ("image", "image_tail", "static_mask")
+from webhook_service.domain.inputs import IMAGE_FIELDS, image_slots, reference
+
 FIRST_FIELDS = ("prompt", "negative_prompt", "model_name", "mode", "duration", "cfg_scale", *IMAGE_FIELDS)
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"BM", "image/bmp"),
-)
+
+# The dashboard's link to the request's n-th image (in image_slots order): the original or its thumbnail.
+InputLink = Callable[[int, bool], str]
 
 
 @dataclass(frozen=True)
 class Image:
-    """An image of the request: `src` is what an <img> can show (None when its type is unknown)."""
+    """An image of the request: `src` is what an <img> can show (None when there is no picture)."""
 
     src: str | None
-    url: str | None = None  # set when the request gave a URL
-    size: int | None = None  # decoded bytes, for Base64
+    url: str | None = None  # where the whole image is: the request's URL, or the archived file
+    size: int | None = None  # bytes
     mime: str | None = None
+    sha256: str | None = None  # set for an archived input
 
 
 @dataclass(frozen=True)
@@ -41,29 +39,16 @@ class Row:
     value: Any
 
 
-def sniff_mime(head: bytes) -> str | None:
-    for magic, mime in _MAGIC:
-        if head.startswith(magic):
-            return mime
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def image(value: object) -> Image:
+def image(value: object, index: int, link: InputLink) -> Image:
+    ref = reference(value)
+    if ref is not None:
+        original = link(index, False)
+        src = link(index, True) if ref.get("content_type") else None
+        return Image(src, original, ref.get("size"), ref.get("content_type"), ref.get("sha256"))
     text = str(value or "").strip()
     if text.startswith(("http://", "https://")):
         return Image(src=text, url=text)
-    if text.startswith("data:image/"):
-        return Image(src=text, mime=text[5 : text.find(";")] if ";" in text else None)
-    compact = "".join(text[:64].split())
-    try:
-        head = base64.b64decode(compact[: len(compact) // 4 * 4])
-    except (binascii.Error, ValueError):
-        head = b""
-    mime = sniff_mime(head)
-    size = len(text.rstrip("=")) * 3 // 4
-    return Image(src=f"data:{mime};base64,{text}" if mime else None, size=size, mime=mime)
+    return Image(src=None, size=len(text.rstrip("=")) * 3 // 4)
 
 
 def _without_images(value: Any) -> Any:
@@ -75,18 +60,22 @@ def _without_images(value: Any) -> Any:
     return value
 
 
-def request_rows(request: dict[str, Any]) -> list[Row]:
+def request_rows(request: dict[str, Any], link: InputLink) -> list[Row]:
     """The request's fields in a readable order: the prompt and images first, the rest as sent."""
+    index = {slot.path: n for n, slot in enumerate(image_slots(request))}
     names = [n for n in FIRST_FIELDS if n in request] + [n for n in request if n not in FIRST_FIELDS]
     rows = []
     for name in names:
         value = request[name]
         if name in IMAGE_FIELDS:
-            rows.append(Row(name, "image", image(value)))
+            rows.append(Row(name, "image", image(value, index[name], link)))
         elif name == "dynamic_masks" and isinstance(value, list):
             masks = [
-                (image(m.get("mask")), json.dumps(m.get("trajectories")))
-                for m in value
+                (
+                    image(m.get("mask"), index.get(f"dynamic_masks[{n}].mask", -1), link),
+                    json.dumps(m.get("trajectories")),
+                )
+                for n, m in enumerate(value)
                 if isinstance(m, dict)
             ]
             rows.append(Row(name, "masks", masks))

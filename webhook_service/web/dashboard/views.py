@@ -8,18 +8,21 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
     redirect,
     render_template,
     request,
+    send_file,
     url_for,
 )
 from flask.typing import ResponseReturnValue
 
 from webhook_service.domain.clock import now_ms, parse_since
 from webhook_service.domain.errors import NotReplayable
+from webhook_service.domain.inputs import REFERENCE_KEY, image_slots, reference
 from webhook_service.domain.tasks import Status, Task
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus
@@ -27,8 +30,9 @@ from webhook_service.web import tasks_api
 from webhook_service.web.context import current_services as services
 from webhook_service.web.dashboard import session as operator
 from webhook_service.web.dashboard.listing import PAGE_SIZE, RequestSummaries, in_motion, list_page
-from webhook_service.web.dashboard.present import request_rows
+from webhook_service.web.dashboard.present import InputLink, request_rows
 from webhook_service.web.dashboard.system import system_state
+from webhook_service.web.dashboard.thumbnails import thumbnail
 from webhook_service.web.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -116,7 +120,7 @@ def task_page(task_ref: str) -> str:
     return render_template(
         "dashboard/task.html",
         task=task,
-        rows=request_rows(store.request(task.external_task_id) or {}),
+        rows=request_rows(store.request(task.external_task_id) or {}, _input_link(task.external_task_id)),
         history=history,
         deliveries=found,
         attempts=attempts,
@@ -131,6 +135,47 @@ def task_video(task_ref: str, index: int) -> ResponseReturnValue:
     """The archived video for the page's <video>: the API's own view (Range, or a presigned redirect),
     behind the dashboard's session, so the API itself never has to accept a cookie."""
     return tasks_api.get_video(task_ref, index)
+
+
+def _input_link(external_task_id: str) -> InputLink:
+    def link(index: int, thumbnail: bool) -> str:
+        endpoint = ".task_input_thumbnail" if thumbnail else ".task_input"
+        return url_for(endpoint, task_ref=external_task_id, index=index)
+
+    return link
+
+
+def _archived_input(task_ref: str, index: int) -> dict[str, Any]:
+    """The reference to the request's `index`-th image (in image_slots order), if it is archived."""
+    store = services().store
+    task = store.find(task_ref)
+    slots = list(image_slots((task and store.request(task.external_task_id)) or {}))
+    ref = reference(slots[index].value) if index < len(slots) else None
+    if ref is None:
+        abort(404, f"No archived image {index} in the request of {task_ref!r}.")
+    return ref
+
+
+@bp.get("/tasks/<path:task_ref>/inputs/<int:index>")
+def task_input(task_ref: str, index: int) -> ResponseReturnValue:
+    """The request's image as the client sent it, from the archive: the file, or a presigned link (S3)."""
+    ref = _archived_input(task_ref, index)
+    storage = services().storage
+    path = storage.local_path(ref[REFERENCE_KEY])
+    if path is None:
+        return redirect(storage.presigned_url(ref[REFERENCE_KEY], tasks_api.PRESIGNED_URL_TTL_S) or "")
+    if not path.is_file():
+        abort(404, "The image is missing from the archive.")
+    mime = ref.get("content_type") or "application/octet-stream"
+    return send_file(path, mimetype=mime, conditional=True, download_name=path.name)
+
+
+@bp.get("/tasks/<path:task_ref>/inputs/<int:index>/thumbnail")
+def task_input_thumbnail(task_ref: str, index: int) -> ResponseReturnValue:
+    picture = thumbnail(services().storage, _archived_input(task_ref, index))
+    if picture is None:
+        abort(404, "This image has no thumbnail; the original is linked beside it.")
+    return Response(picture, mimetype="image/jpeg")
 
 
 @bp.get("/deliveries")

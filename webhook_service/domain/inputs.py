@@ -1,0 +1,178 @@
+"""A request's Base64 images live in the archive, not in Redis.
+
+Kling takes images (`image`, `image_tail`, `static_mask`, `dynamic_masks[].mask`) as a URL or as raw
+Base64 of up to 10 MB each, and a request may carry eight of them. Kept in Redis, one such request
+costs its whole size for as long as the task is kept. So when a task is recorded, each Base64 value is
+decoded and written to the archive beside the task's videos (domain/archive_layout.py), and the
+request in Redis holds a reference in its place:
+
+    "image": {"archived_input": "2026/11/21/<external_task_id>/inputs/image-3f2a9c1d8e7b6a50.png",
+              "sha256": "<hex of the decoded bytes>", "size": <decoded bytes>,
+              "content_type": "image/png" or null when the bytes are no image type we know}
+
+It is read back, and its sha256 checked, whenever the request goes upstream. URLs stay in the request
+as they are: they are short. The bytes are the image itself (a file anyone can open), and the Base64
+sent upstream is their standard encoding, which is what every encoder makes. Base64 may also end in a
+character whose unused low bits are not zero and still decode to the same bytes: the reference then
+keeps the last four characters as sent (`base64_tail`), so Kling receives exactly what the client sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from webhook_service.domain.archive_layout import task_folder
+from webhook_service.domain.errors import InputsNotStored, InputUnreadable
+from webhook_service.domain.tasks import Task
+from webhook_service.integrations.storage import Storage, StorageError
+
+REFERENCE_KEY = "archived_input"
+IMAGE_FIELDS = ("image", "image_tail", "static_mask")
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
+    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
+    (b"GIF87a", "image/gif", "gif"),
+    (b"GIF89a", "image/gif", "gif"),
+    (b"BM", "image/bmp", "bmp"),
+)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where an image sits in a request: `path` as validation names it (`dynamic_masks[2].mask`)."""
+
+    path: str
+    holder: dict[str, Any]
+    key: str
+
+    @property
+    def value(self) -> Any:
+        return self.holder[self.key]
+
+    @property
+    def file_stem(self) -> str:
+        return self.path.replace("[", "_").replace("].", "_").replace(".", "_")
+
+
+def image_slots(request: dict[str, Any]) -> Iterator[Slot]:
+    """Every image field the request has, in a fixed order (the dashboard numbers them by it)."""
+    for name in IMAGE_FIELDS:
+        if name in request:
+            yield Slot(name, request, name)
+    masks = request.get("dynamic_masks")
+    if isinstance(masks, list):
+        for n, mask in enumerate(masks):
+            if isinstance(mask, dict) and "mask" in mask:
+                yield Slot(f"dynamic_masks[{n}].mask", mask, "mask")
+
+
+def is_base64(value: object) -> bool:
+    """Validation's rule: a Base64 string never holds ':', any URL does."""
+    return isinstance(value, str) and ":" not in value
+
+
+def reference(value: object) -> dict[str, Any] | None:
+    """The archived input a request's field refers to, or None for a URL (or a request stored before
+    inputs left Redis, whose Base64 is still inline)."""
+    return value if isinstance(value, dict) and REFERENCE_KEY in value else None
+
+
+def archived_inputs(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's archived inputs, each with the field it came from: what metadata.json lists."""
+    return [{"field": slot.path, **ref} for slot in image_slots(request) if (ref := reference(slot.value))]
+
+
+def without_base64(request: dict[str, Any]) -> dict[str, Any]:
+    """The request with any Base64 still inline (a task recorded before inputs left Redis) named by its
+    length instead: it is nowhere else, but megabytes of it help no reader."""
+    clean = _copy(request)
+    for slot in image_slots(clean):
+        if is_base64(slot.value):
+            slot.holder[slot.key] = f"<base64, {len(slot.value)} characters>"
+    return clean
+
+
+def sniff(head: bytes) -> tuple[str, str] | None:
+    """An image's content type and file extension from its first bytes; None for anything else."""
+    for magic, mime, extension in _MAGIC:
+        if head.startswith(magic):
+            return mime, extension
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp", "webp"
+    return None
+
+
+def store_inputs(storage: Storage, task: Task, request: dict[str, Any]) -> dict[str, Any]:
+    """The request with each Base64 image written to the archive and replaced by its reference.
+
+    Raises InputsNotStored when the archive refuses a write: the caller records nothing then. Keys
+    carry the content's digest, so a write never replaces another task's file, even one that claims
+    the same external_task_id on the same day (it is refused as a duplicate after the write).
+    """
+    stored = _copy(request)
+    inputs = f"{task_folder(task)}/inputs"
+    for slot in image_slots(stored):
+        value = slot.value
+        if not is_base64(value):
+            continue
+        data = base64.b64decode(value, validate=True)
+        sha256 = hashlib.sha256(data).hexdigest()
+        kind = sniff(data[:16])
+        content_type, extension = kind if kind else (None, "bin")
+        key = f"{inputs}/{slot.file_stem}-{sha256[:16]}.{extension}"
+        try:
+            storage.put_bytes(key, data, content_type or "application/octet-stream")
+        except StorageError as error:
+            raise InputsNotStored(f"the archive did not take {slot.path}: {error}") from error
+        ref: dict[str, Any] = {
+            REFERENCE_KEY: key,
+            "sha256": sha256,
+            "size": len(data),
+            "content_type": content_type,
+        }
+        if base64.b64encode(data).decode("ascii") != value:
+            ref["base64_tail"] = value[-4:]
+        slot.holder[slot.key] = ref
+    return stored
+
+
+def with_inputs(storage: Storage, request: dict[str, Any]) -> dict[str, Any]:
+    """The request as the client sent it: every reference replaced by the archived image's Base64.
+
+    Raises InputUnreadable: not retryable when the file is gone or its bytes are not the ones recorded,
+    retryable when the archive failed to answer.
+    """
+    resolved = _copy(request)
+    for slot in image_slots(resolved):
+        ref = reference(slot.value)
+        if ref is not None:
+            encoded = base64.b64encode(read_input(storage, ref, slot.path)).decode("ascii")
+            tail = ref.get("base64_tail")
+            slot.holder[slot.key] = encoded[: -len(tail)] + tail if tail else encoded
+    return resolved
+
+
+def read_input(storage: Storage, ref: dict[str, Any], path: str = "the input") -> bytes:
+    """An archived input's bytes, checked against the sha256 its reference recorded (InputUnreadable)."""
+    key = ref[REFERENCE_KEY]
+    try:
+        if storage.stat(key) is None:
+            raise InputUnreadable(f"{path} ({key}) is missing from the archive", retryable=False)
+        data = storage.read_bytes(key)
+    except StorageError as error:
+        raise InputUnreadable(f"the archive could not read {path} ({key}): {error}", retryable=True) from None
+    if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+        raise InputUnreadable(f"{path} ({key}) in the archive is not the image recorded", retryable=False)
+    return data
+
+
+def _copy(request: dict[str, Any]) -> dict[str, Any]:
+    """Deep enough for the slots to be replaced without touching the caller's request."""
+    copied = dict(request)
+    if isinstance(copied.get("dynamic_masks"), list):
+        copied["dynamic_masks"] = [dict(m) if isinstance(m, dict) else m for m in copied["dynamic_masks"]]
+    return copied
