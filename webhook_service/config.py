@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from webhook_service.domain.events import EventType
+from webhook_service.domain.tasks import DEFAULT_MAX_OUTPUTS
 from webhook_service.redaction import url_without_secrets
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -80,7 +81,7 @@ class Settings:
     archive_retention_days: float = 0.0  # 0: the archive keeps everything
     require_durable_redis: bool = False
     submit_waiting_max: int = 1
-    callback_max_outputs: int = 16
+    callback_max_outputs: int = DEFAULT_MAX_OUTPUTS
 
     def __repr__(self) -> str:  # secrets must never reach a log line through a repr
         redis_url = url_without_secrets(self.redis_url)
@@ -170,7 +171,9 @@ class Settings:
             ),
             require_durable_redis=_bool("REQUIRE_DURABLE_REDIS", get("REQUIRE_DURABLE_REDIS")),
             submit_waiting_max=_positive_int("SUBMIT_WAITING_MAX", get("SUBMIT_WAITING_MAX"), 1),
-            callback_max_outputs=_positive_int("CALLBACK_MAX_OUTPUTS", get("CALLBACK_MAX_OUTPUTS"), 16),
+            callback_max_outputs=_positive_int(
+                "CALLBACK_MAX_OUTPUTS", get("CALLBACK_MAX_OUTPUTS"), DEFAULT_MAX_OUTPUTS
+            ),
             archive_retry_base_s=_positive_float(
                 "ARCHIVE_RETRY_BASE_S", get("ARCHIVE_RETRY_BASE_S", "10"), allow_zero=True
             ),

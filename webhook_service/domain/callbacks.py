@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook_service.domain.bounds import stored_body
 from webhook_service.domain.errors import TaskIdConflict
 from webhook_service.domain.lifecycle import record_news
 from webhook_service.domain.tasks import Outcome, Task, update_from_callback
@@ -22,7 +23,7 @@ def receive_callback(
 
     Raises UnknownCallbackShape, TaskIdConflict or TaskNotFound (domain/errors.py).
     """
-    update = update_from_callback(body)
+    update = update_from_callback(body, max_outputs=services.settings.callback_max_outputs)
     if update.external_task_id and update.external_task_id != external_task_id:
         raise TaskIdConflict(
             f"the body's external_task_id {update.external_task_id!r} is not this URL's task"
@@ -37,5 +38,5 @@ def receive_callback(
         if owner is not None and owner != task.external_task_id:
             raise TaskIdConflict(f"task_id {task_id!r} belongs to another task")
 
-    detail = {"webhook_id": webhook_id, "body": body}
+    detail = {"webhook_id": webhook_id, **stored_body(body)}
     return record_news(services, external_task_id, update, source="callback", detail=detail, check=same_task)

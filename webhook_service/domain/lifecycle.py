@@ -54,6 +54,14 @@ def record_news(
             enqueue_archive(services.redis, after.external_task_id, retry_base_s=retry_base_s, pipeline=pipe)
 
     history = {"event": "status", "source": source, "reported_status": update.status.value, **(detail or {})}
+    if update.outputs_dropped:
+        history["outputs_dropped"] = update.outputs_dropped
+        log.warning(
+            "%s for %s: %d outputs over CALLBACK_MAX_OUTPUTS left out",
+            source,
+            external_task_id,
+            update.outputs_dropped,
+        )
     task, outcome = services.store.update(
         external_task_id,
         change,

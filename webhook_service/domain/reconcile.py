@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from webhook_service.domain.bounds import stored_body
 from webhook_service.domain.lifecycle import expire, record_news, release
 from webhook_service.domain.submission import dispatch
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
@@ -103,9 +104,8 @@ def _check(services: Services, external_task_id: str, report: PassReport) -> Non
         log.warning("poll of %s failed: %s", external_task_id, error)
         _space_out(services, external_task_id)
         return
-    _, outcome = record_news(
-        services, external_task_id, update_from_kling_task(data), source="poll", detail={"body": data}
-    )
+    update = update_from_kling_task(data, max_outputs=services.settings.callback_max_outputs)
+    _, outcome = record_news(services, external_task_id, update, source="poll", detail=stored_body(data))
     if outcome is Outcome.APPLIED:
         report.changed.append(external_task_id)
         services.open_tasks.news(external_task_id)

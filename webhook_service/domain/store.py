@@ -77,6 +77,15 @@ class TaskStore:
             json.loads(item) for item in self.redis.lrange(self.keys.task_history(external_task_id), 0, -1)
         ]
 
+    def history_tail(self, external_task_id: str, last: int) -> tuple[list[dict[str, Any]], int]:
+        """The newest `last` entries, oldest first, and how many entries there are in all."""
+        key = self.keys.task_history(external_task_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lrange(key, -last, -1)
+        pipe.llen(key)
+        items, count = pipe.execute()
+        return [json.loads(item) for item in items], int(count)
+
     def append_history(self, external_task_id: str, entry: dict[str, Any]) -> None:
         key = self.keys.task_history(external_task_id)
         pipe = self.redis.pipeline(transaction=True)

@@ -114,7 +114,8 @@ def send_upstream(services: Services, external_task_id: str) -> None:
         _refused(services, external_task_id, error, uncertain=False)
         return
     services.admission.resume()
-    record_news(services, external_task_id, update_from_kling_task(data), source="create")
+    update = update_from_kling_task(data, max_outputs=services.settings.callback_max_outputs)
+    record_news(services, external_task_id, update, source="create")
 
 
 def _existing(services: Services, task: Task) -> dict[str, Any] | None:

@@ -17,6 +17,11 @@ from urllib.parse import quote
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import UnknownCallbackShape
 
+# Outputs kept from one callback or answer (CALLBACK_MAX_OUTPUTS): Kling makes one video per task.
+DEFAULT_MAX_OUTPUTS = 16
+# A status message is a reason in a sentence or two; it is copied into the task, its events, Slack.
+STATUS_MSG_MAX_CHARS = 2000
+
 
 class Status(StrEnum):
     QUEUED = "queued"  # recorded by the service, not yet accepted upstream
@@ -90,6 +95,7 @@ class StatusUpdate:
     final_unit_deduction: str | None = None
     upstream_created_at: int | None = None
     upstream_updated_at: int | None = None
+    outputs_dropped: int = 0  # outputs past CALLBACK_MAX_OUTPUTS, left out of task_result
 
 
 @dataclass
@@ -208,21 +214,25 @@ def callback_shape(body: dict[str, Any]) -> str:
     return "legacy" if "task_status" in body or "task_id" in body else "newer"
 
 
-def update_from_callback(body: dict[str, Any]) -> StatusUpdate:
-    """Read either callback shape: legacy (`task_id`/`task_status`) or newer (`id`/`status`)."""
+def update_from_callback(body: dict[str, Any], *, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> StatusUpdate:
+    """Read either callback shape: legacy (`task_id`/`task_status`) or newer (`id`/`status`).
+
+    At most `max_outputs` outputs are kept (CALLBACK_MAX_OUTPUTS), so one callback cannot order the
+    archive to fetch thousands of videos; how many were left out is in `outputs_dropped`.
+    """
     if callback_shape(body) == "legacy":
-        return _update_from_legacy(body)
+        return _update_from_legacy(body, max_outputs)
     if "status" in body or "id" in body:
-        return _update_from_newer(body)
+        return _update_from_newer(body, max_outputs)
     raise UnknownCallbackShape("expected task_id/task_status (legacy) or id/status (newer) keys")
 
 
-def update_from_kling_task(data: dict[str, Any]) -> StatusUpdate:
+def update_from_kling_task(data: dict[str, Any], *, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> StatusUpdate:
     """Kling's task object, as returned by create and query, has the legacy callback's keys."""
-    return _update_from_legacy(data)
+    return _update_from_legacy(data, max_outputs)
 
 
-def _update_from_legacy(body: dict[str, Any]) -> StatusUpdate:
+def _update_from_legacy(body: dict[str, Any], max_outputs: int) -> StatusUpdate:
     status = parse_status(body.get("task_status"))
     if status is None:
         raise UnknownCallbackShape(f"task_status {body.get('task_status')!r} is not a Kling status")
@@ -230,19 +240,26 @@ def _update_from_legacy(body: dict[str, Any]) -> StatusUpdate:
     if not isinstance(task_info, dict):
         task_info = {}
     result = body.get("task_result")
+    dropped = 0
+    if isinstance(result, dict):  # `videos`, and `images` for Kling's image tasks: each list capped
+        dropped = sum(
+            len(v) - max_outputs for v in result.values() if isinstance(v, list) and len(v) > max_outputs
+        )
+        result = {k: v[:max_outputs] if isinstance(v, list) else v for k, v in result.items()}
     return StatusUpdate(
         status=status,
         task_id=_str_or_none(body.get("task_id")),
         external_task_id=_str_or_none(task_info.get("external_task_id")),
-        status_msg=_str_or_none(body.get("task_status_msg")),
+        status_msg=_message(body.get("task_status_msg")),
         task_result=result if isinstance(result, dict) else None,
         final_unit_deduction=_str_or_none(body.get("final_unit_deduction")),
         upstream_created_at=_int_or_none(body.get("created_at")),
         upstream_updated_at=_int_or_none(body.get("updated_at")),
+        outputs_dropped=dropped,
     )
 
 
-def _update_from_newer(body: dict[str, Any]) -> StatusUpdate:
+def _update_from_newer(body: dict[str, Any], max_outputs: int) -> StatusUpdate:
     status = parse_status(body.get("status"))
     if status is None:
         raise UnknownCallbackShape(f"status {body.get('status')!r} is not a Kling status")
@@ -258,11 +275,17 @@ def _update_from_newer(body: dict[str, Any]) -> StatusUpdate:
         status=status,
         task_id=_str_or_none(body.get("id")),
         external_task_id=_str_or_none(body.get("external_id")),
-        status_msg=_str_or_none(body.get("message")),
-        task_result={"videos": videos} if videos else None,
+        status_msg=_message(body.get("message")),
+        task_result={"videos": videos[:max_outputs]} if videos else None,
         upstream_created_at=_int_or_none(body.get("create_time")),
         upstream_updated_at=_int_or_none(body.get("update_time")),
+        outputs_dropped=max(0, len(videos) - max_outputs),
     )
+
+
+def _message(value: object) -> str | None:
+    text = _str_or_none(value)
+    return text[:STATUS_MSG_MAX_CHARS] + "…" if text and len(text) > STATUS_MSG_MAX_CHARS else text
 
 
 def _str_or_none(value: object) -> str | None:

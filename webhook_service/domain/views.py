@@ -11,8 +11,13 @@ from webhook_service.redaction import shown_url
 from webhook_service.services import Services
 
 
-def task_view(svc: Services, task: Task) -> dict[str, Any]:
-    """The whole task: upstream status, archive state, archived videos with their links, history."""
+def task_view(svc: Services, task: Task, *, history_last: int | None = None) -> dict[str, Any]:
+    """The whole task: upstream status, archive state, archived videos with their links, history.
+
+    With `history_last`, only a summary of the history, for copies that are stored and sent (event
+    payloads): its newest entries without the bodies they carry, and `history_count`, how many there
+    are in all. The whole of it stays one `GET /v1/tasks/<id>` away.
+    """
     base_url = svc.settings.public_base_url
     data = task.to_dict()
     if task.client_callback_url:  # any API client may read any task: not a secret it may carry
@@ -22,7 +27,11 @@ def task_view(svc: Services, task: Task) -> dict[str, Any]:
         {**video, "index": n, "url": task.archive_link(base_url, n)}
         for n, video in enumerate(task.archived_videos)
     ]
-    data["history"] = svc.store.history(task.external_task_id)
+    if history_last is None:
+        data["history"] = svc.store.history(task.external_task_id)
+        return data
+    entries, data["history_count"] = svc.store.history_tail(task.external_task_id, history_last)
+    data["history"] = [{k: v for k, v in entry.items() if not k.startswith("body")} for entry in entries]
     return data
 
 

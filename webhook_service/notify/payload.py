@@ -2,7 +2,10 @@
 every attempt.
 
 The body is the Standard Webhooks shape `{"type", "timestamp", "data"}` with the task as
-`GET /v1/tasks/<id>` shows it (links to the archived videos, never their bytes). A retry next week
+`GET /v1/tasks/<id>` shows it (links to the archived videos, never their bytes), but only a summary of
+its history: the last EVENT_HISTORY_ENTRIES entries without their bodies, and `history_count`. Each
+event is stored until its deliveries are done, and a task's history grows with every callback and
+poll: the whole history in every event would multiply it. A retry next week
 sends what the first attempt sent, and a receiver that deduplicates on `webhook-id` sees one message
 however often it arrives.
 """
@@ -17,13 +20,15 @@ from webhook_service.domain.tasks import Task
 from webhook_service.domain.views import task_view
 from webhook_service.services import Services
 
+EVENT_HISTORY_ENTRIES = 5
+
 
 def build_event(svc: Services, task: Task, event_id: str, event_type: str, at: datetime) -> Event:
     """The event for `task` as it is now; `at` is when the change it reports was committed."""
     body = {
         "type": event_type,
         "timestamp": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "data": task_view(svc, task),
+        "data": task_view(svc, task, history_last=EVENT_HISTORY_ENTRIES),
     }
     request = svc.store.request(task.external_task_id) or {}
     prompt = request.get("prompt")

@@ -7,16 +7,28 @@ the domain never loads the web.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import redis
 from flask import Flask, Response
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook_service.config import Settings
+from webhook_service.domain.validation import MAX_IMAGE_BYTES
 from webhook_service.integrations import logs
 from webhook_service.services import Services
 
-MAX_REQUEST_BYTES = 64 * 1024 * 1024  # two 10 MB images in Base64, masks and room to spare
+# The largest create body Kling's rules allow, and so the most any request may send. An image is at
+# most 10 MB (MAX_IMAGE_BYTES = 10,485,760 bytes, as validation counts them), which is
+# 4 * ceil(10,485,760 / 3) = 13,981,016 characters of Base64. Beside `image`, a request may use one of
+# three groups: image_tail (1 more image), camera_control (none) or the motion brush, static_mask with
+# up to 6 dynamic_masks[].mask (7 more). So 8 images: 111,848,128 characters. Everything else fits in
+# 1 MiB: two prompts of 2,500 characters at most 12 bytes each as JSON escapes (60,000 bytes), 6 x 77
+# trajectory points, ids, URLs and whitespace. In all 112,896,704 bytes (107.7 MiB).
+MAX_IMAGES_PER_REQUEST = 1 + 1 + 6  # image, static_mask, six dynamic_masks
+BASE64_IMAGE_CHARS = 4 * math.ceil(MAX_IMAGE_BYTES / 3)
+MAX_REQUEST_BYTES = MAX_IMAGES_PER_REQUEST * BASE64_IMAGE_CHARS + 1024 * 1024
 
 
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
@@ -34,6 +46,8 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     )
     from webhook_service.web.context import install
     from webhook_service.web.errors import (
+        CODE_BAD_REQUEST,
+        ApiError,
         error_response,
         register_error_handlers,
         request_id,
@@ -61,6 +75,15 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     @app.errorhandler(redis.RedisError)
     def redis_failed(error: redis.RedisError) -> tuple[Response, int]:
         return error_response(storage_unavailable(error))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_error: RequestEntityTooLarge) -> tuple[Response, int]:
+        message = (
+            f"the request body is over the limit of {MAX_REQUEST_BYTES:,} bytes "
+            f"({MAX_REQUEST_BYTES / 1024**2:.1f} MiB): the most Kling's rules allow, "
+            f"{MAX_IMAGES_PER_REQUEST} images of 10 MB in Base64 and 1 MiB for the other fields"
+        )
+        return error_response(ApiError(413, CODE_BAD_REQUEST, message))
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)

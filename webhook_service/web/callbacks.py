@@ -93,7 +93,11 @@ class CallbackEndpoint:
         logs.bind(external_task_id=external_task_id)
 
         request.max_content_length = settings.callback_max_bytes
-        raw = request.get_data(cache=False)  # 413 when over the limit, even without Content-Length
+        try:
+            raw = request.get_data(cache=False)  # refused when over the limit, even without Content-Length
+        except RequestEntityTooLarge:
+            limit = f"{settings.callback_max_bytes:,} bytes"
+            raise ApiError(413, CODE_BAD_REQUEST, f"the callback body is over the limit of {limit}") from None
         if self.webhook is not None:
             self._verify_signature(raw, request)
         return external_task_id, json_object(raw, "the callback body")
@@ -116,8 +120,6 @@ def _as_api_error(error: Exception) -> ApiError:
         return ApiError(409, CODE_CONFLICT, str(error))
     if isinstance(error, TaskNotFound):
         return ApiError(404, CODE_NOT_FOUND, f"task {error.args[0]!r} is not (or no longer) recorded")
-    if isinstance(error, RequestEntityTooLarge):
-        return ApiError(413, CODE_BAD_REQUEST, f"the callback body is over the limit: {error.description}")
     if isinstance(error, redis.RedisError):
         return storage_unavailable(error)
     log.exception("callback failed")

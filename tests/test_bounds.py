@@ -1,0 +1,192 @@
+"""Everything the service stores has a ceiling, whatever a client or a callback sends: bodies in a task's
+history, outputs per callback, status messages, events' copies of the history, the request body."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import Service, make_service
+from tests.support import wait_for
+from webhook_service.domain.bounds import STORED_BODY_MAX_BYTES, stored_body
+from webhook_service.domain.callback_tokens import callback_url_for
+from webhook_service.domain.reconcile import reconcile
+from webhook_service.domain.tasks import STATUS_MSG_MAX_CHARS
+from webhook_service.notify.payload import EVENT_HISTORY_ENTRIES, build_event
+from webhook_service.web.app import MAX_REQUEST_BYTES
+
+IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
+QUIET = {"steps": [{"status": "succeed", "delay": 0, "send": False}]}  # Kling says nothing unasked
+
+
+def post_callback(service: Service, external_id: str, body: dict[str, Any] | bytes) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    url = callback_url_for(service.services.settings, external_id)
+    return httpx.post(url, content=content, headers={"Content-Type": "application/json"}, timeout=30)
+
+
+def quiet_task(service: Service, simulator, external_id: str) -> str:
+    """A submitted task whose upstream sends no callbacks; returns Kling's task_id."""
+    simulator.state.set_scenario(external_id, QUIET)
+    assert service.submit({**IMAGE, "external_task_id": external_id}).status_code == 200
+    return service.task(external_id)["task_id"]
+
+
+def last_status_entry(service: Service, external_id: str) -> dict[str, Any]:
+    return [h for h in service.services.store.history(external_id) if h["event"] == "status"][-1]
+
+
+def test_a_callback_body_is_kept_whole_up_to_16_kib_then_cut_down_still_json(
+    service: Service, simulator
+) -> None:
+    task_id = quiet_task(service, simulator, "padded")
+    small = {"task_id": task_id, "task_status": "processing", "note": "x" * 1000}
+    assert post_callback(service, "padded", small).status_code == 200
+    assert last_status_entry(service, "padded")["body"] == small
+
+    padding = [{"n": n, "filler": "y" * 90} for n in range(8000)]  # 0.9 MB, under the 1 MiB callback limit
+    big = {"task_id": task_id, "task_status": "failed", "task_status_msg": "m" * 5000, "padding": padding}
+    assert post_callback(service, "padded", big).status_code == 200
+
+    entry = last_status_entry(service, "padded")
+    whole = json.dumps(big, separators=(",", ":")).encode()
+    assert entry["body_truncated"] is True and entry["body_size"] == len(whole)
+    assert entry["body_sha256"] == hashlib.sha256(whole).hexdigest()
+    kept = entry["body"]
+    assert len(json.dumps(kept)) <= STORED_BODY_MAX_BYTES
+    assert kept["task_id"] == task_id and kept["task_status"] == "failed"  # the small members survive
+    assert kept["padding"][:3] == padding[:3]  # a list keeps its first items
+    history_key = service.services.keys.task_history("padded")
+    assert service.services.redis.memory_usage(history_key, samples=0) < 3 * STORED_BODY_MAX_BYTES
+
+    task = service.task("padded")
+    assert task["task_status"] == "failed"
+    assert task["task_status_msg"] == "m" * STATUS_MSG_MAX_CHARS + "…"  # the task keeps a sentence, not 5 KB
+
+
+def test_a_5_mb_callback_is_refused_naming_the_limit_and_changes_nothing(service: Service, simulator) -> None:
+    task_id = quiet_task(service, simulator, "flood")
+    before = service.services.store.history("flood")
+
+    refused = post_callback(
+        service, "flood", {"task_id": task_id, "task_status": "succeed", "x": "z" * 5_000_000}
+    )
+
+    assert refused.status_code == 413 and "1,048,576 bytes" in refused.json()["message"]
+    assert service.services.store.history("flood") == before
+    assert service.task("flood")["task_status"] == "submitted"
+
+
+@pytest.mark.parametrize("shape", ["legacy", "newer"])
+def test_a_callback_with_10000_outputs_keeps_callback_max_outputs_and_says_so(
+    service: Service, simulator, shape: str
+) -> None:
+    external_id = f"many-{shape}"
+    task_id = quiet_task(service, simulator, external_id)
+    outputs = [{"id": f"v{n}", "url": f"https://cdn.example.com/{n}.mp4"} for n in range(10_000)]
+    if shape == "legacy":
+        body = {"task_id": task_id, "task_status": "succeed", "task_result": {"videos": outputs}}
+    else:
+        body = {"id": task_id, "status": "succeeded", "outputs": [{"type": "video", **o} for o in outputs]}
+
+    assert post_callback(service, external_id, body).status_code == 200
+
+    view = service.http.get(f"/v1/tasks/{external_id}").json()["data"]
+    assert view["status"] == "succeed"
+    assert [v["id"] for v in view["task_result"]["videos"]] == [f"v{n}" for n in range(16)]
+    assert last_status_entry(service, external_id)["outputs_dropped"] == 10_000 - 16
+
+
+def test_a_poll_answer_is_capped_like_a_callback(env: dict[str, str], simulator) -> None:
+    """Kling's answer to a query can be as large as a callback: the success callback of this task would
+    be refused (1.3 MB), and the poll that completes it instead keeps 16 videos and 16 KiB of body."""
+    simulator.state.set_default(
+        {"steps": [{"status": "succeed", "delay": 0, "send": False}], "videos": 10_000}
+    )
+    overrides = {"RECONCILE_AFTER_S": "0.05", "RECONCILE_POLLS_PER_S": "100", "CALLBACK_MAX_OUTPUTS": "3"}
+    service, server, _ = make_service(env, **overrides)
+    try:
+        assert service.submit({**IMAGE, "external_task_id": "polled"}).status_code == 200
+        wait_for(lambda: "polled" in reconcile(service.services).changed, timeout=15, what="a poll")
+
+        entry = last_status_entry(service, "polled")
+        assert (
+            entry["source"] == "poll" and entry["body_truncated"] is True and entry["body_size"] > 1_000_000
+        )
+        assert len(json.dumps(entry["body"])) <= STORED_BODY_MAX_BYTES
+        assert entry["body"]["task_status"] == "succeed" and entry["outputs_dropped"] == 10_000 - 3
+        assert len(service.services.store.get("polled").task_result["videos"]) == 3
+    finally:
+        server.stop()
+
+
+def test_events_carry_a_summary_of_the_history_and_the_api_the_whole(service: Service, simulator) -> None:
+    task_id = quiet_task(service, simulator, "chatty")
+    for n in range(30):
+        body = {"task_id": task_id, "task_status": "processing", "n": n, "filler": "f" * 500}
+        assert post_callback(service, "chatty", body).status_code == 200
+    svc = service.services
+    count = len(svc.store.history("chatty"))
+
+    event = build_event(svc, svc.store.get("chatty"), "evt_chatty", "task.processing", datetime.now(UTC))
+
+    data = json.loads(event.payload)["data"]
+    assert data["history_count"] == count >= 32
+    assert len(data["history"]) == EVENT_HISTORY_ENTRIES
+    assert data["history"] == [
+        {k: v for k, v in h.items() if k != "body"}
+        for h in svc.store.history("chatty")[-EVENT_HISTORY_ENTRIES:]
+    ]
+    assert len(event.payload) < 4096  # thirty 600-byte bodies stayed in the task's own history
+    whole = service.http.get("/v1/tasks/chatty").json()["data"]["history"]
+    assert len(whole) == count and whole[-1]["body"]["n"] == 29
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"task_status": "succeed", "huge": "é" * 50_000},  # escapes take 6 bytes a character
+        {"task_status": "succeed", "emoji": "😀" * 20_000},  # 12
+        {"task_status": "succeed", "deep": {"a": {"b": {"c": ["x" * 40_000]}}}},
+        {"task_status": "succeed", **{f"k{n}": n for n in range(5000)}},
+        {"task_status": "succeed", "number": int("9" * 4000), "list": list(range(10_000))},
+    ],
+    ids=["accents", "emoji", "nested", "many-keys", "numbers"],
+)
+def test_a_cut_down_body_is_valid_json_within_the_limit_and_keeps_the_status(body: dict[str, Any]) -> None:
+    kept = stored_body(body)
+    assert kept["body_truncated"] is True
+    text = json.dumps(kept["body"])
+    assert len(text) <= STORED_BODY_MAX_BYTES and json.loads(text)["task_status"] == "succeed"
+    assert len(text) > STORED_BODY_MAX_BYTES // 2  # cut down, not thrown away
+
+
+def test_a_20_mb_base64_field_is_refused_and_nothing_is_kept(service: Service, simulator) -> None:
+    huge = base64.b64encode(os.urandom(15 * 1024 * 1024)).decode()  # 20 MiB of Base64
+
+    refused = service.submit({"image": huge, "external_task_id": "huge"})
+
+    assert refused.status_code == 400
+    assert [(e["field"], e["code"]) for e in refused.json()["errors"]] == [("image", "too_large")]
+    assert service.services.redis.keys("kws:*") == []
+    assert not Path(service.services.settings.archive_url).exists()
+    assert simulator.state.tasks() == []
+
+
+def test_a_request_over_what_kling_accepts_is_refused_naming_the_limit(client: FlaskClient) -> None:
+    at_the_limit = client.post("/v1/videos/image2video", data=b" " * MAX_REQUEST_BYTES)
+    assert at_the_limit.status_code == 400  # read, and found to be no JSON object
+
+    over = client.post("/v1/videos/image2video", data=b" " * (MAX_REQUEST_BYTES + 1))
+
+    assert over.status_code == 413
+    assert "112,896,704 bytes (107.7 MiB)" in over.json["message"] and over.json["code"] == 1201
