@@ -46,21 +46,38 @@ logconfig_dict = logs.gunicorn_logconfig()
 
 
 def on_starting(server: object) -> None:
-    """Before any worker starts: refuse a served port or an unfit Redis, and start a new run's counters
-    from 0 (drop the files of processes that are gone)."""
+    """Before any worker starts: refuse a served port, a waiting budget that leaves no thread spare or
+    an unfit Redis, and start a new run's counters from 0 (drop the files of processes that are gone)."""
     refuse_a_served_port(server.cfg.address)  # type: ignore[attr-defined]
-    refuse_an_unfit_redis()
+    settings = _settings_or_none()
+    if settings is not None:  # else each worker refuses to start and says why (wsgi.py)
+        refuse_a_waiting_budget_without_a_spare_thread(settings, server.cfg.threads)  # type: ignore[attr-defined]
+        refuse_an_unfit_redis(settings)
     metrics.remove_files_of_dead_processes()
 
 
-def refuse_an_unfit_redis() -> None:
+def _settings_or_none() -> Settings | None:
+    try:
+        return Settings.from_env()
+    except ConfigError:
+        return None
+
+
+def refuse_a_waiting_budget_without_a_spare_thread(settings: Settings, threads_per_worker: int) -> None:
+    """Synchronous creates may hold SUBMIT_WAITING_MAX threads of a worker for seconds (web/kling_api.py):
+    at least one more must be left for Kling's callbacks and the health checks."""
+    if settings.submit_waiting_max >= threads_per_worker:
+        raise SystemExit(
+            f"configuration error: SUBMIT_WAITING_MAX: must be less than WEB_THREADS "
+            f"({threads_per_worker}), got {settings.submit_waiting_max}: each web process keeps a thread "
+            "free for Kling's callbacks and health checks (lower it, or raise WEB_THREADS)"
+        )
+
+
+def refuse_an_unfit_redis(settings: Settings) -> None:
     """Checked once, by the master, before any worker starts: a Redis that would evict data (or, with
     REQUIRE_DURABLE_REDIS, keep nothing on disk) stops the start. The `flask` commands, which build the
     app too, do not repeat the warnings."""
-    try:
-        settings = Settings.from_env()
-    except ConfigError:
-        return  # each worker refuses to start and says why (wsgi.py)
     connection = redis_connection(settings)
     try:
         check_at_start(connection, require_durable=settings.require_durable_redis)

@@ -53,6 +53,13 @@ SUBMISSIONS = Counter(
     "Create requests sent to Kling, by Kling's answer code (0: accepted; transport: no answer)",
     ["code"],
 )
+SYNC_CREATES = Counter(
+    "kws_sync_creates",
+    "Create requests without Prefer: respond-async, by whether their process's waiting budget "
+    "(SUBMIT_WAITING_MAX) let them wait for Kling (waited) or they were answered 202 queued at once "
+    "(queued_at_once)",
+    ["outcome"],
+)
 UPSTREAM_SECONDS = Histogram(
     "kws_upstream_request_seconds",
     "Time of one call to Kling's API, by operation (create, query, list), errors included",
@@ -128,6 +135,10 @@ def upstream_called(operation: str, seconds: float, code: str) -> None:
     UPSTREAM_SECONDS.labels(operation).observe(seconds)
     if operation == "create":
         SUBMISSIONS.labels(code).inc()
+
+
+def sync_create(*, waited: bool) -> None:
+    SYNC_CREATES.labels("waited" if waited else "queued_at_once").inc()
 
 
 def downloaded(outcome: str, seconds: float, size: int = 0) -> None:

@@ -2,27 +2,46 @@
 
 Registered twice, at `/v1/...` (Kling's own layout) and `/kling/v1/...` (the gateways' layout), so a
 client of either switches by changing only its base URL.
+
+A synchronous create holds its web thread while it waits for Kling (a free slot, then Kling's answer):
+up to SUBMIT_WAIT_S, or KLING_TIMEOUT_S when Kling is slow. Only SUBMIT_WAITING_MAX of them may do so
+at once in a process; the others are answered as `Prefer: respond-async` is, 202 queued at once, and a
+worker sends them. With fewer of them than the process has threads (gunicorn.conf.py checks it), a
+full account or a slow Kling can never take the thread Kling's callbacks and the health checks need.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+import threading
+from typing import cast
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
 
 from webhook_service.domain.errors import TaskExists
 from webhook_service.domain.submission import accept, submit_and_wait
 from webhook_service.domain.tasks import Status
 from webhook_service.domain.validation import RequestInvalid, validate_image2video
 from webhook_service.domain.views import not_found_message
-from webhook_service.integrations import logs
+from webhook_service.integrations import logs, metrics
 from webhook_service.jobs import enqueue_dispatch
 from webhook_service.web.auth import require_client
 from webhook_service.web.context import current_services as services
+from webhook_service.web.context import services_of
 from webhook_service.web.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
 
 bp = Blueprint("kling_api", __name__)
 
 PAGE_NUM_MAX = 1000
 PAGE_SIZE_MAX = 500
+WAITING_BUDGET = "submit_waiting_budget"
+
+
+@bp.record_once
+def give_the_process_a_waiting_budget(state: BlueprintSetupState) -> None:
+    """One per app, so one per gunicorn worker process: each builds its own app."""
+    size = services_of(cast(Flask, state.app)).settings.submit_waiting_max
+    state.app.extensions[WAITING_BUDGET] = threading.BoundedSemaphore(size)
 
 
 @bp.before_request
@@ -44,18 +63,25 @@ def create() -> tuple[Response, int]:
         raise ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems) from None
     logs.bind(external_task_id=clean.get("external_task_id"))
     respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
+    budget: threading.BoundedSemaphore = current_app.extensions[WAITING_BUDGET]
+    may_wait = not respond_async and budget.acquire(blocking=False)
     try:
-        if respond_async:
+        if not respond_async:
+            metrics.sync_create(waited=may_wait)
+        if may_wait:
+            task = submit_and_wait(services(), clean, settings.submit_wait_s)
+        else:
             task = accept(services(), clean)
             enqueue_dispatch(services().redis, f"accepted-{task.external_task_id}")
-        else:
-            task = submit_and_wait(services(), clean, settings.submit_wait_s)
     except TaskExists:
         raise ApiError(
             400,
             CODE_BAD_REQUEST,
             f"external_task_id {clean['external_task_id']!r} is already used by another task",
         ) from None
+    finally:
+        if may_wait:
+            budget.release()
     if task.status is Status.REJECTED and task.error:
         raise ApiError(task.error["http_status"] or 502, task.error["code"] or 5000, task.error["message"])
     data = {
@@ -66,7 +92,8 @@ def create() -> tuple[Response, int]:
         "updated_at": task.upstream_updated_at or task.updated_at,
     }
     if task.status is Status.QUEUED:
-        # Not upstream yet (async asked for, or the account is at its limit): it will be, in order.
+        # Not upstream yet (async asked for, the waiting budget spent, or the account at its limit): it
+        # will be, in order.
         return jsonify(envelope(0, "QUEUED", data)), 202
     return jsonify(envelope(0, "SUCCEED", data)), 200
 
