@@ -2,8 +2,8 @@
 
 Tasks (domain/store.py):
 - `task:<external_task_id>`          the task record (JSON)
-- `task:<external_task_id>:request`  the request body as sent upstream (kept apart: it may hold
-                                     megabytes of Base64 that a status change must not rewrite)
+- `task:<external_task_id>:request`  the request body as the client sent it, each Base64 image
+                                     replaced by a reference to its copy in the archive (inputs.py)
 - `task:<external_task_id>:history`  every callback and status change, oldest first (JSON list items)
 - `task-id:<task_id>`                Kling's task id -> external_task_id
 - `tasks`                            sorted set of external_task_ids by creation time (newest-first lists)

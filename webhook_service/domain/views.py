@@ -10,13 +10,17 @@ from webhook_service.domain.tasks import Task
 from webhook_service.redaction import shown_url
 from webhook_service.services import Services
 
+# What a history entry says in a line: its time, what happened, who said so, and the status after it.
+SUMMARY_KEYS = frozenset({"at", "event", "source", "reported_status", "outcome", "status"})
+
 
 def task_view(svc: Services, task: Task, *, history_last: int | None = None) -> dict[str, Any]:
     """The whole task: upstream status, archive state, archived videos with their links, history.
 
     With `history_last`, only a summary of the history, for copies that are stored and sent (event
-    payloads): its newest entries without the bodies they carry, and `history_count`, how many there
-    are in all. The whole of it stays one `GET /v1/tasks/<id>` away.
+    payloads): its newest entries, each as what happened and when (SUMMARY_KEYS: no bodies, no
+    details the task itself shows), and `history_count`, how many there are in all. The whole of it
+    stays one `GET /v1/tasks/<id>` away.
     """
     base_url = svc.settings.public_base_url
     data = task.to_dict()
@@ -31,7 +35,7 @@ def task_view(svc: Services, task: Task, *, history_last: int | None = None) -> 
         data["history"] = svc.store.history(task.external_task_id)
         return data
     entries, data["history_count"] = svc.store.history_tail(task.external_task_id, history_last)
-    data["history"] = [{k: v for k, v in entry.items() if not k.startswith("body")} for entry in entries]
+    data["history"] = [{k: v for k, v in entry.items() if k in SUMMARY_KEYS} for entry in entries]
     return data
 
 

@@ -3,7 +3,7 @@ every attempt.
 
 The body is the Standard Webhooks shape `{"type", "timestamp", "data"}` with the task as
 `GET /v1/tasks/<id>` shows it (links to the archived videos, never their bytes), but only a summary of
-its history: the last EVENT_HISTORY_ENTRIES entries without their bodies, and `history_count`. Each
+its history: the last EVENT_HISTORY_ENTRIES entries in a line each, and `history_count`. Each
 event is stored until its deliveries are done, and a task's history grows with every callback and
 poll: the whole history in every event would multiply it. A retry next week
 sends what the first attempt sent, and a receiver that deduplicates on `webhook-id` sees one message
@@ -20,7 +20,7 @@ from webhook_service.domain.tasks import Task
 from webhook_service.domain.views import task_view
 from webhook_service.services import Services
 
-EVENT_HISTORY_ENTRIES = 5
+EVENT_HISTORY_ENTRIES = 3
 
 
 def build_event(svc: Services, task: Task, event_id: str, event_type: str, at: datetime) -> Event:

@@ -49,7 +49,7 @@ def _errors(*statuses: str) -> dict[str, Any]:
         "404": "not found",
         "409": "conflict",
         "413": "body too large",
-        "503": "Redis unavailable (code 5001)",
+        "503": "Redis unavailable, or for a create the archive that keeps its Base64 images (code 5001)",
         "4XX": "refused (for a create: Kling's own status, code and message)",
         "5XX": "Kling or the service failed",
     }
