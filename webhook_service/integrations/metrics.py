@@ -10,16 +10,19 @@ letters) are not kept anywhere: they are read from Redis at scrape time, a few O
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client import values as prometheus_values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from rq import Queue
@@ -89,6 +92,7 @@ _CALLBACK_REFUSALS = {
     413: "too_large",
 }
 _PID_IN_FILE_NAME = re.compile(r"_(\d+)(?:job)?\.db$")
+_SCRAPE_PATIENCE_S = 5.0
 
 
 def in_work_horse() -> None:
@@ -100,23 +104,34 @@ def in_work_horse() -> None:
 
 
 def remove_files_of_dead_processes() -> None:
-    """At start: the directory keeps only live processes' files, so each run's counters start at 0."""
+    """At start: the directory keeps only live processes' files, so each run's counters start at 0.
+
+    The web process and every worker do this as they start, often at the same moment (a restart after
+    an unclean stop): a file another process removed first is what this one wanted anyway.
+    """
     if not MULTIPROCESS_DIR:
         return
     for path in glob.glob(os.path.join(MULTIPROCESS_DIR, "*.db")):
         match = _PID_IN_FILE_NAME.search(path)
         if match and not _alive(int(match[1])):
-            os.remove(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
 
 def _alive(pid: int) -> bool:
+    """A zombie (killed, and not yet reaped by its parent, which may take a while when the parent was
+    killed too) is dead: nothing writes its files any more."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:  # "<pid> (<name>) <state> ..."
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):  # gone meanwhile, or no /proc (not Linux)
+        return True
 
 
 # --- the helpers the code calls ---
@@ -201,11 +216,31 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
+class _FilesOfTheMoment(Collector):
+    """Every process's counters, from the files. A process that starts removes dead processes' files,
+    maybe between a scrape's listing of the directory and its reading of them: such a scrape lists the
+    directory again until a listing reads whole (a clean-up takes milliseconds; a few seconds at most)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Iterable[Metric]:
+        deadline = time.monotonic() + _SCRAPE_PATIENCE_S
+        while True:
+            files = glob.glob(os.path.join(self.path, "*.db"))
+            try:
+                metrics: Iterable[Metric] = MultiProcessCollector.merge(files, accumulate=True)
+                return metrics
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    raise
+
+
 def exposition(connection: redis.Redis, keys: Keys) -> bytes:
     """This process's metrics (or every process's, from the files), then the gauges read from Redis."""
     if MULTIPROCESS_DIR:
         counted = CollectorRegistry()
-        MultiProcessCollector(counted, path=MULTIPROCESS_DIR)
+        counted.register(_FilesOfTheMoment(MULTIPROCESS_DIR))
     else:
         counted = REGISTRY
     gauges = CollectorRegistry()
