@@ -6,15 +6,23 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
 import redis
-from rq import Worker
+from rq import Queue, Worker
+from rq.job import Job, JobStatus
 
 from tests.conftest import Workers
 from tests.support import wait_for
 from webhook_service.config import Settings
-from webhook_service.jobs import periodic_work
+from webhook_service.jobs import (
+    MAINTENANCE_QUEUE,
+    RECONCILE_JOB,
+    Periodic,
+    keep_scheduled,
+    periodic_work,
+)
 from webhook_service.keys import Keys
 
 INTERVAL_S = 2.0
@@ -27,6 +35,27 @@ def ticks_scheduled(connection: redis.Redis, name: str) -> bool:
 
 def passes(connection: redis.Redis) -> int:
     return int(connection.llen(Keys().reconcile_passes))
+
+
+def test_a_chain_is_scheduled_again_only_when_it_is_broken(redis_url: str) -> None:
+    """At a slot's start its tick may not have run yet: the chain is whole, and nothing is logged as
+    missing. Once that tick has run without scheduling the next one, or Redis is flushed, it is not."""
+    connection = redis.Redis.from_url(redis_url)
+    work = Periodic("reconcile", RECONCILE_JOB, 3600)
+    current = int(time.time() // work.interval_s)
+    Queue(MAINTENANCE_QUEUE, connection=connection).enqueue_in(
+        timedelta(seconds=1), RECONCILE_JOB, job_id=f"reconcile-{current}"
+    )
+    assert keep_scheduled(connection, work) is False
+    assert not Job.exists(f"reconcile-{current + 1}", connection=connection)
+
+    Job.fetch(f"reconcile-{current}", connection=connection).set_status(JobStatus.FINISHED)
+    assert keep_scheduled(connection, work) is True
+    assert Job.exists(f"reconcile-{current + 1}", connection=connection)
+    assert keep_scheduled(connection, work) is False
+
+    connection.flushdb()
+    assert keep_scheduled(connection, work) is True
 
 
 @pytest.fixture

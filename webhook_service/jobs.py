@@ -26,6 +26,7 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from webhook_service.config import Settings
+from webhook_service.replies import text_or_none
 
 SUBMIT_QUEUE = "submit"
 ARCHIVE_QUEUE = "archive"
@@ -208,13 +209,19 @@ def schedule_tick(connection: redis.Redis, work: Periodic) -> None:
 
 
 def keep_scheduled(connection: redis.Redis, work: Periodic) -> bool:
-    """Schedule the next slot's tick unless it is there already; True when it was missing.
+    """Schedule the next slot's tick unless the chain is in place; True when it was missing.
 
     The chain of ticks lives only in Redis: a Redis lost or flushed takes it along, and no tick is left
-    to schedule the next one. Workers call this at every periodic check (workers/horse.py); it costs
-    one EXISTS, and scheduling a slot that a tick has just scheduled too changes nothing.
+    to schedule the next one. It is in place when the next slot's tick exists, or the current slot's
+    is still to run (it schedules the next itself). Workers call this at every periodic check
+    (workers/horse.py): one round trip; scheduling a slot that a tick schedules too changes nothing.
     """
-    if Job.exists(f"{work.name}-{_next_slot(work)}", connection=connection):
+    slot = _next_slot(work)
+    pipe = connection.pipeline(transaction=False)
+    pipe.exists(Job.key_for(f"{work.name}-{slot}"))
+    pipe.hget(Job.key_for(f"{work.name}-{slot - 1}"), "status")
+    next_exists, current_status = pipe.execute()
+    if next_exists or text_or_none(current_status) in _STILL_TO_RUN:
         return False
     schedule_tick(connection, work)
     return True
@@ -226,6 +233,11 @@ def periodic_check_s(work: Iterable[Periodic]) -> float:
     MAINTENANCE_INTERVAL_S."""
     shortest = min((periodic.interval_s for periodic in work), default=MAINTENANCE_INTERVAL_S)
     return max(1.0, min(float(MAINTENANCE_INTERVAL_S), shortest / 2))
+
+
+_STILL_TO_RUN = {
+    s.value for s in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED)
+}
 
 
 def _next_slot(work: Periodic) -> int:
