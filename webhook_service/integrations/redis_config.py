@@ -47,8 +47,9 @@ class RedisDurability:
     @property
     def evicting(self) -> bool:
         """Any policy but noeviction, `volatile-*` included: those evict the keys that carry a TTL,
-        and a TTL here means "keep until then" (finished RQ jobs, records kept for a retention
-        period), not "drop when memory is short"."""
+        and a TTL here means "keep until then", not "drop when memory is short": the lock that keeps
+        reconciliation to one pass at a time, the keys by which a worker is known to be alive, the
+        records of RQ's jobs."""
         return self.known and self.maxmemory_policy != NO_EVICTION
 
     @property
