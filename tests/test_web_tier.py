@@ -29,7 +29,7 @@ KLING_LIMIT = 2
 WEB_WORKERS = 4
 SUBMIT_WAIT_S = 5.0
 P99_BOUND_MS = 200.0
-PROBES_MAX = 2000  # a bound on the probe loop besides the creates' end
+PROBES_MAX = 2000  # bounds on the probe loop besides the creates' end, in count and in time
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
 HELD_OPEN = {"steps": [{"status": "processing", "delay": 0, "send": False}]}  # Kling keeps them, silent
 QUICK_FAILURE = {"steps": [{"status": "failed", "delay": 0.05, "message": "declined"}]}  # no archive work
@@ -81,7 +81,12 @@ def test_a_full_account_stalls_neither_callbacks_nor_health_checks(
         answers = [pool.submit(_create, http, external_id, start) for external_id in ids]
         start.wait(timeout=30)
         health_ms, callback_ms = [], []
-        while not all(answer.done() for answer in answers) and len(health_ms) < PROBES_MAX:
+        deadline = time.monotonic() + SUBMIT_WAIT_S + 60
+
+        def probing() -> bool:
+            return len(health_ms) < PROBES_MAX and time.monotonic() < deadline
+
+        while not all(answer.done() for answer in answers) and probing():
             health_ms.append(_timed_ms(lambda: http.get("/healthz")))
             callback_ms.append(_timed_ms(lambda: http.post(callback, json=repeat)))
         statuses = [answer.result()[0] for answer in answers]
