@@ -160,6 +160,32 @@ def test_an_image_gone_from_the_archive_fails_the_task_and_nothing_goes_upstream
     assert simulator.state.tasks() == []
 
 
+def test_an_archive_that_cannot_read_an_image_now_is_tried_again_later(service: Service, simulator) -> None:
+    image = noise_png(32)
+    body = {"image": b64(image), "external_task_id": "unreadable"}
+    assert service.http.post("/v1/videos/image2video", json=body, headers=ASYNC).status_code == 202
+    file = (
+        Path(service.services.settings.archive_url)
+        / stored_request(service, "unreadable")[0]["image"]["archived_input"]
+    )
+    file.unlink()
+    file.mkdir()  # still there, but reading it fails as a failing disk or an S3 outage does
+
+    dispatch(service.services)
+
+    assert service.task("unreadable")["task_status"] == "queued" and simulator.state.tasks() == []
+    deferred = [h for h in service.services.store.history("unreadable") if h["event"] == "create_deferred"]
+    assert "could not read image" in deferred[0]["error"]["message"]
+    file.rmdir()
+    file.write_bytes(image)
+    wait_for(
+        lambda: dispatch(service.services) and simulator.state.tasks(),
+        timeout=15,
+        what="the send after the pause",
+    )
+    assert sent_upstream(simulator, "unreadable")["image"] == b64(image)
+
+
 def test_metadata_lists_the_inputs_with_their_sha256(service: Service, simulator) -> None:
     image = noise_png(48)
     body = {"image": b64(image), "static_mask": b64(image[:300]), "external_task_id": "meta"}
