@@ -214,17 +214,19 @@ def keep_scheduled(connection: redis.Redis, work: Periodic) -> bool:
     The chain of ticks lives only in Redis: a Redis lost or flushed takes it along, and no tick is left
     to schedule the next one. It is in place when the next slot's tick exists, or the current slot's
     is still to run (it schedules the next itself). Workers call this at every periodic check
-    (workers/horse.py): one round trip; scheduling a slot that a tick schedules too changes nothing.
+    (workers/horse.py): two reads; scheduling a slot that a tick schedules too changes nothing.
     """
     slot = _next_slot(work)
-    pipe = connection.pipeline(transaction=False)
-    pipe.exists(Job.key_for(f"{work.name}-{slot}"))
-    pipe.hget(Job.key_for(f"{work.name}-{slot - 1}"), "status")
-    next_exists, current_status = pipe.execute()
-    if next_exists or text_or_none(current_status) in _STILL_TO_RUN:
+    current, following = f"{work.name}-{slot - 1}", f"{work.name}-{slot}"
+    if Job.exists(following, connection=connection) or still_to_run(connection, current):
         return False
     schedule_tick(connection, work)
     return True
+
+
+def still_to_run(connection: redis.Redis, job_id: str) -> bool:
+    """The job exists and has not ended: scheduled, queued, deferred or running."""
+    return text_or_none(connection.hget(Job.key_for(job_id), "status")) in _STILL_TO_RUN
 
 
 def periodic_check_s(work: Iterable[Periodic]) -> float:

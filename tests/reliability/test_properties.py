@@ -67,9 +67,8 @@ def test_callback_parsing_reads_or_refuses(body: dict[str, Any]) -> None:
 def test_callback_endpoint_never_fails_on_any_body(service: Service, raw: bytes) -> None:
     url = callback_url_for(service.services.settings, "any-task")
     response = service.http.post(url.removeprefix(service.url), content=raw)
-    assert response.status_code in (200, 400, 404, 409), (
-        response.text
-    )  # 404: the token's task is not recorded
+    # The token's task is not recorded: a valid callback records it again (Redis may have lost it).
+    assert response.status_code in (200, 400, 409), response.text
     assert response.json()["code"] != 0 or response.status_code == 200
 
 

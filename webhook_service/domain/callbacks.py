@@ -2,7 +2,9 @@
 
 The callback URL's token names the task (domain/callback_tokens.py); the body must agree with it. A
 body about another task is a mistake somewhere and is refused loudly (`TaskIdConflict`), with nothing
-recorded: that check runs inside the store's transaction, on the task as stored.
+recorded: that check runs inside the store's transaction, on the task as stored. A valid token for a
+task the service no longer knows (Redis lost or flushed) records the task again first
+(domain/recovery.py): the token proves the service made it, and the body says where Kling has got.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_service.domain.bounds import stored_body
-from webhook_service.domain.errors import TaskIdConflict
+from webhook_service.domain.errors import TaskIdConflict, TaskNotFound
 from webhook_service.domain.lifecycle import record_news
+from webhook_service.domain.recovery import recreate
 from webhook_service.domain.tasks import Outcome, Task, update_from_callback
 from webhook_service.services import Services
 
@@ -21,7 +24,8 @@ def receive_callback(
 ) -> tuple[Task, Outcome]:
     """Record the callback for the task its URL names: the task afterwards, and what the news did.
 
-    Raises UnknownCallbackShape, TaskIdConflict or TaskNotFound (domain/errors.py).
+    Raises UnknownCallbackShape, TaskIdConflict, or TaskNotFound for a task removed by retention
+    (domain/errors.py).
     """
     update = update_from_callback(body, max_outputs=services.settings.callback_max_outputs)
     if update.external_task_id and update.external_task_id != external_task_id:
@@ -39,4 +43,16 @@ def receive_callback(
             raise TaskIdConflict(f"task_id {task_id!r} belongs to another task")
 
     detail = {"webhook_id": webhook_id, **stored_body(body)}
-    return record_news(services, external_task_id, update, source="callback", detail=detail, check=same_task)
+
+    def record() -> tuple[Task, Outcome]:
+        return record_news(
+            services, external_task_id, update, source="callback", detail=detail, check=same_task
+        )
+
+    try:
+        return record()
+    except TaskNotFound:
+        watermark_info = body.get("watermark_info")
+        watermark_info = watermark_info if isinstance(watermark_info, dict) else None
+        recreate(services, external_task_id, update, source="callback", watermark_info=watermark_info)
+        return record()

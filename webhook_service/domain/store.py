@@ -34,11 +34,17 @@ class TaskStore:
         self._settle_repeat = connection.register_script(_SETTLE_REPEAT)
 
     def create(
-        self, task: Task, request: dict[str, Any], also: Callable[[Pipeline], None] | None = None
+        self,
+        task: Task,
+        request: dict[str, Any],
+        also: Callable[[Pipeline], None] | None = None,
+        *,
+        history: list[dict[str, Any]] | None = None,
     ) -> None:
         """Record a new task; raises TaskExists when its external_task_id is taken.
 
         `also(pipe)` adds commands (queueing the task) to the transaction that completes the record.
+        `history` starts the task's history in place of its `created` entry (a task recorded again).
         """
         key = self.keys.task(task.external_task_id)
         if not self.redis.set(key, task.to_json(), nx=True):
@@ -46,8 +52,8 @@ class TaskStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(self.keys.task_request(task.external_task_id), json.dumps(request))
         pipe.zadd(self.keys.tasks, {task.external_task_id: task.created_at})
-        created = json.dumps({"at": task.created_at, "event": "created"})
-        pipe.rpush(self.keys.task_history(task.external_task_id), created)
+        entries = history or [{"at": task.created_at, "event": "created"}]
+        pipe.rpush(self.keys.task_history(task.external_task_id), *(json.dumps(e) for e in entries))
         if also is not None:
             also(pipe)
         pipe.execute()

@@ -120,6 +120,7 @@ class Task:
     archive_state: ArchiveState | None = None
     archive_error: dict[str, Any] | None = None
     archived_videos: list[dict[str, Any]] = field(default_factory=list)
+    recovered: bool = False  # recorded again after Redis lost it (domain/recovery.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
