@@ -72,6 +72,12 @@ def archive_task(svc: Services, external_task_id: str, *, retries_left: int = 0)
     _finish(svc, task, ArchiveState.ARCHIVED)
 
 
+def missing_from_archive(svc: Services, task: Task) -> list[str]:
+    """The keys of the task's videos that are not in the archive with the checksum its record gives
+    them: what its archive job would still fetch."""
+    return [item["key"] for item in _items(task) if _archived_entry(svc, task, item["key"]) is None]
+
+
 def _timed_download(url: str, staging: Path, policy: DownloadPolicy) -> Downloaded:
     started = time.perf_counter()
     try:

@@ -18,18 +18,26 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+from webhook_service.domain.archive import missing_from_archive
 from webhook_service.domain.archive_layout import task_folder
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import TaskExists, TaskNotFound
-from webhook_service.domain.tasks import StatusUpdate, Task
+from webhook_service.domain.lifecycle import record_news
+from webhook_service.domain.tasks import ArchiveState, Status, StatusUpdate, Task, update_from_kling_task
 from webhook_service.integrations.storage import StorageError
+from webhook_service.jobs import enqueue_archive, job_id, still_to_run
 from webhook_service.services import Services
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+LIST_PAGE_SIZE = 500  # Kling's largest page
+LIST_PAGES_MAX = 1000  # Kling's last page number
 
 
 def recreate(
@@ -73,7 +81,7 @@ def recreate(
         )
     except TaskExists:
         return
-    log.warning("%s recorded again from a %s (Redis lost it)", external_task_id, source)
+    log.warning("task %s was lost with Redis: recorded again (%s)", external_task_id, source)
 
 
 def _archived_metadata(services: Services, external_task_id: str, around_ms: int) -> dict[str, Any] | None:
@@ -92,3 +100,83 @@ def _archived_metadata(services: Services, external_task_id: str, around_ms: int
         if metadata.get("external_task_id") == external_task_id:
             return metadata
     return None
+
+
+class Found(StrEnum):
+    """What recovery did about one of Kling's tasks."""
+
+    RECREATED = "recreated"
+    KNOWN = "already known"
+    NOT_OURS = "not the service's (no external_task_id)"
+    REMOVED = "removed by retention"
+
+
+class Archive(StrEnum):
+    QUEUED = "archive queued"
+    ARCHIVED = "already archived"
+    FAILED = "archive failed before (not retried)"
+
+
+@dataclass(frozen=True)
+class Recovered:
+    found: Found
+    archive: Archive | None = None  # for a task that succeeded
+
+
+def recover_from_kling(services: Services, data: dict[str, Any]) -> Recovered:
+    """Bring one task as Kling's list shows it into the records: recorded again if lost, its news
+    applied (a poll's worth: nothing when known already), and, when it succeeded, its archive made
+    unless every file is in the archive with its checksum. Safe to run again and again."""
+    task_info = data.get("task_info")
+    external_task_id = task_info.get("external_task_id") if isinstance(task_info, dict) else None
+    if not isinstance(external_task_id, str) or not external_task_id:
+        return Recovered(Found.NOT_OURS)
+    update = update_from_kling_task(data, max_outputs=services.settings.callback_max_outputs)
+    found = Found.KNOWN
+    if services.store.get(external_task_id) is None:
+        watermark_info = data.get("watermark_info")
+        try:
+            recreate(
+                services,
+                external_task_id,
+                update,
+                source="recover",
+                watermark_info=watermark_info if isinstance(watermark_info, dict) else None,
+            )
+        except TaskNotFound:
+            return Recovered(Found.REMOVED)
+        found = Found.RECREATED
+    task, _ = record_news(services, external_task_id, update, source="recover", detail={"body": data})
+    if task.status is not Status.SUCCEED:
+        return Recovered(found)
+    return Recovered(found, _archive(services, task))
+
+
+def _archive(services: Services, task: Task) -> Archive:
+    if task.archive_state is ArchiveState.FAILED:
+        return Archive.FAILED
+    if not missing_from_archive(services, task):
+        return Archive.ARCHIVED
+    if not still_to_run(services.redis, job_id("archive", task.external_task_id)):
+        retry_base_s = services.settings.archive_retry_base_s
+        enqueue_archive(services.redis, task.external_task_id, retry_base_s=retry_base_s)
+    return Archive.QUEUED
+
+
+def kling_tasks_since(services: Services, since_ms: int) -> Iterator[dict[str, Any]]:
+    """Kling's tasks, newest first, page after page, until one created before `since_ms`. Each once,
+    though a task created meanwhile shifts the pages."""
+    seen: set[str] = set()
+    client = services.kling.get()
+    for page_num in range(1, LIST_PAGES_MAX + 1):
+        page = client.list_image2video(page_num, LIST_PAGE_SIZE)
+        for data in page:
+            created_at = data.get("created_at")
+            if isinstance(created_at, int) and created_at < since_ms:
+                return
+            task_id = str(data.get("task_id"))
+            if task_id not in seen:
+                seen.add(task_id)
+                yield data
+        if len(page) < LIST_PAGE_SIZE:
+            return
