@@ -10,6 +10,8 @@ import argparse
 import sys
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from rq import Queue
 
 from webhook_service.config import ConfigError, Settings
@@ -23,6 +25,12 @@ from webhook_service.jobs import (
 )
 from workers.horse import ServiceWorker
 
+# A Redis restart (a crash, a failover, an append-only file being loaded) must not end the worker: it
+# would lose its place in the middle of a job, and under honcho one process that exits stops them all.
+# Each of its commands, and those of RQ's scheduler process (which copies its connection), waits for
+# Redis to answer again, retrying at most 2 s apart for about two minutes, before giving up.
+REDIS_PATIENCE = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=60)
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -35,7 +43,7 @@ def main() -> int:
         return 2
     logs.configure(settings)
     metrics.remove_files_of_dead_processes()
-    connection = redis.Redis.from_url(settings.redis_url)
+    connection = redis.Redis.from_url(settings.redis_url, retry=REDIS_PATIENCE)
     try:
         check_at_start(connection, require_durable=settings.require_durable_redis)
     except RedisUnfit as unfit:
