@@ -149,6 +149,10 @@ COMPONENTS: dict[str, Any] = {
                 ),
             },
             "history": {"type": "array", "items": obj({"at": MS, "event": STRING}, required=["at"])},
+            "recovered": {
+                "type": "boolean",
+                "description": "recorded again after Redis lost it: its history before may be missing",
+            },
             "created_at": MS,
             "updated_at": MS,
         },
