@@ -62,10 +62,10 @@ def recreate(
     kling_created_at = upstream if upstream is not None and 0 < upstream <= now + DAY_MS else now
     metadata = _archived_metadata(services, external_task_id, kling_created_at) or {}
     request = metadata.get("request") or {}
-    archived_at = metadata.get("created_at")
+    recorded_at = metadata.get("created_at")
     task = Task(
         external_task_id=external_task_id,
-        created_at=archived_at if isinstance(archived_at, int) else kling_created_at,
+        created_at=recorded_at if isinstance(recorded_at, int) else kling_created_at,
         model_name=metadata.get("model_name") or "",
         watermark_info=request.get("watermark_info") or watermark_info,
         archived_videos=metadata.get("videos") or [],
@@ -93,11 +93,11 @@ def _archived_metadata(services: Services, external_task_id: str, around_ms: int
         try:
             if services.storage.stat(key) is None:
                 continue
-            metadata: dict[str, Any] = json.loads(services.storage.read_bytes(key))
+            metadata = json.loads(services.storage.read_bytes(key))
         except (StorageError, ValueError) as error:
             log.warning("metadata.json of %s is unreadable, left aside: %s", external_task_id, error)
             return None
-        if metadata.get("external_task_id") == external_task_id:
+        if isinstance(metadata, dict) and metadata.get("external_task_id") == external_task_id:
             return metadata
     return None
 
