@@ -246,6 +246,12 @@ def test_an_archive_that_refuses_the_images_refuses_the_create_and_records_nothi
         assert service.services.redis.keys("kws:*") == []
         assert simulator.state.tasks() == []
         assert service.http.get("/v1/videos/image2video/refused").status_code == 404
+        picture = tmp_path / "picture.png"
+        picture.write_bytes(noise_png(16))
+        command = ["submit", "--image", str(picture), "--external-task-id", "refused"]
+        by_cli = service.app.test_cli_runner().invoke(args=command)
+        assert by_cli.exit_code == 3 and "nothing was recorded" in by_cli.output  # 3: try again later
+        assert service.services.redis.keys("kws:*") == []
         url_only = service.submit({"image": "https://example.com/a.jpg", "external_task_id": "refused"})
         assert url_only.status_code == 200  # the same id is free, and URLs need no archive
     finally:
