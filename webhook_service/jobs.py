@@ -61,6 +61,9 @@ DELIVERY_CRASH_RETRY_INTERVALS_S = [30, 300, 1800]
 # or recorded on the task itself (an archive that gave up, a dead letter): a failed job is only worth its
 # traceback while someone may read it.
 FAILED_JOB_TTL_S = 14 * 86400
+# A finished job's record: nothing reads it (jobs report through the task), and RQ's default (500 s)
+# keeps some 8 KB per job, four jobs a task: under load, most of the service's Redis.
+JOB_RESULT_TTL_S = 60
 
 # How a worker finds jobs whose worker died (SIGKILL, lost machine): RQ marks a job abandoned when its
 # heartbeat (job monitoring interval + 60 s) lapses, and a live worker's maintenance pass, every
@@ -98,6 +101,7 @@ def enqueue_archive(
         timeout=ARCHIVE_JOB_TIMEOUT_S,
         retry=Retry(max=ARCHIVE_RETRIES, interval=backoff_intervals(retry_base_s, ARCHIVE_RETRIES)),
         failure_ttl=FAILED_JOB_TTL_S,
+        result_ttl=JOB_RESULT_TTL_S,
         pipeline=pipeline,
     )
 
@@ -121,6 +125,7 @@ def enqueue_dispatch(
             job_id=dispatch_id,
             job_timeout=DISPATCH_JOB_TIMEOUT_S,
             failure_ttl=FAILED_JOB_TTL_S,
+            result_ttl=JOB_RESULT_TTL_S,
         )
         return
     queue.enqueue_call(
@@ -128,6 +133,7 @@ def enqueue_dispatch(
         job_id=dispatch_id,
         timeout=DISPATCH_JOB_TIMEOUT_S,
         failure_ttl=FAILED_JOB_TTL_S,
+        result_ttl=JOB_RESULT_TTL_S,
         pipeline=pipeline,
     )
 
@@ -143,6 +149,7 @@ def enqueue_fan_out(
         timeout=FAN_OUT_JOB_TIMEOUT_S,
         retry=Retry(max=len(FAN_OUT_RETRY_INTERVALS_S), interval=FAN_OUT_RETRY_INTERVALS_S),
         failure_ttl=FAILED_JOB_TTL_S,
+        result_ttl=JOB_RESULT_TTL_S,
         pipeline=pipeline,
     )
 
@@ -163,6 +170,7 @@ def enqueue_delivery(
         "timeout": DELIVERY_JOB_TIMEOUT_S,
         "retry": Retry(max=len(DELIVERY_CRASH_RETRY_INTERVALS_S), interval=DELIVERY_CRASH_RETRY_INTERVALS_S),
         "failure_ttl": FAILED_JOB_TTL_S,
+        "result_ttl": JOB_RESULT_TTL_S,
     }
     if at is None or at <= time.time():
         queue.enqueue_call(DELIVERY_JOB, pipeline=pipeline, **options)
@@ -205,6 +213,7 @@ def schedule_tick(connection: redis.Redis, work: Periodic) -> None:
         job_id=f"{work.name}-{slot}",
         job_timeout=int(work.interval_s * 4 + 120),
         failure_ttl=FAILED_JOB_TTL_S,
+        result_ttl=JOB_RESULT_TTL_S,
     )
 
 
