@@ -15,12 +15,12 @@ Per task, the figure is MEMORY USAGE (exact: SAMPLES 0) summed over every key th
 that task alone (keys.py): its record, request, history and task_id lookup, its deliveries with their
 attempts, the events they send, the set of its deliveries. Beside it, the growth of Redis's
 used_memory over each kind's run, per task: that adds the task's share of the indexes (a member in each
-sorted set) and RQ's records of the jobs the task ran, which RQ keeps 500 s after they finish; with
+sorted set) and RQ's records of the jobs the task ran, kept 60 s after they finish (jobs.py); with
 `--settle` it waits for those to expire and prints what the tasks leave behind. The baseline is
 used_memory once the service has started and holds no task. Exits 1 when a goal is missed.
 
-Not measured here: memory under continuous load over days, which levels off only because finished
-tasks are removed after TASK_RETENTION_S (domain/retention.py); that plateau is a benchmark of its own.
+Memory under continuous load, which levels off because settled tasks are removed after
+TASK_RETENTION_S (domain/retention.py), is bench/redis_plateau.py's.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def run_kind(
 
 
 def settle(connection: redis.Redis, baseline_jobs: set[bytes]) -> int:
-    """used_memory once RQ has let go of the records of the jobs the tasks ran (500 s after each
+    """used_memory once RQ has let go of the records of the jobs the tasks ran (60 s after each
     finished): what the tasks leave behind. Periodic work keeps its own records coming and going."""
     tasks_jobs = set(connection.scan_iter("rq:job:*", count=1000)) - baseline_jobs
     wait_until(
@@ -161,7 +161,7 @@ def main() -> int:
     parser.add_argument("--base64-tasks", type=int, default=10, help="tasks with a 10 MB Base64 image")
     parser.add_argument("--workers", type=int, default=2, help="`python -m workers` processes")
     parser.add_argument(
-        "--settle", action="store_true", help="then wait (about 9 minutes) for RQ's job records to expire"
+        "--settle", action="store_true", help="then wait (about a minute) for RQ's job records to expire"
     )
     args = parser.parse_args()
 
