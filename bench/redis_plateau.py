@@ -45,17 +45,11 @@ from bench.harness import (
     service_env,
     wait_until,
 )
+from bench.redis_footprint import THREE_CALLBACKS
 from kling_simulator import SimulatorServer
 from webhook_service.keys import Keys
 
 KEYS = Keys()
-THREE_CALLBACKS = {
-    "steps": [
-        {"status": "processing", "delay": 0.1},
-        {"status": "processing", "delay": 0.2},
-        {"status": "succeed", "delay": 0.4},
-    ]
-}
 SAMPLE_S = 2.0
 BAND = 0.10
 
