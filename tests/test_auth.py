@@ -15,13 +15,19 @@ from webhook_service.web.app import create_app
 from webhook_service.web.auth import announce_if_open
 
 AK, SK = "client-ak", "client-sk-0123456789abcdef0123456789"
+KEY_ONE, KEY_TWO = "key-one-0123456789abcdef0123", "key-two-0123456789abcdef0123"
 BODY = {"image": "https://example.com/a.jpg"}
 
 
 @pytest.fixture
 def secured(env: dict[str, str]) -> Iterator[FlaskClient]:
     app = create_app(
-        {**env, "SERVICE_API_KEYS": "key-one, key-two", "SERVICE_ACCESS_KEY": AK, "SERVICE_SECRET_KEY": SK}
+        {
+            **env,
+            "SERVICE_API_KEYS": f"{KEY_ONE}, {KEY_TWO}",
+            "SERVICE_ACCESS_KEY": AK,
+            "SERVICE_SECRET_KEY": SK,
+        }
     )
     yield app.test_client()
 
@@ -41,8 +47,8 @@ def status_and_code(
 
 
 def test_api_keys_are_accepted_and_others_refused(secured: FlaskClient) -> None:
-    assert status_and_code(secured, "key-one") == (200, 0)
-    assert status_and_code(secured, "key-two", "/kling/v1/videos/image2video") == (200, 0)
+    assert status_and_code(secured, KEY_ONE) == (200, 0)
+    assert status_and_code(secured, KEY_TWO, "/kling/v1/videos/image2video") == (200, 0)
     assert status_and_code(secured, None) == (401, 1001)
     assert status_and_code(secured, "key-three") == (401, 1002)
 
@@ -95,5 +101,5 @@ def test_open_api_is_announced_loudly_and_only_when_serving(
 
     caplog.clear()
     with caplog.at_level("WARNING"):
-        announce_if_open(Settings.from_env({**env, "SERVICE_API_KEYS": "key-one"}))
+        announce_if_open(Settings.from_env({**env, "SERVICE_API_KEYS": KEY_ONE}))
     assert not any("API is OPEN" in r.message for r in caplog.records)

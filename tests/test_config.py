@@ -49,7 +49,7 @@ def test_secrets_never_appear_in_repr_or_errors() -> None:
             **BASE,
             "REDIS_URL": "redis://:hunter2@localhost:6379/0",
             "KLING_API_TOKEN": "tok-SECRET",
-            "SERVICE_API_KEYS": "k-SECRET",
+            "SERVICE_API_KEYS": "k-SECRET-0123456789abcdef0123",
         }
     )
     assert "hunter2" not in repr(settings) and "SECRET" not in repr(settings)
@@ -69,3 +69,27 @@ def test_web_process_refuses_to_start_with_a_clear_message() -> None:
     )
     assert result.returncode != 0
     assert "configuration error: SECRET_KEY:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"SERVICE_API_KEYS": "k" * 23}, "SERVICE_API_KEYS"),
+        ({"SERVICE_API_KEYS": f"{'a' * 24},short-Key-7"}, "SERVICE_API_KEYS"),
+        ({"SERVICE_ACCESS_KEY": "ak", "SERVICE_SECRET_KEY": "s" * 23}, "SERVICE_SECRET_KEY"),
+    ],
+    ids=["one short key", "a short key among long ones", "short JWT secret"],
+)
+def test_guessable_client_keys_stop_start_up(overrides: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**BASE, **overrides})
+    message = str(raised.value)
+    assert message.startswith(f"{variable}:") and "at least 24" in message
+    assert "short-Key-7" not in message and "s" * 23 not in message  # the key itself is never shown
+
+
+def test_client_keys_of_24_characters_and_a_short_issuer_name_are_accepted() -> None:
+    settings = Settings.from_env(
+        {**BASE, "SERVICE_API_KEYS": "k" * 24, "SERVICE_ACCESS_KEY": "ak", "SERVICE_SECRET_KEY": "s" * 24}
+    )
+    assert settings.service_api_keys == ("k" * 24,) and settings.service_access_key == "ak"

@@ -25,13 +25,13 @@ from webhook_service.notify.sinks import Attempt
 from webhook_service.web.app import create_app
 from webhook_service.web.dashboard.thumbnails import thumbnail_key
 
-KEY = "operator-key-0123456789"
+KEY = "operator-key-0123456789abcdef"
 
 
 @pytest.fixture
 def locked(env: dict[str, str]) -> Flask:
     """The service with client credentials: the dashboard asks for them."""
-    return create_app({**env, "SERVICE_API_KEYS": f"{KEY},other-key-0123456789"})
+    return create_app({**env, "SERVICE_API_KEYS": f"{KEY},other-key-0123456789abcdef"})
 
 
 def csrf_token(client: FlaskClient, path: str = "/login") -> str:
@@ -153,7 +153,7 @@ def test_removing_a_key_from_the_settings_signs_its_sessions_out(env: dict[str, 
     login(client)
     cookie = client.get_cookie("kws_session")
     assert cookie is not None
-    rotated = create_app({**env, "SERVICE_API_KEYS": "other-key-0123456789"}).test_client()
+    rotated = create_app({**env, "SERVICE_API_KEYS": "other-key-0123456789abcdef"}).test_client()
     rotated.set_cookie("kws_session", cookie.value)
     assert rotated.get("/").headers["Location"].startswith("/login")
 

@@ -37,12 +37,12 @@ def counted(name: str, **labels: str) -> float:
 
 
 def test_metrics_need_client_credentials_unless_public(env: dict[str, str]) -> None:
-    protected = create_app({**env, "SERVICE_API_KEYS": "client-key-0123456789"}).test_client()
+    protected = create_app({**env, "SERVICE_API_KEYS": "client-key-0123456789abcdef"}).test_client()
     assert protected.get("/metrics").status_code == 401
-    answer = protected.get("/metrics", headers={"Authorization": "Bearer client-key-0123456789"})
+    answer = protected.get("/metrics", headers={"Authorization": "Bearer client-key-0123456789abcdef"})
     assert answer.status_code == 200
     assert answer.content_type.startswith("text/plain")
-    public = create_app({**env, "SERVICE_API_KEYS": "client-key-0123456789", "METRICS_PUBLIC": "true"})
+    public = create_app({**env, "SERVICE_API_KEYS": "client-key-0123456789abcdef", "METRICS_PUBLIC": "true"})
     assert public.test_client().get("/metrics").status_code == 200
 
 

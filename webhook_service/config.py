@@ -27,6 +27,10 @@ DEFAULT_NOTIFY_EVENTS = frozenset({"task.archived", "task.failed", "task.archive
 DEFAULT_TASK_RETENTION_S = 30 * 86400.0
 DEFAULT_DEAD_LETTER_RETENTION_S = 14 * 86400.0
 DEFAULT_NOTIFY_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+# A client key (or the JWT signing secret) short enough to guess is refused at start: 24 random
+# characters are beyond any guessing, even at the failed-authentication limit's pace.
+MIN_CLIENT_SECRET_CHARS = 24
+_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class ConfigError(ValueError):
@@ -197,6 +201,7 @@ class Settings:
         if bool(self.service_access_key) != bool(self.service_secret_key):
             missing = "SERVICE_SECRET_KEY" if self.service_access_key else "SERVICE_ACCESS_KEY"
             raise ConfigError(f"{missing}: SERVICE_ACCESS_KEY and SERVICE_SECRET_KEY must be set together")
+        self._check_client_secrets()
         if self.kling_webhook_secret:
             _check_whsec("KLING_WEBHOOK_SECRET", self.kling_webhook_secret)
         if self.notify_webhook_secret:
@@ -206,6 +211,20 @@ class Settings:
         if self.smtp_url and not (self.notify_email_from and self.notify_email_to):
             missing = "NOTIFY_EMAIL_FROM" if not self.notify_email_from else "NOTIFY_EMAIL_TO"
             raise ConfigError(f"{missing}: needed when SMTP_URL is set")
+
+    def _check_client_secrets(self) -> None:
+        """SERVICE_ACCESS_KEY is left alone: it is the JWT's issuer, a name every token shows in clear."""
+        for position, key in enumerate(self.service_api_keys, start=1):
+            if len(key) < MIN_CLIENT_SECRET_CHARS:
+                raise ConfigError(
+                    f"SERVICE_API_KEYS: key {position} has {len(key)} characters; each key needs at least "
+                    f"{MIN_CLIENT_SECRET_CHARS} ({_GENERATE})"
+                )
+        if self.service_secret_key and len(self.service_secret_key) < MIN_CLIENT_SECRET_CHARS:
+            raise ConfigError(
+                f"SERVICE_SECRET_KEY: {len(self.service_secret_key)} characters; the HS256 secret needs at "
+                f"least {MIN_CLIENT_SECRET_CHARS} ({_GENERATE})"
+            )
 
 
 def _split(value: str) -> list[str]:
