@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import Service, make_service
 from tests.support import wait_for
@@ -189,3 +191,21 @@ def test_a_request_over_what_kling_accepts_is_refused_naming_the_limit(client: F
 
     assert over.status_code == 413
     assert "112,896,704 bytes (107.7 MiB)" in over.json["message"] and over.json["code"] == 1201
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@given(_JSON)
+@settings(max_examples=300, deadline=None)
+def test_json_as_stored_is_at_most_three_times_the_json_received(value: object) -> None:
+    """What lets a callback under a third of the cap skip being measured: the store's JSON (ASCII
+    escapes, spaced separators) is never more than three times as long as the most compact JSON."""
+    received = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    assert len(json.dumps(value).encode()) <= 3 * len(received)

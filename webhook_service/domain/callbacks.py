@@ -20,7 +20,12 @@ from webhook_service.services import Services
 
 
 def receive_callback(
-    services: Services, external_task_id: str, body: dict[str, Any], *, webhook_id: str | None = None
+    services: Services,
+    external_task_id: str,
+    body: dict[str, Any],
+    *,
+    webhook_id: str | None = None,
+    body_bytes: int | None = None,
 ) -> tuple[Task, Outcome]:
     """Record the callback for the task its URL names: the task afterwards, and what the news did.
 
@@ -42,7 +47,7 @@ def receive_callback(
         if owner is not None and owner != task.external_task_id:
             raise TaskIdConflict(f"task_id {task_id!r} belongs to another task")
 
-    detail = {"webhook_id": webhook_id, **stored_body(body)}
+    detail = {"webhook_id": webhook_id, **stored_body(body, received_bytes=body_bytes)}
 
     def record() -> tuple[Task, Outcome]:
         return record_news(

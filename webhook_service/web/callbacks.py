@@ -69,10 +69,11 @@ class CallbackEndpoint:
                 message, allow = "callbacks are POSTed", [("Allow", "POST")]
                 return reply(start_response, request_id, 405, CODE_BAD_REQUEST, message, headers=allow)
             request = Request(environ)
-            external_task_id, body = self.checked_body(request)
+            external_task_id, body, size = self.checked_body(request)
             shape = callback_shape(body)
+            webhook_id = request.headers.get("webhook-id")
             task, outcome = receive_callback(
-                self.services, external_task_id, body, webhook_id=request.headers.get("webhook-id")
+                self.services, external_task_id, body, webhook_id=webhook_id, body_bytes=size
             )
             metrics.count_callback(shape, outcome=outcome.value)
             data = {"outcome": outcome.value, "task_status": task.status.value}
@@ -84,8 +85,9 @@ class CallbackEndpoint:
         finally:
             logs.reset()
 
-    def checked_body(self, request: Request) -> tuple[str, dict[str, Any]]:
-        """The task the URL's token names and the body, once the size and the signature are right."""
+    def checked_body(self, request: Request) -> tuple[str, dict[str, Any], int]:
+        """The task the URL's token names, the body and its size, once the size and the signature are
+        right."""
         settings = self.services.settings
         external_task_id = external_id_from_token(settings, request.args.get("token", ""))
         if external_task_id is None:
@@ -100,7 +102,7 @@ class CallbackEndpoint:
             raise ApiError(413, CODE_BAD_REQUEST, f"the callback body is over the limit of {limit}") from None
         if self.webhook is not None:
             self._verify_signature(raw, request)
-        return external_task_id, json_object(raw, "the callback body")
+        return external_task_id, json_object(raw, "the callback body"), len(raw)
 
     def _verify_signature(self, raw: bytes, request: Request) -> None:
         assert self.webhook is not None
