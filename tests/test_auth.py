@@ -103,3 +103,43 @@ def test_open_api_is_announced_loudly_and_only_when_serving(
     with caplog.at_level("WARNING"):
         announce_if_open(Settings.from_env({**env, "SERVICE_API_KEYS": KEY_ONE}))
     assert not any("API is OPEN" in r.message for r in caplog.records)
+
+
+def claims_token(**times: float) -> str:
+    """A JWT with the given time claims, as seconds from now."""
+    now = time.time()
+    return jwt.encode({"iss": AK, **{k: int(now + v) for k, v in times.items()}}, SK, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    ("times", "start"),
+    [
+        ({"nbf": -5, "exp": 3600 + 60}, "nbf"),
+        ({"iat": -600, "exp": 3000 + 60}, "iat"),  # iat ten minutes ago: exp 61 minutes after it
+        ({"exp": 3600 + 60}, "now"),
+        ({"nbf": -5, "exp": 253402300799 - time.time()}, "nbf"),  # 9999-12-31
+    ],
+    ids=["after nbf", "after iat", "after now", "year 9999"],
+)
+def test_a_jwt_living_more_than_an_hour_is_refused(
+    secured: FlaskClient, times: dict[str, float], start: str
+) -> None:
+    response = secured.get(
+        "/v1/videos/image2video", headers={"Authorization": f"Bearer {claims_token(**times)}"}
+    )
+    assert response.status_code == 401 and response.json["code"] == 1002
+    assert f"exp may be at most 3600 s after {start}" in response.json["message"]
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        {"nbf": -5, "exp": 3595},
+        {"iat": -600, "exp": 2990},
+        {"exp": 1800},
+        {"nbf": 0, "iat": -7200, "exp": 3590},
+    ],
+    ids=["an hour after nbf", "under an hour after iat", "Kling's 30 minutes", "nbf counts before iat"],
+)
+def test_a_jwt_living_at_most_an_hour_is_accepted(secured: FlaskClient, times: dict[str, float]) -> None:
+    assert status_and_code(secured, claims_token(**times)) == (200, 0)

@@ -35,6 +35,12 @@ Notifications (notify/deliveries.py):
 - `deliveries:task:<external_task_id>`   set of the task's delivery ids
 - `notify:disabled-endpoints`            hash: endpoint URL -> when and why it was disabled (410 Gone)
 
+Client authentication (web/auth_limit.py, web/dashboard/session.py):
+- `auth-failures:<address>`  failed authentications from one client address in the current window
+                             (a counter with a Redis TTL of the window: it removes itself)
+- `dashboard-session:<id>`   a dashboard sign-in, alive while it exists: logout deletes it, and its
+                             TTL is the session's absolute lifetime
+
 RQ's own keys (`rq:...`) are RQ's: it has no prefix of its own to give them.
 """
 
@@ -147,3 +153,11 @@ class Keys:
     @property
     def disabled_endpoints(self) -> str:
         return f"{self.prefix}notify:disabled-endpoints"
+
+    # --- client authentication ---
+
+    def auth_failures(self, address: str) -> str:
+        return f"{self.prefix}auth-failures:{address}"
+
+    def dashboard_session(self, session_id: str) -> str:
+        return f"{self.prefix}dashboard-session:{session_id}"

@@ -27,7 +27,7 @@ def store() -> DeliveryStore:
 
 @bp.before_request
 def authenticate() -> None:
-    require_client(services().settings)
+    require_client(services())
 
 
 def _bad(name: str, message: str) -> ApiError:

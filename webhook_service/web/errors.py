@@ -32,13 +32,20 @@ CODE_INTERNAL = 5000
 
 class ApiError(Exception):
     def __init__(
-        self, http_status: int, code: int, message: str, errors: list[dict[str, Any]] | None = None
+        self,
+        http_status: int,
+        code: int,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.http_status = http_status
         self.code = code
         self.message = message
         self.errors = errors
+        self.headers = headers or {}
 
 
 def storage_unavailable(error: Exception) -> ApiError:
@@ -108,7 +115,9 @@ def _envelope(request_id: str, code: int, message: str, data: Any = None, **extr
 
 def error_response(error: ApiError) -> tuple[Response, int]:
     extra = {"errors": error.errors} if error.errors is not None else {}
-    return jsonify(envelope(error.code, error.message, **extra)), error.http_status
+    response = jsonify(envelope(error.code, error.message, **extra))
+    response.headers.update(error.headers)
+    return response, error.http_status
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -46,7 +46,7 @@ def give_the_process_a_waiting_budget(state: BlueprintSetupState) -> None:
 
 @bp.before_request
 def authenticate() -> None:
-    require_client(services().settings)
+    require_client(services())
 
 
 @bp.post("/v1/videos/image2video")

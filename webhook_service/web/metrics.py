@@ -18,5 +18,5 @@ def metrics() -> Response:
     business information, and a scraper can send a bearer token as easily as a client does."""
     services = current_services()
     if not services.settings.metrics_public:
-        require_client(services.settings)
+        require_client(services)
     return Response(exposition(services.redis, services.keys), content_type=CONTENT_TYPE_LATEST)

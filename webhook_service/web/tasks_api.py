@@ -21,7 +21,7 @@ PRESIGNED_URL_TTL_S = 3600
 
 @bp.before_request
 def authenticate() -> None:
-    require_client(services().settings)
+    require_client(services())
 
 
 def _find(task_ref: str) -> Task:

@@ -1,11 +1,12 @@
 """The operator's dashboard: server-rendered pages at `/` for tasks, deliveries and the system's health.
 
 Sign-in takes the same client credentials as the API (a key from SERVICE_API_KEYS or a client JWT),
-checked by the same code, and keeps the operator in Flask's signed session cookie (HttpOnly,
-SameSite=Lax). Only the dashboard's routes accept that cookie, and only they check CSRF tokens: the
-JSON API and Kling's callbacks authenticate every request by header or token, so a browser cannot be
-tricked into making them, and they need no CSRF token. With no client credentials configured, the
-dashboard is open, as the API is, and says so on every page.
+checked by the same code and under the same failed-authentication limit, and keeps the operator in
+Flask's signed session cookie (HttpOnly, SameSite=Lax) with a session id that Redis keeps until logout
+or the absolute lifetime (session.py). Only the dashboard's routes accept that cookie, and only they
+check CSRF tokens: the JSON API and Kling's callbacks authenticate every request by header or token,
+so a browser cannot be tricked into making them, and they need no CSRF token. With no client
+credentials configured, the dashboard is open, as the API is, and says so on every page.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ __all__ = ["bp", "init_app"]
 
 log = logging.getLogger(__name__)
 
-SESSION_LIFETIME = timedelta(hours=12)  # of inactivity: each page view renews the cookie
+# Of inactivity: each page view renews the cookie. The absolute lifetime, from sign-in however active,
+# is session.py's SESSION_ABSOLUTE_LIFETIME_S, kept in Redis where logout can end it.
+SESSION_IDLE_LIFETIME = timedelta(hours=2)
 PUBLIC_ENDPOINTS = frozenset({"dashboard.login", "dashboard.static"})
 # Request images may be anywhere (URLs the client sent); everything else comes from this service.
 CONTENT_SECURITY_POLICY = (
@@ -66,7 +69,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=svc.settings.public_base_url.startswith("https://"),
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        PERMANENT_SESSION_LIFETIME=SESSION_IDLE_LIFETIME,
     )
     csrf.init_app(app)
     app.extensions["dashboard_summaries"] = RequestSummaries(svc.store)
@@ -76,7 +79,7 @@ def init_app(app: Flask) -> None:
 @bp.before_request
 def gate() -> ResponseReturnValue | None:
     """Sign-in first (except for the login page and the stylesheet), then the CSRF token of any POST."""
-    if request.endpoint not in PUBLIC_ENDPOINTS and not operator.signed_in(services().settings):
+    if request.endpoint not in PUBLIC_ENDPOINTS and not operator.signed_in(services()):
         path = request.full_path.rstrip("?")
         return redirect_to(url_for("dashboard.login", next=path))
     csrf.protect()

@@ -27,6 +27,7 @@ from webhook_service.domain.tasks import Status, Task
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus
 from webhook_service.web import tasks_api
+from webhook_service.web.auth_limit import FailedAuthLimit, TooManyFailures
 from webhook_service.web.context import current_services as services
 from webhook_service.web.dashboard import session as operator
 from webhook_service.web.dashboard.listing import PAGE_SIZE, RequestSummaries, in_motion, list_page
@@ -235,14 +236,25 @@ def replay_since() -> ResponseReturnValue:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    settings = services().settings
+    svc = services()
     target = _safe_next(request.values.get("next"), url_for(".index"))
-    if not settings.client_auth_enabled or (request.method == "GET" and operator.signed_in(settings)):
+    if not svc.settings.client_auth_enabled or (request.method == "GET" and operator.signed_in(svc)):
         return redirect(target)
     if request.method == "POST":
+        limit = FailedAuthLimit(svc.redis, svc.keys)
         try:
-            operator.sign_in(settings, request.form.get("credential", "").strip())
+            limit.check(request.remote_addr)
+        except TooManyFailures as refused:
+            log.warning("dashboard: sign-in refused, too many failures from %s", request.remote_addr)
+            message = (
+                f"Too many failed sign-ins from this address. Try again in {refused.retry_after_s} seconds."
+            )
+            page = render_template("dashboard/login.html", error=message, next=target)
+            return page, 429, {"Retry-After": str(refused.retry_after_s)}
+        try:
+            operator.sign_in(svc, request.form.get("credential", "").strip())
         except ApiError as error:
+            limit.record_failure(request.remote_addr)
             log.warning("dashboard: sign-in refused (%s) from %s", error.code, request.remote_addr)
             return render_template("dashboard/login.html", error=error.message, next=target), 401
         log.info("dashboard: signed in from %s", request.remote_addr)
@@ -255,6 +267,6 @@ def logout() -> Any:
     """GET asks (a link or a prefetch must not sign anyone out); POST, with its CSRF token, does it."""
     if request.method == "GET":
         return render_template("dashboard/logout.html")
-    operator.sign_out()
+    operator.sign_out(services())
     flash("Signed out.", "ok")
     return redirect(url_for(".login"))

@@ -49,6 +49,7 @@ def _errors(*statuses: str) -> dict[str, Any]:
         "404": "not found",
         "409": "conflict",
         "413": "body too large",
+        "429": "too many failed authentications from this address: wait `Retry-After` seconds",
         "503": "Redis unavailable, or for a create the archive that keeps its Base64 images (code 5001)",
         "4XX": "refused (for a create: Kling's own status, code and message)",
         "5XX": "Kling or the service failed",
@@ -86,7 +87,7 @@ def drop_in_paths(body: dict[str, Any], suffix: str) -> dict[str, Any]:
                         "queued (async asked for, or at the concurrency limit)",
                         envelope(ref("CreateAnswer"), "QUEUED"),
                     ),
-                    **_errors("400", "401", "413", "503", "4XX", "5XX"),
+                    **_errors("400", "401", "429", "413", "503", "4XX", "5XX"),
                 },
                 operationId=f"createTask{suffix}",
                 description="Kling's body. Rules across fields are checked too; a refused request lists "
@@ -99,7 +100,7 @@ def drop_in_paths(body: dict[str, Any], suffix: str) -> dict[str, Any]:
                 "List tasks, newest first",
                 {
                     "200": _answer("a page", envelope({"type": "array", "items": ref("KlingTask")})),
-                    **_errors("400", "401", "503"),
+                    **_errors("400", "401", "429", "503"),
                 },
                 operationId=f"listTasks{suffix}",
                 parameters=page,
@@ -109,7 +110,10 @@ def drop_in_paths(body: dict[str, Any], suffix: str) -> dict[str, Any]:
             "get": _op(
                 "Kling API",
                 "One task in Kling's shape, with archive links once archived",
-                {"200": _answer("the task", envelope(ref("KlingTask"))), **_errors("401", "404", "503")},
+                {
+                    "200": _answer("the task", envelope(ref("KlingTask"))),
+                    **_errors("401", "429", "404", "503"),
+                },
                 operationId=f"getTask{suffix}",
                 parameters=[TASK_REF],
             )
@@ -146,7 +150,7 @@ def service_paths(settings: Settings) -> dict[str, Any]:
             "get": _op(
                 "Tasks",
                 "Everything about a task: status, archive, archived videos, history",
-                {"200": _answer("the task", envelope(ref("Task"))), **_errors("401", "404", "503")},
+                {"200": _answer("the task", envelope(ref("Task"))), **_errors("401", "429", "404", "503")},
                 operationId="getServiceTask",
                 parameters=[TASK_REF],
             )
@@ -161,7 +165,7 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                     "302": _answer("redirect to a presigned URL"),
                     "304": _answer("not modified"),
                     "416": _answer("range not satisfiable", ref("Error")),
-                    **_errors("401", "404", "503"),
+                    **_errors("401", "429", "404", "503"),
                 },
                 operationId="getArchivedVideo",
                 parameters=[TASK_REF, _param("index", "path", {"type": "integer", "minimum": 0})],
@@ -173,7 +177,7 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 "Notification deliveries, newest first (status=failed: the dead letters)",
                 {
                     "200": _answer("a page", envelope({"type": "array", "items": ref("Delivery")})),
-                    **_errors("400", "401", "503"),
+                    **_errors("400", "401", "429", "503"),
                 },
                 operationId="listDeliveries",
                 parameters=[
@@ -197,7 +201,7 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 "One delivery with its attempts",
                 {
                     "200": _answer("the delivery", envelope(ref("DeliveryWithAttempts"))),
-                    **_errors("401", "404", "503"),
+                    **_errors("401", "429", "404", "503"),
                 },
                 operationId="getDelivery",
                 parameters=[delivery_id],
@@ -209,7 +213,7 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 "Send a failed or skipped delivery again, with the same webhook-id",
                 {
                     "200": _answer("queued again", envelope(ref("Delivery"))),
-                    **_errors("401", "404", "409", "503"),
+                    **_errors("401", "429", "404", "409", "503"),
                 },
                 operationId="replayDelivery",
                 parameters=[delivery_id],
@@ -231,7 +235,7 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                             )
                         ),
                     ),
-                    **_errors("400", "401", "503"),
+                    **_errors("400", "401", "429", "503"),
                 },
                 operationId="replayDeliveriesSince",
                 parameters=[
@@ -246,14 +250,14 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 "Endpoints disabled after answering 410 Gone",
                 {
                     "200": _answer("the list", envelope({"type": "array", "items": ref("DisabledEndpoint")})),
-                    **_errors("401", "503"),
+                    **_errors("401", "429", "503"),
                 },
                 operationId="listDisabledEndpoints",
             ),
             "delete": _op(
                 "Deliveries",
                 "Enable an endpoint again, by its whole URL",
-                {"200": _answer("enabled", ok), **_errors("401", "404", "503")},
+                {"200": _answer("enabled", ok), **_errors("401", "429", "404", "503")},
                 operationId="enableEndpointByUrl",
                 parameters=[_param("url", "query", STRING, required=True)],
             ),
@@ -262,7 +266,7 @@ def service_paths(settings: Settings) -> dict[str, Any]:
             "delete": _op(
                 "Deliveries",
                 "Enable an endpoint again, by the ep_... id the list shows",
-                {"200": _answer("enabled", ok), **_errors("401", "404", "503")},
+                {"200": _answer("enabled", ok), **_errors("401", "429", "404", "503")},
                 operationId="enableEndpoint",
                 parameters=[_param("endpoint", "path", {"type": "string", "minLength": 1})],
             )
@@ -295,7 +299,7 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 "Operations",
                 "Prometheus metrics"
                 + ("" if settings.metrics_public else " (client credentials: METRICS_PUBLIC is off)"),
-                {"200": _answer("the exposition", STRING, "text/plain"), **_errors("401", "503")},
+                {"200": _answer("the exposition", STRING, "text/plain"), **_errors("401", "429", "503")},
                 operationId="metrics",
                 **({"security": []} if settings.metrics_public else {}),
             )
