@@ -28,6 +28,8 @@ from tests.test_notify import Receiver, Stack, settled, submit
 
 LONG_PROMPT = "A <small> fox & a crow " + "walk slowly through deep fresh snow at dawn, " * 8
 REASON = "the model could not animate this image"
+# What a client could put in a prompt to mislead a reader: a terminal colour, a reversed tail, a ping.
+HOSTILE_PROMPT = "a \x1b[31mcat\u202egnp.exe <!channel>"
 SMTP_USER, SMTP_PASSWORD = "notify@example.com", "p@ss word/:%"
 
 
@@ -151,7 +153,7 @@ def test_email_has_both_parts_the_link_and_the_reason(stack: Stack, simulator, m
         NOTIFY_EMAIL_TO="ops@example.com,dev@example.com",
     )
     submit(service, simulator, "mail-ok", prompt=LONG_PROMPT)
-    submit(service, simulator, "mail-bad", status="failed", prompt="a cat")
+    submit(service, simulator, "mail-bad", status="failed", prompt=HOSTILE_PROMPT)
 
     wait_for(lambda: len(box.messages) == 2, timeout=20, what="two emails")
     assert box.logins[0] == (SMTP_USER, SMTP_PASSWORD)
@@ -172,7 +174,9 @@ def test_email_has_both_parts_the_link_and_the_reason(stack: Stack, simulator, m
 
     text, markup = parts(bad)
     assert REASON in text and REASON in markup
-    assert bad["Subject"] == "Task failed: a cat"
+    assert bad["Subject"] == "Task failed: a [31mcatgnp.exe <!channel>"
+    for part in (*parts(bad), bad["Subject"]):
+        assert "\x1b" not in part and "\u202e" not in part
 
 
 def test_slack_message_is_valid_block_kit_with_what_a_person_needs(
@@ -180,7 +184,7 @@ def test_slack_message_is_valid_block_kit_with_what_a_person_needs(
 ) -> None:
     service = stack.start(SLACK_WEBHOOK_URL=receiver.script("/slack"))
     submit(service, simulator, "slack-ok", prompt=LONG_PROMPT, model_name="kling-v2-master", duration="5")
-    submit(service, simulator, "slack-bad", status="failed", prompt="a cat")
+    submit(service, simulator, "slack-bad", status="failed", prompt=HOSTILE_PROMPT)
 
     settled(service, "slack-ok")
     settled(service, "slack-bad")
@@ -200,6 +204,10 @@ def test_slack_message_is_valid_block_kit_with_what_a_person_needs(
     link = service.http.get("/v1/tasks/slack-ok").json()["data"]["archived_videos"][0]["url"]
     assert ok[3]["elements"][0]["url"] == link
 
+    assert messages["🎬 Video ready"]["text"].startswith("🎬 Video ready: A &lt;small&gt; fox &amp; a crow")
+    # The top-level text (what notifications and old clients show) is escaped and cleaned like the blocks.
+    assert messages["❌ Task failed"]["text"] == "❌ Task failed: a [31mcatgnp.exe &lt;!channel&gt;"
     bad = messages["❌ Task failed"]["blocks"]
+    assert bad[1]["text"]["text"] == "> a [31mcatgnp.exe &lt;!channel&gt;"
     assert any(REASON in b.get("text", {}).get("text", "") for b in bad)
     assert "actions" not in [b["type"] for b in bad]  # no video to link to

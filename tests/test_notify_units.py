@@ -14,12 +14,13 @@ from slack_sdk.models.blocks import Block
 
 import workers.notify
 from tests.test_notify import SECRET, Receiver
+from tests.test_notify_people import parts
 from webhook_service.config import DEFAULT_NOTIFY_EVENTS, ConfigError, Settings
 from webhook_service.domain.clock import now_ms, parse_since
 from webhook_service.domain.events import Event, EventType, event_id
 from webhook_service.domain.tasks import Outcome, Task
 from webhook_service.jobs import NOTIFY_QUEUE
-from webhook_service.notify.render import slack_message
+from webhook_service.notify.render import email_message, slack_message
 from webhook_service.notify.retry import RETRY_AFTER_MAX_S, next_delay, parse_retry_after
 from webhook_service.notify.routing import Sink, SinkKind, sinks_for
 from webhook_service.redaction import shown_url
@@ -142,6 +143,29 @@ def test_slack_blocks_stay_within_slacks_limits_for_every_event(event_type: str)
     for block in message["blocks"]:
         Block.parse(block).validate_json()
     assert message["text"].startswith(message["blocks"][0]["text"]["text"])
+
+
+UNSAFE = [chr(c) for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))] + [
+    chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
+]
+
+
+def test_control_and_bidi_characters_never_reach_slack_or_email() -> None:
+    hostile = "".join(UNSAFE)
+    event = synthetic_event(
+        "task.failed",
+        status="failed",
+        model_name=f"model{hostile}",
+        error={"message": f"line one{hostile}\n\tline two", "code": 1301},
+    )
+    event = Event(event.id, event.type, f"t-1{hostile}", event.payload, prompt=f"a{hostile}cat")
+    slack = json.dumps(slack_message(event, "https://svc.example"), ensure_ascii=False)
+    mail = email_message(event, "https://svc.example", "k@example.com", ("ops@example.com",))
+    text, markup = parts(mail)
+    for shown in (slack, text, markup, str(mail["Subject"])):
+        assert not set(shown) & set(UNSAFE), [hex(ord(c)) for c in set(shown) & set(UNSAFE)]
+    assert "acat" in slack and mail["Subject"] == "Task failed: acat"
+    assert "Reason: line one\n\tline two (1301)" in text  # newline and tab stay where they belong
 
 
 @pytest.fixture

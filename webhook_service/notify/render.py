@@ -3,12 +3,19 @@
 Both say the same few things in the same order: what happened, the prompt (shortened), status, model,
 how long the video is and how long it took, the link to the video and, when something failed, why.
 Everything comes from the stored event, so a retried message is the same message.
+
+Much of it is what a client sent (the prompt, its external_task_id) or what Kling said (a failure's
+reason), so every value is cleaned before it reaches a person: control characters go (a terminal
+escape, a NUL that truncates a header), and so do bidi overrides and isolates, which can make text
+read differently from what it says (a file name or link shown backwards). Slack's mrkdwn is escaped
+everywhere, `text` included, so a client cannot mention @channel or forge a link.
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields, replace
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
@@ -29,6 +36,12 @@ _TITLES = {
     "task.expired": ("⌛", "Task expired"),
 }
 _FAILURES = frozenset({"task.failed", "task.archive_failed", "task.expired"})
+# C0 controls but tab and newline, DEL, C1 controls, and the bidi embeddings, overrides and isolates.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text: str) -> str:
+    return _UNSAFE.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,13 @@ class Summary:
 
 
 def summarise(event: Event, base_url: str) -> Summary:
+    """What a message says, every text in it cleaned (see the module's docstring)."""
+    s = _summary(event, base_url)
+    cleaned = {f.name: clean(v) for f in fields(s) if isinstance(v := getattr(s, f.name), str)}
+    return replace(s, **cleaned)
+
+
+def _summary(event: Event, base_url: str) -> Summary:
     data = event.data
     emoji, title = _TITLES.get(event.type, ("🔔", event.type))
     status = str(data.get("status", ""))
@@ -65,7 +85,7 @@ def summarise(event: Event, base_url: str) -> Summary:
     return Summary(
         emoji=emoji,
         title=title,
-        prompt=shorten(event.prompt, PROMPT_CHARS) or "(no prompt)",
+        prompt=shorten(clean(event.prompt), PROMPT_CHARS) or "(no prompt)",
         status=status,
         model=str(data.get("model_name") or "?"),
         video_length=_video_length(data),
@@ -148,7 +168,7 @@ def slack_message(event: Event, base_url: str) -> dict[str, Any]:
         blocks.append({"type": "actions", "elements": [{**button, "url": s.video_url, "style": "primary"}]})
     context = f"Task <{s.task_url}|{_mrkdwn(s.external_task_id)}> · `{s.event_type}`"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
-    return {"text": f"{s.emoji} {s.title}: {s.prompt}", "blocks": blocks}
+    return {"text": f"{s.emoji} {_mrkdwn(s.title)}: {_mrkdwn(s.prompt)}", "blocks": blocks}
 
 
 def email_message(event: Event, base_url: str, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
