@@ -228,7 +228,10 @@ def test_task_page_shows_images_as_thumbnails_from_the_archive_never_as_base64(
     assert (
         '<img src="/tasks/pictures/inputs/0/thumbnail"' in page and 'href="/tasks/pictures/inputs/0"' in page
     )
-    assert '<img src="https://127.0.0.1:9/tail.jpg"' in page and 'href="https://127.0.0.1:9/tail.jpg"' in page
+    # The client's URL is a link, never an image the operator's browser would fetch from its host.
+    assert 'href="https://127.0.0.1:9/tail.jpg"' in page and 'src="https://127.0.0.1:9' not in page
+    csp = client.get("/tasks/pictures").headers["Content-Security-Policy"]
+    assert "img-src 'self' data:;" in csp
     thumb = client.get("/tasks/pictures/inputs/0/thumbnail")
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
     assert PIL.Image.open(io.BytesIO(thumb.data)).size == (320, 160)

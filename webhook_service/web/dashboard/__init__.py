@@ -37,10 +37,12 @@ log = logging.getLogger(__name__)
 # is session.py's SESSION_ABSOLUTE_LIFETIME_S, kept in Redis where logout can end it.
 SESSION_IDLE_LIFETIME = timedelta(hours=2)
 PUBLIC_ENDPOINTS = frozenset({"dashboard.login", "dashboard.static"})
-# Request images may be anywhere (URLs the client sent); everything else comes from this service.
+# Images come from this service only: a client's image URL is shown as a link, never loaded, so
+# opening a task never tells a third party who looked at it, or when. Videos play from the service's own
+# URL, which may redirect to the archive's presigned S3 link.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' data: http: https:; media-src 'self' http: https:; "
+    "img-src 'self' data:; media-src 'self' http: https:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 

@@ -1,8 +1,9 @@
-"""How values look on the pages: times, ages, sizes, and a task's request with its images as images.
+"""How values look on the pages: times, ages, sizes, and a task's request with its images.
 
-Images in a request are an http(s) URL or an archived input (domain/inputs.py). Either is shown as a
-picture: the URL as it is, the archived one as a thumbnail the dashboard serves from the archive. No
-Base64 ever reaches a page: a request recorded before inputs were archived says only how big it was.
+Images in a request are an http(s) URL or an archived input (domain/inputs.py). An archived one is
+shown as a thumbnail the dashboard serves from the archive. A URL is shown as a link only: loading it
+would send the operator's browser to a host the client chose, telling it who opened the task and when.
+No Base64 ever reaches a page: a request recorded before inputs were archived says only how big it was.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def image(value: object, index: int, link: InputLink) -> Image:
         return Image(src, original, ref.get("size"), ref.get("content_type"), ref.get("sha256"))
     text = str(value or "").strip()
     if text.startswith(("http://", "https://")):
-        return Image(src=text, url=text)
+        return Image(src=None, url=text)
     return Image(src=None, size=len(text.rstrip("=")) * 3 // 4)
 
 
