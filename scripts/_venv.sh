@@ -26,35 +26,6 @@ ensure_venv() {
   fi
 }
 
-# Start a local redis-server when nothing answers at the URL (host must be this machine).
-# Prints nothing when a Redis already answers.
-ensure_redis() {
-  local url="$1"
-  if .venv/bin/python - "$url" <<'PY'
-import sys, redis
-try:
-    redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
-except redis.RedisError:
-    sys.exit(1)
-PY
-  then
-    return 0
-  fi
-  ensure_redis_server_binary
-  local port
-  port=$(.venv/bin/python -c 'import sys; from urllib.parse import urlsplit; print(urlsplit(sys.argv[1]).port or 6379)' "$url")
-  echo "No Redis answers at $url: starting redis-server on 127.0.0.1:$port"
-  mkdir -p data
-  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
-    --dir "$PWD/data" --logfile "$PWD/data/redis.log" --pidfile "$PWD/data/redis.pid"
-  for _ in $(seq 1 50); do
-    redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "redis-server did not start; see data/redis.log" >&2
-  exit 1
-}
-
 ensure_redis_server_binary() {
   command -v redis-server >/dev/null 2>&1 && return 0
   if [ "${CI:-}" = "true" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -64,9 +35,8 @@ ensure_redis_server_binary() {
     return 0
   fi
   cat >&2 <<'MSG'
-redis-server is not installed and no Redis answers at REDIS_URL.
-Install one:  Debian/Ubuntu: sudo apt-get install redis-server   macOS: brew install redis
-or point REDIS_URL at a Redis you have.
+redis-server is not installed, and the tests start Redis servers of their own.
+Install it:  Debian/Ubuntu: sudo apt-get install redis-server   macOS: brew install redis
 MSG
   exit 1
 }

@@ -22,22 +22,34 @@ from flask.testing import FlaskClient
 from moto.server import ThreadedMotoServer
 
 from kling_simulator import SimulatorServer
-from tests.support import LiveServer, die_with_parent
+from tests.support import LiveServer, PrivateRedis, die_with_parent
 from webhook_service.services import Services
 from webhook_service.web.app import create_app
 from webhook_service.web.context import services_of
 
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SIM_TOKEN = "sim-token-for-tests"
 SECRET_KEY = "test-secret-key-0123456789abcdef"
 S3_SECRET = "fake-secret-key-for-tests"
 
 
+@pytest.fixture(scope="session")
+def test_redis() -> Iterator[str]:
+    """A redis-server of the run's own, on a free loopback port, so that the tests (which empty their
+    database around every test) never touch anyone's data. TEST_REDIS_URL names another one instead:
+    its database is emptied just the same."""
+    if url := os.environ.get("TEST_REDIS_URL"):
+        yield url
+        return
+    server = PrivateRedis("--appendonly", "no").start()  # nothing to keep: faster without the AOF
+    yield server.url
+    server.stop()
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    connection = redis.Redis.from_url(TEST_REDIS_URL)
+def redis_url(test_redis: str) -> Iterator[str]:
+    connection = redis.Redis.from_url(test_redis)
     connection.flushdb()
-    yield TEST_REDIS_URL
+    yield test_redis
     connection.flushdb()
 
 

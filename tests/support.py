@@ -114,6 +114,7 @@ class PrivateRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,  # never outlives a run cut short
         )
         client = redis.Redis.from_url(self.url)
         wait_for(lambda: _pings(client), timeout=10, what="private redis-server to answer")
