@@ -15,7 +15,18 @@ from webhook_service.integrations.redis_config import RedisUnfit, check_at_start
 from webhook_service.services import redis_connection
 from webhook_service.web.auth import announce_if_open
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+
+def _default_host() -> str:
+    """Every interface only when clients must authenticate: an open API stays on this machine unless
+    HOST says otherwise (a platform's router, a container: HOST=0.0.0.0)."""
+    try:
+        open_api = not Settings.from_env().client_auth_enabled
+    except ConfigError:
+        return "127.0.0.1"  # the workers refuse to start and say why
+    return "127.0.0.1" if open_api else "0.0.0.0"
+
+
+bind = f"{os.environ.get('HOST') or _default_host()}:{os.environ.get('PORT', '8000')}"
 
 
 def _default_workers() -> int:

@@ -130,3 +130,29 @@ def test_the_number_of_workers(
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
     assert booted() == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "bound"),
+    [
+        ({}, "127.0.0.1:8123"),  # an open API stays on this machine
+        ({"SERVICE_API_KEYS": "a-client-key-of-24-chars-or-more"}, "0.0.0.0:8123"),
+        ({"HOST": "0.0.0.0"}, "0.0.0.0:8123"),  # said outright: a platform's router, a container
+        ({"HOST": "::1"}, "::1:8123"),
+    ],
+)
+def test_the_bind_address_is_loopback_while_the_api_is_open(
+    env: dict[str, str], extra: dict[str, str], bound: str
+) -> None:
+    settings = {k: v for k, v in os.environ.items() if k not in ("HOST", "SERVICE_API_KEYS")}
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--print-config", "wsgi:app"],
+        cwd=ROOT,
+        env={**settings, **env, "PORT": "8123", **extra},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("bind ")]
+    assert line.split("=", 1)[1].strip() == repr([bound])
