@@ -114,7 +114,8 @@ class PrivateRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,  # never outlives a run cut short
+            # No parent-death signal here: it comes when the starting *thread* ends, and tests restart
+            # Redis from threads of their own (an outage under load), which would kill it again.
         )
         client = redis.Redis.from_url(self.url)
         wait_for(lambda: _pings(client), timeout=10, what="private redis-server to answer")
