@@ -40,7 +40,7 @@ def test_redis() -> Iterator[str]:
     if url := os.environ.get("TEST_REDIS_URL"):
         yield url
         return
-    server = PrivateRedis("--appendonly", "no").start()  # nothing to keep: faster without the AOF
+    server = PrivateRedis("--appendonly", "no", dies_with_run=True).start()  # nothing to keep: no AOF
     yield server.url
     server.stop()
 

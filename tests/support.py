@@ -82,8 +82,9 @@ class PrivateRedis:
     `config` is more of redis-server's options ("--maxmemory-policy", "allkeys-lru"), given after the
     defaults, so they win."""
 
-    def __init__(self, *config: str) -> None:
+    def __init__(self, *config: str, dies_with_run: bool = False) -> None:
         self.config = config
+        self.dies_with_run = dies_with_run
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -114,8 +115,10 @@ class PrivateRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            # No parent-death signal here: it comes when the starting *thread* ends, and tests restart
-            # Redis from threads of their own (an outage under load), which would kill it again.
+            # The parent-death signal comes when the starting *thread* ends: only for a server started
+            # from the main thread (the run's own); tests restart theirs from threads (an outage under
+            # load), which would kill it again for good.
+            preexec_fn=die_with_parent if self.dies_with_run else None,
         )
         client = redis.Redis.from_url(self.url)
         wait_for(lambda: _pings(client), timeout=10, what="private redis-server to answer")
