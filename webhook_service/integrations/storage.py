@@ -110,6 +110,13 @@ def _wrapped(what: str) -> Iterator[None]:
         raise StorageError(f"{what} failed: {exc}") from exc
 
 
+def _with_parent(path: Path) -> Path:
+    """`path`, once its folder exists (a staging file is written next)."""
+    with _wrapped(f"create {path.parent}"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()  # fixed now, so a later chdir changes nothing
@@ -125,10 +132,7 @@ class LocalStorage:
         return path.with_name(f".{path.name}.sha256")
 
     def staging_path(self, key: str) -> Path:
-        staging = self._staging(key)
-        with _wrapped(f"create {staging.parent}"):
-            staging.parent.mkdir(parents=True, exist_ok=True)
-        return staging
+        return _with_parent(self._staging(key))
 
     def commit(
         self, staging: Path, key: str, *, sha256: str, content_type: str = "video/mp4"
@@ -246,10 +250,7 @@ class S3Storage:
         return self.spool_dir / f"{digest}-{key.rsplit('/', 1)[-1]}.part"
 
     def staging_path(self, key: str) -> Path:
-        staging = self._staging(key)
-        with _wrapped(f"create {staging.parent}"):
-            staging.parent.mkdir(parents=True, exist_ok=True)
-        return staging
+        return _with_parent(self._staging(key))
 
     def commit(
         self, staging: Path, key: str, *, sha256: str, content_type: str = "video/mp4"
