@@ -92,4 +92,4 @@ def test_client_keys_of_24_characters_and_a_short_issuer_name_are_accepted() -> 
     settings = Settings.from_env(
         {**BASE, "SERVICE_API_KEYS": "k" * 24, "SERVICE_ACCESS_KEY": "ak", "SERVICE_SECRET_KEY": "s" * 24}
     )
-    assert settings.service_api_keys == ("k" * 24,) and settings.service_access_key == "ak"
+    assert [c.key for c in settings.client_keys] == ["k" * 24] and settings.service_access_key == "ak"

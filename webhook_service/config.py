@@ -16,6 +16,7 @@ from dotenv import dotenv_values
 
 from webhook_service.domain.events import EventType
 from webhook_service.domain.tasks import DEFAULT_MAX_OUTPUTS
+from webhook_service.domain.tenants import DEFAULT_TENANT, NAME_RULE, valid_name
 from webhook_service.redaction import url_without_secrets
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -38,6 +39,18 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, repr=False)
+class ClientKey:
+    """A client key from SERVICE_API_KEYS or SERVICE_ADMIN_KEYS, and whose it is (domain/tenants.py)."""
+
+    tenant: str
+    key: str
+    admin: bool = False
+
+    def __repr__(self) -> str:  # never the key itself, in a log line or a traceback
+        return f"ClientKey(tenant={self.tenant!r}, admin={self.admin})"
+
+
+@dataclass(frozen=True, repr=False)
 class Settings:
     redis_url: str = DEFAULT_REDIS_URL
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
@@ -48,7 +61,7 @@ class Settings:
     kling_secret_key: str = ""
     kling_webhook_secret: str = ""
     kling_extra_fields: frozenset[str] = frozenset()
-    service_api_keys: tuple[str, ...] = ()
+    client_keys: tuple[ClientKey, ...] = ()  # SERVICE_API_KEYS, then SERVICE_ADMIN_KEYS
     service_access_key: str = ""
     service_secret_key: str = ""
     callback_max_bytes: int = 1024 * 1024
@@ -93,7 +106,7 @@ class Settings:
 
     @property
     def client_auth_enabled(self) -> bool:
-        return bool(self.service_api_keys or self.service_access_key)
+        return bool(self.client_keys or self.service_access_key)
 
     @property
     def kling_credentials_configured(self) -> bool:
@@ -126,7 +139,10 @@ class Settings:
             kling_secret_key=get("KLING_SECRET_KEY"),
             kling_webhook_secret=get("KLING_WEBHOOK_SECRET"),
             kling_extra_fields=frozenset(_split(get("KLING_EXTRA_FIELDS"))),
-            service_api_keys=tuple(_split(get("SERVICE_API_KEYS"))),
+            client_keys=(
+                *_client_keys("SERVICE_API_KEYS", get("SERVICE_API_KEYS"), admin=False),
+                *_client_keys("SERVICE_ADMIN_KEYS", get("SERVICE_ADMIN_KEYS"), admin=True),
+            ),
             service_access_key=get("SERVICE_ACCESS_KEY"),
             service_secret_key=get("SERVICE_SECRET_KEY"),
             kling_timeout_s=_positive_float("KLING_TIMEOUT_S", get("KLING_TIMEOUT_S", "30")),
@@ -214,12 +230,19 @@ class Settings:
 
     def _check_client_secrets(self) -> None:
         """SERVICE_ACCESS_KEY is left alone: it is the JWT's issuer, a name every token shows in clear."""
-        for position, key in enumerate(self.service_api_keys, start=1):
-            if len(key) < MIN_CLIENT_SECRET_CHARS:
-                raise ConfigError(
-                    f"SERVICE_API_KEYS: key {position} has {len(key)} characters; each key needs at least "
-                    f"{MIN_CLIENT_SECRET_CHARS} ({_GENERATE})"
-                )
+        seen: set[str] = set()
+        for kind in (False, True):
+            name = "SERVICE_ADMIN_KEYS" if kind else "SERVICE_API_KEYS"
+            keys = [client.key for client in self.client_keys if client.admin is kind]
+            for position, key in enumerate(keys, start=1):
+                if len(key) < MIN_CLIENT_SECRET_CHARS:
+                    raise ConfigError(
+                        f"{name}: key {position} has {len(key)} characters; each key needs at least "
+                        f"{MIN_CLIENT_SECRET_CHARS} ({_GENERATE})"
+                    )
+                if key in seen:
+                    raise ConfigError(f"{name}: key {position} is given twice; each client needs its own key")
+                seen.add(key)
         if self.service_secret_key and len(self.service_secret_key) < MIN_CLIENT_SECRET_CHARS:
             raise ConfigError(
                 f"SERVICE_SECRET_KEY: {len(self.service_secret_key)} characters; the HS256 secret needs at "
@@ -229,6 +252,23 @@ class Settings:
 
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _client_keys(name: str, value: str, *, admin: bool) -> list[ClientKey]:
+    """`KEY` (tenant default) or `TENANT:KEY`, comma-separated. A key with ':' in it is written with its
+    tenant (`default:KEY`), so a misspelt tenant is an error rather than a key of the default tenant."""
+    found = []
+    for position, part in enumerate(_split(value), start=1):
+        tenant, separator, key = part.partition(":")
+        if not separator:
+            tenant, key = DEFAULT_TENANT, part
+        elif not valid_name(tenant):
+            raise ConfigError(
+                f"{name}: entry {position} names tenant {tenant!r}; a tenant name is {NAME_RULE} "
+                "(write TENANT:KEY, or KEY alone for the default tenant)"
+            )
+        found.append(ClientKey(tenant, key.strip(), admin))
+    return found
 
 
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:

@@ -7,6 +7,9 @@ Tasks (domain/store.py):
 - `task:<external_task_id>:history`  every callback and status change, oldest first (JSON list items)
 - `task-id:<task_id>`                Kling's task id -> external_task_id
 - `tasks`                            sorted set of external_task_ids by creation time (newest-first lists)
+- `tasks:tenant:<tenant>`            the same, for one tenant's tasks (domain/tenants.py)
+- `tenant-backfill`                  how far the one-time walk that puts tasks recorded before tenants
+                                     (and their deliveries) into the default tenant's indexes has got
 
 Submission (domain/admission.py):
 - `submit-queue`       sorted set of external_task_ids waiting to be sent, by arrival (µs)
@@ -33,6 +36,7 @@ Notifications (notify/deliveries.py):
 - `deliveries`                           sorted set of every delivery id by creation time
 - `deliveries:<status>`                  sorted set of the ids in that status, by when they entered it
 - `deliveries:task:<external_task_id>`   set of the task's delivery ids
+- `deliveries:tenant:<tenant>[:<status>]` the same two indexes for one tenant's deliveries
 - `notify:disabled-endpoints`            hash: endpoint URL -> when and why it was disabled (410 Gone)
 
 Client authentication (web/auth_limit.py, web/dashboard/session.py):
@@ -72,6 +76,13 @@ class Keys:
     @property
     def tasks(self) -> str:
         return f"{self.prefix}tasks"
+
+    def tenant_tasks(self, tenant: str) -> str:
+        return f"{self.prefix}tasks:tenant:{tenant}"
+
+    @property
+    def tenant_backfill(self) -> str:
+        return f"{self.prefix}tenant-backfill"
 
     # --- submission ---
 
@@ -141,6 +152,10 @@ class Keys:
     def deliveries(self, status: str | None = None) -> str:
         """Every delivery by creation time, or those in `status` by when they entered it."""
         return f"{self.prefix}deliveries" + (f":{status}" if status else "")
+
+    def tenant_deliveries(self, tenant: str, status: str | None = None) -> str:
+        """One tenant's deliveries by creation time, or those in `status` by when they entered it."""
+        return f"{self.prefix}deliveries:tenant:{tenant}" + (f":{status}" if status else "")
 
     @property
     def dead_letters(self) -> str:

@@ -15,6 +15,7 @@ import redis
 from redis.client import Pipeline
 
 from webhook_service.domain.clock import now_ms
+from webhook_service.domain.tenants import DEFAULT_TENANT
 from webhook_service.keys import Keys
 from webhook_service.replies import text
 
@@ -50,7 +51,7 @@ class Admission:
         self._take_next = connection.register_script(_TAKE_NEXT)
         self._put_back = connection.register_script(_PUT_BACK)
 
-    def enqueue(self, pipe: Pipeline, external_task_id: str) -> None:
+    def enqueue(self, pipe: Pipeline, external_task_id: str, tenant: str = DEFAULT_TENANT) -> None:
         pipe.zadd(self.keys.submit_queue, {external_task_id: time.time_ns() // 1000}, nx=True)
 
     def take_next(self) -> str | None:

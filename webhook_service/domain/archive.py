@@ -192,6 +192,7 @@ def _write_metadata(svc: Services, task: Task) -> None:
     request = svc.store.request(task.external_task_id) or {}
     metadata = {
         "external_task_id": task.external_task_id,
+        "tenant": task.tenant,
         "task_id": task.task_id,
         "upstream_task_ids": task.upstream_task_ids,
         "model_name": task.model_name,

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from webhook_service.domain.tasks import Status
+from webhook_service.domain.tenants import DEFAULT_TENANT
 
 
 class EventType(StrEnum):
@@ -52,6 +53,7 @@ class Event:
     external_task_id: str
     payload: str  # the exact JSON body of every webhook attempt
     prompt: str  # the request's prompt, for Slack and email: the task view does not hold the request
+    tenant: str = DEFAULT_TENANT  # whose task: its deliveries are that tenant's
 
     @property
     def body(self) -> dict[str, Any]:

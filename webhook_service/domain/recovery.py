@@ -29,6 +29,7 @@ from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import TaskExists, TaskNotFound
 from webhook_service.domain.lifecycle import record_news
 from webhook_service.domain.tasks import ArchiveState, Status, StatusUpdate, Task, update_from_kling_task
+from webhook_service.domain.tenants import tenant_of
 from webhook_service.integrations.storage import StorageError
 from webhook_service.jobs import enqueue_archive, job_id, still_to_run
 from webhook_service.services import Services
@@ -70,6 +71,7 @@ def recreate(
         watermark_info=request.get("watermark_info") or watermark_info,
         archived_videos=metadata.get("videos") or [],
         recovered=True,
+        tenant=metadata.get("tenant") or tenant_of(external_task_id),
     )
     marker = {"at": now, "event": "recovered", "source": source, "from_archive": bool(metadata)}
     try:

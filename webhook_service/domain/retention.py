@@ -25,6 +25,7 @@ from redis.client import Pipeline
 
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.tasks import ArchiveState, Status, Task
+from webhook_service.domain.tenant_backfill import backfill_step
 from webhook_service.notify.records import Delivery, DeliveryStatus
 from webhook_service.replies import scored, text_or_none, texts
 from webhook_service.services import Services
@@ -58,6 +59,7 @@ def prune(services: Services) -> PruneReport:
     report = PruneReport()
     started = time.monotonic()
     _backfill_step(services)
+    backfill_step(services)  # tenants' own indexes, once (domain/tenant_backfill.py)
     while time.monotonic() - started < PASS_BUDGET_S:
         due = texts(services.redis.zrangebyscore(services.keys.retention, 0, now_ms(), start=0, num=BATCH))
         for external_task_id in due:
@@ -123,7 +125,9 @@ def _prune_one(services: Services, external_task_id: str, report: PruneReport) -
                 pipe.execute()
                 report.postponed.append(external_task_id)
                 return
-            notice = json.dumps({"removed_at": now_ms(), "external_task_id": external_task_id})
+            notice = json.dumps(
+                {"removed_at": now_ms(), "external_task_id": external_task_id, "tenant": task.tenant}
+            )
             notice_ttl_s = max(NOTICE_MIN_S, int(services.settings.task_retention_s))
             services.store.remove(pipe, task, notice, notice_ttl_s)
             services.deliveries.remove(pipe, external_task_id, deliveries)

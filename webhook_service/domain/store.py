@@ -18,6 +18,7 @@ from redis.client import Pipeline
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import TaskExists, TaskNotFound
 from webhook_service.domain.tasks import Outcome, Status, Task
+from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
 from webhook_service.keys import Keys
 from webhook_service.replies import text, text_or_none, texts
 
@@ -52,6 +53,7 @@ class TaskStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(self.keys.task_request(task.external_task_id), json.dumps(request))
         pipe.zadd(self.keys.tasks, {task.external_task_id: task.created_at})
+        pipe.zadd(self.keys.tenant_tasks(task.tenant), {task.external_task_id: task.created_at})
         entries = history or [{"at": task.created_at, "event": "created"}]
         pipe.rpush(self.keys.task_history(task.external_task_id), *(json.dumps(e) for e in entries))
         if also is not None:
@@ -62,14 +64,19 @@ class TaskStore:
         raw = self.redis.get(self.keys.task(external_task_id))
         return Task.from_json(raw) if raw else None
 
-    def find(self, any_id: str) -> Task | None:
-        """By Kling's task_id or by external_task_id, as Kling's own query endpoint accepts either."""
+    def find(self, any_id: str, scope: Scope = EVERYONE) -> Task | None:
+        """By Kling's task_id or by the client's external_task_id, as Kling's own query endpoint accepts
+        either; only a task `scope` may see (another tenant's is as absent as a missing one)."""
         external_task_id = self.external_id_for(any_id)
         if external_task_id:
             task = self.get(external_task_id)
-            if task:
+            if task and scope.sees(task.tenant):
                 return task
-        return self.get(any_id)
+        for candidate in scope.candidates(any_id):
+            task = self.get(candidate)
+            if task and scope.sees(task.tenant):
+                return task
+        return None
 
     def external_id_for(self, task_id: str) -> str | None:
         return text_or_none(self.redis.get(self.keys.task_id(task_id)))
@@ -99,8 +106,21 @@ class TaskStore:
         pipe.ltrim(key, -HISTORY_LIMIT, -1)
         pipe.execute()
 
-    def newest(self, offset: int, limit: int) -> list[Task]:
-        return self.many(texts(self.redis.zrevrange(self.keys.tasks, offset, offset + limit - 1)))
+    def newest(self, offset: int, limit: int, scope: Scope = EVERYONE) -> list[Task]:
+        """Newest first: every task for an admin, else the scope's tenant's."""
+        if scope.admin:
+            index = self.keys.tasks
+        elif scope.tenant == DEFAULT_TENANT and not self.tenant_indexes_complete():
+            # Tasks recorded before tenants are in `tasks` only, until the backfill has put them in
+            # the default tenant's index (domain/tenant_backfill.py): read the whole list, keep its own.
+            everything = self.many(texts(self.redis.zrevrange(self.keys.tasks, offset, offset + limit - 1)))
+            return [task for task in everything if task.tenant == DEFAULT_TENANT]
+        else:
+            index = self.keys.tenant_tasks(scope.tenant)
+        return self.many(texts(self.redis.zrevrange(index, offset, offset + limit - 1)))
+
+    def tenant_indexes_complete(self) -> bool:
+        return self.redis.get(self.keys.tenant_backfill) == b"done"
 
     def many(self, ids: list[str]) -> list[Task]:
         """The tasks with these external_task_ids, in that order, leaving out those not recorded."""
@@ -120,6 +140,7 @@ class TaskStore:
             *(self.keys.task_id(i) for i in ids[1:] if i is not None),
         )
         pipe.zrem(self.keys.tasks, task.external_task_id)
+        pipe.zrem(self.keys.tenant_tasks(task.tenant), task.external_task_id)
         for any_id in ids:
             if any_id is not None:
                 pipe.set(self.keys.removed(any_id), notice, ex=notice_ttl_s)

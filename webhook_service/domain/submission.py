@@ -23,6 +23,7 @@ from webhook_service.domain.inputs import store_inputs, with_inputs
 from webhook_service.domain.lifecycle import record_news, release
 from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
+from webhook_service.domain.tenants import DEFAULT_TENANT, upstream_id
 from webhook_service.integrations.kling import KlingError
 from webhook_service.jobs import enqueue_dispatch
 from webhook_service.notify.routing import raise_event
@@ -37,16 +38,20 @@ def new_external_task_id() -> str:
     return f"kws-{uuid.uuid4().hex}"
 
 
-def accept(services: Services, body: dict[str, Any]) -> Task:
+def accept(services: Services, body: dict[str, Any], tenant: str = DEFAULT_TENANT) -> Task:
     """Record the task (status `queued`) and put it in the submission queue, in one transaction.
+
+    The task is `tenant`'s, recorded under its upstream id (domain/tenants.py): the client's
+    external_task_id must be unique within its tenant only.
 
     The record comes first so a callback that beats Kling's answer finds its task. Its Base64 images
     are written to the archive before that (domain/inputs.py), so Redis keeps only references to them.
     Raises TaskExists, or InputsNotStored when the archive refuses them (nothing is recorded then).
     """
-    external_task_id = body.get("external_task_id") or new_external_task_id()
+    external_task_id = upstream_id(tenant, body.get("external_task_id") or new_external_task_id())
     task = Task(
         external_task_id=external_task_id,
+        tenant=tenant,
         model_name=body.get("model_name", "kling-v1"),
         client_callback_url=body.get("callback_url"),
         watermark_info=body.get("watermark_info"),
@@ -55,13 +60,17 @@ def accept(services: Services, body: dict[str, Any]) -> Task:
     if body.get("external_task_id") and services.store.get(external_task_id) is not None:
         raise TaskExists(external_task_id)  # refused before its images are written, not after
     request = store_inputs(services.storage, task, request)
-    services.store.create(task, request, also=lambda pipe: services.admission.enqueue(pipe, external_task_id))
+    services.store.create(
+        task, request, also=lambda pipe: services.admission.enqueue(pipe, external_task_id, tenant)
+    )
     return task
 
 
-def submit_and_wait(services: Services, body: dict[str, Any], wait_s: float) -> Task:
+def submit_and_wait(
+    services: Services, body: dict[str, Any], wait_s: float, tenant: str = DEFAULT_TENANT
+) -> Task:
     """Accept the task, then help the queue along for up to `wait_s` until it has left the queue."""
-    task = accept(services, body)
+    task = accept(services, body, tenant)
     deadline = time.monotonic() + wait_s
     while True:
         dispatch(services)

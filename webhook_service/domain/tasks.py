@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import UnknownCallbackShape
+from webhook_service.domain.tenants import DEFAULT_TENANT, client_id
 
 # Outputs kept from one callback or answer (CALLBACK_MAX_OUTPUTS): Kling makes one video per task.
 DEFAULT_MAX_OUTPUTS = 16
@@ -100,7 +101,7 @@ class StatusUpdate:
 
 @dataclass
 class Task:
-    external_task_id: str
+    external_task_id: str  # the upstream id: the client's own, prefixed for a tenant other than default
     status: Status = Status.QUEUED
     task_id: str | None = None
     status_msg: str = ""
@@ -121,6 +122,12 @@ class Task:
     archive_error: dict[str, Any] | None = None
     archived_videos: list[dict[str, Any]] = field(default_factory=list)
     recovered: bool = False  # recorded again after Redis lost it (domain/recovery.py)
+    tenant: str = DEFAULT_TENANT  # a task recorded before tenants existed is the default tenant's
+
+    @property
+    def client_task_id(self) -> str:
+        """The external_task_id as its client chose it and sees it."""
+        return client_id(self.external_task_id, self.tenant)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,7 +149,10 @@ class Task:
         return cls(**known)
 
     def archive_link(self, base_url: str, index: int) -> str:
-        return f"{base_url}/v1/tasks/{quote(self.external_task_id, safe='')}/videos/{index}"
+        """By external_task_id for the default tenant; by Kling's task_id, which every tenant and an
+        admin can resolve alike, for the others (an archived video's task always has one)."""
+        ref = self.external_task_id if self.tenant == DEFAULT_TENANT else self.task_id or self.client_task_id
+        return f"{base_url}/v1/tasks/{quote(ref, safe='')}/videos/{index}"
 
     def result_with_archive_links(self, base_url: str) -> dict[str, Any] | None:
         """Kling's task_result, each video keeping Kling's `url` with the archive's link beside it."""
@@ -168,7 +178,7 @@ class Task:
             "task_id": self.task_id or "",
             "task_status": _KLING_STATUS.get(self.status, self.status.value),
             "task_status_msg": self.status_msg,
-            "task_info": {"external_task_id": self.external_task_id},
+            "task_info": {"external_task_id": self.client_task_id},
             "created_at": self.upstream_created_at or self.created_at,
             "updated_at": self.upstream_updated_at or self.updated_at,
         }

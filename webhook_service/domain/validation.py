@@ -12,7 +12,8 @@ Decisions where the documentation leaves room:
 * ``null`` never means "absent" (Kling does not document it): omit the field instead.
 * ``camera_control.config`` is required when ``type`` is ``"simple"`` (a simple move without axes
   means nothing) and refused with every other type.
-* ``external_task_id`` is 1 to 64 printable ASCII characters without whitespace: the task is stored
+* ``external_task_id`` is 1 to 64 printable ASCII characters without whitespace or ``~`` (which the
+  service reserves to keep tenants' ids apart upstream, domain/tenants.py): the task is stored
   and queried (in a URL path) under it, where spaces and non-ASCII text invite mistakes.
 * Images (``image``, ``image_tail``, ``static_mask``, ``dynamic_masks[].mask``) are an http(s) URL,
   never fetched here, or raw Base64 decoding to at most 10 MB. Pixel size, aspect ratio, file type
@@ -184,8 +185,9 @@ _Url = Annotated[
     _rule("format", "must be an http or https URL with a host", _is_http_url),
     _documented(pattern=_URL_PATTERN),
 ]
-# Printable ASCII ("!" to "~") without whitespace.
-_TaskId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64, pattern=r"^[!-~]+$")]
+# Printable ASCII ("!" to "}") without whitespace; "~" is reserved (domain/tenants.py: it keeps tenants'
+# ids apart upstream).
+_TaskId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64, pattern=r"^[!-}]+$")]
 _NESTED = ConfigDict(strict=True, extra="forbid")
 # The keys allowed in each nested object, by the name of the field holding it, for hints.
 _NESTED_KEYS: dict[str, tuple[str, ...]] = {}
@@ -241,7 +243,10 @@ _PYDANTIC_ERRORS = {
     "string_too_long": ("too_long", "must be at most {max_length} characters"),
     "too_short": ("too_few", "must have at least {min_length} items"),
     "too_long": ("too_many", "must have at most {max_length} items"),
-    "string_pattern_mismatch": ("format", "must be printable ASCII without spaces or other whitespace"),
+    "string_pattern_mismatch": (
+        "format",
+        "must be printable ASCII without spaces or other whitespace, and without '~' (reserved)",
+    ),
     "extra_forbidden": ("unknown_field", "unknown field"),
 }
 

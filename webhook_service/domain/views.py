@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from webhook_service.domain.tasks import Task
+from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
 from webhook_service.redaction import shown_url
 from webhook_service.services import Services
 
@@ -24,6 +25,7 @@ def task_view(svc: Services, task: Task, *, history_last: int | None = None) -> 
     """
     base_url = svc.settings.public_base_url
     data = task.to_dict()
+    data["external_task_id"] = task.client_task_id  # the id its client chose; `tenant` says whose
     if task.client_callback_url:  # any API client may read any task: not a secret it may carry
         data["client_callback_url"] = shown_url(task.client_callback_url)
     data["task_result"] = task.result_with_archive_links(base_url)
@@ -39,10 +41,12 @@ def task_view(svc: Services, task: Task, *, history_last: int | None = None) -> 
     return data
 
 
-def not_found_message(svc: Services, task_ref: str) -> str:
+def not_found_message(svc: Services, task_ref: str, scope: Scope = EVERYONE) -> str:
     """Why there is no task by that id: never recorded, or removed after its retention (while the
-    notice lasts), so a client that finds a task gone can tell a typo from a clean-up."""
-    notice = svc.store.removal_notice(task_ref)
+    notice lasts), so a client that finds a task gone can tell a typo from a clean-up. Only the scope's
+    own notices speak: for another tenant's id the answer is the same as for a typo."""
+    notices = (svc.store.removal_notice(candidate) for candidate in [*scope.candidates(task_ref), task_ref])
+    notice = next((n for n in notices if n is not None and scope.sees(n.get("tenant", DEFAULT_TENANT))), None)
     if notice is None:
         return f"no task with task_id or external_task_id {task_ref!r}"
     when = datetime.fromtimestamp(notice["removed_at"] / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")

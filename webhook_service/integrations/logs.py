@@ -79,7 +79,7 @@ def secret_values(settings: Settings) -> list[str]:
         settings.service_secret_key,
         settings.notify_webhook_secret,
         settings.slack_webhook_url,
-        *settings.service_api_keys,
+        *(client.key for client in settings.client_keys),
         *settings.notify_webhook_urls,
     ]
 

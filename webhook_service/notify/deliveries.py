@@ -20,6 +20,7 @@ from redis.client import Pipeline
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import NotReplayable
 from webhook_service.domain.events import Event
+from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
 from webhook_service.jobs import enqueue_delivery
 from webhook_service.keys import Keys
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, endpoint_id
@@ -42,6 +43,9 @@ class DeliveryStore:
     def _index(self, status: DeliveryStatus | None = None) -> str:
         return self.keys.deliveries(status.value if status else None)
 
+    def _tenant_index(self, tenant: str, status: DeliveryStatus | None = None) -> str:
+        return self.keys.tenant_deliveries(tenant, status.value if status else None)
+
     def _task_index(self, external_task_id: str) -> str:
         return self.keys.task_deliveries(external_task_id)
 
@@ -59,9 +63,11 @@ class DeliveryStore:
 
     # --- reading ---
 
-    def get(self, delivery_id: str) -> Delivery | None:
+    def get(self, delivery_id: str, scope: Scope = EVERYONE) -> Delivery | None:
+        """The delivery, if `scope` may see it: another tenant's is as absent as a missing one."""
         raw = self.redis.get(self._key(delivery_id))
-        return Delivery.from_json(raw) if raw else None
+        delivery = Delivery.from_json(raw) if raw else None
+        return delivery if delivery is not None and scope.sees(delivery.tenant) else None
 
     def attempts(self, delivery_id: str) -> builtins.list[dict[str, Any]]:
         return [
@@ -75,16 +81,29 @@ class DeliveryStore:
         task: str | None = None,
         offset: int = 0,
         limit: int = 50,
+        scope: Scope = EVERYONE,
     ) -> builtins.list[Delivery]:
-        """Newest first: by the time they entered `status`, or by creation time without one."""
+        """Newest first: by the time they entered `status`, or by creation time without one; only those
+        `scope` may see. `task` is an external_task_id as stored (the upstream id)."""
         if task is not None:
             ids = texts(self.redis.smembers(self._task_index(task)))
             found = [d for d in self._load(ids) if status is None or d.status is status]
+            found = [d for d in found if scope.sees(d.tenant)]
             found = [d for d in found if since_ms is None or d.updated_at >= since_ms]
             return sorted(found, key=lambda d: d.created_at, reverse=True)[offset : offset + limit]
         low = since_ms if since_ms is not None else "-inf"
-        newest = self.redis.zrevrangebyscore(self._index(status), "+inf", low, offset, limit)
-        return self._load(texts(newest))
+        newest = self.redis.zrevrangebyscore(self._scoped_index(scope, status), "+inf", low, offset, limit)
+        return [d for d in self._load(texts(newest)) if scope.sees(d.tenant)]
+
+    def _scoped_index(self, scope: Scope, status: DeliveryStatus | None) -> str:
+        """Every delivery's index for an admin, else the tenant's. Deliveries made before tenants are in
+        the shared indexes only until the backfill (domain/tenant_backfill.py) has put them in the
+        default tenant's: until then the default tenant reads the shared ones, filtered."""
+        if scope.admin:
+            return self._index(status)
+        if scope.tenant == DEFAULT_TENANT and self.redis.get(self.keys.tenant_backfill) != b"done":
+            return self._index(status)
+        return self._tenant_index(scope.tenant, status)
 
     def _load(self, ids: builtins.list[str]) -> builtins.list[Delivery]:
         raws = self.redis.mget([self._key(i) for i in ids]) if ids else []
@@ -100,6 +119,8 @@ class DeliveryStore:
             pipe.delete(self.keys.event(delivery.event_id))
             pipe.zrem(self._index(), delivery.id)
             pipe.zrem(self._index(delivery.status), delivery.id)
+            pipe.zrem(self._tenant_index(delivery.tenant), delivery.id)
+            pipe.zrem(self._tenant_index(delivery.tenant, delivery.status), delivery.id)
         pipe.delete(self._task_index(external_task_id))
 
     # --- changing ---
@@ -124,6 +145,7 @@ class DeliveryStore:
                     pipe.multi()
                     self._write(pipe, delivery, None)
                     pipe.zadd(self._index(), {delivery.id: delivery.created_at})
+                    pipe.zadd(self._tenant_index(delivery.tenant), {delivery.id: delivery.created_at})
                     pipe.sadd(self._task_index(delivery.external_task_id), delivery.id)
                     if not skipped:
                         enqueue_delivery(self.redis, pipe, delivery.id, delivery.id)
@@ -137,15 +159,21 @@ class DeliveryStore:
         if previous is not delivery.status:
             if previous is not None:
                 pipe.zrem(self._index(previous), delivery.id)
+                pipe.zrem(self._tenant_index(delivery.tenant, previous), delivery.id)
             pipe.zadd(self._index(delivery.status), {delivery.id: delivery.updated_at})
+            pipe.zadd(
+                self._tenant_index(delivery.tenant, delivery.status), {delivery.id: delivery.updated_at}
+            )
 
     def _update(
         self,
         delivery_id: str,
         change: Callable[[Delivery, Pipeline], bool],
         then: Callable[[Pipeline, Delivery], None] | None = None,
+        scope: Scope = EVERYONE,
     ) -> Delivery | None:
-        """Apply `change` atomically (it returns False to leave the record alone); `then` adds commands."""
+        """Apply `change` atomically (it returns False to leave the record alone); `then` adds commands.
+        None, changing nothing, for a delivery that is missing or not `scope`'s."""
         key = self._key(delivery_id)
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -156,7 +184,7 @@ class DeliveryStore:
                         return None
                     delivery = Delivery.from_json(raw)
                     previous = delivery.status
-                    if not change(delivery, pipe):
+                    if not scope.sees(delivery.tenant) or not change(delivery, pipe):
                         return None
                     delivery.updated_at = now_ms()
                     pipe.multi()
@@ -217,9 +245,9 @@ class DeliveryStore:
 
         return self._update(delivery_id, change)
 
-    def replay(self, delivery_id: str) -> Delivery | None:
+    def replay(self, delivery_id: str, scope: Scope = EVERYONE) -> Delivery | None:
         """Send a dead letter (or a skipped delivery) again now, from the start of the schedule, as the
-        same event: same payload, same `webhook-id`. None when there is no such delivery."""
+        same event: same payload, same `webhook-id`. None when there is no such delivery (for `scope`)."""
 
         def change(delivery: Delivery, pipe: Pipeline) -> bool:
             if delivery.status not in REPLAYABLE:
@@ -240,18 +268,19 @@ class DeliveryStore:
             assert delivery.job is not None
             enqueue_delivery(self.redis, pipe, delivery.id, delivery.job)
 
-        return self._update(delivery_id, change, then)
+        return self._update(delivery_id, change, then, scope)
 
     def replay_since(
-        self, since_ms: int, status: DeliveryStatus = DeliveryStatus.FAILED
+        self, since_ms: int, status: DeliveryStatus = DeliveryStatus.FAILED, scope: Scope = EVERYONE
     ) -> tuple[builtins.list[str], dict[str, str]]:
-        """Replay every delivery that entered `status` at or after `since_ms`: (replayed, not replayed)."""
+        """Replay every delivery (of `scope`) that entered `status` at or after `since_ms`: (replayed,
+        not replayed)."""
         replayed: builtins.list[str] = []
         refused: dict[str, str] = {}
-        for raw_id in self.redis.zrangebyscore(self._index(status), since_ms, "+inf"):
+        for raw_id in self.redis.zrangebyscore(self._scoped_index(scope, status), since_ms, "+inf"):
             delivery_id = text(raw_id)
             try:
-                if self.replay(delivery_id) is not None:
+                if self.replay(delivery_id, scope) is not None:
                     replayed.append(delivery_id)
             except NotReplayable as error:
                 refused[delivery_id] = str(error)
@@ -260,21 +289,35 @@ class DeliveryStore:
     # --- disabled endpoints ---
 
     def _disable(self, pipe: Pipeline, delivery: Delivery, attempt: Attempt) -> None:
-        why = {"disabled_at": attempt.at, "status_code": attempt.status_code, "delivery_id": delivery.id}
+        """A client's callback_url is its tenant's endpoint; the operator's sinks belong to no tenant."""
+        why = {
+            "disabled_at": attempt.at,
+            "status_code": attempt.status_code,
+            "delivery_id": delivery.id,
+            "tenant": delivery.tenant if delivery.client else None,
+        }
         pipe.hset(self._disabled, delivery.target, json.dumps(why))
 
     def is_disabled(self, url: str) -> bool:
         return bool(self.redis.hexists(self._disabled, url))
 
-    def disabled_endpoints(self) -> builtins.list[dict[str, Any]]:
-        return [
-            {"endpoint": endpoint_id(text(url)), "url": shown_url(text(url)), **json.loads(why)}
-            for url, why in self.redis.hgetall(self._disabled).items()
-        ]
+    def disabled_endpoints(self, scope: Scope = EVERYONE) -> builtins.list[dict[str, Any]]:
+        found = []
+        for url, raw in self.redis.hgetall(self._disabled).items():
+            why = json.loads(raw)
+            if _endpoint_visible(why, scope):
+                found.append({"endpoint": endpoint_id(text(url)), "url": shown_url(text(url)), **why})
+        return found
 
-    def enable(self, endpoint: str) -> bool:
+    def enable(self, endpoint: str, scope: Scope = EVERYONE) -> bool:
         """Enable deliveries to an endpoint again, named by its URL or its `ep_...` id."""
-        for url in self.redis.hkeys(self._disabled):
-            if endpoint in (text(url), endpoint_id(text(url))):
+        for url, raw in self.redis.hgetall(self._disabled).items():
+            if endpoint in (text(url), endpoint_id(text(url))) and _endpoint_visible(json.loads(raw), scope):
                 return bool(self.redis.hdel(self._disabled, url))
         return False
+
+
+def _endpoint_visible(why: dict[str, Any], scope: Scope) -> bool:
+    """A tenant sees its own clients' callback URLs; the operator's sinks (`tenant` None, or an entry from
+    before tenants) are the default tenant's, the deployment's own team; an admin sees them all."""
+    return scope.admin or (why.get("tenant") or DEFAULT_TENANT) == scope.tenant

@@ -35,4 +35,4 @@ def build_event(svc: Services, task: Task, event_id: str, event_type: str, at: d
     if not isinstance(prompt, str):
         prompt = ""
     payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    return Event(event_id, event_type, task.external_task_id, payload, prompt)
+    return Event(event_id, event_type, task.external_task_id, payload, prompt, task.tenant)

@@ -10,6 +10,7 @@ from typing import Any
 
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.events import Event
+from webhook_service.domain.tenants import DEFAULT_TENANT, client_id
 from webhook_service.notify.routing import Sink, SinkKind
 from webhook_service.redaction import shown_url
 
@@ -55,6 +56,7 @@ class Delivery:
     next_attempt_at: int | None = None
     delivered_at: int | None = None
     failed_at: int | None = None
+    tenant: str = DEFAULT_TENANT  # the task's tenant (a record made before tenants: default)
 
     @classmethod
     def new(cls, event: Event, sink: Sink) -> Delivery:
@@ -66,6 +68,7 @@ class Delivery:
             sink=sink.kind,
             target=sink.target,
             client=sink.client,
+            tenant=event.tenant,
         )
 
     @property
@@ -78,7 +81,13 @@ class Delivery:
     def view(self) -> dict[str, Any]:
         """As the API shows it: the URL without path or query, and `webhook_id` said outright."""
         data = {k: v for k, v in asdict(self).items() if k not in ("job", "target")}
-        return {**data, "target": shown_url(self.target), "webhook_id": self.event_id}
+        shown_task = client_id(self.external_task_id, self.tenant)  # the id the task's client chose
+        return {
+            **data,
+            "external_task_id": shown_task,
+            "target": shown_url(self.target),
+            "webhook_id": self.event_id,
+        }
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Delivery:

@@ -1,4 +1,5 @@
-"""Who may call the API: a key from SERVICE_API_KEYS, or a Kling-style JWT signed with SERVICE_SECRET_KEY.
+"""Who may call the API, and whose tasks it sees: a key from SERVICE_API_KEYS or SERVICE_ADMIN_KEYS (each
+of a tenant), or a Kling-style JWT signed with SERVICE_SECRET_KEY (the default tenant's).
 
 Accepting Kling's own token scheme is what lets an existing Kling client switch to this service by
 changing only its base URL and credentials. Codes follow Kling: 1001 no token, 1002 bad token,
@@ -11,11 +12,14 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from dataclasses import dataclass
 
 import jwt
-from flask import request
+from flask import g, request
 
 from webhook_service.config import Settings
+from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
+from webhook_service.integrations import logs
 from webhook_service.services import Services
 from webhook_service.web.auth_limit import FailedAuthLimit, TooManyFailures
 from webhook_service.web.errors import ApiError
@@ -25,6 +29,8 @@ JWT_LEEWAY_S = 5
 # longer, so one whose exp lies further than this after it starts is refused, however it is signed.
 JWT_MAX_LIFETIME_S = 3600
 CODE_TOO_MANY_FAILURES = 1302  # Kling's "rate limited" code
+# An open API (no client credentials configured) has no tenants to keep apart: its callers see all.
+OPEN_SCOPE = EVERYONE
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +48,16 @@ def announce_if_open(settings: Settings) -> None:
         )
 
 
-def require_client(services: Services) -> None:
-    """Raise ApiError(401) unless the request carries valid client credentials (or none are configured),
-    and ApiError(429) while its address is over the failed-authentication limit."""
+def require_client(services: Services) -> Scope:
+    """The caller's scope (also kept in `flask.g` for `current_scope`), from valid client credentials;
+    ApiError(401) without them, ApiError(429) while its address is over the failed-authentication limit.
+
+    With no client credentials configured the API is open, and its callers see everything.
+    """
     settings = services.settings
     if not settings.client_auth_enabled:
-        return
+        g.scope = OPEN_SCOPE
+        return OPEN_SCOPE
     limit = FailedAuthLimit(services.redis, services.keys)
     limit_failures(limit, request.remote_addr)
     header = request.headers.get("Authorization", "")
@@ -56,10 +66,19 @@ def require_client(services: Services) -> None:
     try:
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, 1001, "Authorization header is missing: send 'Authorization: Bearer <token>'")
-        check_token(token, settings)
+        grant = check_token(token, services)
     except ApiError:
         limit.record_failure(request.remote_addr)
         raise
+    g.scope = grant.scope
+    logs.bind(tenant=grant.scope.tenant)
+    return grant.scope
+
+
+def current_scope() -> Scope:
+    """The scope `require_client` (or the dashboard's sign-in check) found for this request."""
+    scope: Scope = g.scope
+    return scope
 
 
 def limit_failures(limit: FailedAuthLimit, address: str | None) -> None:
@@ -75,17 +94,43 @@ def limit_failures(limit: FailedAuthLimit, address: str | None) -> None:
         ) from None
 
 
-def check_token(token: str, settings: Settings) -> int | None:
-    """Raise ApiError(401) unless `token` is a key from SERVICE_API_KEYS or a valid client JWT.
+@dataclass(frozen=True)
+class Grant:
+    """What a valid credential gives: whose objects, until when (a JWT's `exp`; None for a key), and a
+    name of the credential itself (`credential`: secret, only ever stored as an HMAC) by which a
+    dashboard session checks on every page that it is still configured."""
 
-    Returns the JWT's `exp` (epoch seconds), or None for an API key, which is good for as long as it is
-    configured. The dashboard's sign-in calls this too, so a person and a program get in by one rule.
+    scope: Scope
+    expires_at: int | None
+    credential: str
+
+
+def check_token(token: str, services: Services) -> Grant:
+    """Raise ApiError(401) unless `token` is a configured client key or a valid client JWT.
+
+    The dashboard's sign-in calls this too, so a person and a program get in by one rule.
     """
-    if any(hmac.compare_digest(token.encode(), key.encode()) for key in settings.service_api_keys):
-        return None
+    settings = services.settings
+    for client in settings.client_keys:
+        if hmac.compare_digest(token.encode(), client.key.encode()):
+            return Grant(Scope(client.tenant, client.admin), None, f"key\n{client.key}")
     if settings.service_access_key:
-        return _check_jwt(token, settings)
+        expires_at = _check_jwt(token, settings)
+        return Grant(Scope(DEFAULT_TENANT), expires_at, jwt_credential(settings))
     raise ApiError(401, 1002, "the bearer token is not a valid API key")
+
+
+def jwt_credential(settings: Settings) -> str:
+    return f"jwt\n{settings.service_access_key}\n{settings.service_secret_key}"
+
+
+def configured_credentials(services: Services) -> dict[str, Scope]:
+    """Every credential configured now, by the name a Grant gives it, with the scope it grants."""
+    settings = services.settings
+    found = {f"key\n{client.key}": Scope(client.tenant, client.admin) for client in settings.client_keys}
+    if settings.service_access_key:
+        found[jwt_credential(settings)] = Scope(DEFAULT_TENANT)
+    return found
 
 
 def _check_jwt(token: str, settings: Settings) -> int:

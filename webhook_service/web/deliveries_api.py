@@ -12,7 +12,7 @@ from webhook_service.domain.clock import parse_since
 from webhook_service.domain.errors import NotReplayable
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import DeliveryStatus
-from webhook_service.web.auth import require_client
+from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.errors import CODE_BAD_REQUEST, CODE_CONFLICT, CODE_NOT_FOUND, ApiError, envelope
 
@@ -71,19 +71,26 @@ def _int_arg(name: str, low: int, high: int, default: int) -> int:
 @bp.get("")
 def list_deliveries() -> Response:
     """Newest first; `?status=failed` lists the dead letters (by when they failed), `?since=` bounds it."""
+    task = None
+    if task_ref := request.args.get("task"):
+        found_task = services().store.find(task_ref, current_scope())
+        if found_task is None:  # none of the caller's: nothing to list, as for a task without deliveries
+            return jsonify(envelope(0, "SUCCEED", []))
+        task = found_task.external_task_id
     found = store().list(
         status=_status_arg(),
         since_ms=_since_arg(),
-        task=request.args.get("task") or None,
+        task=task,
         offset=_int_arg("offset", 0, 1_000_000, 0),
         limit=_int_arg("limit", 1, LIMIT_MAX, 50),
+        scope=current_scope(),
     )
     return jsonify(envelope(0, "SUCCEED", [delivery.view() for delivery in found]))
 
 
 @bp.get("/<delivery_id>")
 def get_delivery(delivery_id: str) -> Response:
-    delivery = store().get(delivery_id)
+    delivery = store().get(delivery_id, current_scope())
     if delivery is None:
         raise ApiError(404, CODE_NOT_FOUND, f"no delivery {delivery_id!r}")
     return jsonify(envelope(0, "SUCCEED", {**delivery.view(), "attempt_log": store().attempts(delivery_id)}))
@@ -92,7 +99,7 @@ def get_delivery(delivery_id: str) -> Response:
 @bp.post("/<delivery_id>/replay")
 def replay_one(delivery_id: str) -> Response:
     try:
-        delivery = store().replay(delivery_id)
+        delivery = store().replay(delivery_id, current_scope())
     except NotReplayable as error:
         raise ApiError(409, CODE_CONFLICT, str(error)) from None
     if delivery is None:
@@ -106,13 +113,13 @@ def replay_since() -> Response:
     status = _status_arg(DeliveryStatus.FAILED)
     if status not in (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED):
         raise _bad("status", "failed or skipped")
-    replayed, refused = store().replay_since(_since_arg(required=True) or 0, status)
+    replayed, refused = store().replay_since(_since_arg(required=True) or 0, status, current_scope())
     return jsonify(envelope(0, "SUCCEED", {"replayed": replayed, "not_replayed": refused}))
 
 
 @bp.get("/disabled-endpoints")
 def disabled_endpoints() -> Response:
-    return jsonify(envelope(0, "SUCCEED", store().disabled_endpoints()))
+    return jsonify(envelope(0, "SUCCEED", store().disabled_endpoints(current_scope())))
 
 
 @bp.delete("/disabled-endpoints/<endpoint>")
@@ -120,6 +127,6 @@ def disabled_endpoints() -> Response:
 def enable_endpoint(endpoint: str | None) -> Response:
     """By the `ep_...` id the listing shows, or `?url=` with the whole URL."""
     name = endpoint or request.args.get("url", "")
-    if not name or not store().enable(name):
+    if not name or not store().enable(name, current_scope()):
         raise ApiError(404, CODE_NOT_FOUND, "no such disabled endpoint")
     return jsonify(envelope(0, "SUCCEED", {"enabled": True}))

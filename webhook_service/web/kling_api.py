@@ -25,7 +25,7 @@ from webhook_service.domain.validation import RequestInvalid, validate_image2vid
 from webhook_service.domain.views import not_found_message
 from webhook_service.integrations import logs, metrics
 from webhook_service.jobs import enqueue_dispatch
-from webhook_service.web.auth import require_client
+from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
 from webhook_service.web.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
@@ -68,10 +68,11 @@ def create() -> tuple[Response, int]:
     try:
         if not respond_async:
             metrics.sync_create(waited=may_wait)
+        tenant = current_scope().tenant
         if may_wait:
-            task = submit_and_wait(services(), clean, settings.submit_wait_s)
+            task = submit_and_wait(services(), clean, settings.submit_wait_s, tenant)
         else:
-            task = accept(services(), clean)
+            task = accept(services(), clean, tenant)
             enqueue_dispatch(services().redis, f"accepted-{task.external_task_id}")
     except TaskExists:
         raise ApiError(
@@ -87,7 +88,7 @@ def create() -> tuple[Response, int]:
     data = {
         "task_id": task.task_id or "",
         "task_status": task.kling_view()["task_status"],
-        "task_info": {"external_task_id": task.external_task_id},
+        "task_info": {"external_task_id": task.client_task_id},
         "created_at": task.upstream_created_at or task.created_at,
         "updated_at": task.upstream_updated_at or task.updated_at,
     }
@@ -100,9 +101,9 @@ def create() -> tuple[Response, int]:
 
 @bp.get("/v1/videos/image2video/<path:task_ref>")
 def get_one(task_ref: str) -> Response:
-    task = services().store.find(task_ref)
+    task = services().store.find(task_ref, current_scope())
     if task is None:
-        raise ApiError(404, CODE_NOT_FOUND, not_found_message(services(), task_ref))
+        raise ApiError(404, CODE_NOT_FOUND, not_found_message(services(), task_ref, current_scope()))
     return jsonify(envelope(0, "SUCCEED", task.kling_view(services().settings.public_base_url)))
 
 
@@ -110,7 +111,7 @@ def get_one(task_ref: str) -> Response:
 def list_tasks() -> Response:
     page_num = _bounded_int("pageNum", 1, PAGE_NUM_MAX, default=1)
     page_size = _bounded_int("pageSize", 1, PAGE_SIZE_MAX, default=30)
-    tasks = services().store.newest(offset=(page_num - 1) * page_size, limit=page_size)
+    tasks = services().store.newest((page_num - 1) * page_size, page_size, current_scope())
     return jsonify(
         envelope(0, "SUCCEED", [task.kling_view(services().settings.public_base_url) for task in tasks])
     )

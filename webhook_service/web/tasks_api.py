@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from webhook_service.domain.tasks import Task
 from webhook_service.domain.views import not_found_message, task_view
-from webhook_service.web.auth import require_client
+from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.errors import CODE_NOT_FOUND, ApiError, envelope
 
@@ -25,9 +25,9 @@ def authenticate() -> None:
 
 
 def _find(task_ref: str) -> Task:
-    task = services().store.find(task_ref)
+    task = services().store.find(task_ref, current_scope())
     if task is None:
-        raise ApiError(404, CODE_NOT_FOUND, not_found_message(services(), task_ref))
+        raise ApiError(404, CODE_NOT_FOUND, not_found_message(services(), task_ref, current_scope()))
     return task
 
 

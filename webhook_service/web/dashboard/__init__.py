@@ -1,7 +1,8 @@
 """The operator's dashboard: server-rendered pages at `/` for tasks, deliveries and the system's health.
 
-Sign-in takes the same client credentials as the API (a key from SERVICE_API_KEYS or a client JWT),
-checked by the same code and under the same failed-authentication limit, and keeps the operator in
+Sign-in takes the same client credentials as the API (a client key or a client JWT), checked by the
+same code and under the same failed-authentication limit, and shows what that credential's API calls
+would: its tenant's tasks and deliveries, or everyone's for an admin. It keeps the operator in
 Flask's signed session cookie (HttpOnly, SameSite=Lax) with a session id that Redis keeps until logout
 or the absolute lifetime (session.py). Only the dashboard's routes accept that cookie, and only they
 check CSRF tokens: the JSON API and Kling's callbacks authenticate every request by header or token,
@@ -15,7 +16,7 @@ import logging
 from datetime import timedelta
 
 import redis
-from flask import Flask, Response, render_template, request, url_for
+from flask import Flask, Response, g, render_template, request, url_for
 from flask import redirect as redirect_to
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -81,7 +82,10 @@ def init_app(app: Flask) -> None:
 @bp.before_request
 def gate() -> ResponseReturnValue | None:
     """Sign-in first (except for the login page and the stylesheet), then the CSRF token of any POST."""
-    if request.endpoint not in PUBLIC_ENDPOINTS and not operator.signed_in(services()):
+    scope = operator.signed_in(services())
+    if scope is not None:
+        g.scope = scope  # what every page shows: its tenant's objects, or everyone's for an admin
+    elif request.endpoint not in PUBLIC_ENDPOINTS:
         path = request.full_path.rstrip("?")
         return redirect_to(url_for("dashboard.login", next=path))
     csrf.protect()
@@ -102,7 +106,11 @@ def security_headers(response: Response) -> Response:
 @bp.context_processor
 def page_context() -> dict[str, object]:
     settings = services().settings
-    return {"open_mode": not settings.client_auth_enabled, "redis_promises": _redis_promises()}
+    return {
+        "open_mode": not settings.client_auth_enabled,
+        "redis_promises": _redis_promises(),
+        "scope": g.get("scope"),
+    }
 
 
 def _redis_promises() -> RedisDurability | None:

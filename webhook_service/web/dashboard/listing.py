@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from webhook_service.domain.store import TaskStore
 from webhook_service.domain.tasks import ArchiveState, Status, Task
+from webhook_service.domain.tenants import Scope
 
 PAGE_SIZE = 25
 BATCH = 200
@@ -91,30 +92,31 @@ def matcher(status: str, query: str) -> Callable[[Task], bool] | None:
     def keep(task: Task) -> bool:
         if wanted and task.status.value not in wanted:
             return False
-        ids = (task.external_task_id, task.task_id or "", *task.upstream_task_ids)
+        ids = (task.client_task_id, task.task_id or "", *task.upstream_task_ids)
         return not needle or any(needle in i.lower() for i in ids)
 
     return keep
 
 
-def list_page(store: TaskStore, start: int, status: str = "", query: str = "") -> Page:
-    """One page of tasks from the `start`-th newest on, keeping only those the filters match.
+def list_page(store: TaskStore, scope: Scope, start: int, status: str = "", query: str = "") -> Page:
+    """One page of the tasks `scope` sees, from the `start`-th newest on, keeping only those the filters
+    match.
 
     An exact id (either kind) is found at once, wherever it is; otherwise ids are matched by substring
     among the newest tasks.
     """
-    if query.strip() and start == 0 and (exact := store.find(query.strip())) is not None:
+    if query.strip() and start == 0 and (exact := store.find(query.strip(), scope)) is not None:
         keep = matcher(status, "")
         return Page([exact] if keep is None or keep(exact) else [], 0, None)
     keep = matcher(status, query)
     if keep is None:
-        tasks = store.newest(start, PAGE_SIZE + 1)
+        tasks = store.newest(start, PAGE_SIZE + 1, scope)
         more = len(tasks) > PAGE_SIZE
         return Page(tasks[:PAGE_SIZE], start, start + PAGE_SIZE if more else None)
     found: list[Task] = []
     position = start
     while position - start < SCAN_LIMIT:
-        batch = store.newest(position, BATCH)
+        batch = store.newest(position, BATCH, scope)
         for offset, task in enumerate(batch):
             if keep(task):
                 found.append(task)

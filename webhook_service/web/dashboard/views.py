@@ -24,9 +24,11 @@ from webhook_service.domain.clock import now_ms, parse_since
 from webhook_service.domain.errors import NotReplayable
 from webhook_service.domain.inputs import REFERENCE_KEY, image_slots, reference
 from webhook_service.domain.tasks import Status, Task
+from webhook_service.domain.tenants import client_id
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus
 from webhook_service.web import tasks_api
+from webhook_service.web.auth import current_scope
 from webhook_service.web.auth_limit import FailedAuthLimit, TooManyFailures
 from webhook_service.web.context import current_services as services
 from webhook_service.web.dashboard import session as operator
@@ -88,7 +90,7 @@ def index() -> str:
     if status not in {s.value for s in Status}:
         status = ""
     query = request.args.get("q", "").strip()
-    page = list_page(services().store, _start_arg(), status, query)
+    page = list_page(services().store, current_scope(), _start_arg(), status, query)
     summaries: RequestSummaries = current_app.extensions["dashboard_summaries"]
     admission = services().admission
     return render_template(
@@ -111,17 +113,17 @@ def index() -> str:
 @bp.get("/tasks/<path:task_ref>")
 def task_page(task_ref: str) -> str:
     store = services().store
-    task = store.find(task_ref)
+    task = store.find(task_ref, current_scope())
     if task is None:
         abort(404, f"No task has the task_id or external_task_id {task_ref!r}.")
-    found = deliveries().list(task=task.external_task_id, limit=100)
+    found = deliveries().list(task=task.external_task_id, limit=100, scope=current_scope())
     attempts = {d.id: deliveries().attempts(d.id) for d in found}
     history = store.history(task.external_task_id)
     now = now_ms()
     return render_template(
         "dashboard/task.html",
         task=task,
-        rows=request_rows(store.request(task.external_task_id) or {}, _input_link(task.external_task_id)),
+        rows=request_rows(store.request(task.external_task_id) or {}, _input_link(_page_ref(task))),
         history=history,
         deliveries=found,
         attempts=attempts,
@@ -138,10 +140,21 @@ def task_video(task_ref: str, index: int) -> ResponseReturnValue:
     return tasks_api.get_video(task_ref, index)
 
 
-def _input_link(external_task_id: str) -> InputLink:
+@bp.app_template_global("task_ref")
+def task_ref_for(external_task_id: str, tenant: str) -> str:
+    """How the dashboard's links name a task: by the client's own id within its tenant; an admin looking
+    at another tenant's task, by its upstream id (domain/tenants.py), which only an admin resolves."""
+    return client_id(external_task_id, tenant) if current_scope().tenant == tenant else external_task_id
+
+
+def _page_ref(task: Task) -> str:
+    return task_ref_for(task.external_task_id, task.tenant)
+
+
+def _input_link(task_ref: str) -> InputLink:
     def link(index: int, thumbnail: bool) -> str:
         endpoint = ".task_input_thumbnail" if thumbnail else ".task_input"
-        return url_for(endpoint, task_ref=external_task_id, index=index)
+        return url_for(endpoint, task_ref=task_ref, index=index)
 
     return link
 
@@ -149,7 +162,7 @@ def _input_link(external_task_id: str) -> InputLink:
 def _archived_input(task_ref: str, index: int) -> dict[str, Any]:
     """The reference to the request's `index`-th image (in image_slots order), if it is archived."""
     store = services().store
-    task = store.find(task_ref)
+    task = store.find(task_ref, current_scope())
     slots = list(image_slots((task and store.request(task.external_task_id)) or {}))
     ref = reference(slots[index].value) if index < len(slots) else None
     if ref is None:
@@ -184,7 +197,9 @@ def deliveries_page() -> str:
     raw = request.args.get("status", DeliveryStatus.FAILED.value)
     status = DeliveryStatus(raw) if raw in {s.value for s in DeliveryStatus} else None
     start = _start_arg()
-    found = deliveries().list(status=status, offset=start, limit=DELIVERIES_PER_PAGE + 1)
+    found = deliveries().list(
+        status=status, offset=start, limit=DELIVERIES_PER_PAGE + 1, scope=current_scope()
+    )
     now = now_ms()
     return render_template(
         "dashboard/deliveries.html",
@@ -203,7 +218,7 @@ def deliveries_page() -> str:
 @bp.post("/deliveries/<delivery_id>/replay")
 def replay_one(delivery_id: str) -> ResponseReturnValue:
     try:
-        delivery = deliveries().replay(delivery_id)
+        delivery = deliveries().replay(delivery_id, current_scope())
     except NotReplayable as error:
         flash(str(error), "error")
     else:
@@ -225,7 +240,7 @@ def replay_since() -> ResponseReturnValue:
     except ValueError as error:
         flash(str(error), "error")
     else:
-        replayed, refused = deliveries().replay_since(since_ms, status)
+        replayed, refused = deliveries().replay_since(since_ms, status, current_scope())
         log.info("dashboard: replayed %d %s deliveries since %s", len(replayed), status, since)
         noun = "delivery" if len(replayed) == 1 else "deliveries"
         flash(f"Replaying {len(replayed)} {status.value} {noun}.", "ok")

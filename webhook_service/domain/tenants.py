@@ -1,0 +1,65 @@
+"""Tenants: the teams that share one service and one Kling account, each seeing only its own tasks.
+
+A client key belongs to a tenant (config.py's SERVICE_API_KEYS and SERVICE_ADMIN_KEYS, or a managed
+client). What a caller may see is its `Scope`: its tenant's objects, or, for an admin, everyone's.
+
+Two tenants may both use `external_task_id` `job-1`, but Kling needs one id per account. So the service
+records and sends each task under its *upstream id*: the client's own id for the `default` tenant
+(exactly as before tenants existed, so nothing stored changes meaning), `<tenant>~<id>` for any other.
+`~` is reserved in client ids (validation refuses it) and tenant names cannot contain it, so no two
+(tenant, id) pairs share an upstream id. Clients only ever see their own id back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_TENANT = "default"
+SEPARATOR = "~"
+NAME_RULE = "1 to 32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit"
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
+
+
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+def upstream_id(tenant: str, client_id: str) -> str:
+    """The id the service stores a tenant's task under and sends to Kling as `external_task_id`."""
+    return client_id if tenant == DEFAULT_TENANT else f"{tenant}{SEPARATOR}{client_id}"
+
+
+def tenant_of(external_task_id: str) -> str:
+    """The tenant an upstream id belongs to (a record that has lost its tenant field is read by this)."""
+    tenant, separator, _rest = external_task_id.partition(SEPARATOR)
+    return tenant if separator and valid_name(tenant) else DEFAULT_TENANT
+
+
+def client_id(external_task_id: str, tenant: str) -> str:
+    """The id the tenant's client chose: the upstream id without the tenant's prefix."""
+    prefix = f"{tenant}{SEPARATOR}"
+    if tenant != DEFAULT_TENANT and external_task_id.startswith(prefix):
+        return external_task_id[len(prefix) :]
+    return external_task_id
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose objects a caller may see and act on: its tenant's, or every tenant's for an admin."""
+
+    tenant: str = DEFAULT_TENANT
+    admin: bool = False
+
+    def sees(self, tenant: str) -> bool:
+        return self.admin or tenant == self.tenant
+
+    def candidates(self, ref: str) -> list[str]:
+        """The upstream ids a client's reference may mean: its own tenant's id first; an admin may also
+        name any tenant's task by its upstream id (`team-a~job-1`)."""
+        own = upstream_id(self.tenant, ref)
+        return [own, ref] if self.admin and ref != own else [own]
+
+
+# The operator's own tools (the CLI on the server, the workers) act for everyone.
+EVERYONE = Scope(admin=True)
