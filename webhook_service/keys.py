@@ -19,6 +19,10 @@ Submission (domain/admission.py):
 - `slot-taken-at`      hash: when each task still `queued` was taken from the queue to be sent; a
                        sender killed mid-send leaves it behind, and reconciliation puts the task back
 
+Tenants (domain/tenants.py):
+- `tenant-weights`     hash: tenant -> its weight in the submission queue's round-robin (absent: 1)
+- `tenant-max-open`    hash: tenant -> the most tasks it may have upstream at once (absent: no limit)
+
 Reconciliation (domain/open_tasks.py, domain/reconcile.py):
 - `open`               sorted set of upstream-open tasks by when to check on them next
 - `poll-count`         hash: polls in a row that brought nothing new, per open task
@@ -105,6 +109,16 @@ class Keys:
     @property
     def slot_taken_at(self) -> str:
         return f"{self.prefix}slot-taken-at"
+
+    # --- tenants ---
+
+    @property
+    def tenant_weights(self) -> str:
+        return f"{self.prefix}tenant-weights"
+
+    @property
+    def tenant_max_open(self) -> str:
+        return f"{self.prefix}tenant-max-open"
 
     # --- reconciliation ---
 
