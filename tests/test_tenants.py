@@ -1,0 +1,266 @@
+"""Tenants kept apart: two teams share one service and one Kling account, and neither sees or changes the
+other's tasks, videos, deliveries or endpoints, through any route the OpenAPI document lists (the walk is
+generated from the document, so a route added later is covered without editing this test), nor on the
+dashboard. An admin sees everyone's."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from flask.testing import FlaskClient
+
+from tests import test_notify
+from tests.conftest import Service
+from tests.support import wait_for
+from tests.test_notify import Answer, Receiver, Stack, deliveries, webhooks
+from webhook_service.config import ConfigError, Settings
+from webhook_service.domain.tenants import EVERYONE, Scope, client_id, tenant_of, upstream_id
+from webhook_service.notify.records import endpoint_id
+from webhook_service.web.openapi import document
+
+KEY_A = "team-a-key-0123456789abcdefgh"
+KEY_B = "team-b-key-0123456789abcdefgh"
+KEY_DEFAULT = "default-key-0123456789abcdefg"
+KEY_ADMIN = "admin-key-0123456789abcdefghi"
+IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a red fox running through snow"}
+TENANTS = {
+    "SERVICE_API_KEYS": f"team-a:{KEY_A},team-b:{KEY_B},{KEY_DEFAULT}",
+    "SERVICE_ADMIN_KEYS": f"ops:{KEY_ADMIN}",
+}
+receiver, stack = test_notify.receiver, test_notify.stack  # the webhook tests' fixtures
+# Paths that hold no tenant's objects: Kling's callbacks (their token names the task), health, docs.
+NOT_TENANT_DATA = {"/callbacks/kling", "/healthz", "/readyz", "/openapi.json", "/docs", "/metrics"}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def create(service: Service, key: str, external_id: str, **body: Any) -> httpx.Response:
+    return service.http.post(
+        "/v1/videos/image2video", json={**IMAGE, "external_task_id": external_id, **body}, headers=bearer(key)
+    )
+
+
+def test_upstream_ids_keep_tenants_apart_and_each_client_sees_its_own_id() -> None:
+    assert upstream_id("default", "job-1") == "job-1"
+    assert upstream_id("team-a", "job-1") == "team-a~job-1"
+    assert tenant_of("team-a~job-1") == "team-a" and tenant_of("job-1") == "default"
+    assert client_id("team-a~job-1", "team-a") == "job-1"
+    assert Scope("team-a").candidates("job-1") == ["team-a~job-1"]
+    assert EVERYONE.candidates("team-a~job-1") == ["team-a~job-1"]
+    assert not Scope("team-b").sees("team-a") and Scope("team-b", admin=True).sees("team-a")
+
+
+def test_named_keys_and_admin_keys_are_read_from_the_environment(env: dict[str, str]) -> None:
+    settings = Settings.from_env({**env, **TENANTS})
+    found = {(c.tenant, c.key, c.admin) for c in settings.client_keys}
+    assert found == {
+        ("team-a", KEY_A, False),
+        ("team-b", KEY_B, False),
+        ("default", KEY_DEFAULT, False),
+        ("ops", KEY_ADMIN, True),
+    }
+    assert KEY_A not in repr(settings.client_keys)  # a key never reaches a log line through a repr
+    with pytest.raises(ConfigError, match=r"^SERVICE_API_KEYS: entry 1 names tenant 'Team A'"):
+        Settings.from_env({**env, "SERVICE_API_KEYS": f"Team A:{KEY_A}"})
+    with pytest.raises(ConfigError, match=r"^SERVICE_ADMIN_KEYS: key 1 has 5 characters"):
+        Settings.from_env({**env, "SERVICE_ADMIN_KEYS": "ops:short"})
+    with pytest.raises(ConfigError, match=r"^SERVICE_ADMIN_KEYS: key 1 is given twice"):
+        Settings.from_env({**env, "SERVICE_API_KEYS": KEY_A, "SERVICE_ADMIN_KEYS": KEY_A})
+
+
+@pytest.fixture
+def shared(env: dict[str, str], service_with: Any) -> Service:
+    return service_with(**TENANTS)
+
+
+@pytest.fixture
+def service_with(env: dict[str, str]) -> Iterator[Any]:
+    from tests.conftest import make_service
+
+    started = []
+
+    def start(**overrides: str) -> Service:
+        service, server, _ = make_service(env, **overrides)
+        started.append((service, server))
+        return service
+
+    yield start
+    for service, server in started:
+        service.http.close()
+        server.stop()
+
+
+def test_two_tenants_may_both_use_job_1_and_kling_gets_one_id_each(shared: Service, simulator: Any) -> None:
+    first, second = create(shared, KEY_A, "job-1"), create(shared, KEY_B, "job-1")
+    assert first.status_code == 200 and second.status_code == 200, (first.text, second.text)
+    assert first.json()["data"]["task_info"]["external_task_id"] == "job-1"
+    assert second.json()["data"]["task_info"]["external_task_id"] == "job-1"
+    a_task_id, b_task_id = first.json()["data"]["task_id"], second.json()["data"]["task_id"]
+    assert a_task_id != b_task_id
+    upstream = {task["external_task_id"] for task in simulator.state.tasks()}
+    assert upstream == {"team-a~job-1", "team-b~job-1"}
+
+    # A taken id is refused within the tenant only, and says nothing about other tenants' ids.
+    again = create(shared, KEY_A, "job-1")
+    assert again.status_code == 400 and "already used" in again.json()["message"]
+    assert create(shared, KEY_DEFAULT, "job-1").status_code == 200
+
+    mine = shared.http.get("/v1/videos/image2video/job-1", headers=bearer(KEY_A)).json()["data"]
+    assert mine["task_id"] == a_task_id and mine["task_info"]["external_task_id"] == "job-1"
+    theirs = shared.http.get(f"/v1/videos/image2video/{a_task_id}", headers=bearer(KEY_B))
+    missing = shared.http.get("/v1/videos/image2video/no-such-task", headers=bearer(KEY_B))
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.json()["code"] == missing.json()["code"]
+    assert shared.http.get("/v1/tasks/team-a~job-1", headers=bearer(KEY_B)).status_code == 404
+
+    listed = shared.http.get("/v1/videos/image2video", headers=bearer(KEY_A)).json()["data"]
+    assert [task["task_id"] for task in listed] == [a_task_id]
+    view = shared.http.get("/v1/tasks/job-1", headers=bearer(KEY_A)).json()["data"]
+    assert view["external_task_id"] == "job-1" and view["tenant"] == "team-a"
+
+    everything = shared.http.get("/v1/videos/image2video", headers=bearer(KEY_ADMIN)).json()["data"]
+    assert {task["task_id"] for task in everything} >= {a_task_id, b_task_id}
+    by_upstream_id = shared.http.get("/v1/tasks/team-b~job-1", headers=bearer(KEY_ADMIN))
+    assert by_upstream_id.json()["data"]["task_id"] == b_task_id
+
+
+def _value(name: str, a: dict[str, str]) -> str:
+    """What to put in a parameter: A's object for a path parameter, something valid for a query one."""
+    return {
+        "task_ref": a["task_id"],
+        "index": "0",
+        "delivery_id": a["delivery_id"],
+        "endpoint": a["endpoint"],
+        "since": "1d",
+        "url": a["hook"],
+        "pageNum": "1",
+        "pageSize": "500",
+    }.get(name, "")
+
+
+def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in doc["paths"].items():
+        if path in NOT_TENANT_DATA:
+            continue
+        for method, operation in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield path, method, operation
+
+
+def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    hook = receiver.script("/team-a-hook", Answer(410))  # A's endpoint: gone, so disabled, a dead letter
+    service = stack.start(
+        **TENANTS,
+        **webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1", NOTIFY_WEBHOOK_EVENTS="task.submitted,task.archived"),
+    )
+    simulator.state.set_scenario("team-a~job-1", {"steps": [{"status": "succeed", "delay": 0.2}]})
+    assert create(service, KEY_A, "job-1", callback_url=hook).status_code == 200
+    assert create(service, KEY_B, "b-1").status_code == 200
+
+    def a_settled() -> list[dict[str, Any]] | None:
+        found = service.http.get("/v1/deliveries", params={"task": "job-1"}, headers=bearer(KEY_A)).json()
+        view = service.http.get("/v1/tasks/job-1", headers=bearer(KEY_A)).json()["data"]
+        done = view["archive_state"] == "archived" and len(found["data"]) == 2
+        return found["data"] if done and all(d["status"] != "pending" for d in found["data"]) else None
+
+    a_deliveries = wait_for(a_settled, timeout=30, what="team-a's task archived, its deliveries settled")
+    assert {d["status"] for d in a_deliveries} == {"failed", "skipped"}  # 410, then the endpoint disabled
+    a_task = service.http.get("/v1/tasks/job-1", headers=bearer(KEY_A)).json()["data"]
+    a = {
+        "task_id": a_task["task_id"],
+        "delivery_id": a_deliveries[0]["id"],
+        "endpoint": endpoint_id(hook),
+        "hook": hook,
+    }
+    secrets_of_a = {a["task_id"], a["delivery_id"], a["endpoint"], "job-1", *(d["id"] for d in a_deliveries)}
+    attempts_before = len(receiver.received("/team-a-hook"))
+
+    walked = []
+    for path, method, operation in _operations(document(service.services.settings)):
+        params = operation.get("parameters", [])
+        url = re.sub(r"\{(\w+)\}", lambda m: _value(m[1], a), path)
+        query = {p["name"]: _value(p["name"], a) for p in params if p["in"] == "query"}
+        query = {name: value for name, value in query.items() if value}
+        if "requestBody" in operation:
+            continue  # a create: makes B's own object, which the rest of this test covers
+        answer = service.http.request(method.upper(), url, params=query, headers=bearer(KEY_B))
+        walked.append((method, path, answer.status_code))
+        if "{" in path:
+            assert answer.status_code == 404, f"{method} {url} as team-b: {answer.status_code} {answer.text}"
+            continue
+        if answer.status_code == 404:
+            continue  # e.g. enabling A's endpoint by its URL: not B's, so not found
+        assert answer.status_code == 200, f"{method} {url} as team-b: {answer.status_code} {answer.text}"
+        leaked = {secret for secret in secrets_of_a if secret in answer.text}
+        assert not leaked, f"{method} {url} showed team-b {leaked}"
+    assert ("get", "/v1/tasks/{task_ref}/videos/{index}", 404) in walked
+    assert ("post", "/v1/deliveries/replay", 200) in walked
+    assert ("delete", "/v1/deliveries/disabled-endpoints", 404) in walked
+
+    # A's objects are as they were: nothing replayed, the endpoint still disabled, no new attempt.
+    after = service.http.get("/v1/deliveries", params={"task": "job-1"}, headers=bearer(KEY_A)).json()["data"]
+    assert [(d["id"], d["status"], d["replays"]) for d in after] == [
+        (d["id"], d["status"], d["replays"]) for d in a_deliveries
+    ]
+    disabled = service.http.get("/v1/deliveries/disabled-endpoints", headers=bearer(KEY_A)).json()["data"]
+    assert [d["endpoint"] for d in disabled] == [a["endpoint"]]
+    assert len(receiver.received("/team-a-hook")) == attempts_before
+    assert service.http.get("/v1/deliveries/disabled-endpoints", headers=bearer(KEY_B)).json()["data"] == []
+
+    # An admin sees and reaches both tenants' objects.
+    admin = service.http.get(f"/v1/deliveries/{a['delivery_id']}", headers=bearer(KEY_ADMIN))
+    assert admin.status_code == 200 and admin.json()["data"]["tenant"] == "team-a"
+    assert admin.json()["data"]["external_task_id"] == "job-1"
+    video = service.http.get(f"/v1/tasks/{a['task_id']}/videos/0", headers=bearer(KEY_ADMIN))
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    own_video = service.http.get(a_task["archived_videos"][0]["url"], headers=bearer(KEY_A))
+    assert own_video.status_code == 200 and own_video.content == video.content
+
+
+def _csrf(client: FlaskClient, path: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert match, f"no CSRF token on {path}"
+    return match[1]
+
+
+def _sign_in(client: FlaskClient, key: str) -> None:
+    signed = client.post("/login", data={"credential": key, "csrf_token": _csrf(client, "/login")})
+    assert signed.status_code == 302, signed.text
+
+
+def test_the_dashboard_shows_each_tenant_its_own(shared: Service) -> None:
+    assert create(shared, KEY_A, "dash-a").status_code == 200
+    assert create(shared, KEY_B, "dash-b").status_code == 200
+    a_task_id = shared.http.get("/v1/tasks/dash-a", headers=bearer(KEY_A)).json()["data"]["task_id"]
+
+    b = shared.app.test_client()
+    _sign_in(b, KEY_B)
+    listing = b.get("/").text
+    assert "dash-b" in listing and "dash-a" not in listing and a_task_id not in listing
+    assert "tenant team-b" in listing
+    assert b.get(f"/tasks/{a_task_id}").status_code == 404
+    assert b.get("/tasks/dash-a").status_code == 404
+    assert '<tr class="task' not in b.get(f"/?q={a_task_id}").text  # searched for: no row
+    assert '<tr class="task' in b.get("/?q=dash-b").text
+
+    ops = shared.app.test_client()
+    _sign_in(ops, KEY_ADMIN)
+    everything = ops.get("/").text
+    assert "dash-a" in everything and "dash-b" in everything and "admin · every tenant" in everything
+    page = ops.get("/tasks/team-a~dash-a")
+    assert page.status_code == 200 and "team-a" in page.text
+
+
+def test_an_open_api_has_no_tenants_to_keep_apart(service: Service) -> None:
+    """Without client credentials everything is the default tenant's, and callers see all of it."""
+    assert service.submit({**IMAGE, "external_task_id": "open-1"}).status_code == 200
+    assert service.http.get("/v1/tasks/open-1").json()["data"]["tenant"] == "default"
+    assert deliveries(service) == []
