@@ -129,6 +129,14 @@ def test_two_tenants_may_both_use_job_1_and_kling_gets_one_id_each(shared: Servi
     by_upstream_id = shared.http.get("/v1/tasks/team-b~job-1", headers=bearer(KEY_ADMIN))
     assert by_upstream_id.json()["data"]["task_id"] == b_task_id
 
+    # The operator's CLI sees every tenant, or one.
+    cli = shared.app.test_cli_runner()
+    one = cli.invoke(args=["tasks", "list", "--tenant", "team-a"])
+    assert one.exit_code == 0 and "team-a~job-1" in one.output and "team-b~job-1" not in one.output
+    every = cli.invoke(args=["tasks", "list"]).output
+    assert "team-a~job-1" in every and "team-b~job-1" in every
+    assert cli.invoke(args=["tasks", "list", "--tenant", "Team A"]).exit_code == 2
+
 
 def _value(name: str, a: dict[str, str]) -> str:
     """What to put in a parameter: A's object for a path parameter, something valid for a query one."""

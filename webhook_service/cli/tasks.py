@@ -7,6 +7,7 @@ from flask.cli import AppGroup
 
 from webhook_service.cli.common import (
     EXIT_FAILED,
+    EXIT_USAGE,
     CommandFailed,
     echo_json,
     echo_table,
@@ -15,6 +16,7 @@ from webhook_service.cli.common import (
     when,
 )
 from webhook_service.domain.tasks import ArchiveState, Status, Task
+from webhook_service.domain.tenants import EVERYONE, NAME_RULE, Scope, valid_name
 from webhook_service.domain.views import not_found_message, task_view
 
 LIST_PAGE = 200
@@ -26,14 +28,18 @@ TASK_FILTERS = [s.value for s in Status] + [s.value for s in ArchiveState]
 
 @tasks.command("list")
 @click.option("--status", type=click.Choice(TASK_FILTERS), help="A task status or an archive state.")
+@click.option("--tenant", help="One tenant's tasks only (default: every tenant's).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
 @guarded
-def list_tasks(status: str | None, limit: int, as_json: bool) -> None:
+def list_tasks(status: str | None, tenant: str | None, limit: int, as_json: bool) -> None:
     """Newest first."""
+    if tenant is not None and not valid_name(tenant):
+        raise CommandFailed(f"--tenant: {tenant!r} is not a tenant name ({NAME_RULE})", EXIT_USAGE)
+    scope = EVERYONE if tenant is None else Scope(tenant)
     found: list[Task] = []
     for offset in range(0, LIST_SCAN_MAX, LIST_PAGE):
-        page = services().store.newest(offset=offset, limit=LIST_PAGE)
+        page = services().store.newest(offset, LIST_PAGE, scope)
         found += [t for t in page if status is None or status in (t.status.value, t.archive_state)]
         if len(found) >= limit or len(page) < LIST_PAGE:
             break
@@ -42,10 +48,17 @@ def list_tasks(status: str | None, limit: int, as_json: bool) -> None:
         echo_json([task.to_dict() for task in found])
         return
     rows = [
-        [when(t.created_at), t.status.value, t.archive_state or "-", t.external_task_id, t.task_id or "-"]
+        [
+            when(t.created_at),
+            t.status.value,
+            t.archive_state or "-",
+            t.external_task_id,
+            t.task_id or "-",
+            t.tenant,
+        ]
         for t in found
     ]
-    echo_table(rows, ["created (UTC)", "status", "archive", "external_task_id", "task_id"])
+    echo_table(rows, ["created (UTC)", "status", "archive", "external_task_id", "task_id", "tenant"])
 
 
 @tasks.command("show")
