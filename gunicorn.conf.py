@@ -13,14 +13,16 @@ from webhook_service.config import ConfigError, Settings
 from webhook_service.integrations import logs, metrics
 from webhook_service.integrations.redis_config import RedisUnfit, check_at_start
 from webhook_service.services import redis_connection
-from webhook_service.web.auth import announce_if_open
+from webhook_service.web.auth import announce_if_open, open_at_start
 
 
 def _default_host() -> str:
-    """Every interface only when clients must authenticate: an open API stays on this machine unless
-    HOST says otherwise (a platform's router, a container: HOST=0.0.0.0)."""
+    """Every interface only when clients must authenticate (client credentials in the environment, or a
+    client made with `flask clients create`): an open API stays on this machine unless HOST says
+    otherwise (a platform's router, a container: HOST=0.0.0.0). Decided at start: a service that
+    starts open stays on loopback until restarted, even once its first client closes it."""
     try:
-        open_api = not Settings.from_env().client_auth_enabled
+        open_api = open_at_start(Settings.from_env())
     except ConfigError:
         return "127.0.0.1"  # the workers refuse to start and say why
     return "127.0.0.1" if open_api else "0.0.0.0"

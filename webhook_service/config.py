@@ -106,6 +106,8 @@ class Settings:
 
     @property
     def client_auth_enabled(self) -> bool:
+        """Client credentials in the environment; whether clients must authenticate also depends on the
+        managed ones in Redis: web/auth.py client_auth_required decides."""
         return bool(self.client_keys or self.service_access_key)
 
     @property

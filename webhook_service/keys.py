@@ -19,9 +19,20 @@ Submission (domain/admission.py):
 - `slot-taken-at`      hash: when each task still `queued` was taken from the queue to be sent; a
                        sender killed mid-send leaves it behind, and reconciliation puts the task back
 
-Tenants (domain/tenants.py):
+Tenants (domain/tenants.py; written by `flask clients`, domain/clients.py):
 - `tenant-weights`     hash: tenant -> its weight in the submission queue's round-robin (absent: 1)
 - `tenant-max-open`    hash: tenant -> the most tasks it may have upstream at once (absent: no limit)
+
+Managed clients (domain/clients.py, `flask clients`):
+- `clients`                       set of the managed clients' names (each is its tenant); while it
+                                  exists, clients must authenticate even with no keys in the environment
+- `client:<name>`                 hash: whether the client is an admin, when it was created
+- `client:<name>:keys`            set of the SHA-256 of each of its keys, current or rotated out
+- `client:<name>:access-keys`     set of its JWT access keys (AK), current or rotated out
+- `client-key:<sha256>`           a key's lookup entry: the tenant and admin flag it grants (JSON); a
+                                  rotated-out key's has a Redis TTL of the grace period: it removes itself
+- `client-access-key:<AK>`        an AK's lookup entry: the same, and its secret key (SK) encrypted with
+                                  a key derived from SECRET_KEY; rotated out, a TTL too
 
 Reconciliation (domain/open_tasks.py, domain/reconcile.py):
 - `open`               sorted set of upstream-open tasks by when to check on them next
@@ -119,6 +130,27 @@ class Keys:
     @property
     def tenant_max_open(self) -> str:
         return f"{self.prefix}tenant-max-open"
+
+    # --- managed clients ---
+
+    @property
+    def clients(self) -> str:
+        return f"{self.prefix}clients"
+
+    def client(self, name: str) -> str:
+        return f"{self.prefix}client:{name}"
+
+    def client_keys(self, name: str) -> str:
+        return f"{self.prefix}client:{name}:keys"
+
+    def client_access_keys(self, name: str) -> str:
+        return f"{self.prefix}client:{name}:access-keys"
+
+    def client_key(self, key_hash: str) -> str:
+        return f"{self.prefix}client-key:{key_hash}"
+
+    def client_access_key(self, access_key: str) -> str:
+        return f"{self.prefix}client-access-key:{access_key}"
 
     # --- reconciliation ---
 

@@ -14,6 +14,7 @@ import redis
 
 from webhook_service.config import Settings
 from webhook_service.domain.admission import Admission
+from webhook_service.domain.clients import ManagedClients
 from webhook_service.domain.open_tasks import OpenTasks
 from webhook_service.domain.store import TaskStore
 from webhook_service.integrations.kling import ClientPerProcess
@@ -31,6 +32,7 @@ class Services:
     store: TaskStore
     deliveries: DeliveryStore
     admission: Admission
+    clients: ManagedClients
     open_tasks: OpenTasks
     kling: ClientPerProcess
     storage: Storage
@@ -52,6 +54,7 @@ class Services:
             store=TaskStore(connection, keys),
             deliveries=DeliveryStore(connection, keys),
             admission=Admission(connection, keys, settings.kling_max_concurrency),
+            clients=ManagedClients(connection, keys, settings.secret_key),
             open_tasks=OpenTasks(connection, keys),
             kling=ClientPerProcess(settings),
             storage=storage,

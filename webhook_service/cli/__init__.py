@@ -1,5 +1,6 @@
 """`flask` commands for operators: submit a task and follow it, list and inspect tasks and deliveries,
-replay deliveries, record again the tasks a lost Redis took along, run the Kling simulator.
+replay deliveries, record again the tasks a lost Redis took along, run the Kling simulator, manage
+clients' credentials.
 
 They call the service's own code against Redis and Kling directly, not its HTTP API, so they work
 while the web process is down and need no client credentials. Exit codes are for scripts:
@@ -13,11 +14,12 @@ from flask import Flask
 
 
 def register_cli(app: Flask) -> None:
+    from webhook_service.cli.clients import clients
     from webhook_service.cli.deliveries import deliveries, replay_failed
     from webhook_service.cli.recover import recover
     from webhook_service.cli.simulator import simulator
     from webhook_service.cli.submit import submit
     from webhook_service.cli.tasks import tasks
 
-    for command in (submit, tasks, deliveries, replay_failed, recover, simulator):
+    for command in (submit, tasks, deliveries, replay_failed, recover, simulator, clients):
         app.cli.add_command(command)

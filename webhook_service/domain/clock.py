@@ -14,6 +14,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def parse_duration(value: str) -> float:
+    """Seconds from a duration as operators write it (`0s`, `90s`, `30m`, `24h`, `1d`, `1w`). Raises
+    ValueError with a message fit for the user."""
+    match = _DURATION.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"expected a duration like 0s, 30m, 24h, 7d; got {value!r}")
+    seconds = float(match[1]) * _UNIT_S[match[2]]
+    if seconds == float("inf"):
+        raise ValueError(f"the duration {value!r} is too long")
+    return seconds
+
+
 def parse_since(value: str) -> int:
     """Epoch milliseconds from an ISO 8601 time (UTC unless it says otherwise) or a duration back from now
     (`90s`, `30m`, `2h`, `1d`, `1w`). Raises ValueError with a message fit for the user."""

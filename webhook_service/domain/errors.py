@@ -8,7 +8,9 @@
     ├── RequestInvalid        a create body that breaks Kling's rules (domain/validation.py)
     ├── InputsNotStored       the archive did not take a request's Base64 images: nothing recorded
     ├── InputUnreadable       a recorded task's archived image cannot be read back to send upstream
-    └── NotReplayable         a delivery that cannot be sent again now
+    ├── NotReplayable         a delivery that cannot be sent again now
+    ├── ClientExists          a managed client of that name already exists
+    └── ClientNotFound        no managed client of that name
 
 The web layer maps them to HTTP (web/errors.py); none of them knows a status code. Kling's own
 answers have their hierarchy in integrations/kling/errors.py.
@@ -59,3 +61,11 @@ class InputUnreadable(ServiceError):
 
 class NotReplayable(ServiceError):
     """The delivery is pending or delivered, or its endpoint is disabled."""
+
+
+class ClientExists(ServiceError):
+    """A managed client of this name exists already (domain/clients.py): rotate or revoke it instead."""
+
+
+class ClientNotFound(ServiceError, LookupError):
+    """No managed client of this name (it was never created, or was revoked)."""

@@ -1,5 +1,9 @@
 """Who may call the API, and whose tasks it sees: a key from SERVICE_API_KEYS or SERVICE_ADMIN_KEYS (each
-of a tenant), or a Kling-style JWT signed with SERVICE_SECRET_KEY (the default tenant's).
+of a tenant), a Kling-style JWT signed with SERVICE_SECRET_KEY (the default tenant's), or a managed
+client's key or JWT (domain/clients.py: its tenant's, created with `flask clients`).
+
+The environment's credentials are checked first and cost no Redis round trip; a managed key costs one
+GET by its hash, a managed client's JWT one GET by its issuer (the AK), whose SK then checks it.
 
 Accepting Kling's own token scheme is what lets an existing Kling client switch to this service by
 changing only its base URL and credentials. Codes follow Kling: 1001 no token, 1002 bad token,
@@ -15,12 +19,15 @@ import time
 from dataclasses import dataclass
 
 import jwt
+import redis
 from flask import g, request
 
 from webhook_service.config import Settings
+from webhook_service.domain.clients import Credential, ManagedClients
 from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
 from webhook_service.integrations import logs
-from webhook_service.services import Services
+from webhook_service.keys import Keys
+from webhook_service.services import Services, redis_connection
 from webhook_service.web.auth_limit import FailedAuthLimit, TooManyFailures
 from webhook_service.web.errors import ApiError
 
@@ -35,16 +42,42 @@ OPEN_SCOPE = EVERYONE
 log = logging.getLogger(__name__)
 
 
+def client_auth_required(settings: Settings, clients: ManagedClients) -> bool:
+    """Whether callers must authenticate: client credentials in the environment, or any managed client.
+
+    The environment answers first, with no round trip; only a service without client credentials in
+    it asks Redis (one EXISTS) on each request. Not cached: a cached "no" would leave the API open
+    after the first client was created, in some processes and not others, until it ran out; and a
+    deployment that wants no round trip here has its keys in the environment.
+    """
+    return settings.client_auth_enabled or clients.exist()
+
+
+def open_at_start(settings: Settings) -> bool:
+    """Whether the API is open, for gunicorn before any app exists (the bind address, the warning).
+    Redis unreachable counts as open: staying on loopback and warning is the safe side of not knowing.
+    (The connection is made only if the environment has no client credentials to answer with.)"""
+    connection = redis_connection(settings)
+    try:
+        return not client_auth_required(settings, ManagedClients(connection, Keys(), settings.secret_key))
+    except redis.RedisError:
+        return True
+    finally:
+        connection.close()
+
+
 def announce_if_open(settings: Settings) -> None:
     """Warn, once, when a service that anyone can submit tasks to starts serving (gunicorn.conf.py).
 
     Not in create_app: every `flask` command builds the app too, and an operator's commands would
-    repeat it until nobody read it any more.
+    repeat it until nobody read it any more. An open service closes by itself when its first client
+    is created (`flask clients create`), with no restart.
     """
-    if not settings.client_auth_enabled:
+    if open_at_start(settings):
         log.warning(
-            "!!! The API is OPEN: no SERVICE_API_KEYS or SERVICE_ACCESS_KEY/SERVICE_SECRET_KEY are set, "
-            "so anyone who can reach this service can submit tasks. Set one before exposing it. !!!"
+            "!!! The API is OPEN: no SERVICE_API_KEYS or SERVICE_ACCESS_KEY/SERVICE_SECRET_KEY are set "
+            "and no client was created with `flask clients create`, so anyone who can reach this "
+            "service can submit tasks. Set or create one before exposing it. !!!"
         )
 
 
@@ -54,8 +87,7 @@ def require_client(services: Services) -> Scope:
 
     With no client credentials configured the API is open, and its callers see everything.
     """
-    settings = services.settings
-    if not settings.client_auth_enabled:
+    if not client_auth_required(services.settings, services.clients):
         g.scope = OPEN_SCOPE
         return OPEN_SCOPE
     limit = FailedAuthLimit(services.redis, services.keys)
@@ -106,7 +138,8 @@ class Grant:
 
 
 def check_token(token: str, services: Services) -> Grant:
-    """Raise ApiError(401) unless `token` is a configured client key or a valid client JWT.
+    """Raise ApiError(401) unless `token` is a client key or a valid client JWT, from the environment
+    or of a managed client.
 
     The dashboard's sign-in calls this too, so a person and a program get in by one rule.
     """
@@ -114,32 +147,62 @@ def check_token(token: str, services: Services) -> Grant:
     for client in settings.client_keys:
         if hmac.compare_digest(token.encode(), client.key.encode()):
             return Grant(Scope(client.tenant, client.admin), None, f"key\n{client.key}")
-    if settings.service_access_key:
-        expires_at = _check_jwt(token, settings)
-        return Grant(Scope(DEFAULT_TENANT), expires_at, jwt_credential(settings))
-    raise ApiError(401, 1002, "the bearer token is not a valid API key")
+    if token.count(".") == 2:  # a JWT's header, claims and signature; no managed key has a dot
+        return _check_any_jwt(token, services)
+    managed = services.clients.by_key(token)
+    if managed is None:
+        raise ApiError(401, 1002, "the bearer token is not a valid API key")
+    return Grant(managed.scope, None, managed_credential(managed))
 
 
 def jwt_credential(settings: Settings) -> str:
     return f"jwt\n{settings.service_access_key}\n{settings.service_secret_key}"
 
 
+def managed_credential(credential: Credential) -> str:
+    """A managed key by its hash, a managed JWT by its AK: each rotation makes new ones."""
+    return f"managed-{credential.kind}\n{credential.ident}"
+
+
 def configured_credentials(services: Services) -> dict[str, Scope]:
-    """Every credential configured now, by the name a Grant gives it, with the scope it grants."""
+    """Every credential valid now, by the name a Grant gives it, with the scope it grants."""
     settings = services.settings
     found = {f"key\n{client.key}": Scope(client.tenant, client.admin) for client in settings.client_keys}
     if settings.service_access_key:
         found[jwt_credential(settings)] = Scope(DEFAULT_TENANT)
+    found.update({managed_credential(c): c.scope for c in services.clients.credentials()})
     return found
 
 
-def _check_jwt(token: str, settings: Settings) -> int:
+def _check_any_jwt(token: str, services: Services) -> Grant:
+    """The environment's JWT by its issuer, with no round trip; else a managed client's, whose SK is
+    found by the token's (still unverified) issuer and then checks its signature."""
+    settings = services.settings
+    try:
+        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        issuer = None
+    if not isinstance(issuer, str) or not issuer:
+        raise ApiError(401, 1002, "the bearer token is neither a valid API key nor a valid JWT")
+    if settings.service_access_key and hmac.compare_digest(
+        issuer.encode(), settings.service_access_key.encode()
+    ):
+        expires_at = _check_jwt(token, settings.service_access_key, settings.service_secret_key)
+        return Grant(Scope(DEFAULT_TENANT), expires_at, jwt_credential(settings))
+    found = services.clients.by_access_key(issuer)
+    if found is None:
+        raise ApiError(401, 1002, "the bearer token is neither a valid API key nor a valid JWT")
+    credential, secret_key = found
+    return Grant(credential.scope, _check_jwt(token, issuer, secret_key), managed_credential(credential))
+
+
+def _check_jwt(token: str, access_key: str, secret_key: str) -> int:
     try:
         claims = jwt.decode(
             token,
-            settings.service_secret_key,
+            secret_key,
             algorithms=["HS256"],
-            issuer=settings.service_access_key,
+            issuer=access_key,
             leeway=JWT_LEEWAY_S,
             options={"require": ["iss", "exp"]},
         )

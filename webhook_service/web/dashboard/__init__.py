@@ -23,6 +23,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from webhook_service.integrations.redis_config import RedisDurability
+from webhook_service.web.auth import client_auth_required
 from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
 from webhook_service.web.dashboard import present
@@ -105,12 +106,20 @@ def security_headers(response: Response) -> Response:
 
 @bp.context_processor
 def page_context() -> dict[str, object]:
-    settings = services().settings
     return {
-        "open_mode": not settings.client_auth_enabled,
+        "open_mode": _open_mode(),
         "redis_promises": _redis_promises(),
         "scope": g.get("scope"),
     }
+
+
+def _open_mode() -> bool:
+    """For the warning on every page of an open service; not shown when Redis cannot say (the page
+    that says Redis is down is rendered with this too, and must not fail on it)."""
+    try:
+        return not client_auth_required(services().settings, services().clients)
+    except redis.RedisError:
+        return False
 
 
 def _redis_promises() -> RedisDurability | None:

@@ -2,9 +2,10 @@
 
 The cookie is signed with SECRET_KEY but readable, so it never holds the credential itself: only an
 HMAC of it (for an API key) or of the JWT signing key (for a JWT), and the JWT's expiry. Each request
-checks that fingerprint against the credentials configured now, so taking a key out of
-SERVICE_API_KEYS (or rotating SERVICE_SECRET_KEY) signs out every session that used it, and the
-tenant the session sees is the one its credential belongs to now.
+checks that fingerprint against the credentials valid now, so taking a key out of SERVICE_API_KEYS
+(or rotating SERVICE_SECRET_KEY), or revoking a managed client (or its rotated-out key's grace
+ending), signs out every session that used it, and the tenant the session sees is the one its
+credential belongs to now.
 
 A signed cookie alone cannot be taken back: a copy made before logout would stay good until it
 expired. So each sign-in also gets a random session id, kept in Redis for the session's absolute
@@ -24,7 +25,13 @@ from flask import session
 from webhook_service.config import Settings
 from webhook_service.domain.tenants import Scope
 from webhook_service.services import Services
-from webhook_service.web.auth import JWT_LEEWAY_S, OPEN_SCOPE, check_token, configured_credentials
+from webhook_service.web.auth import (
+    JWT_LEEWAY_S,
+    OPEN_SCOPE,
+    check_token,
+    client_auth_required,
+    configured_credentials,
+)
 
 SESSION_KEY = "operator"
 SESSION_ABSOLUTE_LIFETIME_S = 12 * 3600
@@ -63,7 +70,7 @@ def signed_in(services: Services) -> Scope | None:
     """Whose dashboard this request may see: None when it must sign in; everything when the API itself
     is open. The scope is the one the credential grants now (configuration may have changed it)."""
     settings = services.settings
-    if not settings.client_auth_enabled:
+    if not client_auth_required(settings, services.clients):
         return OPEN_SCOPE
     grant = session.get(SESSION_KEY)
     if not isinstance(grant, dict) or not isinstance(grant.get("sid"), str):

@@ -28,7 +28,7 @@ from webhook_service.domain.tenants import client_id
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus
 from webhook_service.web import tasks_api
-from webhook_service.web.auth import current_scope
+from webhook_service.web.auth import client_auth_required, current_scope
 from webhook_service.web.auth_limit import FailedAuthLimit, TooManyFailures
 from webhook_service.web.context import current_services as services
 from webhook_service.web.dashboard import session as operator
@@ -253,7 +253,9 @@ def replay_since() -> ResponseReturnValue:
 def login() -> Any:
     svc = services()
     target = _safe_next(request.values.get("next"), url_for(".index"))
-    if not svc.settings.client_auth_enabled or (request.method == "GET" and operator.signed_in(svc)):
+    if not client_auth_required(svc.settings, svc.clients) or (
+        request.method == "GET" and operator.signed_in(svc)
+    ):
         return redirect(target)
     if request.method == "POST":
         limit = FailedAuthLimit(svc.redis, svc.keys)

@@ -16,12 +16,14 @@ from flask import Blueprint, Response, jsonify
 
 from webhook_service.config import Settings
 from webhook_service.domain.validation import MAX_IMAGE_BYTES, create_body_json_schema
+from webhook_service.web.auth import client_auth_required
 from webhook_service.web.context import current_services
 from webhook_service.web.openapi.paths import drop_in_paths, service_paths
 from webhook_service.web.openapi.schemas import COMPONENTS, REF
 
 
-def document(settings: Settings) -> dict[str, Any]:
+def document(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
+    """`auth_required`: whether callers must authenticate now (web/auth.py client_auth_required)."""
     body, nested = create_body_json_schema(settings.kling_extra_fields, ref_template=REF)
     body["description"] = (
         f"Kling's image-to-video create body. Images are an http(s) URL or raw Base64 up to "
@@ -33,7 +35,6 @@ def document(settings: Settings) -> dict[str, Any]:
     for prefix, suffix in (("", ""), ("/kling", "ViaGateway")):
         paths.update({prefix + path: item for path, item in drop_in_paths(body, suffix).items()})
     paths.update(service_paths(settings))
-    auth = settings.client_auth_enabled
     return {
         "openapi": "3.1.0",
         "info": {
@@ -43,7 +44,7 @@ def document(settings: Settings) -> dict[str, Any]:
             "answers in Kling's envelope `{code, message, request_id, data}`. "
             + (
                 "Clients send `Authorization: Bearer <API key or JWT>`."
-                if auth
+                if auth_required
                 else "This deployment is open."
             ),
         },
@@ -54,11 +55,12 @@ def document(settings: Settings) -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "a key from SERVICE_API_KEYS, or an HS256 JWT (iss = SERVICE_ACCESS_KEY)",
+                    "description": "a client key (SERVICE_API_KEYS, or made by `flask clients create`), "
+                    "or an HS256 JWT (iss = SERVICE_ACCESS_KEY, or a client's access key)",
                 }
             },
         },
-        "security": [{"bearer": []}] if auth else [],
+        "security": [{"bearer": []}] if auth_required else [],
     }
 
 
@@ -68,7 +70,8 @@ _DOCS_PAGE = resources.files(__name__).joinpath("docs.html").read_text(encoding=
 
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
-    return jsonify(document(current_services().settings))
+    svc = current_services()
+    return jsonify(document(svc.settings, auth_required=client_auth_required(svc.settings, svc.clients)))
 
 
 @bp.get("/docs")
