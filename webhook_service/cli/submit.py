@@ -11,6 +11,7 @@ import base64
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from webhook_service.domain.errors import InputsNotStored, TaskExists
 from webhook_service.domain.submission import dispatch, submit_and_wait
 from webhook_service.domain.tasks import ArchiveState, Status, Task
 from webhook_service.domain.validation import RequestInvalid, validate_image2video
+from webhook_service.integrations.kling import ClientPerProcess
 from webhook_service.services import Services
 
 POLL_S = 0.25
@@ -99,7 +101,10 @@ def field_options(command: Any) -> Any:
 )
 @click.option("--wait", is_flag=True, help="Follow the task until its video is archived (needs a worker).")
 @click.option(
-    "--timeout", type=click.FloatRange(min=0), default=0, help="With --wait: give up after this many s."
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Give up after this many seconds, whatever Kling does (0: no limit). With --wait, the whole wait.",
 )
 @with_appcontext
 @guarded
@@ -119,15 +124,18 @@ def submit(extra: dict[str, Any] | None, wait: bool, timeout: float, **fields: A
         for problem in invalid.problems:
             click.echo(f"{problem.field or '(body)'}: {problem.message} [{problem.code}]", err=True)
         raise CommandFailed("the request is invalid; nothing was sent", EXIT_USAGE) from None
+    started = time.monotonic()
+    deadline = started + timeout if timeout else None
     try:
-        task = submit_and_wait(svc, body, svc.settings.submit_wait_s)
+        # With a deadline, one attempt to send it and no waiting for a slot: `_follow` goes on from there.
+        bounded = _until(svc, deadline)
+        task = submit_and_wait(bounded, body, 0 if deadline else svc.settings.submit_wait_s)
     except TaskExists:
         raise CommandFailed(
             f"external_task_id {body['external_task_id']!r} is already used", EXIT_USAGE
         ) from None
     except InputsNotStored as error:
         raise CommandFailed(f"nothing was recorded: {error}", EXIT_UNAVAILABLE) from None
-    started = time.monotonic()
     click.echo(f"external_task_id: {task.external_task_id}")
     if task.status is Status.REJECTED:
         raise CommandFailed(f"Kling refused the task: {_error(task)}", EXIT_FAILED)
@@ -139,7 +147,17 @@ def submit(extra: dict[str, Any] | None, wait: bool, timeout: float, **fields: A
     if not wait:
         click.echo(f"task_id: {task.task_id or '-'}\nstatus: {task.status.value}")
         return
-    _follow(svc, task.external_task_id, started, timeout)
+    _follow(svc, task.external_task_id, started, deadline)
+
+
+def _until(svc: Services, deadline: float | None) -> Services:
+    """`svc` with Kling's requests cut short at `deadline`: a create or a lookup that hangs (Kling
+    unreachable, a stalled gateway) cannot hold the command past its --timeout."""
+    if deadline is None:
+        return svc
+    remaining = max(0.1, deadline - time.monotonic())
+    settings = replace(svc.settings, kling_timeout_s=min(svc.settings.kling_timeout_s, remaining))
+    return replace(svc, settings=settings, kling=ClientPerProcess(settings))
 
 
 def _upstream_unavailable(task: Task) -> bool:
@@ -153,7 +171,7 @@ def _error(task: Task) -> str:
     return f"code {error.get('code')}: {error.get('message') or task.status_msg}"
 
 
-def _follow(svc: Services, external_task_id: str, started: float, timeout: float) -> None:
+def _follow(svc: Services, external_task_id: str, started: float, deadline: float | None) -> None:
     """Print each new status and archive state with the time since submission, until the end.
 
     On a terminal the last line also ticks, so a long wait visibly goes on.
@@ -182,10 +200,13 @@ def _follow(svc: Services, external_task_id: str, started: float, timeout: float
         if task.archive_state is ArchiveState.ARCHIVED:
             _echo_locations(svc, task)
             return
-        if timeout and elapsed > timeout:
-            raise CommandFailed(f"gave up after {timeout:g} s; the task is {task.status.value}", EXIT_FAILED)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise CommandFailed(
+                f"gave up after {deadline - started:g} s (--timeout); the task is {task.status.value}",
+                EXIT_FAILED,
+            )
         if task.status is Status.QUEUED:
-            dispatch(svc)  # help the queue along, as a waiting API request does
+            dispatch(_until(svc, deadline))  # help the queue along, as a waiting API request does
         time.sleep(POLL_S)
 
 

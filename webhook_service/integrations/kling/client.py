@@ -92,7 +92,9 @@ class KlingClient:
             settings.kling_api_base,
             api_token=settings.kling_api_token,
             signer=signer,
-            timeouts=Timeouts(total=settings.kling_timeout_s),
+            timeouts=Timeouts(
+                connect=min(Timeouts.connect, settings.kling_timeout_s), total=settings.kling_timeout_s
+            ),
         )
 
     def close(self) -> None:
