@@ -36,8 +36,17 @@ S3_SECRET = "fake-secret-key-for-tests"
 def test_redis() -> Iterator[str]:
     """A redis-server of the run's own, on a free loopback port, so that the tests (which empty their
     database around every test) never touch anyone's data. TEST_REDIS_URL names another one instead:
-    its database is emptied just the same."""
+    its database is emptied just the same, so the run refuses one that holds anything unless
+    TEST_REDIS_FLUSH=yes says it is the tests' own (a run cut short leaves its keys behind)."""
     if url := os.environ.get("TEST_REDIS_URL"):
+        keys = redis.Redis.from_url(url).dbsize()
+        if keys and os.environ.get("TEST_REDIS_FLUSH") != "yes":
+            pytest.exit(
+                f"TEST_REDIS_URL's database holds {keys} keys, and the tests empty it around every test. "
+                "Point TEST_REDIS_URL at an empty database, or set TEST_REDIS_FLUSH=yes if it is the "
+                "tests' own.",
+                returncode=2,
+            )
         yield url
         return
     server = PrivateRedis("--appendonly", "no", dies_with_run=True).start()  # nothing to keep: no AOF
