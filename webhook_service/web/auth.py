@@ -96,8 +96,15 @@ def require_client(services: Services) -> Scope:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     try:
-        if scheme.lower() != "bearer" or not token:
+        if not header.strip():
             raise ApiError(401, 1001, "Authorization header is missing: send 'Authorization: Bearer <token>'")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(
+                401,
+                1001,
+                f"Authorization header uses the {scheme[:20]!r} scheme, or has no token: "
+                "send 'Authorization: Bearer <token>'",
+            )
         grant = check_token(token, services)
     except ApiError:
         limit.record_failure(request.remote_addr)

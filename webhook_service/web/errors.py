@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.http import HTTP_STATUS_CODES
 
 from webhook_service.domain.errors import InputsNotStored
@@ -54,19 +54,43 @@ def storage_unavailable(error: Exception) -> ApiError:
     return ApiError(503, CODE_UNAVAILABLE, "storage is unavailable, try again shortly")
 
 
-def json_object(raw: bytes, what: str) -> dict[str, Any]:
-    """Parse a JSON object, turning every way a body can be bad into a 400 (never a 500).
+def bad_body(code: str, message: str) -> ApiError:
+    """A 400 about the body as a whole: the message, and the same as one `errors` entry (field "")."""
+    return ApiError(400, CODE_BAD_REQUEST, message, errors=[{"field": "", "code": code, "message": message}])
+
+
+def json_object(raw: bytes, what: str, content_type: str | None = None) -> dict[str, Any]:
+    """Parse a JSON object, turning every way a body can be bad into a 400 (never a 500) that says what
+    was received: nothing, a form, text that is not JSON, or JSON that is not an object.
 
     RecursionError is one of them: a few kilobytes of `[[[[...` exhaust the parser's stack.
     """
+    if not raw.strip():
+        raise bad_body("empty_body", f"{what} is empty: send a JSON object (Content-Type: application/json)")
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise bad_body(
+            "not_json",
+            f"{what} is a form ({media_type}): send a JSON object (Content-Type: application/json)",
+        )
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise ApiError(400, CODE_BAD_REQUEST, f"{what} is not valid JSON: {reason}") from None
+        raise bad_body("invalid_json", f"{what} is not valid JSON: {reason}") from None
     if not isinstance(body, dict):
-        raise ApiError(400, CODE_BAD_REQUEST, f"{what} must be a JSON object")
+        raise bad_body("not_object", f"{what} must be a JSON object, not {_json_kind(body)}")
     return body
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return "a number"
 
 
 def request_id() -> str:
@@ -134,7 +158,15 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException) -> tuple[Response, int]:
         status = error.code or 500
         code = CODE_NOT_FOUND if status == 404 else CODE_BAD_REQUEST if status < 500 else CODE_INTERNAL
-        return error_response(ApiError(status, code, error.description or error.name))
+        message = error.description or error.name
+        headers = {}
+        if isinstance(error, NotFound):
+            message = f"no such path: {request.method} {request.path} (the API is listed at /docs)"
+        elif isinstance(error, MethodNotAllowed):
+            allowed = sorted(set(error.valid_methods or []) - {"HEAD", "OPTIONS"})
+            message = f"{request.method} is not allowed on {request.path}: use {' or '.join(allowed)}"
+            headers = {"Allow": ", ".join(error.valid_methods or [])}
+        return error_response(ApiError(status, code, message, headers=headers))
 
     @app.after_request
     def add_request_id(response: Response) -> Response:

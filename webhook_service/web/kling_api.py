@@ -51,7 +51,7 @@ def authenticate() -> None:
 
 @bp.post("/v1/videos/image2video")
 def create() -> tuple[Response, int]:
-    body = json_object(request.get_data(), "the request body")
+    body = json_object(request.get_data(), "the request body", request.content_type)
     settings = services().settings
     try:
         clean = validate_image2video(
@@ -60,6 +60,8 @@ def create() -> tuple[Response, int]:
     except RequestInvalid as invalid:
         problems = [p.as_dict() for p in invalid.problems]
         summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])
+        if len(problems) > 3:
+            summary += f"; and {len(problems) - 3} more (every problem is in `errors`)"
         raise ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems) from None
     logs.bind(external_task_id=clean.get("external_task_id"))
     respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
@@ -75,10 +77,14 @@ def create() -> tuple[Response, int]:
             task = accept(services(), clean, tenant)
             enqueue_dispatch(services().redis, f"accepted-{task.external_task_id}")
     except TaskExists:
+        message = f"external_task_id {clean['external_task_id']!r} is already used by another task"
         raise ApiError(
             400,
             CODE_BAD_REQUEST,
-            f"external_task_id {clean['external_task_id']!r} is already used by another task",
+            message,
+            errors=[
+                {"field": "external_task_id", "code": "taken", "message": "is already used by another task"}
+            ],
         ) from None
     finally:
         if may_wait:
