@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -174,10 +175,16 @@ def test_every_job_function_jobs_names_exists_in_workers(path: str) -> None:
     assert callable(getattr(importlib.import_module(module), name))
 
 
+def _required_arguments(method: Callable[..., str]) -> int:
+    """How many arguments a key's method needs, besides `self` (a tenant, a day...)."""
+    parameters = list(inspect.signature(method).parameters.values())[1:]
+    return sum(1 for parameter in parameters if parameter.default is inspect.Parameter.empty)
+
+
 def test_every_redis_key_is_under_the_prefix() -> None:
     keys = Keys(prefix="tenant-x:")
     names = [
-        value(keys, "x") if callable(value) else value.fget(keys)
+        value(keys, *["x"] * _required_arguments(value)) if callable(value) else value.fget(keys)
         for name, value in vars(Keys).items()
         if not name.startswith("_") and (callable(value) or isinstance(value, property))
     ]

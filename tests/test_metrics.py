@@ -51,16 +51,18 @@ def test_callbacks_are_counted_by_shape_and_outcome(service: Service, simulator)
     assert service.submit({**IMAGE, "external_task_id": "m-1"}).status_code == 200
     url = callback_url_for(service.services.settings, "m-1")
     task_id = service.task("m-1")["task_id"]
+    # Counted with the task's tenant (the default tenant's, here); a refused callback has none.
+    counts = [
+        ("legacy", "applied", "default"),
+        ("legacy", "duplicate", "default"),
+        ("newer", "stale", "default"),
+        ("unknown", "bad_token", ""),
+        ("unknown", "malformed", ""),
+        ("legacy", "conflict", ""),
+    ]
     before = {
-        outcome: counted("kws_callbacks_total", shape=shape, outcome=outcome)
-        for shape, outcome in [
-            ("legacy", "applied"),
-            ("legacy", "duplicate"),
-            ("newer", "stale"),
-            ("unknown", "bad_token"),
-            ("unknown", "malformed"),
-            ("legacy", "conflict"),
-        ]
+        outcome: counted("kws_callbacks_total", shape=shape, outcome=outcome, tenant=tenant)
+        for shape, outcome, tenant in counts
     }
     legacy = {"task_id": task_id, "task_status": "processing"}
     assert httpx.post(url, json=legacy).status_code == 200
@@ -72,15 +74,8 @@ def test_callbacks_are_counted_by_shape_and_outcome(service: Service, simulator)
     assert httpx.post(url, json=other).status_code == 409
 
     scrape = samples(service.http.get("/metrics").text)
-    for shape, outcome in [
-        ("legacy", "applied"),
-        ("legacy", "duplicate"),
-        ("newer", "stale"),
-        ("unknown", "bad_token"),
-        ("unknown", "malformed"),
-        ("legacy", "conflict"),
-    ]:
-        key = ("kws_callbacks_total", (("outcome", outcome), ("shape", shape)))
+    for shape, outcome, tenant in counts:
+        key = ("kws_callbacks_total", (("outcome", outcome), ("shape", shape), ("tenant", tenant)))
         assert scrape[key] == before[outcome] + 1, (shape, outcome)
 
 

@@ -34,6 +34,12 @@ Managed clients (domain/clients.py, `flask clients`):
 - `client-access-key:<AK>`        an AK's lookup entry: the same, and its secret key (SK) encrypted with
                                   a key derived from SECRET_KEY; rotated out, a TTL too
 
+Usage (domain/usage.py):
+- `usage:<tenant>:<YYYY-MM-DD>`  hash: the tenant's tasks that reached a final status, counted on the UTC
+                                 day they were created, by `<status>:<model>` (tasks) and `units:<model>`
+                                 (Kling's final_unit_deduction, in thousandths); a Redis TTL of 400 days
+- `usage-tenants`                set of the tenants that have usage (its TTL renewed with every write)
+
 Reconciliation (domain/open_tasks.py, domain/reconcile.py):
 - `open`               sorted set of upstream-open tasks by when to check on them next
 - `poll-count`         hash: polls in a row that brought nothing new, per open task
@@ -151,6 +157,15 @@ class Keys:
 
     def client_access_key(self, access_key: str) -> str:
         return f"{self.prefix}client-access-key:{access_key}"
+
+    # --- usage ---
+
+    def usage(self, tenant: str, day: str) -> str:
+        return f"{self.prefix}usage:{tenant}:{day}"
+
+    @property
+    def usage_tenants(self) -> str:
+        return f"{self.prefix}usage-tenants"
 
     # --- reconciliation ---
 

@@ -18,6 +18,7 @@ from webhook_service.domain.events import FOR_STATUS, EventType
 from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.store import Repeat
 from webhook_service.domain.tasks import Outcome, Status, StatusUpdate, Task, apply_update
+from webhook_service.domain.usage import Transition
 from webhook_service.jobs import enqueue_archive, enqueue_dispatch
 from webhook_service.notify.routing import raise_event
 from webhook_service.services import Services
@@ -40,15 +41,18 @@ def record_news(
     in one round trip. Anything else goes through `change`: there `check(task)` sees the task as
     stored before the news is applied, and what it raises refuses the news with nothing recorded.
     """
+    transition = Transition()
 
     def change(task: Task) -> Outcome:
         if check is not None:
             check(task)
+        transition.capture(task)
         return apply_update(task, update)
 
     def follow_up(pipe: Pipeline, after: Task) -> None:
         raise_event(services.redis, pipe, services.settings, after, FOR_STATUS[after.status])
         _track(services, pipe, after)
+        transition.record(pipe, services.keys, after)
         if after.status is Status.SUCCEED:
             retry_base_s = services.settings.archive_retry_base_s
             enqueue_archive(services.redis, after.external_task_id, retry_base_s=retry_base_s, pipeline=pipe)
@@ -69,6 +73,7 @@ def record_news(
         after_commit=follow_up,
         repeat=Repeat(update.status, update.task_id),
     )
+    transition.count(task, outcome)
     # A change is worth a line; a repeat (most callbacks under retries, most polls) is in the history
     # and the metrics, and at INFO would bury the changes.
     log.log(
@@ -86,8 +91,10 @@ def record_news(
 def expire(services: Services, external_task_id: str) -> tuple[Task, Outcome]:
     """Give up waiting: no news for TASK_TIMEOUT_S. Kling's final word, if it comes, still completes it."""
     timeout_s = services.settings.task_timeout_s
+    transition = Transition()
 
     def change(task: Task) -> Outcome:
+        transition.capture(task)
         if task.status.terminal:
             return Outcome.STALE
         task.status = Status.EXPIRED
@@ -98,10 +105,13 @@ def expire(services: Services, external_task_id: str) -> tuple[Task, Outcome]:
     def follow_up(pipe: Pipeline, after: Task) -> None:
         raise_event(services.redis, pipe, services.settings, after, EventType.EXPIRED)
         _track(services, pipe, after)
+        transition.record(pipe, services.keys, after)
 
-    return services.store.update(
+    task, outcome = services.store.update(
         external_task_id, change, history={"event": "expired", "source": "reconcile"}, after_commit=follow_up
     )
+    transition.count(task, outcome)
+    return task, outcome
 
 
 def _track(services: Services, pipe: Pipeline, task: Task) -> None:

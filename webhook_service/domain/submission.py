@@ -24,6 +24,7 @@ from webhook_service.domain.lifecycle import record_news, release
 from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
 from webhook_service.domain.tenants import DEFAULT_TENANT, upstream_id
+from webhook_service.domain.usage import Transition
 from webhook_service.integrations.kling import KlingError
 from webhook_service.jobs import enqueue_dispatch
 from webhook_service.notify.routing import raise_event
@@ -167,8 +168,10 @@ def _refused(
         services.admission.put_back(external_task_id)
         return
     log.warning("create of %s refused: %s", external_task_id, error)
+    transition = Transition()
 
     def reject(task: Task) -> Outcome:
+        transition.capture(task)
         task.error = error.as_dict()
         task.status_msg = error.message
         task.status = Status.REJECTED
@@ -178,9 +181,11 @@ def _refused(
         release(services, pipe, task.external_task_id)
         schedule_removal(services, pipe, task.external_task_id)
         raise_event(services.redis, pipe, services.settings, task, EventType.FAILED)
+        transition.record(pipe, services.keys, task)
 
     history = {"event": "create_failed", "source": "create", "error": error.as_dict()}
-    services.store.update(external_task_id, reject, history=history, after_commit=finish)
+    task, outcome = services.store.update(external_task_id, reject, history=history, after_commit=finish)
+    transition.count(task, outcome)
 
 
 def _note_error(

@@ -6,6 +6,9 @@ per process; with `PROMETHEUS_MULTIPROC_DIR` set (gunicorn's workers, the RQ wor
 writes them to files in that directory and a scrape adds them up. Without it they stay in memory,
 which is what tests and a single dev process want. The gauges (open and queued tasks, RQ queues, dead
 letters) are not kept anywhere: they are read from Redis at scrape time, a few O(1) commands.
+
+Counters about a tenant's tasks carry a `tenant` label (`tenant_label`); a scrape by a tenant's own
+client key shows only the series without a tenant and its own (`exposition(..., tenant=...)`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import glob
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator
 
@@ -28,6 +32,7 @@ from prometheus_client.registry import Collector
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from webhook_service.domain.tenants import valid_name
 from webhook_service.jobs import ALL_QUEUES
 from webhook_service.keys import Keys
 
@@ -46,10 +51,10 @@ if MULTIPROCESS_DIR:  # before any metric exists: the value class is chosen when
 
 CALLBACKS = Counter(
     "kws_callbacks",
-    "Kling callbacks received, by body shape (legacy, newer, unknown) and outcome: applied, duplicate, "
+    "Kling callbacks received, by body shape (legacy, newer, unknown), outcome: applied, duplicate, "
     "stale, or why it was refused (bad_token, bad_signature, malformed, too_large, conflict, unknown_task, "
-    "unavailable)",
-    ["shape", "outcome"],
+    "unavailable), and the task's tenant (empty for a refused callback)",
+    ["shape", "outcome", "tenant"],
 )
 SUBMISSIONS = Counter(
     "kws_submissions",
@@ -78,10 +83,31 @@ DOWNLOAD_SECONDS = Histogram(
 DOWNLOAD_BYTES = Counter("kws_download_bytes", "Bytes of video downloaded into the archive")
 DELIVERIES = Counter(
     "kws_delivery_attempts",
-    "Notification delivery attempts, by sink (webhook, slack, email) and outcome (delivered, retry, "
-    "gone, refused)",
-    ["sink", "outcome"],
+    "Notification delivery attempts, by sink (webhook, slack, email), outcome (delivered, retry, "
+    "gone, refused) and the task's tenant",
+    ["sink", "outcome", "tenant"],
 )
+TASKS_FINISHED = Counter(
+    "kws_tasks_finished",
+    "Tasks that reached a final status, by tenant and status (succeed, failed, rejected, expired); a task "
+    "that expired and then got Kling's final word counts under both",
+    ["tenant", "status"],
+)
+UNITS = Counter(
+    "kws_task_units",
+    "Kling units (final_unit_deduction) spent by finished tasks, by tenant",
+    ["tenant"],
+)
+
+# Every distinct label value is a series in each process and in Prometheus, for good. Tenant names come
+# from the operator's configuration, but a task's tenant is read from its stored record, and a record
+# recovered after Redis was lost takes it from Kling's answer or the archive: the cap keeps a damaged
+# or hostile store from turning the counters into thousands of series. Past it, and for a name that is
+# not a tenant name, the value is OTHER_TENANT (not a valid tenant name, so never a tenant's own).
+TENANT_LABELS_MAX = 100
+OTHER_TENANT = "_other"
+_tenant_labels: set[str] = set()
+_tenant_labels_lock = threading.Lock()
 
 _CALLBACK_REFUSALS = {
     400: "malformed",
@@ -137,11 +163,28 @@ def _alive(pid: int) -> bool:
 # --- the helpers the code calls ---
 
 
-def count_callback(shape: str, *, outcome: str | None = None, refused_with: int | None = None) -> None:
+def tenant_label(tenant: str) -> str:
+    """The `tenant` label's value for a tenant: its name, while this process has seen fewer than
+    TENANT_LABELS_MAX names; empty for no tenant."""
+    if not tenant:
+        return ""
+    if not valid_name(tenant):
+        return OTHER_TENANT
+    with _tenant_labels_lock:
+        if tenant not in _tenant_labels:
+            if len(_tenant_labels) >= TENANT_LABELS_MAX:
+                return OTHER_TENANT
+            _tenant_labels.add(tenant)
+    return tenant
+
+
+def count_callback(
+    shape: str, *, tenant: str = "", outcome: str | None = None, refused_with: int | None = None
+) -> None:
     """One callback answered: with its outcome, or refused with that HTTP status (a 503: unavailable)."""
     if outcome is None:
         outcome = "unavailable" if refused_with == 503 else _CALLBACK_REFUSALS.get(refused_with or 0, "error")
-    CALLBACKS.labels(shape, outcome).inc()
+    CALLBACKS.labels(shape, outcome, tenant_label(tenant)).inc()
 
 
 def upstream_called(operation: str, seconds: float, code: str) -> None:
@@ -163,8 +206,16 @@ def downloaded(outcome: str, seconds: float, size: int = 0) -> None:
         DOWNLOAD_BYTES.inc(size)
 
 
-def delivery_attempted(sink: str, outcome: str) -> None:
-    DELIVERIES.labels(sink, outcome).inc()
+def delivery_attempted(sink: str, outcome: str, tenant: str) -> None:
+    DELIVERIES.labels(sink, outcome, tenant_label(tenant)).inc()
+
+
+def task_finished(tenant: str, status: str, units: float) -> None:
+    """A task reached a final status, spending `units`: counted once the change is committed."""
+    label = tenant_label(tenant)
+    TASKS_FINISHED.labels(label, status).inc()
+    if units:
+        UNITS.labels(label).inc(units)
 
 
 # --- the scrape ---
@@ -236,13 +287,32 @@ class _FilesOfTheMoment(Collector):
                     raise
 
 
-def exposition(connection: redis.Redis, keys: Keys) -> bytes:
-    """This process's metrics (or every process's, from the files), then the gauges read from Redis."""
+class _OneTenant(Collector):
+    """What a tenant may see of `registry`: the series without a tenant, and its own tenant's."""
+
+    def __init__(self, registry: CollectorRegistry, tenant: str) -> None:
+        self.registry = registry
+        self.shown = ("", tenant)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = [s for s in family.samples if s.labels.get("tenant", "") in self.shown]
+            yield kept
+
+
+def exposition(connection: redis.Redis, keys: Keys, tenant: str | None = None) -> bytes:
+    """This process's metrics (or every process's, from the files), then the gauges read from Redis;
+    with `tenant`, only what that tenant may see."""
     if MULTIPROCESS_DIR:
         counted = CollectorRegistry()
         counted.register(_FilesOfTheMoment(MULTIPROCESS_DIR))
     else:
         counted = REGISTRY
+    if tenant is not None:
+        visible = CollectorRegistry()
+        visible.register(_OneTenant(counted, tenant))
+        counted = visible
     gauges = CollectorRegistry()
     gauges.register(RedisGauges(connection, keys))
     return generate_latest(counted) + generate_latest(gauges)

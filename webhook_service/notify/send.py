@@ -65,7 +65,7 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
         )
         return
     result = attempt(sink, event, svc.settings)
-    metrics.delivery_attempted(sink.kind.value, result.verdict.value)
+    metrics.delivery_attempted(sink.kind.value, result.verdict.value, delivery.tenant)
     _conclude(store, delivery, job_id, result, svc.settings.notify_retry_schedule_s)
 
 

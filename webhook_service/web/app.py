@@ -43,6 +43,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         metrics,
         openapi,
         tasks_api,
+        usage_api,
     )
     from webhook_service.web.context import install
     from webhook_service.web.errors import (
@@ -90,6 +91,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(tasks_api.bp)
     app.register_blueprint(deliveries_api.bp)
+    app.register_blueprint(usage_api.bp)
     register_cli(app)
     app.register_blueprint(kling_api.bp)
     app.register_blueprint(kling_api.bp, url_prefix="/kling", name="kling_api_gateway")

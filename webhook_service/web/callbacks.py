@@ -75,7 +75,7 @@ class CallbackEndpoint:
             task, outcome = receive_callback(
                 self.services, external_task_id, body, webhook_id=webhook_id, body_bytes=size
             )
-            metrics.count_callback(shape, outcome=outcome.value)
+            metrics.count_callback(shape, tenant=task.tenant, outcome=outcome.value)
             data = {"outcome": outcome.value, "task_status": task.status.value}
             return reply(start_response, request_id, 200, 0, "OK", data)
         except Exception as error:  # every failure gets Kling's envelope, none a bare error page

@@ -15,8 +15,12 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def metrics() -> Response:
     """Behind the client credentials unless METRICS_PUBLIC=true: queue sizes and failure rates are
-    business information, and a scraper can send a bearer token as easily as a client does."""
+    business information, and a scraper can send a bearer token as easily as a client does. A tenant's
+    key sees the series without a tenant label and its own tenant's; an admin's, everything."""
     services = current_services()
+    tenant = None
     if not services.settings.metrics_public:
-        require_client(services)
-    return Response(exposition(services.redis, services.keys), content_type=CONTENT_TYPE_LATEST)
+        scope = require_client(services)
+        tenant = None if scope.admin else scope.tenant
+    body = exposition(services.redis, services.keys, tenant)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)

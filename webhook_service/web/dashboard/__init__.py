@@ -1,4 +1,5 @@
-"""The operator's dashboard: server-rendered pages at `/` for tasks, deliveries and the system's health.
+"""The operator's dashboard: server-rendered pages at `/` for tasks, deliveries, the system's health and
+usage.
 
 Sign-in takes the same client credentials as the API (a client key or a client JWT), checked by the
 same code and under the same failed-authentication limit, and shows what that credential's API calls
@@ -29,6 +30,7 @@ from webhook_service.web.context import services_of
 from webhook_service.web.dashboard import present
 from webhook_service.web.dashboard import session as operator
 from webhook_service.web.dashboard.listing import RequestSummaries
+from webhook_service.web.dashboard.usage_page import usage_page
 from webhook_service.web.dashboard.views import bp
 
 __all__ = ["bp", "init_app"]
@@ -61,6 +63,7 @@ for _filter in (
     present.span,
 ):
     bp.add_app_template_filter(_filter)
+bp.add_url_rule("/usage", view_func=usage_page)
 
 
 def init_app(app: Flask) -> None:

@@ -1,5 +1,6 @@
 """The OpenAPI document's path items, by hand, after the views they describe (web/kling_api.py,
-web/callbacks.py, web/tasks_api.py, web/deliveries_api.py, web/health.py, web/metrics.py, here).
+web/callbacks.py, web/tasks_api.py, web/deliveries_api.py, web/usage_api.py, web/health.py, web/metrics.py,
+here).
 
 Every answer a view can give is listed with its schema: the schemathesis test checks the running service
 against this, so an answer missing here, or shaped otherwise, fails the suite.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_service.config import Settings
+from webhook_service.domain import usage
 from webhook_service.notify.records import DeliveryStatus
 from webhook_service.web.openapi.schemas import STRING, envelope, obj, ref
 
@@ -61,6 +63,8 @@ def _op(tag: str, summary: str, answers: dict[str, Any], **extra: Any) -> dict[s
     return {"tags": [tag], "summary": summary, "responses": answers, **extra}
 
 
+DAY = {"type": "string", "format": "date", "description": "a UTC day, YYYY-MM-DD"}
+TENANT_NAME = "^[a-z0-9][a-z0-9_-]{0,31}$"
 TASK_REF = _param("task_ref", "path", {"type": "string", "minLength": 1}, "task_id or external_task_id")
 
 
@@ -271,6 +275,30 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 parameters=[_param("endpoint", "path", {"type": "string", "minLength": 1})],
             )
         },
+        "/v1/usage": {
+            "get": _op(
+                "Usage",
+                "Who spent the account's units: tasks by final status and units, per UTC day and model",
+                {
+                    "200": _answer("usage, by tenant", envelope(ref("Usage"))),
+                    **_errors("400", "401", "429", "503"),
+                },
+                operationId="getUsage",
+                description="A task counts on the UTC day it was created, once it is final, under its "
+                "latest final status. A tenant's key sees its own tenant; an admin's every tenant with "
+                "usage recorded in the last 400 days, or the one `tenant` names.",
+                parameters=[
+                    _param("from", "query", DAY, f"default: {usage.DEFAULT_DAYS - 1} days before `to`"),
+                    _param("to", "query", DAY, f"default: today (UTC); at most {usage.MAX_DAYS} days in all"),
+                    _param(
+                        "tenant",
+                        "query",
+                        {"type": "string", "pattern": TENANT_NAME},
+                        "one tenant (an admin's keys; a tenant's own may name only itself)",
+                    ),
+                ],
+            )
+        },
         "/healthz": {
             "get": _op(
                 "Operations",
@@ -301,6 +329,8 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 + ("" if settings.metrics_public else " (client credentials: METRICS_PUBLIC is off)"),
                 {"200": _answer("the exposition", STRING, "text/plain"), **_errors("401", "429", "503")},
                 operationId="metrics",
+                description="A tenant's key sees the series without a `tenant` label and its own "
+                "tenant's; an admin's key (or anyone, with METRICS_PUBLIC) sees every series.",
                 **({"security": []} if settings.metrics_public else {}),
             )
         },

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_service.domain.tasks import ArchiveState, Status
+from webhook_service.domain.usage import FINAL_STATUSES
 from webhook_service.notify.records import DeliveryStatus
 from webhook_service.notify.routing import SinkKind
 from webhook_service.notify.sinks import Verdict
@@ -76,6 +77,45 @@ _DELIVERY_PROPERTIES = {
     "delivered_at": nullable(MS),
     "failed_at": nullable(MS),
 }
+
+_TALLY = {
+    "tasks": obj(
+        {status.value: INTEGER for status in FINAL_STATUSES},
+        description="tasks that reached each final status (an expired task that later got Kling's "
+        "final word counts under that status only)",
+    ),
+    "units": {"type": "number", "description": "Kling's final_unit_deduction, summed"},
+}
+_USAGE = obj(
+    {
+        "from": {"type": "string", "format": "date"},
+        "to": {"type": "string", "format": "date"},
+        "tenants": {
+            "type": "array",
+            "items": obj(
+                {
+                    "tenant": STRING,
+                    **_TALLY,
+                    "days": {
+                        "type": "array",
+                        "description": "the UTC days (a task's is the day it was created) with usage, "
+                        "oldest first",
+                        "items": obj(
+                            {
+                                "day": {"type": "string", "format": "date"},
+                                **_TALLY,
+                                "models": {
+                                    "type": "array",
+                                    "items": obj({"model": STRING, **_TALLY}),
+                                },
+                            }
+                        ),
+                    },
+                }
+            ),
+        },
+    }
+)
 
 COMPONENTS: dict[str, Any] = {
     "Error": obj(
@@ -187,6 +227,7 @@ COMPONENTS: dict[str, Any] = {
         },
         required=["endpoint", "url"],
     ),
+    "Usage": _USAGE,
     "CallbackAnswer": envelope(
         obj({"outcome": {"enum": ["applied", "duplicate", "stale"]}, "task_status": STRING})
     ),
