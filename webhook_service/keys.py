@@ -12,9 +12,18 @@ Tasks (domain/store.py):
                                      (and their deliveries) into the default tenant's indexes has got
 
 Submission (domain/admission.py):
-- `submit-queue`       sorted set of external_task_ids waiting to be sent, by arrival (µs)
+- `submit-queue`       sorted set of the default tenant's external_task_ids waiting to be sent, by
+                       arrival (µs): every task's, before tenants had queues of their own
+- `submit-queue:<tenant>` the same for another tenant's tasks
+- `submit-tenants`     sorted set of the tenants with tasks waiting, by their pass in the weighted
+                       round-robin (negative: joined since the last turn, its pass not yet given)
+- `submit-passes`      hash: tenant -> its pass when its queue last emptied (a tenant that comes back at
+                       once has skipped no turns)
+- `submit-vtime`       the round-robin's virtual time: the pass of the last turn taken
 - `slots`              sorted set of external_task_ids holding an upstream slot (score: their arrival,
                        so a task put back takes its old place in the queue)
+- `slot-tenants`       hash: a slot's task -> its tenant, for every tenant but the default (each tenant's
+                       open tasks, for its max_open)
 - `submit-pause-until` ms timestamp before which nothing is sent (after 1302/1303/5001), and its level
 - `slot-taken-at`      hash: when each task still `queued` was taken from the queue to be sent; a
                        sender killed mid-send leaves it behind, and reconciliation puts the task back
@@ -111,9 +120,30 @@ class Keys:
     def submit_queue(self) -> str:
         return f"{self.prefix}submit-queue"
 
+    def tenant_submit_queue(self, tenant: str) -> str:
+        """A tenant's queue, the default tenant's excepted (`submit_queue`). The tenant's name ends the
+        key: the submission script builds it from `tenant_submit_queue("")`."""
+        return f"{self.prefix}submit-queue:{tenant}"
+
+    @property
+    def submit_tenants(self) -> str:
+        return f"{self.prefix}submit-tenants"
+
+    @property
+    def submit_passes(self) -> str:
+        return f"{self.prefix}submit-passes"
+
+    @property
+    def submit_vtime(self) -> str:
+        return f"{self.prefix}submit-vtime"
+
     @property
     def slots(self) -> str:
         return f"{self.prefix}slots"
+
+    @property
+    def slot_tenants(self) -> str:
+        return f"{self.prefix}slot-tenants"
 
     @property
     def pause_until(self) -> str:

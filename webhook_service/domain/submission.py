@@ -1,10 +1,10 @@
 """Getting a task to Kling exactly once, within the account's concurrency.
 
-`accept` records the task and queues it; `dispatch` sends queued tasks upstream, oldest first, while
-slots are free. Anyone may call `dispatch`: the request thread that wants its answer, a worker woken
-when a slot frees, the reconciliation pass. A create that may have reached Kling despite an error
-(5000, 5002, timeout) is looked up by external_task_id before it is ever sent again, so nothing is
-created twice upstream.
+`accept` records the task and queues it; `dispatch` sends queued tasks upstream while slots are free,
+each tenant's oldest first, the tenants in weighted turns (domain/admission.py). Anyone may call
+`dispatch`: the request thread that wants its answer, a worker woken when a slot frees, the
+reconciliation pass. A create that may have reached Kling despite an error (5000, 5002, timeout) is
+looked up by external_task_id before it is ever sent again, so nothing is created twice upstream.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from webhook_service.domain.admission import waiting_by_tenant
 from webhook_service.domain.tenants import valid_name
 from webhook_service.jobs import ALL_QUEUES
 from webhook_service.keys import Keys
@@ -222,7 +223,8 @@ def task_finished(tenant: str, status: str, units: float) -> None:
 
 
 class RedisGauges(Collector):
-    """Read at scrape time from Redis: one pipeline of ZCARD/LLEN, never a scan."""
+    """Read at scrape time from Redis: one pipeline of ZCARD/LLEN, then the queues of the tenants with
+    tasks waiting (domain/admission.py), never a scan."""
 
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
@@ -231,7 +233,7 @@ class RedisGauges(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("kws_redis_up", "1 when Redis answered this scrape, 0 otherwise")
         pipe = self.redis.pipeline(transaction=False)
-        for index in (self.keys.slots, self.keys.submit_queue, self.keys.dead_letters):
+        for index in (self.keys.slots, self.keys.dead_letters):
             pipe.zcard(index)
         for name in ALL_QUEUES:
             pipe.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
@@ -239,6 +241,7 @@ class RedisGauges(Collector):
                 pipe.zcard(registry.key_template.format(name))
         try:
             counts = pipe.execute()
+            queued = sum(waiting_by_tenant(self.redis, self.keys).values())
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
@@ -248,9 +251,9 @@ class RedisGauges(Collector):
         yield _gauge(
             "kws_tasks_open", "Tasks holding one of the KLING_MAX_CONCURRENCY upstream slots", counts[0]
         )
-        yield _gauge("kws_tasks_queued", "Tasks waiting in the submission queue for a slot", counts[1])
+        yield _gauge("kws_tasks_queued", "Tasks waiting in the submission queues for a slot", queued)
         yield _gauge(
-            "kws_dead_letters", "Notification deliveries that failed for good (replayable)", counts[2]
+            "kws_dead_letters", "Notification deliveries that failed for good (replayable)", counts[1]
         )
         jobs = GaugeMetricFamily(
             "kws_rq_jobs",
@@ -259,7 +262,7 @@ class RedisGauges(Collector):
         )
         for n, name in enumerate(ALL_QUEUES):
             for m, state in enumerate(("queued", "scheduled", "started", "failed")):
-                jobs.add_metric([name, state], counts[3 + n * 4 + m])
+                jobs.add_metric([name, state], counts[2 + n * 4 + m])
         yield jobs
 
 
