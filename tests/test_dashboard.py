@@ -92,6 +92,15 @@ def test_without_credentials_the_dashboard_is_open_and_says_so(client: FlaskClie
     assert client.get("/login").headers["Location"] == "/"
 
 
+def test_every_page_links_to_the_api_docs_in_the_top_navigation(locked: Flask) -> None:
+    client = locked.test_client()
+    login(client)
+    for path in ("/", "/deliveries", "/usage"):
+        nav = re.search(r'<nav class="mainnav">(.*?)</nav>', client.get(path).text, re.S)
+        assert nav and re.search(r'<a href="/docs"[^>]*>API docs</a>', nav[1]), path
+    assert client.get("/docs").status_code == 200
+
+
 def test_login_with_an_api_key_then_logout(locked: Flask) -> None:
     client = locked.test_client()
     assert client.get("/deliveries?status=all").headers["Location"] == "/login?next=/deliveries?status%3Dall"

@@ -49,6 +49,12 @@ Usage (domain/usage.py):
                                  (Kling's final_unit_deduction, in thousandths); a Redis TTL of 400 days
 - `usage-tenants`                set of the tenants that have usage (its TTL renewed with every write)
 
+Activity (domain/activity.py), the Tasks page's last 24 hours:
+- `activity:<tenant>:<YYYY-MM-DDTHH>`  hash: in that UTC hour, the tenant's tasks that reached a final
+                                       status (`task:<status>`) and its delivery attempts
+                                       (`attempt:delivered`, `attempt:failed`); a Redis TTL of 2 days
+- `activity-tenants`                   set of the tenants that have activity (the same TTL, renewed)
+
 Reconciliation (domain/open_tasks.py, domain/reconcile.py):
 - `open`               sorted set of upstream-open tasks by when to check on them next
 - `poll-count`         hash: polls in a row that brought nothing new, per open task
@@ -196,6 +202,15 @@ class Keys:
     @property
     def usage_tenants(self) -> str:
         return f"{self.prefix}usage-tenants"
+
+    # --- activity ---
+
+    def activity(self, tenant: str, hour: str) -> str:
+        return f"{self.prefix}activity:{tenant}:{hour}"
+
+    @property
+    def activity_tenants(self) -> str:
+        return f"{self.prefix}activity-tenants"
 
     # --- reconciliation ---
 

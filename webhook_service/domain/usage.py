@@ -14,6 +14,8 @@ it captures, inside the store's `change`, what the change moved the task from.
 Usage is small and bounded: one hash per tenant per day, its fields the statuses and units of the few
 models the tenant used, each with a Redis TTL of `TTL_DAYS`; and the set of tenants that have usage.
 Retention removes tasks; their usage stays.
+
+The same follow-up counts the task in its hour's activity (domain/activity.py), moved the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 import redis
 from redis.client import Pipeline
 
+from webhook_service.domain import activity
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.tasks import Outcome, Status, Task
 from webhook_service.domain.tenants import NAME_RULE, Scope, valid_name
@@ -68,7 +71,8 @@ def day_of(ms: int) -> date:
 
 @dataclass
 class Transition:
-    """What a change moved a task from: its status and units as the store's `change` found them.
+    """What a change moved a task from: its status, units and last change as the store's `change` found
+    them.
 
     The store may run `change` (and the follow-up) more than once when its compare-and-set finds the
     task changed meanwhile; each run captures afresh, so what is committed, and counted after the
@@ -77,16 +81,19 @@ class Transition:
 
     status: Status = Status.QUEUED
     units: int = 0
+    at: int = 0  # when the task last changed: for an expired task, when it expired
 
     def capture(self, task: Task) -> None:
         """Call inside `change`, before the task is changed."""
         self.status, self.units = task.status, thousandths(task.final_unit_deduction)
+        self.at = task.updated_at
 
     def finishes(self, after: Task) -> bool:
         return after.status.terminal and after.status is not self.status
 
     def record(self, pipe: Pipeline, keys: Keys, after: Task) -> None:
-        """Queue the usage writes of the change to `after`, in the follow-up: plain writes only."""
+        """Queue the usage and activity writes of the change to `after`, in the follow-up: plain
+        writes only."""
         if not self.finishes(after):
             return
         key = keys.usage(after.tenant, day_of(after.created_at).isoformat())
@@ -95,6 +102,8 @@ class Transition:
             pipe.hincrby(key, f"{self.status}:{model}", -1)
             if self.units:
                 pipe.hincrby(key, f"{UNITS}:{model}", -self.units)
+            activity.task_moved(pipe, keys, after.tenant, self.status, self.at)
+        activity.task_finished(pipe, keys, after.tenant, after.status)
         pipe.hincrby(key, f"{after.status}:{model}", 1)
         if units := thousandths(after.final_unit_deduction):
             pipe.hincrby(key, f"{UNITS}:{model}", units)

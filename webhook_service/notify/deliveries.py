@@ -17,6 +17,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
+from webhook_service.domain import activity
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import NotReplayable
 from webhook_service.domain.events import Event
@@ -205,7 +206,8 @@ class DeliveryStore:
         reason: str | None = None,
         retry_at: float | None = None,
     ) -> Delivery | None:
-        """Keep the attempt and move on: delivered, failed (a dead letter), or pending with its next job."""
+        """Keep the attempt and move on: delivered, failed (a dead letter), or pending with its next job.
+        The attempt counts in its hour's activity (domain/activity.py), delivered or not."""
 
         def change(delivery: Delivery, _: Pipeline) -> bool:
             if delivery.job != job_id:
@@ -228,6 +230,7 @@ class DeliveryStore:
             attempts = self.keys.delivery_attempts(delivery.id)
             pipe.rpush(attempts, json.dumps(attempt.record()))
             pipe.ltrim(attempts, -ATTEMPTS_KEPT, -1)
+            activity.attempt_made(pipe, self.keys, delivery.tenant, status is DeliveryStatus.DELIVERED)
             if reason == "gone":
                 self._disable(pipe, delivery, attempt)
             if delivery.job is not None:

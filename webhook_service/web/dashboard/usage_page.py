@@ -9,7 +9,7 @@ from flask import render_template, request
 from webhook_service.domain.usage import BadUsageQuery, report, tenants_to_show
 from webhook_service.web.auth import current_scope
 from webhook_service.web.context import current_services as services
-from webhook_service.web.dashboard.usage_chart import plural, status_chart, units, units_chart
+from webhook_service.web.dashboard.usage_chart import status_chart, units, units_chart
 
 
 def usage_page() -> str:
@@ -37,5 +37,4 @@ def usage_page() -> str:
         tenants=tenants_to_show(svc.redis, svc.keys, scope, None) if scope.admin else [],
         asked=asked,
         units=units,
-        plural=plural,
     )

@@ -1,4 +1,5 @@
-"""The dashboard's pages: tasks, one task, deliveries with the system panel, and signing in and out."""
+"""The dashboard's pages: tasks (with the last 24 hours' activity), one task, deliveries with the system
+panel, and signing in and out."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
+from webhook_service.domain.activity import last_hours
 from webhook_service.domain.clock import now_ms, parse_since
 from webhook_service.domain.errors import NotReplayable
 from webhook_service.domain.inputs import REFERENCE_KEY, image_slots, reference
@@ -32,6 +34,7 @@ from webhook_service.web.auth import client_auth_required, current_scope
 from webhook_service.web.auth_limit import FailedAuthLimit, TooManyFailures
 from webhook_service.web.context import current_services as services
 from webhook_service.web.dashboard import session as operator
+from webhook_service.web.dashboard.activity_chart import activity_panel
 from webhook_service.web.dashboard.listing import PAGE_SIZE, RequestSummaries, in_motion, list_page
 from webhook_service.web.dashboard.present import InputLink, request_rows
 from webhook_service.web.dashboard.system import system_state
@@ -96,6 +99,7 @@ def index() -> str:
     return render_template(
         "dashboard/index.html",
         page=page,
+        activity=activity_panel(last_hours(services().redis, services().keys, current_scope())),
         summaries={t.external_task_id: summaries.get(t.external_task_id) for t in page.tasks},
         statuses=[s.value for s in Status],
         status=status,
