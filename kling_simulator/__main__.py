@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 
@@ -13,7 +14,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kling_simulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
-    parser.add_argument("--token", help="static bearer token to accept")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("KLING_SIMULATOR_TOKEN"),
+        help="static bearer token to accept (default: $KLING_SIMULATOR_TOKEN, which keeps it out of ps)",
+    )
     parser.add_argument("--access-key", help="JWT issuer to accept (with --secret-key)")
     parser.add_argument("--secret-key", help="HS256 key for JWTs (with --access-key)")
     parser.add_argument("--public-url", help="base URL put into video URLs (default: the request's host)")

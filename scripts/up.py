@@ -1,34 +1,55 @@
 """Bring the whole system up for a newcomer, then show one request making the full round trip.
 
-Started by `scripts/up` inside .venv. Reads `.env`; fills in what a first run lacks (a SECRET_KEY
-kept in `.env`, a local redis-server, the Kling simulator when no Kling credentials are set); starts
-the Procfile's processes; waits until the service is ready; sends a demo request unless --no-demo.
-Any child exiting, or Ctrl-C, stops them all.
+Started by `scripts/up` inside .venv. Reads `.env`; fills in what a first run lacks (a SECRET_KEY and
+a webhook signing secret kept in `.env`, a local redis-server, the Kling simulator when no Kling
+credentials are set, a webhook receiver when no webhook target is); writes what it made up to
+data/dev.env for the commands run beside it (`./scripts/kws ...`); starts the Procfile's processes,
+their logs in data/logs/; waits until the service is ready; sends a demo request unless --no-demo,
+and shows its events arriving at the receiver. Any child exiting, or Ctrl-C, stops them all.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import secrets
-import shlex
 import shutil
 import signal
-import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import redis
 from dotenv import load_dotenv
+from rq import Worker
+from up_children import Children
+from up_console import Console
+from up_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
+DEV_FILE = ROOT / "data" / "dev.env"  # webhook_service/config.py's DEV_ENV_PATH, from the checkout
 SIMULATOR_PORT = int(os.environ.get("SIMULATOR_PORT", "9100"))
+WEBHOOK_RECEIVER_PORT = int(os.environ.get("WEBHOOK_RECEIVER_PORT", "9101"))
 # Two worker processes for two cores: a slow download or a slow notification sink never holds up the rest.
 WORKER_PROCESSES = int(os.environ.get("WORKER_PROCESSES", "2"))
+START_TIMEOUT_S = 60.0
+DEMO_TIMEOUT_S = 60.0
+# Every event type (webhook_service/domain/events.py): the demo's receiver shows the task's whole life.
+ALL_EVENTS = (
+    "task.submitted,task.processing,task.succeeded,task.failed,task.archived,task.archive_failed,task.expired"
+)
+# The event that reports each way a task ends, by its archive state or else its status.
+FINAL_EVENT = {
+    "archived": "task.archived",
+    "archive_failed": "task.archive_failed",
+    "failed": "task.failed",
+    "rejected": "task.failed",
+    "expired": "task.expired",
+}
 DEMO_REQUEST = {
     "model_name": "kling-v2-master",
     "image": "https://example.com/landscape.jpg",
@@ -38,53 +59,41 @@ DEMO_REQUEST = {
 }
 
 
-class Children:
-    """Child processes whose output is shown line by line with the process's name in front."""
+class Run:
+    """One run of up: its console, its children and what it made up, which data/dev.env keeps."""
 
-    def __init__(self) -> None:
-        self.processes: dict[str, subprocess.Popen[str]] = {}
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.children = Children(ROOT, console)
+        self.made_up: dict[str, str] = {}
+        self.receiver: Receiver | None = None
 
-    def start(self, name: str, command: str) -> None:
-        process = subprocess.Popen(
-            command, shell=True, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )  # fmt: skip
-        self.processes[name] = process
-        threading.Thread(target=self._relay, args=(name, process), daemon=True).start()
+    def set(self, name: str, value: str) -> None:
+        """A setting for the children, and for the commands run beside them."""
+        os.environ[name] = value
+        self.made_up[name] = value
 
-    @staticmethod
-    def _relay(name: str, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            print(f"{name:>9} | {line}", end="", flush=True)
-
-    def first_exited(self) -> str | None:
-        return next((name for name, p in self.processes.items() if p.poll() is not None), None)
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+    def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S) -> None:
+        """Poll `ready` until it holds; a child exiting meanwhile, or the deadline, ends the run."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if (exited := self.children.first_exited()) is not None:
+                self.children.report_exit(exited)
+                sys.exit(1)
+            if time.monotonic() > deadline:
+                sys.exit(f"gave up waiting for {what} after {timeout:.0f} s (logs: data/logs/)")
+            time.sleep(0.1)
 
 
-def say(message: str) -> None:
-    print(f"{'up':>9} | {message}", flush=True)
-
-
-def ensure_secret_key() -> None:
-    if os.environ.get("SECRET_KEY"):
+def ensure_secret(run: Run, name: str, make: Callable[[], str], purpose: str) -> None:
+    """A secret that must outlive the run (it signs what other systems keep) is kept in `.env`."""
+    if os.environ.get(name):
         return
-    key = secrets.token_urlsafe(32)
+    value = make()
     with (ROOT / ".env").open("a") as env_file:
-        env_file.write(f"\n# Signs callback URLs; generated by scripts/up on first run.\nSECRET_KEY={key}\n")
-    os.environ["SECRET_KEY"] = key
-    say("generated a SECRET_KEY and saved it in .env")
+        env_file.write(f"\n# {purpose[0].upper()}{purpose[1:]}; generated by scripts/up.\n{name}={value}\n")
+    os.environ[name] = value
+    run.console.step("secrets", f"generated {name}, which {purpose}, and saved it in .env")
 
 
 def redis_answers(url: str) -> bool:
@@ -94,10 +103,11 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def ensure_redis(children: Children) -> None:
-    url = os.environ.setdefault("REDIS_URL", "redis://localhost:6379/0")
+def ensure_redis(run: Run) -> None:
+    url = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+    run.set("REDIS_URL", url)
     if redis_answers(url):
-        say(f"using the Redis at {url}")
+        run.console.step("redis", f"using the Redis at {url}")
         return
     parts = urlsplit(url)
     if parts.hostname not in ("localhost", "127.0.0.1", "::1"):
@@ -113,84 +123,184 @@ def ensure_redis(children: Children) -> None:
     port = parts.port or 6379
     data_dir = ROOT / "data" / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
-    say(f"no Redis at {url}: starting redis-server on 127.0.0.1:{port}, its data kept in {data_dir}")
     # AOF, written every second: the demo's tasks survive a restart, as production's must
     # (docs/operations.md). No eviction, or the service refuses to start.
-    children.start(
-        "redis",
-        f"redis-server --port {port} --bind 127.0.0.1 --dir {shlex.quote(str(data_dir))} --save '' "
-        "--appendonly yes --appendfsync everysec --maxmemory-policy noeviction",
-    )
-    deadline = time.monotonic() + 10
-    while not redis_answers(url):
-        if time.monotonic() > deadline:
-            sys.exit("redis-server did not start in 10 s")
-        time.sleep(0.1)
+    where = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
+    persistence = ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+    run.children.start("redis", ["redis-server", *where, *persistence, "--maxmemory-policy", "noeviction"])
+    run.wait_until(lambda: redis_answers(url), "redis-server answering", timeout=10)
+    run.console.step("redis", f"started redis-server on 127.0.0.1:{port}, its data in data/redis/")
 
 
-def ensure_kling(children: Children) -> bool:
-    """Start the simulator unless Kling credentials are configured; True when it was started."""
+def ensure_kling(run: Run) -> None:
+    """The simulator, unless Kling credentials are configured. Its token goes to it in its environment,
+    never on its command line, where `ps` would show it to anyone on the machine."""
     if os.environ.get("KLING_API_TOKEN") or os.environ.get("KLING_ACCESS_KEY"):
-        say(f"using Kling at {os.environ.get('KLING_API_BASE', 'https://api-singapore.klingai.com')}")
-        return False
-    token = secrets.token_urlsafe(16)
-    os.environ["KLING_API_BASE"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
-    os.environ["KLING_API_TOKEN"] = token
+        base = os.environ.get("KLING_API_BASE", "https://api-singapore.klingai.com")
+        run.console.step("kling", f"using Kling at {base}")
+        return
+    token = secrets.token_urlsafe(24)
+    base = f"http://127.0.0.1:{SIMULATOR_PORT}"
+    run.set("KLING_API_BASE", base)
+    run.set("KLING_API_TOKEN", token)
     allowed = [h for h in os.environ.get("DOWNLOAD_ALLOWED_HOSTS", "").split(",") if h.strip()]
-    os.environ["DOWNLOAD_ALLOWED_HOSTS"] = ",".join([*allowed, "127.0.0.1"])  # the simulator's video files
-    say(f"no Kling credentials: starting the Kling simulator on {os.environ['KLING_API_BASE']}")
-    children.start(
-        "simulator", f"{sys.executable} -m kling_simulator --port {SIMULATOR_PORT} --token {token}"
+    run.set("DOWNLOAD_ALLOWED_HOSTS", ",".join([*allowed, "127.0.0.1"]))  # the simulator's video files
+    run.children.start(
+        "simulator",
+        [sys.executable, "-m", "kling_simulator", "--port", str(SIMULATOR_PORT)],
+        env={"KLING_SIMULATOR_TOKEN": token},
     )
-    return True
+    run.wait_until(lambda: _answers(f"{base}/_sim/tasks"), "the Kling simulator answering", timeout=15)
+    run.console.step("simulator", f"no Kling credentials: the Kling simulator serves {base}")
 
 
-def wait_ready(base_url: str, children: Children, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if children.first_exited():
-            return
+def ensure_receiver(run: Run) -> None:
+    """The demo's webhook receiver, unless webhook targets are configured (they get the events)."""
+    if os.environ.get("NOTIFY_WEBHOOK_URLS"):
+        run.console.step("webhooks", "notifications go to NOTIFY_WEBHOOK_URLS")
+        return
+    try:
+        receiver = Receiver(WEBHOOK_RECEIVER_PORT, os.environ["NOTIFY_WEBHOOK_SECRET"], run.console)
+    except OSError as error:
+        sys.exit(f"the webhook receiver cannot listen on 127.0.0.1:{WEBHOOK_RECEIVER_PORT}: {error.strerror} "
+                 "(set WEBHOOK_RECEIVER_PORT to a free port)")  # fmt: skip
+    run.receiver = receiver.start()
+    run.set("NOTIFY_WEBHOOK_URLS", receiver.url)
+    if not (os.environ.get("NOTIFY_WEBHOOK_EVENTS") or os.environ.get("NOTIFY_EVENTS")):
+        run.set("NOTIFY_WEBHOOK_EVENTS", ALL_EVENTS)
+    run.console.step("webhooks", f"a receiver at {receiver.url} checks each signed event")
+
+
+def write_dev_file(run: Run) -> None:
+    """data/dev.env, readable by its owner only (it holds the simulator's token), replaced at once."""
+    lines = [
+        f"# Written by scripts/up (pid {os.getpid()}) for the commands run beside it; removed when it",
+        "# stops. What the environment or .env sets wins over these.",
+        *(f'{name}="{_quoted(value)}"' for name, value in run.made_up.items()),
+    ]
+    DEV_FILE.parent.mkdir(parents=True, exist_ok=True)
+    partial = DEV_FILE.with_suffix(".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as dev_file:
+        dev_file.write("\n".join(lines) + "\n")
+    os.replace(partial, DEV_FILE)
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def running_up() -> int | None:
+    """The pid of another scripts/up serving this checkout, from its dev file, if it still runs."""
+    try:
+        first = DEV_FILE.read_text().split("\n", 1)[0]
+        pid = int(first.split("(pid ", 1)[1].split(")", 1)[0])
+        os.kill(pid, 0)
+    except (OSError, IndexError, ValueError):
+        return None
+    return pid if pid != os.getpid() else None
+
+
+def start_service(run: Run, base_url: str) -> None:
+    """The Procfile's processes, each step said once it is done: web serving, workers listening."""
+    workers = []
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = (part.strip() for part in line.partition(":"))
+        if not command:
+            continue
+        copies = WORKER_PROCESSES if name == "worker" else 1
+        for child in [f"{name}.{n}" for n in range(1, copies + 1)] if copies > 1 else [name]:
+            run.children.start(child, command)
+            if name == "worker":
+                workers.append(child)
+    run.wait_until(lambda: _answers(f"{base_url}/readyz"), "the web process answering /readyz")
+    run.console.step("web", f"gunicorn serves {base_url}")
+    connection = redis.Redis.from_url(os.environ["REDIS_URL"])
+    groups = {run.children.pid(name) for name in workers}
+    run.wait_until(lambda: _registered(connection, groups) >= len(workers), "the workers registering")
+    run.console.step("workers", f"{len(workers)} RQ workers: submit, archive, notify and maintenance jobs")
+
+
+def _registered(connection: redis.Redis, groups: set[int]) -> int:
+    """How many of our worker processes RQ lists (a worker killed before leaves its entry a while)."""
+    count = 0
+    for worker in Worker.all(connection=connection):
         try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    sys.exit(f"the service did not become ready at {base_url}/readyz within {timeout:.0f} s")
+            count += os.getpgid(worker.pid) in groups
+        except (OSError, TypeError):
+            continue  # gone, or on another machine
+    return count
 
 
-def demo(base_url: str) -> None:
-    """Send one request and follow it until the callbacks have finished it."""
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def demo(run: Run, base_url: str) -> None:
+    """Send one request and follow it until it is archived or ends otherwise. With up's receiver, the
+    lines are its events arriving, signed; without one, the task's states as the API shows them."""
     headers = {}
     if os.environ.get("SERVICE_API_KEYS"):
-        headers["Authorization"] = f"Bearer {os.environ['SERVICE_API_KEYS'].split(',')[0].strip()}"
+        key = os.environ["SERVICE_API_KEYS"].split(",")[0].strip().rpartition(":")[2]
+        headers["Authorization"] = f"Bearer {key}"
+    console = run.console
     with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
         answer = http.post("/v1/videos/image2video", json=DEMO_REQUEST).json()
         if answer.get("code") != 0:
-            say(f"demo request refused: {answer}")
+            console.error("demo", f"the request was refused: {answer.get('message')}")
             return
         external_id = answer["data"]["task_info"]["external_task_id"]
-        say(f"demo: submitted task {answer['data']['task_id']} (external_task_id {external_id})")
-        seen, deadline = "", time.monotonic() + 120
-        while time.monotonic() < deadline:
-            task = http.get(f"/v1/videos/image2video/{external_id}").json()["data"]
-            if task["task_status"] != seen:
-                seen = task["task_status"]
-                say(f"demo: task status is now '{seen}'")
-            if seen in ("succeed", "failed"):
+        console.event("demo", f"submitted {external_id} (Kling's task_id {answer['data']['task_id']})")
+        deadline, seen = time.monotonic() + DEMO_TIMEOUT_S, ""
+        while True:
+            task = http.get(f"/v1/tasks/{external_id}").json()["data"]
+            state = task["archive_state"] or task["status"]
+            if run.receiver is None and state != seen:
+                console.event("demo", f"the task is {state}")
+            seen = state
+            if state in FINAL_EVENT or time.monotonic() > deadline:
                 break
-            time.sleep(0.5)
-        else:
-            say("demo: no final callback within 120 s")
-            return
-        while seen == "succeed" and time.monotonic() < deadline:
-            full = http.get(f"/v1/tasks/{external_id}").json()["data"]
-            if full["archive_state"] in ("archived", "archive_failed"):
-                links = [v["url"] for v in full["archived_videos"]] or [str(full["archive_error"])]
-                say(f"demo: archive {full['archive_state']}: {', '.join(links)}")
-                break
-            time.sleep(0.5)
-        say(f"demo: round trip complete. See it yourself: curl {base_url}/v1/tasks/{external_id}")
+            time.sleep(0.2)
+    if state not in FINAL_EVENT:
+        console.warn("demo", f"the task is still {state} after {DEMO_TIMEOUT_S:.0f} s (logs: data/logs/)")
+        return
+    final = FINAL_EVENT[state]
+    events = os.environ.get("NOTIFY_WEBHOOK_EVENTS") or os.environ.get("NOTIFY_EVENTS", "")
+    receiver, left = run.receiver, max(1.0, deadline - time.monotonic())
+    subscribed = final in {event.strip() for event in events.split(",")}
+    if receiver is not None and subscribed and not receiver.wait_for(external_id, final, left):
+        console.warn("demo", f"no {final} webhook arrived (deliveries: {base_url}/deliveries)")
+    for video in task["archived_videos"]:
+        console.event("demo", f"video archived: {_archived_at(video['key']) or video['url']}")
+    if state != "archived":
+        console.warn("demo", f"the task ended {state}: {task.get('archive_error') or task.get('status_msg')}")
+
+
+def _archived_at(key: str) -> str | None:
+    """Where a local archive keeps `key`, relative to the checkout when inside it; None for S3."""
+    directory = archive_location()
+    if directory.startswith("s3://"):
+        return None
+    path = Path(directory, key).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def archive_location() -> str:
+    """ARCHIVE_URL as a directory (relative to the checkout, as the service reads it) or an s3:// URL."""
+    url = (os.environ.get("ARCHIVE_URL") or "data/archive").removeprefix("file://")
+    return url if url.startswith("s3://") else f"{url.removeprefix('./').rstrip('/')}/"
+
+
+class Stop(BaseException):
+    """Ctrl-C, SIGTERM or SIGHUP (the terminal closed): stop everything. Not an Exception, so that no
+    `except Exception` on the way swallows it."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stop("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
 
 
 def main() -> int:
@@ -198,41 +308,61 @@ def main() -> int:
     parser.add_argument("--no-demo", action="store_true", help="do not send the demo request")
     args = parser.parse_args()
     load_dotenv(ROOT / ".env")
+    run = Run(Console.from_env())
+    if (other := running_up()) is not None:
+        sys.exit(f"scripts/up already runs for this checkout (pid {other}): stop it first (Ctrl-C).")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     port = os.environ.setdefault("PORT", "8000")
     base_url = f"http://127.0.0.1:{port}"
-    os.environ.setdefault("PUBLIC_BASE_URL", base_url)
-    ensure_secret_key()
-
-    children = Children()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    run.set("PUBLIC_BASE_URL", os.environ.get("PUBLIC_BASE_URL") or base_url)
+    ensure_secret(run, "SECRET_KEY", lambda: secrets.token_urlsafe(32), "signs callback URLs")
+    ensure_secret(
+        run,
+        "NOTIFY_WEBHOOK_SECRET",
+        lambda: f"whsec_{base64.b64encode(secrets.token_bytes(24)).decode()}",
+        "signs the webhooks sent to NOTIFY_WEBHOOK_URLS",
+    )
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop)
     try:
-        ensure_redis(children)
-        simulated = ensure_kling(children)
-        for line in (ROOT / "Procfile").read_text().splitlines():
-            name, _, command = line.partition(":")
-            copies = WORKER_PROCESSES if name.strip() == "worker" else 1
-            for n in range(1, copies + 1):
-                if command.strip():
-                    children.start(f"{name.strip()}.{n}" if copies > 1 else name.strip(), command.strip())
-        wait_ready(base_url, children)
-        if not children.first_exited():
-            say(f"ready. API: {base_url}/v1/videos/image2video   health: {base_url}/readyz")
-            if simulated:
-                say(
-                    f"Kling simulator: {os.environ['KLING_API_BASE']} (its log: /_sim/tasks, /_sim/callbacks)"
-                )
-            if not args.no_demo:
-                demo(base_url)
-            say("running; Ctrl-C stops everything")
-        while (exited := children.first_exited()) is None:
+        ensure_redis(run)
+        ensure_kling(run)
+        ensure_receiver(run)
+        write_dev_file(run)
+        start_service(run, base_url)
+        run.console.step("ready", f"dashboard {base_url}/   API docs {base_url}/docs")
+        if not args.no_demo:
+            demo(run, base_url)
+        run.console.summary(
+            "Where to look",
+            [
+                ("dashboard", f"{base_url}/"),
+                ("API docs", f"{base_url}/docs"),
+                ("archive", archive_location()),
+                ("logs", f"data/logs/ (a file per process{run.console.warnings_noted()})"),
+                (
+                    "try",
+                    "./scripts/kws submit --image https://example.com/a.jpg --wait   (in a second shell)",
+                ),
+                ("and", "./scripts/kws tasks list"),
+            ],
+        )
+        run.console.step("running", "Ctrl-C stops everything")
+        while (exited := run.children.first_exited()) is None:
             time.sleep(0.5)
-        say(f"'{exited}' exited: stopping everything")
+        run.children.report_exit(exited)
         return 1
-    except KeyboardInterrupt:
+    except Stop as stop:
+        run.console.step("stopping", f"{stop}: stopping everything")
         return 0
     finally:
-        children.stop_all()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # an impatient second Ctrl-C must not leave orphans
+        run.children.stop_all()
+        if run.receiver is not None:
+            run.receiver.stop()
+        if running_up() is None:  # ours, or left by a run that was killed
+            DEV_FILE.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Settings, read once from the environment (and `.env`), checked before anything starts.
+"""Settings, read once from the environment (and `.env`, and the dev file of a running `scripts/up`),
+checked before anything starts.
 
 Every setting has its name here and nowhere else. A bad value stops start-up with a `ConfigError`
 that names the variable, because a service that starts half-configured fails later, at 3 a.m., on a
@@ -19,6 +20,10 @@ from webhook_service.domain.tasks import DEFAULT_MAX_OUTPUTS
 from webhook_service.domain.tenants import DEFAULT_TENANT, NAME_RULE, valid_name
 from webhook_service.redaction import url_without_secrets
 
+# What a running `scripts/up` made up for its run (the simulator's URL and token, its webhook receiver,
+# its Redis), written for the commands started beside it and removed when it stops. The lowest layer:
+# anything set in the environment or in `.env` wins over it.
+DEV_ENV_PATH = "data/dev.env"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
@@ -115,10 +120,17 @@ class Settings:
         return bool(self.kling_api_token or self.kling_access_key)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv_path: str = ".env") -> Settings:
-        """Read settings from `environ` (default: os.environ over `.env`; the real environment wins)."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        dotenv_path: str = ".env",
+        dev_env_path: str = DEV_ENV_PATH,
+    ) -> Settings:
+        """Read settings from `environ`; by default the real environment, over `.env`, over the dev file
+        (DEV_ENV_PATH) when a running `scripts/up` left one: the first that sets a variable wins."""
         if environ is None:
-            environ = {**{k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}, **os.environ}
+            environ = {**_file_values(dev_env_path), **_file_values(dotenv_path), **os.environ}
         env = {k: v.strip() for k, v in environ.items() if isinstance(v, str)}
 
         def get(name: str, default: str = "") -> str:
@@ -250,6 +262,11 @@ class Settings:
                 f"SERVICE_SECRET_KEY: {len(self.service_secret_key)} characters; the HS256 secret needs at "
                 f"least {MIN_CLIENT_SECRET_CHARS} ({_GENERATE})"
             )
+
+
+def _file_values(path: str) -> dict[str, str]:
+    """The variables a dotenv file sets; none when it does not exist."""
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
 def _split(value: str) -> list[str]:
