@@ -145,6 +145,7 @@ def _value(name: str, a: dict[str, str]) -> str:
         "index": "0",
         "delivery_id": a["delivery_id"],
         "endpoint": a["endpoint"],
+        "endpoint_id": a["endpoint_id"],
         "since": "1d",
         "url": a["hook"],
         "pageNum": "1",
@@ -168,6 +169,7 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
     service = stack.start(
         **TENANTS,
         **webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1", NOTIFY_WEBHOOK_EVENTS="task.submitted,task.archived"),
+        EVENTS_STREAM_S="1",  # the walk reads /v1/events/stream to its end
     )
     simulator.state.set_scenario("team-a~job-1", {"steps": [{"status": "succeed", "delay": 0.2}]})
     assert create(service, KEY_A, "job-1", callback_url=hook).status_code == 200
@@ -182,13 +184,24 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
     a_deliveries = wait_for(a_settled, timeout=30, what="team-a's task archived, its deliveries settled")
     assert {d["status"] for d in a_deliveries} == {"failed", "skipped"}  # 410, then the endpoint disabled
     a_task = service.http.get("/v1/tasks/job-1", headers=bearer(KEY_A)).json()["data"]
+    managed = service.http.post("/v1/endpoints", json={"url": hook, "event_types": []}, headers=bearer(KEY_A))
+    assert managed.status_code == 201, managed.text
     a = {
         "task_id": a_task["task_id"],
         "delivery_id": a_deliveries[0]["id"],
         "endpoint": endpoint_id(hook),
+        "endpoint_id": managed.json()["data"]["id"],
         "hook": hook,
     }
-    secrets_of_a = {a["task_id"], a["delivery_id"], a["endpoint"], "job-1", *(d["id"] for d in a_deliveries)}
+    secrets_of_a = {
+        a["task_id"],
+        a["delivery_id"],
+        a["endpoint"],
+        a["endpoint_id"],
+        managed.json()["data"]["secret"],
+        "job-1",
+        *(d["id"] for d in a_deliveries),
+    }
     attempts_before = len(receiver.received("/team-a-hook"))
 
     walked = []
@@ -212,6 +225,8 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
     assert ("get", "/v1/tasks/{task_ref}/videos/{index}", 404) in walked
     assert ("post", "/v1/deliveries/replay", 200) in walked
     assert ("delete", "/v1/deliveries/disabled-endpoints", 404) in walked
+    assert ("post", "/v1/endpoints/{endpoint_id}/test", 404) in walked
+    assert ("delete", "/v1/endpoints/{endpoint_id}", 404) in walked
 
     # A's objects are as they were: nothing replayed, the endpoint still disabled, no new attempt.
     after = service.http.get("/v1/deliveries", params={"task": "job-1"}, headers=bearer(KEY_A)).json()["data"]
@@ -221,6 +236,7 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
     disabled = service.http.get("/v1/deliveries/disabled-endpoints", headers=bearer(KEY_A)).json()["data"]
     assert [d["endpoint"] for d in disabled] == [a["endpoint"]]
     assert len(receiver.received("/team-a-hook")) == attempts_before
+    assert service.http.get(f"/v1/endpoints/{a['endpoint_id']}", headers=bearer(KEY_A)).status_code == 200
     assert service.http.get("/v1/deliveries/disabled-endpoints", headers=bearer(KEY_B)).json()["data"] == []
 
     # An admin sees and reaches both tenants' objects.
@@ -272,3 +288,37 @@ def test_an_open_api_has_no_tenants_to_keep_apart(service: Service) -> None:
     assert service.submit({**IMAGE, "external_task_id": "open-1"}).status_code == 200
     assert service.http.get("/v1/tasks/open-1").json()["data"]["tenant"] == "default"
     assert deliveries(service) == []
+
+
+def test_a_tenants_callback_costs_what_a_default_tenants_does(env: dict[str, str]) -> None:
+    """The tenant comes with the task record the callback reads anyway: the same Redis commands for a
+    task of team-a as for one of the default tenant, news and repeat alike (counted by a Redis of the
+    test's own, which nothing else talks to)."""
+    from tests.support import PrivateRedis
+    from webhook_service.domain.callback_tokens import callback_url_for
+    from webhook_service.domain.submission import accept
+    from webhook_service.web.app import create_app
+
+    private = PrivateRedis().start()
+    try:
+        app = create_app({**env, **TENANTS, "REDIS_URL": private.url})
+        svc = app.extensions["webhook_service"]
+        client = app.test_client()
+
+        def commands(tenant: str, status: str) -> int:
+            task = svc.store.get(upstream_id(tenant, "cb-1")) or accept(
+                svc, {**IMAGE, "external_task_id": "cb-1"}, tenant
+            )
+            token = callback_url_for(svc.settings, task.external_task_id).split("token=")[1]
+            body = {"task_id": f"k-{tenant}", "task_status": status}
+            svc.redis.config_resetstat()
+            answer = client.post(f"/callbacks/kling?token={token}", json=body)
+            assert answer.status_code == 200, answer.text
+            stats = svc.redis.info("commandstats")
+            return sum(int(entry["calls"]) for name, entry in stats.items() if name != "cmdstat_config")
+
+        commands("ops", "submitted")  # the first callback loads the store's scripts into Redis
+        for status in ("processing", "processing"):  # news, then a repeat
+            assert commands("team-a", status) == commands("default", status)
+    finally:
+        private.stop()
