@@ -44,7 +44,9 @@ def _default_workers() -> int:
 
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "0")) or _default_workers()
-threads = int(os.environ.get("WEB_THREADS", "2"))
+# Three: one a synchronous create may hold (SUBMIT_WAITING_MAX), one an event long-poll or stream may
+# hold (EVENTS_WAITING_MAX), and one always free for Kling's callbacks and the health checks.
+threads = int(os.environ.get("WEB_THREADS", "3"))
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads the connections over them.
 # On one shared socket, the worker woken first takes nearly every keep-alive connection of a client
 # that is not saturating it (Kling, a proxy's pool), and serves them on one core while the other
@@ -59,12 +61,12 @@ logconfig_dict = logs.gunicorn_logconfig()
 
 
 def on_starting(server: object) -> None:
-    """Before any worker starts: refuse a served port, a waiting budget that leaves no thread spare or
+    """Before any worker starts: refuse a served port, waiting budgets that leave no thread spare or
     an unfit Redis, and start a new run's counters from 0 (drop the files of processes that are gone)."""
     refuse_a_served_port(server.cfg.address)  # type: ignore[attr-defined]
     settings = _settings_or_none()
     if settings is not None:  # else each worker refuses to start and says why (wsgi.py)
-        refuse_a_waiting_budget_without_a_spare_thread(settings, server.cfg.threads)  # type: ignore[attr-defined]
+        refuse_waiting_budgets_without_a_spare_thread(settings, server.cfg.threads)  # type: ignore[attr-defined]
         refuse_an_unfit_redis(settings)
     metrics.remove_files_of_dead_processes()
 
@@ -76,14 +78,17 @@ def _settings_or_none() -> Settings | None:
         return None
 
 
-def refuse_a_waiting_budget_without_a_spare_thread(settings: Settings, threads_per_worker: int) -> None:
-    """Synchronous creates may hold SUBMIT_WAITING_MAX threads of a worker for seconds (web/kling_api.py):
-    at least one more must be left for Kling's callbacks and the health checks."""
-    if settings.submit_waiting_max >= threads_per_worker:
+def refuse_waiting_budgets_without_a_spare_thread(settings: Settings, threads_per_worker: int) -> None:
+    """Synchronous creates may hold SUBMIT_WAITING_MAX threads of a worker for seconds (web/kling_api.py),
+    event long-polls and streams EVENTS_WAITING_MAX more (web/events_api.py): at least one more must be
+    left for Kling's callbacks and the health checks."""
+    held = settings.submit_waiting_max + settings.events_waiting_max
+    if held >= threads_per_worker:
         raise SystemExit(
-            f"configuration error: SUBMIT_WAITING_MAX: must be less than WEB_THREADS "
-            f"({threads_per_worker}), got {settings.submit_waiting_max}: each web process keeps a thread "
-            "free for Kling's callbacks and health checks (lower it, or raise WEB_THREADS)"
+            f"configuration error: SUBMIT_WAITING_MAX + EVENTS_WAITING_MAX: must be less than WEB_THREADS "
+            f"({threads_per_worker}), got {settings.submit_waiting_max} + {settings.events_waiting_max}: "
+            "each web process keeps a thread free for Kling's callbacks and health checks (lower them, "
+            "or raise WEB_THREADS)"
         )
 
 

@@ -108,9 +108,14 @@ def test_the_docs_page_renders_every_operation_in_a_browser(service: Service) ->
 
 @pytest.fixture
 def live(env: dict[str, str]) -> Iterator[Service]:
-    """The service with a worker, so tasks are archived and deliveries made; no waiting for slots."""
+    """The service with a worker, so tasks are archived and deliveries made; no waiting for slots, nor
+    for events: each generated long-poll or stream would hold its request up to 30 s, so here none may
+    (EVENTS_WAITING_MAX=0: the budget's own answers; tests/test_events_stream.py waits)."""
     service, server, service_env = make_service(
-        {**env, "ARCHIVE_RETRY_BASE_S": "0"}, SUBMIT_WAIT_S="0", KLING_MAX_CONCURRENCY="1000"
+        {**env, "ARCHIVE_RETRY_BASE_S": "0"},
+        SUBMIT_WAIT_S="0",
+        KLING_MAX_CONCURRENCY="1000",
+        EVENTS_WAITING_MAX="0",
     )
     workers = Workers(service_env)
     workers.start()
@@ -173,6 +178,7 @@ def test_real_answers_with_data_match_the_document(live: Service) -> None:
         ("/v1/deliveries/{delivery_id}", "GET", f"/v1/deliveries/{letters[0]['id']}", {}),
         ("/v1/deliveries/{delivery_id}/replay", "POST", f"/v1/deliveries/{letters[0]['id']}/replay", {}),
         ("/v1/deliveries/replay", "POST", "/v1/deliveries/replay?since=1h", {}),
+        ("/v1/events", "GET", "/v1/events", {}),
         ("/metrics", "GET", "/metrics", {}),
         ("/readyz", "GET", "/readyz", {}),
     ]

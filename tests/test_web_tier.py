@@ -52,7 +52,7 @@ def served(env: dict[str, str], simulator: SimulatorServer, tmp_path: Path) -> I
         "KLING_MAX_CONCURRENCY": str(KLING_LIMIT),
         "SUBMIT_WAIT_S": str(SUBMIT_WAIT_S),
         "WEB_CONCURRENCY": str(WEB_WORKERS),
-        "WEB_THREADS": "2",
+        "WEB_THREADS": "3",
     }
     with (tmp_path / "gunicorn.log").open("w") as log:
         process = start_gunicorn(service_env, port, tmp_path / "metrics", stderr=log)
@@ -127,12 +127,21 @@ def test_a_full_account_stalls_neither_callbacks_nor_health_checks(
     assert sent == sorted(holders + ids)
 
 
-def test_a_waiting_budget_that_leaves_no_thread_spare_refuses_to_start(
-    env: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("budgets", "said"),
+    [
+        ({"WEB_THREADS": "3", "SUBMIT_WAITING_MAX": "2"}, "must be less than WEB_THREADS (3), got 2 + 1"),
+        ({"WEB_THREADS": "3", "EVENTS_WAITING_MAX": "2"}, "must be less than WEB_THREADS (3), got 1 + 2"),
+        ({"WEB_THREADS": "2"}, "must be less than WEB_THREADS (2), got 1 + 1"),  # the budgets' defaults
+    ],
+)
+def test_waiting_budgets_that_leave_no_thread_spare_refuse_to_start(
+    env: dict[str, str], tmp_path: Path, budgets: dict[str, str], said: str
 ) -> None:
-    status, errors = refused_web_start({**env, "WEB_THREADS": "2", "SUBMIT_WAITING_MAX": "2"}, tmp_path)
+    """Synchronous creates and event long-polls or streams together must leave a thread free."""
+    status, errors = refused_web_start({**env, **budgets}, tmp_path)
     assert status != 0
-    assert "SUBMIT_WAITING_MAX: must be less than WEB_THREADS (2), got 2" in errors
+    assert f"SUBMIT_WAITING_MAX + EVENTS_WAITING_MAX: {said}" in errors
 
 
 def _create(

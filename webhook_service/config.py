@@ -33,6 +33,8 @@ DEFAULT_NOTIFY_EVENTS = frozenset({"task.archived", "task.failed", "task.archive
 DEFAULT_TASK_RETENTION_S = 30 * 86400.0
 DEFAULT_DEAD_LETTER_RETENTION_S = 14 * 86400.0
 DEFAULT_NOTIFY_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+# An endpoint that has failed for this long without a single success is disabled (notify/endpoints.py).
+DEFAULT_ENDPOINT_DISABLE_AFTER_S = 5 * 86400.0
 # A client key (or the JWT signing secret) short enough to guess is refused at start: 24 random
 # characters are beyond any guessing, even at the failed-authentication limit's pace.
 MIN_CLIENT_SECRET_CHARS = 24
@@ -96,6 +98,7 @@ class Settings:
     notify_timeout_s: float = 15.0
     notify_retry_schedule_s: tuple[float, ...] = DEFAULT_NOTIFY_RETRY_SCHEDULE_S
     notify_allowed_hosts: frozenset[str] = frozenset()
+    endpoint_disable_after_s: float = DEFAULT_ENDPOINT_DISABLE_AFTER_S
     metrics_public: bool = False
     task_retention_s: float = DEFAULT_TASK_RETENTION_S
     dead_letter_retention_s: float = DEFAULT_DEAD_LETTER_RETENTION_S
@@ -191,6 +194,10 @@ class Settings:
             notify_timeout_s=_positive_float("NOTIFY_TIMEOUT_S", get("NOTIFY_TIMEOUT_S", "15")),
             notify_retry_schedule_s=_schedule("NOTIFY_RETRY_SCHEDULE_S", get("NOTIFY_RETRY_SCHEDULE_S")),
             notify_allowed_hosts=frozenset(h.lower() for h in _split(get("NOTIFY_ALLOWED_HOSTS"))),
+            endpoint_disable_after_s=_positive_float(
+                "ENDPOINT_DISABLE_AFTER_S",
+                get("ENDPOINT_DISABLE_AFTER_S", str(DEFAULT_ENDPOINT_DISABLE_AFTER_S)),
+            ),
             metrics_public=_bool("METRICS_PUBLIC", get("METRICS_PUBLIC")),
             task_retention_s=_positive_float(
                 "TASK_RETENTION_S", get("TASK_RETENTION_S", str(DEFAULT_TASK_RETENTION_S))

@@ -75,6 +75,21 @@ Notifications (notify/deliveries.py):
 - `deliveries:tenant:<tenant>[:<status>]` the same two indexes for one tenant's deliveries
 - `notify:disabled-endpoints`            hash: endpoint URL -> when and why it was disabled (410 Gone)
 
+Webhook endpoints (notify/endpoints.py), each tenant's own, managed by `/v1/endpoints`:
+- `endpoint:<id>`                  hash: the endpoint (tenant, URL, event types, rate limit, whether
+                                   enabled, when and why disabled), its signing secret and the one
+                                   rotated out with its end (both encrypted with a key derived from
+                                   SECRET_KEY), and since when it has failed without a success
+- `endpoints`                      set of every endpoint's id
+- `endpoints:tenant:<tenant>`      set of the tenant's endpoints' ids
+- `endpoint:<id>:pending`          set of its pending deliveries (dead letters when it is disabled)
+- `endpoint:<id>:attempts`         its last attempts, newest first (JSON list items), for the dashboard
+- `endpoint:<id>:busy`             the one attempt at it in flight (per-endpoint concurrency 1): the
+                                   job's id, with a Redis TTL of the longest an attempt can take
+- `endpoint:<id>:rate:<second>`    attempts started at it in that epoch second (a TTL of a few seconds)
+- `endpoint:<id>:activity:<YYYY-MM-DDTHH>`  hash: its attempts in that UTC hour, delivered or failed
+                                   (domain/activity.py's pattern, the same TTL of 2 days)
+
 Client authentication (web/auth_limit.py, web/dashboard/session.py):
 - `auth-failures:<address>`  failed authentications from one client address in the current window
                              (a counter with a Redis TTL of the window: it removes itself)
@@ -274,6 +289,33 @@ class Keys:
     @property
     def disabled_endpoints(self) -> str:
         return f"{self.prefix}notify:disabled-endpoints"
+
+    # --- webhook endpoints ---
+
+    def endpoint(self, endpoint_id: str) -> str:
+        return f"{self.prefix}endpoint:{endpoint_id}"
+
+    @property
+    def endpoints(self) -> str:
+        return f"{self.prefix}endpoints"
+
+    def tenant_endpoints(self, tenant: str) -> str:
+        return f"{self.prefix}endpoints:tenant:{tenant}"
+
+    def endpoint_pending(self, endpoint_id: str) -> str:
+        return f"{self.prefix}endpoint:{endpoint_id}:pending"
+
+    def endpoint_attempts(self, endpoint_id: str) -> str:
+        return f"{self.prefix}endpoint:{endpoint_id}:attempts"
+
+    def endpoint_busy(self, endpoint_id: str) -> str:
+        return f"{self.prefix}endpoint:{endpoint_id}:busy"
+
+    def endpoint_rate(self, endpoint_id: str, second: int) -> str:
+        return f"{self.prefix}endpoint:{endpoint_id}:rate:{second}"
+
+    def endpoint_activity(self, endpoint_id: str, hour: str) -> str:
+        return f"{self.prefix}endpoint:{endpoint_id}:activity:{hour}"
 
     # --- client authentication ---
 

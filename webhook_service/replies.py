@@ -36,3 +36,12 @@ def scored(values: Iterable[object]) -> list[tuple[str, float]]:
             raise TypeError(f"expected (member, score) pairs from Redis, got {type(value).__name__}")
         pairs.append((text(value[0]), float(value[1])))
     return pairs
+
+
+def entries(values: object) -> list[tuple[str, dict[str, str]]]:
+    """A stream's entries (XRANGE), as (entry id, fields) pairs of `str`."""
+    found = []
+    for value in values if isinstance(values, list) else []:
+        entry_id, fields = value
+        found.append((text(entry_id), {text(k): text(v) for k, v in (fields or {}).items()}))
+    return found

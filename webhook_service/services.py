@@ -22,6 +22,7 @@ from webhook_service.integrations.redis_config import DurabilityReading
 from webhook_service.integrations.storage import Storage, storage_from_url
 from webhook_service.keys import Keys
 from webhook_service.notify.deliveries import DeliveryStore
+from webhook_service.notify.endpoints import EndpointStore
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Services:
     keys: Keys
     store: TaskStore
     deliveries: DeliveryStore
+    endpoints: EndpointStore
     admission: Admission
     clients: ManagedClients
     open_tasks: OpenTasks
@@ -53,6 +55,7 @@ class Services:
             keys=keys,
             store=TaskStore(connection, keys),
             deliveries=DeliveryStore(connection, keys),
+            endpoints=EndpointStore(connection, keys, settings.secret_key),
             admission=Admission(connection, keys, settings.kling_max_concurrency),
             clients=ManagedClients(connection, keys, settings.secret_key),
             open_tasks=OpenTasks(connection, keys),

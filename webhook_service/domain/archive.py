@@ -162,7 +162,7 @@ def _set_state(
 
     def notify(pipe: Pipeline, after: Task) -> None:
         if raises is not None:  # the archive is settled: the task's retention counts from now
-            raise_event(svc.redis, pipe, svc.settings, after, raises)
+            raise_event(svc.redis, pipe, svc.settings, svc.keys, after, raises)
             schedule_removal(svc, pipe, after.external_task_id)
 
     history = {"event": event, "source": "worker", **extra}

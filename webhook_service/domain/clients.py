@@ -20,7 +20,6 @@ How they are stored, and why:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -30,13 +29,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import redis
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.fernet import InvalidToken
 
 from webhook_service.domain import tenant_limits
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import ClientExists, ClientNotFound
+from webhook_service.domain.sealing import cipher
 from webhook_service.domain.tenants import NAME_RULE, Scope, valid_name
 from webhook_service.keys import Keys
 
@@ -53,9 +51,7 @@ ACCESS_KEY = "access-key"
 # when a real managed key gets the outage's 503, which its client retries.
 _KEY_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}\Z")
 _ACCESS_KEY_SHAPE = re.compile(r"[0-9a-f]{32}\Z")
-# HKDF's `info` makes the SK cipher's key independent of SECRET_KEY's other uses (callback URL tokens,
-# the dashboard's cookie): learning one says nothing about the others. Fixed for good: another would
-# make every stored SK unreadable.
+# The SK cipher's purpose (sealing.py): fixed for good, another would make every stored SK unreadable.
 _SK_CIPHER_INFO = b"webhook_service: managed clients' JWT secret keys, v1"
 
 log = logging.getLogger(__name__)
@@ -103,7 +99,7 @@ class ManagedClients:
     def __init__(self, connection: redis.Redis, keys: Keys, secret_key: str) -> None:
         self._redis = connection
         self._keys = keys
-        self._cipher = _sk_cipher(secret_key)
+        self._cipher = cipher(secret_key, _SK_CIPHER_INFO)
 
     def exist(self) -> bool:
         """Whether any managed client exists (one EXISTS: the set of names is gone once it is empty)."""
@@ -296,13 +292,6 @@ def _new_secrets(name: str, with_jwt: bool) -> Issued:
     if not with_jwt:
         return Issued(name, secrets.token_urlsafe(32))
     return Issued(name, secrets.token_urlsafe(32), secrets.token_hex(16), secrets.token_urlsafe(32))
-
-
-def _sk_cipher(secret_key: str) -> Fernet:
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SK_CIPHER_INFO).derive(
-        secret_key.encode()
-    )
-    return Fernet(base64.urlsafe_b64encode(derived))
 
 
 def _scope(raw: bytes | str) -> Scope:

@@ -50,7 +50,7 @@ def record_news(
         return apply_update(task, update)
 
     def follow_up(pipe: Pipeline, after: Task) -> None:
-        raise_event(services.redis, pipe, services.settings, after, FOR_STATUS[after.status])
+        raise_event(services.redis, pipe, services.settings, services.keys, after, FOR_STATUS[after.status])
         _track(services, pipe, after)
         transition.record(pipe, services.keys, after)
         if after.status is Status.SUCCEED:
@@ -103,7 +103,7 @@ def expire(services: Services, external_task_id: str) -> tuple[Task, Outcome]:
         return Outcome.APPLIED
 
     def follow_up(pipe: Pipeline, after: Task) -> None:
-        raise_event(services.redis, pipe, services.settings, after, EventType.EXPIRED)
+        raise_event(services.redis, pipe, services.settings, services.keys, after, EventType.EXPIRED)
         _track(services, pipe, after)
         transition.record(pipe, services.keys, after)
 

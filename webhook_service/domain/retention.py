@@ -131,6 +131,7 @@ def _prune_one(services: Services, external_task_id: str, report: PruneReport) -
             notice_ttl_s = max(NOTICE_MIN_S, int(services.settings.task_retention_s))
             services.store.remove(pipe, task, notice, notice_ttl_s)
             services.deliveries.remove(pipe, external_task_id, deliveries)
+            services.events.remove(pipe, task)
             pipe.zrem(keys.retention, external_task_id)
             pipe.execute()
             report.removed.append(external_task_id)

@@ -25,6 +25,10 @@ from webhook_service.replies import text, text_or_none, texts
 HISTORY_LIMIT = 500
 
 AfterCommit = Callable[[Pipeline, Task], None]
+# In an after_commit, `pipe.execute_command(WITH_PREVIOUS_REPLY, "RPUSH", key)` runs `RPUSH key <reply>`
+# with the reply of the command queued just before it: how the id XADD gives a stream entry is kept
+# beside its task in the same commit (notify/event_log.py). Anywhere else Redis refuses it as unknown.
+WITH_PREVIOUS_REPLY = "KWS-WITH-PREVIOUS-REPLY"
 
 
 class TaskStore:
@@ -164,7 +168,8 @@ class TaskStore:
 
         `after_commit(pipe, task)` may queue more commands, which commit with the change or not at all,
         so work that must happen exactly once per transition (enqueueing a job) does. Only plain
-        writes belong there: the commands run inside a script, which cannot run other scripts.
+        writes belong there: the commands run inside a script, which cannot run other scripts. A
+        write may take the reply of the one before it (WITH_PREVIOUS_REPLY).
 
         The commit is a compare-and-set: the changed task and every command are written only if the
         task is still what was read, else it is read again and `change` runs again. That costs two
@@ -233,17 +238,28 @@ def _flatten(command_stack: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> lis
     return flat
 
 
-# KEYS[1] the task; ARGV[1] the task as it was read, then each command as its length and arguments.
-_COMMIT_IF_UNCHANGED = """
+# KEYS[1] the task; ARGV[1] the task as it was read, then each command as its length and arguments (a
+# command named WITH_PREVIOUS_REPLY: the command after the name, with the previous reply appended).
+_COMMIT_IF_UNCHANGED = (
+    f"local WITH_PREVIOUS_REPLY = {WITH_PREVIOUS_REPLY!r}"
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local i = 2
+local reply
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
+  if ARGV[i + 1] == WITH_PREVIOUS_REPLY then
+    local command = {unpack(ARGV, i + 2, i + n)}
+    command[#command + 1] = reply
+    reply = redis.call(unpack(command))
+  else
+    reply = redis.call(unpack(ARGV, i + 1, i + n))
+  end
   i = i + n + 1
 end
 return 1
 """
+)
 
 # KEYS[1] the task, KEYS[2] its history; ARGV: reported status, task_id ('' for none), the history
 # entry without its closing brace, the history's cap. The rule is `apply_update`'s: a status that does

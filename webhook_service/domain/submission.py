@@ -180,7 +180,7 @@ def _refused(
     def finish(pipe: Pipeline, task: Task) -> None:
         release(services, pipe, task.external_task_id)
         schedule_removal(services, pipe, task.external_task_id)
-        raise_event(services.redis, pipe, services.settings, task, EventType.FAILED)
+        raise_event(services.redis, pipe, services.settings, services.keys, task, EventType.FAILED)
         transition.record(pipe, services.keys, task)
 
     history = {"event": "create_failed", "source": "create", "error": error.as_dict()}

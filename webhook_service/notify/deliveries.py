@@ -24,12 +24,14 @@ from webhook_service.domain.events import Event
 from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
 from webhook_service.jobs import enqueue_delivery
 from webhook_service.keys import Keys
+from webhook_service.notify import endpoints
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.sinks import Attempt
 from webhook_service.redaction import shown_url
 from webhook_service.replies import text, texts
 
 ATTEMPTS_KEPT = 100
+ANY_JOB = "*"  # not a job id (RQ allows [A-Za-z0-9_-] only)
 
 
 class DeliveryStore:
@@ -122,6 +124,8 @@ class DeliveryStore:
             pipe.zrem(self._index(delivery.status), delivery.id)
             pipe.zrem(self._tenant_index(delivery.tenant), delivery.id)
             pipe.zrem(self._tenant_index(delivery.tenant, delivery.status), delivery.id)
+            if delivery.endpoint is not None:
+                pipe.srem(self.keys.endpoint_pending(delivery.endpoint), delivery.id)
         pipe.delete(self._task_index(external_task_id))
 
     # --- changing ---
@@ -138,7 +142,7 @@ class DeliveryStore:
                     pipe.watch(key, self._disabled)
                     if pipe.exists(key):
                         return False
-                    skipped = delivery.as_sink.has_endpoint and pipe.hexists(self._disabled, delivery.target)
+                    skipped = self._endpoint_off(pipe, delivery)
                     if skipped:
                         delivery.status, delivery.reason = DeliveryStatus.SKIPPED, "endpoint_disabled"
                     else:
@@ -147,7 +151,8 @@ class DeliveryStore:
                     self._write(pipe, delivery, None)
                     pipe.zadd(self._index(), {delivery.id: delivery.created_at})
                     pipe.zadd(self._tenant_index(delivery.tenant), {delivery.id: delivery.created_at})
-                    pipe.sadd(self._task_index(delivery.external_task_id), delivery.id)
+                    if delivery.external_task_id:  # an endpoint's own event has no task
+                        pipe.sadd(self._task_index(delivery.external_task_id), delivery.id)
                     if not skipped:
                         enqueue_delivery(self.redis, pipe, delivery.id, delivery.id)
                     pipe.execute()
@@ -155,8 +160,23 @@ class DeliveryStore:
                 except redis.WatchError:
                     continue
 
+    def _endpoint_off(self, pipe: Pipeline, delivery: Delivery) -> bool:
+        """Whether deliveries to its endpoint are stopped: a tenant's endpoint disabled or deleted, or a
+        URL disabled after a 410. Read under the caller's WATCH, which takes in the endpoint's record."""
+        if delivery.endpoint is not None:
+            key = self.keys.endpoint(delivery.endpoint)
+            pipe.watch(key)
+            return pipe.hget(key, "enabled") != b"1"
+        return delivery.as_sink.has_endpoint and bool(pipe.hexists(self._disabled, delivery.target))
+
     def _write(self, pipe: Pipeline, delivery: Delivery, previous: DeliveryStatus | None) -> None:
         pipe.set(self._key(delivery.id), json.dumps(asdict(delivery)))
+        if delivery.endpoint is not None:  # what to dead-letter when the endpoint is disabled
+            pending = self.keys.endpoint_pending(delivery.endpoint)
+            if delivery.status is DeliveryStatus.PENDING:
+                pipe.sadd(pending, delivery.id)
+            else:
+                pipe.srem(pending, delivery.id)
         if previous is not delivery.status:
             if previous is not None:
                 pipe.zrem(self._index(previous), delivery.id)
@@ -209,9 +229,15 @@ class DeliveryStore:
         """Keep the attempt and move on: delivered, failed (a dead letter), or pending with its next job.
         The attempt counts in its hour's activity (domain/activity.py), delivered or not."""
 
-        def change(delivery: Delivery, _: Pipeline) -> bool:
+        traced = False  # whether the attempt is traced on its endpoint (notify/endpoints.py)
+
+        def change(delivery: Delivery, pipe: Pipeline) -> bool:
+            nonlocal traced
             if delivery.job != job_id:
                 return False  # another job owns this delivery now
+            if delivery.endpoint is not None:
+                pipe.watch(self.keys.endpoint(delivery.endpoint))
+                traced = bool(pipe.exists(self.keys.endpoint(delivery.endpoint)))
             delivery.attempts += 1
             delivery.tries += 1
             delivery.status, delivery.reason = status, reason
@@ -230,8 +256,17 @@ class DeliveryStore:
             attempts = self.keys.delivery_attempts(delivery.id)
             pipe.rpush(attempts, json.dumps(attempt.record()))
             pipe.ltrim(attempts, -ATTEMPTS_KEPT, -1)
-            activity.attempt_made(pipe, self.keys, delivery.tenant, status is DeliveryStatus.DELIVERED)
-            if reason == "gone":
+            delivered = status is DeliveryStatus.DELIVERED
+            activity.attempt_made(pipe, self.keys, delivery.tenant, delivered)
+            if traced and delivery.endpoint is not None:
+                endpoints.attempt_made(
+                    pipe,
+                    self.keys,
+                    delivery.endpoint,
+                    {**attempt.record(), "delivery_id": delivery.id, "event_type": delivery.event_type},
+                    delivered,
+                )
+            if reason == "gone" and delivery.endpoint is None:  # a tenant's endpoint: notify/send.py
                 self._disable(pipe, delivery, attempt)
             if delivery.job is not None:
                 enqueue_delivery(self.redis, pipe, delivery.id, delivery.job, retry_at)
@@ -239,11 +274,33 @@ class DeliveryStore:
         return self._update(delivery_id, change, then)
 
     def skip(self, delivery_id: str, job_id: str | None, reason: str) -> Delivery | None:
+        return self._stop(delivery_id, job_id, DeliveryStatus.SKIPPED, reason)
+
+    def give_up(self, delivery_id: str, job_id: str | None, reason: str) -> Delivery | None:
+        """A dead letter with no attempt made: its endpoint was disabled while it waited."""
+        return self._stop(delivery_id, job_id, DeliveryStatus.FAILED, reason)
+
+    def give_up_pending(self, endpoint_id: str, reason: str) -> builtins.list[str]:
+        """Every pending delivery to a tenant's endpoint becomes a dead letter (its jobs then find
+        nothing to do); replayable once the endpoint is enabled again. Returns their ids."""
+        given_up = []
+        for delivery_id in texts(self.redis.smembers(self.keys.endpoint_pending(endpoint_id))):
+            if self._stop(delivery_id, ANY_JOB, DeliveryStatus.FAILED, reason) is not None:
+                given_up.append(delivery_id)
+        return given_up
+
+    def _stop(
+        self, delivery_id: str, job_id: str | None, status: DeliveryStatus, reason: str
+    ) -> Delivery | None:
+        """Stop a pending delivery whose next job is `job_id` (ANY_JOB: whichever it is)."""
+
         def change(delivery: Delivery, _: Pipeline) -> bool:
-            if delivery.job != job_id:
+            if delivery.status is not DeliveryStatus.PENDING or job_id not in (ANY_JOB, delivery.job):
                 return False
-            delivery.status, delivery.reason = DeliveryStatus.SKIPPED, reason
+            delivery.status, delivery.reason = status, reason
             delivery.job = delivery.next_attempt_at = None
+            if status is DeliveryStatus.FAILED:
+                delivery.failed_at = now_ms()
             return True
 
         return self._update(delivery_id, change)
@@ -257,7 +314,12 @@ class DeliveryStore:
                 raise NotReplayable(
                     f"delivery {delivery.id} is {delivery.status.value}: not failed or skipped"
                 )
-            if delivery.as_sink.has_endpoint and pipe.hexists(self._disabled, delivery.target):
+            if delivery.endpoint is not None and self._endpoint_off(pipe, delivery):
+                raise NotReplayable(
+                    f"endpoint {delivery.endpoint} is disabled or deleted; enable it first "
+                    '(PATCH /v1/endpoints/<id> {"enabled": true})'
+                )
+            if self._endpoint_off(pipe, delivery):
                 raise NotReplayable(
                     f"endpoint {endpoint_id(delivery.target)} ({shown_url(delivery.target)}) is disabled; "
                     "enable it first (DELETE /v1/deliveries/disabled-endpoints/<endpoint>)"

@@ -18,7 +18,7 @@ from webhook_service.redaction import shown_url
 class DeliveryStatus(StrEnum):
     PENDING = "pending"  # an attempt is queued or scheduled
     DELIVERED = "delivered"
-    FAILED = "failed"  # a dead letter: schedule exhausted, 410 Gone, or a refused address
+    FAILED = "failed"  # a dead letter: schedule exhausted, 410 Gone, a refused address, endpoint disabled
     SKIPPED = "skipped"  # never sent: the endpoint was disabled
 
 
@@ -57,6 +57,7 @@ class Delivery:
     delivered_at: int | None = None
     failed_at: int | None = None
     tenant: str = DEFAULT_TENANT  # the task's tenant (a record made before tenants: default)
+    endpoint: str | None = None  # the tenant's endpoint it goes to (notify/endpoints.py), if one
 
     @classmethod
     def new(cls, event: Event, sink: Sink) -> Delivery:
@@ -69,11 +70,12 @@ class Delivery:
             target=sink.target,
             client=sink.client,
             tenant=event.tenant,
+            endpoint=sink.endpoint,
         )
 
     @property
     def as_sink(self) -> Sink:
-        return Sink(self.sink, self.target, self.client)
+        return Sink(self.sink, self.target, self.client, self.endpoint)
 
     def next_job_id(self) -> str:
         return f"{self.id}-{self.attempts + 1}-r{self.replays}"

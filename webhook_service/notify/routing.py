@@ -1,7 +1,7 @@
 """Where events go: the sinks that want an event, and raising it inside the change it reports.
 
 Sinks: the operator's webhooks (`NOTIFY_WEBHOOK_URLS`), the task's own `callback_url`, Slack and email,
-each with its event filter.
+each with its event filter; and the tenant's own endpoints (notify/endpoints.py), each with its own.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from webhook_service.config import Settings
 from webhook_service.domain.events import EventType, event_id
 from webhook_service.domain.tasks import Task
 from webhook_service.jobs import enqueue_fan_out
+from webhook_service.keys import Keys
+from webhook_service.notify import endpoints
 
 
 class SinkKind(StrEnum):
@@ -28,11 +30,13 @@ class SinkKind(StrEnum):
 class Sink:
     kind: SinkKind
     target: str  # the URL; for email, the recipients joined with commas
-    client: bool = False  # a client's callback_url: untrusted
+    client: bool = False  # a client's URL (a callback_url, an endpoint's): untrusted
+    endpoint: str | None = None  # a tenant's endpoint (notify/endpoints.py): its id
 
     @property
     def key(self) -> str:
-        return f"{self.kind.value}:{self.target}"
+        """What a delivery's id is made from: two endpoints at one URL are two sinks."""
+        return f"endpoint:{self.endpoint}" if self.endpoint else f"{self.kind.value}:{self.target}"
 
     @property
     def has_endpoint(self) -> bool:
@@ -61,9 +65,13 @@ def raise_event(
     """Queue the event's fan-out inside the caller's transaction: it commits with the change or not at all.
 
     An event no sink wants (every sink has an event filter) is not queued at all: most of a task's
-    events are usually filtered out, and each would cost a job.
+    events are usually filtered out, and each would cost a job. Whether the tenant's endpoints want it
+    costs a read, outside the transaction: an endpoint added as the event commits may miss it.
     """
-    if not sinks_for(settings, task, event_type.value):
+    wanted = sinks_for(settings, task, event_type.value) or endpoints.wanted(
+        connection, Keys(), task.tenant, event_type.value
+    )
+    if not wanted:
         return
     the_id = event_id(task.external_task_id, event_type)
     enqueue_fan_out(connection, pipe, the_id, task.external_task_id, event_type.value)

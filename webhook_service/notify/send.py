@@ -9,16 +9,21 @@ them are in workers/notify.py.
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
+from webhook_service.domain.events import Event
 from webhook_service.integrations import metrics
+from webhook_service.notify import disabling
 from webhook_service.notify.deliveries import DeliveryStore
+from webhook_service.notify.endpoints import PING, Endpoint
 from webhook_service.notify.payload import build_event
 from webhook_service.notify.records import Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.retry import next_delay
-from webhook_service.notify.routing import sinks_for
+from webhook_service.notify.routing import Sink, SinkKind, sinks_for
 from webhook_service.notify.sinks import Attempt, Verdict, attempt
 from webhook_service.redaction import shown_url
 from webhook_service.services import Services
@@ -34,7 +39,11 @@ def fan_out(
     if task is None:
         log.warning("event %s: task %s is not recorded, nothing to send", event_type, external_task_id)
         return
-    sinks = sinks_for(svc.settings, task, event_type)
+    sinks = sinks_for(svc.settings, task, event_type) + [
+        Sink(SinkKind.WEBHOOK, endpoint.url, client=True, endpoint=endpoint.id)
+        for endpoint in svc.endpoints.of_tenant(task.tenant)
+        if endpoint.wants(event_type)  # a disabled one's are recorded as skipped, to replay once enabled
+    ]
     if not sinks:
         return
     store = svc.deliveries
@@ -54,6 +63,10 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
         log.info("delivery %s: nothing to do for job %s (done, or another job owns it)", delivery_id, job_id)
         return
     sink = delivery.as_sink
+    if sink.endpoint is not None and not _endpoint_enabled(svc, sink.endpoint):
+        store.give_up(delivery_id, job_id, "endpoint_disabled")
+        log.info("delivery %s: endpoint %s is disabled or deleted: a dead letter", delivery_id, sink.endpoint)
+        return
     if sink.has_endpoint and store.is_disabled(sink.target):
         store.skip(delivery_id, job_id, "endpoint_disabled")
         log.info("delivery %s skipped: endpoint %s is disabled", delivery_id, shown_url(sink.target))
@@ -64,9 +77,25 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
             delivery_id, job_id, Attempt(error="event missing"), DeliveryStatus.FAILED, "lost"
         )
         return
-    result = attempt(sink, event, svc.settings)
+    result = attempt(sink, event, svc.settings, _secrets(svc, sink))
     metrics.delivery_attempted(sink.kind.value, result.verdict.value, delivery.tenant)
     _conclude(store, delivery, job_id, result, svc.settings.notify_retry_schedule_s)
+    if sink.endpoint is not None and result.verdict is Verdict.GONE:
+        disabling.disable(svc, sink.endpoint, "gone")
+    elif sink.endpoint is not None and result.verdict is not Verdict.DELIVERED:
+        disabling.check_failing(svc, sink.endpoint)
+
+
+def _endpoint_enabled(svc: Services, endpoint_id: str) -> bool:
+    endpoint = svc.endpoints.get(endpoint_id)
+    return endpoint is not None and endpoint.enabled
+
+
+def _secrets(svc: Services, sink: Sink) -> tuple[str, ...]:
+    """A tenant's endpoint signs with its own secrets; every other webhook with NOTIFY_WEBHOOK_SECRET."""
+    if sink.endpoint is not None:
+        return svc.endpoints.signing_secrets(sink.endpoint)
+    return (svc.settings.notify_webhook_secret,) if svc.settings.notify_webhook_secret else ()
 
 
 def _conclude(
@@ -77,6 +106,9 @@ def _conclude(
     if result.verdict is Verdict.DELIVERED:
         store.record_attempt(delivery.id, job_id, result, DeliveryStatus.DELIVERED)
         log.info("%s delivered in %d ms", where, result.latency_ms)
+    elif result.verdict is Verdict.GONE and delivery.endpoint is not None:
+        store.record_attempt(delivery.id, job_id, result, DeliveryStatus.FAILED, "gone")
+        log.warning("%s: the endpoint answered 410 Gone; it is disabled until enabled again", where)
     elif result.verdict is Verdict.GONE:
         store.record_attempt(delivery.id, job_id, result, DeliveryStatus.FAILED, "gone")
         log.warning(
@@ -96,3 +128,30 @@ def _conclude(
         retry_at = time.time() + delay
         store.record_attempt(delivery.id, job_id, result, DeliveryStatus.PENDING, retry_at=retry_at)
         log.info("%s attempt %d failed (%s); next in %.1f s", where, delivery.tries + 1, outcome, delay)
+
+
+def ping(svc: Services, endpoint: Endpoint) -> Attempt:
+    """Send a signed `ping` event to the endpoint at once (`POST /v1/endpoints/<id>/test`), as every
+    delivery is sent: with its secrets, through the SSRF guard, within NOTIFY_TIMEOUT_S. Nothing is
+    retried; the attempt counts among the endpoint's own."""
+    now = datetime.now(UTC)
+    body = {
+        "type": PING,
+        "timestamp": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "data": {"endpoint_id": endpoint.id, "tenant": endpoint.tenant},
+    }
+    event = Event(
+        id=f"msg_{secrets.token_hex(16)}",
+        type=PING,
+        external_task_id="",
+        payload=json.dumps(body, separators=(",", ":")),
+        prompt="",
+        tenant=endpoint.tenant,
+    )
+    sink = Sink(SinkKind.WEBHOOK, endpoint.url, client=True, endpoint=endpoint.id)
+    result = attempt(sink, event, svc.settings, _secrets(svc, sink))
+    metrics.delivery_attempted(sink.kind.value, result.verdict.value, endpoint.tenant)
+    svc.endpoints.record_attempt(
+        endpoint.id, {**result.record(), "event_type": PING}, result.verdict is Verdict.DELIVERED
+    )
+    return result

@@ -69,8 +69,9 @@ class Attempt:
         }
 
 
-def attempt(sink: Sink, event: Event, settings: Settings) -> Attempt:
-    """One try at delivering `event` to `sink`, within `settings.notify_timeout_s` in all."""
+def attempt(sink: Sink, event: Event, settings: Settings, secrets: tuple[str, ...] = ()) -> Attempt:
+    """One try at delivering `event` to `sink`, within `settings.notify_timeout_s` in all; a webhook is
+    signed with each of `secrets` (`webhook-signature` holds them all, space-separated)."""
     result = Attempt()
     started = time.monotonic()
     try:
@@ -78,7 +79,7 @@ def attempt(sink: Sink, event: Event, settings: Settings) -> Attempt:
             result.response = _within(settings.notify_timeout_s, lambda: _send_email(event, settings))
             result.status_code, result.verdict = 250, Verdict.DELIVERED
         else:
-            body, headers = _http_request(sink, event, settings)
+            body, headers = _http_request(sink, event, settings, secrets)
             answer = _within(settings.notify_timeout_s, lambda: _post(sink, body, headers, settings))
             result.status_code, result.response, result.retry_after_s = answer
             if 200 <= answer.status_code < 300:
@@ -128,16 +129,19 @@ def _within(seconds: float, work: Callable[[], T]) -> T:
     return box["value"]  # type: ignore[return-value]
 
 
-def _http_request(sink: Sink, event: Event, settings: Settings) -> tuple[bytes, dict[str, str]]:
+def _http_request(
+    sink: Sink, event: Event, settings: Settings, secrets: tuple[str, ...]
+) -> tuple[bytes, dict[str, str]]:
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     if sink.kind is SinkKind.SLACK:
         return json.dumps(slack_message(event, settings.public_base_url)).encode(), headers
     now = datetime.now(UTC)
     headers["webhook-id"] = event.id
     headers["webhook-timestamp"] = str(int(now.timestamp()))
-    if settings.notify_webhook_secret:
-        signer = Webhook(settings.notify_webhook_secret)
-        headers["webhook-signature"] = signer.sign(event.id, now, event.payload)
+    if secrets:
+        headers["webhook-signature"] = " ".join(
+            Webhook(s).sign(event.id, now, event.payload) for s in secrets
+        )
     return event.payload.encode(), headers
 
 

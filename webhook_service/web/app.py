@@ -38,6 +38,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         callbacks,
         dashboard,
         deliveries_api,
+        endpoints_api,
         health,
         kling_api,
         metrics,
@@ -91,6 +92,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(tasks_api.bp)
     app.register_blueprint(deliveries_api.bp)
+    app.register_blueprint(endpoints_api.bp)
     app.register_blueprint(usage_api.bp)
     register_cli(app)
     app.register_blueprint(kling_api.bp)

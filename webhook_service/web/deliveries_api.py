@@ -14,7 +14,8 @@ from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import DeliveryStatus
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
-from webhook_service.web.errors import CODE_BAD_REQUEST, CODE_CONFLICT, CODE_NOT_FOUND, ApiError, envelope
+from webhook_service.web.errors import CODE_CONFLICT, CODE_NOT_FOUND, ApiError, envelope
+from webhook_service.web.params import bad, int_arg
 
 bp = Blueprint("deliveries", __name__, url_prefix="/v1/deliveries")
 
@@ -30,15 +31,6 @@ def authenticate() -> None:
     require_client(services())
 
 
-def _bad(name: str, message: str) -> ApiError:
-    return ApiError(
-        400,
-        CODE_BAD_REQUEST,
-        f"{name}: {message}",
-        errors=[{"field": name, "code": "invalid", "message": message}],
-    )
-
-
 def _status_arg(default: DeliveryStatus | None = None) -> DeliveryStatus | None:
     raw = request.args.get("status")
     if not raw:
@@ -46,26 +38,19 @@ def _status_arg(default: DeliveryStatus | None = None) -> DeliveryStatus | None:
     try:
         return DeliveryStatus(raw)
     except ValueError:
-        raise _bad("status", f"one of {', '.join(DeliveryStatus)}") from None
+        raise bad("status", f"one of {', '.join(DeliveryStatus)}") from None
 
 
 def _since_arg(required: bool = False) -> int | None:
     raw = request.args.get("since")
     if not raw:
         if required:
-            raise _bad("since", "required: an ISO 8601 time or a duration like 30m, 2h, 1d")
+            raise bad("since", "required: an ISO 8601 time or a duration like 30m, 2h, 1d")
         return None
     try:
         return parse_since(raw)
     except ValueError as error:
-        raise _bad("since", str(error)) from None
-
-
-def _int_arg(name: str, low: int, high: int, default: int) -> int:
-    raw = request.args.get(name, str(default))
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # "²".isdigit() too
-        raise _bad(name, f"an integer from {low} to {high}")
-    return int(raw)
+        raise bad("since", str(error)) from None
 
 
 @bp.get("")
@@ -81,8 +66,8 @@ def list_deliveries() -> Response:
         status=_status_arg(),
         since_ms=_since_arg(),
         task=task,
-        offset=_int_arg("offset", 0, 1_000_000, 0),
-        limit=_int_arg("limit", 1, LIMIT_MAX, 50),
+        offset=int_arg("offset", 0, 1_000_000, 0),
+        limit=int_arg("limit", 1, LIMIT_MAX, 50),
         scope=current_scope(),
     )
     return jsonify(envelope(0, "SUCCEED", [delivery.view() for delivery in found]))
@@ -112,7 +97,7 @@ def replay_since() -> Response:
     """`?since=2h` (required) and `?status=failed` (default) or `skipped`."""
     status = _status_arg(DeliveryStatus.FAILED)
     if status not in (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED):
-        raise _bad("status", "failed or skipped")
+        raise bad("status", "failed or skipped")
     replayed, refused = store().replay_since(_since_arg(required=True) or 0, status, current_scope())
     return jsonify(envelope(0, "SUCCEED", {"replayed": replayed, "not_replayed": refused}))
 

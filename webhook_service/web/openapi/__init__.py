@@ -18,6 +18,8 @@ from webhook_service.config import Settings
 from webhook_service.domain.validation import MAX_IMAGE_BYTES, create_body_json_schema
 from webhook_service.web.auth import client_auth_required
 from webhook_service.web.context import current_services
+from webhook_service.web.openapi.endpoint_paths import SCHEMAS as ENDPOINT_SCHEMAS
+from webhook_service.web.openapi.endpoint_paths import endpoint_paths
 from webhook_service.web.openapi.paths import drop_in_paths, service_paths
 from webhook_service.web.openapi.schemas import COMPONENTS, REF
 
@@ -35,6 +37,7 @@ def document(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
     for prefix, suffix in (("", ""), ("/kling", "ViaGateway")):
         paths.update({prefix + path: item for path, item in drop_in_paths(body, suffix).items()})
     paths.update(service_paths(settings))
+    paths.update(endpoint_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -50,7 +53,7 @@ def document(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": {**nested, **COMPONENTS},
+            "schemas": {**nested, **COMPONENTS, **ENDPOINT_SCHEMAS},
             "securitySchemes": {
                 "bearer": {
                     "type": "http",

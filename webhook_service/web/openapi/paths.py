@@ -1,6 +1,6 @@
 """The OpenAPI document's path items, by hand, after the views they describe (web/kling_api.py,
-web/callbacks.py, web/tasks_api.py, web/deliveries_api.py, web/usage_api.py, web/health.py, web/metrics.py,
-here).
+web/callbacks.py, web/tasks_api.py, web/deliveries_api.py, web/usage_api.py, web/events_api.py,
+web/health.py, web/metrics.py, here).
 
 Every answer a view can give is listed with its schema: the schemathesis test checks the running service
 against this, so an answer missing here, or shaped otherwise, fails the suite.
@@ -12,7 +12,9 @@ from typing import Any
 
 from webhook_service.config import Settings
 from webhook_service.domain import usage
+from webhook_service.domain.events import EventType
 from webhook_service.notify.records import DeliveryStatus
+from webhook_service.web import events_api
 from webhook_service.web.openapi.schemas import STRING, envelope, obj, ref
 
 JSON = "application/json"
@@ -66,6 +68,20 @@ def _op(tag: str, summary: str, answers: dict[str, Any], **extra: Any) -> dict[s
 DAY = {"type": "string", "format": "date", "description": "a UTC day, YYYY-MM-DD"}
 TENANT_NAME = "^[a-z0-9][a-z0-9_-]{0,31}$"
 TASK_REF = _param("task_ref", "path", {"type": "string", "minLength": 1}, "task_id or external_task_id")
+TENANT = _param(
+    "tenant",
+    "query",
+    {"type": "string", "pattern": TENANT_NAME},
+    "one tenant (an admin's keys; a tenant's own may name only itself)",
+)
+CURSOR = {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"}
+_TYPE = "(?:" + "|".join(t.value.replace(".", "\\.") for t in EventType) + ")"
+EVENT_TYPES = _param(
+    "types",
+    "query",
+    {"type": "string", "pattern": f"^{_TYPE}(?:,{_TYPE})*$"},
+    "comma-separated event types (default: every type)",
+)
 
 
 def drop_in_paths(body: dict[str, Any], suffix: str) -> dict[str, Any]:
@@ -290,11 +306,71 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 parameters=[
                     _param("from", "query", DAY, f"default: {usage.DEFAULT_DAYS - 1} days before `to`"),
                     _param("to", "query", DAY, f"default: today (UTC); at most {usage.MAX_DAYS} days in all"),
+                    TENANT,
+                ],
+            )
+        },
+        "/v1/events": {
+            "get": _op(
+                "Events",
+                "The tenant's events in order, after a cursor; with `wait`, a long-poll",
+                {
+                    "200": _answer("a page", envelope(ref("EventPage"))),
+                    **_errors("400", "401", "429", "503"),
+                },
+                operationId="listEvents",
+                description="Every event of the tenant's tasks, whether or not a sink wants it, oldest "
+                "first, as long as its task is kept. Without `after`, from the start of what is kept. "
+                "With `wait`, when nothing follows the cursor, waits up to that many seconds for the "
+                "first event; only EVENTS_WAITING_MAX requests wait at once per web process, and one "
+                "over that budget is answered at once (`waited: false`). A tenant reads its own log; an "
+                "admin its own tenant's, or the one `tenant` names.",
+                parameters=[
+                    _param("after", "query", CURSOR, "a cursor (`next_cursor`, an event's `cursor`)"),
                     _param(
-                        "tenant",
+                        "limit",
                         "query",
-                        {"type": "string", "pattern": TENANT_NAME},
-                        "one tenant (an admin's keys; a tenant's own may name only itself)",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": events_api.LIMIT_MAX,
+                            "default": events_api.LIMIT_DEFAULT,
+                        },
+                    ),
+                    EVENT_TYPES,
+                    _param(
+                        "wait",
+                        "query",
+                        {"type": "integer", "minimum": 0, "maximum": events_api.WAIT_MAX_S, "default": 0},
+                        "seconds to wait for an event when none follows the cursor",
+                    ),
+                    TENANT,
+                ],
+            )
+        },
+        "/v1/events/stream": {
+            "get": _op(
+                "Events",
+                "The same events as Server-Sent Events, resumed from Last-Event-ID",
+                {
+                    "200": _answer(
+                        "`retry:`, then each event as `id:` (its cursor), `event:` (its type) and `data:` "
+                        f"(the Event as JSON); a comment line after each {events_api.KEEPALIVE_S:g} s of "
+                        "silence; the stream ends after EVENTS_STREAM_S and the client reconnects with "
+                        "Last-Event-ID. Over the process's budget (EVENTS_WAITING_MAX): at once, a comment, "
+                        f"`retry: {events_api.BUSY_RECONNECT_MS}` and the end",
+                        ref("ServerSentEvent"),
+                        "text/event-stream",
+                    ),
+                    **_errors("400", "401", "429", "503"),
+                },
+                operationId="streamEvents",
+                parameters=[
+                    _param("after", "query", CURSOR, "where to start, if no Last-Event-ID"),
+                    EVENT_TYPES,
+                    TENANT,
+                    _param(
+                        "Last-Event-ID", "header", CURSOR, "where an EventSource left off: wins over `after`"
                     ),
                 ],
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook_service.domain.events import EventType
 from webhook_service.domain.tasks import ArchiveState, Status
 from webhook_service.domain.usage import FINAL_STATUSES
 from webhook_service.notify.records import DeliveryStatus
@@ -228,6 +229,43 @@ COMPONENTS: dict[str, Any] = {
         required=["endpoint", "url"],
     ),
     "Usage": _USAGE,
+    "Event": obj(
+        {
+            "cursor": {
+                "type": "string",
+                "description": "its place in the log: `after` (or `Last-Event-ID`) reads on after it",
+            },
+            "id": {"type": "string", "description": "evt_...: the `webhook-id` its webhooks carry"},
+            "type": {"enum": [t.value for t in EventType]},
+            "at": {"type": "integer", "description": "when it was raised, epoch milliseconds"},
+            "tenant": STRING,
+            "external_task_id": {"type": "string", "description": "the task's id as its client chose it"},
+            "task_id": nullable(STRING),
+            "status": {"enum": [s.value for s in Status]},
+            "archive_state": nullable({"enum": [s.value for s in ArchiveState]}),
+        }
+    ),
+    "ServerSentEvent": obj(
+        {
+            "id": {"type": "string", "description": "the event's cursor: an EventSource's Last-Event-ID"},
+            "event": {"enum": [t.value for t in EventType]},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": ref("Event")},
+            "retry": {"type": "integer", "description": "ms: how soon to reconnect once the stream ends"},
+        },
+        required=[],
+        description="one block of the stream: an event, or the `retry:` it starts with",
+    ),
+    "EventPage": obj(
+        {
+            "events": {"type": "array", "items": ref("Event")},
+            "next_cursor": {
+                "type": "string",
+                "description": "`after` for the next read: past every entry this read looked at",
+            },
+            "has_more": {"type": "boolean", "description": "entries follow next_cursor already"},
+            "waited": {"type": "boolean", "description": "this request waited (`wait`) for events"},
+        }
+    ),
     "CallbackAnswer": envelope(
         obj({"outcome": {"enum": ["applied", "duplicate", "stale"]}, "task_status": STRING})
     ),

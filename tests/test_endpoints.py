@@ -1,0 +1,305 @@
+"""Tenants' own webhook endpoints (`/v1/endpoints`) end to end: the service, real `python -m workers`
+processes, the simulator and receivers on loopback whose answers each test scripts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from tests import test_notify
+from tests.conftest import Service
+from tests.support import wait_for
+from tests.test_notify import SECRET, Answer, Receiver, Stack, webhooks
+
+receiver, stack = test_notify.receiver, test_notify.stack  # the webhook tests' fixtures
+KEY_A = "team-a-key-0123456789abcdefgh"
+KEY_B = "team-b-key-0123456789abcdefgh"
+KEY_ADMIN = "admin-key-0123456789abcdefghi"
+TENANTS = {"SERVICE_API_KEYS": f"team-a:{KEY_A},team-b:{KEY_B}", "SERVICE_ADMIN_KEYS": f"ops:{KEY_ADMIN}"}
+SUBMITTED = ["task.submitted"]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def call(service: Service, method: str, path: str, key: str = KEY_A, **kwargs: Any) -> httpx.Response:
+    return service.http.request(method, path, headers=bearer(key), **kwargs)
+
+
+def register(service: Service, url: str, key: str = KEY_A, **fields: Any) -> dict[str, Any]:
+    answer = call(service, "POST", "/v1/endpoints", key, json={"url": url, **fields})
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()["data"]
+    return created
+
+
+def start(stack: Stack, workers: int = 1, **overrides: str) -> Service:
+    return stack.start(workers, **TENANTS, **webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1", **overrides))
+
+
+def submit_as(service: Service, simulator: Any, key: str, tenant: str, external_id: str) -> None:
+    """`tests.test_notify.submit` with a tenant's key: the task ends in `succeed` shortly after."""
+    simulator.state.set_scenario(f"{tenant}~{external_id}", {"steps": [{"status": "succeed", "delay": 0.2}]})
+    body = {**test_notify.IMAGE, "external_task_id": external_id}
+    answer = service.http.post("/v1/videos/image2video", json=body, headers=bearer(key))
+    assert answer.status_code == 200, answer.text
+
+
+def verified(secret: str, request: test_notify.Received) -> dict[str, Any]:
+    event: dict[str, Any] = Webhook(secret).verify(request.body, request.headers)
+    return event
+
+
+# --- 1. endpoints of one's own -------------------------------------------------------------------------
+
+
+def test_an_endpoint_gets_its_tenants_events_signed_with_its_own_secret(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    operator = receiver.script("/operator")
+    service = start(stack, NOTIFY_WEBHOOK_URLS=operator, NOTIFY_WEBHOOK_EVENTS="task.submitted")
+    a = register(service, receiver.script("/a"), event_types=SUBMITTED, description="team a's pipeline")
+    b = register(service, receiver.script("/b"), KEY_B)
+    assert a["id"].startswith("ep_") and a["secret"].startswith("whsec_") and a["secret"] != b["secret"]
+    assert a["event_types"] == SUBMITTED and b["event_types"][0] == "task.submitted"  # default: every one
+
+    submit_as(service, simulator, KEY_A, "team-a", "job-1")
+    (request,) = wait_for(lambda: receiver.received("/a"), timeout=30, what="team-a's endpoint's event")
+    event = verified(a["secret"], request)
+    assert event["type"] == "task.submitted" and event["data"]["external_task_id"] == "job-1"
+    with pytest.raises(WebhookVerificationError):
+        verified(SECRET, request)  # not the operator's secret
+    operators = wait_for(lambda: receiver.received("/operator"), timeout=30, what="the operator's copy")
+    assert {r.headers["webhook-id"] for r in operators} == {request.headers["webhook-id"]}
+    verified(SECRET, operators[0])  # the operator's URLs stay, with their own secret
+
+    delivered = wait_for(
+        lambda: [
+            d
+            for d in call(service, "GET", "/v1/deliveries", params={"task": "job-1"}).json()["data"]
+            if d.get("endpoint") == a["id"] and d["status"] == "delivered"
+        ],
+        timeout=30,
+        what="the endpoint's delivery recorded as delivered",
+    )
+    assert delivered[0]["client"] is True
+    assert receiver.received("/b") == []  # team-b's endpoint hears nothing of team-a's tasks
+
+
+def test_endpoints_are_their_tenants_own_and_the_secret_is_kept_encrypted(
+    stack: Stack, receiver: Receiver
+) -> None:
+    service = start(stack, workers=0)
+    created = register(service, receiver.script("/a"), event_types=SUBMITTED)
+    ep = created["id"]
+    assert "secret" not in call(service, "GET", f"/v1/endpoints/{ep}").json()["data"]
+    assert [e["id"] for e in call(service, "GET", "/v1/endpoints").json()["data"]] == [ep]
+    assert call(service, "GET", "/v1/endpoints", KEY_B).json()["data"] == []
+    assert [e["id"] for e in call(service, "GET", "/v1/endpoints", KEY_ADMIN).json()["data"]] == [ep]
+    stored = redis.Redis.from_url(service.services.settings.redis_url).hgetall(
+        service.services.keys.endpoint(ep)
+    )
+    assert created["secret"].encode() not in b"".join(stored.values())
+    assert created["secret"][6:].encode() not in b"".join(stored.values())
+
+    for method, path, body in (
+        ("GET", f"/v1/endpoints/{ep}", None),
+        ("PATCH", f"/v1/endpoints/{ep}", {"description": "mine now"}),
+        ("POST", f"/v1/endpoints/{ep}/rotate-secret", None),
+        ("POST", f"/v1/endpoints/{ep}/test", None),
+        ("DELETE", f"/v1/endpoints/{ep}", None),
+    ):
+        theirs = call(service, method, path, KEY_B, json=body)
+        missing = call(service, method, path.replace(ep, "ep_missing"), KEY_A, json=body)
+        assert theirs.status_code == missing.status_code == 404, (method, path, theirs.text)
+        assert theirs.json()["code"] == missing.json()["code"]
+    assert receiver.received("/a") == []  # team-b's test event was never sent
+
+    changed = call(service, "PATCH", f"/v1/endpoints/{ep}", json={"description": "v2", "rate_limit_per_s": 5})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["data"]["description"] == "v2" and changed.json()["data"]["rate_limit_per_s"] == 5
+    by_admin = call(service, "PATCH", f"/v1/endpoints/{ep}", KEY_ADMIN, json={"event_types": None})
+    assert by_admin.status_code == 200 and len(by_admin.json()["data"]["event_types"]) > 1
+    assert call(service, "DELETE", f"/v1/endpoints/{ep}").status_code == 200
+    assert call(service, "GET", f"/v1/endpoints/{ep}").status_code == 404
+    assert call(service, "GET", "/v1/endpoints", KEY_ADMIN).json()["data"] == []
+
+
+def test_an_endpoint_at_an_internal_address_or_with_bad_fields_is_refused(
+    stack: Stack, receiver: Receiver
+) -> None:
+    guarded = stack.start(workers=0, **TENANTS, **webhooks())
+    internal = call(guarded, "POST", "/v1/endpoints", json={"url": receiver.script("/internal")})
+    assert internal.status_code == 400
+    (problem,) = internal.json()["errors"]
+    assert (
+        problem["field"] == "url"
+        and problem["code"] == "blocked_address"
+        and "loopback" in problem["message"]
+    )
+    assert call(guarded, "GET", "/v1/endpoints").json()["data"] == []
+
+    bad = call(
+        guarded,
+        "POST",
+        "/v1/endpoints",
+        json={"url": "ftp://example.com/", "event_types": ["task.nope"], "rate_limit_per_s": 0, "colour": 1},
+    )
+    assert bad.status_code == 400
+    assert {(p["field"], p["code"]) for p in bad.json()["errors"]} == {
+        ("url", "format"),
+        ("event_types", "enum"),
+        ("rate_limit_per_s", "range"),
+        ("colour", "unknown_field"),
+    }
+    assert call(guarded, "POST", "/v1/endpoints", json={}).json()["errors"][0]["code"] == "missing"
+
+    allowed = start(stack, workers=0)  # NOTIFY_ALLOWED_HOSTS=127.0.0.1: an internal receiver
+    assert (
+        call(allowed, "POST", "/v1/endpoints", json={"url": receiver.script("/internal")}).status_code == 201
+    )
+
+
+# --- 2. rotating the secret, and a test event ---------------------------------------------------------
+
+
+def test_after_a_rotation_a_receiver_with_either_secret_accepts_the_messages(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    service = start(stack)
+    created = register(service, receiver.script("/a"), event_types=SUBMITTED)
+    rotated = call(service, "POST", f"/v1/endpoints/{created['id']}/rotate-secret")
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["data"]
+    assert new["secret"].startswith("whsec_") and new["secret"] != created["secret"]
+    assert new["old_secret_until"] >= datetime.now(UTC).timestamp() * 1000 + 23.9 * 3600_000
+    assert "secret" not in call(service, "GET", f"/v1/endpoints/{created['id']}").json()["data"]
+
+    submit_as(service, simulator, KEY_A, "team-a", "job-1")
+    (request,) = wait_for(lambda: receiver.received("/a"), timeout=30, what="the event after the rotation")
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    assert verified(created["secret"], request) == verified(new["secret"], request)
+    with pytest.raises(WebhookVerificationError):
+        verified(SECRET, request)
+
+
+def test_a_test_event_is_sent_at_once_and_answered_with_the_attempt(stack: Stack, receiver: Receiver) -> None:
+    service = start(stack, workers=0)  # no worker: the web process itself sends it
+    url = receiver.script("/a", Answer(200, body=b"pong"), Answer(503, body=b"down for maintenance"))
+    created = register(service, url, event_types=SUBMITTED)
+
+    first = call(service, "POST", f"/v1/endpoints/{created['id']}/test")
+    assert first.status_code == 200, first.text
+    attempt = first.json()["data"]
+    assert attempt["status_code"] == 200 and attempt["verdict"] == "delivered" and attempt["error"] is None
+    assert attempt["response"] == "pong" and attempt["latency_ms"] >= 0
+    (request,) = receiver.received("/a")
+    ping = verified(created["secret"], request)
+    assert ping["type"] == "ping" and ping["data"]["endpoint_id"] == created["id"]
+
+    second = call(service, "POST", f"/v1/endpoints/{created['id']}/test").json()["data"]
+    assert second["status_code"] == 503 and second["verdict"] == "retry"
+    shown = call(service, "GET", f"/v1/endpoints/{created['id']}").json()["data"]
+    assert [a["status_code"] for a in shown["attempt_log"]] == [503, 200]  # newest first
+    assert shown["failing_since"] == shown["attempt_log"][0]["at"]
+
+
+# --- 3. disabled after failing for too long, or after a 410 --------------------------------------------
+
+
+def endpoint(service: Service, endpoint_id: str, key: str = KEY_A) -> dict[str, Any]:
+    answer = call(service, "GET", f"/v1/endpoints/{endpoint_id}", key)
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()["data"]
+    return found
+
+
+def task_deliveries(service: Service, task: str, endpoint_id: str) -> list[dict[str, Any]]:
+    found = call(service, "GET", "/v1/deliveries", params={"task": task}).json()["data"]
+    return [d for d in found if d.get("endpoint") == endpoint_id]
+
+
+def test_an_endpoint_failing_for_too_long_is_disabled_told_and_its_deliveries_dead_letters(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    operator = receiver.script("/operator")
+    service = start(
+        stack,
+        workers=2,
+        NOTIFY_WEBHOOK_URLS=operator,
+        NOTIFY_WEBHOOK_EVENTS="task.failed",  # nothing of this test's task: only endpoint.disabled
+        NOTIFY_RETRY_SCHEDULE_S=",".join(["0.5"] * 20),  # far from exhausted when it is disabled
+        ENDPOINT_DISABLE_AFTER_S="2",
+    )
+    bad = register(service, receiver.script("/bad", *[Answer(500)] * 50), event_types=SUBMITTED)
+    other = register(service, receiver.script("/other"), event_types=["endpoint.disabled"])
+    theirs = register(service, receiver.script("/theirs"), KEY_B)
+
+    submit_as(service, simulator, KEY_A, "team-a", "job-1")
+    disabled = wait_for(
+        lambda: (found := endpoint(service, bad["id"]))["enabled"] is False and found,
+        timeout=30,
+        what="the failing endpoint disabled",
+    )
+    assert disabled["disabled_reason"] == "failing"
+    failures = disabled["attempt_log"]
+    assert len(failures) >= 2 and all(a["status_code"] == 500 for a in failures)
+    assert disabled["disabled_at"] - disabled["failing_since"] >= 2000
+    (letter,) = wait_for(
+        lambda: [d for d in task_deliveries(service, "job-1", bad["id"]) if d["status"] == "failed"],
+        timeout=10,
+        what="its pending delivery a dead letter",
+    )
+    assert letter["reason"] == "endpoint_disabled" and letter["attempts"] == len(failures)
+
+    told = wait_for(lambda: receiver.received("/other"), timeout=30, what="endpoint.disabled to the other")
+    event = verified(other["secret"], told[0])
+    assert event["type"] == "endpoint.disabled" and event["data"]["id"] == bad["id"]
+    assert event["data"]["disabled_reason"] == "failing" and event["data"]["dead_letters"] == 1
+    (to_operator,) = wait_for(lambda: receiver.received("/operator"), timeout=30, what="the operator told")
+    assert verified(SECRET, to_operator)["type"] == "endpoint.disabled"
+    assert to_operator.headers["webhook-id"] == told[0].headers["webhook-id"]
+    attempts_while_disabled = len(receiver.received("/bad"))
+
+    receiver.script("/bad")  # it works again
+    enabled = call(service, "PATCH", f"/v1/endpoints/{bad['id']}", json={"enabled": True})
+    assert enabled.status_code == 200, enabled.text
+    shown = enabled.json()["data"]
+    assert shown["enabled"] is True and shown["disabled_reason"] is None and shown["failing_since"] is None
+    replayed = call(service, "POST", "/v1/deliveries/replay", params={"since": "1h"}).json()["data"]
+    assert letter["id"] in replayed["replayed"]
+    wait_for(
+        lambda: [d for d in task_deliveries(service, "job-1", bad["id"]) if d["status"] == "delivered"],
+        timeout=30,
+        what="the dead letter delivered after the endpoint was enabled",
+    )
+    assert len(receiver.received("/bad")) == attempts_while_disabled + 1
+    assert receiver.received("/theirs") == [] and theirs["id"] != bad["id"]  # another tenant's: not told
+
+
+def test_an_endpoint_that_answers_410_is_disabled_and_new_events_skip_it(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    service = start(stack)
+    gone = register(service, receiver.script("/gone", Answer(410)), event_types=SUBMITTED)
+    other = register(service, receiver.script("/other"), event_types=["endpoint.disabled"])
+
+    submit_as(service, simulator, KEY_A, "team-a", "job-1")
+    told = wait_for(lambda: receiver.received("/other"), timeout=30, what="endpoint.disabled")
+    assert verified(other["secret"], told[0])["data"]["disabled_reason"] == "gone"
+    assert endpoint(service, gone["id"])["enabled"] is False
+    (first,) = task_deliveries(service, "job-1", gone["id"])
+    assert first["status"] == "failed" and first["reason"] == "gone"
+
+    submit_as(service, simulator, KEY_A, "team-a", "job-2")
+    (skipped,) = wait_for(lambda: task_deliveries(service, "job-2", gone["id"]), timeout=30, what="job-2's")
+    assert skipped["status"] == "skipped" and skipped["reason"] == "endpoint_disabled"
+    refused = call(service, "POST", f"/v1/deliveries/{skipped['id']}/replay")
+    assert refused.status_code == 409 and "PATCH /v1/endpoints/" in refused.json()["message"]
+    assert len(receiver.received("/gone")) == 1

@@ -1,0 +1,67 @@
+"""`flask events tail`: follow a tenant's event log (notify/event_log.py), one line of JSON per event.
+
+What `GET /v1/events` and its stream read, from Redis directly, so it needs neither the web process nor
+a key: an operator watching a tenant's tasks go by, or a script on the server that reads the log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+from flask.cli import AppGroup
+
+from webhook_service.cli.common import EXIT_USAGE, CommandFailed, guarded, services
+from webhook_service.domain.tenants import DEFAULT_TENANT, NAME_RULE, valid_name
+from webhook_service.notify.event_log import BadEventQuery, parse_types
+from webhook_service.services import redis_connection
+
+PAGE = 500
+TICK_S = 5.0  # how long one wait in Redis lasts when nothing comes (and no --until-idle says otherwise)
+
+events = AppGroup("events", help="The tenants' event logs.")
+
+
+@events.command("tail")
+@click.option("--tenant", default=DEFAULT_TENANT, show_default=True, help="Whose log: one tenant's.")
+@click.option("--types", help="Comma-separated event types, e.g. task.failed,task.archived (default: all).")
+@click.option(
+    "--after",
+    help="Start after this cursor; 0-0: from the start of what is kept (default: from now on).",
+)
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
+@click.option(
+    "--until-idle",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop after this many seconds without an event.",
+)
+@guarded
+def tail(
+    tenant: str, types: str | None, after: str | None, count: int | None, until_idle: float | None
+) -> None:
+    """Each event as it is recorded, as a line of JSON (as GET /v1/events shows it); Ctrl-C ends it."""
+    if not valid_name(tenant):
+        raise CommandFailed(f"--tenant: {tenant!r} is not a tenant name ({NAME_RULE})", EXIT_USAGE)
+    log = services().events
+    try:
+        wanted = parse_types(types)
+        start = log.cursor(tenant, after) if after else log.newest(tenant)
+    except BadEventQuery as error:
+        raise CommandFailed(f"--{error.field}: {error}", EXIT_USAGE) from None
+    tick_s = until_idle or TICK_S
+    waiting = redis_connection(services().settings, read_timeout_s=tick_s + 5)
+    shown = 0
+    try:
+        for page in log.follow(waiting, tenant, start, wanted, limit=PAGE, deadline=math.inf, tick_s=tick_s):
+            if until_idle and not page.events:
+                return
+            for event in page.events:
+                click.echo(json.dumps(event, ensure_ascii=False))
+                shown += 1
+                if shown == count:
+                    return
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a tail ends: not an error
+    finally:
+        waiting.close()

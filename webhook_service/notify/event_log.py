@@ -1,0 +1,222 @@
+"""The event log: every event of a tenant's tasks, in order, for pipelines that read rather than receive
+(`GET /v1/events`, its Server-Sent Events twin `/v1/events/stream`, `flask events tail`).
+
+A webhook needs a URL the service can reach and goes only where a sink's filter sends it; a pipeline
+behind a firewall, or one that wants every event, reads this log instead. `raise_event`
+(notify/routing.py) records each event in its tenant's Redis Stream inside the transaction of the change
+it reports, whether or not a sink wants it, so the log has no gaps and holds no event that did not
+happen. The entry id XADD gives (`<ms>-<seq>`, increasing) is the reader's cursor; the event's own `id`
+is the `webhook-id` its webhooks carry, so a reader that takes both can tell one event from two.
+
+An entry is a summary (type, id, time, the task's ids, status and archive state), not the webhook's
+payload: that is built at fan-out from the task's request and history, which a commit cannot read, and
+a few kilobytes an event, seven events a task, for the whole retention, would outweigh the tasks
+themselves. Every entry has the same fields, which a stream stores once per node: an entry costs about
+130 bytes, and a task's list of entry ids about 230, under 1 KB a task in all. The task is one
+`GET /v1/tasks/<id>` away.
+
+Bounded like everything else: a task's entries leave when retention removes the task (their ids are
+listed beside it, `task:<id>:events`, so they are found without a scan), and MAXLEN ~ LOG_MAX_ENTRIES
+per tenant backs that up.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
+
+from webhook_service.domain.clock import now_ms
+from webhook_service.domain.events import EventType
+from webhook_service.domain.store import WITH_PREVIOUS_REPLY
+from webhook_service.domain.tasks import Task
+from webhook_service.domain.tenants import NAME_RULE, Scope, valid_name
+from webhook_service.keys import Keys
+from webhook_service.replies import entries, text, texts
+
+# A backstop, never the rule: 150,000 to 250,000 tasks' worth of events a tenant (some 130 MB), far
+# past what retention keeps unless it has stopped.
+LOG_MAX_ENTRIES = 1_000_000
+START = "0-0"  # the cursor before every entry: read from the start of what is kept
+SCAN_BATCH = 500
+# The most entries one page looks at: with a `types` filter that skips nearly everything, a page may
+# come back short (or empty) with `has_more`, its cursor moved past what it skipped.
+SCAN_MAX = 5000
+_CURSOR = re.compile(r"(\d{1,20})-(\d{1,20})\Z")
+_ID_MAX = 2**64 - 1
+CURSOR_RULE = "a cursor is `<milliseconds>-<sequence>`, as `next_cursor` and each event's `cursor` give it"
+
+
+class BadEventQuery(ValueError):
+    """A query the log cannot answer: `field` names the parameter, the message says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Page:
+    """Events in order, and where the next read starts: after the last entry looked at, which may be
+    past the last event returned (entries the `types` filter skipped)."""
+
+    events: list[dict[str, Any]]
+    next_cursor: str
+    has_more: bool  # entries follow next_cursor already: read again without waiting
+
+
+def record(pipe: Pipeline, keys: Keys, task: Task, event_id: str, event_type: EventType) -> None:
+    """Queue the event's entry in its tenant's log, and the entry's id beside the task, in the store's
+    commit (its after_commit): both are written with the change the event reports, or neither is."""
+    fields: dict[FieldT, EncodableT] = {
+        "id": event_id,
+        "type": event_type.value,
+        "at": now_ms(),
+        "external_task_id": task.client_task_id,
+        "task_id": task.task_id or "",
+        "status": task.status.value,
+        "archive_state": task.archive_state.value if task.archive_state else "",
+    }
+    pipe.xadd(keys.events(task.tenant), fields, maxlen=LOG_MAX_ENTRIES, approximate=True)
+    pipe.execute_command(WITH_PREVIOUS_REPLY, "RPUSH", keys.task_events(task.external_task_id))
+
+
+def tenant_to_read(scope: Scope, asked: str | None) -> str:
+    """Whose log: the caller's own tenant's; an admin may name any tenant (one log at a time)."""
+    if not asked:
+        return scope.tenant
+    if not valid_name(asked):
+        raise BadEventQuery("tenant", f"a tenant name is {NAME_RULE}")
+    if not scope.sees(asked):
+        raise BadEventQuery("tenant", "only an admin may read another tenant's events")
+    return asked
+
+
+def parse_types(raw: str | None) -> frozenset[str]:
+    """Comma-separated event types; none: every type."""
+    asked = {part.strip() for part in (raw or "").split(",") if part.strip()}
+    unknown = sorted(asked - {event_type.value for event_type in EventType})
+    if unknown:
+        shown = ", ".join(unknown)[:200]
+        raise BadEventQuery("types", f"unknown event type(s) {shown}; known: {', '.join(EventType)}")
+    return frozenset(asked)
+
+
+class EventLog:
+    """Reading the tenants' logs, and removing a task's entries with it (domain/retention.py)."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys) -> None:
+        self.redis = connection
+        self.keys = keys
+
+    def cursor(self, tenant: str, raw: str | None, field: str = "after") -> str:
+        """`raw` as a cursor of the tenant's log (none: START). One past the newest entry the log ever
+        gave is refused: a reader holding it would silently skip every event until then. A log that
+        does not exist yet (a new tenant, a Redis that lost its data) takes any cursor."""
+        if not raw:
+            return START
+        match = _CURSOR.match(raw)
+        if not match or max(int(part) for part in match.groups()) > _ID_MAX:
+            raise BadEventQuery(field, CURSOR_RULE)
+        newest = self._last_generated(tenant)
+        if newest is not None and _order(raw) > _order(newest):
+            raise BadEventQuery(field, f"is past the newest event of this log ({newest}): {CURSOR_RULE}")
+        return raw
+
+    def newest(self, tenant: str) -> str:
+        """The cursor of the newest entry the tenant's log ever had: reading after it gives only the
+        events from now on."""
+        return self._last_generated(tenant) or START
+
+    def _last_generated(self, tenant: str) -> str | None:
+        """The id of the newest entry the log ever had, removed or not; None while there is no log (yet,
+        or any more: a Redis that lost its data)."""
+        try:
+            return text(self.redis.xinfo_stream(self.keys.events(tenant))["last-generated-id"])
+        except redis.ResponseError:  # no such key
+            return None
+
+    def page(self, tenant: str, after: str, limit: int, types: frozenset[str]) -> Page:
+        """Up to `limit` events after the cursor `after`, oldest first, of `types` (empty: every type)."""
+        key = self.keys.events(tenant)
+        found: list[dict[str, Any]] = []
+        cursor = after
+        for _ in range(SCAN_MAX // SCAN_BATCH):
+            batch = entries(self.redis.xrange(key, f"({cursor}", "+", count=SCAN_BATCH))
+            for entry_id, fields in batch:
+                if len(found) == limit:
+                    return Page(found, cursor, has_more=True)
+                cursor = entry_id
+                event = _view(tenant, cursor, fields)
+                if not types or event["type"] in types:
+                    found.append(event)
+            if len(batch) < SCAN_BATCH:
+                return Page(found, cursor, has_more=False)
+        return Page(found, cursor, has_more=True)
+
+    def follow(
+        self,
+        blocking: redis.Redis,
+        tenant: str,
+        after: str,
+        types: frozenset[str],
+        *,
+        limit: int,
+        deadline: float,
+        tick_s: float,
+    ) -> Iterator[Page]:
+        """Pages of events after `after` as they are recorded, until `deadline` (time.monotonic()): each
+        page as soon as it has events, and an empty one (its cursor moved past any entries of other
+        types) after each `tick_s` without any. `blocking` waits in XREAD BLOCK: its read timeout must
+        outlast `tick_s`."""
+        cursor = after
+        while True:
+            page = self.page(tenant, cursor, limit, types)
+            cursor = page.next_cursor
+            if page.events:
+                yield page
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if not page.has_more and not self._arrives(blocking, tenant, cursor, min(tick_s, remaining)):
+                yield Page([], cursor, has_more=False)
+
+    def _arrives(self, blocking: redis.Redis, tenant: str, cursor: str, seconds: float) -> bool:
+        """Whether an entry after `cursor` is recorded within `seconds` (at once if one is there)."""
+        block_ms = max(1, round(seconds * 1000))  # 0 would block for ever
+        return bool(blocking.xread({self.keys.events(tenant): cursor}, count=1, block=block_ms))
+
+    def remove(self, pipe: Pipeline, task: Task) -> None:
+        """Queue the removal of the task's entries and of their list in `pipe`. Their ids are read now:
+        an entry is only ever recorded with a change to its task, which the caller's WATCH on the task
+        catches."""
+        entry_ids = texts(self.redis.lrange(self.keys.task_events(task.external_task_id), 0, -1))
+        if entry_ids:
+            pipe.xdel(self.keys.events(task.tenant), *entry_ids)
+        pipe.delete(self.keys.task_events(task.external_task_id))
+
+
+def _order(cursor: str) -> tuple[int, int]:
+    milliseconds, _, sequence = cursor.partition("-")
+    return int(milliseconds), int(sequence)
+
+
+def _view(tenant: str, cursor: str, fields: dict[str, str]) -> dict[str, Any]:
+    """An entry as readers get it: the fields as recorded, with the cursor, and null for the empty."""
+    return {
+        "cursor": cursor,
+        "id": fields.get("id", ""),
+        "type": fields.get("type", ""),
+        "at": int(fields.get("at") or 0),
+        "tenant": tenant,
+        "external_task_id": fields.get("external_task_id", ""),
+        "task_id": fields.get("task_id") or None,
+        "status": fields.get("status", ""),
+        "archive_state": fields.get("archive_state") or None,
+    }

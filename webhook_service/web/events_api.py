@@ -1,0 +1,180 @@
+"""`/v1/events`: the caller's tenant's event log (notify/event_log.py), a page at a time or long-polled,
+and the same as Server-Sent Events at `/v1/events/stream`.
+
+Waiting holds a web thread: a long-poll (`wait`) up to WAIT_MAX_S, a stream EVENTS_STREAM_S. So, as for
+synchronous creates (web/kling_api.py), only EVENTS_WAITING_MAX of them wait at once in a process, and
+with SUBMIT_WAITING_MAX fewer than its threads (gunicorn.conf.py checks it): Kling's callbacks and the
+health checks always find a thread. A long-poll over the budget is answered at once with what there is
+(`waited: false`); it loses nothing, it only polls again sooner. A stream over the budget is answered at
+once too, with `retry: 5000` and its end, which EventSource (and SSE client libraries) take as "reconnect
+in 5 s, from Last-Event-ID": a 503 would make an EventSource give up for good.
+
+Each wait is an XREAD BLOCK on a connection of the process's own for waits, whose read timeout outlasts
+the longest block; the service's other connections give up on a read after 5 s.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from typing import cast
+
+import redis
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+
+from webhook_service.notify.event_log import BadEventQuery, EventLog, parse_types, tenant_to_read
+from webhook_service.services import redis_connection
+from webhook_service.web.auth import current_scope, require_client
+from webhook_service.web.context import current_services as services
+from webhook_service.web.context import services_of
+from webhook_service.web.errors import envelope
+from webhook_service.web.params import bad, int_arg
+
+bp = Blueprint("events", __name__, url_prefix="/v1/events")
+
+LIMIT_MAX = 500
+LIMIT_DEFAULT = 100
+WAIT_MAX_S = 30
+KEEPALIVE_S = 15.0  # a comment on a silent stream: proxies keep it open, and a client gone is noticed
+RECONNECT_MS = 1000  # the `retry:` a stream starts with: how soon EventSource reconnects once it ends
+BUSY_RECONNECT_MS = 5000  # the `retry:` of a stream over the budget
+WAITING_BUDGET = "events_waiting_budget"
+WAITING_REDIS = "events_waiting_redis"
+
+
+@bp.record_once
+def give_the_process_its_waits(state: BlueprintSetupState) -> None:
+    """One budget and one connection pool for waits per app, so per gunicorn worker process."""
+    settings = services_of(cast(Flask, state.app)).settings
+    state.app.extensions[WAITING_BUDGET] = threading.BoundedSemaphore(settings.events_waiting_max)
+    state.app.extensions[WAITING_REDIS] = redis_connection(settings, read_timeout_s=WAIT_MAX_S + 5)
+
+
+@bp.before_request
+def authenticate() -> None:
+    require_client(services())
+
+
+def _budget() -> threading.BoundedSemaphore:
+    budget: threading.BoundedSemaphore = current_app.extensions[WAITING_BUDGET]
+    return budget
+
+
+def _waiting_redis() -> redis.Redis:
+    connection: redis.Redis = current_app.extensions[WAITING_REDIS]
+    return connection
+
+
+def _reading(after: str | None, after_field: str) -> tuple[str, str, frozenset[str]]:
+    """Whose log, from which cursor, which types: `?tenant=` (an admin's), the cursor, `?types=`."""
+    try:
+        tenant = tenant_to_read(current_scope(), request.args.get("tenant"))
+        return (
+            tenant,
+            services().events.cursor(tenant, after, after_field),
+            parse_types(request.args.get("types")),
+        )
+    except BadEventQuery as error:
+        raise bad(error.field, str(error)) from None
+
+
+@bp.get("")
+def list_events() -> Response:
+    """Oldest first after `?after=`; `?wait=N` waits up to N seconds for the first one when none is there."""
+    limit = int_arg("limit", 1, LIMIT_MAX, LIMIT_DEFAULT)
+    wait_s = int_arg("wait", 0, WAIT_MAX_S, 0)
+    tenant, after, types = _reading(request.args.get("after"), "after")
+    log = services().events
+    page = log.page(tenant, after, limit, types)
+    waited = False
+    if wait_s and not page.events and not page.has_more and _budget().acquire(blocking=False):
+        try:
+            deadline = time.monotonic() + wait_s
+            pages = log.follow(
+                _waiting_redis(),
+                tenant,
+                page.next_cursor,
+                types,
+                limit=limit,
+                deadline=deadline,
+                tick_s=wait_s,
+            )
+            page, waited = next(pages, page), True
+        finally:
+            _budget().release()
+    view = {
+        "events": page.events,
+        "next_cursor": page.next_cursor,
+        "has_more": page.has_more,
+        "waited": waited,
+    }
+    return jsonify(envelope(0, "SUCCEED", view))
+
+
+@bp.get("/stream")
+def stream() -> Response:
+    """Server-Sent Events from `Last-Event-ID` (an EventSource's reconnection) or `?after=`, for
+    EVENTS_STREAM_S; then the stream ends and the client reconnects where it was."""
+    header = request.headers.get("Last-Event-ID")
+    start, field = (header, "Last-Event-ID") if header else (request.args.get("after"), "after")
+    tenant, after, types = _reading(start, field)
+    budget = _budget()
+    if not budget.acquire(blocking=False):
+        busy = ": this process holds as many event streams and long-polls as it may (EVENTS_WAITING_MAX)"
+        return _event_stream(f"{busy}\nretry: {BUSY_RECONNECT_MS}\n\n")
+    lifetime_s = services().settings.events_stream_s
+    lines = _server_sent(services().events, _waiting_redis(), tenant, after, types, lifetime_s)
+    return _event_stream(_Held(lines, budget.release))
+
+
+def _event_stream(body: str | _Held) -> Response:
+    return Response(
+        body,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # no proxy may sit on it
+    )
+
+
+def _server_sent(
+    log: EventLog, waiting: redis.Redis, tenant: str, after: str, types: frozenset[str], lifetime_s: float
+) -> Generator[str, None, None]:
+    """The stream's text: `retry:` first, then each event as `id:` (its cursor), `event:` (its type) and
+    `data:` (the same JSON as in `/v1/events`), a comment after each KEEPALIVE_S of silence."""
+    yield f"retry: {RECONNECT_MS}\n\n"
+    pages = log.follow(
+        waiting,
+        tenant,
+        after,
+        types,
+        limit=LIMIT_MAX,
+        deadline=time.monotonic() + lifetime_s,
+        tick_s=min(KEEPALIVE_S, lifetime_s),
+    )
+    for page in pages:
+        if not page.events:
+            yield ": keepalive\n\n"
+        for event in page.events:
+            data = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+            yield f"id: {event['cursor']}\nevent: {event['type']}\ndata: {data}\n\n"
+
+
+class _Held:
+    """A streamed body holding a place in the waiting budget, given back when the server closes it: at
+    its end, when the client went away, or when it was never read at all (a generator's own `finally`
+    would not run then)."""
+
+    def __init__(self, body: Generator[str, None, None], release: Callable[[], None]) -> None:
+        self._body = body
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[str]:
+        return self._body
+
+    def close(self) -> None:
+        self._body.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
