@@ -106,6 +106,8 @@ class Settings:
     archive_retention_days: float = 0.0  # 0: the archive keeps everything
     require_durable_redis: bool = False
     submit_waiting_max: int = 1
+    events_waiting_max: int = 1
+    events_stream_s: float = 30.0
     callback_max_outputs: int = DEFAULT_MAX_OUTPUTS
 
     def __repr__(self) -> str:  # secrets must never reach a log line through a repr
@@ -212,6 +214,10 @@ class Settings:
             ),
             require_durable_redis=_bool("REQUIRE_DURABLE_REDIS", get("REQUIRE_DURABLE_REDIS")),
             submit_waiting_max=_positive_int("SUBMIT_WAITING_MAX", get("SUBMIT_WAITING_MAX"), 1),
+            events_waiting_max=_positive_int(
+                "EVENTS_WAITING_MAX", get("EVENTS_WAITING_MAX"), 1, allow_zero=True
+            ),
+            events_stream_s=_positive_float("EVENTS_STREAM_S", get("EVENTS_STREAM_S", "30")),
             callback_max_outputs=_positive_int(
                 "CALLBACK_MAX_OUTPUTS", get("CALLBACK_MAX_OUTPUTS"), DEFAULT_MAX_OUTPUTS
             ),
@@ -340,11 +346,12 @@ def _bool(name: str, value: str) -> bool:
     return value.lower() in ("true", "1", "yes")
 
 
-def _positive_int(name: str, value: str, default: int) -> int:
+def _positive_int(name: str, value: str, default: int, *, allow_zero: bool = False) -> int:
     if not value:
         return default
-    if not value.isdigit() or int(value) == 0:
-        raise ConfigError(f"{name}: expected a whole number greater than 0, got {value!r}")
+    if not (value.isascii() and value.isdigit()) or (int(value) == 0 and not allow_zero):
+        least = "0 or more" if allow_zero else "greater than 0"
+        raise ConfigError(f"{name}: expected a whole number {least}, got {value!r}")
     return int(value)
 
 

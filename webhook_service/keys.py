@@ -90,6 +90,13 @@ Webhook endpoints (notify/endpoints.py), each tenant's own, managed by `/v1/endp
 - `endpoint:<id>:activity:<YYYY-MM-DDTHH>`  hash: its attempts in that UTC hour, delivered or failed
                                    (domain/activity.py's pattern, the same TTL of 2 days)
 
+Event log (notify/event_log.py), what `GET /v1/events` and `flask events tail` read:
+- `events:<tenant>`                  stream: every event of the tenant's tasks, in the order they were
+                                     raised, whether or not a sink wanted it; the entry id is the cursor
+                                     (XADD `*`, capped with MAXLEN ~ as a backstop)
+- `task:<external_task_id>:events`   list: the ids of the task's entries in its tenant's stream, so
+                                     retention removes them with the task (XDEL) without a scan
+
 Client authentication (web/auth_limit.py, web/dashboard/session.py):
 - `auth-failures:<address>`  failed authentications from one client address in the current window
                              (a counter with a Redis TTL of the window: it removes itself)
@@ -316,6 +323,14 @@ class Keys:
 
     def endpoint_activity(self, endpoint_id: str, hour: str) -> str:
         return f"{self.prefix}endpoint:{endpoint_id}:activity:{hour}"
+
+    # --- event log ---
+
+    def events(self, tenant: str) -> str:
+        return f"{self.prefix}events:{tenant}"
+
+    def task_events(self, external_task_id: str) -> str:
+        return f"{self.prefix}task:{external_task_id}:events"
 
     # --- client authentication ---
 

@@ -23,6 +23,7 @@ from webhook_service.integrations.storage import Storage, storage_from_url
 from webhook_service.keys import Keys
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.endpoints import EndpointStore
+from webhook_service.notify.event_log import EventLog
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Services:
     store: TaskStore
     deliveries: DeliveryStore
     endpoints: EndpointStore
+    events: EventLog
     admission: Admission
     clients: ManagedClients
     open_tasks: OpenTasks
@@ -56,6 +58,7 @@ class Services:
             store=TaskStore(connection, keys),
             deliveries=DeliveryStore(connection, keys),
             endpoints=EndpointStore(connection, keys, settings.secret_key),
+            events=EventLog(connection, keys),
             admission=Admission(connection, keys, settings.kling_max_concurrency),
             clients=ManagedClients(connection, keys, settings.secret_key),
             open_tasks=OpenTasks(connection, keys),
@@ -65,8 +68,9 @@ class Services:
         )
 
 
-def redis_connection(settings: Settings) -> redis.Redis:
-    """The one way the service connects to Redis: bounded waits, and a dead connection noticed."""
+def redis_connection(settings: Settings, *, read_timeout_s: float = 5.0) -> redis.Redis:
+    """The one way the service connects to Redis: bounded waits, and a dead connection noticed. A command
+    that waits in Redis (XREAD BLOCK) needs a connection of its own whose `read_timeout_s` outlasts it."""
     return redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=read_timeout_s, health_check_interval=30
     )

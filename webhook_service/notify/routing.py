@@ -1,4 +1,5 @@
-"""Where events go: the sinks that want an event, and raising it inside the change it reports.
+"""Where events go: the tenant's event log, the sinks that want an event, and raising it inside the
+change it reports.
 
 Sinks: the operator's webhooks (`NOTIFY_WEBHOOK_URLS`), the task's own `callback_url`, Slack and email,
 each with its event filter; and the tenant's own endpoints (notify/endpoints.py), each with its own.
@@ -17,7 +18,7 @@ from webhook_service.domain.events import EventType, event_id
 from webhook_service.domain.tasks import Task
 from webhook_service.jobs import enqueue_fan_out
 from webhook_service.keys import Keys
-from webhook_service.notify import endpoints
+from webhook_service.notify import endpoints, event_log
 
 
 class SinkKind(StrEnum):
@@ -60,18 +61,20 @@ def sinks_for(settings: Settings, task: Task, event_type: str) -> list[Sink]:
 
 
 def raise_event(
-    connection: redis.Redis, pipe: Pipeline, settings: Settings, task: Task, event_type: EventType
+    connection: redis.Redis, pipe: Pipeline, settings: Settings, keys: Keys, task: Task, event_type: EventType
 ) -> None:
-    """Queue the event's fan-out inside the caller's transaction: it commits with the change or not at all.
+    """Record the event in its tenant's log and queue its fan-out, inside the caller's transaction: both
+    commit with the change or not at all.
 
-    An event no sink wants (every sink has an event filter) is not queued at all: most of a task's
+    The log (notify/event_log.py) takes every event: a pipeline that reads it sees each one. The fan-out
+    is queued only for an event some sink wants (every sink has an event filter): most of a task's
     events are usually filtered out, and each would cost a job. Whether the tenant's endpoints want it
     costs a read, outside the transaction: an endpoint added as the event commits may miss it.
     """
-    wanted = sinks_for(settings, task, event_type.value) or endpoints.wanted(
-        connection, Keys(), task.tenant, event_type.value
-    )
-    if not wanted:
-        return
     the_id = event_id(task.external_task_id, event_type)
-    enqueue_fan_out(connection, pipe, the_id, task.external_task_id, event_type.value)
+    event_log.record(pipe, keys, task, the_id, event_type)
+    wanted = sinks_for(settings, task, event_type.value) or endpoints.wanted(
+        connection, keys, task.tenant, event_type.value
+    )
+    if wanted:
+        enqueue_fan_out(connection, pipe, the_id, task.external_task_id, event_type.value)

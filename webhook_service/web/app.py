@@ -39,6 +39,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         dashboard,
         deliveries_api,
         endpoints_api,
+        events_api,
         health,
         kling_api,
         metrics,
@@ -93,6 +94,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(tasks_api.bp)
     app.register_blueprint(deliveries_api.bp)
     app.register_blueprint(endpoints_api.bp)
+    app.register_blueprint(events_api.bp)
     app.register_blueprint(usage_api.bp)
     register_cli(app)
     app.register_blueprint(kling_api.bp)
