@@ -303,3 +303,65 @@ def test_an_endpoint_that_answers_410_is_disabled_and_new_events_skip_it(
     refused = call(service, "POST", f"/v1/deliveries/{skipped['id']}/replay")
     assert refused.status_code == 409 and "PATCH /v1/endpoints/" in refused.json()["message"]
     assert len(receiver.received("/gone")) == 1
+
+
+# --- 4. a slow endpoint never delays another -----------------------------------------------------------
+
+
+def test_a_hanging_endpoint_holds_one_worker_at_most_and_never_delays_another(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    """Two workers; the hanging endpoint's deliveries are queued before the quick one's. Without the
+    one-at-a-time bound its second delivery would take the second worker, and the quick endpoint's
+    later deliveries would wait for the hang to be cut."""
+    service = start(stack, workers=2, NOTIFY_TIMEOUT_S="4")
+    register(service, receiver.script("/slow", *[Answer(200, delay=30)] * 10), event_types=SUBMITTED)
+    register(service, receiver.script("/fast"), event_types=SUBMITTED)
+
+    for n in range(3):
+        submit_as(service, simulator, KEY_A, "team-a", f"job-{n}")
+    fast = wait_for(lambda: len(found := receiver.received("/fast")) == 3 and found, timeout=30, what="3")
+    hanging = receiver.received("/slow")
+    assert len(hanging) == 1  # one attempt at the hanging endpoint at a time
+    assert max(r.at for r in fast) < hanging[0].at + 4  # all of them while it still hangs
+
+
+# --- 5. a rate limit per endpoint ---------------------------------------------------------------------
+
+
+def test_deliveries_beyond_the_rate_limit_wait_their_turn_and_none_fails(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    service = start(stack, workers=2)
+    limited = register(service, receiver.script("/limited"), event_types=SUBMITTED, rate_limit_per_s=0.5)
+
+    for n in range(4):
+        submit_as(service, simulator, KEY_A, "team-a", f"job-{n}")
+    arrived = wait_for(
+        lambda: len(found := receiver.received("/limited")) == 4 and found, timeout=40, what="4"
+    )
+    times = sorted(r.at for r in arrived)
+    assert times[-1] - times[0] > 4  # one per 2-second window: four windows
+    found = [d for n in range(4) for d in task_deliveries(service, f"job-{n}", limited["id"])]
+    assert [(d["status"], d["attempts"]) for d in found] == [("delivered", 1)] * 4  # waits are no failures
+    assert sum(d["waits"] for d in found) > 0 and endpoint(service, limited["id"])["failing_since"] is None
+
+
+# --- 6. a task's events in order ----------------------------------------------------------------------
+
+
+def test_a_tasks_events_reach_an_endpoint_in_the_order_they_happened(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    """The first event fails twice; the later ones are raised meanwhile and wait for it."""
+    service = start(stack, workers=2, NOTIFY_RETRY_SCHEDULE_S="1,1,1")
+    url = receiver.script("/ordered", Answer(500), Answer(500))
+    register(service, url, event_types=["task.submitted", "task.succeeded", "task.archived"])
+
+    submit_as(service, simulator, KEY_A, "team-a", "job-1")
+
+    def arrived() -> list[str]:
+        return [r.json["type"] for r in receiver.received("/ordered")]
+
+    types = wait_for(lambda: "task.archived" in (found := arrived()) and found, timeout=40, what="archived")
+    assert types == ["task.submitted"] * 3 + ["task.succeeded", "task.archived"]

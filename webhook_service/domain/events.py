@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -59,6 +60,11 @@ class Event:
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = json.loads(self.payload)
         return body
+
+    @property
+    def raised_at(self) -> int:
+        """When the change it reports was committed (the body's `timestamp`), epoch milliseconds."""
+        return round(datetime.fromisoformat(self.body["timestamp"]).timestamp() * 1000)
 
     @property
     def data(self) -> dict[str, Any]:

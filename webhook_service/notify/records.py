@@ -58,6 +58,8 @@ class Delivery:
     failed_at: int | None = None
     tenant: str = DEFAULT_TENANT  # the task's tenant (a record made before tenants: default)
     endpoint: str | None = None  # the tenant's endpoint it goes to (notify/endpoints.py), if one
+    raised_at: int = 0  # when its event was raised: the order of a task's events (notify/turns.py)
+    waits: int = 0  # times it waited its turn at its endpoint (notify/turns.py): not attempts
 
     @classmethod
     def new(cls, event: Event, sink: Sink) -> Delivery:
@@ -71,6 +73,7 @@ class Delivery:
             client=sink.client,
             tenant=event.tenant,
             endpoint=sink.endpoint,
+            raised_at=event.raised_at,
         )
 
     @property
@@ -78,7 +81,7 @@ class Delivery:
         return Sink(self.sink, self.target, self.client, self.endpoint)
 
     def next_job_id(self) -> str:
-        return f"{self.id}-{self.attempts + 1}-r{self.replays}"
+        return f"{self.id}-{self.attempts + 1}-r{self.replays}-w{self.waits}"
 
     def view(self) -> dict[str, Any]:
         """As the API shows it: the URL without path or query, and `webhook_id` said outright."""

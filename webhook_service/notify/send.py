@@ -25,6 +25,7 @@ from webhook_service.notify.records import Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.retry import next_delay
 from webhook_service.notify.routing import Sink, SinkKind, sinks_for
 from webhook_service.notify.sinks import Attempt, Verdict, attempt
+from webhook_service.notify.turns import Turns, next_turn_at
 from webhook_service.redaction import shown_url
 from webhook_service.services import Services
 
@@ -56,17 +57,13 @@ def fan_out(
 
 def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
     """One attempt at one delivery, by the job `job_id`; on failure the next attempt is scheduled, or it
-    becomes a dead letter."""
+    becomes a dead letter. At a tenant's endpoint, it first waits its turn (notify/turns.py)."""
     store = svc.deliveries
     delivery = store.get(delivery_id)
     if delivery is None or delivery.status is not DeliveryStatus.PENDING or delivery.job != job_id:
         log.info("delivery %s: nothing to do for job %s (done, or another job owns it)", delivery_id, job_id)
         return
     sink = delivery.as_sink
-    if sink.endpoint is not None and not _endpoint_enabled(svc, sink.endpoint):
-        store.give_up(delivery_id, job_id, "endpoint_disabled")
-        log.info("delivery %s: endpoint %s is disabled or deleted: a dead letter", delivery_id, sink.endpoint)
-        return
     if sink.has_endpoint and store.is_disabled(sink.target):
         store.skip(delivery_id, job_id, "endpoint_disabled")
         log.info("delivery %s skipped: endpoint %s is disabled", delivery_id, shown_url(sink.target))
@@ -77,18 +74,36 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
             delivery_id, job_id, Attempt(error="event missing"), DeliveryStatus.FAILED, "lost"
         )
         return
+    if sink.endpoint is None:
+        _attempt(svc, delivery, job_id, event)
+        return
+    endpoint = svc.endpoints.get(sink.endpoint)
+    if endpoint is None or not endpoint.enabled:
+        store.give_up(delivery_id, job_id, "endpoint_disabled")
+        log.info("delivery %s: endpoint %s is disabled or deleted: a dead letter", delivery_id, sink.endpoint)
+        return
+    turns = Turns(svc.redis, svc.keys, store)
+    holder = job_id or delivery_id
+    if why := turns.wait_for(delivery, endpoint, holder, svc.settings.notify_timeout_s):
+        store.postpone(delivery_id, job_id, next_turn_at())
+        log.info("delivery %s waits its turn at endpoint %s: %s", delivery_id, endpoint.id, why)
+        return
+    try:
+        result = _attempt(svc, delivery, job_id, event)
+    finally:
+        turns.release(endpoint.id, holder)
+    if result.verdict is Verdict.GONE:
+        disabling.disable(svc, endpoint.id, "gone")
+    elif result.verdict is not Verdict.DELIVERED:
+        disabling.check_failing(svc, endpoint.id)
+
+
+def _attempt(svc: Services, delivery: Delivery, job_id: str | None, event: Event) -> Attempt:
+    sink = delivery.as_sink
     result = attempt(sink, event, svc.settings, _secrets(svc, sink))
     metrics.delivery_attempted(sink.kind.value, result.verdict.value, delivery.tenant)
-    _conclude(store, delivery, job_id, result, svc.settings.notify_retry_schedule_s)
-    if sink.endpoint is not None and result.verdict is Verdict.GONE:
-        disabling.disable(svc, sink.endpoint, "gone")
-    elif sink.endpoint is not None and result.verdict is not Verdict.DELIVERED:
-        disabling.check_failing(svc, sink.endpoint)
-
-
-def _endpoint_enabled(svc: Services, endpoint_id: str) -> bool:
-    endpoint = svc.endpoints.get(endpoint_id)
-    return endpoint is not None and endpoint.enabled
+    _conclude(svc.deliveries, delivery, job_id, result, svc.settings.notify_retry_schedule_s)
+    return result
 
 
 def _secrets(svc: Services, sink: Sink) -> tuple[str, ...]:
