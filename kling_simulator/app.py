@@ -1,4 +1,5 @@
-"""The simulator's Flask app: Kling's image2video endpoints, the result files and the `/_sim` control API."""
+"""The simulator's Flask app: Kling's video task endpoints (image2video, text2video), the result files and
+the `/_sim` control API."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from .state import SimError, SimState
 SAMPLE_VIDEO = Path(__file__).parent / "static" / "sample.mp4"
 # Kling's own hosts serve /v1/...; the gateways put the same API under /kling/v1/...
 API_PREFIXES = ("", "/kling")
+# The video task types served, each at /v1/videos/<type>, with the field its create cannot do without.
+REQUIRED_FIELD = {"image2video": "image", "text2video": "prompt"}
 
 
 def envelope(http: int, code: int, message: str, data: Any = None) -> tuple[Response, int]:
@@ -37,19 +40,20 @@ def _api_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Bluep
         failure = auth.check(request.headers.get("Authorization"))
         return envelope(401, *failure) if failure else None
 
-    @bp.post("/v1/videos/image2video")
-    def create() -> tuple[Response, int]:
+    def create(task_type: str) -> tuple[Response, int]:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             return envelope(400, 1200, "request body must be a JSON object")
-        image = body.get("image")
-        if not isinstance(image, str) or not image:
-            return envelope(400, 1201, "image is required")
+        required = REQUIRED_FIELD[task_type]
+        if not isinstance(body.get(required), str) or not body[required]:
+            return envelope(400, 1201, f"{required} is required")
         for key in ("external_task_id", "callback_url"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 return envelope(400, 1201, f"{key} must be a string")
         try:
-            task, late_error = state.create(body, dict(request.headers), public_url or request.host_url)
+            task, late_error = state.create(
+                body, dict(request.headers), public_url or request.host_url, task_type
+            )
         except SimError as exc:
             return envelope(exc.http, exc.code, exc.message)
         state.deliver_first(task)
@@ -57,15 +61,13 @@ def _api_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Bluep
             return envelope(late_error.http, late_error.code, late_error.message)
         return ok(task.created_object())
 
-    @bp.get("/v1/videos/image2video/<task_id>")
-    def query(task_id: str) -> tuple[Response, int]:
+    def query(task_type: str, task_id: str) -> tuple[Response, int]:
         task = state.get(task_id)
-        if task is None:
+        if task is None or task.task_type != task_type:
             return envelope(404, 1203, f"task {task_id!r} not found")
         return ok(task.query_object())
 
-    @bp.get("/v1/videos/image2video")
-    def list_tasks() -> tuple[Response, int]:
+    def list_tasks(task_type: str) -> tuple[Response, int]:
         try:
             page_num = int(request.args.get("pageNum", "1"))
             page_size = int(request.args.get("pageSize", "30"))
@@ -73,8 +75,13 @@ def _api_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Bluep
             return envelope(400, 1201, "pageNum and pageSize must be integers")
         if not (1 <= page_num <= 1000 and 1 <= page_size <= 500):
             return envelope(400, 1201, "pageNum must be in 1..1000 and pageSize in 1..500")
-        return ok([task.query_object() for task in state.page(page_num, page_size)])
+        return ok([task.query_object() for task in state.page(page_num, page_size, task_type)])
 
+    for task_type in REQUIRED_FIELD:
+        path, defaults = f"/v1/videos/{task_type}", {"task_type": task_type}
+        bp.add_url_rule(path, f"create_{task_type}", create, methods=["POST"], defaults=defaults)
+        bp.add_url_rule(path, f"list_{task_type}", list_tasks, methods=["GET"], defaults=defaults)
+        bp.add_url_rule(f"{path}/<task_id>", f"query_{task_type}", query, methods=["GET"], defaults=defaults)
     return bp
 
 

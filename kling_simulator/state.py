@@ -127,7 +127,7 @@ class SimState:
     # --- the API's operations ---
 
     def create(
-        self, body: dict[str, Any], headers: dict[str, str], base_url: str
+        self, body: dict[str, Any], headers: dict[str, str], base_url: str, task_type: str = "image2video"
     ) -> tuple[Task, SimError | None]:
         """Create a task as the scenario says; raises SimError when nothing is created.
 
@@ -146,7 +146,7 @@ class SimState:
             limit = parse_scenario(self._default).max_open
             if limit is not None and len(self._open) >= limit:
                 raise SimError(429, 1303, "parallel task over resource pack limit")
-            task = self._new_task(body, headers, scenario, base_url.rstrip("/"))
+            task = self._new_task(body, headers, scenario, base_url.rstrip("/"), task_type)
             self._tasks[task.task_id] = task
             self._order.append(task)
             if external is not None:
@@ -158,12 +158,15 @@ class SimState:
         self._schedule(task, generation)
         return task, SimError(error.http, error.code, error.message) if error else None
 
-    def _new_task(self, body: dict[str, Any], headers: dict[str, str], scenario: Scenario, base: str) -> Task:
+    def _new_task(
+        self, body: dict[str, Any], headers: dict[str, str], scenario: Scenario, base: str, task_type: str
+    ) -> Task:
         task_id = str(secrets.randbelow(9 * 10**17) + 10**17)
         while task_id in self._tasks:
             task_id = str(secrets.randbelow(9 * 10**17) + 10**17)
         task = Task(
             task_id=task_id,
+            task_type=task_type,
             external_task_id=body.get("external_task_id"),
             request=body,
             headers=headers,
@@ -186,10 +189,10 @@ class SimState:
         with self._lock:
             return self._tasks.get(task_or_external_id) or self._by_external.get(task_or_external_id)
 
-    def page(self, page_num: int, page_size: int) -> list[Task]:
-        """Newest first."""
+    def page(self, page_num: int, page_size: int, task_type: str = "image2video") -> list[Task]:
+        """The tasks of one type, newest first, as Kling lists each type at its own path."""
         with self._lock:
-            newest = self._order[::-1]
+            newest = [task for task in self._order[::-1] if task.task_type == task_type]
         return newest[(page_num - 1) * page_size : page_num * page_size]
 
     # --- callbacks ---

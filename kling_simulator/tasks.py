@@ -19,6 +19,7 @@ class Task:
     """One created task: the request as received, its scenario, and the result videos it will show."""
 
     task_id: str
+    task_type: str  # "image2video", "text2video": the path it was created at
     external_task_id: str | None
     request: dict[str, Any]
     headers: dict[str, str]
@@ -71,7 +72,7 @@ class Task:
         return {} if self.external_task_id is None else {"external_task_id": self.external_task_id}
 
     def query_object(self) -> dict[str, Any]:
-        """The task as `GET /v1/videos/image2video/{id}` shows it."""
+        """The task as `GET /v1/videos/<type>/{id}` shows it."""
         status, message, updated = self._view()
         body: dict[str, Any] = {
             "task_id": self.task_id,
@@ -131,6 +132,7 @@ class Task:
         """What tests see through `SimState.tasks()`: the request as received plus the current status."""
         return {
             "task_id": self.task_id,
+            "type": self.task_type,
             "external_task_id": self.external_task_id,
             "request": copy.deepcopy(self.request),
             "headers": dict(self.headers),

@@ -26,6 +26,7 @@ from webhook_service.integrations.kling import (
 from webhook_service.integrations.kling.errors import error_for
 
 AK, SK = "kling-ak", "kling-sk-0123456789abcdef0123456789"
+I2V = "/v1/videos/image2video"
 BODY = {"image": "https://example.com/a.jpg", "external_task_id": "client-1"}
 
 
@@ -37,21 +38,21 @@ def jwt_simulator() -> Iterator[SimulatorServer]:
 
 def test_create_query_and_list_with_a_static_token(simulator: SimulatorServer) -> None:
     client = KlingClient(simulator.url, api_token="sim-token-for-tests")
-    created = client.create_image2video(BODY)
+    created = client.create(I2V, BODY)
     assert created["task_status"] == "submitted"
-    assert client.get_image2video(created["task_id"])["task_info"]["external_task_id"] == "client-1"
-    assert client.get_image2video("client-1")["task_id"] == created["task_id"]
-    assert [t["task_id"] for t in client.list_image2video(1, 10)] == [created["task_id"]]
+    assert client.query(f"{I2V}/{created['task_id']}")["task_info"]["external_task_id"] == "client-1"
+    assert client.query(f"{I2V}/client-1")["task_id"] == created["task_id"]
+    assert [t["task_id"] for t in client.list(I2V, 1, 10)] == [created["task_id"]]
 
 
 def test_gateway_prefix_in_the_base_url(simulator: SimulatorServer) -> None:
     client = KlingClient(f"{simulator.url}/kling", api_token="sim-token-for-tests")
-    assert client.create_image2video(BODY)["task_id"]
+    assert client.create(I2V, BODY)["task_id"]
 
 
 def test_jwt_from_access_and_secret_key(jwt_simulator: SimulatorServer) -> None:
     client = KlingClient(jwt_simulator.url, signer=JwtSigner(AK, SK))
-    assert client.create_image2video(BODY)["task_id"]
+    assert client.create(I2V, BODY)["task_id"]
     sent = jwt_simulator.state.tasks()[0]["headers"]["Authorization"].removeprefix("Bearer ")
     claims = jwt.decode(sent, SK, algorithms=["HS256"])
     assert claims["iss"] == AK and claims["exp"] - claims["nbf"] == 1805
@@ -62,12 +63,12 @@ def test_wrong_credentials_are_an_auth_error(
     jwt_simulator: SimulatorServer, simulator: SimulatorServer
 ) -> None:
     with pytest.raises(KlingAuthError) as raised:
-        KlingClient(
-            jwt_simulator.url, signer=JwtSigner(AK, "not-the-secret-0123456789abcdef-x")
-        ).create_image2video(BODY)
+        KlingClient(jwt_simulator.url, signer=JwtSigner(AK, "not-the-secret-0123456789abcdef-x")).create(
+            I2V, BODY
+        )
     assert raised.value.http_status == 401 and raised.value.code == 1002 and not raised.value.retryable
     with pytest.raises(KlingAuthError):
-        KlingClient(simulator.url, api_token="wrong").get_image2video("x")
+        KlingClient(simulator.url, api_token="wrong").query(f"{I2V}/x")
 
 
 def test_signer_reuses_a_token_until_near_expiry() -> None:
@@ -100,7 +101,7 @@ def test_expired_token_answer_makes_the_client_resign_once() -> None:
         [(401, {"code": 1004, "message": "expired"}), (200, {"code": 0, "data": {"task_id": "1"}})]
     )
     try:
-        assert KlingClient(peer.server.url, signer=JwtSigner(AK, SK)).get_image2video("1") == {"task_id": "1"}
+        assert KlingClient(peer.server.url, signer=JwtSigner(AK, SK)).query(f"{I2V}/1") == {"task_id": "1"}
         assert len(peer.requests) == 2
     finally:
         peer.server.stop()
@@ -123,7 +124,7 @@ def test_error_answers_become_the_right_exception(
     peer = Scripted([answer])
     try:
         with pytest.raises(error_class) as raised:
-            KlingClient(peer.server.url, api_token="t").create_image2video(BODY)
+            KlingClient(peer.server.url, api_token="t").create(I2V, BODY)
     finally:
         peer.server.stop()
     error = raised.value
@@ -137,7 +138,7 @@ def test_unreachable_upstream_is_a_retryable_transport_error() -> None:
         f"http://127.0.0.1:{free_port()}", api_token="t", timeouts=Timeouts(connect=1, total=2)
     )
     with pytest.raises(KlingTransportError) as raised:
-        client.create_image2video(BODY)
+        client.create(I2V, BODY)
     assert raised.value.retryable and raised.value.maybe_created and raised.value.http_status is None
 
 

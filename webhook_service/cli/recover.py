@@ -1,6 +1,6 @@
 """`flask recover [--since 30d]`: after Redis was lost or flushed, the tasks Kling has are recorded
-again from Kling's own list, and the videos of finished ones archived (domain/recovery.py says what
-comes back and from where).
+again from Kling's own lists (one per task type), and the videos of finished ones archived
+(domain/recovery.py says what comes back and from where).
 
 Safe to run twice, or while the service runs: a task already recorded is only brought up to date, a
 video already in the archive (by key and sha256) is never fetched again, and an archive job already
@@ -40,8 +40,8 @@ def recover(since: str) -> None:
     svc = services()
     counts: Counter[str] = Counter()
     try:
-        for data in kling_tasks_since(svc, since_ms):
-            recovered = recover_from_kling(svc, data)
+        for type_name, data in kling_tasks_since(svc, since_ms):
+            recovered = recover_from_kling(svc, data, type_name)
             counts.update([FOUND, recovered.found.value])
             if recovered.archive is not None:
                 counts[recovered.archive.value] += 1

@@ -27,9 +27,10 @@ from webhook_service.cli.common import (
     services,
 )
 from webhook_service.domain.errors import InputsNotStored, TaskExists
+from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.submission import dispatch, submit_and_wait
+from webhook_service.domain.task_types import DEFAULT_TYPE, TASK_TYPES, task_type
 from webhook_service.domain.tasks import ArchiveState, Status, Task
-from webhook_service.domain.validation import RequestInvalid, validate_image2video
 from webhook_service.integrations.kling import ClientPerProcess
 from webhook_service.services import Services
 
@@ -69,9 +70,14 @@ class JsonObject(click.ParamType[dict[str, Any]]):
 # (option, field of Kling's request body, type, help)
 FIELDS: list[tuple[str, str, Any, str]] = [
     ("--model", "model_name", str, "kling-v1 (default), kling-v2-master, ..."),
-    ("--image", "image", Image(), "The first frame: a file (sent as Base64) or an http(s) URL. Required."),
+    (
+        "--image",
+        "image",
+        Image(),
+        "The first frame: a file (sent as Base64) or an http(s) URL (image2video).",
+    ),
     ("--image-tail", "image_tail", Image(), "The last frame: a file or an http(s) URL."),
-    ("--prompt", "prompt", str, "What should happen (up to 2,500 characters)."),
+    ("--prompt", "prompt", str, "What should happen (up to 2,500 characters; text2video needs it)."),
     ("--negative-prompt", "negative_prompt", str, "What should not."),
     ("--mode", "mode", str, "std or pro."),
     ("--duration", "duration", str, "5 or 10 (seconds)."),
@@ -95,6 +101,14 @@ def field_options(command: Any) -> Any:
 
 
 @click.command("submit")
+@click.option(
+    "--type",
+    "type_name",
+    type=click.Choice(list(TASK_TYPES)),
+    default=DEFAULT_TYPE,
+    show_default=True,
+    help="The Kling task type: its body's rules and its path upstream.",
+)
 @field_options
 @click.option(
     "--extra", type=JsonObject(), help='Other fields of the request, as a JSON object: \'{"sound": "on"}\'.'
@@ -108,14 +122,14 @@ def field_options(command: Any) -> Any:
 )
 @with_appcontext
 @guarded
-def submit(extra: dict[str, Any] | None, wait: bool, timeout: float, **fields: Any) -> None:
-    """Submit an image-to-video task, validated as the API validates it."""
+def submit(extra: dict[str, Any] | None, wait: bool, timeout: float, type_name: str, **fields: Any) -> None:
+    """Submit a task (image-to-video unless --type says otherwise), validated as the API validates it."""
     given = {field: value for field, value in fields.items() if value is not None}
     if clash := sorted(set(given) & set(extra or {})):
         raise click.UsageError(f"--extra repeats {', '.join(clash)}: give each field once")
     svc = services()
     try:
-        body = validate_image2video(
+        body = task_type(type_name).validate(
             {**(extra or {}), **given},
             extra_fields=svc.settings.kling_extra_fields,
             allowed_hosts=svc.settings.notify_allowed_hosts,
@@ -129,7 +143,8 @@ def submit(extra: dict[str, Any] | None, wait: bool, timeout: float, **fields: A
     try:
         # With a deadline, one attempt to send it and no waiting for a slot: `_follow` goes on from there.
         bounded = _until(svc, deadline)
-        task = submit_and_wait(bounded, body, 0 if deadline else svc.settings.submit_wait_s)
+        wait_s = 0 if deadline else svc.settings.submit_wait_s
+        task = submit_and_wait(bounded, body, wait_s, type_name=type_name)
     except TaskExists:
         raise CommandFailed(
             f"external_task_id {body['external_task_id']!r} is already used", EXIT_USAGE

@@ -193,6 +193,7 @@ def _write_metadata(svc: Services, task: Task) -> None:
     metadata = {
         "external_task_id": task.external_task_id,
         "tenant": task.tenant,
+        "type": task.type,
         "task_id": task.task_id,
         "upstream_task_ids": task.upstream_task_ids,
         "model_name": task.model_name,

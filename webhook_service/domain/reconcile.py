@@ -2,7 +2,8 @@
 
 Kling documents no retry for callbacks, so a task can stay open here forever while it finished long
 ago upstream. A pass asks Kling about every open task that has had no news for RECONCILE_AFTER_S and
-feeds the answer through `record_news`, exactly like a callback (marked `poll` in the history). A task
+feeds the answer through `record_news`, exactly like a callback (marked `poll` in the history); each
+task is asked about at its own type's path (domain/task_types.py). A task
 open longer than TASK_TIMEOUT_S becomes `expired`.
 
 Only one pass runs at a time, however many workers there are (a Redis lock); a pass costs
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from webhook_service.domain.bounds import stored_body
 from webhook_service.domain.lifecycle import expire, record_news, release
 from webhook_service.domain.submission import dispatch
+from webhook_service.domain.task_types import task_type
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
 from webhook_service.integrations.kling import KlingError
 from webhook_service.services import Services
@@ -99,7 +101,7 @@ def _check(services: Services, external_task_id: str, report: PassReport) -> Non
         return
     report.polled.append(external_task_id)
     try:
-        data = services.kling.get().get_image2video(task.task_id or external_task_id)
+        data = services.kling.get().query(task_type(task.type).item_path(task.task_id or external_task_id))
     except KlingError as error:
         log.warning("poll of %s failed: %s", external_task_id, error)
         _space_out(services, external_task_id)

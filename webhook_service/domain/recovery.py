@@ -11,7 +11,9 @@ The task's metadata.json, when the archive has it, gives back what Kling does no
 service recorded the task (which names its archive folder, so the videos are found where they are
 and never fetched into a second one), the model, the request and the history. The videos it lists are
 taken as archived only when the stored files have the checksums it records. Without it, the task's
-creation time is Kling's, and its request and the client's own `callback_url` are unknown.
+creation time is Kling's, and its request and the client's own `callback_url` are unknown; so is its
+type for a task recorded again from a callback (image2video is assumed), not from Kling's lists, which
+are read per type.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from webhook_service.domain.archive_layout import task_folder
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import TaskExists, TaskNotFound
 from webhook_service.domain.lifecycle import record_news
+from webhook_service.domain.task_types import DEFAULT_TYPE, TASK_TYPES
 from webhook_service.domain.tasks import ArchiveState, Status, StatusUpdate, Task, update_from_kling_task
 from webhook_service.domain.tenants import tenant_of
 from webhook_service.integrations.storage import StorageError
@@ -48,8 +51,12 @@ def recreate(
     *,
     source: str,
     watermark_info: dict[str, Any] | None = None,
+    type_name: str | None = None,
 ) -> None:
     """Record a task the service no longer knows, before the news about it is applied.
+
+    Its type is `type_name` when the caller knows it (it read the task at its type's path), else the
+    one its metadata.json records, else the default.
 
     Another caller may record it first (two callbacks at once): that is as good. A task removed on
     purpose (retention, while its removal notice lasts) stays removed: TaskNotFound. The task enters
@@ -72,6 +79,7 @@ def recreate(
         archived_videos=metadata.get("videos") or [],
         recovered=True,
         tenant=metadata.get("tenant") or tenant_of(external_task_id),
+        type=type_name or metadata.get("type") or DEFAULT_TYPE,
     )
     marker = {"at": now, "event": "recovered", "source": source, "from_archive": bool(metadata)}
     try:
@@ -125,10 +133,11 @@ class Recovered:
     archive: Archive | None = None  # for a task that succeeded
 
 
-def recover_from_kling(services: Services, data: dict[str, Any]) -> Recovered:
-    """Bring one task as Kling's list shows it into the records: recorded again if lost, its news
-    applied (a poll's worth: nothing when known already), and, when it succeeded, its archive made
-    unless every file is in the archive with its checksum. Safe to run again and again."""
+def recover_from_kling(services: Services, data: dict[str, Any], type_name: str = DEFAULT_TYPE) -> Recovered:
+    """Bring one task as Kling's list of its type (`type_name`) shows it into the records: recorded
+    again if lost, its news applied (a poll's worth: nothing when known already), and, when it
+    succeeded, its archive made unless every file is in the archive with its checksum. Safe to run
+    again and again."""
     task_info = data.get("task_info")
     external_task_id = task_info.get("external_task_id") if isinstance(task_info, dict) else None
     if not isinstance(external_task_id, str) or not external_task_id:
@@ -144,6 +153,7 @@ def recover_from_kling(services: Services, data: dict[str, Any]) -> Recovered:
                 update,
                 source="recover",
                 watermark_info=watermark_info if isinstance(watermark_info, dict) else None,
+                type_name=type_name,
             )
         except TaskNotFound:
             return Recovered(Found.REMOVED)
@@ -165,13 +175,19 @@ def _archive(services: Services, task: Task) -> Archive:
     return Archive.QUEUED
 
 
-def kling_tasks_since(services: Services, since_ms: int) -> Iterator[dict[str, Any]]:
-    """Kling's tasks, newest first, page after page, until one created before `since_ms`. Each once,
-    though a task created meanwhile shifts the pages."""
+def kling_tasks_since(services: Services, since_ms: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Kling's tasks of every type the service serves, as (type, task), each type's list in turn."""
+    for name in TASK_TYPES:
+        yield from ((name, data) for data in _listed_since(services, TASK_TYPES[name].path, since_ms))
+
+
+def _listed_since(services: Services, path: str, since_ms: int) -> Iterator[dict[str, Any]]:
+    """The tasks of the list at `path`, newest first, page after page, until one created before
+    `since_ms`. Each once, though a task created meanwhile shifts the pages."""
     seen: set[str] = set()
     client = services.kling.get()
     for page_num in range(1, LIST_PAGES_MAX + 1):
-        page = client.list_image2video(page_num, LIST_PAGE_SIZE)
+        page = client.list(path, page_num, LIST_PAGE_SIZE)
         for data in page:
             created_at = data.get("created_at")
             if isinstance(created_at, int) and created_at < since_ms:

@@ -22,6 +22,7 @@ from webhook_service.domain.events import EventType
 from webhook_service.domain.inputs import store_inputs, with_inputs
 from webhook_service.domain.lifecycle import record_news, release
 from webhook_service.domain.retention import schedule_removal
+from webhook_service.domain.task_types import DEFAULT_TYPE, task_type
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
 from webhook_service.domain.tenants import DEFAULT_TENANT, upstream_id
 from webhook_service.domain.usage import Transition
@@ -39,11 +40,13 @@ def new_external_task_id() -> str:
     return f"kws-{uuid.uuid4().hex}"
 
 
-def accept(services: Services, body: dict[str, Any], tenant: str = DEFAULT_TENANT) -> Task:
+def accept(
+    services: Services, body: dict[str, Any], tenant: str = DEFAULT_TENANT, type_name: str = DEFAULT_TYPE
+) -> Task:
     """Record the task (status `queued`) and put it in the submission queue, in one transaction.
 
-    The task is `tenant`'s, recorded under its upstream id (domain/tenants.py): the client's
-    external_task_id must be unique within its tenant only.
+    The task is `tenant`'s, of type `type_name` (domain/task_types.py), recorded under its upstream id
+    (domain/tenants.py): the client's external_task_id must be unique within its tenant only.
 
     The record comes first so a callback that beats Kling's answer finds its task. Its Base64 images
     are written to the archive before that (domain/inputs.py), so Redis keeps only references to them.
@@ -53,6 +56,7 @@ def accept(services: Services, body: dict[str, Any], tenant: str = DEFAULT_TENAN
     task = Task(
         external_task_id=external_task_id,
         tenant=tenant,
+        type=type_name,
         model_name=body.get("model_name", "kling-v1"),
         client_callback_url=body.get("callback_url"),
         watermark_info=body.get("watermark_info"),
@@ -68,10 +72,14 @@ def accept(services: Services, body: dict[str, Any], tenant: str = DEFAULT_TENAN
 
 
 def submit_and_wait(
-    services: Services, body: dict[str, Any], wait_s: float, tenant: str = DEFAULT_TENANT
+    services: Services,
+    body: dict[str, Any],
+    wait_s: float,
+    tenant: str = DEFAULT_TENANT,
+    type_name: str = DEFAULT_TYPE,
 ) -> Task:
     """Accept the task, then help the queue along for up to `wait_s` until it has left the queue."""
-    task = accept(services, body, tenant)
+    task = accept(services, body, tenant, type_name)
     deadline = time.monotonic() + wait_s
     while True:
         dispatch(services)
@@ -113,10 +121,10 @@ def send_upstream(services: Services, external_task_id: str) -> None:
             sent = with_inputs(services.storage, request)
             body = {**sent, "callback_url": callback_url_for(services.settings, external_task_id)}
             _count_attempt(services, external_task_id)
-            data = client.create_image2video(body)
+            data = client.create(task_type(task.type).path, body)
     except KlingError as error:
         uncertain = error.maybe_created or task.submit_uncertain
-        data = _look_up(services, external_task_id) if uncertain else None
+        data = _look_up(services, task) if uncertain else None
         if data is None:
             _refused(services, external_task_id, error, uncertain=uncertain)
             return
@@ -131,16 +139,16 @@ def send_upstream(services: Services, external_task_id: str) -> None:
 def _existing(services: Services, task: Task) -> dict[str, Any] | None:
     """After an uncertain create: the upstream task if it exists (None: it does not, send it)."""
     try:
-        return services.kling.get().get_image2video(task.external_task_id)
+        return services.kling.get().query(task_type(task.type).item_path(task.external_task_id))
     except KlingError as error:
         if error.code == 1203 or error.http_status == 404:
             return None
         raise
 
 
-def _look_up(services: Services, external_task_id: str) -> dict[str, Any] | None:
+def _look_up(services: Services, task: Task) -> dict[str, Any] | None:
     try:
-        return services.kling.get().get_image2video(external_task_id)
+        return services.kling.get().query(task_type(task.type).item_path(task.external_task_id))
     except KlingError:
         return None
 

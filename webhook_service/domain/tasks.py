@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import UnknownCallbackShape
+from webhook_service.domain.task_types import DEFAULT_TYPE
 from webhook_service.domain.tenants import DEFAULT_TENANT, client_id
 
 # Outputs kept from one callback or answer (CALLBACK_MAX_OUTPUTS): Kling makes one video per task.
@@ -123,6 +124,7 @@ class Task:
     archived_videos: list[dict[str, Any]] = field(default_factory=list)
     recovered: bool = False  # recorded again after Redis lost it (domain/recovery.py)
     tenant: str = DEFAULT_TENANT  # a task recorded before tenants existed is the default tenant's
+    type: str = DEFAULT_TYPE  # its Kling task type (domain/task_types.py): where it lives upstream
 
     @property
     def client_task_id(self) -> str:
@@ -176,6 +178,7 @@ class Task:
         """The task in Kling's query shape, so existing Kling clients read it unchanged."""
         view: dict[str, Any] = {
             "task_id": self.task_id or "",
+            "type": self.type,
             "task_status": _KLING_STATUS.get(self.status, self.status.value),
             "task_status_msg": self.status_msg,
             "task_info": {"external_task_id": self.client_task_id},

@@ -1,7 +1,9 @@
 """The drop-in Kling API: the same paths, bodies and envelopes as Kling, served from our own records.
 
 Registered twice, at `/v1/...` (Kling's own layout) and `/kling/v1/...` (the gateways' layout), so a
-client of either switches by changing only its base URL.
+client of either switches by changing only its base URL; and for each task type the service serves
+(domain/task_types.py), at that type's path, where a task is found only by its own type's routes, as at
+Kling.
 
 A synchronous create holds its web thread while it waits for Kling (a free slot, then Kling's answer):
 up to SUBMIT_WAIT_S, or KLING_TIMEOUT_S when Kling is slow. Only SUBMIT_WAITING_MAX of them may do so
@@ -19,9 +21,11 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from webhook_service.domain.errors import TaskExists
+from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.submission import accept, submit_and_wait
-from webhook_service.domain.tasks import Status
-from webhook_service.domain.validation import RequestInvalid, validate_image2video
+from webhook_service.domain.task_lists import newest_matching
+from webhook_service.domain.task_types import TASK_TYPES, task_type
+from webhook_service.domain.tasks import Status, Task
 from webhook_service.domain.views import not_found_message
 from webhook_service.integrations import logs, metrics
 from webhook_service.jobs import enqueue_dispatch
@@ -49,12 +53,11 @@ def authenticate() -> None:
     require_client(services())
 
 
-@bp.post("/v1/videos/image2video")
-def create() -> tuple[Response, int]:
+def create(type_name: str) -> tuple[Response, int]:
     body = json_object(request.get_data(), "the request body", request.content_type)
     settings = services().settings
     try:
-        clean = validate_image2video(
+        clean = task_type(type_name).validate(
             body, extra_fields=settings.kling_extra_fields, allowed_hosts=settings.notify_allowed_hosts
         )
     except RequestInvalid as invalid:
@@ -72,9 +75,9 @@ def create() -> tuple[Response, int]:
             metrics.sync_create(waited=may_wait)
         tenant = current_scope().tenant
         if may_wait:
-            task = submit_and_wait(services(), clean, settings.submit_wait_s, tenant)
+            task = submit_and_wait(services(), clean, settings.submit_wait_s, tenant, type_name)
         else:
-            task = accept(services(), clean, tenant)
+            task = accept(services(), clean, tenant, type_name)
             enqueue_dispatch(services().redis, f"accepted-{task.external_task_id}")
     except TaskExists:
         message = f"external_task_id {clean['external_task_id']!r} is already used by another task"
@@ -105,19 +108,25 @@ def create() -> tuple[Response, int]:
     return jsonify(envelope(0, "SUCCEED", data)), 200
 
 
-@bp.get("/v1/videos/image2video/<path:task_ref>")
-def get_one(task_ref: str) -> Response:
-    task = services().store.find(task_ref, current_scope())
+def get_one(type_name: str, task_ref: str) -> Response:
+    task: Task | None = services().store.find(task_ref, current_scope())
+    if task is not None and task.type != type_name:
+        task = None  # Kling finds a task at its own type's path only
     if task is None:
         raise ApiError(404, CODE_NOT_FOUND, not_found_message(services(), task_ref, current_scope()))
     return jsonify(envelope(0, "SUCCEED", task.kling_view(services().settings.public_base_url)))
 
 
-@bp.get("/v1/videos/image2video")
-def list_tasks() -> Response:
+def list_tasks(type_name: str) -> Response:
     page_num = _bounded_int("pageNum", 1, PAGE_NUM_MAX, default=1)
     page_size = _bounded_int("pageSize", 1, PAGE_SIZE_MAX, default=30)
-    tasks = services().store.newest((page_num - 1) * page_size, page_size, current_scope())
+    tasks = newest_matching(
+        services().store,
+        current_scope(),
+        lambda task: task.type == type_name,
+        offset=(page_num - 1) * page_size,
+        limit=page_size,
+    )
     return jsonify(
         envelope(0, "SUCCEED", [task.kling_view(services().settings.public_base_url) for task in tasks])
     )
@@ -139,3 +148,16 @@ def _bounded_int(name: str, low: int, high: int, *, default: int) -> int:
             errors=[{"field": name, "code": "range", "message": f"must be an integer from {low} to {high}"}],
         )
     return value
+
+
+def _route_every_task_type() -> None:
+    """Kling's three routes at each type's path, the type passed to the view."""
+    for name, kind in TASK_TYPES.items():
+        defaults = {"type_name": name}
+        bp.add_url_rule(kind.path, f"create_{name}", create, methods=["POST"], defaults=defaults)
+        bp.add_url_rule(kind.path, f"list_{name}", list_tasks, methods=["GET"], defaults=defaults)
+        item = f"{kind.path}/<path:task_ref>"
+        bp.add_url_rule(item, f"get_{name}", get_one, methods=["GET"], defaults=defaults)
+
+
+_route_every_task_type()

@@ -1,4 +1,5 @@
-"""A small synchronous client for Kling's image-to-video endpoints.
+"""A small synchronous client for Kling's task endpoints: create, query and list, at the path of the
+task's type (domain/task_types.py knows the paths; this client only speaks HTTP).
 
 One `KlingClient` per process: `get_client()` builds it lazily and builds a new one in a forked child
 (an RQ work horse, a gunicorn worker), because an httpx connection pool shared across a fork mixes up
@@ -14,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import jwt
@@ -28,7 +28,6 @@ from webhook_service.integrations.kling.errors import (
     error_for,
 )
 
-CREATE_PATH = "/v1/videos/image2video"
 JWT_LIFETIME_S = 1800
 JWT_RESIGN_MARGIN_S = 300
 
@@ -100,22 +99,23 @@ class KlingClient:
     def close(self) -> None:
         self._http.close()
 
-    def create_image2video(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Submit a task; returns Kling's `data` (task_id, task_status, task_info, times)."""
+    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Submit a task at its type's `path`; returns Kling's `data` (task_id, task_status, times)."""
         with _observed("create"):
-            data: dict[str, Any] = self._call("POST", CREATE_PATH, json=body)
+            data: dict[str, Any] = self._call("POST", path, json=body)
             return data
 
-    def get_image2video(self, task_or_external_id: str) -> dict[str, Any]:
-        # external_task_ids may hold '/', '?' or '#': encode, or the path would point elsewhere.
+    def query(self, item_path: str) -> dict[str, Any]:
+        """One task, at its type's path followed by its (URL-encoded) task_id or external_task_id."""
         with _observed("query"):
-            data: dict[str, Any] = self._call("GET", f"{CREATE_PATH}/{quote(task_or_external_id, safe='')}")
+            data: dict[str, Any] = self._call("GET", item_path)
             return data
 
-    def list_image2video(self, page_num: int = 1, page_size: int = 30) -> list[dict[str, Any]]:
+    def list(self, path: str, page_num: int = 1, page_size: int = 30) -> list[dict[str, Any]]:
+        """One page of the tasks of the type at `path`, newest first."""
         with _observed("list"):
             tasks: list[dict[str, Any]] = self._call(
-                "GET", CREATE_PATH, params={"pageNum": page_num, "pageSize": page_size}
+                "GET", path, params={"pageNum": page_num, "pageSize": page_size}
             )
             return tasks
 

@@ -1,10 +1,10 @@
 """`GET /openapi.json`: the OpenAPI 3.1 document of every endpoint, and `GET /docs`, a page that reads it.
 
-The create body's schema comes from domain/validation.py (the types that validate requests), so the
-two cannot disagree; the answers' schemas are in schemas.py, the paths in paths.py. The document
-describes this deployment: the extra fields it lets through and whether it asks for client
-credentials. The docs page is a small renderer of our own, in one file with no CDN: the service and
-its users may have no internet.
+Each task type's create body schema comes from its rules (domain/task_types.py: the types that
+validate requests), so the two cannot disagree; the answers' schemas are in schemas.py, the paths in
+paths.py. The document describes this deployment: the extra fields it lets through and whether it
+asks for client credentials. The docs page is a small renderer of our own, in one file with no CDN:
+the service and its users may have no internet.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from webhook_service.config import Settings
-from webhook_service.domain.validation import MAX_IMAGE_BYTES, create_body_json_schema
+from webhook_service.domain.body_rules import body_json_schema
+from webhook_service.domain.task_types import TASK_TYPES
 from webhook_service.web.auth import client_auth_required
 from webhook_service.web.context import current_services
 from webhook_service.web.openapi.endpoint_paths import SCHEMAS as ENDPOINT_SCHEMAS
@@ -26,16 +27,12 @@ from webhook_service.web.openapi.schemas import COMPONENTS, REF
 
 def document(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
     """`auth_required`: whether callers must authenticate now (web/auth.py client_auth_required)."""
-    body, nested = create_body_json_schema(settings.kling_extra_fields, ref_template=REF)
-    body["description"] = (
-        f"Kling's image-to-video create body. Images are an http(s) URL or raw Base64 up to "
-        f"{MAX_IMAGE_BYTES // 1024**2} MB. At most one of image_tail, static_mask/dynamic_masks and "
-        "camera_control; cfg_scale only with kling-v1, kling-v1-5 and kling-v1-6; sound and voice_list only "
-        "with kling-v2-6; camera_control.config with type simple only, exactly one axis non-zero."
-    )
-    paths = {}
-    for prefix, suffix in (("", ""), ("/kling", "ViaGateway")):
-        paths.update({prefix + path: item for path, item in drop_in_paths(body, suffix).items()})
+    paths, nested = {}, {}
+    for kind in TASK_TYPES.values():
+        body, shapes = body_json_schema(kind.rules, settings.kling_extra_fields, ref_template=REF)
+        nested.update(shapes)
+        for prefix, suffix in (("", ""), ("/kling", "ViaGateway")):
+            paths.update({prefix + path: item for path, item in drop_in_paths(kind, body, suffix).items()})
     paths.update(service_paths(settings))
     paths.update(endpoint_paths())
     return {

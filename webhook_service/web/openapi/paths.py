@@ -13,6 +13,7 @@ from typing import Any
 from webhook_service.config import Settings
 from webhook_service.domain import usage
 from webhook_service.domain.events import EventType
+from webhook_service.domain.task_types import DEFAULT_TYPE, TaskType
 from webhook_service.notify.records import DeliveryStatus
 from webhook_service.web import events_api
 from webhook_service.web.openapi.schemas import STRING, envelope, obj, ref
@@ -84,8 +85,10 @@ EVENT_TYPES = _param(
 )
 
 
-def drop_in_paths(body: dict[str, Any], suffix: str) -> dict[str, Any]:
-    """Kling's own paths; served twice, at /v1/... and /kling/v1/... (the gateways' layout)."""
+def drop_in_paths(kind: TaskType, body: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """Kling's own paths for one task type; served twice, at /v1/... and /kling/v1/... (the gateways'
+    layout). The default type's operations keep the names they had before there were others."""
+    suffix = ("" if kind.name == DEFAULT_TYPE else kind.name.capitalize()) + suffix
     page = [
         _param("pageNum", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1}),
         _param("pageSize", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 30}),
@@ -97,10 +100,10 @@ def drop_in_paths(body: dict[str, Any], suffix: str) -> dict[str, Any]:
         "`respond-async`: answer 202 at once with the task queued; a worker sends it",
     )
     return {
-        "/v1/videos/image2video": {
+        kind.path: {
             "post": _op(
                 "Kling API",
-                "Create a task: validated, recorded, sent to Kling",
+                f"{kind.summary}: validated, recorded, sent to Kling",
                 {
                     "200": _answer("Kling took the task", envelope(ref("CreateAnswer"), "SUCCEED")),
                     "202": _answer(
@@ -117,7 +120,7 @@ def drop_in_paths(body: dict[str, Any], suffix: str) -> dict[str, Any]:
             ),
             "get": _op(
                 "Kling API",
-                "List tasks, newest first",
+                f"List the {kind.name} tasks, newest first",
                 {
                     "200": _answer("a page", envelope({"type": "array", "items": ref("KlingTask")})),
                     **_errors("400", "401", "429", "503"),
@@ -126,10 +129,10 @@ def drop_in_paths(body: dict[str, Any], suffix: str) -> dict[str, Any]:
                 parameters=page,
             ),
         },
-        "/v1/videos/image2video/{task_ref}": {
+        kind.path + "/{task_ref}": {
             "get": _op(
                 "Kling API",
-                "One task in Kling's shape, with archive links once archived",
+                f"One {kind.name} task in Kling's shape, with archive links once archived",
                 {
                     "200": _answer("the task", envelope(ref("KlingTask"))),
                     **_errors("401", "429", "404", "503"),

@@ -1,0 +1,71 @@
+"""Every kind of Kling task the service serves, in one place: where it lives upstream, what its
+create body must look like, and what it makes. Adding a task type is one entry in TASK_TYPES; the
+drop-in API, the simulator's counterpart, submission, reconciliation and recovery all read it here.
+
+Kling keeps each task type at its own path (``/v1/videos/text2video``, ``/v1/images/generations``):
+a task is created, queried (by task_id or external_task_id) and listed there, and only there, so a
+task remembers its type (`Task.type`) and every later call goes to that type's path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+from webhook_service.domain import text2video_rules, validation
+from webhook_service.domain.body_rules import BodyRules, validate_body
+
+IMAGE2VIDEO = "image2video"
+DEFAULT_TYPE = IMAGE2VIDEO  # the type of every task recorded before types existed
+
+
+class Output(StrEnum):
+    """What a task type makes: where its results are in `task_result` (`videos` or `images`)."""
+
+    VIDEO = "video"
+    IMAGE = "image"
+
+
+@dataclass(frozen=True)
+class TaskType:
+    name: str  # as in Kling's path: "image2video", "text2video"
+    group: str  # the path's segment before it: "videos" or "images"
+    output: Output
+    rules: BodyRules
+    summary: str  # a line for the API's documentation
+
+    @property
+    def path(self) -> str:
+        """Create (POST) and list (GET) here; one task at `item_path`."""
+        return f"/v1/{self.group}/{self.name}"
+
+    def item_path(self, task_or_external_id: str) -> str:
+        # external_task_ids may hold '/', '?' or '#': encode, or the path would point elsewhere.
+        return f"{self.path}/{quote(task_or_external_id, safe='')}"
+
+    def validate(
+        self,
+        body: object,
+        *,
+        extra_fields: frozenset[str] | None = None,
+        allowed_hosts: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        """The body to forward upstream, or RequestInvalid listing every problem (domain/body_rules.py)."""
+        return validate_body(self.rules, body, extra_fields=extra_fields, allowed_hosts=allowed_hosts)
+
+
+TASK_TYPES: dict[str, TaskType] = {
+    IMAGE2VIDEO: TaskType(
+        IMAGE2VIDEO, "videos", Output.VIDEO, validation.RULES, "Create an image-to-video task"
+    ),
+    "text2video": TaskType(
+        "text2video", "videos", Output.VIDEO, text2video_rules.RULES, "Create a text-to-video task"
+    ),
+}
+
+
+def task_type(name: str) -> TaskType:
+    """The type by name; KeyError for a type the service does not serve."""
+    return TASK_TYPES[name]
