@@ -86,7 +86,8 @@ Webhook endpoints (notify/endpoints.py), each tenant's own, managed by `/v1/endp
 - `endpoint:<id>:attempts`         its last attempts, newest first (JSON list items), for the dashboard
 - `endpoint:<id>:busy`             the one attempt at it in flight (per-endpoint concurrency 1): the
                                    job's id, with a Redis TTL of the longest an attempt can take
-- `endpoint:<id>:rate:<second>`    attempts started at it in that epoch second (a TTL of a few seconds)
+- `endpoint:<id>:rate:<window>`    attempts started at it in that window (notify/turns.py: epoch
+                                   seconds, or longer windows below one per second), with a TTL
 - `endpoint:<id>:activity:<YYYY-MM-DDTHH>`  hash: its attempts in that UTC hour, delivered or failed
                                    (domain/activity.py's pattern, the same TTL of 2 days)
 
@@ -318,8 +319,8 @@ class Keys:
     def endpoint_busy(self, endpoint_id: str) -> str:
         return f"{self.prefix}endpoint:{endpoint_id}:busy"
 
-    def endpoint_rate(self, endpoint_id: str, second: int) -> str:
-        return f"{self.prefix}endpoint:{endpoint_id}:rate:{second}"
+    def endpoint_rate(self, endpoint_id: str, window: int) -> str:
+        return f"{self.prefix}endpoint:{endpoint_id}:rate:{window}"
 
     def endpoint_activity(self, endpoint_id: str, hour: str) -> str:
         return f"{self.prefix}endpoint:{endpoint_id}:activity:{hour}"
