@@ -225,6 +225,29 @@ def test_recovery_reads_each_types_list_and_records_the_type(service: Service, s
     assert recovered is not None and recovered.recovered and recovered.type == "text2video"
 
 
+def test_a_callback_for_a_lost_text2video_task_records_it_again_with_its_type(
+    service: Service, simulator
+) -> None:
+    """Kling calls back the URL it was given, whose token signs the type: a task that Redis lost comes
+    back as text2video, so its polls and lookups go to text2video's path."""
+    simulator.state.set_scenario("t2v-gone", {"steps": [{"status": "processing", "delay": 60}]})
+    assert service.http.post(T2V, json={**PROMPT, "external_task_id": "t2v-gone"}).status_code == 200
+    (upstream,) = simulator.state.tasks()
+    token_url = upstream["request"]["callback_url"]
+    svc = service.services
+    svc.redis.flushdb()
+    body = {
+        "task_id": upstream["task_id"],
+        "task_status": "processing",
+        "task_info": {"external_task_id": "t2v-gone"},
+    }
+    answer = service.http.post(token_url.removeprefix(service.url), content=json.dumps(body))
+    assert answer.status_code == 200, answer.text
+    recorded = svc.store.get("t2v-gone")
+    assert recorded is not None and recorded.recovered and recorded.type == "text2video"
+    assert service.http.get(f"{T2V}/t2v-gone").json()["data"]["task_id"] == upstream["task_id"]
+
+
 def run(app: Flask, *args: str) -> Result:
     return app.test_cli_runner().invoke(args=list(args))
 

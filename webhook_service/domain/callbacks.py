@@ -26,8 +26,10 @@ def receive_callback(
     *,
     webhook_id: str | None = None,
     body_bytes: int | None = None,
+    type_name: str | None = None,
 ) -> tuple[Task, Outcome]:
     """Record the callback for the task its URL names: the task afterwards, and what the news did.
+    `type_name` is the task's type as the URL's token says, for a task that must be recorded again.
 
     Raises UnknownCallbackShape, TaskIdConflict, or TaskNotFound for a task removed by retention
     (domain/errors.py).
@@ -59,5 +61,12 @@ def receive_callback(
     except TaskNotFound:
         watermark_info = body.get("watermark_info")
         watermark_info = watermark_info if isinstance(watermark_info, dict) else None
-        recreate(services, external_task_id, update, source="callback", watermark_info=watermark_info)
+        recreate(
+            services,
+            external_task_id,
+            update,
+            source="callback",
+            watermark_info=watermark_info,
+            type_name=type_name,
+        )
         return record()

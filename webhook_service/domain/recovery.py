@@ -11,9 +11,8 @@ The task's metadata.json, when the archive has it, gives back what Kling does no
 service recorded the task (which names its archive folder, so the videos are found where they are
 and never fetched into a second one), the model, the request and the history. The videos it lists are
 taken as archived only when the stored files have the checksums it records. Without it, the task's
-creation time is Kling's, and its request and the client's own `callback_url` are unknown; so is its
-type for a task recorded again from a callback (image2video is assumed), not from Kling's lists, which
-are read per type.
+creation time is Kling's, and its request and the client's own `callback_url` are unknown. Its type
+is known either way: a callback's URL token signs it, and Kling's lists are read per type.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def send_upstream(services: Services, external_task_id: str) -> None:
         data = _existing(services, task) if task.submit_uncertain else None
         if data is None:
             sent = with_inputs(services.storage, request)
-            body = {**sent, "callback_url": callback_url_for(services.settings, external_task_id)}
+            body = {**sent, "callback_url": callback_url_for(services.settings, external_task_id, task.type)}
             _count_attempt(services, external_task_id)
             data = client.create(task_type(task.type).path, body)
     except KlingError as error:

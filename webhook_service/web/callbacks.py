@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
-from webhook_service.domain.callback_tokens import CALLBACK_PATH, external_id_from_token
+from webhook_service.domain.callback_tokens import CALLBACK_PATH, task_from_token
 from webhook_service.domain.callbacks import receive_callback
 from webhook_service.domain.errors import TaskIdConflict, TaskNotFound, UnknownCallbackShape
 from webhook_service.domain.tasks import callback_shape
@@ -69,11 +69,16 @@ class CallbackEndpoint:
                 message, allow = "callbacks are POSTed", [("Allow", "POST")]
                 return reply(start_response, request_id, 405, CODE_BAD_REQUEST, message, headers=allow)
             request = Request(environ)
-            external_task_id, body, size = self.checked_body(request)
+            (external_task_id, type_name), body, size = self.checked_body(request)
             shape = callback_shape(body)
             webhook_id = request.headers.get("webhook-id")
             task, outcome = receive_callback(
-                self.services, external_task_id, body, webhook_id=webhook_id, body_bytes=size
+                self.services,
+                external_task_id,
+                body,
+                webhook_id=webhook_id,
+                body_bytes=size,
+                type_name=type_name,
             )
             metrics.count_callback(shape, tenant=task.tenant, outcome=outcome.value)
             data = {"outcome": outcome.value, "task_status": task.status.value}
@@ -85,14 +90,14 @@ class CallbackEndpoint:
         finally:
             logs.reset()
 
-    def checked_body(self, request: Request) -> tuple[str, dict[str, Any], int]:
-        """The task the URL's token names, the body and its size, once the size and the signature are
-        right."""
+    def checked_body(self, request: Request) -> tuple[tuple[str, str], dict[str, Any], int]:
+        """The task the URL's token names (and its type), the body and its size, once the size and the
+        signature are right."""
         settings = self.services.settings
-        external_task_id = external_id_from_token(settings, request.args.get("token", ""))
-        if external_task_id is None:
+        named = task_from_token(settings, request.args.get("token", ""))
+        if named is None:
             raise ApiError(403, CODE_BAD_TOKEN, "the callback URL's token is missing or invalid")
-        logs.bind(external_task_id=external_task_id)
+        logs.bind(external_task_id=named[0])
 
         request.max_content_length = settings.callback_max_bytes
         try:
@@ -102,7 +107,7 @@ class CallbackEndpoint:
             raise ApiError(413, CODE_BAD_REQUEST, f"the callback body is over the limit of {limit}") from None
         if self.webhook is not None:
             self._verify_signature(raw, request)
-        return external_task_id, json_object(raw, "the callback body"), len(raw)
+        return named, json_object(raw, "the callback body"), len(raw)
 
     def _verify_signature(self, raw: bytes, request: Request) -> None:
         assert self.webhook is not None
