@@ -40,8 +40,17 @@ def hour_of(ms: int) -> datetime:
     return datetime.fromtimestamp(ms // HOUR_MS * HOUR_MS / 1000, UTC)
 
 
+def hour_name(hour: datetime) -> str:
+    """How an hour names its keys: `YYYY-MM-DDTHH` (UTC)."""
+    return hour.strftime("%Y-%m-%dT%H")
+
+
+def attempt_field(delivered: bool) -> str:
+    return f"{ATTEMPT}:{DELIVERED if delivered else FAILED}"
+
+
 def _key(keys: Keys, tenant: str, hour: datetime) -> str:
-    return keys.activity(tenant, hour.strftime("%Y-%m-%dT%H"))
+    return keys.activity(tenant, hour_name(hour))
 
 
 def _add(pipe: Pipeline, keys: Keys, tenant: str, at: int, name: str, by: int) -> None:
@@ -69,7 +78,7 @@ def task_moved(pipe: Pipeline, keys: Keys, tenant: str, status: Status, since: i
 
 def attempt_made(pipe: Pipeline, keys: Keys, tenant: str, delivered: bool) -> None:
     """A delivery attempt for a task of `tenant` ended now: delivered, or not (to be retried or not)."""
-    _add(pipe, keys, tenant, now_ms(), f"{ATTEMPT}:{DELIVERED if delivered else FAILED}", 1)
+    _add(pipe, keys, tenant, now_ms(), attempt_field(delivered), 1)
 
 
 # --- reading ---
@@ -113,11 +122,16 @@ def tenants_of(connection: redis.Redis, keys: Keys, scope: Scope) -> list[str]:
     return sorted(name for name in texts(connection.smembers(keys.activity_tenants)) if valid_name(name))
 
 
+def empty_hours() -> list[Hour]:
+    """The last HOURS hours, the current one last, with nothing counted yet."""
+    now = hour_of(now_ms())
+    return [Hour(now - timedelta(hours=n)) for n in reversed(range(HOURS))]
+
+
 def last_hours(connection: redis.Redis, keys: Keys, scope: Scope) -> list[Hour]:
     """The last HOURS hours, the current one last, summed over the tenants `scope` sees: one round trip
     of HOURS hashes per tenant (and one for the tenants, for an admin)."""
-    now = hour_of(now_ms())
-    hours = [Hour(now - timedelta(hours=n)) for n in reversed(range(HOURS))]
+    hours = empty_hours()
     tenants = tenants_of(connection, keys, scope)
     pipe = connection.pipeline(transaction=False)
     for hour in hours:

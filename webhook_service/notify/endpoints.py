@@ -32,6 +32,7 @@ import redis
 from redis.client import Pipeline
 from redis.typing import EncodableT
 
+from webhook_service.domain import activity
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.events import EventType
 from webhook_service.domain.sealing import cipher
@@ -222,6 +223,16 @@ class EndpointStore:
             sealed.append(raw["old_secret"])
         return tuple(self._cipher.decrypt(secret.encode()).decode() for secret in sealed)
 
+    def last_hours(self, endpoint_id: str) -> builtins.list[activity.Hour]:
+        """Its attempts in each of the last 24 hours (domain/activity.py): one round trip."""
+        hours = activity.empty_hours()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for hour in hours:
+                pipe.hgetall(self.keys.endpoint_activity(endpoint_id, activity.hour_name(hour.start)))
+            for hour, stored in zip(hours, pipe.execute(), strict=True):
+                hour.add(stored)
+        return hours
+
     def attempts(self, endpoint_id: str) -> builtins.list[dict[str, Any]]:
         """Its last attempts, newest first."""
         return [json.loads(raw) for raw in self.redis.lrange(self.keys.endpoint_attempts(endpoint_id), 0, -1)]
@@ -335,6 +346,10 @@ class EndpointStore:
                 self.keys.endpoint(endpoint_id),
                 self.keys.endpoint_attempts(endpoint_id),
                 self.keys.endpoint_pending(endpoint_id),
+                *(
+                    self.keys.endpoint_activity(endpoint_id, activity.hour_name(h.start))
+                    for h in activity.empty_hours()
+                ),
             )
             pipe.srem(self.keys.endpoints, endpoint_id)
             pipe.srem(self.keys.tenant_endpoints(found.tenant), endpoint_id)
@@ -385,10 +400,14 @@ def attempt_made(
 ) -> None:
     """Queue an attempt's trace on its endpoint, on the caller's transaction: its last attempts, and
     since when it has failed without a success. The caller has checked, under WATCH, that the endpoint
-    exists: these writes would otherwise bring a deleted one partly back."""
+    exists: these writes would otherwise bring a deleted one partly back. Each attempt counts in its
+    hour, as domain/activity.py counts a tenant's, for the dashboard's chart of the endpoint."""
     attempts = keys.endpoint_attempts(endpoint_id)
     pipe.lpush(attempts, json.dumps(record))
     pipe.ltrim(attempts, 0, ATTEMPTS_KEPT - 1)
+    hourly = keys.endpoint_activity(endpoint_id, activity.hour_name(activity.hour_of(record["at"])))
+    pipe.hincrby(hourly, activity.attempt_field(delivered), 1)
+    pipe.expire(hourly, activity.TTL_S)
     if delivered:
         pipe.hdel(keys.endpoint(endpoint_id), "failing_since")
     else:

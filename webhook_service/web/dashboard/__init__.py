@@ -1,5 +1,5 @@
-"""The operator's dashboard: server-rendered pages at `/` for tasks, deliveries, the system's health and
-usage.
+"""The operator's dashboard: server-rendered pages at `/` for tasks, deliveries, the system's health,
+usage and webhook endpoints.
 
 Sign-in takes the same client credentials as the API (a client key or a client JWT), checked by the
 same code and under the same failed-authentication limit, and shows what that credential's API calls
@@ -29,6 +29,7 @@ from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
 from webhook_service.web.dashboard import present
 from webhook_service.web.dashboard import session as operator
+from webhook_service.web.dashboard.endpoints_page import endpoints_page, rotate_secret, send_test, set_enabled
 from webhook_service.web.dashboard.listing import RequestSummaries
 from webhook_service.web.dashboard.usage_page import usage_page
 from webhook_service.web.dashboard.views import bp
@@ -64,6 +65,10 @@ for _filter in (
 ):
     bp.add_app_template_filter(_filter)
 bp.add_url_rule("/usage", view_func=usage_page)
+bp.add_url_rule("/endpoints", view_func=endpoints_page)
+bp.add_url_rule("/endpoints/<endpoint_id>/enabled", view_func=set_enabled, methods=["POST"])
+bp.add_url_rule("/endpoints/<endpoint_id>/rotate-secret", view_func=rotate_secret, methods=["POST"])
+bp.add_url_rule("/endpoints/<endpoint_id>/test", view_func=send_test, methods=["POST"])
 
 
 def init_app(app: Flask) -> None:

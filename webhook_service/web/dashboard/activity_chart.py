@@ -1,6 +1,7 @@
 """The Tasks page's activity panel: the last 24 hours (domain/activity.py) hour by hour, as two stacked
 bar charts (charts.py): the tasks that reached a final status, by status, and the delivery attempts,
-delivered or not. The current hour is the last column, and fills as the hour goes on."""
+delivered or not (the Endpoints page draws each endpoint's attempts the same way). The current hour is
+the last column, and fills as the hour goes on."""
 
 from __future__ import annotations
 
@@ -45,20 +46,26 @@ def share(delivered: int, attempts: int) -> str:
 
 def activity_panel(hours: list[Hour]) -> Activity:
     tasks = {status: sum(hour.tasks[status] for hour in hours) for status in hours[0].tasks}
+    task_legend = [LegendEntry(status, f"status-fill-{status}", count(n)) for status, n in tasks.items()]
+    delivered = sum(hour.delivered for hour in hours)
+    return Activity(
+        stacked([_task_column(hour) for hour in hours], task_legend, count, whole=True, size=SIZE),
+        attempts_chart(hours, SIZE),
+        sum(tasks.values()),
+        sum(hour.attempts for hour in hours),
+        delivered,
+    )
+
+
+def attempts_chart(hours: list[Hour], size: tuple[int, int]) -> BarChart:
+    """Delivery attempts per hour, delivered and failed: the Tasks page's, and each endpoint's."""
     delivered = sum(hour.delivered for hour in hours)
     failed = sum(hour.failed for hour in hours)
-    task_legend = [LegendEntry(status, f"status-fill-{status}", count(n)) for status, n in tasks.items()]
-    delivery_legend = [
+    legend = [
         LegendEntry("delivered", "delivery-fill-delivered", count(delivered)),
         LegendEntry("failed", "delivery-fill-failed", count(failed)),
     ]
-    return Activity(
-        stacked([_task_column(hour) for hour in hours], task_legend, count, whole=True, size=SIZE),
-        stacked([_delivery_column(hour) for hour in hours], delivery_legend, count, whole=True, size=SIZE),
-        sum(tasks.values()),
-        delivered + failed,
-        delivered,
-    )
+    return stacked([_delivery_column(hour) for hour in hours], legend, count, whole=True, size=size)
 
 
 def _span(hour: Hour) -> str:
