@@ -4,5 +4,7 @@
 the event once; `send` fans it out into deliveries and makes each attempt; `sinks` makes one attempt at
 one sink; `render` turns an event into a Slack message or an email; `retry` says when to try again;
 `records` is a delivery (one event on its way to one sink); `deliveries` keeps them in Redis with every
-attempt. The RQ jobs that run `send` are thin entry points in `workers/notify.py`.
+attempt. `endpoints` are the webhook endpoints tenants manage themselves; `turns` says when an attempt
+at one may go (one at a time, at its rate, a task's events in order); `disabling` turns one off when it
+is gone or has failed too long. The RQ jobs that run `send` are thin entry points in `workers/notify.py`.
 """
