@@ -305,12 +305,12 @@ def test_a_tenants_callback_costs_what_a_default_tenants_does(env: dict[str, str
         svc = app.extensions["webhook_service"]
         client = app.test_client()
 
-        def commands(tenant: str, status: str) -> int:
-            task = svc.store.get(upstream_id(tenant, "cb-1")) or accept(
-                svc, {**IMAGE, "external_task_id": "cb-1"}, tenant
+        def commands(tenant: str, status: str, name: str = "cb-1") -> int:
+            task = svc.store.get(upstream_id(tenant, name)) or accept(
+                svc, {**IMAGE, "external_task_id": name}, tenant
             )
             token = callback_url_for(svc.settings, task.external_task_id).split("token=")[1]
-            body = {"task_id": f"k-{tenant}", "task_status": status}
+            body = {"task_id": f"k-{tenant}-{name}", "task_status": status}
             svc.redis.config_resetstat()
             answer = client.post(f"/callbacks/kling?token={token}", json=body)
             assert answer.status_code == 200, answer.text
@@ -320,5 +320,8 @@ def test_a_tenants_callback_costs_what_a_default_tenants_does(env: dict[str, str
         commands("ops", "submitted")  # the first callback loads the store's scripts into Redis
         for status in ("processing", "processing"):  # news, then a repeat
             assert commands("team-a", status) == commands("default", status)
+        # Whether the tenant has webhook endpoints is remembered: news needs no lookup of them.
+        commands("team-a", "processing", "cb-2")
+        assert "cmdstat_smembers" not in svc.redis.info("commandstats")
     finally:
         private.stop()

@@ -24,6 +24,7 @@ import builtins
 import json
 import math
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,8 @@ URL_MAX = 2048
 DESCRIPTION_MAX = 200
 RATE_LIMIT_MAX = 1000.0
 FIELDS = ("url", "event_types", "description", "rate_limit_per_s")
+WANTED_MEMO_S = 5.0
+WANTED_MEMO_SIZE = 1024  # tenants remembered at once; past it the memo starts again
 # Fixed for good (sealing.py): another purpose would make every stored secret unreadable.
 _SECRET_PURPOSE = b"webhook_service: webhook endpoints' signing secrets, v1"
 
@@ -257,6 +260,7 @@ class EndpointStore:
             pipe.sadd(self.keys.endpoints, endpoint_id)
             pipe.sadd(self.keys.tenant_endpoints(tenant), endpoint_id)
             pipe.execute()
+        _forget_wanted(self.keys, tenant)
         created = self.get(endpoint_id)
         assert created is not None
         return created, secret
@@ -264,8 +268,9 @@ class EndpointStore:
     def update(self, endpoint_id: str, scope: Scope, fields: dict[str, Any]) -> Endpoint | None:
         """Apply checked fields; enabling clears why it was disabled and its failures' start. None when
         there is no such endpoint for `scope`."""
-        if self.get(endpoint_id, scope) is None:
+        if (found := self.get(endpoint_id, scope)) is None:
             return None
+        _forget_wanted(self.keys, found.tenant)
         changes = {**_stored(fields), "updated_at": str(now_ms())}
         cleared = _cleared(fields)
         if fields.get("enabled") is True:
@@ -388,11 +393,31 @@ class EndpointStore:
         return self.get(endpoint_id)
 
 
+# (key prefix, tenant) -> (until when, the tenant's endpoints): see `wanted`.
+_wanted_memo: dict[tuple[str, str], tuple[float, tuple[Endpoint, ...]]] = {}
+
+
 def wanted(connection: redis.Redis, keys: Keys, tenant: str, event_type: str) -> bool:
     """Whether any endpoint of `tenant` takes `event_type` (a disabled one's deliveries are recorded as
-    skipped): one round trip for a tenant without endpoints, which is most of them."""
-    ids = texts(connection.smembers(keys.tenant_endpoints(tenant)))
-    return bool(ids) and any(e.wants(event_type) for e in _load(connection, keys, ids))
+    skipped).
+
+    Asked inside every change that raises an event, a callback's included: the tenant's endpoints are
+    remembered in this process for WANTED_MEMO_S, so a callback that brings news costs no round trip
+    more than it did before endpoints existed. An endpoint created or changed in this process is seen
+    at once; in another process, within WANTED_MEMO_S (docs/notifications.md says so)."""
+    memo_key = (keys.prefix, tenant)
+    remembered = _wanted_memo.get(memo_key)
+    if remembered is None or remembered[0] < time.monotonic():
+        ids = texts(connection.smembers(keys.tenant_endpoints(tenant)))
+        found = tuple(_load(connection, keys, ids)) if ids else ()
+        if len(_wanted_memo) >= WANTED_MEMO_SIZE:
+            _wanted_memo.clear()
+        remembered = _wanted_memo[memo_key] = (time.monotonic() + WANTED_MEMO_S, found)
+    return any(endpoint.wants(event_type) for endpoint in remembered[1])
+
+
+def _forget_wanted(keys: Keys, tenant: str) -> None:
+    _wanted_memo.pop((keys.prefix, tenant), None)
 
 
 def attempt_made(

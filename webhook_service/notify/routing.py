@@ -69,7 +69,8 @@ def raise_event(
     The log (notify/event_log.py) takes every event: a pipeline that reads it sees each one. The fan-out
     is queued only for an event some sink wants (every sink has an event filter): most of a task's
     events are usually filtered out, and each would cost a job. Whether the tenant's endpoints want it
-    costs a read, outside the transaction: an endpoint added as the event commits may miss it.
+    is remembered for a few seconds per process (`endpoints.wanted`): an endpoint added in another
+    process within those seconds misses the events raised meanwhile.
     """
     the_id = event_id(task.external_task_id, event_type)
     event_log.record(pipe, keys, task, the_id, event_type)
