@@ -11,7 +11,8 @@ from flask import Blueprint, Response, jsonify, request
 from webhook_service.domain.usage import BadUsageQuery, report
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
-from webhook_service.web.errors import CODE_BAD_REQUEST, ApiError, envelope
+from webhook_service.web.errors import envelope
+from webhook_service.web.params import bad
 
 bp = Blueprint("usage", __name__, url_prefix="/v1/usage")
 
@@ -35,11 +36,5 @@ def get_usage() -> Response:
             tenant=request.args.get("tenant"),
         )
     except BadUsageQuery as error:
-        message = str(error)
-        raise ApiError(
-            400,
-            CODE_BAD_REQUEST,
-            f"{error.field}: {message}",
-            errors=[{"field": error.field, "code": "invalid", "message": message}],
-        ) from None
+        raise bad(error.field, str(error)) from None
     return jsonify(envelope(0, "SUCCEED", found.view()))
