@@ -39,6 +39,7 @@ from webhook_service.domain.callback_tokens import callback_url_for
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.tasks import Status, Task
 from webhook_service.keys import Keys
+from webhook_service.services import redis_connection
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "bench-secret-key-0123456789"
@@ -224,7 +225,7 @@ class Stack:
         command += ["--dir", str(self.workdir)]
         self.redis_pid = self._start(command, None, "redis").pid
         url = f"redis://127.0.0.1:{port}/0"
-        connection = redis.Redis.from_url(url)
+        connection = redis_connection(Settings(redis_url=url))
         wait_until(lambda: _pings(connection), 10, "the private redis-server")
         return url
 

@@ -31,6 +31,11 @@ from up_console import Console
 from up_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from webhook_service.config import Settings, redis_settings  # noqa: E402  (needs the path above)
+from webhook_service.services import redis_connection  # noqa: E402
+
 DEV_FILE = ROOT / "data" / "dev.env"  # webhook_service/config.py's DEV_ENV_PATH, from the checkout
 SIMULATOR_PORT = int(os.environ.get("SIMULATOR_PORT", "9100"))
 WEBHOOK_RECEIVER_PORT = int(os.environ.get("WEBHOOK_RECEIVER_PORT", "9101"))
@@ -96,17 +101,23 @@ def ensure_secret(run: Run, name: str, make: Callable[[], str], purpose: str) ->
     run.console.step("secrets", f"generated {name}, which {purpose}, and saved it in .env")
 
 
-def redis_answers(url: str) -> bool:
+def redis_answers(settings: Settings) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+        return bool(redis_connection(settings).ping())
     except redis.RedisError:
         return False
 
 
 def ensure_redis(run: Run) -> None:
-    url = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+    settings = redis_settings(os.environ)
+    if settings.redis_sentinels:
+        if not redis_answers(settings):
+            sys.exit(f"No primary answers for REDIS_SENTINEL_MASTER={settings.redis_sentinel_master}.")
+        run.console.step("redis", f"using the primary the sentinels name {settings.redis_sentinel_master}")
+        return
+    url = settings.redis_url
     run.set("REDIS_URL", url)
-    if redis_answers(url):
+    if redis_answers(settings):
         run.console.step("redis", f"using the Redis at {url}")
         return
     parts = urlsplit(url)
@@ -215,7 +226,7 @@ def start_service(run: Run, base_url: str) -> None:
                 workers.append(child)
     run.wait_until(lambda: _answers(f"{base_url}/readyz"), "the web process answering /readyz")
     run.console.step("web", f"gunicorn serves {base_url}")
-    connection = redis.Redis.from_url(os.environ["REDIS_URL"])
+    connection = redis_connection(redis_settings(os.environ))
     groups = {run.children.pid(name) for name in workers}
     run.wait_until(lambda: _registered(connection, groups) >= len(workers), "the workers registering")
     run.console.step("workers", f"{len(workers)} RQ workers: submit, archive, notify and maintenance jobs")

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -174,3 +175,93 @@ def loopback_name() -> str:
         if inside and refusal_of_url(f"http://{name}/", frozenset()) is None:
             return name
     pytest.skip("no name here resolves to 127.0.0.1 but localhost, which is refused at submission")
+
+
+class SentinelGroup:
+    """A primary, its replica and three sentinels watching them (quorum 2), all redis-servers of the test's
+    own on loopback, for failovers. Sentinels judge a primary down after `down_after_ms` without an
+    answer. `stop()` kills every process, also after a failed start."""
+
+    MASTER = "kws-primary"
+
+    def __init__(self, down_after_ms: int = 1000) -> None:
+        self.down_after_ms = down_after_ms
+        self.primary = PrivateRedis(dies_with_run=True)
+        self.replica = PrivateRedis(dies_with_run=True)
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self._sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The service's settings that point it at this group."""
+        sentinels = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return {"REDIS_SENTINELS": sentinels, "REDIS_SENTINEL_MASTER": self.MASTER}
+
+    def start(self) -> SentinelGroup:
+        try:
+            self.primary.start()
+            self.replica.config = ("--replicaof", "127.0.0.1", str(self.primary.port))
+            self.replica.start()
+            for port in self.sentinel_ports:
+                self._sentinels.append(self._start_sentinel(port))
+            wait_for(self._watching, timeout=20, what="sentinels to see the replica and each other")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
+        config = Path(self.primary._dir) / f"sentinel-{port}.conf"  # Sentinel rewrites its file
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.primary._dir}\n"
+            f"sentinel monitor {self.MASTER} 127.0.0.1 {self.primary.port} 2\n"
+            f"sentinel down-after-milliseconds {self.MASTER} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.MASTER} 10000\n"
+        )
+        return subprocess.Popen(
+            [self.primary.binary, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+
+    def sentinel(self, index: int = 0) -> redis.Redis:
+        return redis.Redis(port=self.sentinel_ports[index], socket_timeout=2, decode_responses=True)
+
+    def _watching(self) -> bool:
+        try:
+            for index in range(len(self.sentinel_ports)):
+                client = self.sentinel(index)
+                replicas = client.execute_command("SENTINEL", "REPLICAS", self.MASTER)
+                peers = client.execute_command("SENTINEL", "SENTINELS", self.MASTER)
+                up = [r for r in replicas if "down" not in _fields(r).get("flags", "x,down")]
+                if not up or len(peers) < len(self.sentinel_ports) - 1:
+                    return False
+            return True
+        except redis.RedisError:
+            return False
+
+    def primary_port(self) -> int | None:
+        """The port of the primary the sentinels name now; None while they name none that is up."""
+        try:
+            state = self.sentinel().sentinel_master(self.MASTER)
+        except redis.RedisError:
+            return None
+        down = state["is_sdown"] or state["is_odown"] or not state["is_master"]
+        return None if down else int(state["port"])
+
+    def stop(self) -> None:
+        for process in self._sentinels:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+        self._sentinels.clear()
+        self.replica.stop()
+        self.primary.stop()
+
+
+def _fields(reply: Any) -> dict[str, str]:
+    """A Sentinel reply as a dict: RESP2 gives a flat list of names and values."""
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    return dict(zip(reply[::2], reply[1::2], strict=True))

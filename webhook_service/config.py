@@ -9,9 +9,10 @@ callback it can no longer match.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -60,6 +61,11 @@ class ClientKey:
 @dataclass(frozen=True, repr=False)
 class Settings:
     redis_url: str = DEFAULT_REDIS_URL
+    # With Sentinel, the sentinels name the primary and REDIS_URL gives only its database number.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = ""
+    redis_sentinel_password: str = ""
+    redis_password: str = ""  # REDIS_PASSWORD, or REDIS_URL's own
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     secret_key: str = ""
     kling_api_base: str = DEFAULT_KLING_API_BASE
@@ -143,9 +149,7 @@ class Settings:
 
         notify_events = _events("NOTIFY_EVENTS", get("NOTIFY_EVENTS")) or DEFAULT_NOTIFY_EVENTS
         settings = cls(
-            redis_url=_check_url(
-                "REDIS_URL", get("REDIS_URL", DEFAULT_REDIS_URL), ("redis", "rediss", "unix")
-            ),
+            **_redis_settings(get),
             public_base_url=_check_url(
                 "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL), ("http", "https")
             ).rstrip("/"),
@@ -229,6 +233,7 @@ class Settings:
         return settings
 
     def _check_consistency(self) -> None:
+        _check_sentinel(self)
         if len(self.secret_key) < 16:
             raise ConfigError(
                 "SECRET_KEY: must be set to at least 16 random characters; it signs the callback URLs "
@@ -275,6 +280,65 @@ class Settings:
                 f"SERVICE_SECRET_KEY: {len(self.service_secret_key)} characters; the HS256 secret needs at "
                 f"least {MIN_CLIENT_SECRET_CHARS} ({_GENERATE})"
             )
+
+
+def redis_settings(environ: Mapping[str, str]) -> Settings:
+    """Only the Redis settings of `environ`, the rest at their defaults: for a tool that connects to
+    Redis before the service's other settings exist (scripts/up)."""
+    settings = Settings(**_redis_settings(lambda name, default="": environ.get(name, "").strip() or default))
+    _check_sentinel(settings)
+    return settings
+
+
+def _redis_settings(get: Callable[..., str]) -> dict[str, Any]:
+    url = _check_url("REDIS_URL", get("REDIS_URL", DEFAULT_REDIS_URL), ("redis", "rediss", "unix"))
+    url_password = unquote(urlsplit(url).password or "")
+    if get("REDIS_PASSWORD") and url_password:
+        raise ConfigError("REDIS_PASSWORD: REDIS_URL carries a password too; set it in one place only")
+    return {
+        "redis_url": url,
+        "redis_sentinels": _sentinels(get("REDIS_SENTINELS")),
+        "redis_sentinel_master": get("REDIS_SENTINEL_MASTER"),
+        "redis_sentinel_password": get("REDIS_SENTINEL_PASSWORD"),
+        "redis_password": get("REDIS_PASSWORD") or url_password,
+    }
+
+
+def _sentinels(value: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port`; an IPv6 address in brackets (`[::1]:26379`)."""
+    found = []
+    for position, part in enumerate(_split(value), start=1):
+        host, _, port = part.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"REDIS_SENTINELS: entry {position} is {part!r}; expected host:port, comma-separated"
+            )
+        found.append((host, int(port)))
+    return tuple(found)
+
+
+def _check_sentinel(settings: Settings) -> None:
+    """The Sentinel settings come together, and REDIS_URL then only names the database."""
+    if not settings.redis_sentinels:
+        for name, value in (
+            ("REDIS_SENTINEL_MASTER", settings.redis_sentinel_master),
+            ("REDIS_SENTINEL_PASSWORD", settings.redis_sentinel_password),
+        ):
+            if value:
+                raise ConfigError(f"{name}: only used with REDIS_SENTINELS, which is not set")
+        return
+    if not settings.redis_sentinel_master:
+        raise ConfigError(
+            "REDIS_SENTINEL_MASTER: needed with REDIS_SENTINELS (the name the sentinels know the primary by)"
+        )
+    parts = urlsplit(settings.redis_url)
+    database = parts.path.strip("/") or "0"
+    if parts.scheme != "redis" or not (database.isascii() and database.isdigit()):
+        raise ConfigError(
+            "REDIS_URL: with REDIS_SENTINELS only its password and database number are used: "
+            f"expected redis://[:password@]host/<number>, got {url_without_secrets(settings.redis_url)!r}"
+        )
 
 
 def _file_values(path: str) -> dict[str, str]:

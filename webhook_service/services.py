@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from webhook_service.config import Settings
 from webhook_service.domain.admission import Admission
@@ -68,9 +73,45 @@ class Services:
         )
 
 
-def redis_connection(settings: Settings, *, read_timeout_s: float = 5.0) -> redis.Redis:
+# How long a command waits for Redis to come back: retried on a dropped connection (and, through
+# Sentinel, on a former primary that now answers read-only), each time after asking the sentinels
+# where the primary is. Web requests and the CLI wait little: two more tries, 50 then 100 ms apart (a
+# new connection's own tries nest inside, so well under two seconds in all while there is no primary),
+# then a callback is answered 503 and Kling sends it again. A timeout is not retried: the command may
+# have run, and each retry would wait the whole read timeout again. Workers wait much longer
+# (workers/__main__.py).
+BRIEF_PATIENCE = Retry(
+    ExponentialBackoff(cap=0.1, base=0.05), retries=2, supported_errors=(redis.ConnectionError,)
+)
+# Sentinels answer from memory: one that takes longer than this is skipped for the next.
+SENTINEL_TIMEOUT_S = 0.5
+
+
+def redis_connection(
+    settings: Settings, *, read_timeout_s: float = 5.0, patience: Retry = BRIEF_PATIENCE
+) -> redis.Redis:
     """The one way the service connects to Redis: bounded waits, and a dead connection noticed. A command
-    that waits in Redis (XREAD BLOCK) needs a connection of its own whose `read_timeout_s` outlasts it."""
-    return redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=read_timeout_s, health_check_interval=30
+    that waits in Redis (XREAD BLOCK) needs a connection of its own whose `read_timeout_s` outlasts it.
+
+    With REDIS_SENTINELS, the primary is the one the sentinels name, asked again whenever a connection
+    is made: after a failover each process finds the new primary by itself (see docs/operations.md)."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": read_timeout_s,
+        "health_check_interval": 30,
+        "retry": patience,
+        "password": settings.redis_password or None,
+    }
+    if not settings.redis_sentinels:
+        return redis.Redis.from_url(settings.redis_url, **options)
+    sentinels = Sentinel(
+        settings.redis_sentinels,
+        sentinel_kwargs={
+            "socket_connect_timeout": SENTINEL_TIMEOUT_S,
+            "socket_timeout": SENTINEL_TIMEOUT_S,
+            "password": settings.redis_sentinel_password or None,
+        },
     )
+    database = int(urlsplit(settings.redis_url).path.strip("/") or 0)
+    primary: redis.Redis = sentinels.master_for(settings.redis_sentinel_master, db=database, **options)
+    return primary

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from rq import Queue
@@ -23,12 +22,14 @@ from webhook_service.jobs import (
     MAINTENANCE_INTERVAL_S,
     periodic_work,
 )
+from webhook_service.services import redis_connection
 from workers.horse import ServiceWorker
 
 # A Redis restart (a crash, a failover, an append-only file being loaded) must not end the worker: it
 # would lose its place in the middle of a job, and under honcho one process that exits stops them all.
-# Each of its commands, and those of RQ's scheduler process (which copies its connection), waits for
-# Redis to answer again, retrying at most 2 s apart for about two minutes, before giving up.
+# Each of its commands, and those of RQ's scheduler process (which copies its connection, Sentinel's
+# included), waits for Redis to answer again, retrying at most 2 s apart for about two minutes, before
+# giving up; through Sentinel each try asks the sentinels for the primary, so a failover is followed.
 REDIS_PATIENCE = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=60)
 
 
@@ -43,7 +44,7 @@ def main() -> int:
         return 2
     logs.configure(settings)
     metrics.remove_files_of_dead_processes()
-    connection = redis.Redis.from_url(settings.redis_url, retry=REDIS_PATIENCE)
+    connection = redis_connection(settings, patience=REDIS_PATIENCE)
     try:
         check_at_start(connection, require_durable=settings.require_durable_redis)
     except RedisUnfit as unfit:
