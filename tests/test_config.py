@@ -93,3 +93,41 @@ def test_client_keys_of_24_characters_and_a_short_issuer_name_are_accepted() -> 
         {**BASE, "SERVICE_API_KEYS": "k" * 24, "SERVICE_ACCESS_KEY": "ak", "SERVICE_SECRET_KEY": "s" * 24}
     )
     assert [c.key for c in settings.client_keys] == ["k" * 24] and settings.service_access_key == "ak"
+
+
+def test_sentinel_settings_are_read_and_checked_together() -> None:
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "REDIS_SENTINELS": "10.0.0.1:26379, [::1]:26380",
+            "REDIS_SENTINEL_MASTER": "kws",
+            "REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+            "REDIS_URL": "redis://:redis-secret@ignored/3",
+        }
+    )
+    assert settings.redis_sentinels == (("10.0.0.1", 26379), ("::1", 26380))
+    assert settings.redis_sentinel_master == "kws" and settings.redis_password == "redis-secret"
+    assert "redis-secret" not in repr(settings) and "sentinel-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_SENTINELS": "10.0.0.1"}, r"^REDIS_SENTINELS: entry 1 is '10.0.0.1'; expected host:port"),
+        ({"REDIS_SENTINELS": "h:99999", "REDIS_SENTINEL_MASTER": "m"}, r"^REDIS_SENTINELS: entry 1"),
+        ({"REDIS_SENTINELS": "h:26379"}, r"^REDIS_SENTINEL_MASTER: needed with REDIS_SENTINELS"),
+        ({"REDIS_SENTINEL_MASTER": "m"}, r"^REDIS_SENTINEL_MASTER: only used with REDIS_SENTINELS"),
+        ({"REDIS_SENTINEL_PASSWORD": "p"}, r"^REDIS_SENTINEL_PASSWORD: only used with REDIS_SENTINELS"),
+        (
+            {"REDIS_SENTINELS": "h:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_URL": "redis://h/db"},
+            r"^REDIS_URL: with REDIS_SENTINELS only its password and database number are used",
+        ),
+        (
+            {"REDIS_PASSWORD": "a", "REDIS_URL": "redis://:b@localhost:6379/0"},
+            r"^REDIS_PASSWORD: REDIS_URL carries a password too",
+        ),
+    ],
+)
+def test_bad_sentinel_settings_stop_start_up_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({**BASE, **env})
