@@ -121,8 +121,9 @@ def stack(env: dict[str, str]) -> Iterator[Stack]:
 
 def submit(service: Service, simulator: Any, external_id: str, status: str = "succeed", **body: Any) -> None:
     """Submit a task that ends in `status` shortly after: after the create answer, so that it is
-    `submitted` first (a callback that beats the answer skips that status, and its event)."""
-    step = {"status": status, "delay": 0.2, "message": "the model could not animate this image"}
+    `submitted` first (a callback that beats the answer skips that status, and its event). Half a
+    second: on a loaded machine the create answer took longer than 0.2 s to be recorded."""
+    step = {"status": status, "delay": 0.5, "message": "the model could not animate this image"}
     simulator.state.set_scenario(external_id, {"steps": [step]})
     response = service.submit({**IMAGE, "external_task_id": external_id, **body})
     assert response.status_code == 200, response.text
