@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,22 @@ class Workers:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+@pytest.fixture
+def services_with(env: dict[str, str]) -> Iterator[Callable[..., Service]]:
+    """The service on loopback with extra settings (several may run in one test), stopped after it."""
+    started = []
+
+    def start(**overrides: str) -> Service:
+        service, server, _ = make_service(env, **overrides)
+        started.append((service, server))
+        return service
+
+    yield start
+    for service, server in started:
+        service.http.close()
+        server.stop()
 
 
 def make_service(env: dict[str, str], **overrides: str) -> tuple[Service, LiveServer, dict[str, str]]:

@@ -12,12 +12,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import pytest
 import schemathesis
 from rq import Queue
 
 from kling_simulator import SimulatorServer
-from tests.conftest import Service, make_service
+from tests.conftest import Service
 from tests.support import wait_for
 from tests.test_tenants import KEY_A, KEY_ADMIN, KEY_B, TENANTS, bearer
 from webhook_service.domain.callback_tokens import callback_url_for
@@ -33,22 +32,6 @@ PROCESSING_THEN_SUCCEED = {
 }
 SILENT = {"steps": [{"status": "processing", "delay": 0, "send": False}]}  # Kling keeps it, says nothing
 LONG_POLL_S = 30
-
-
-@pytest.fixture
-def services_with(env: dict[str, str]) -> Iterator[Callable[..., Service]]:
-    """The service on loopback with extra settings (several may run in one test)."""
-    started = []
-
-    def start(**overrides: str) -> Service:
-        service, server, _ = make_service(env, **overrides)
-        started.append((service, server))
-        return service
-
-    yield start
-    for service, server in started:
-        service.http.close()
-        server.stop()
 
 
 def create(
