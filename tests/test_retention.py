@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -170,18 +171,23 @@ def test_tasks_finished_before_retention_existed_are_found_once(service: Service
 
 
 def test_archive_retention_removes_whole_days_only(tmp_path: Path) -> None:
+    """A day folder goes once its day has ended before the cutoff; the cutoff's own day stays. Fixed dates:
+    a cutoff relative to the clock would make the answer depend on the hour the test runs."""
     storage = LocalStorage(tmp_path)
+    cutoff = datetime(2024, 3, 10, 7, 0, tzinfo=UTC).timestamp()  # early in the day, as CI often is
     old_day = tmp_path / "2020/01/01/task-a"
-    yesterday = tmp_path / time.strftime("%Y/%m/%d", time.gmtime(time.time() - 86400)) / "task-b"
-    today = tmp_path / time.strftime("%Y/%m/%d", time.gmtime()) / "task-c"
-    for folder in (old_day, yesterday, today):
+    day_before = tmp_path / "2024/03/09/task-b"
+    cutoff_day = tmp_path / "2024/03/10/task-c"
+    later_day = tmp_path / "2024/03/11/task-d"
+    for folder in (old_day, day_before, cutoff_day, later_day):
         folder.mkdir(parents=True)
         (folder / "video.mp4").write_bytes(b"x")
     (tmp_path / "notes").mkdir()  # not a day folder: left alone
 
-    assert storage.remove_days_before(time.time() - 86400 / 2) == 2  # whole days before today's
-    assert not old_day.exists() and not yesterday.exists()
-    assert (today / "video.mp4").exists() and (tmp_path / "notes").exists()
+    assert storage.remove_days_before(cutoff) == 2
+    assert not old_day.exists() and not day_before.exists()
+    assert (cutoff_day / "video.mp4").exists() and (later_day / "video.mp4").exists()
+    assert (tmp_path / "notes").exists()
 
 
 def test_a_pass_with_nothing_due_reads_only_the_index(env: dict[str, str]) -> None:
