@@ -3,20 +3,24 @@ processes, the simulator and receivers on loopback whose answers each test scrip
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from slack_sdk.models.blocks import Block
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from tests import test_notify
+from tests import test_notify, test_notify_people
 from tests.conftest import Service
 from tests.support import wait_for
 from tests.test_notify import SECRET, Answer, Receiver, Stack, webhooks
+from tests.test_notify_people import Mailbox, parts
 
 receiver, stack = test_notify.receiver, test_notify.stack  # the webhook tests' fixtures
+mailbox = test_notify_people.mailbox  # a real SMTP server on loopback
 KEY_A = "team-a-key-0123456789abcdefgh"
 KEY_B = "team-b-key-0123456789abcdefgh"
 KEY_ADMIN = "admin-key-0123456789abcdefghi"
@@ -303,6 +307,50 @@ def test_an_endpoint_that_answers_410_is_disabled_and_new_events_skip_it(
     refused = call(service, "POST", f"/v1/deliveries/{skipped['id']}/replay")
     assert refused.status_code == 409 and "PATCH /v1/endpoints/" in refused.json()["message"]
     assert len(receiver.received("/gone")) == 1
+
+
+def test_the_operators_slack_and_email_hear_of_a_disabled_endpoint(
+    stack: Stack, simulator: Any, receiver: Receiver, mailbox: tuple[Mailbox, int]
+) -> None:
+    """A person on call reads it: which endpoint, whose, why, how many dead letters, where to act. The
+    endpoint's query (a receiver's token often lives there) never reaches the channel or the mailbox."""
+    box, port = mailbox
+    only_this = "endpoint.disabled"  # no task event: the one message each is the endpoint's
+    service = start(
+        stack,
+        SLACK_WEBHOOK_URL=receiver.script("/slack"),
+        SLACK_EVENTS=only_this,
+        SMTP_URL=f"smtp://127.0.0.1:{port}",
+        NOTIFY_EMAIL_FROM="kling@example.com",
+        NOTIFY_EMAIL_TO="ops@example.com",
+        EMAIL_EVENTS=only_this,
+    )
+    gone_url = receiver.script("/gone", Answer(410)) + "?token=receiver-s3cret"
+    gone = register(service, gone_url, event_types=SUBMITTED, description="team a's <b>renders</b>")
+
+    submit_as(service, simulator, KEY_A, "team-a", "job-1")
+    (slack,) = wait_for(lambda: receiver.received("/slack"), timeout=30, what="the Slack message")
+    (sender, recipients, mail) = wait_for(lambda: box.messages, timeout=30, what="the email")[0]
+
+    message = slack.json
+    for block in message["blocks"]:
+        Block.parse(block).validate_json()
+    assert message["text"].startswith("🚫 Endpoint disabled: Deliveries to http://127.0.0.1:")
+    fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in message["blocks"][2]["fields"]}
+    assert fields["*Tenant*"] == "team-a" and fields["*Dead letters*"] == "0"
+    assert fields["*Description*"] == "team a's &lt;b&gt;renders&lt;/b&gt;"
+    assert any("410 Gone" in b.get("text", {}).get("text", "") for b in message["blocks"])
+    context = message["blocks"][-1]["elements"][0]["text"]
+    assert f"/endpoints|{gone['id']}>" in context and "`endpoint.disabled`" in context
+
+    assert (sender, recipients) == ("kling@example.com", ["ops@example.com"])
+    assert mail["Subject"].startswith("Endpoint disabled: Deliveries to http://127.0.0.1:")
+    text, markup = parts(mail)
+    assert "Tenant: team-a" in text and "410 Gone" in text and f"Endpoint {gone['id']}: " in text
+    assert "team a&#x27;s &lt;b&gt;renders&lt;/b&gt;" in markup
+    assert "/gone (tenant team-a)" in text and "/gone (tenant team-a)" in message["text"]
+    for said in (json.dumps(message), text, markup, mail["Subject"]):
+        assert "receiver-s3cret" not in said
 
 
 # --- 4. a slow endpoint never delays another -----------------------------------------------------------

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
-from webhook_service.domain.events import EventType
+from webhook_service.domain.events import ENDPOINT_DISABLED, EVENT_TYPES
 from webhook_service.domain.tasks import DEFAULT_MAX_OUTPUTS
 from webhook_service.domain.tenants import DEFAULT_TENANT, NAME_RULE, valid_name
 from webhook_service.redaction import url_without_secrets
@@ -30,7 +30,9 @@ DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
 DEFAULT_ARCHIVE_URL = "./data/archive"
 DEFAULT_DOWNLOAD_MAX_BYTES = 2 * 1024**3
-DEFAULT_NOTIFY_EVENTS = frozenset({"task.archived", "task.failed", "task.archive_failed", "task.expired"})
+DEFAULT_NOTIFY_EVENTS = frozenset(
+    {"task.archived", "task.failed", "task.archive_failed", "task.expired", ENDPOINT_DISABLED}
+)
 DEFAULT_TASK_RETENTION_S = 30 * 86400.0
 DEFAULT_DEAD_LETTER_RETENTION_S = 14 * 86400.0
 DEFAULT_NOTIFY_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -388,9 +390,9 @@ def _schedule(name: str, value: str) -> tuple[float, ...]:
 def _events(name: str, value: str) -> frozenset[str]:
     """An event filter: comma-separated event types (empty: the caller's default)."""
     events = frozenset(_split(value))
-    unknown = sorted(events - {e.value for e in EventType})
+    unknown = sorted(events - set(EVENT_TYPES))
     if unknown:
-        known = ", ".join(EventType)
+        known = ", ".join(EVENT_TYPES)
         raise ConfigError(f"{name}: unknown event type(s) {', '.join(unknown)}; known ones: {known}")
     return events
 

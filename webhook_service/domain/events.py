@@ -29,6 +29,12 @@ class EventType(StrEnum):
     EXPIRED = "task.expired"
 
 
+# Not about a task: an endpoint of a tenant was disabled (notify/disabling.py). It goes to the tenant's
+# other endpoints and to the operator's sinks, each with its own filter, as task events do.
+ENDPOINT_DISABLED = "endpoint.disabled"
+EVENT_TYPES = (*(e.value for e in EventType), ENDPOINT_DISABLED)
+
+
 FOR_STATUS = {
     Status.SUBMITTED: EventType.SUBMITTED,
     Status.PROCESSING: EventType.PROCESSING,

@@ -6,8 +6,8 @@ ENDPOINT_DISABLE_AFTER_S (5 days by default: longer than the retry schedule, so 
 weekend is weathered), is disabled. Its pending deliveries become dead letters at once rather than
 retrying into the void for the rest of their schedule; they are replayable once it is enabled again
 (`PATCH /v1/endpoints/<id> {"enabled": true}`). Whoever disables it first raises one `endpoint.disabled`
-event, to the tenant's other endpoints that want it and to the operator's webhooks (NOTIFY_WEBHOOK_URLS).
-Slack and email are not told: their messages are about tasks (notify/render.py).
+event, to the tenant's other endpoints that want it and to the operator's webhooks, Slack and email
+(each filter takes it by default: NOTIFY_EVENTS).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import logging
 from datetime import UTC, datetime
 
 from webhook_service.domain.clock import now_ms
-from webhook_service.domain.events import Event
-from webhook_service.notify.endpoints import ENDPOINT_DISABLED, Endpoint
+from webhook_service.domain.events import ENDPOINT_DISABLED, Event
+from webhook_service.notify.endpoints import Endpoint
 from webhook_service.notify.records import Delivery
-from webhook_service.notify.routing import Sink, SinkKind
+from webhook_service.notify.routing import Sink, SinkKind, operator_sinks_for
 from webhook_service.services import Services
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _announce(svc: Services, endpoint: Endpoint, dead_letters: int) -> None:
     event = svc.deliveries.save_event(
         Event(f"evt_{digest}", ENDPOINT_DISABLED, "", payload, "", endpoint.tenant)
     )
-    sinks = [Sink(SinkKind.WEBHOOK, url) for url in dict.fromkeys(svc.settings.notify_webhook_urls)]
+    sinks = operator_sinks_for(svc.settings, ENDPOINT_DISABLED)
     sinks += [
         Sink(SinkKind.WEBHOOK, other.url, client=True, endpoint=other.id)
         for other in svc.endpoints.of_tenant(endpoint.tenant)

@@ -35,7 +35,7 @@ from redis.typing import EncodableT
 
 from webhook_service.domain import activity
 from webhook_service.domain.clock import now_ms
-from webhook_service.domain.events import EventType
+from webhook_service.domain.events import EVENT_TYPES
 from webhook_service.domain.sealing import cipher
 from webhook_service.domain.tenants import EVERYONE, Scope
 from webhook_service.domain.validation import FieldProblem, RequestInvalid, is_http_url
@@ -43,9 +43,7 @@ from webhook_service.integrations.outbound import refusal_of_url
 from webhook_service.keys import Keys
 from webhook_service.replies import text, texts
 
-ENDPOINT_DISABLED = "endpoint.disabled"
 PING = "ping"  # sent by `POST /v1/endpoints/<id>/test` only, whatever the filter
-EVENT_TYPES = (*(e.value for e in EventType), ENDPOINT_DISABLED)
 # A day, as for client keys (domain/clients.py): a receiver deployed at least daily picks up the new
 # secret within it.
 ROTATION_GRACE_S = 24 * 3600

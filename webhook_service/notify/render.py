@@ -2,7 +2,9 @@
 
 Both say the same few things in the same order: what happened, the prompt (shortened), status, model,
 how long the video is and how long it took, the link to the video and, when something failed, why.
-Everything comes from the stored event, so a retried message is the same message.
+An `endpoint.disabled` event says which endpoint of which tenant, why, and how many deliveries became
+dead letters, with a link to the dashboard's endpoints page. Everything comes from the stored event,
+so a retried message is the same message.
 
 Much of it is what a client sent (the prompt, its external_task_id) or what Kling said (a failure's
 reason), so every value is cleaned before it reaches a person: control characters go (a terminal
@@ -19,9 +21,9 @@ from dataclasses import dataclass, fields, replace
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from webhook_service.domain.events import Event
+from webhook_service.domain.events import ENDPOINT_DISABLED, Event
 
 PROMPT_CHARS = 200  # enough to recognise a task; Slack's and mail clients' previews cut earlier anyway
 SUBJECT_PROMPT_CHARS = 60
@@ -34,6 +36,7 @@ _TITLES = {
     "task.archived": ("🎬", "Video ready"),
     "task.archive_failed": ("⚠️", "Archiving failed"),
     "task.expired": ("⌛", "Task expired"),
+    ENDPOINT_DISABLED: ("🚫", "Endpoint disabled"),
 }
 _FAILURES = frozenset({"task.failed", "task.archive_failed", "task.expired"})
 # C0 controls but tab and newline, DEL, C1 controls, and the bidi embeddings, overrides and isolates.
@@ -48,32 +51,23 @@ def clean(text: str) -> str:
 class Summary:
     emoji: str
     title: str
-    prompt: str
-    status: str
-    model: str
-    video_length: str
-    took: str
+    prompt: str  # for an endpoint event: what happened to it, in a sentence
+    rows: tuple[tuple[str, str], ...]
     video_url: str | None
     reason: str | None
-    external_task_id: str
-    task_url: str
+    subject: str  # "Task" or "Endpoint"
+    subject_id: str
+    subject_url: str
     event_type: str
     event_id: str
-
-    def rows(self) -> list[tuple[str, str]]:
-        return [
-            ("Status", self.status),
-            ("Model", self.model),
-            ("Video length", self.video_length),
-            ("Took", self.took),
-        ]
 
 
 def summarise(event: Event, base_url: str) -> Summary:
     """What a message says, every text in it cleaned (see the module's docstring)."""
-    s = _summary(event, base_url)
+    s = _endpoint_summary(event, base_url) if event.type == ENDPOINT_DISABLED else _summary(event, base_url)
     cleaned = {f.name: clean(v) for f in fields(s) if isinstance(v := getattr(s, f.name), str)}
-    return replace(s, **cleaned)
+    rows = tuple((clean(name), clean(value)) for name, value in s.rows)
+    return replace(s, **cleaned, rows=rows)
 
 
 def _summary(event: Event, base_url: str) -> Summary:
@@ -86,14 +80,45 @@ def _summary(event: Event, base_url: str) -> Summary:
         emoji=emoji,
         title=title,
         prompt=shorten(clean(event.prompt), PROMPT_CHARS) or "(no prompt)",
-        status=status,
-        model=str(data.get("model_name") or "?"),
-        video_length=_video_length(data),
-        took=_took(data),
+        rows=(
+            ("Status", status),
+            ("Model", str(data.get("model_name") or "?")),
+            ("Video length", _video_length(data)),
+            ("Took", _took(data)),
+        ),
         video_url=_video_url(data),
         reason=_reason(data) if event.type in _FAILURES else None,
-        external_task_id=event.external_task_id,
-        task_url=f"{base_url}/v1/tasks/{quote(event.external_task_id, safe='')}",
+        subject="Task",
+        subject_id=event.external_task_id,
+        subject_url=f"{base_url}/v1/tasks/{quote(event.external_task_id, safe='')}",
+        event_type=event.type,
+        event_id=event.id,
+    )
+
+
+def _endpoint_summary(event: Event, base_url: str) -> Summary:
+    """The endpoint's URL without its query, user or fragment: a receiver's token often lives there,
+    and this message goes to a chat channel or a mailbox."""
+    data = event.data
+    emoji, title = _TITLES[ENDPOINT_DISABLED]
+    url = urlsplit(str(data.get("url") or ""))
+    shown = f"{url.scheme}://{url.hostname or ''}{f':{url.port}' if url.port else ''}{url.path}"
+    tenant = str(data.get("tenant") or "?")
+    reason = {"gone": "it answered 410 Gone", "failing": "it failed without a single success for too long"}
+    return Summary(
+        emoji=emoji,
+        title=title,
+        prompt=shorten(f"Deliveries to {shown} (tenant {tenant}) are stopped.", PROMPT_CHARS),
+        rows=(
+            ("Tenant", tenant),
+            ("Dead letters", str(data.get("dead_letters", 0))),
+            ("Description", shorten(str(data.get("description") or "—"), 80)),
+        ),
+        video_url=None,
+        reason=reason.get(str(data.get("disabled_reason")), str(data.get("disabled_reason") or "unknown")),
+        subject="Endpoint",
+        subject_id=str(data.get("id") or "?"),
+        subject_url=f"{base_url}/endpoints",
         event_type=event.type,
         event_id=event.id,
     )
@@ -157,7 +182,7 @@ def slack_message(event: Event, base_url: str) -> dict[str, Any]:
         {"type": "section", "text": {"type": "mrkdwn", "text": f"> {_mrkdwn(s.prompt)}"}},
         {
             "type": "section",
-            "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{_mrkdwn(value)}"} for name, value in s.rows()],
+            "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{_mrkdwn(value)}"} for name, value in s.rows],
         },
     ]
     if s.reason:
@@ -166,7 +191,7 @@ def slack_message(event: Event, base_url: str) -> dict[str, Any]:
     if s.video_url:
         button = {"type": "button", "text": {"type": "plain_text", "text": "Watch the video"}}
         blocks.append({"type": "actions", "elements": [{**button, "url": s.video_url, "style": "primary"}]})
-    context = f"Task <{s.task_url}|{_mrkdwn(s.external_task_id)}> · `{s.event_type}`"
+    context = f"{s.subject} <{s.subject_url}|{_mrkdwn(s.subject_id)}> · `{s.event_type}`"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
     return {"text": f"{s.emoji} {_mrkdwn(s.title)}: {_mrkdwn(s.prompt)}", "blocks": blocks}
 
@@ -187,13 +212,14 @@ def email_message(event: Event, base_url: str, sender: str, recipients: tuple[st
 
 
 def _text_body(s: Summary) -> str:
-    lines = [f"{s.title}", "", f"Prompt: {s.prompt}", *(f"{name}: {value}" for name, value in s.rows())]
+    head = f"Prompt: {s.prompt}" if s.subject == "Task" else s.prompt
+    lines = [f"{s.title}", "", head, *(f"{name}: {value}" for name, value in s.rows)]
     if s.reason:
         lines.append(f"Reason: {s.reason}")
     lines.append("")
     if s.video_url:
         lines.append(f"Watch the video: {s.video_url}")
-    lines += [f"Task {s.external_task_id}: {s.task_url}", f"Event: {s.event_type} ({s.event_id})", ""]
+    lines += [f"{s.subject} {s.subject_id}: {s.subject_url}", f"Event: {s.event_type} ({s.event_id})", ""]
     return "\n".join(lines)
 
 
@@ -201,7 +227,7 @@ def _html_body(s: Summary) -> str:
     e = html.escape
     rows = "".join(
         f'<tr><td style="padding:2px 12px 2px 0;color:#666">{e(name)}</td><td>{e(value)}</td></tr>'
-        for name, value in s.rows()
+        for name, value in s.rows
     )
     reason = f'<p style="color:#b00020"><strong>Reason:</strong> {e(s.reason)}</p>' if s.reason else ""
     link = (
@@ -215,6 +241,7 @@ def _html_body(s: Summary) -> str:
         f"<h2>{e(s.emoji)} {e(s.title)}</h2>"
         f'<blockquote style="margin:0 0 12px;color:#333">{e(s.prompt)}</blockquote>'
         f"<table>{rows}</table>{reason}{link}"
-        f'<p style="color:#666;font-size:small">Task <a href="{e(s.task_url)}">{e(s.external_task_id)}</a>'
+        f'<p style="color:#666;font-size:small">{e(s.subject)} '
+        f'<a href="{e(s.subject_url)}">{e(s.subject_id)}</a>'
         f" · {e(s.event_type)} · {e(s.event_id)}</p></body></html>"
     )

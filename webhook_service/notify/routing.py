@@ -47,10 +47,18 @@ class Sink:
 
 def sinks_for(settings: Settings, task: Task, event_type: str) -> list[Sink]:
     """Every sink whose filter takes `event_type`; the task's callback_url counts as a generic webhook."""
+    return _sinks(settings, event_type, task.client_callback_url)
+
+
+def operator_sinks_for(settings: Settings, event_type: str) -> list[Sink]:
+    """The operator's webhooks, Slack and email whose filter takes `event_type`: for an event of no task."""
+    return _sinks(settings, event_type, None)
+
+
+def _sinks(settings: Settings, event_type: str, callback: str | None) -> list[Sink]:
     sinks: list[Sink] = []
     if event_type in settings.notify_webhook_events:
         sinks += [Sink(SinkKind.WEBHOOK, url) for url in dict.fromkeys(settings.notify_webhook_urls)]
-        callback = task.client_callback_url
         if callback and callback not in settings.notify_webhook_urls:
             sinks.append(Sink(SinkKind.WEBHOOK, callback, client=True))
     if settings.slack_webhook_url and event_type in settings.slack_events:
