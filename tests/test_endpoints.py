@@ -237,7 +237,7 @@ def test_an_endpoint_failing_for_too_long_is_disabled_told_and_its_deliveries_de
         stack,
         workers=2,
         NOTIFY_WEBHOOK_URLS=operator,
-        NOTIFY_WEBHOOK_EVENTS="task.failed",  # nothing of this test's task: only endpoint.disabled
+        NOTIFY_WEBHOOK_EVENTS="endpoint.disabled",  # nothing of this test's task
         NOTIFY_RETRY_SCHEDULE_S=",".join(["0.5"] * 20),  # far from exhausted when it is disabled
         ENDPOINT_DISABLE_AFTER_S="2",
     )

@@ -16,6 +16,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
+from tests import test_endpoints as endpoint_tests
 from tests.conftest import Service, make_service
 from tests.support import PrivateRedis, wait_for
 from tests.test_notify import SECRET, Answer, Receiver, Stack, submit
@@ -191,8 +192,9 @@ def test_archive_retention_removes_whole_days_only(tmp_path: Path) -> None:
 
 
 def test_a_pass_with_nothing_due_reads_only_the_index(env: dict[str, str]) -> None:
-    """O(what expires): ten thousand tasks waiting for their time cost a pass one range read (counted
-    by a Redis of the test's own, which nothing else talks to)."""
+    """O(what expires): ten thousand tasks waiting for their time cost a pass two range reads, one per
+    time index (tasks, events of no task), counted by a Redis of the test's own, which nothing else
+    talks to."""
     private = PrivateRedis().start()
     try:
         svc = Services.build(Settings.from_env({**env, "REDIS_URL": private.url}))
@@ -203,7 +205,7 @@ def test_a_pass_with_nothing_due_reads_only_the_index(env: dict[str, str]) -> No
         svc.redis.config_resetstat()
         assert prune(svc).removed == []
         stats = svc.redis.info("commandstats")
-        assert stats["cmdstat_zrangebyscore"]["calls"] == 1
+        assert stats["cmdstat_zrangebyscore"]["calls"] == 2
         assert stats["cmdstat_get"]["calls"] == 2  # the two backfills' markers
         assert "cmdstat_mget" not in stats and "cmdstat_watch" not in stats
     finally:
@@ -230,3 +232,51 @@ def test_failed_jobs_are_kept_two_weeks_not_rqs_year(service: Service) -> None:
 def _all_job_ids(svc: Services, queue_name: str) -> list[str]:
     queue = Queue(queue_name, connection=svc.redis)
     return [*queue.job_ids, *ScheduledJobRegistry(queue=queue).get_job_ids()]
+
+
+def test_an_endpoint_disabled_event_leaves_with_its_deliveries_once_they_are_settled(
+    stacks: Stack, simulator, hooks: Receiver
+) -> None:
+    """`endpoint.disabled` belongs to no task, so it cannot leave with one: it has its own entry, due
+    TASK_RETENTION_S after it was raised, and waits while one of its deliveries is still being retried."""
+    service = endpoint_tests.start(
+        stacks,
+        TASK_RETENTION_S="1",
+        NOTIFY_RETRY_SCHEDULE_S="4,4",
+        PRUNE_INTERVAL_S="3600",  # the test prunes itself, to see each step
+    )
+    told = ["endpoint.disabled"]
+    endpoint_tests.register(service, hooks.script("/gone", Answer(410)), event_types=["task.submitted"])
+    endpoint_tests.register(service, hooks.script("/told"), event_types=told)
+    endpoint_tests.register(service, hooks.script("/later", Answer(500), Answer(200)), event_types=told)
+
+    endpoint_tests.submit_as(service, simulator, endpoint_tests.KEY_A, "team-a", "job-1")
+    (request,) = wait_for(lambda: hooks.received("/told"), timeout=30, what="endpoint.disabled told")
+    event_id = request.headers["webhook-id"]
+    listed = endpoint_tests.call(service, "GET", "/v1/deliveries").json()["data"]
+    deliveries = [d["id"] for d in listed if d["event_id"] == event_id]
+    assert len(deliveries) == 2 and keys_about(service, event_id, *deliveries)
+    wait_for(lambda: hooks.received("/later"), timeout=30, what="the first, failed, attempt at /later")
+
+    raised = request.at
+    wait_for(lambda: time.time() - raised > 1.5)  # past its retention, while /later's retry waits
+    report = prune(service.services)
+    assert event_id in report.postponed and event_id not in report.removed
+    assert keys_about(service, event_id, *deliveries)
+    looks_again = service.services.redis.zscore(Keys().retention_taskless, event_id)
+    assert looks_again is not None and looks_again + 1000 > now_ms() + 50_000  # in about a minute
+
+    wait_for(
+        lambda: all(
+            endpoint_tests.call(service, "GET", f"/v1/deliveries/{d}").json()["data"]["status"] == "delivered"
+            for d in deliveries
+        ),
+        timeout=30,
+        what="/later's retry delivered",
+    )
+    service.services.redis.zadd(Keys().retention_taskless, {event_id: 0})  # that minute has passed
+    removed = wait_for(lambda: event_id in prune(service.services).removed, timeout=15, what="removal")
+    assert removed and keys_about(service, event_id, *deliveries) == []
+    assert index_members(service, event_id, *deliveries) == []
+    for delivery in deliveries:
+        assert endpoint_tests.call(service, "GET", f"/v1/deliveries/{delivery}").status_code == 404

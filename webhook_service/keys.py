@@ -62,11 +62,15 @@ Reconciliation (domain/open_tasks.py, domain/reconcile.py):
 
 Retention (domain/retention.py):
 - `retention`          sorted set of finished tasks by when they may be removed (checked again then)
+- `retention:taskless` sorted set of the events that belong to no task (`endpoint.disabled`) by
+                       creation time: each leaves, with its deliveries, TASK_RETENTION_S later once
+                       they are all settled
 - `removed:<id>`       a removed task's notice, by external_task_id and by each task_id, kept (with a
                        Redis TTL) for another retention period so a query can say what happened
 
 Notifications (notify/deliveries.py):
 - `event:<event_id>`                     the event (payload and prompt), written once
+- `event:<event_id>:deliveries`          set: the deliveries of an event that belongs to no task
 - `delivery:<id>`                        the delivery record (JSON): O(1) by id
 - `delivery:<id>:attempts`               its attempts, oldest first (JSON list items)
 - `deliveries`                           sorted set of every delivery id by creation time
@@ -259,6 +263,10 @@ class Keys:
     def retention(self) -> str:
         return f"{self.prefix}retention"
 
+    @property
+    def retention_taskless(self) -> str:
+        return f"{self.prefix}retention:taskless"
+
     def removed(self, any_id: str) -> str:
         return f"{self.prefix}removed:{any_id}"
 
@@ -271,6 +279,9 @@ class Keys:
 
     def event(self, event_id: str) -> str:
         return f"{self.prefix}event:{event_id}"
+
+    def event_deliveries(self, event_id: str) -> str:
+        return f"{self.prefix}event:{event_id}:deliveries"
 
     def delivery(self, delivery_id: str) -> str:
         return f"{self.prefix}delivery:{delivery_id}"

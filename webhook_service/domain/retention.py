@@ -11,6 +11,9 @@ becomes final, at the moment it may go; each pass takes only the entries that ar
 checks that the task is settled, and either removes everything it owns in one transaction or puts it
 back at the moment it could be settled. A pass never scans. The archive is the long-term record: its
 files and metadata.json stay (ARCHIVE_RETENTION_DAYS, off by default, prunes them on disk).
+
+An event of no task (`endpoint.disabled`) has its own index, by creation time: it leaves with its
+deliveries TASK_RETENTION_S after it was raised, once they are settled as a task's would be.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def prune(services: Services) -> PruneReport:
             _prune_one(services, external_task_id, report)
         if len(due) < BATCH:
             break
+    _prune_taskless_events(services, report)
     if services.settings.archive_retention_days > 0:
         report.archive_days_removed = services.storage.remove_days_before(
             time.time() - services.settings.archive_retention_days * 86400
@@ -139,6 +143,33 @@ def _prune_one(services: Services, external_task_id: str, report: PruneReport) -
             return
 
 
+def _prune_taskless_events(services: Services, report: PruneReport) -> None:
+    """Events of no task raised more than TASK_RETENTION_S ago: few (one per disabled endpoint), so one
+    batch a pass. The index's score is the creation time; a postponed event gets the score that makes
+    it due at the moment it could be settled."""
+    keys, retention_ms = services.keys, int(services.settings.task_retention_s * 1000)
+    due = services.redis.zrangebyscore(
+        keys.retention_taskless, 0, now_ms() - retention_ms, start=0, num=BATCH
+    )
+    for event_id in texts(due):
+        with services.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(keys.event_deliveries(event_id))
+                deliveries = services.deliveries.of_taskless_event(event_id)
+                settled_at = _deliveries_settled_at(services, deliveries, now_ms())
+                pipe.multi()
+                if settled_at is None or settled_at > now_ms():
+                    later = settled_at if settled_at is not None else _next_look(deliveries)
+                    pipe.zadd(keys.retention_taskless, {event_id: later - retention_ms})
+                    report.postponed.append(event_id)
+                else:
+                    services.deliveries.remove_taskless_event(pipe, event_id, deliveries)
+                    report.removed.append(event_id)
+                pipe.execute()
+            except redis.WatchError:
+                continue
+
+
 def _next_look(deliveries: list[Delivery]) -> int:
     attempts = [d.next_attempt_at or 0 for d in deliveries if d.status is DeliveryStatus.PENDING]
     return max([now_ms() + int(RECHECK_S * 1000), *attempts])
@@ -152,7 +183,16 @@ def _settled_at(services: Services, task: Task, deliveries: list[Delivery]) -> i
     archive_settled = task.archive_state in (ArchiveState.ARCHIVED, ArchiveState.FAILED)
     if task.status is Status.SUCCEED and not archive_settled:
         return None
-    settled = task.updated_at + int(services.settings.task_retention_s * 1000)
+    return _deliveries_settled_at(
+        services, deliveries, task.updated_at + int(services.settings.task_retention_s * 1000)
+    )
+
+
+def _deliveries_settled_at(
+    services: Services, deliveries: list[Delivery], at_the_earliest: int
+) -> int | None:
+    """None while a delivery is pending; else `at_the_earliest`, or later while a dead letter is young."""
+    settled = at_the_earliest
     dead_letter_ms = int(services.settings.dead_letter_retention_s * 1000)
     for delivery in deliveries:
         if delivery.status is DeliveryStatus.PENDING:

@@ -116,8 +116,23 @@ class DeliveryStore:
     def of_task(self, external_task_id: str) -> builtins.list[Delivery]:
         return self._load(texts(self.redis.smembers(self._task_index(external_task_id))))
 
+    def of_taskless_event(self, event_id: str) -> builtins.list[Delivery]:
+        return self._load(texts(self.redis.smembers(self.keys.event_deliveries(event_id))))
+
     def remove(self, pipe: Pipeline, external_task_id: str, deliveries: builtins.list[Delivery]) -> None:
         """Queue the removal of a task's deliveries, their attempts, their events and index entries."""
+        self._remove_each(pipe, deliveries)
+        pipe.delete(self._task_index(external_task_id))
+
+    def remove_taskless_event(
+        self, pipe: Pipeline, event_id: str, deliveries: builtins.list[Delivery]
+    ) -> None:
+        """Queue the removal of an event of no task, its deliveries and their attempts."""
+        self._remove_each(pipe, deliveries)
+        pipe.delete(self.keys.event(event_id), self.keys.event_deliveries(event_id))
+        pipe.zrem(self.keys.retention_taskless, event_id)
+
+    def _remove_each(self, pipe: Pipeline, deliveries: builtins.list[Delivery]) -> None:
         for delivery in deliveries:
             pipe.delete(self._key(delivery.id), self.keys.delivery_attempts(delivery.id))
             pipe.delete(self.keys.event(delivery.event_id))
@@ -127,7 +142,6 @@ class DeliveryStore:
             pipe.zrem(self._tenant_index(delivery.tenant, delivery.status), delivery.id)
             if delivery.endpoint is not None:
                 pipe.srem(self.keys.endpoint_pending(delivery.endpoint), delivery.id)
-        pipe.delete(self._task_index(external_task_id))
 
     # --- changing ---
 
@@ -152,8 +166,13 @@ class DeliveryStore:
                     self._write(pipe, delivery, None)
                     pipe.zadd(self._index(), {delivery.id: delivery.created_at})
                     pipe.zadd(self._tenant_index(delivery.tenant), {delivery.id: delivery.created_at})
-                    if delivery.external_task_id:  # an endpoint's own event has no task
+                    if delivery.external_task_id:
                         pipe.sadd(self._task_index(delivery.external_task_id), delivery.id)
+                    else:  # an endpoint's own event: retention removes it by itself, not with a task
+                        pipe.sadd(self.keys.event_deliveries(delivery.event_id), delivery.id)
+                        pipe.zadd(
+                            self.keys.retention_taskless, {delivery.event_id: delivery.created_at}, nx=True
+                        )
                     if not skipped:
                         enqueue_delivery(self.redis, pipe, delivery.id, delivery.id)
                     pipe.execute()

@@ -65,15 +65,17 @@ def _announce(svc: Services, endpoint: Endpoint, dead_letters: int) -> None:
         "data": {**endpoint.view(), "dead_letters": dead_letters},
     }
     digest = hashlib.sha256(f"{endpoint.id}\n{ENDPOINT_DISABLED}\n{at}".encode()).hexdigest()[:32]
-    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    event = svc.deliveries.save_event(
-        Event(f"evt_{digest}", ENDPOINT_DISABLED, "", payload, "", endpoint.tenant)
-    )
     sinks = operator_sinks_for(svc.settings, ENDPOINT_DISABLED)
     sinks += [
         Sink(SinkKind.WEBHOOK, other.url, client=True, endpoint=other.id)
         for other in svc.endpoints.of_tenant(endpoint.tenant)
         if other.id != endpoint.id and other.enabled and other.wants(ENDPOINT_DISABLED)
     ]
+    if not sinks:
+        return  # nobody to tell: nothing stored (an event without deliveries would never be pruned)
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    event = svc.deliveries.save_event(
+        Event(f"evt_{digest}", ENDPOINT_DISABLED, "", payload, "", endpoint.tenant)
+    )
     for sink in sinks:
         svc.deliveries.create(Delivery.new(event, sink))
