@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from webhook_service.config import Settings
 from webhook_service.domain.admission import Admission
@@ -87,6 +87,22 @@ BRIEF_PATIENCE = Retry(
 SENTINEL_TIMEOUT_S = 0.5
 
 
+class PrimaryFollowingConnection(SentinelManagedConnection):
+    """A connection to the primary the sentinels name now, at every (re)connection.
+
+    redis-py's own asks the sentinels only when the pool hands out a new connection: a connection that
+    is dropped and re-opened by the retry of the command it was running (a blocking dequeue when the
+    old primary is demoted and Sentinel closes its clients) goes back to the address it had, is told
+    READONLY, and retries there until its patience runs out. A worker waiting for jobs then sat on the
+    demoted primary for minutes while the queue filled up on the new one.
+    """
+
+    def _connect(self) -> Any:
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()  # type: ignore[no-untyped-call]  # redis-py's, untyped
+
+
 def redis_connection(
     settings: Settings, *, read_timeout_s: float = 5.0, patience: Retry = BRIEF_PATIENCE
 ) -> redis.Redis:
@@ -113,5 +129,7 @@ def redis_connection(
         },
     )
     database = int(urlsplit(settings.redis_url).path.strip("/") or 0)
-    primary: redis.Redis = sentinels.master_for(settings.redis_sentinel_master, db=database, **options)
+    primary: redis.Redis = sentinels.master_for(
+        settings.redis_sentinel_master, db=database, connection_class=PrimaryFollowingConnection, **options
+    )
     return primary
