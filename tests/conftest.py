@@ -27,6 +27,11 @@ from webhook_service.services import Services
 from webhook_service.web.app import create_app
 from webhook_service.web.context import services_of
 
+# Every process a test starts (workers, gunicorn, the CLI) inherits this: none of them reads the
+# checkout's `.env` or the dev file of a `./scripts/up` running beside the tests (its webhook receiver,
+# its simulator), only what the test gives it.
+os.environ["READ_SETTINGS_FILES"] = "false"
+
 SIM_TOKEN = "sim-token-for-tests"
 SECRET_KEY = "test-secret-key-0123456789abcdef"
 S3_SECRET = "fake-secret-key-for-tests"

@@ -174,6 +174,7 @@ def test_settings_come_from_the_environment_then_dotenv_then_the_dev_file(
 ) -> None:
     for name in ("REDIS_URL", "KLING_API_BASE", "KLING_API_TOKEN", "SECRET_KEY", "PUBLIC_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("READ_SETTINGS_FILES")  # the suite's own processes read no file (conftest.py)
     monkeypatch.setenv("REDIS_URL", "redis://from-environment:6379/0")
     (tmp_path / ".env").write_text("SECRET_KEY=from-dotenv-0123456789\nKLING_API_BASE=http://from-dotenv\n")
     dev_file = tmp_path / "dev.env"
@@ -190,6 +191,14 @@ def test_settings_come_from_the_environment_then_dotenv_then_the_dev_file(
         "from-dev-file",
         "http://from-dev-file:8000",
     )
+
+    monkeypatch.setenv("READ_SETTINGS_FILES", "false")  # as the test suite runs its processes
+    monkeypatch.setenv("SECRET_KEY", "from-environment-0123456789")
+    ignoring = Settings.from_env(**paths)
+    assert ignoring.kling_api_base == "https://api-singapore.klingai.com" and ignoring.kling_api_token == ""
+    assert ignoring.public_base_url == "http://localhost:8000"
+    monkeypatch.delenv("READ_SETTINGS_FILES")
+    monkeypatch.delenv("SECRET_KEY")
 
     dev_file.unlink()  # scripts/up stopped
     assert Settings.from_env(**paths).kling_api_token == ""

@@ -141,9 +141,14 @@ class Settings:
         dev_env_path: str = DEV_ENV_PATH,
     ) -> Settings:
         """Read settings from `environ`; by default the real environment, over `.env`, over the dev file
-        (DEV_ENV_PATH) when a running `scripts/up` left one: the first that sets a variable wins."""
+        (DEV_ENV_PATH) when a running `scripts/up` left one: the first that sets a variable wins.
+        `READ_SETTINGS_FILES=false` in the environment leaves both files out: the test suite sets it, so
+        its processes never take the settings of a demo running in the same checkout."""
         if environ is None:
-            environ = {**_file_values(dev_env_path), **_file_values(dotenv_path), **os.environ}
+            files: dict[str, str] = {}
+            if _bool("READ_SETTINGS_FILES", os.environ.get("READ_SETTINGS_FILES") or "true"):
+                files = {**_file_values(dev_env_path), **_file_values(dotenv_path)}
+            environ = {**files, **os.environ}
         env = {k: v.strip() for k, v in environ.items() if isinstance(v, str)}
 
         def get(name: str, default: str = "") -> str:
