@@ -95,12 +95,20 @@ class PrimaryFollowingConnection(SentinelManagedConnection):
     old primary is demoted and Sentinel closes its clients) goes back to the address it had, is told
     READONLY, and retries there until its patience runs out. A worker waiting for jobs then sat on the
     demoted primary for minutes while the queue filled up on the new one.
+
+    It is also dropped when a read fails, as a direct connection is. redis-py's own keeps it
+    (`disconnect_on_error=False`, redis-py PR #4292): after a read timeout (a network partition, a slow
+    primary) it went back to the pool with its reply still on the way, and every later command on it
+    read the reply of the one before: a GET answered with a list, one task's record for another's.
     """
 
     def _connect(self) -> Any:
         if self.connection_pool.is_master:
             self.host, self.port = self.connection_pool.get_master_address()
         return super()._connect()  # type: ignore[no-untyped-call]  # redis-py's, untyped
+
+    def read_response(self, *args: Any, disconnect_on_error: bool | None = True, **kwargs: Any) -> Any:
+        return super().read_response(*args, disconnect_on_error=disconnect_on_error, **kwargs)
 
 
 def redis_connection(
