@@ -139,7 +139,7 @@ def ensure_redis(run: Run) -> None:
     where = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
     persistence = ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
     run.children.start("redis", ["redis-server", *where, *persistence, "--maxmemory-policy", "noeviction"])
-    run.wait_until(lambda: redis_answers(url), "redis-server answering", timeout=10)
+    run.wait_until(lambda: redis_answers(settings), "redis-server answering", timeout=10)
     run.console.step("redis", f"started redis-server on 127.0.0.1:{port}, its data in data/redis/")
 
 
@@ -236,9 +236,11 @@ def _registered(connection: redis.Redis, groups: set[int]) -> int:
     """How many of our worker processes RQ lists (a worker killed before leaves its entry a while)."""
     count = 0
     for worker in Worker.all(connection=connection):
+        if worker.pid is None:
+            continue
         try:
             count += os.getpgid(worker.pid) in groups
-        except (OSError, TypeError):
+        except OSError:
             continue  # gone, or on another machine
     return count
 

@@ -64,16 +64,19 @@ def cmdline(pid: int) -> str:
 
 
 @pytest.fixture
-def up(checkout: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, str]]:
+def up(checkout: Path, request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[bytes], Path, str]]:
     """scripts/up.py running in `checkout` (its console in console.txt), and the service's URL.
-    Stopped as Ctrl-C stops it; whatever it started is killed anyway, even when the test failed."""
-    redis_server = PrivateRedis().start()
+    Stopped as Ctrl-C stops it; whatever it started is killed anyway, even when the test failed.
+    With the parameter "no redis", nothing answers at REDIS_URL: `up` starts a redis-server itself."""
+    own_redis = getattr(request, "param", "") == "no redis"
+    redis_server = PrivateRedis() if own_redis else PrivateRedis().start()
+    redis_url = f"redis://127.0.0.1:{free_port()}/0" if own_redis else redis_server.url
     port = free_port()
     env = clean_env(
         PORT=str(port),
         SIMULATOR_PORT=str(free_port()),
         WEBHOOK_RECEIVER_PORT=str(free_port()),
-        REDIS_URL=redis_server.url,
+        REDIS_URL=redis_url,
         WEB_CONCURRENCY="1",
         WORKER_PROCESSES="1",
     )
@@ -167,6 +170,25 @@ def test_up_shows_a_short_summary_and_the_cli_beside_it_sees_the_demo(
     assert not dev_file.exists()
     wait_for(lambda: not [pid for pid in children if Path(f"/proc/{pid}").exists()], what="children gone")
     assert "stopping everything" in console.read_text()
+
+
+@pytest.mark.parametrize("up", ["no redis"], indirect=True)
+def test_up_starts_its_own_redis_with_an_append_only_file_when_none_answers(
+    up: tuple[subprocess.Popen[bytes], Path, str], checkout: Path
+) -> None:
+    """A fresh machine: no Redis running, redis-server installed."""
+    process, console, _ = up
+    text = console.read_text()
+    assert process.poll() is None, text
+    started = r"^redis +started redis-server on 127\.0\.0\.1:\d+, its data in data/redis/$"
+    assert re.search(started, text, re.M), text
+    assert re.search(r"^demo +video archived: ", text, re.M), text
+    assert list((checkout / "data" / "redis").rglob("*.aof")), "no append-only file"
+    redis_children = [pid for pid in descendants(process.pid) if "redis-server" in cmdline(pid)]
+    assert redis_children
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=20) == 0
+    wait_for(lambda: not [p for p in redis_children if Path(f"/proc/{p}").exists()], what="redis stopped")
 
 
 def test_settings_come_from_the_environment_then_dotenv_then_the_dev_file(
