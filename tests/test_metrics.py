@@ -153,7 +153,8 @@ def test_worker_processes_share_their_files_and_the_scrape_adds_them_up(
         server.stop()
     assert scrape[("kws_download_seconds_count", (("outcome", "ok"),))] == 3
     assert scrape[("kws_download_bytes_total", ())] > 0
-    # Every job ran in its own work horse, and they all wrote the one set of files of their worker.
+    # Every archive job ran in a work horse of its own, and they all wrote the one set of files of their
+    # worker (the other jobs run in the worker's process, under its pid).
     files = {p.name for p in multiprocess_dir.glob("*.db")}
     pid = worker.pid
     assert f"counter_{pid}job.db" in files

@@ -117,6 +117,9 @@ class Settings:
     events_waiting_max: int = 1
     events_stream_s: float = 30.0
     callback_max_outputs: int = DEFAULT_MAX_OUTPUTS
+    # WORKER_FORK_QUEUES: the queues whose jobs run in a forked work horse. None: jobs.py's default; the
+    # words `all` and `none` stay as given, for jobs.fork_queues to resolve with the queue names.
+    worker_fork_queues: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:  # secrets must never reach a log line through a repr
         redis_url = url_without_secrets(self.redis_url)
@@ -235,6 +238,7 @@ class Settings:
             archive_retry_base_s=_positive_float(
                 "ARCHIVE_RETRY_BASE_S", get("ARCHIVE_RETRY_BASE_S", "10"), allow_zero=True
             ),
+            worker_fork_queues=_fork_queues(get("WORKER_FORK_QUEUES")),
         )
         settings._check_consistency()
         return settings
@@ -390,6 +394,15 @@ def _schedule(name: str, value: str) -> tuple[float, ...]:
     if not value:
         return DEFAULT_NOTIFY_RETRY_SCHEDULE_S
     return tuple(_positive_float(name, part, allow_zero=True) for part in _split(value))
+
+
+def _fork_queues(value: str) -> tuple[str, ...] | None:
+    """Queue names, comma-separated, or `all` or `none` alone; the names are checked against the queues
+    when a worker starts (jobs.fork_queues), since the queues are named in jobs.py, above this module."""
+    names = tuple(name.lower() for name in _split(value))
+    if len(names) > 1 and {"all", "none"} & set(names):
+        raise ConfigError(f"WORKER_FORK_QUEUES: `all` and `none` stand alone, got {value!r}")
+    return names or None
 
 
 def _events(name: str, value: str) -> frozenset[str]:

@@ -25,7 +25,7 @@ from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
-from webhook_service.config import Settings
+from webhook_service.config import ConfigError, Settings
 from webhook_service.replies import text_or_none
 
 SUBMIT_QUEUE = "submit"
@@ -33,6 +33,10 @@ ARCHIVE_QUEUE = "archive"
 NOTIFY_QUEUE = "notify"
 MAINTENANCE_QUEUE = "maintenance"
 ALL_QUEUES = (SUBMIT_QUEUE, ARCHIVE_QUEUE, NOTIFY_QUEUE, MAINTENANCE_QUEUE)  # in priority order
+# The queues whose jobs a worker runs in a forked work horse (WORKER_FORK_QUEUES); the others' jobs run
+# in the worker's own process (workers/horse.py). Only the archive download is forked: it runs up to
+# an hour, and its forked horse lets the worker keep its heartbeat and kill it if it hangs.
+DEFAULT_FORK_QUEUES = frozenset({ARCHIVE_QUEUE})
 
 DISPATCH_JOB = "workers.submit.dispatch_job"
 ARCHIVE_JOB = "workers.archive.archive_task"
@@ -66,10 +70,31 @@ FAILED_JOB_TTL_S = 14 * 86400
 JOB_RESULT_TTL_S = 60
 
 # How a worker finds jobs whose worker died (SIGKILL, lost machine): RQ marks a job abandoned when its
-# heartbeat (job monitoring interval + 60 s) lapses, and a live worker's maintenance pass, every
-# MAINTENANCE_INTERVAL_S, then retries it. Recovery after a whole worker dies: at most ~2.5 minutes.
+# heartbeat lapses, and a live worker's maintenance pass, every MAINTENANCE_INTERVAL_S, then retries it
+# (if it has retries: a dispatch or a tick has none, and the next one does its work). A forked job's
+# heartbeat, renewed by its worker while the horse runs, lasts the job monitoring interval + 60 s:
+# recovery within ~2.5 minutes. A job run in the worker's own process is not renewed while it runs, so
+# its heartbeat lasts its whole timeout + 60 s: a delivery is found within ~4 minutes, a fan-out ~3.
 JOB_MONITORING_INTERVAL_S = 30
 MAINTENANCE_INTERVAL_S = 60
+
+
+def fork_queues(settings: Settings) -> frozenset[str]:
+    """The queues whose jobs run in a forked work horse under these settings (WORKER_FORK_QUEUES)."""
+    chosen = settings.worker_fork_queues
+    if chosen is None:
+        return DEFAULT_FORK_QUEUES
+    if chosen == ("all",):
+        return frozenset(ALL_QUEUES)
+    if chosen == ("none",):
+        return frozenset()
+    unknown = sorted(set(chosen) - set(ALL_QUEUES))
+    if unknown:
+        raise ConfigError(
+            f"WORKER_FORK_QUEUES: unknown queue(s) {', '.join(unknown)}; the queues are "
+            f"{', '.join(ALL_QUEUES)} (or `all`, or `none`)"
+        )
+    return frozenset(chosen)
 
 
 def backoff_intervals(

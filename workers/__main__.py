@@ -1,4 +1,5 @@
-"""`python -m workers`: one RQ worker for all of the service's queues, with the scheduler on.
+"""`python -m workers`: one RQ worker for all of the service's queues, with the scheduler on; it runs
+each job in its own process, but those of WORKER_FORK_QUEUES in a forked work horse (workers/horse.py).
 
 The scheduler is what turns RQ's retry intervals into delays; without it they are ignored. It refuses
 to start on a Redis that would evict the jobs (see integrations/redis_config.py).
@@ -20,6 +21,7 @@ from webhook_service.jobs import (
     ALL_QUEUES,
     JOB_MONITORING_INTERVAL_S,
     MAINTENANCE_INTERVAL_S,
+    fork_queues,
     periodic_work,
 )
 from webhook_service.services import redis_connection
@@ -39,6 +41,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         settings = Settings.from_env()
+        forked_queues = fork_queues(settings)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -57,6 +60,7 @@ def main() -> int:
         maintenance_interval=MAINTENANCE_INTERVAL_S,
         job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
         settings=settings,
+        forked_queues=forked_queues,
         # Each chain of ticks is started by the first check, and started again whenever it goes missing.
         periodic=() if args.burst else periodic_work(settings).values(),
     )

@@ -1,29 +1,34 @@
 """The RQ worker class, and the `Services` each job runs with.
 
-RQ forks a work horse per job. Objects holding sockets (the Redis pool, the Kling client) must be
-built in the process that uses them, never inherited across the fork, so each horse builds its job's
-`Services` from the worker's settings, and the job's entry point reads them with `job_services()`. They
-are built when the job first asks, inside the job: a failure to build them (a bad archive setting) fails
-the job, which RQ then retries, rather than killing the horse. Tests run an entry point in their own
-process with `running_jobs_with(services)`.
+A worker runs most jobs in its own process, one after the other, as RQ's `SimpleWorker` does: a fork per
+job cost more CPU than the short jobs themselves (event fan-outs, deliveries, dispatches, ticks). Jobs of
+the queues in WORKER_FORK_QUEUES (the archive download by default; jobs.py says why) still run in a
+work horse that RQ forks for the job. Objects holding sockets (the Redis pool, the Kling client) must be
+built in the process that uses them, never inherited across a fork: the worker builds its `Services`
+once, for all the jobs it runs itself, and each forked horse builds its own. A job's entry point reads
+them with `job_services()`. They are built when a job first asks, inside the job: a failure to build
+them (a bad archive setting) fails the job, which RQ then retries, rather than killing the worker. Tests
+run an entry point in their own process with `running_jobs_with(services)`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from rq import Queue, Worker, worker_registration
+from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
+from rq.worker import WorkerStatus
 
 from webhook_service.config import Settings
 from webhook_service.integrations import logs, metrics
-from webhook_service.jobs import Periodic, keep_scheduled, periodic_check_s
+from webhook_service.jobs import Periodic, fork_queues, keep_scheduled, periodic_check_s
 from webhook_service.services import Services
 
 log = logging.getLogger(__name__)
@@ -65,9 +70,14 @@ def _built_once(settings: Settings) -> Callable[[], Services]:
 
 
 class ServiceWorker(Worker):
-    """RQ's forking worker. Each horse builds its Services, and starts its logs and metrics for the one
-    job it runs: forked from the worker, it would otherwise log with the previous job's ids and write
-    metrics to files of its own pid, one set per job, never reused.
+    """RQ's worker, forking a horse only for the jobs of `forked_queues` (WORKER_FORK_QUEUES).
+
+    A job run in the worker's process takes RQ's own path for it (`SimpleWorker.execute_job`), so its
+    bookkeeping is RQ's: the started registry, retries, failures, and the timeout, enforced by the same
+    SIGALRM death penalty as in a horse. Its logs carry its ids, and its metrics go to the worker's
+    files. A forked horse builds its own Services and starts its logs and metrics for the one job it
+    runs: it would otherwise log with the previous job's ids and write metrics to files of its own pid,
+    one set per job, never reused.
 
     With `periodic` work, the worker also keeps it going, without a restart of any process: every
     `periodic_check_s` it schedules any chain of ticks found missing (a Redis lost or flushed takes them
@@ -82,6 +92,7 @@ class ServiceWorker(Worker):
         *args: Any,
         settings: Settings | None = None,
         periodic: Iterable[Periodic] = (),
+        forked_queues: Collection[str] | None = None,
         **kwargs: Any,
     ) -> None:
         self.periodic = tuple(periodic)
@@ -90,6 +101,8 @@ class ServiceWorker(Worker):
             kwargs.setdefault("worker_ttl", int(self.periodic_check_s) + 15)
         super().__init__(*args, **kwargs)
         self.settings = settings or Settings.from_env()
+        self.forked_queues = fork_queues(self.settings) if forked_queues is None else frozenset(forked_queues)
+        self._own_services = _built_once(self.settings)
         self._periodic_checked_at: float | None = None
 
     @property
@@ -130,6 +143,33 @@ class ServiceWorker(Worker):
             worker_registration.register(self, pipe)
             pipe.expire(self.key, self.worker_ttl + 60)
             pipe.execute()
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if self._forks(job):
+            super().execute_job(job, queue)
+            return
+        self.prepare_execution(job)
+        logs.reset(job_id=job.id, job=job.func_name)
+        try:
+            with running_jobs_with(self._own_services):
+                self.perform_job(job, queue)
+        finally:
+            logs.reset()  # the worker's own lines between jobs belong to no job
+        self.set_state(WorkerStatus.IDLE)
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        """How long the job's heartbeat lasts. A forked horse's is renewed by its worker every
+        job_monitoring_interval; a job run here is not renewed until it ends, so its heartbeat must
+        outlast its timeout (as `SimpleWorker`'s does), or another worker would take it for abandoned
+        and run it a second time while it still runs."""
+        if self._forks(job):
+            return int(super().get_heartbeat_ttl(job))
+        if job.timeout == -1:
+            return DEFAULT_WORKER_TTL
+        return int(job.timeout or DEFAULT_WORKER_TTL) + 60
+
+    def _forks(self, job: Job) -> bool:
+        return job.origin in self.forked_queues
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         metrics.in_work_horse()
