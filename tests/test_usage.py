@@ -188,6 +188,20 @@ def test_an_expired_task_that_succeeds_later_counts_once_as_succeed(shared: Serv
     assert counter("kws_task_units_total", tenant="team-a") == spent + 2.5
 
 
+def test_a_task_that_expired_before_usage_was_counted_never_shows_a_negative_count(shared: Service) -> None:
+    """An upgrade: the task expired under a version that counted no usage, and Kling's final word comes
+    after it. Its `expired` is taken back from a count that never had it."""
+    old = create(shared, KEY_A, "expired-before-the-upgrade")
+    expire(shared.services, old)
+    keys = shared.services.keys
+    shared.services.redis.delete(keys.usage("team-a", day_of(stored(shared, old).created_at).isoformat()))
+
+    assert final_word(shared, old, "succeed", "1") == "applied"
+    (a,) = tenants(usage(shared, KEY_A)).values()
+    assert a["tasks"] == {**EMPTY, "succeed": 1} and a["units"] == 1
+    assert by_model(a["days"][0]) == {"kling-v2-master": ({**EMPTY, "succeed": 1}, 1.0)}
+
+
 def test_a_tenant_sees_only_its_own_usage_and_an_admin_sees_every_tenant(shared: Service) -> None:
     a_task, b_task = create(shared, KEY_A, "job-1"), create(shared, KEY_B, "job-1")
     assert final_word(shared, a_task, "succeed", "4.2") == "applied"

@@ -290,12 +290,14 @@ def read(connection: redis.Redis, keys: Keys, tenants: list[str], within: Period
 
 
 def _models(stored: dict[bytes, bytes]) -> dict[str, Tally]:
+    """A field can be below zero: a task that expired before this version counted usage, and finishes
+    now, takes back an `expired` it was never counted in. It reads as zero, not as -1."""
     models: dict[str, Tally] = {}
     for raw_field, raw_value in stored.items():
         kind, _, model = text(raw_field).partition(":")
         tally = models.setdefault(model, Tally())
         if kind == UNITS:
-            tally.milliunits += int(raw_value)
+            tally.milliunits += max(0, int(raw_value))
         elif kind in tally.tasks:
-            tally.tasks[kind] += int(raw_value)
+            tally.tasks[kind] += max(0, int(raw_value))
     return {model: tally for model, tally in sorted(models.items()) if tally.total or tally.milliunits}
