@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from webhook_service.config import Settings, redis_settings  # noqa: E402  (needs the path above)
+from webhook_service.redaction import url_without_secrets  # noqa: E402
 from webhook_service.services import redis_connection  # noqa: E402
 
 DEV_FILE = ROOT / "data" / "dev.env"  # webhook_service/config.py's DEV_ENV_PATH, from the checkout
@@ -118,12 +119,13 @@ def ensure_redis(run: Run) -> None:
     url = settings.redis_url
     run.set("REDIS_URL", url)
     if redis_answers(settings):
-        run.console.step("redis", f"using the Redis at {url}")
+        run.console.step("redis", f"using the Redis at {url_without_secrets(url)}")
         return
     parts = urlsplit(url)
     if parts.hostname not in ("localhost", "127.0.0.1", "::1"):
         sys.exit(
-            f"No Redis answers at REDIS_URL={url}, and it is not on this machine: start it, or fix REDIS_URL."
+            f"No Redis answers at REDIS_URL={url_without_secrets(url)}, and it is not on this machine: "
+            "start it, or fix REDIS_URL."
         )
     if shutil.which("redis-server") is None:
         sys.exit(

@@ -21,9 +21,10 @@ from dataclasses import dataclass, fields, replace
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from webhook_service.domain.events import ENDPOINT_DISABLED, Event
+from webhook_service.redaction import url_without_secrets
 
 PROMPT_CHARS = 200  # enough to recognise a task; Slack's and mail clients' previews cut earlier anyway
 SUBJECT_PROMPT_CHARS = 60
@@ -101,8 +102,7 @@ def _endpoint_summary(event: Event, base_url: str) -> Summary:
     and this message goes to a chat channel or a mailbox."""
     data = event.data
     emoji, title = _TITLES[ENDPOINT_DISABLED]
-    url = urlsplit(str(data.get("url") or ""))
-    shown = f"{url.scheme}://{url.hostname or ''}{f':{url.port}' if url.port else ''}{url.path}"
+    shown = url_without_secrets(str(data.get("url") or ""))
     tenant = str(data.get("tenant") or "?")
     reason = {"gone": "it answered 410 Gone", "failing": "it failed without a single success for too long"}
     return Summary(
