@@ -1,4 +1,5 @@
-"""A fake of Kling's image-to-video API, served on loopback for the run command, tests and benchmarks.
+"""A fake of Kling's task API (image2video, text2video and image generations, whose results are small
+real PNGs, `n` of them), served on loopback for the run command, tests and benchmarks.
 
     with SimulatorServer(token="t") as sim:       # or access_key=..., secret_key=... for JWT auth
         sim.state.set_default({"steps": [{"status": "succeed", "delay": 0.1}]})
@@ -8,7 +9,7 @@
 
 Scenario keys: steps [{status, delay, send, copies, message}], shape (legacy|new), webhook_secret,
 before_response, create_error {http, code, message, after_create}, videos, video_files [name, ...] (the
-videos point at those extra files), max_open (default scenario only).
+videos, or an image task's images, point at those extra files), max_open (default scenario only).
 
 Extra files for download tests, served at /files/extra/<name> without auth (see `SimState.add_file`):
         sim.state.add_file("big.mp4", size=8 << 20, faults=["truncate", "503"])

@@ -1,5 +1,5 @@
-"""The simulator's Flask app: Kling's video task endpoints (image2video, text2video), the result files and
-the `/_sim` control API."""
+"""The simulator's Flask app: Kling's task endpoints (image2video, text2video, image generations), the
+result files and the `/_sim` control API."""
 
 from __future__ import annotations
 
@@ -12,13 +12,18 @@ from werkzeug.exceptions import HTTPException
 
 from .auth import Auth
 from .files import files_blueprint
+from .images import TINY_PNG
 from .state import SimError, SimState
 
 SAMPLE_VIDEO = Path(__file__).parent / "static" / "sample.mp4"
 # Kling's own hosts serve /v1/...; the gateways put the same API under /kling/v1/...
 API_PREFIXES = ("", "/kling")
-# The video task types served, each at /v1/videos/<type>, with the field its create cannot do without.
-REQUIRED_FIELD = {"image2video": "image", "text2video": "prompt"}
+# The task types served, each at /v1/<group>/<type>: (group, the field its create cannot do without).
+TASK_TYPES = {
+    "image2video": ("videos", "image"),
+    "text2video": ("videos", "prompt"),
+    "generations": ("images", "prompt"),
+}
 
 
 def envelope(http: int, code: int, message: str, data: Any = None) -> tuple[Response, int]:
@@ -44,7 +49,7 @@ def _api_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Bluep
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             return envelope(400, 1200, "request body must be a JSON object")
-        required = REQUIRED_FIELD[task_type]
+        required = TASK_TYPES[task_type][1]
         if not isinstance(body.get(required), str) or not body[required]:
             return envelope(400, 1201, f"{required} is required")
         for key in ("external_task_id", "callback_url"):
@@ -77,8 +82,8 @@ def _api_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Bluep
             return envelope(400, 1201, "pageNum must be in 1..1000 and pageSize in 1..500")
         return ok([task.query_object() for task in state.page(page_num, page_size, task_type)])
 
-    for task_type in REQUIRED_FIELD:
-        path, defaults = f"/v1/videos/{task_type}", {"task_type": task_type}
+    for task_type, (group, _) in TASK_TYPES.items():
+        path, defaults = f"/v1/{group}/{task_type}", {"task_type": task_type}
         bp.add_url_rule(path, f"create_{task_type}", create, methods=["POST"], defaults=defaults)
         bp.add_url_rule(path, f"list_{task_type}", list_tasks, methods=["GET"], defaults=defaults)
         bp.add_url_rule(f"{path}/<task_id>", f"query_{task_type}", query, methods=["GET"], defaults=defaults)
@@ -133,6 +138,8 @@ def create_app(state: SimState, auth: Auth, public_url: str | None = None) -> Fl
     @app.get("/files/<task_id>/<name>")
     def video_file(task_id: str, name: str) -> Response | tuple[Response, int]:
         task = state.get(task_id)
+        if task is not None and task.task_id == task_id and name in task.image_names():
+            return Response(TINY_PNG, mimetype="image/png")
         stem = name.removesuffix(".mp4")
         video_id = stem.removesuffix("_watermark") if stem != name else ""
         if task is None or task.task_id != task_id or video_id not in task.video_ids():

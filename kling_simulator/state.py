@@ -174,6 +174,9 @@ class SimState:
             created_ms=int(time.time() * 1000),
             created_mono=time.monotonic(),
         )
+        if task_type == "generations":
+            task.images = self._images(body, scenario, base, task_id)
+            return task
         duration = str(body.get("duration", "5"))
         # `video_files` points the videos at extra files (and sets their number) instead of the sample.
         for file_name in scenario.video_files or (None,) * scenario.videos:
@@ -184,6 +187,17 @@ class SimState:
                 video["watermark_url"] = f"{base}/files/{task_id}/{video_id}_watermark.mp4"
             task.videos.append(video)
         return task
+
+    @staticmethod
+    def _images(body: dict[str, Any], scenario: Scenario, base: str, task_id: str) -> list[dict[str, Any]]:
+        """`n` images (1 when absent), each a small real PNG; `video_files` points them at extra files
+        instead (and sets their number), as it does videos."""
+        count = body.get("n") if isinstance(body.get("n"), int) else 1
+        names = scenario.video_files or tuple(f"image-{index}.png" for index in range(count))
+        return [
+            {"index": index, "url": f"{base}/files/{'extra' if scenario.video_files else task_id}/{name}"}
+            for index, name in enumerate(names)
+        ]
 
     def get(self, task_or_external_id: str) -> Task | None:
         with self._lock:

@@ -16,10 +16,11 @@ from .scenario import TERMINAL, Scenario
 
 @dataclass
 class Task:
-    """One created task: the request as received, its scenario, and the result videos it will show."""
+    """One created task: the request as received, its scenario, and the result videos (or, for an image
+    task, images) it will show."""
 
     task_id: str
-    task_type: str  # "image2video", "text2video": the path it was created at
+    task_type: str  # "image2video", "text2video", "generations": the path it was created at
     external_task_id: str | None
     request: dict[str, Any]
     headers: dict[str, str]
@@ -27,6 +28,7 @@ class Task:
     created_ms: int
     created_mono: float
     videos: list[dict[str, str]] = field(default_factory=list)
+    images: list[dict[str, Any]] = field(default_factory=list)  # Kling's {index, url}
 
     @property
     def callback_url(self) -> str | None:
@@ -52,6 +54,16 @@ class Task:
     def video_ids(self) -> set[str]:
         return {video["id"] for video in self.videos}
 
+    def image_names(self) -> set[str]:
+        """The file names of the images served at `/files/<task_id>/<name>`."""
+        return {str(image["url"]).rsplit("/", 1)[-1] for image in self.images}
+
+    def result(self) -> dict[str, Any]:
+        """`task_result`: Kling puts an image task's results in `images`, a video task's in `videos`."""
+        if self.images:
+            return {"images": [dict(image) for image in self.images]}
+        return {"videos": [dict(v) for v in self.videos]}
+
     def _view(self) -> tuple[str, str, int]:
         """Status, status message and updated_at (ms, the latest change seen) as of now."""
         reached = self._reached()
@@ -64,6 +76,8 @@ class Task:
     def _units(self, status: str) -> str:
         if status != "succeed":
             return "0"
+        if self.images:
+            return str(len(self.images))
         pro = self.request.get("mode") == "pro"
         long = str(self.request.get("duration", "5")) == "10"
         return str((2 if pro else 1) * (2 if long else 1))
@@ -85,7 +99,7 @@ class Task:
             "updated_at": updated,
         }
         if status == "succeed":
-            body["task_result"] = {"videos": [dict(v) for v in self.videos]}
+            body["task_result"] = self.result()
         return body
 
     def created_object(self) -> dict[str, Any]:
@@ -113,7 +127,8 @@ class Task:
             if self.external_task_id is not None:
                 body["external_id"] = self.external_task_id
             if step.status == "succeed":
-                body["outputs"] = [{"type": "video", **v} for v in self.videos]
+                videos = [{"type": "video", **v} for v in self.videos]
+                body["outputs"] = videos + [{"type": "image", "url": i["url"]} for i in self.images]
             return body
         body = {
             "task_id": self.task_id,
@@ -125,7 +140,7 @@ class Task:
             "task_info": self._task_info(),
         }
         if step.status == "succeed":
-            body["task_result"] = {"videos": [dict(v) for v in self.videos]}
+            body["task_result"] = self.result()
         return body
 
     def snapshot(self) -> dict[str, Any]:

@@ -187,6 +187,32 @@ def test_jwt_auth() -> None:
         assert code("not-a-jwt") == 1002
 
 
+@pytest.mark.parametrize("prefix", ["", "/kling"])
+def test_image_generations_make_n_real_pngs(
+    sim: SimulatorServer, client: httpx.Client, receiver: Receiver, prefix: str
+) -> None:
+    sim.state.set_default(FAST)
+    path = f"{prefix}/v1/images/generations"
+    body = {"prompt": "a kite", "n": 3, "external_task_id": "img-1", "callback_url": receiver.url}
+    task_id = client.post(path, json=body).json()["data"]["task_id"]
+    done = wait_for(
+        lambda: (d := client.get(f"{path}/img-1").json()["data"])["task_status"] == "succeed" and d
+    )
+    assert done["task_id"] == task_id and done["final_unit_deduction"] == "3"
+    images = done["task_result"]["images"]
+    assert [image["index"] for image in images] == [0, 1, 2] and "videos" not in done["task_result"]
+    for image in images:
+        served = client.get(image["url"])
+        assert served.headers["content-type"] == "image/png"
+        assert served.content.startswith(b"\x89PNG\r\n\x1a\n") and served.content.endswith(b"IEND\xaeB`\x82")
+    wait_for(lambda: len(receiver.received()) == 2)
+    assert receiver.bodies()[1]["task_result"] == {"images": images}
+    assert [t["task_id"] for t in client.get(path).json()["data"]] == [task_id]
+    assert client.get("/v1/videos/image2video").json()["data"] == []  # each type at its own path
+    assert client.get(f"/v1/videos/image2video/{task_id}").status_code == 404
+    assert client.post(path, json={"n": 2}).json()["code"] == 1201  # no prompt
+
+
 def test_legacy_callbacks(sim: SimulatorServer, client: httpx.Client, receiver: Receiver) -> None:
     sim.state.set_default(FAST)
     task_id = create(client, external_task_id="cb-1", callback_url=receiver.url).json()["data"]["task_id"]
