@@ -186,3 +186,27 @@ def test_real_answers_with_data_match_the_document(live: Service) -> None:
         answer = httpx.request(method, live.url + url, headers=headers, timeout=10)
         assert answer.status_code in (200, 206), (url, answer.status_code, answer.text[:200])
         schema[template][method].validate_response(answer)
+
+
+def test_an_image_task_and_its_archived_image_match_the_document(live: Service) -> None:
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    created = live.http.post(
+        "/v1/images/generations", json={"prompt": "a kite", "n": 2, "external_task_id": "oa-img"}
+    )
+    schema["/v1/images/generations"]["POST"].validate_response(created)
+    wait_for(
+        lambda: live.http.get("/v1/tasks/oa-img").json()["data"]["archive_state"] == "archived",
+        timeout=30,
+        what="the archive",
+    )
+    calls = [
+        ("/v1/images/generations/{task_ref}", "/v1/images/generations/oa-img"),
+        ("/kling/v1/images/generations", "/kling/v1/images/generations"),
+        ("/v1/tasks/{task_ref}", "/v1/tasks/oa-img"),
+        ("/v1/tasks/{task_ref}/images/{index}", "/v1/tasks/oa-img/images/1"),
+    ]
+    for template, url in calls:
+        answer = httpx.get(live.url + url, timeout=10)
+        assert answer.status_code == 200, (url, answer.text[:200])
+        schema[template]["GET"].validate_response(answer)
+    assert httpx.get(live.url + "/v1/tasks/oa-img/images/1").headers["content-type"] == "image/png"

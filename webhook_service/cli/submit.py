@@ -1,5 +1,6 @@
 """`flask submit`: a create request from the command line, through the same validation and submission
-as the API, and with `--wait`, the task followed until its video is archived (or it fails).
+as the API, and with `--wait`, the task followed until its video (or its images, for `--type
+generations`) is archived, or it fails.
 
 The archive is made by a worker, so `--wait` needs `python -m workers` running; the submission
 itself does not (the command sends the task upstream as an API request would).
@@ -74,14 +75,26 @@ FIELDS: list[tuple[str, str, Any, str]] = [
         "--image",
         "image",
         Image(),
-        "The first frame: a file (sent as Base64) or an http(s) URL (image2video).",
+        "The first frame (image2video), or the reference image (generations): a file (sent as Base64) "
+        "or an http(s) URL.",
     ),
     ("--image-tail", "image_tail", Image(), "The last frame: a file or an http(s) URL."),
-    ("--prompt", "prompt", str, "What should happen (up to 2,500 characters; text2video needs it)."),
+    (
+        "--prompt",
+        "prompt",
+        str,
+        "What should happen (up to 2,500 characters; text2video, generations need it).",
+    ),
     ("--negative-prompt", "negative_prompt", str, "What should not."),
     ("--mode", "mode", str, "std or pro."),
     ("--duration", "duration", str, "5 or 10 (seconds)."),
-    ("--aspect-ratio", "aspect_ratio", str, "16:9, 9:16 or 1:1."),
+    (
+        "--aspect-ratio",
+        "aspect_ratio",
+        str,
+        "16:9, 9:16 or 1:1 (generations: also 4:3, 3:4, 3:2, 2:3, 21:9).",
+    ),
+    ("--n", "n", int, "How many images to make, 1 to 9 (generations)."),
     ("--cfg-scale", "cfg_scale", float, "0 to 1: how closely to follow the prompt."),
     (
         "--camera-control",
@@ -113,7 +126,9 @@ def field_options(command: Any) -> Any:
 @click.option(
     "--extra", type=JsonObject(), help='Other fields of the request, as a JSON object: \'{"sound": "on"}\'.'
 )
-@click.option("--wait", is_flag=True, help="Follow the task until its video is archived (needs a worker).")
+@click.option(
+    "--wait", is_flag=True, help="Follow the task until its video or images are archived (needs a worker)."
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0),
@@ -233,6 +248,13 @@ def _describe(task: Task) -> str:
 def _echo_locations(svc: Services, task: Task) -> None:
     base_url = svc.settings.public_base_url
     for n, video in enumerate(task.archived_videos):
-        path = svc.storage.local_path(video["key"])
-        where = str(path) if path is not None else f"{svc.settings.archive_url.rstrip('/')}/{video['key']}"
+        where = _where(svc, video["key"])
         click.echo(f"{video['kind']} {video['video_id']}: {where}  ({task.archive_link(base_url, n)})")
+    for n, image in enumerate(task.archived_images):
+        link = task.archive_link(base_url, n, "images")
+        click.echo(f"image {image['image_index']}: {_where(svc, image['key'])}  ({link})")
+
+
+def _where(svc: Services, key: str) -> str:
+    path = svc.storage.local_path(key)
+    return str(path) if path is not None else f"{svc.settings.archive_url.rstrip('/')}/{key}"

@@ -76,6 +76,7 @@ def recreate(
         model_name=metadata.get("model_name") or "",
         watermark_info=request.get("watermark_info") or watermark_info,
         archived_videos=metadata.get("videos") or [],
+        archived_images=metadata.get("images") or [],
         recovered=True,
         tenant=metadata.get("tenant") or tenant_of(external_task_id),
         type=type_name or metadata.get("type") or DEFAULT_TYPE,

@@ -122,6 +122,7 @@ class Task:
     archive_state: ArchiveState | None = None
     archive_error: dict[str, Any] | None = None
     archived_videos: list[dict[str, Any]] = field(default_factory=list)
+    archived_images: list[dict[str, Any]] = field(default_factory=list)  # an image task's (domain/archive.py)
     recovered: bool = False  # recorded again after Redis lost it (domain/recovery.py)
     tenant: str = DEFAULT_TENANT  # a task recorded before tenants existed is the default tenant's
     type: str = DEFAULT_TYPE  # its Kling task type (domain/task_types.py): where it lives upstream
@@ -150,16 +151,19 @@ class Task:
             known["archive_state"] = ArchiveState(known["archive_state"])
         return cls(**known)
 
-    def archive_link(self, base_url: str, index: int) -> str:
+    def archive_link(self, base_url: str, index: int, kind: str = "videos") -> str:
         """By external_task_id for the default tenant; by Kling's task_id, which every tenant and an
-        admin can resolve alike, for the others (an archived video's task always has one)."""
+        admin can resolve alike, for the others (an archived file's task always has one). `kind` is
+        `videos` or `images`: the list the file is in."""
         ref = self.external_task_id if self.tenant == DEFAULT_TENANT else self.task_id or self.client_task_id
-        return f"{base_url}/v1/tasks/{quote(ref, safe='')}/videos/{index}"
+        return f"{base_url}/v1/tasks/{quote(ref, safe='')}/{kind}/{index}"
 
     def result_with_archive_links(self, base_url: str) -> dict[str, Any] | None:
-        """Kling's task_result, each video keeping Kling's `url` with the archive's link beside it."""
+        """Kling's task_result, each video or image keeping Kling's `url`, the archive's link beside it."""
         if self.task_result is None:
             return None
+        if "images" in self.task_result:
+            return {**self.task_result, "images": self._images_with_links(base_url)}
         links = {
             (video["video_id"], video["kind"]): self.archive_link(base_url, n)
             for n, video in enumerate(self.archived_videos)
@@ -173,6 +177,15 @@ class Task:
                 video["watermark_archive_url"] = link
             videos.append(video)
         return {**self.task_result, "videos": videos}
+
+    def _images_with_links(self, base_url: str) -> list[dict[str, Any]]:
+        archived = {image["image_index"]: n for n, image in enumerate(self.archived_images)}
+        images: list[Any] = []
+        for position, image in enumerate((self.task_result or {}).get("images") or []):
+            if isinstance(image, dict) and (n := archived.get(image_index(image, position))) is not None:
+                image = {**image, "archive_url": self.archive_link(base_url, n, "images")}
+            images.append(image)
+        return images
 
     def kling_view(self, base_url: str = "") -> dict[str, Any]:
         """The task in Kling's query shape, so existing Kling clients read it unchanged."""
@@ -195,6 +208,11 @@ class Task:
 
 
 _TASK_FIELDS = tuple(f.name for f in fields(Task))
+
+
+def image_index(image: dict[str, Any], position: int) -> Any:
+    """Kling numbers an image task's results (`index`); without a number, its place in the list."""
+    return image.get("index", position)
 
 
 def apply_update(task: Task, update: StatusUpdate) -> Outcome:
@@ -280,20 +298,29 @@ def _update_from_newer(body: dict[str, Any], max_outputs: int) -> StatusUpdate:
     outputs = body.get("outputs")
     if not isinstance(outputs, list):
         outputs = []
+    outputs = [output for output in outputs if isinstance(output, dict)]
     videos = [
         {k: v for k, v in output.items() if k in ("id", "url", "watermark_url", "duration")}
         for output in outputs
-        if isinstance(output, dict) and output.get("type", "video") == "video"
+        if output.get("type", "video") == "video"
     ]
+    # An image output has no index in this shape: its place in the list is the legacy shape's index.
+    images = [
+        {"index": n, "url": o.get("url")}
+        for n, o in enumerate(o for o in outputs if o.get("type") == "image")
+    ]
+    result = (
+        {"videos": videos[:max_outputs]} if videos else {"images": images[:max_outputs]} if images else None
+    )
     return StatusUpdate(
         status=status,
         task_id=_str_or_none(body.get("id")),
         external_task_id=_str_or_none(body.get("external_id")),
         status_msg=_message(body.get("message")),
-        task_result={"videos": videos[:max_outputs]} if videos else None,
+        task_result=result,
         upstream_created_at=_int_or_none(body.get("create_time")),
         upstream_updated_at=_int_or_none(body.get("update_time")),
-        outputs_dropped=max(0, len(videos) - max_outputs),
+        outputs_dropped=max(0, len(videos) - max_outputs) + max(0, len(images) - max_outputs),
     )
 
 

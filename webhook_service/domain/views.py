@@ -16,7 +16,8 @@ SUMMARY_KEYS = frozenset({"at", "event", "source", "reported_status", "outcome",
 
 
 def task_view(svc: Services, task: Task, *, history_last: int | None = None) -> dict[str, Any]:
-    """The whole task: upstream status, archive state, archived videos with their links, history.
+    """The whole task: upstream status, archive state, archived videos or images with their links,
+    history.
 
     With `history_last`, only a summary of the history, for copies that are stored and sent (event
     payloads): its newest entries, each as what happened and when (SUMMARY_KEYS: no bodies, no
@@ -32,6 +33,10 @@ def task_view(svc: Services, task: Task, *, history_last: int | None = None) -> 
     data["archived_videos"] = [
         {**video, "index": n, "url": task.archive_link(base_url, n)}
         for n, video in enumerate(task.archived_videos)
+    ]
+    data["archived_images"] = [
+        {**image, "index": n, "url": task.archive_link(base_url, n, "images")}
+        for n, image in enumerate(task.archived_images)
     ]
     if history_last is None:
         data["history"] = svc.store.history(task.external_task_id)
@@ -53,5 +58,5 @@ def not_found_message(svc: Services, task_ref: str, scope: Scope = EVERYONE) -> 
     days = svc.settings.task_retention_s / 86400
     return (
         f"task {task_ref!r} was removed on {when}, {days:g} days after it finished (TASK_RETENTION_S); "
-        "its videos and metadata.json stay in the archive"
+        "its videos or images and metadata.json stay in the archive"
     )

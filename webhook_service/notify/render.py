@@ -1,7 +1,8 @@
 """Events as people read them: a Slack Block Kit message and a two-part email.
 
 Both say the same few things in the same order: what happened, the prompt (shortened), status, model,
-how long the video is and how long it took, the link to the video and, when something failed, why.
+how long the video is and how long it took, the link to the video and, when something failed, why. An
+image task's say "image" where a video task's say "video": how many images, and a link to the first.
 An `endpoint.disabled` event says which endpoint of which tenant, why, and how many deliveries became
 dead letters, with a link to the dashboard's endpoints page. Everything comes from the stored event,
 so a retried message is the same message.
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from webhook_service.domain.events import ENDPOINT_DISABLED, Event
+from webhook_service.domain.task_types import TASK_TYPES, Output
 from webhook_service.redaction import url_without_secrets
 
 PROMPT_CHARS = 200  # enough to recognise a task; Slack's and mail clients' previews cut earlier anyway
@@ -38,6 +40,12 @@ _TITLES = {
     "task.archive_failed": ("⚠️", "Archiving failed"),
     "task.expired": ("⌛", "Task expired"),
     ENDPOINT_DISABLED: ("🚫", "Endpoint disabled"),
+}
+# What an image task's messages say instead.
+_IMAGE_TITLES = {
+    "task.processing": "Image in progress",
+    "task.succeeded": "Image generated",
+    "task.archived": "Image ready",
 }
 _FAILURES = frozenset({"task.failed", "task.archive_failed", "task.expired"})
 # C0 controls but tab and newline, DEL, C1 controls, and the bidi embeddings, overrides and isolates.
@@ -61,6 +69,7 @@ class Summary:
     subject_url: str
     event_type: str
     event_id: str
+    watch: str = "Watch the video"  # the link's words
 
 
 def summarise(event: Event, base_url: str) -> Summary:
@@ -74,6 +83,10 @@ def summarise(event: Event, base_url: str) -> Summary:
 def _summary(event: Event, base_url: str) -> Summary:
     data = event.data
     emoji, title = _TITLES.get(event.type, ("🔔", event.type))
+    kind = TASK_TYPES.get(str(data.get("type")))
+    images = kind is not None and kind.output is Output.IMAGE
+    if images:
+        emoji, title = ("🖼️" if event.type == "task.archived" else emoji), _IMAGE_TITLES.get(event.type, title)
     status = str(data.get("status", ""))
     if data.get("archive_state"):
         status = f"{status}, {data['archive_state']}"
@@ -84,16 +97,17 @@ def _summary(event: Event, base_url: str) -> Summary:
         rows=(
             ("Status", status),
             ("Model", str(data.get("model_name") or "?")),
-            ("Video length", _video_length(data)),
+            ("Images", _image_count(data)) if images else ("Video length", _video_length(data)),
             ("Took", _took(data)),
         ),
-        video_url=_video_url(data),
+        video_url=_image_url(data) if images else _video_url(data),
         reason=_reason(data) if event.type in _FAILURES else None,
         subject="Task",
         subject_id=event.external_task_id,
         subject_url=f"{base_url}/v1/tasks/{quote(event.external_task_id, safe='')}",
         event_type=event.type,
         event_id=event.id,
+        watch="See the image" if images else "Watch the video",
     )
 
 
@@ -138,6 +152,22 @@ def _video_url(data: dict[str, Any]) -> str | None:
         if video.get("url"):
             return str(video["url"])
     return None
+
+
+def _image_url(data: dict[str, Any]) -> str | None:
+    """The first image: the archive's link when there is one, otherwise Kling's."""
+    for image in [
+        *(data.get("archived_images") or []),
+        *((data.get("task_result") or {}).get("images") or []),
+    ]:
+        if isinstance(image, dict) and image.get("url"):
+            return str(image["url"])
+    return None
+
+
+def _image_count(data: dict[str, Any]) -> str:
+    images = (data.get("task_result") or {}).get("images")
+    return str(len(images)) if isinstance(images, list) else "—"
 
 
 def _video_length(data: dict[str, Any]) -> str:
@@ -189,7 +219,7 @@ def slack_message(event: Event, base_url: str) -> dict[str, Any]:
         reason = shorten(s.reason, 500)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Reason:* {_mrkdwn(reason)}"}})
     if s.video_url:
-        button = {"type": "button", "text": {"type": "plain_text", "text": "Watch the video"}}
+        button = {"type": "button", "text": {"type": "plain_text", "text": s.watch}}
         blocks.append({"type": "actions", "elements": [{**button, "url": s.video_url, "style": "primary"}]})
     context = f"{s.subject} <{s.subject_url}|{_mrkdwn(s.subject_id)}> · `{s.event_type}`"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
@@ -218,7 +248,7 @@ def _text_body(s: Summary) -> str:
         lines.append(f"Reason: {s.reason}")
     lines.append("")
     if s.video_url:
-        lines.append(f"Watch the video: {s.video_url}")
+        lines.append(f"{s.watch}: {s.video_url}")
     lines += [f"{s.subject} {s.subject_id}: {s.subject_url}", f"Event: {s.event_type} ({s.event_id})", ""]
     return "\n".join(lines)
 
@@ -232,7 +262,7 @@ def _html_body(s: Summary) -> str:
     reason = f'<p style="color:#b00020"><strong>Reason:</strong> {e(s.reason)}</p>' if s.reason else ""
     link = (
         f'<p><a href="{e(s.video_url)}" style="background:#1a73e8;color:#fff;padding:8px 14px;'
-        f'border-radius:4px;text-decoration:none">Watch the video</a></p>'
+        f'border-radius:4px;text-decoration:none">{e(s.watch)}</a></p>'
         if s.video_url
         else ""
     )

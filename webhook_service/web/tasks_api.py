@@ -1,9 +1,12 @@
-"""`/v1/tasks/...`: the service's own view of a task (everything it knows), and the archived videos.
+"""`/v1/tasks/...`: the service's own view of a task (everything it knows), and its archived videos or
+images.
 
 Kling's API has no place for the archive, so it lives beside it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, redirect, send_file
 from flask.typing import ResponseReturnValue
@@ -38,18 +41,27 @@ def get_task(task_ref: str) -> Response:
 
 @bp.get("/<path:task_ref>/videos/<int:index>")
 def get_video(task_ref: str, index: int) -> ResponseReturnValue:
-    task = _find(task_ref)
-    if index >= len(task.archived_videos):
-        raise ApiError(
-            404, CODE_NOT_FOUND, f"task has {len(task.archived_videos)} archived video(s); no {index}"
-        )
-    key = task.archived_videos[index]["key"]
+    return _archived_file(_find(task_ref).archived_videos, "video", index)
+
+
+@bp.get("/<path:task_ref>/images/<int:index>")
+def get_image(task_ref: str, index: int) -> ResponseReturnValue:
+    return _archived_file(_find(task_ref).archived_images, "image", index)
+
+
+def _archived_file(entries: list[dict[str, Any]], kind: str, index: int) -> ResponseReturnValue:
+    """The file from the local archive, with the content type it was archived with; or a redirect to a
+    presigned URL of the bucket."""
+    if index >= len(entries):
+        raise ApiError(404, CODE_NOT_FOUND, f"task has {len(entries)} archived {kind}(s); no {index}")
+    key = entries[index]["key"]
     storage = services().storage
     path = storage.local_path(key)
     if path is not None:
         if not path.is_file():
             raise ApiError(404, CODE_NOT_FOUND, "the archived file is missing from the archive")
-        return send_file(path, mimetype="video/mp4", conditional=True, download_name=path.name)
+        mimetype = entries[index].get("content_type", "video/mp4")
+        return send_file(path, mimetype=mimetype, conditional=True, download_name=path.name)
     url = storage.presigned_url(key, PRESIGNED_URL_TTL_S)
     if url is None:
         raise ApiError(404, CODE_NOT_FOUND, "the archive cannot serve this file")

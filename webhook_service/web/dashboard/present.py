@@ -137,6 +137,7 @@ _EVENT_LABELS = {
     "archive_started": "Archive started",
     "archive_retry": "Archive retry",
     "video_archived": "Video archived",
+    "image_archived": "Image archived",
     "archived": "Archived",
     "archive_failed": "Archive failed",
 }

@@ -40,7 +40,8 @@ def document(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
         "info": {
             "title": "Kling webhook service",
             "version": "1",
-            "description": "A drop-in front for Kling's image-to-video API: the same paths and bodies, "
+            "description": "A drop-in front for Kling's task API (image-to-video, text-to-video, image "
+            "generation): the same paths and bodies, "
             "answers in Kling's envelope `{code, message, request_id, data}`. "
             + (
                 "Clients send `Authorization: Bearer <API key or JWT>`."

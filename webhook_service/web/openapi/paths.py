@@ -172,7 +172,7 @@ def service_paths(settings: Settings) -> dict[str, Any]:
         "/v1/tasks/{task_ref}": {
             "get": _op(
                 "Tasks",
-                "Everything about a task: status, archive, archived videos, history",
+                "Everything about a task: status, archive, archived videos or images, history",
                 {"200": _answer("the task", envelope(ref("Task"))), **_errors("401", "429", "404", "503")},
                 operationId="getServiceTask",
                 parameters=[TASK_REF],
@@ -191,6 +191,26 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                     **_errors("401", "429", "404", "503"),
                 },
                 operationId="getArchivedVideo",
+                parameters=[TASK_REF, _param("index", "path", {"type": "integer", "minimum": 0})],
+            )
+        },
+        "/v1/tasks/{task_ref}/images/{index}": {
+            "get": _op(
+                "Tasks",
+                "An archived image of an image task, or a redirect to a presigned URL (S3)",
+                {
+                    "200": _answer(
+                        "the file, with the type its bytes showed",
+                        {"type": "string", "format": "binary"},
+                        "image/*",
+                    ),
+                    "206": _answer("part of the file", {"type": "string", "format": "binary"}, "image/*"),
+                    "302": _answer("redirect to a presigned URL"),
+                    "304": _answer("not modified"),
+                    "416": _answer("range not satisfiable", ref("Error")),
+                    **_errors("401", "429", "404", "503"),
+                },
+                operationId="getArchivedImage",
                 parameters=[TASK_REF, _param("index", "path", {"type": "integer", "minimum": 0})],
             )
         },

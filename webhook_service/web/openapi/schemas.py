@@ -56,7 +56,14 @@ _VIDEO = obj(
     },
     required=[],
 )
-_TASK_RESULT = obj({"videos": {"type": "array", "items": _VIDEO}}, required=[])
+_IMAGE = obj(
+    {"index": {"description": "Kling's number for the image"}, "url": STRING, "archive_url": STRING},
+    required=[],
+)
+# A video task's results are in `videos`, an image task's in `images`.
+_TASK_RESULT = obj(
+    {"videos": {"type": "array", "items": _VIDEO}, "images": {"type": "array", "items": _IMAGE}}, required=[]
+)
 _DELIVERY_PROPERTIES = {
     "id": STRING,
     "event_id": STRING,
@@ -187,6 +194,24 @@ COMPONENTS: dict[str, Any] = {
                         "source_url": STRING,
                     },
                     required=["index", "url", "key"],
+                ),
+            },
+            "archived_images": {
+                "type": "array",
+                "description": "an image task's archived images, each named and typed by its bytes",
+                "items": obj(
+                    {
+                        "index": INTEGER,
+                        "url": STRING,
+                        "key": STRING,
+                        "image_index": {"description": "Kling's number for the image"},
+                        "kind": {"const": "image"},
+                        "content_type": STRING,
+                        "size": INTEGER,
+                        "sha256": STRING,
+                        "source_url": STRING,
+                    },
+                    required=["index", "url", "key", "content_type"],
                 ),
             },
             "history": {"type": "array", "items": obj({"at": MS, "event": STRING}, required=["at"])},
