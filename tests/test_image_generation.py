@@ -180,6 +180,11 @@ def test_an_image_task_round_trips_to_archived_pngs(running, simulator, env) -> 
     listed = service.http.get(IMAGES, params={"pageSize": 5}).json()["data"]
     assert [task["task_info"]["external_task_id"] for task in listed] == ["img-e2e"]
 
+    page = service.http.get("/tasks/img-e2e").text  # the dashboard shows them
+    assert '<img src="/tasks/img-e2e/images/2" alt="image 2">' in page
+    shown = service.http.get("/tasks/img-e2e/images/2")
+    assert shown.headers["content-type"] == "image/png" and shown.content.startswith(b"\x89PNG")
+
 
 def test_the_archived_event_carries_the_images_and_says_image_ready(running, simulator) -> None:
     service, workers = running

@@ -144,6 +144,12 @@ def task_video(task_ref: str, index: int) -> ResponseReturnValue:
     return tasks_api.get_video(task_ref, index)
 
 
+@bp.get("/tasks/<path:task_ref>/images/<int:index>")
+def task_image(task_ref: str, index: int) -> ResponseReturnValue:
+    """An image task's archived image for the page's <img>, as task_video is for videos."""
+    return tasks_api.get_image(task_ref, index)
+
+
 @bp.app_template_global("task_ref")
 def task_ref_for(external_task_id: str, tenant: str) -> str:
     """How the dashboard's links name a task: by the client's own id within its tenant; an admin looking
