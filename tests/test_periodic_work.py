@@ -58,6 +58,25 @@ def test_a_chain_is_scheduled_again_only_when_it_is_broken(redis_url: str) -> No
     assert keep_scheduled(connection, work) is True
 
 
+def test_a_tick_waiting_behind_a_backlog_is_not_scheduled_again_every_slot(redis_url: str) -> None:
+    """Workers busy with other jobs: the tick of a slot long past still waits in its queue. The chain is
+    in place (that tick schedules the next when it runs): one more tick per slot would pile up."""
+    connection = redis.Redis.from_url(redis_url)
+    work = Periodic("reconcile", RECONCILE_JOB, 1.0)
+    five_slots_ago = int(time.time() // work.interval_s) - 5
+    queue = Queue(MAINTENANCE_QUEUE, connection=connection)
+    queue.enqueue(RECONCILE_JOB, job_id=f"reconcile-{five_slots_ago}")
+
+    assert keep_scheduled(connection, work) is False
+    assert queue.get_job_ids() == [f"reconcile-{five_slots_ago}"]
+    assert not ticks_scheduled_after(connection, "reconcile", five_slots_ago)
+
+
+def ticks_scheduled_after(connection: redis.Redis, name: str, slot: int) -> list[str]:
+    found = [key.decode() for key in connection.scan_iter(match=f"rq:job:{name}-*", count=1000)]
+    return [key for key in found if int(key.rsplit("-", 1)[1]) > slot]
+
+
 @pytest.fixture
 def worker_env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "RECONCILE_INTERVAL_S": str(INTERVAL_S)}

@@ -23,7 +23,7 @@ import redis
 from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
-from rq.registry import ScheduledJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from webhook_service.config import ConfigError, Settings
 from webhook_service.replies import text_or_none
@@ -246,16 +246,27 @@ def keep_scheduled(connection: redis.Redis, work: Periodic) -> bool:
     """Schedule the next slot's tick unless the chain is in place; True when it was missing.
 
     The chain of ticks lives only in Redis: a Redis lost or flushed takes it along, and no tick is left
-    to schedule the next one. It is in place when the next slot's tick exists, or the current slot's
-    is still to run (it schedules the next itself). Workers call this at every periodic check
-    (workers/horse.py): two reads; scheduling a slot that a tick schedules too changes nothing.
+    to schedule the next one. It is in place while any of its ticks is still to run (scheduled, queued
+    or running: each schedules the next itself), whatever its slot: behind a backlog of jobs a tick
+    waits in its queue for several slots, and scheduling one per slot meanwhile piled up ticks that
+    then ran back to back. Workers call this at every periodic check (workers/horse.py): three reads of
+    the maintenance queue, which holds the ticks only.
     """
-    slot = _next_slot(work)
-    current, following = f"{work.name}-{slot - 1}", f"{work.name}-{slot}"
-    if Job.exists(following, connection=connection) or still_to_run(connection, current):
+    if _tick_to_run(connection, work):
         return False
     schedule_tick(connection, work)
     return True
+
+
+def _tick_to_run(connection: redis.Redis, work: Periodic) -> bool:
+    queue = Queue(MAINTENANCE_QUEUE, connection=connection)
+    waiting = [
+        *queue.get_job_ids(),
+        *ScheduledJobRegistry(queue=queue).get_job_ids(cleanup=False),
+        *StartedJobRegistry(queue=queue).get_job_ids(cleanup=False),
+    ]
+    mine = [job_id for job_id in waiting if job_id.startswith(f"{work.name}-")]
+    return any(still_to_run(connection, job_id) for job_id in mine)
 
 
 def still_to_run(connection: redis.Redis, job_id: str) -> bool:
