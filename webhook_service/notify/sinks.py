@@ -29,7 +29,7 @@ from standardwebhooks import Webhook
 from webhook_service.config import Settings
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.events import Event
-from webhook_service.integrations.outbound import BlockedAddress, guarded_client
+from webhook_service.integrations.outbound import BlockedAddress, guarded_client, tls_context
 from webhook_service.notify.render import email_message, slack_message
 from webhook_service.notify.retry import RETRY_AFTER_STATUSES, parse_retry_after
 from webhook_service.notify.routing import Sink, SinkKind
@@ -158,7 +158,7 @@ def _post(sink: Sink, body: bytes, headers: dict[str, str], settings: Settings) 
     if sink.client:
         client = guarded_client(settings.notify_allowed_hosts, limits)
     else:
-        client = httpx.Client(trust_env=False, follow_redirects=False, timeout=limits)
+        client = httpx.Client(verify=tls_context(), trust_env=False, follow_redirects=False, timeout=limits)
     url = httpx.URL(sink.target)
     if url.scheme not in ("http", "https") or not url.host:
         raise httpx.InvalidURL("only http(s) URLs with a host are called")
