@@ -1,10 +1,11 @@
 """The service's machines, each a host of tests/cluster/hosts.py, started as production runs them.
 
 Redis primary and replica, three sentinels (quorum 2), each on a host of its own; two web hosts
-(gunicorn as the Procfile runs it, bound to the host's address); two worker hosts (`python -m workers`,
-two processes each); the Kling simulator; an S3 server (moto) holding the shared archive. The test
-process, on the switch at .1, is the client, the balancer in front of the web hosts (Kling's callback
-URL) and the webhook receiver. Every service process finds Redis through the sentinels only.
+(gunicorn as the Procfile runs it, bound to the host's address); two worker hosts
+(`python -m workers`, WORKERS_PER_HOST processes each); the Kling simulator; an S3 server (moto)
+holding the shared archive. The test process, on the switch at .1, is the client, the balancer in
+front of the web hosts (Kling's callback URL) and the webhook receiver. Every service process finds
+Redis through the sentinels only.
 """
 
 from __future__ import annotations
