@@ -13,6 +13,7 @@ run an entry point in their own process with `running_jobs_with(services)`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -27,7 +28,7 @@ from rq.job import Job
 from rq.worker import WorkerStatus
 
 from webhook_service.config import Settings
-from webhook_service.integrations import logs, metrics
+from webhook_service.integrations import logs, metrics, outbound
 from webhook_service.jobs import Periodic, fork_queues, keep_scheduled, periodic_check_s
 from webhook_service.services import Services
 
@@ -170,6 +171,19 @@ class ServiceWorker(Worker):
 
     def _forks(self, job: Job) -> bool:
         return job.origin in self.forked_queues
+
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        """Fork with what a horse would otherwise build or copy first: the TLS context its download
+        client needs (built once here, it is inherited: only settings, no connection), and the worker's
+        objects moved out of the garbage collector's reach, so the horse's collections do not touch, and
+        copy, every page it shares with the worker. The worker unfreezes at once: frozen, its own garbage
+        would never be collected. (The child never returns from RQ's fork_work_horse.)"""
+        outbound.tls_context()
+        gc.freeze()
+        try:
+            super().fork_work_horse(job, queue)
+        finally:
+            gc.unfreeze()
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         metrics.in_work_horse()
