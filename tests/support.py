@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import os
 import shutil
 import signal
 import socket
@@ -63,6 +64,17 @@ class LiveServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists (one of another user's counts: signalling it is refused, not failed)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def die_with_parent() -> None:

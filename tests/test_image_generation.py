@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,16 @@ import pytest
 from click.testing import Result
 from flask import Flask
 
-from tests.conftest import Service, Workers, make_service
-from tests.support import wait_for
+from tests import test_task_types
+from tests.conftest import Service
+from tests.test_task_types import archived
 from webhook_service.domain.events import EventType, event_id
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import task_type
 from webhook_service.notify.payload import build_event
 from webhook_service.notify.render import email_message, slack_message
+
+running = test_task_types.running  # the service and real workers, archiving at once
 
 IMAGES = "/v1/images/generations"
 PROMPT = {"prompt": "a paper kite over a green hill"}
@@ -117,25 +119,6 @@ def test_new_kling_fields_pass_with_extra_fields() -> None:
     body = {**PROMPT, "model_name": "kling-v3", "element_list": [{"element_id": 1}]}
     assert problems(body) == {("element_list", "unknown_field")}
     assert task_type("generations").validate(body, extra_fields=frozenset({"element_list"})) == body
-
-
-@pytest.fixture
-def running(env: dict[str, str]) -> Iterator[tuple[Service, Workers]]:
-    service, server, service_env = make_service(
-        {**env, "ARCHIVE_RETRY_BASE_S": "0", "RECONCILE_AFTER_S": "0.3", "RECONCILE_INTERVAL_S": "1"}
-    )
-    workers = Workers(service_env)
-    yield service, workers
-    workers.stop()
-    server.stop()
-
-
-def archived(service: Service, external_id: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        view = service.http.get(f"/v1/tasks/{external_id}").json()["data"]
-        return view if view["archive_state"] in ("archived", "archive_failed") else None
-
-    return wait_for(done, timeout=60, what=f"{external_id} to be archived")
 
 
 def test_an_image_task_round_trips_to_archived_pngs(running, simulator, env) -> None:

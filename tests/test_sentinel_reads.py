@@ -5,28 +5,16 @@ the run, its pooled connections reading the replies of the commands before their
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 
+from tests import test_sentinel
 from tests.support import SentinelGroup
-from tests.test_sentinel import _sentinels_run_here
 from webhook_service.config import Settings
 from webhook_service.services import redis_connection
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def group() -> Iterator[SentinelGroup]:
-    if reason := _sentinels_run_here():
-        pytest.skip(reason)
-    started = SentinelGroup()
-    try:
-        yield started.start()
-    finally:
-        started.stop()
+group = test_sentinel.group  # a primary, its replica and three sentinels of the test's own
 
 
 def test_a_timed_out_read_leaves_no_reply_behind_for_the_next_command(group: SentinelGroup) -> None:

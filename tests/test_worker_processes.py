@@ -18,6 +18,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
+from tests import test_notify
 from tests.conftest import Service, Workers, make_service
 from tests.support import wait_for
 from tests.test_notify import SECRET, Answer, Receiver
@@ -35,11 +36,7 @@ from webhook_service.notify.records import DeliveryStatus
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a heron on one leg"}
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
+receiver = test_notify.receiver  # a webhook receiver on loopback
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import die_with_parent, wait_for
+from tests.support import alive, die_with_parent, wait_for
 
 PREFIX = "kwsc"
 _NAMESPACE = re.compile(rf"^{PREFIX}-(\d+)-\S+")
@@ -54,16 +54,6 @@ def unavailable_reason() -> str:
     return ""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def namespace_pids(netns: str) -> list[int]:
     done = ip("netns", "pids", netns, check=False)
     return [int(word) for word in done.stdout.split()] if done.returncode == 0 else []
@@ -91,12 +81,12 @@ def remove_leftovers(own_pid: int | None = None) -> list[str]:
     removed = []
     for line in ip("netns", "list").stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if (match := _NAMESPACE.match(name)) and (int(match[1]) == own_pid or not _alive(int(match[1]))):
+        if (match := _NAMESPACE.match(name)) and (int(match[1]) == own_pid or not alive(int(match[1]))):
             _remove_namespace(name)
             removed.append(name)
     for line in ip("-o", "link", "show").stdout.splitlines():
         name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
-        if (match := _ROOT_LINK.match(name)) and (int(match[1]) == own_pid or not _alive(int(match[1]))):
+        if (match := _ROOT_LINK.match(name)) and (int(match[1]) == own_pid or not alive(int(match[1]))):
             ip("link", "del", name, check=False)
             removed.append(name)
     return removed
