@@ -16,6 +16,20 @@ from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
+from webhook_service.config_values import (
+    ConfigError as ConfigError,  # raised here, caught by callers as config.ConfigError
+)
+from webhook_service.config_values import (
+    boolean,
+    check_whsec,
+    checked_archive_url,
+    checked_url,
+    optional_url,
+    positive_float,
+    positive_int,
+    sentinel_addresses,
+    split,
+)
 from webhook_service.domain.events import ENDPOINT_DISABLED, EVENT_TYPES
 from webhook_service.domain.tasks import DEFAULT_MAX_OUTPUTS
 from webhook_service.domain.tenants import DEFAULT_TENANT, NAME_RULE, valid_name
@@ -42,10 +56,6 @@ DEFAULT_ENDPOINT_DISABLE_AFTER_S = 5 * 86400.0
 # characters are beyond any guessing, even at the failed-authentication limit's pace.
 MIN_CLIENT_SECRET_CHARS = 24
 _GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message starts with the variable's name."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -149,7 +159,7 @@ class Settings:
         its processes never take the settings of a demo running in the same checkout."""
         if environ is None:
             files: dict[str, str] = {}
-            if _bool("READ_SETTINGS_FILES", os.environ.get("READ_SETTINGS_FILES") or "true"):
+            if boolean("READ_SETTINGS_FILES", os.environ.get("READ_SETTINGS_FILES") or "true"):
                 files = {**_file_values(dev_env_path), **_file_values(dotenv_path)}
             environ = {**files, **os.environ}
         env = {k: v.strip() for k, v in environ.items() if isinstance(v, str)}
@@ -160,82 +170,82 @@ class Settings:
         notify_events = _events("NOTIFY_EVENTS", get("NOTIFY_EVENTS")) or DEFAULT_NOTIFY_EVENTS
         settings = cls(
             **_redis_settings(get),
-            public_base_url=_check_url(
+            public_base_url=checked_url(
                 "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL), ("http", "https")
             ).rstrip("/"),
             secret_key=get("SECRET_KEY"),
-            kling_api_base=_check_url(
+            kling_api_base=checked_url(
                 "KLING_API_BASE", get("KLING_API_BASE", DEFAULT_KLING_API_BASE), ("http", "https")
             ).rstrip("/"),
             kling_api_token=get("KLING_API_TOKEN"),
             kling_access_key=get("KLING_ACCESS_KEY"),
             kling_secret_key=get("KLING_SECRET_KEY"),
             kling_webhook_secret=get("KLING_WEBHOOK_SECRET"),
-            kling_extra_fields=frozenset(_split(get("KLING_EXTRA_FIELDS"))),
+            kling_extra_fields=frozenset(split(get("KLING_EXTRA_FIELDS"))),
             client_keys=(
                 *_client_keys("SERVICE_API_KEYS", get("SERVICE_API_KEYS"), admin=False),
                 *_client_keys("SERVICE_ADMIN_KEYS", get("SERVICE_ADMIN_KEYS"), admin=True),
             ),
             service_access_key=get("SERVICE_ACCESS_KEY"),
             service_secret_key=get("SERVICE_SECRET_KEY"),
-            kling_timeout_s=_positive_float("KLING_TIMEOUT_S", get("KLING_TIMEOUT_S", "30")),
-            archive_url=_check_archive_url(get("ARCHIVE_URL", DEFAULT_ARCHIVE_URL)),
+            kling_timeout_s=positive_float("KLING_TIMEOUT_S", get("KLING_TIMEOUT_S", "30")),
+            archive_url=checked_archive_url(get("ARCHIVE_URL", DEFAULT_ARCHIVE_URL)),
             s3_endpoint_url=get("S3_ENDPOINT_URL"),
             archive_spool_dir=get("ARCHIVE_SPOOL_DIR", "./data/spool"),
-            download_max_bytes=_positive_int(
+            download_max_bytes=positive_int(
                 "DOWNLOAD_MAX_BYTES", get("DOWNLOAD_MAX_BYTES"), DEFAULT_DOWNLOAD_MAX_BYTES
             ),
-            download_allowed_hosts=frozenset(h.lower() for h in _split(get("DOWNLOAD_ALLOWED_HOSTS"))),
-            reconcile_after_s=_positive_float("RECONCILE_AFTER_S", get("RECONCILE_AFTER_S", "120")),
-            reconcile_interval_s=_positive_float("RECONCILE_INTERVAL_S", get("RECONCILE_INTERVAL_S", "30")),
-            reconcile_polls_per_s=_positive_float("RECONCILE_POLLS_PER_S", get("RECONCILE_POLLS_PER_S", "5")),
-            task_timeout_s=_positive_float("TASK_TIMEOUT_S", get("TASK_TIMEOUT_S", "1800")),
-            kling_max_concurrency=_positive_int("KLING_MAX_CONCURRENCY", get("KLING_MAX_CONCURRENCY"), 5),
-            submit_wait_s=_positive_float("SUBMIT_WAIT_S", get("SUBMIT_WAIT_S", "10"), allow_zero=True),
+            download_allowed_hosts=frozenset(h.lower() for h in split(get("DOWNLOAD_ALLOWED_HOSTS"))),
+            reconcile_after_s=positive_float("RECONCILE_AFTER_S", get("RECONCILE_AFTER_S", "120")),
+            reconcile_interval_s=positive_float("RECONCILE_INTERVAL_S", get("RECONCILE_INTERVAL_S", "30")),
+            reconcile_polls_per_s=positive_float("RECONCILE_POLLS_PER_S", get("RECONCILE_POLLS_PER_S", "5")),
+            task_timeout_s=positive_float("TASK_TIMEOUT_S", get("TASK_TIMEOUT_S", "1800")),
+            kling_max_concurrency=positive_int("KLING_MAX_CONCURRENCY", get("KLING_MAX_CONCURRENCY"), 5),
+            submit_wait_s=positive_float("SUBMIT_WAIT_S", get("SUBMIT_WAIT_S", "10"), allow_zero=True),
             notify_webhook_urls=tuple(
-                _check_url("NOTIFY_WEBHOOK_URLS", u, ("http", "https"))
-                for u in _split(get("NOTIFY_WEBHOOK_URLS"))
+                checked_url("NOTIFY_WEBHOOK_URLS", u, ("http", "https"))
+                for u in split(get("NOTIFY_WEBHOOK_URLS"))
             ),
             notify_webhook_secret=get("NOTIFY_WEBHOOK_SECRET"),
-            slack_webhook_url=_optional_url("SLACK_WEBHOOK_URL", get("SLACK_WEBHOOK_URL"), ("http", "https")),
-            smtp_url=_optional_url("SMTP_URL", get("SMTP_URL"), ("smtp", "smtps")),
+            slack_webhook_url=optional_url("SLACK_WEBHOOK_URL", get("SLACK_WEBHOOK_URL"), ("http", "https")),
+            smtp_url=optional_url("SMTP_URL", get("SMTP_URL"), ("smtp", "smtps")),
             notify_email_from=get("NOTIFY_EMAIL_FROM"),
-            notify_email_to=tuple(_split(get("NOTIFY_EMAIL_TO"))),
+            notify_email_to=tuple(split(get("NOTIFY_EMAIL_TO"))),
             notify_events=notify_events,
             notify_webhook_events=(
                 _events("NOTIFY_WEBHOOK_EVENTS", get("NOTIFY_WEBHOOK_EVENTS")) or notify_events
             ),
             slack_events=_events("SLACK_EVENTS", get("SLACK_EVENTS")) or notify_events,
             email_events=_events("EMAIL_EVENTS", get("EMAIL_EVENTS")) or notify_events,
-            notify_timeout_s=_positive_float("NOTIFY_TIMEOUT_S", get("NOTIFY_TIMEOUT_S", "15")),
+            notify_timeout_s=positive_float("NOTIFY_TIMEOUT_S", get("NOTIFY_TIMEOUT_S", "15")),
             notify_retry_schedule_s=_schedule("NOTIFY_RETRY_SCHEDULE_S", get("NOTIFY_RETRY_SCHEDULE_S")),
-            notify_allowed_hosts=frozenset(h.lower() for h in _split(get("NOTIFY_ALLOWED_HOSTS"))),
-            endpoint_disable_after_s=_positive_float(
+            notify_allowed_hosts=frozenset(h.lower() for h in split(get("NOTIFY_ALLOWED_HOSTS"))),
+            endpoint_disable_after_s=positive_float(
                 "ENDPOINT_DISABLE_AFTER_S",
                 get("ENDPOINT_DISABLE_AFTER_S", str(DEFAULT_ENDPOINT_DISABLE_AFTER_S)),
             ),
-            metrics_public=_bool("METRICS_PUBLIC", get("METRICS_PUBLIC")),
-            task_retention_s=_positive_float(
+            metrics_public=boolean("METRICS_PUBLIC", get("METRICS_PUBLIC")),
+            task_retention_s=positive_float(
                 "TASK_RETENTION_S", get("TASK_RETENTION_S", str(DEFAULT_TASK_RETENTION_S))
             ),
-            dead_letter_retention_s=_positive_float(
+            dead_letter_retention_s=positive_float(
                 "DEAD_LETTER_RETENTION_S",
                 get("DEAD_LETTER_RETENTION_S", str(DEFAULT_DEAD_LETTER_RETENTION_S)),
             ),
-            prune_interval_s=_positive_float("PRUNE_INTERVAL_S", get("PRUNE_INTERVAL_S", "30")),
-            archive_retention_days=_positive_float(
+            prune_interval_s=positive_float("PRUNE_INTERVAL_S", get("PRUNE_INTERVAL_S", "30")),
+            archive_retention_days=positive_float(
                 "ARCHIVE_RETENTION_DAYS", get("ARCHIVE_RETENTION_DAYS", "0"), allow_zero=True
             ),
-            require_durable_redis=_bool("REQUIRE_DURABLE_REDIS", get("REQUIRE_DURABLE_REDIS")),
-            submit_waiting_max=_positive_int("SUBMIT_WAITING_MAX", get("SUBMIT_WAITING_MAX"), 1),
-            events_waiting_max=_positive_int(
+            require_durable_redis=boolean("REQUIRE_DURABLE_REDIS", get("REQUIRE_DURABLE_REDIS")),
+            submit_waiting_max=positive_int("SUBMIT_WAITING_MAX", get("SUBMIT_WAITING_MAX"), 1),
+            events_waiting_max=positive_int(
                 "EVENTS_WAITING_MAX", get("EVENTS_WAITING_MAX"), 1, allow_zero=True
             ),
-            events_stream_s=_positive_float("EVENTS_STREAM_S", get("EVENTS_STREAM_S", "30")),
-            callback_max_outputs=_positive_int(
+            events_stream_s=positive_float("EVENTS_STREAM_S", get("EVENTS_STREAM_S", "30")),
+            callback_max_outputs=positive_int(
                 "CALLBACK_MAX_OUTPUTS", get("CALLBACK_MAX_OUTPUTS"), DEFAULT_MAX_OUTPUTS
             ),
-            archive_retry_base_s=_positive_float(
+            archive_retry_base_s=positive_float(
                 "ARCHIVE_RETRY_BASE_S", get("ARCHIVE_RETRY_BASE_S", "10"), allow_zero=True
             ),
             worker_fork_queues=_fork_queues(get("WORKER_FORK_QUEUES")),
@@ -262,9 +272,9 @@ class Settings:
             raise ConfigError(f"{missing}: SERVICE_ACCESS_KEY and SERVICE_SECRET_KEY must be set together")
         self._check_client_secrets()
         if self.kling_webhook_secret:
-            _check_whsec("KLING_WEBHOOK_SECRET", self.kling_webhook_secret)
+            check_whsec("KLING_WEBHOOK_SECRET", self.kling_webhook_secret)
         if self.notify_webhook_secret:
-            _check_whsec("NOTIFY_WEBHOOK_SECRET", self.notify_webhook_secret)
+            check_whsec("NOTIFY_WEBHOOK_SECRET", self.notify_webhook_secret)
         if self.notify_webhook_urls and not self.notify_webhook_secret:
             raise ConfigError("NOTIFY_WEBHOOK_SECRET: needed when NOTIFY_WEBHOOK_URLS is set (to sign)")
         if self.smtp_url and not (self.notify_email_from and self.notify_email_to):
@@ -302,31 +312,17 @@ def redis_settings(environ: Mapping[str, str]) -> Settings:
 
 
 def _redis_settings(get: Callable[..., str]) -> dict[str, Any]:
-    url = _check_url("REDIS_URL", get("REDIS_URL", DEFAULT_REDIS_URL), ("redis", "rediss", "unix"))
+    url = checked_url("REDIS_URL", get("REDIS_URL", DEFAULT_REDIS_URL), ("redis", "rediss", "unix"))
     url_password = unquote(urlsplit(url).password or "")
     if get("REDIS_PASSWORD") and url_password:
         raise ConfigError("REDIS_PASSWORD: REDIS_URL carries a password too; set it in one place only")
     return {
         "redis_url": url,
-        "redis_sentinels": _sentinels(get("REDIS_SENTINELS")),
+        "redis_sentinels": sentinel_addresses(get("REDIS_SENTINELS")),
         "redis_sentinel_master": get("REDIS_SENTINEL_MASTER"),
         "redis_sentinel_password": get("REDIS_SENTINEL_PASSWORD"),
         "redis_password": get("REDIS_PASSWORD") or url_password,
     }
-
-
-def _sentinels(value: str) -> tuple[tuple[str, int], ...]:
-    """`host:port,host:port`; an IPv6 address in brackets (`[::1]:26379`)."""
-    found = []
-    for position, part in enumerate(_split(value), start=1):
-        host, _, port = part.rpartition(":")
-        host = host.removeprefix("[").removesuffix("]")
-        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-            raise ConfigError(
-                f"REDIS_SENTINELS: entry {position} is {part!r}; expected host:port, comma-separated"
-            )
-        found.append((host, int(port)))
-    return tuple(found)
 
 
 def _check_sentinel(settings: Settings) -> None:
@@ -357,15 +353,11 @@ def _file_values(path: str) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
 def _client_keys(name: str, value: str, *, admin: bool) -> list[ClientKey]:
     """`KEY` (tenant default) or `TENANT:KEY`, comma-separated. A key with ':' in it is written with its
     tenant (`default:KEY`), so a misspelt tenant is an error rather than a key of the default tenant."""
     found = []
-    for position, part in enumerate(_split(value), start=1):
+    for position, part in enumerate(split(value), start=1):
         tenant, separator, key = part.partition(":")
         if not separator:
             tenant, key = DEFAULT_TENANT, part
@@ -378,28 +370,17 @@ def _client_keys(name: str, value: str, *, admin: bool) -> list[ClientKey]:
     return found
 
 
-def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
-        raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {url_without_secrets(value)!r}")
-    return value
-
-
-def _optional_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
-    return _check_url(name, value, schemes) if value else ""
-
-
 def _schedule(name: str, value: str) -> tuple[float, ...]:
     """Comma-separated delays in seconds, e.g. '5,300,1800'."""
     if not value:
         return DEFAULT_NOTIFY_RETRY_SCHEDULE_S
-    return tuple(_positive_float(name, part, allow_zero=True) for part in _split(value))
+    return tuple(positive_float(name, part, allow_zero=True) for part in split(value))
 
 
 def _fork_queues(value: str) -> tuple[str, ...] | None:
     """Queue names, comma-separated, or `all` or `none` alone; the names are checked against the queues
     when a worker starts (jobs.fork_queues), since the queues are named in jobs.py, above this module."""
-    names = tuple(name.lower() for name in _split(value))
+    names = tuple(name.lower() for name in split(value))
     if len(names) > 1 and {"all", "none"} & set(names):
         raise ConfigError(f"WORKER_FORK_QUEUES: `all` and `none` stand alone, got {value!r}")
     return names or None
@@ -407,54 +388,9 @@ def _fork_queues(value: str) -> tuple[str, ...] | None:
 
 def _events(name: str, value: str) -> frozenset[str]:
     """An event filter: comma-separated event types (empty: the caller's default)."""
-    events = frozenset(_split(value))
+    events = frozenset(split(value))
     unknown = sorted(events - set(EVENT_TYPES))
     if unknown:
         known = ", ".join(EVENT_TYPES)
         raise ConfigError(f"{name}: unknown event type(s) {', '.join(unknown)}; known ones: {known}")
     return events
-
-
-def _check_archive_url(value: str) -> str:
-    scheme = urlsplit(value).scheme
-    if scheme not in ("", "file", "s3") or (scheme == "s3" and not urlsplit(value).netloc):
-        raise ConfigError(
-            f"ARCHIVE_URL: expected file:///path, a directory or s3://bucket/prefix, got {value!r}"
-        )
-    return value
-
-
-def _bool(name: str, value: str) -> bool:
-    if value.lower() not in ("", "true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"{name}: expected true or false, got {value!r}")
-    return value.lower() in ("true", "1", "yes")
-
-
-def _positive_int(name: str, value: str, default: int, *, allow_zero: bool = False) -> int:
-    if not value:
-        return default
-    if not (value.isascii() and value.isdigit()) or (int(value) == 0 and not allow_zero):
-        least = "0 or more" if allow_zero else "greater than 0"
-        raise ConfigError(f"{name}: expected a whole number {least}, got {value!r}")
-    return int(value)
-
-
-def _positive_float(name: str, value: str, *, allow_zero: bool = False) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
-    if number < 0 or (number == 0 and not allow_zero):
-        raise ConfigError(f"{name}: must be greater than 0, got {value!r}")
-    return number
-
-
-def _check_whsec(name: str, value: str) -> None:
-    from standardwebhooks import Webhook
-
-    if not value.startswith("whsec_"):
-        raise ConfigError(f"{name}: expected a Standard Webhooks secret starting with 'whsec_'")
-    try:
-        Webhook(value)
-    except Exception:
-        raise ConfigError(f"{name}: the part after 'whsec_' must be Base64") from None
