@@ -1,5 +1,5 @@
-"""The simulator's Flask app: Kling's task endpoints (image2video, text2video, image generations), the
-result files and the `/_sim` control API."""
+"""The simulator's Flask app: Kling's task endpoints (the video types, image generations, virtual
+try-on), the result files and the `/_sim` control API."""
 
 from __future__ import annotations
 
@@ -14,16 +14,11 @@ from .auth import Auth
 from .files import files_blueprint
 from .images import TINY_PNG
 from .state import SimError, SimState
+from .tasks import TASK_TYPES
 
 SAMPLE_VIDEO = Path(__file__).parent / "static" / "sample.mp4"
 # Kling's own hosts serve /v1/...; the gateways put the same API under /kling/v1/...
 API_PREFIXES = ("", "/kling")
-# The task types served, each at /v1/<group>/<type>: (group, the field its create cannot do without).
-TASK_TYPES = {
-    "image2video": ("videos", "image"),
-    "text2video": ("videos", "prompt"),
-    "generations": ("images", "prompt"),
-}
 
 
 def envelope(http: int, code: int, message: str, data: Any = None) -> tuple[Response, int]:
@@ -49,9 +44,9 @@ def _api_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Bluep
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             return envelope(400, 1200, "request body must be a JSON object")
-        required = TASK_TYPES[task_type][1]
-        if not isinstance(body.get(required), str) or not body[required]:
-            return envelope(400, 1201, f"{required} is required")
+        for required in TASK_TYPES[task_type][1]:
+            if not isinstance(body.get(required), str | list) or not body[required]:
+                return envelope(400, 1201, f"{required} is required")
         for key in ("external_task_id", "callback_url"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 return envelope(400, 1201, f"{key} must be a string")

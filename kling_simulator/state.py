@@ -19,7 +19,7 @@ import httpx
 from .delivery import Scheduler, callback_headers, post
 from .files import FileStore
 from .scenario import DEFAULT_SCENARIO, Scenario, parse_scenario
-from .tasks import Task
+from .tasks import TASK_TYPES, Task
 
 
 class SimError(Exception):
@@ -174,7 +174,7 @@ class SimState:
             created_ms=int(time.time() * 1000),
             created_mono=time.monotonic(),
         )
-        if task_type == "generations":
+        if TASK_TYPES[task_type][0] == "images":
             task.images = self._images(body, scenario, base, task_id)
             return task
         duration = str(body.get("duration", "5"))

@@ -13,6 +13,15 @@ from typing import Any
 
 from .scenario import TERMINAL, Scenario
 
+# The task types served, each at /v1/<group>/<type>: (group, the fields its create cannot do without).
+# An "images" type's results are `n` images (1 when the body has no `n`), a "videos" type's videos.
+TASK_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "image2video": ("videos", ("image",)),
+    "text2video": ("videos", ("prompt",)),
+    "generations": ("images", ("prompt",)),
+    "kolors-virtual-try-on": ("images", ("human_image", "cloth_image")),
+}
+
 
 @dataclass
 class Task:
@@ -20,7 +29,7 @@ class Task:
     task, images) it will show."""
 
     task_id: str
-    task_type: str  # "image2video", "text2video", "generations": the path it was created at
+    task_type: str  # a key of TASK_TYPES: the path it was created at
     external_task_id: str | None
     request: dict[str, Any]
     headers: dict[str, str]

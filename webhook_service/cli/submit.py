@@ -1,6 +1,7 @@
 """`flask submit`: a create request from the command line, through the same validation and submission
-as the API, and with `--wait`, the task followed until its video (or its images, for `--type
-generations`) is archived, or it fails.
+as the API, and with `--wait`, the task followed until its video (or its images, for an image type
+such as `--type generations`) is archived, or it fails. The options are the fields most requests use;
+`--extra` takes any other as JSON.
 
 The archive is made by a worker, so `--wait` needs `python -m workers` running; the submission
 itself does not (the command sends the task upstream as an API request would).
@@ -79,6 +80,8 @@ FIELDS: list[tuple[str, str, Any, str]] = [
         "or an http(s) URL.",
     ),
     ("--image-tail", "image_tail", Image(), "The last frame: a file or an http(s) URL."),
+    ("--human-image", "human_image", Image(), "The person to dress (try-on): a file or a URL."),
+    ("--cloth-image", "cloth_image", Image(), "The garment to put on (try-on): a file or a URL."),
     (
         "--prompt",
         "prompt",

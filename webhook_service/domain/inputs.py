@@ -1,7 +1,8 @@
 """A request's Base64 images live in the archive, not in Redis.
 
-Kling takes images (`image`, `image_tail`, `static_mask`, `dynamic_masks[].mask`) as a URL or as raw
-Base64 of up to 10 MB each, and a request may carry eight of them. Kept in Redis, one such request
+Kling takes images (`image`, `image_tail`, `static_mask`, `dynamic_masks[].mask`; a try-on's
+`human_image` and `cloth_image`) as a URL or as raw Base64 of up to 10 MB each, and a request may
+carry eight of them. Kept in Redis, one such request
 costs its whole size for as long as the task is kept. So when a task is recorded, each Base64 value is
 decoded and written to the archive beside the task's videos (domain/archive_layout.py), and the
 request in Redis holds a reference in its place:
@@ -31,7 +32,10 @@ from webhook_service.domain.tasks import Task
 from webhook_service.integrations.storage import Storage, StorageError
 
 REFERENCE_KEY = "archived_input"
-IMAGE_FIELDS = ("image", "image_tail", "static_mask")
+# Every field of every task type that holds an image, top-level and in lists of objects: a type whose
+# images are missing here would keep its Base64 in Redis and show it on the dashboard.
+IMAGE_FIELDS = ("image", "image_tail", "static_mask", "human_image", "cloth_image")
+NESTED_IMAGE_FIELDS = {"dynamic_masks": "mask"}  # list field -> the key of each item holding an image
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),
@@ -63,11 +67,12 @@ def image_slots(request: dict[str, Any]) -> Iterator[Slot]:
     for name in IMAGE_FIELDS:
         if name in request:
             yield Slot(name, request, name)
-    masks = request.get("dynamic_masks")
-    if isinstance(masks, list):
-        for n, mask in enumerate(masks):
-            if isinstance(mask, dict) and "mask" in mask:
-                yield Slot(f"dynamic_masks[{n}].mask", mask, "mask")
+    for name, key in NESTED_IMAGE_FIELDS.items():
+        items = request.get(name)
+        if isinstance(items, list):
+            for n, item in enumerate(items):
+                if isinstance(item, dict) and key in item:
+                    yield Slot(f"{name}[{n}].{key}", item, key)
 
 
 def is_base64(value: object) -> bool:
@@ -173,6 +178,7 @@ def read_input(storage: Storage, ref: dict[str, Any], path: str = "the input") -
 def _copy(request: dict[str, Any]) -> dict[str, Any]:
     """Deep enough for the slots to be replaced without touching the caller's request."""
     copied = dict(request)
-    if isinstance(copied.get("dynamic_masks"), list):
-        copied["dynamic_masks"] = [dict(m) if isinstance(m, dict) else m for m in copied["dynamic_masks"]]
+    for name in NESTED_IMAGE_FIELDS:
+        if isinstance(copied.get(name), list):
+            copied[name] = [dict(item) if isinstance(item, dict) else item for item in copied[name]]
     return copied

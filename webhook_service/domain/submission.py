@@ -57,7 +57,7 @@ def accept(
         external_task_id=external_task_id,
         tenant=tenant,
         type=type_name,
-        model_name=body.get("model_name", "kling-v1"),
+        model_name=body.get("model_name", task_type(type_name).rules.default_model),  # usage counts by it
         client_callback_url=body.get("callback_url"),
         watermark_info=body.get("watermark_info"),
     )

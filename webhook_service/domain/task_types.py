@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
-from webhook_service.domain import image_rules, text2video_rules, validation
+from webhook_service.domain import image_rules, text2video_rules, tryon_rules, validation
 from webhook_service.domain.body_rules import BodyRules, validate_body
 
 IMAGE2VIDEO = "image2video"
@@ -30,7 +30,7 @@ class Output(StrEnum):
 
 @dataclass(frozen=True)
 class TaskType:
-    name: str  # the last segment of Kling's path: "image2video", "text2video", "generations"
+    name: str  # the last segment of Kling's path: "image2video", "generations", "kolors-virtual-try-on"
     group: str  # the path's segment before it: "videos" or "images"
     output: Output
     rules: BodyRules
@@ -65,6 +65,9 @@ TASK_TYPES: dict[str, TaskType] = {
     ),
     "generations": TaskType(
         "generations", "images", Output.IMAGE, image_rules.RULES, "Create an image generation task"
+    ),
+    "kolors-virtual-try-on": TaskType(
+        "kolors-virtual-try-on", "images", Output.IMAGE, tryon_rules.RULES, "Create a virtual try-on task"
     ),
 }
 

@@ -87,8 +87,10 @@ EVENT_TYPES = _param(
 
 def drop_in_paths(kind: TaskType, body: dict[str, Any], suffix: str) -> dict[str, Any]:
     """Kling's own paths for one task type; served twice, at /v1/... and /kling/v1/... (the gateways'
-    layout). The default type's operations keep the names they had before there were others."""
-    suffix = ("" if kind.name == DEFAULT_TYPE else kind.name.capitalize()) + suffix
+    layout). The default type's operations keep the names they had before there were others; the
+    others' names are camel case, hyphens dropped (kolors-virtual-try-on: KolorsVirtualTryOn)."""
+    camel = "".join(part.capitalize() for part in kind.name.split("-"))
+    suffix = ("" if kind.name == DEFAULT_TYPE else camel) + suffix
     page = [
         _param("pageNum", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1}),
         _param("pageSize", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 30}),
