@@ -20,6 +20,7 @@ TASK_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "text2video": ("videos", ("prompt",)),
     "generations": ("images", ("prompt",)),
     "kolors-virtual-try-on": ("images", ("human_image", "cloth_image")),
+    "multi-image2image": ("images", ("subject_image_list",)),
 }
 
 

@@ -1,7 +1,7 @@
-"""The image task types beside generations, end to end: virtual try-on (`/v1/images/kolors-virtual-try-on`).
-Its validation (every problem at once, with paths and hints), a task through the simulator to an
-archived image with its sha256 and its Base64 inputs in the archive's inputs/, lookups by either id
-at its own path only, and the CLI."""
+"""The image task types beside generations, end to end: virtual try-on (`/v1/images/kolors-virtual-try-on`)
+and multi-image to image (`/v1/images/multi-image2image`). For each: its validation (every problem at
+once, with paths and hints), a task through the simulator to archived images with their sha256 and
+its Base64 inputs in the archive's inputs/, lookups by either id at its own path only, and the CLI."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ GENERATIONS = "/v1/images/generations"
 PERSON = tiny_png(8, 12, (200, 160, 140))
 GARMENT_URL = "https://example.com/jacket.png"
 TRY_ON_BODY = {"human_image": "https://example.com/person.jpg", "cloth_image": GARMENT_URL}
+MULTI = "/v1/images/multi-image2image"
+SUBJECTS = [{"subject_image": f"https://example.com/subject-{n}.jpg"} for n in range(4)]
 
 
 def problems(type_name: str, body: object, **options: Any) -> set[tuple[str, str]]:
@@ -211,3 +213,146 @@ def test_cli_submits_a_try_on_from_files_and_waits_for_its_image(running, simula
     assert upstream["human_image"] == b64(PERSON) and upstream["cloth_image"] == GARMENT_URL
     refused = run(service.app, "submit", "--type", "kolors-virtual-try-on", "--human-image", GARMENT_URL)
     assert refused.exit_code == 2 and "cloth_image: is required [missing]" in refused.stderr
+
+
+def test_multi_image2image_lives_at_kling_multi_image_path() -> None:
+    kind = task_type("multi-image2image")
+    assert kind.path == MULTI and kind.output == "image"
+
+
+def test_a_full_multi_image2image_body_passes_unchanged() -> None:
+    body = {
+        "model_name": "kling-v2-1",
+        "prompt": "x" * 2500,
+        "subject_image_list": [{"subject_image": b64(PERSON)}, *SUBJECTS[:3]],
+        "scene_image": "https://example.com/beach.jpg",
+        "style_image": b64(PERSON),
+        "n": 9,
+        "aspect_ratio": "21:9",
+        "watermark_info": {"enabled": False},
+        "callback_url": "https://example.com/hook",
+        "external_task_id": "multi-1",
+    }
+    assert task_type("multi-image2image").validate(body) == body
+    minimal = {"subject_image_list": SUBJECTS[:1]}  # kling-v2, one image, no prompt: all Kling's defaults
+    assert task_type("multi-image2image").validate(minimal) == minimal
+
+
+def test_every_multi_image2image_problem_is_reported_with_its_path_and_a_hint() -> None:
+    body = {
+        "subject_image_list": [
+            "https://example.com/a.jpg",  # one gateway's bare string: Kling takes objects
+            {"subject_imag": "https://example.com/b.jpg"},
+            {"subject_image": "data:image/png;base64,iVBORw0KGgo="},
+            {"subject_image": "https://example.com/d.jpg", "weight": 1},
+        ],
+        "scence_image": "https://example.com/scene.jpg",  # a gateway export's spelling
+        "style_image": 7,
+        "negative_prompt": "blur",  # not Kling's for this type
+        "prompt": "x" * 2501,
+        "model_name": "kling-v1",
+        "n": 10,
+        "aspect_ratio": "5:4",
+    }
+    assert problems("multi-image2image", body) == {
+        ("subject_image_list[0]", "type"),
+        ("subject_image_list[1].subject_image", "missing"),
+        ("subject_image_list[1].subject_imag", "unknown_field"),
+        ("subject_image_list[2].subject_image", "format"),
+        ("subject_image_list[3].weight", "unknown_field"),
+        ("scence_image", "unknown_field"),
+        ("style_image", "type"),
+        ("negative_prompt", "unknown_field"),
+        ("prompt", "too_long"),
+        ("model_name", "enum"),
+        ("n", "range"),
+        ("aspect_ratio", "enum"),
+    }
+    hint = message("multi-image2image", body, "subject_image_list[1].subject_imag")
+    assert hint == "unknown field; did you mean 'subject_image'?"
+    assert message("multi-image2image", body, "scence_image").startswith(
+        "unknown field; did you mean 'scene_image'"
+    )
+    assert "subject_image" in message("multi-image2image", body, "subject_image_list[0]")
+
+
+def test_multi_image2image_subject_count_and_n() -> None:
+    assert problems("multi-image2image", {}) == {("subject_image_list", "missing")}
+    assert problems("multi-image2image", {"subject_image_list": []}) == {("subject_image_list", "too_few")}
+    five = {"subject_image_list": SUBJECTS + SUBJECTS[:1]}
+    assert problems("multi-image2image", five) == {("subject_image_list", "too_many")}
+    for bad in (0, 10, "2", 2.0, True, None):
+        assert {f for f, _ in problems("multi-image2image", {**five, "n": bad})} == {
+            "subject_image_list",
+            "n",
+        }
+    body = {"subject_image_list": SUBJECTS[:1], "negative_prompt": "blur"}
+    assert task_type("multi-image2image").validate(body, extra_fields=frozenset({"negative_prompt"})) == body
+
+
+def test_an_invalid_multi_image2image_request_is_refused_over_http(service: Service, simulator) -> None:
+    body = {"subject_image_list": [{"image": "https://example.com/a.jpg"}], "n": 0}
+    response = service.http.post(f"/kling{MULTI}", json=body)
+    assert response.status_code == 400 and response.json()["code"] == 1201
+    errors = {(e["field"], e["code"]): e["message"] for e in response.json()["errors"]}
+    assert set(errors) == {
+        ("subject_image_list[0].subject_image", "missing"),
+        ("subject_image_list[0].image", "unknown_field"),
+        ("n", "range"),
+    }
+    assert errors[("subject_image_list[0].image", "unknown_field")] == "unknown field; allowed: subject_image"
+    assert simulator.state.tasks() == []
+
+
+def test_a_multi_image2image_task_round_trips_with_its_subjects_in_inputs(running, simulator, env) -> None:
+    service, workers = running
+    workers.start()
+    simulator.state.set_default({"steps": [{"status": "succeed", "delay": 0.2}]})
+    scene = tiny_png(10, 6, (20, 90, 200))
+    body = {
+        "subject_image_list": [SUBJECTS[0], {"subject_image": b64(PERSON)}],
+        "scene_image": b64(scene),
+        "prompt": "the two of them on a beach",
+        "n": 2,
+        "external_task_id": "multi-e2e",
+    }
+
+    view = round_trip(service, MULTI, body, env)
+    assert view["type"] == "multi-image2image" and len(view["archived_images"]) == 2
+    assert view["model_name"] == "kling-v2"
+    sent = sent_upstream(simulator, "multi-e2e")
+    assert {field: sent[field] for field in body} == body  # Base64 too, exactly as sent
+    request, _ = stored_request(service, "multi-e2e")
+    assert request["subject_image_list"][0] == SUBJECTS[0]  # a URL stays as it is
+    folder = task_folder(service.services.store.get("multi-e2e"))
+    for field, ref, data in (
+        ("subject_image_list_1_subject_image", request["subject_image_list"][1]["subject_image"], PERSON),
+        ("scene_image", request["scene_image"], scene),
+    ):
+        assert ref["archived_input"].startswith(f"{folder}/inputs/{field}-")
+        assert ref["sha256"] == hashlib.sha256(data).hexdigest()
+        assert (Path(env["ARCHIVE_URL"]) / ref["archived_input"]).read_bytes() == data
+    metadata = json.loads((Path(env["ARCHIVE_URL"]) / folder / "metadata.json").read_text())
+    assert [i["field"] for i in metadata["inputs"]] == ["scene_image", "subject_image_list[1].subject_image"]
+
+    page = service.http.get("/tasks/multi-e2e").text  # the dashboard shows each subject, no Base64
+    assert "<dt>subject_image_list[1].subject_image</dt>" in page and SUBJECTS[0]["subject_image"] in page
+    assert b64(PERSON) not in page
+
+    (task,) = simulator.state.tasks()
+    assert task["type"] == "multi-image2image"
+    found_at_its_own_path_only(service, MULTI, "multi-e2e", task["task_id"])
+
+
+def test_cli_submits_a_multi_image2image_task_through_extra(running, simulator) -> None:
+    service, workers = running
+    workers.start()
+    extra = json.dumps({"subject_image_list": SUBJECTS[:2]})
+    args = ("submit", "--type", "multi-image2image", "--extra", extra, "--n", "2", "--prompt", "a duo")
+    result = run(service.app, *args, "--external-task-id", "cli-multi", "--wait", "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.stdout.splitlines() if line.startswith("image ")]) == 2
+    upstream = sent_upstream(simulator, "cli-multi")
+    assert upstream["subject_image_list"] == SUBJECTS[:2] and upstream["n"] == 2
+    refused = run(service.app, "submit", "--type", "multi-image2image", "--prompt", "a duo")
+    assert refused.exit_code == 2 and "subject_image_list: is required [missing]" in refused.stderr

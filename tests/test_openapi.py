@@ -194,6 +194,7 @@ IMAGE_BODIES = {
         "human_image": "https://example.com/p.jpg",
         "cloth_image": "https://example.com/c.jpg",
     },
+    "multi-image2image": {"subject_image_list": [{"subject_image": "https://example.com/s.jpg"}], "n": 2},
 }
 
 

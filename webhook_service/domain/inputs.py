@@ -1,7 +1,8 @@
 """A request's Base64 images live in the archive, not in Redis.
 
 Kling takes images (`image`, `image_tail`, `static_mask`, `dynamic_masks[].mask`; a try-on's
-`human_image` and `cloth_image`) as a URL or as raw Base64 of up to 10 MB each, and a request may
+`human_image` and `cloth_image`; multi-image to image's `subject_image_list[].subject_image`,
+`scene_image` and `style_image`) as a URL or as raw Base64 of up to 10 MB each, and a request may
 carry eight of them. Kept in Redis, one such request
 costs its whole size for as long as the task is kept. So when a task is recorded, each Base64 value is
 decoded and written to the archive beside the task's videos (domain/archive_layout.py), and the
@@ -34,8 +35,17 @@ from webhook_service.integrations.storage import Storage, StorageError
 REFERENCE_KEY = "archived_input"
 # Every field of every task type that holds an image, top-level and in lists of objects: a type whose
 # images are missing here would keep its Base64 in Redis and show it on the dashboard.
-IMAGE_FIELDS = ("image", "image_tail", "static_mask", "human_image", "cloth_image")
-NESTED_IMAGE_FIELDS = {"dynamic_masks": "mask"}  # list field -> the key of each item holding an image
+IMAGE_FIELDS = (
+    "image",
+    "image_tail",
+    "static_mask",
+    "human_image",
+    "cloth_image",
+    "scene_image",
+    "style_image",
+)
+# list field -> the key of each of its items that holds an image
+NESTED_IMAGE_FIELDS = {"dynamic_masks": "mask", "subject_image_list": "subject_image"}
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),

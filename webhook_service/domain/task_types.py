@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
-from webhook_service.domain import image_rules, text2video_rules, tryon_rules, validation
+from webhook_service.domain import image_rules, multi_image_rules, text2video_rules, tryon_rules, validation
 from webhook_service.domain.body_rules import BodyRules, validate_body
 
 IMAGE2VIDEO = "image2video"
@@ -68,6 +68,13 @@ TASK_TYPES: dict[str, TaskType] = {
     ),
     "kolors-virtual-try-on": TaskType(
         "kolors-virtual-try-on", "images", Output.IMAGE, tryon_rules.RULES, "Create a virtual try-on task"
+    ),
+    "multi-image2image": TaskType(
+        "multi-image2image",
+        "images",
+        Output.IMAGE,
+        multi_image_rules.RULES,
+        "Create a multi-image to image task",
     ),
 }
 

@@ -23,7 +23,8 @@ from webhook_service.services import Services
 # most 10 MB (MAX_IMAGE_BYTES = 10,485,760 bytes, as validation counts them), which is
 # 4 * ceil(10,485,760 / 3) = 13,981,016 characters of Base64. Beside `image`, a request may use one of
 # three groups: image_tail (1 more image), camera_control (none) or the motion brush, static_mask with
-# up to 6 dynamic_masks[].mask (7 more). So 8 images: 111,848,128 characters. Everything else fits in
+# up to 6 dynamic_masks[].mask (7 more). So 8 images (multi-image to image takes 6 at most: four
+# subjects, a scene, a style): 111,848,128 characters. Everything else fits in
 # 1 MiB: two prompts of 2,500 characters at most 12 bytes each as JSON escapes (60,000 bytes), 6 x 77
 # trajectory points, ids, URLs and whitespace. In all 112,896,704 bytes (107.7 MiB).
 MAX_IMAGES_PER_REQUEST = 1 + 1 + 6  # image, static_mask, six dynamic_masks

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook_service.domain.inputs import IMAGE_FIELDS, image_slots, reference
+from webhook_service.domain.inputs import IMAGE_FIELDS, NESTED_IMAGE_FIELDS, image_slots, reference
 
 FIRST_FIELDS = ("prompt", "negative_prompt", "model_name", "mode", "duration", "cfg_scale", *IMAGE_FIELDS)
 
@@ -55,7 +55,10 @@ def image(value: object, index: int, link: InputLink) -> Image:
 def _without_images(value: Any) -> Any:
     """For JSON shown as text: any nested image becomes a short note, so no Base64 reaches the page."""
     if isinstance(value, dict):
-        return {k: ("(image)" if k == "mask" else _without_images(v)) for k, v in value.items()}
+        return {
+            k: ("(image)" if k in NESTED_IMAGE_FIELDS.values() else _without_images(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_without_images(v) for v in value]
     return value
@@ -80,6 +83,12 @@ def request_rows(request: dict[str, Any], link: InputLink) -> list[Row]:
                 if isinstance(m, dict)
             ]
             rows.append(Row(name, "masks", masks))
+        elif name in NESTED_IMAGE_FIELDS and isinstance(value, list):  # subject_image_list: a row each
+            key = NESTED_IMAGE_FIELDS[name]
+            for n, item in enumerate(value):
+                path = f"{name}[{n}].{key}"
+                if isinstance(item, dict):
+                    rows.append(Row(path, "image", image(item.get(key), index.get(path, -1), link)))
         elif isinstance(value, dict | list):
             rows.append(Row(name, "json", json.dumps(_without_images(value), indent=2)))
         else:
