@@ -225,7 +225,9 @@ def sse_events(lines: Iterator[str], count: int | None = None) -> tuple[list[str
 def test_server_sent_events_end_in_bounded_time_and_resume_from_last_event_id(
     services_with: Callable[..., Service], simulator: SimulatorServer
 ) -> None:
-    service = services_with(EVENTS_STREAM_S="3")
+    # Long enough that the live part below sees its stream wait in Redis on a loaded machine: with 3 s, a
+    # stream slow to start could end before the test looked.
+    service = services_with(EVENTS_STREAM_S="6")
     task_id = create(service, simulator, "heron-5", PROCESSING_THEN_SUCCEED)
     logged_events = logged(service, 3)
 
