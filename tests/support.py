@@ -216,6 +216,7 @@ class SentinelGroup:
             self.replica.start()
             for port in self.sentinel_ports:
                 self._sentinels.append(self._start_sentinel(port))
+            wait_for(self._replicating, timeout=20, what="the replica in sync with the primary")
             wait_for(self._watching, timeout=20, what="sentinels to see the replica and each other")
         except BaseException:
             self.stop()
@@ -252,6 +253,14 @@ class SentinelGroup:
             return True
         except redis.RedisError:
             return False
+
+    def _replicating(self) -> bool:
+        """The replica's first full sync is done: before it, a killed primary takes every write with it."""
+        try:
+            link = redis.Redis(port=self.replica.port, socket_timeout=2).info("replication")
+        except redis.RedisError:
+            return False
+        return bool(link.get("master_link_status") == "up" and not link.get("master_sync_in_progress"))
 
     def primary_port(self) -> int | None:
         """The port of the primary the sentinels name now; None while they name none that is up."""
