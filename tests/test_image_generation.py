@@ -215,11 +215,7 @@ def test_an_image_is_typed_by_its_bytes_not_its_url(running, simulator, env) -> 
 
 def test_an_image_task_whose_callbacks_are_lost_is_polled_at_its_own_path(running, simulator) -> None:
     service, workers = running
-    silent = [
-        {"status": "processing", "delay": 0.1, "send": False},
-        {"status": "succeed", "delay": 0.3, "send": False},
-    ]
-    simulator.state.set_default({"steps": silent})
+    simulator.state.set_default({"steps": test_task_types.SILENT_STEPS})
     body = {**PROMPT, "n": 2, "external_task_id": "img-silent"}
     assert service.http.post(IMAGES, json=body, headers=ASYNC).status_code == 202
     workers.start()

@@ -23,6 +23,11 @@ T2V = "/v1/videos/text2video"
 I2V = "/v1/videos/image2video"
 PROMPT = {"prompt": "a lighthouse at dusk, waves rolling in"}
 ASYNC = {"Prefer": "respond-async"}
+# Kling finishes the task but none of its callbacks arrive: only polling finds it.
+SILENT_STEPS = [
+    {"status": "processing", "delay": 0.1, "send": False},
+    {"status": "succeed", "delay": 0.3, "send": False},
+]
 
 
 def problems(body: object, **options: Any) -> set[tuple[str, str]]:
@@ -187,11 +192,7 @@ def test_text2video_invalid_body_is_refused_with_every_problem(service: Service,
 
 def test_text2video_with_dropped_callbacks_is_polled_at_its_own_path(running, simulator) -> None:
     service, workers = running
-    silent = [
-        {"status": "processing", "delay": 0.1, "send": False},
-        {"status": "succeed", "delay": 0.3, "send": False},
-    ]
-    simulator.state.set_default({"steps": silent})
+    simulator.state.set_default({"steps": SILENT_STEPS})
     response = service.http.post(T2V, json={**PROMPT, "external_task_id": "t2v-silent"}, headers=ASYNC)
     assert response.status_code == 202
     workers.start()

@@ -85,6 +85,27 @@ EVENT_TYPES = _param(
 )
 
 
+def _archived_file(summary: str, whole: str, media: str, operation_id: str) -> dict[str, Any]:
+    """`GET /v1/tasks/<ref>/<videos|images>/<index>`: one file of the archive, served alike whatever it is."""
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "get": _op(
+            "Tasks",
+            summary,
+            {
+                "200": _answer(whole, binary, media),
+                "206": _answer("part of the file", binary, media),
+                "302": _answer("redirect to a presigned URL"),
+                "304": _answer("not modified"),
+                "416": _answer("range not satisfiable", ref("Error")),
+                **_errors("401", "429", "404", "503"),
+            },
+            operationId=operation_id,
+            parameters=[TASK_REF, _param("index", "path", {"type": "integer", "minimum": 0})],
+        )
+    }
+
+
 def drop_in_paths(kind: TaskType, body: dict[str, Any], suffix: str) -> dict[str, Any]:
     """Kling's own paths for one task type; served twice, at /v1/... and /kling/v1/... (the gateways'
     layout). The default type's operations keep the names they had before there were others; the
@@ -180,42 +201,18 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 parameters=[TASK_REF],
             )
         },
-        "/v1/tasks/{task_ref}/videos/{index}": {
-            "get": _op(
-                "Tasks",
-                "An archived video (Range supported), or a redirect to a presigned URL (S3)",
-                {
-                    "200": _answer("the file", {"type": "string", "format": "binary"}, "video/mp4"),
-                    "206": _answer("part of the file", {"type": "string", "format": "binary"}, "video/mp4"),
-                    "302": _answer("redirect to a presigned URL"),
-                    "304": _answer("not modified"),
-                    "416": _answer("range not satisfiable", ref("Error")),
-                    **_errors("401", "429", "404", "503"),
-                },
-                operationId="getArchivedVideo",
-                parameters=[TASK_REF, _param("index", "path", {"type": "integer", "minimum": 0})],
-            )
-        },
-        "/v1/tasks/{task_ref}/images/{index}": {
-            "get": _op(
-                "Tasks",
-                "An archived image of an image task, or a redirect to a presigned URL (S3)",
-                {
-                    "200": _answer(
-                        "the file, with the type its bytes showed",
-                        {"type": "string", "format": "binary"},
-                        "image/*",
-                    ),
-                    "206": _answer("part of the file", {"type": "string", "format": "binary"}, "image/*"),
-                    "302": _answer("redirect to a presigned URL"),
-                    "304": _answer("not modified"),
-                    "416": _answer("range not satisfiable", ref("Error")),
-                    **_errors("401", "429", "404", "503"),
-                },
-                operationId="getArchivedImage",
-                parameters=[TASK_REF, _param("index", "path", {"type": "integer", "minimum": 0})],
-            )
-        },
+        "/v1/tasks/{task_ref}/videos/{index}": _archived_file(
+            "An archived video (Range supported), or a redirect to a presigned URL (S3)",
+            "the file",
+            "video/mp4",
+            "getArchivedVideo",
+        ),
+        "/v1/tasks/{task_ref}/images/{index}": _archived_file(
+            "An archived image of an image task, or a redirect to a presigned URL (S3)",
+            "the file, with the type its bytes showed",
+            "image/*",
+            "getArchivedImage",
+        ),
         "/v1/deliveries": {
             "get": _op(
                 "Deliveries",
