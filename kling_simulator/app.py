@@ -1,5 +1,5 @@
 """The simulator's Flask app: Kling's task endpoints (the video types, image generations, virtual
-try-on, multi-image to image), the result files and the `/_sim` control API."""
+try-on, multi-image to image, image expansion), the result files and the `/_sim` control API."""
 
 from __future__ import annotations
 

@@ -174,7 +174,7 @@ class SimState:
             created_ms=int(time.time() * 1000),
             created_mono=time.monotonic(),
         )
-        if TASK_TYPES[task_type][0] == "images":
+        if TASK_TYPES[task_type][0].split("/")[0] == "images":
             task.images = self._images(body, scenario, base, task_id)
             return task
         duration = str(body.get("duration", "5"))

@@ -14,13 +14,16 @@ from typing import Any
 from .scenario import TERMINAL, Scenario
 
 # The task types served, each at /v1/<group>/<type>: (group, the fields its create cannot do without).
-# An "images" type's results are `n` images (1 when the body has no `n`), a "videos" type's videos.
+# An "images" type's results (also "images/editing": expansion) are `n` images (1 when the body has no
+# `n`), a "videos" type's videos.
 TASK_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "image2video": ("videos", ("image",)),
     "text2video": ("videos", ("prompt",)),
     "generations": ("images", ("prompt",)),
     "kolors-virtual-try-on": ("images", ("human_image", "cloth_image")),
     "multi-image2image": ("images", ("subject_image_list",)),
+    "multi-image2video": ("videos", ("image_list", "prompt")),
+    "expand": ("images/editing", ("image",)),
 }
 
 

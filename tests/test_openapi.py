@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import Service, Workers, make_service
 from tests.support import loopback_name, wait_for
 from webhook_service.domain.callback_tokens import CALLBACK_PATH
+from webhook_service.domain.task_types import task_type
 from webhook_service.web.app import create_app
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -195,13 +196,18 @@ IMAGE_BODIES = {
         "cloth_image": "https://example.com/c.jpg",
     },
     "multi-image2image": {"subject_image_list": [{"subject_image": "https://example.com/s.jpg"}], "n": 2},
+    "expand": {
+        "image": "https://example.com/i.jpg",
+        **{f"{side}_expansion_ratio": 0.2 for side in ("up", "down", "left", "right")},
+        "n": 2,
+    },
 }
 
 
 @pytest.mark.parametrize("type_name", list(IMAGE_BODIES))
 def test_an_image_task_and_its_archived_image_match_the_document(live: Service, type_name: str) -> None:
     schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
-    path = f"/v1/images/{type_name}"
+    path = task_type(type_name).path  # expand is one level deeper: /v1/images/editing/expand
     created = live.http.post(path, json={**IMAGE_BODIES[type_name], "external_task_id": "oa-img"})
     schema[path]["POST"].validate_response(created)
     wait_for(

@@ -29,6 +29,7 @@ from webhook_service.cli.common import (
     services,
 )
 from webhook_service.domain.errors import InputsNotStored, TaskExists
+from webhook_service.domain.expand_rules import RATIO_FIELDS
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.submission import dispatch, submit_and_wait
 from webhook_service.domain.task_types import DEFAULT_TYPE, TASK_TYPES, task_type
@@ -76,8 +77,8 @@ FIELDS: list[tuple[str, str, Any, str]] = [
         "--image",
         "image",
         Image(),
-        "The first frame (image2video), or the reference image (generations): a file (sent as Base64) "
-        "or an http(s) URL.",
+        "The first frame (image2video), the reference image (generations) or the image to expand "
+        "(expand): a file (sent as Base64) or an http(s) URL.",
     ),
     ("--image-tail", "image_tail", Image(), "The last frame: a file or an http(s) URL."),
     ("--human-image", "human_image", Image(), "The person to dress (try-on): a file or a URL."),
@@ -97,7 +98,7 @@ FIELDS: list[tuple[str, str, Any, str]] = [
         str,
         "16:9, 9:16 or 1:1 (generations: also 4:3, 3:4, 3:2, 2:3, 21:9).",
     ),
-    ("--n", "n", int, "How many images to make, 1 to 9 (generations)."),
+    ("--n", "n", int, "How many images to make, 1 to 9 (generations, expand, ...)."),
     ("--cfg-scale", "cfg_scale", float, "0 to 1: how closely to follow the prompt."),
     (
         "--camera-control",
@@ -116,6 +117,34 @@ def field_options(command: Any) -> Any:
     return command
 
 
+def shaped_options(command: Any) -> Any:
+    """The two fields whose shape a plain option cannot give: a list of images, and four ratios."""
+    command = click.option(
+        "--image-list",
+        "image_list",
+        type=Image(),
+        multiple=True,
+        help="A reference image (multi-image2video): a file or a URL; repeat it, up to 4. Sent as Kling's "
+        '[{"image": ...}].',
+    )(command)
+    return click.option(
+        "--expand",
+        "expansion",
+        type=float,
+        nargs=4,
+        metavar="UP DOWN LEFT RIGHT",
+        help="The expansion ratios (expand): up and down of the image's height, left and right of its "
+        "width, each 0 to 2; the new image at most 3 times the area.",
+    )(command)
+
+
+def _shaped_fields(image_list: tuple[str, ...], expansion: tuple[float, ...] | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"image_list": [{"image": image} for image in image_list]} if image_list else {}
+    if expansion:
+        fields |= dict(zip(RATIO_FIELDS, expansion, strict=True))
+    return fields
+
+
 @click.command("submit")
 @click.option(
     "--type",
@@ -126,6 +155,7 @@ def field_options(command: Any) -> Any:
     help="The Kling task type: its body's rules and its path upstream.",
 )
 @field_options
+@shaped_options
 @click.option(
     "--extra", type=JsonObject(), help='Other fields of the request, as a JSON object: \'{"sound": "on"}\'.'
 )
@@ -140,9 +170,18 @@ def field_options(command: Any) -> Any:
 )
 @with_appcontext
 @guarded
-def submit(extra: dict[str, Any] | None, wait: bool, timeout: float, type_name: str, **fields: Any) -> None:
+def submit(
+    extra: dict[str, Any] | None,
+    wait: bool,
+    timeout: float,
+    type_name: str,
+    image_list: tuple[str, ...],
+    expansion: tuple[float, ...] | None,
+    **fields: Any,
+) -> None:
     """Submit a task (image-to-video unless --type says otherwise), validated as the API validates it."""
     given = {field: value for field, value in fields.items() if value is not None}
+    given |= _shaped_fields(image_list, expansion)
     if clash := sorted(set(given) & set(extra or {})):
         raise click.UsageError(f"--extra repeats {', '.join(clash)}: give each field once")
     svc = services()

@@ -2,8 +2,8 @@
 
 Kling takes images (`image`, `image_tail`, `static_mask`, `dynamic_masks[].mask`; a try-on's
 `human_image` and `cloth_image`; multi-image to image's `subject_image_list[].subject_image`,
-`scene_image` and `style_image`) as a URL or as raw Base64 of up to 10 MB each, and a request may
-carry eight of them. Kept in Redis, one such request
+`scene_image` and `style_image`; multi-image to video's `image_list[].image`) as a URL or as raw
+Base64 of up to 10 MB each, and a request may carry eight of them. Kept in Redis, one such request
 costs its whole size for as long as the task is kept. So when a task is recorded, each Base64 value is
 decoded and written to the archive beside the task's videos (domain/archive_layout.py), and the
 request in Redis holds a reference in its place:
@@ -45,7 +45,11 @@ IMAGE_FIELDS = (
     "style_image",
 )
 # list field -> the key of each of its items that holds an image
-NESTED_IMAGE_FIELDS = {"dynamic_masks": "mask", "subject_image_list": "subject_image"}
+NESTED_IMAGE_FIELDS = {
+    "dynamic_masks": "mask",
+    "subject_image_list": "subject_image",
+    "image_list": "image",  # multi-image to video's elements
+}
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),

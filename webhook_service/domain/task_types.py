@@ -14,7 +14,15 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
-from webhook_service.domain import image_rules, multi_image_rules, text2video_rules, tryon_rules, validation
+from webhook_service.domain import (
+    expand_rules,
+    image_rules,
+    multi_image2video_rules,
+    multi_image_rules,
+    text2video_rules,
+    tryon_rules,
+    validation,
+)
 from webhook_service.domain.body_rules import BodyRules, validate_body
 
 IMAGE2VIDEO = "image2video"
@@ -31,7 +39,7 @@ class Output(StrEnum):
 @dataclass(frozen=True)
 class TaskType:
     name: str  # the last segment of Kling's path: "image2video", "generations", "kolors-virtual-try-on"
-    group: str  # the path's segment before it: "videos" or "images"
+    group: str  # the path's segments before it: "videos", "images" or "images/editing"
     output: Output
     rules: BodyRules
     summary: str  # a line for the API's documentation
@@ -75,6 +83,17 @@ TASK_TYPES: dict[str, TaskType] = {
         Output.IMAGE,
         multi_image_rules.RULES,
         "Create a multi-image to image task",
+    ),
+    "multi-image2video": TaskType(
+        "multi-image2video",
+        "videos",
+        Output.VIDEO,
+        multi_image2video_rules.RULES,
+        "Create a multi-image to video task",
+    ),
+    # Kling keeps image expansion one level deeper, at /v1/images/editing/expand: the group is two segments.
+    "expand": TaskType(
+        "expand", "images/editing", Output.IMAGE, expand_rules.RULES, "Create an image expansion task"
     ),
 }
 

@@ -40,8 +40,9 @@ def document(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
         "info": {
             "title": "Kling webhook service",
             "version": "1",
-            "description": "A drop-in front for Kling's task API (image-to-video, text-to-video, image "
-            "generation, virtual try-on, multi-image to image): the same paths and bodies, "
+            "description": "A drop-in front for Kling's task API (image-to-video, text-to-video, "
+            "multi-image to video, image generation, virtual try-on, multi-image to image, image "
+            "expansion): the same paths and bodies, "
             "answers in Kling's envelope `{code, message, request_id, data}`. "
             + (
                 "Clients send `Authorization: Bearer <API key or JWT>`."
