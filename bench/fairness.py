@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import Stack, code_version, conditions, percentile, print_table
 from webhook_service.domain.admission import Admission
 from webhook_service.domain.clock import now_ms
+from webhook_service.domain.task_types import Pack
 from webhook_service.domain.tenants import upstream_id
 from webhook_service.keys import Keys
 from webhook_service.replies import text
@@ -223,7 +224,7 @@ def main() -> int:
     with Stack(workdir) as stack:
         connection = redis.Redis.from_url(stack.redis())
         queues: dict[str, Queue] = {
-            "tenants": Admission(connection, KEYS, args.slots),
+            "tenants": Admission(connection, KEYS, dict.fromkeys(Pack, args.slots)),
             "one queue": OneQueue(connection, args.slots),
         }
         warm_up = argparse.Namespace(**{**vars(args), "a_tasks": min(args.a_tasks, WARM_UP_TASKS)})

@@ -19,7 +19,7 @@ import httpx
 from .delivery import Scheduler, callback_headers, post
 from .files import FileStore
 from .scenario import DEFAULT_SCENARIO, Scenario, parse_scenario
-from .tasks import TASK_TYPES, Task
+from .tasks import TASK_TYPES, Task, pack_of, slots_of
 
 
 class SimError(Exception):
@@ -144,7 +144,7 @@ class SimState:
                 raise SimError(400, 1201, f"external_task_id {external!r} already exists")
             self._open = {tid for tid in self._open if self._tasks[tid].is_open()}
             limit = parse_scenario(self._default).max_open
-            if limit is not None and len(self._open) >= limit:
+            if limit is not None and self._slots_taken(task_type) + slots_of(task_type, body) > limit:
                 raise SimError(429, 1303, "parallel task over resource pack limit")
             task = self._new_task(body, headers, scenario, base_url.rstrip("/"), task_type)
             self._tasks[task.task_id] = task
@@ -157,6 +157,12 @@ class SimState:
             generation = self._generation
         self._schedule(task, generation)
         return task, SimError(error.http, error.code, error.message) if error else None
+
+    def _slots_taken(self, task_type: str) -> int:
+        """The slots the open tasks of `task_type`'s resource pack hold (`max_open` is per pack)."""
+        pack = pack_of(task_type)
+        open_tasks = (self._tasks[tid] for tid in self._open)
+        return sum(slots_of(t.task_type, t.request) for t in open_tasks if pack_of(t.task_type) == pack)
 
     def _new_task(
         self, body: dict[str, Any], headers: dict[str, str], scenario: Scenario, base: str, task_type: str

@@ -27,6 +27,19 @@ TASK_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+def pack_of(task_type: str) -> str:
+    """Kling counts open tasks per resource pack: video, image, and try-on's own."""
+    if task_type == "kolors-virtual-try-on":
+        return "tryon"
+    return "video" if TASK_TYPES[task_type][0] == "videos" else "image"
+
+
+def slots_of(task_type: str, body: dict[str, Any]) -> int:
+    """An image task holds one slot of its pack per image asked for (`n`), any other task one."""
+    n = body.get("n", 1)
+    return n if pack_of(task_type) == "image" and isinstance(n, int) and n > 0 else 1
+
+
 @dataclass
 class Task:
     """One created task: the request as received, its scenario, and the result videos (or, for an image

@@ -296,7 +296,9 @@ def test_deliveries_page_lists_dead_letters_replays_since_and_shows_the_system(
     page = client.get("/deliveries").text
     assert 'data-replay="dlv_dead-1"' in page and 'href="/tasks/dead-1"' in page
     assert all(f'data-queue="{name}"' in page for name in ALL_QUEUES)
-    assert "0 / 5</strong> open" in page and "none</span>" in page and ">up</span>" in page
+    assert page.count("0 / 5</strong> slots used") == 3  # one row per resource pack: video, image, try-on
+    assert all(f'data-pack="{pack}"' in page for pack in ("video", "image", "tryon"))
+    assert "none</span>" in page and ">up</span>" in page
 
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
     done = client.post("/deliveries/replay", data={"since": "1h", "csrf_token": token}, follow_redirects=True)

@@ -12,6 +12,7 @@ from tests.conftest import Service, Workers, make_service
 from tests.support import wait_for
 from tests.test_callbacks import post_callback
 from webhook_service.domain.admission import Admission
+from webhook_service.domain.task_types import Pack
 from webhook_service.domain.tenants import DEFAULT_TENANT, tenant_of, upstream_id
 from webhook_service.integrations.metrics import exposition
 from webhook_service.keys import Keys
@@ -34,7 +35,7 @@ def admission(
         connection.hset(KEYS.tenant_weights, mapping=weights)
     if max_open:
         connection.hset(KEYS.tenant_max_open, mapping=max_open)
-    return Admission(connection, KEYS, max_concurrency)
+    return Admission(connection, KEYS, dict.fromkeys(Pack, max_concurrency))
 
 
 def enqueue(queue: Admission, tenant: str, names: list[str]) -> list[str]:

@@ -101,7 +101,9 @@ class Settings:
     reconcile_interval_s: float = 30.0
     reconcile_polls_per_s: float = 5.0
     task_timeout_s: float = 1800.0
-    kling_max_concurrency: int = 5
+    kling_max_concurrency: int = 5  # the video pack's (KLING_MAX_CONCURRENCY_VIDEO, else this)
+    kling_max_concurrency_image: int = 5
+    kling_max_concurrency_tryon: int = 5
     submit_wait_s: float = 10.0
     notify_webhook_urls: tuple[str, ...] = ()
     notify_webhook_secret: str = ""
@@ -168,6 +170,8 @@ class Settings:
             return env.get(name) or default
 
         notify_events = _events("NOTIFY_EVENTS", get("NOTIFY_EVENTS")) or DEFAULT_NOTIFY_EVENTS
+        # Each resource pack's limit, unless its own variable says otherwise.
+        account = positive_int("KLING_MAX_CONCURRENCY", get("KLING_MAX_CONCURRENCY"), 5)
         settings = cls(
             **_redis_settings(get),
             public_base_url=checked_url(
@@ -200,7 +204,15 @@ class Settings:
             reconcile_interval_s=positive_float("RECONCILE_INTERVAL_S", get("RECONCILE_INTERVAL_S", "30")),
             reconcile_polls_per_s=positive_float("RECONCILE_POLLS_PER_S", get("RECONCILE_POLLS_PER_S", "5")),
             task_timeout_s=positive_float("TASK_TIMEOUT_S", get("TASK_TIMEOUT_S", "1800")),
-            kling_max_concurrency=positive_int("KLING_MAX_CONCURRENCY", get("KLING_MAX_CONCURRENCY"), 5),
+            kling_max_concurrency=positive_int(
+                "KLING_MAX_CONCURRENCY_VIDEO", get("KLING_MAX_CONCURRENCY_VIDEO"), account
+            ),
+            kling_max_concurrency_image=positive_int(
+                "KLING_MAX_CONCURRENCY_IMAGE", get("KLING_MAX_CONCURRENCY_IMAGE"), account
+            ),
+            kling_max_concurrency_tryon=positive_int(
+                "KLING_MAX_CONCURRENCY_TRYON", get("KLING_MAX_CONCURRENCY_TRYON"), account
+            ),
             submit_wait_s=positive_float("SUBMIT_WAIT_S", get("SUBMIT_WAIT_S", "10"), allow_zero=True),
             notify_webhook_urls=tuple(
                 checked_url("NOTIFY_WEBHOOK_URLS", u, ("http", "https"))

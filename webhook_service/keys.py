@@ -27,6 +27,12 @@ Submission (domain/admission.py):
 - `submit-pause-until` ms timestamp before which nothing is sent (after 1302/1303/5001), and its level
 - `slot-taken-at`      hash: when each task still `queued` was taken from the queue to be sent; a
                        sender killed mid-send leaves it behind, and reconciliation puts the task back
+- `queue-units`        hash: a task that needs more than one slot (an image task asking for `n`
+                       images) -> how many, from its arrival until it is final
+- `slot-units`         the same, for the tasks among them that hold their slots
+Each resource pack (video, image, try-on) has its own set of these submission keys: the video pack's
+are the names above (those every task used before packs), the image pack's the same under
+`pack:image:`, the try-on pack's under `pack:tryon:` (`Keys.pack`).
 
 Tenants (domain/tenants.py; written by `flask clients`, domain/clients.py):
 - `tenant-weights`     hash: tenant -> its weight in the submission queue's round-robin (absent: 1)
@@ -189,6 +195,18 @@ class Keys:
     @property
     def slot_taken_at(self) -> str:
         return f"{self.prefix}slot-taken-at"
+
+    @property
+    def queue_units(self) -> str:
+        return f"{self.prefix}queue-units"
+
+    @property
+    def slot_units(self) -> str:
+        return f"{self.prefix}slot-units"
+
+    def pack(self, pack: str) -> Keys:
+        """The submission keys of one resource pack (the tenants' weights and limits are shared)."""
+        return self if pack == "video" else Keys(f"{self.prefix}pack:{pack}:")
 
     # --- tenants ---
 

@@ -22,6 +22,7 @@ from webhook_service.domain.admission import Admission
 from webhook_service.domain.clients import ManagedClients
 from webhook_service.domain.open_tasks import OpenTasks
 from webhook_service.domain.store import TaskStore
+from webhook_service.domain.task_types import Pack
 from webhook_service.integrations.kling import ClientPerProcess
 from webhook_service.integrations.redis_config import DurabilityReading
 from webhook_service.integrations.storage import Storage, storage_from_url
@@ -64,7 +65,15 @@ class Services:
             deliveries=DeliveryStore(connection, keys),
             endpoints=EndpointStore(connection, keys, settings.secret_key),
             events=EventLog(connection, keys),
-            admission=Admission(connection, keys, settings.kling_max_concurrency),
+            admission=Admission(
+                connection,
+                keys,
+                {
+                    Pack.VIDEO: settings.kling_max_concurrency,
+                    Pack.IMAGE: settings.kling_max_concurrency_image,
+                    Pack.TRYON: settings.kling_max_concurrency_tryon,
+                },
+            ),
             clients=ManagedClients(connection, keys, settings.secret_key),
             open_tasks=OpenTasks(connection, keys),
             kling=ClientPerProcess(settings),

@@ -12,8 +12,8 @@ PAUSE_MARGIN_S = 0.5  # RQ's scheduler works in whole seconds: never wake before
 def dispatch_job() -> int:
     svc = job_services()
     sent = dispatch(svc)
-    paused_s = svc.admission.paused_for_s()
-    if paused_s > 0 and svc.admission.waiting():
+    paused_s = svc.admission.next_wake_s()
+    if paused_s > 0:
         # Woken too early, or paused again meanwhile: come back when the pause ends.
         enqueue_dispatch(svc.redis, f"pause-end-{paused_s:.3f}", delay_s=paused_s + PAUSE_MARGIN_S)
     return sent

@@ -34,20 +34,31 @@ The default tenant's queue is `submit_queue`, where every task waited before ten
 their own: what waited there at an upgrade is still sent, in the default tenant's turns (another
 tenant's task among them counts as the default tenant's until it is done).
 
-Keys (keys.py): `submit_queue`, `tenant_submit_queue(tenant)`, `submit_tenants`, `submit_passes`,
-`submit_vtime`, `slots`, `slot_tenants`, `slot_taken_at`, `pause_until`, `pause_level`; read:
-`tenant_weights`, `tenant_max_open`.
+Kling counts open tasks per resource pack (video, image, try-on), each with its own limit, and an
+image task holds one slot per image it asks for. So each pack is a `Pool` of its own (its queues,
+slots, round-robin and pause, under its own keys): a full video pack never holds back an image task,
+and a 1303 for an image task pauses the image pack only. A task that needs several slots waits at the
+head of its tenant's queue until that many are free (at most the pack's limit: a task asking for more
+takes the whole pack); nothing of another tenant jumps ahead of it meanwhile, so it is never starved
+by single-slot tasks. A tenant's `max_open` counts its tasks in each pack separately.
+
+Keys (keys.py, one set per pack): `submit_queue`, `tenant_submit_queue(tenant)`, `submit_tenants`,
+`submit_passes`, `submit_vtime`, `slots`, `slot_tenants`, `slot_taken_at`, `queue_units`, `slot_units`,
+`pause_until`, `pause_level`; read, shared by the packs: `tenant_weights`, `tenant_max_open`.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import redis
 from redis.client import Pipeline
 
 from webhook_service.domain.clock import now_ms
+from webhook_service.domain.task_types import Pack
 from webhook_service.domain.tenants import DEFAULT_TENANT, tenant_of
 from webhook_service.keys import Keys
 from webhook_service.replies import text, texts
@@ -72,14 +83,17 @@ local function number(value) return string.format('%.17g', value) end
 """
 
 # KEYS: tenants, slots, pause_until, slot_taken_at, slot_tenants, weights, max_open, passes, vtime,
-# the default tenant's queue. ARGV: default tenant, queue key prefix, max_concurrency, now (ms).
-# Unless paused or full: the next tenant's oldest task, moved into a slot.
+# the default tenant's queue, queue_units, slot_units. ARGV: default tenant, queue key prefix,
+# max_concurrency, now (ms). Unless paused or full: the next tenant's oldest task, moved into its slots.
 _TAKE_NEXT = (
     _HELPERS
     + """
 local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
 if pause > tonumber(ARGV[4]) then return false end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return false end
+local limit_of_pack = tonumber(ARGV[3])
+local used = redis.call('ZCARD', KEYS[2])
+for _, units in ipairs(redis.call('HVALS', KEYS[12])) do used = used + tonumber(units) - 1 end
+if used >= limit_of_pack then return false end
 if redis.call('EXISTS', KEYS[10]) == 1 then  -- also what waited there before tenants had queues
   redis.call('ZADD', KEYS[1], 'NX', '-1', ARGV[1])
 end
@@ -111,11 +125,15 @@ for i = 1, #waiting, 2 do
   local limit = tonumber(redis.call('HGET', KEYS[7], tenant))
   if limit == nil or open_of(tenant) < limit then
     local queue = queue_of(tenant, KEYS[10])
-    local oldest = redis.call('ZPOPMIN', queue)
+    local oldest = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
     if #oldest == 0 then  -- nothing waiting after all
       redis.call('ZREM', KEYS[1], tenant)
       redis.call('HSET', KEYS[8], tenant, number(pass))
     else
+      local units = math.min(tonumber(redis.call('HGET', KEYS[11], oldest[1]) or '1'), limit_of_pack)
+      if used + units > limit_of_pack then return false end  -- it waits for its slots, first in line
+      redis.call('ZREM', queue, oldest[1])
+      if units > 1 then redis.call('HSET', KEYS[12], oldest[1], units) end
       vtime = math.max(vtime, pass)  -- a pass behind the virtual time counts as it
       redis.call('SET', KEYS[9], number(vtime))
       local next_pass = number(vtime + stride_of(tenant, KEYS[6]))
@@ -136,7 +154,8 @@ return false
 """
 )
 
-# KEYS: slots, slot_taken_at, slot_tenants, tenants, passes, weights, the default tenant's queue.
+# KEYS: slots, slot_taken_at, slot_tenants, tenants, passes, weights, the default tenant's queue,
+# slot_units.
 # ARGV: default tenant, queue key prefix, the task, its tenant by its id (when it holds no slot).
 # Atomically: free the task's slot, put it back in its tenant's queue where it was, and give the
 # tenant back the turn its take used (a tenant that has left the round meanwhile rejoins from there).
@@ -148,6 +167,7 @@ local tenant = redis.call('HGET', KEYS[3], ARGV[3]) or (arrival and ARGV[1]) or 
 redis.call('ZREM', KEYS[1], ARGV[3])
 redis.call('HDEL', KEYS[2], ARGV[3])
 redis.call('HDEL', KEYS[3], ARGV[3])
+redis.call('HDEL', KEYS[8], ARGV[3])
 redis.call('ZADD', queue_of(tenant, KEYS[7]), arrival or '0', ARGV[3])
 if arrival then
   local stride = stride_of(tenant, KEYS[6])
@@ -164,21 +184,25 @@ redis.call('ZADD', KEYS[4], 'NX', '-1', tenant)
 )
 
 
-class Admission:
-    def __init__(self, connection: redis.Redis, keys: Keys, max_concurrency: int) -> None:
+class Pool:
+    """One resource pack's queues and slots."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys, pack: Pack, max_concurrency: int) -> None:
         self.redis = connection
-        self.keys = keys
+        self.shared = keys  # the tenants' weights and limits
+        self.keys = keys.pack(pack)
+        self.pack = pack
         self.max_concurrency = max_concurrency
         self._take_next = connection.register_script(_TAKE_NEXT)
         self._put_back = connection.register_script(_PUT_BACK)
 
-    def enqueue(self, pipe: Pipeline, external_task_id: str, tenant: str = DEFAULT_TENANT) -> None:
-        pipe.zadd(self._queue(tenant), {external_task_id: time.time_ns() // 1000}, nx=True)
+    def enqueue(self, pipe: Pipeline, external_task_id: str, tenant: str, units: int) -> None:
+        pipe.zadd(queue_key(self.keys, tenant), {external_task_id: time.time_ns() // 1000}, nx=True)
         pipe.zadd(self.keys.submit_tenants, {tenant: JOINING}, nx=True)
+        if units > 1:
+            pipe.hset(self.keys.queue_units, external_task_id, units)
 
     def take_next(self) -> str | None:
-        """The next task to send upstream, now holding a slot; None when paused, full, or when no
-        tenant that may send more has work waiting."""
         k = self.keys
         taken = self._take_next(
             keys=[
@@ -187,19 +211,19 @@ class Admission:
                 k.pause_until,
                 k.slot_taken_at,
                 k.slot_tenants,
-                k.tenant_weights,
-                k.tenant_max_open,
+                self.shared.tenant_weights,
+                self.shared.tenant_max_open,
                 k.submit_passes,
                 k.submit_vtime,
                 k.submit_queue,
+                k.queue_units,
+                k.slot_units,
             ],
             args=[DEFAULT_TENANT, self._queue_prefix, self.max_concurrency, now_ms()],
         )
         return text(taken) if taken else None
 
     def put_back(self, external_task_id: str) -> None:
-        """Free the task's slot and return it to its tenant's queue in its arrival place (before later
-        ones); the tenant gets back the turn it spent on it."""
         k = self.keys
         self._put_back(
             keys=[
@@ -208,30 +232,21 @@ class Admission:
                 k.slot_tenants,
                 k.submit_tenants,
                 k.submit_passes,
-                k.tenant_weights,
+                self.shared.tenant_weights,
                 k.submit_queue,
+                k.slot_units,
             ],
             args=[DEFAULT_TENANT, self._queue_prefix, external_task_id, tenant_of(external_task_id)],
         )
 
-    def sent(self, pipe: Pipeline, external_task_id: str) -> None:
-        """Kling has the task (or said no): it is no longer in the hands of a sender."""
-        pipe.hdel(self.keys.slot_taken_at, external_task_id)
-
-    def abandoned(self, older_than_s: float) -> list[str]:
-        """Tasks taken to be sent longer ago than that and never settled: their sender died."""
-        cutoff = now_ms() - older_than_s * 1000
-        taken = self.redis.hgetall(self.keys.slot_taken_at)
-        return [text(k) for k, at in taken.items() if int(at) < cutoff]
-
     def release(self, pipe: Pipeline, external_task_id: str) -> None:
-        """The task is final: free its slot."""
         pipe.zrem(self.keys.slots, external_task_id)
         pipe.hdel(self.keys.slot_taken_at, external_task_id)
         pipe.hdel(self.keys.slot_tenants, external_task_id)
+        pipe.hdel(self.keys.queue_units, external_task_id)
+        pipe.hdel(self.keys.slot_units, external_task_id)
 
     def pause(self) -> float:
-        """Kling said slow down (1302/1303/5001): wait longer after each consecutive refusal."""
         level = int(self.redis.incr(self.keys.pause_level))
         delay = min(PAUSE_CAP_S, PAUSE_BASE_S * 2.0 ** (level - 1)) * random.uniform(1.0, 1.5)
         self.redis.set(self.keys.pause_until, now_ms() + int(delay * 1000))
@@ -245,22 +260,130 @@ class Admission:
         until = int(self.redis.get(self.keys.pause_until) or 0)
         return max(0.0, (until - now_ms()) / 1000.0)
 
-    def waiting(self) -> int:
-        """Tasks waiting for a slot, every tenant's."""
-        return sum(waiting_by_tenant(self.redis, self.keys).values())
-
-    def waiting_by_tenant(self) -> dict[str, int]:
-        return waiting_by_tenant(self.redis, self.keys)
-
-    def in_flight(self) -> int:
-        return int(self.redis.zcard(self.keys.slots))
-
-    def _queue(self, tenant: str) -> str:
-        return queue_key(self.keys, tenant)
+    def slots_used(self) -> int:
+        """Slots held, counting an image task's `n`."""
+        units = [int(u) for u in self.redis.hvals(self.keys.slot_units)]
+        return int(self.redis.zcard(self.keys.slots)) + sum(units) - len(units)
 
     @property
     def _queue_prefix(self) -> str:
         return self.keys.tenant_submit_queue("")
+
+
+@dataclass(frozen=True)
+class PackState:
+    """One pack's slots, for the dashboard and metrics."""
+
+    pack: Pack
+    open_tasks: int
+    slots_used: int
+    max_concurrency: int
+    waiting: int
+    paused_for_s: float
+
+
+class Admission:
+    """Every pack's pool. A task's pack comes from its type (domain/task_types.py); calls that only
+    delete (`sent`, `release`) need no pack, so any transaction can carry them for any task."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys, limits: Mapping[Pack, int]) -> None:
+        self.redis = connection
+        self.keys = keys
+        self.pools = {pack: Pool(connection, keys, pack, limits[pack]) for pack in Pack}
+
+    def enqueue(
+        self,
+        pipe: Pipeline,
+        external_task_id: str,
+        tenant: str = DEFAULT_TENANT,
+        *,
+        pack: Pack = Pack.VIDEO,
+        units: int = 1,
+    ) -> None:
+        self.pools[pack].enqueue(pipe, external_task_id, tenant, units)
+
+    def take_next(self, pack: Pack = Pack.VIDEO) -> str | None:
+        """The pack's next task to send upstream, now holding its slots; None when the pack is paused
+        or full, or when no tenant that may send more has work waiting in it."""
+        return self.pools[pack].take_next()
+
+    def put_back(self, external_task_id: str, pack: Pack = Pack.VIDEO) -> None:
+        """Free the task's slots and return it to its tenant's queue in its arrival place (before later
+        ones); the tenant gets back the turn it spent on it."""
+        self.pools[pack].put_back(external_task_id)
+
+    def sent(self, pipe: Pipeline, external_task_id: str) -> None:
+        """Kling has the task (or said no): it is no longer in the hands of a sender."""
+        for pool in self.pools.values():
+            pipe.hdel(pool.keys.slot_taken_at, external_task_id)
+
+    def abandoned(self, older_than_s: float) -> list[str]:
+        """Tasks taken to be sent longer ago than that and never settled: their sender died."""
+        cutoff = now_ms() - older_than_s * 1000
+        return [
+            text(k)
+            for pool in self.pools.values()
+            for k, at in self.redis.hgetall(pool.keys.slot_taken_at).items()
+            if int(at) < cutoff
+        ]
+
+    def release(self, pipe: Pipeline, external_task_id: str) -> None:
+        """The task is final: free its slots, whichever pack it was in."""
+        for pool in self.pools.values():
+            pool.release(pipe, external_task_id)
+
+    def pause(self, pack: Pack = Pack.VIDEO) -> float:
+        """Kling said slow down (1302/1303/5001) for a task of this pack: wait longer after each
+        consecutive refusal. The other packs go on."""
+        return self.pools[pack].pause()
+
+    def resume(self, pack: Pack = Pack.VIDEO) -> None:
+        self.pools[pack].resume()
+
+    def paused_for_s(self, pack: Pack = Pack.VIDEO) -> float:
+        return self.pools[pack].paused_for_s()
+
+    def next_wake_s(self) -> float:
+        """How long until the first paused pack with work waiting may send again (0: none is)."""
+        return min(
+            (
+                paused
+                for pack, pool in self.pools.items()
+                if (paused := pool.paused_for_s()) > 0 and self.waiting(pack)
+            ),
+            default=0.0,
+        )
+
+    def waiting(self, pack: Pack | None = None) -> int:
+        """Tasks waiting for a slot, every tenant's (in one pack, or in all)."""
+        packs = list(Pack) if pack is None else [pack]
+        return sum(sum(waiting_by_tenant(self.redis, self.keys.pack(p)).values()) for p in packs)
+
+    def waiting_by_tenant(self) -> dict[str, int]:
+        """Tasks waiting for a slot by tenant, every pack's."""
+        total: dict[str, int] = {}
+        for pack in Pack:
+            for tenant, n in waiting_by_tenant(self.redis, self.keys.pack(pack)).items():
+                total[tenant] = total.get(tenant, 0) + n
+        return dict(sorted(total.items()))
+
+    def in_flight(self, pack: Pack | None = None) -> int:
+        """Tasks holding slots (in one pack, or in all)."""
+        pools = self.pools.values() if pack is None else [self.pools[pack]]
+        return sum(int(self.redis.zcard(pool.keys.slots)) for pool in pools)
+
+    def packs(self) -> list[PackState]:
+        return [
+            PackState(
+                pack,
+                open_tasks=self.in_flight(pack),
+                slots_used=pool.slots_used(),
+                max_concurrency=pool.max_concurrency,
+                waiting=self.waiting(pack),
+                paused_for_s=pool.paused_for_s(),
+            )
+            for pack, pool in self.pools.items()
+        ]
 
 
 def queue_key(keys: Keys, tenant: str) -> str:

@@ -76,7 +76,7 @@ def _requeue_abandoned(services: Services) -> None:
         task = services.store.get(external_task_id)
         if task is not None and task.status is Status.QUEUED:
             services.store.update(external_task_id, _mark_uncertain, history={"event": "send_abandoned"})
-            services.admission.put_back(external_task_id)
+            services.admission.put_back(external_task_id, task_type(task.type).pack)
         else:
             pipe = services.redis.pipeline(transaction=True)
             services.admission.sent(pipe, external_task_id)

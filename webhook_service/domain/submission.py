@@ -22,7 +22,7 @@ from webhook_service.domain.events import EventType
 from webhook_service.domain.inputs import store_inputs, with_inputs
 from webhook_service.domain.lifecycle import record_news, release
 from webhook_service.domain.retention import schedule_removal
-from webhook_service.domain.task_types import DEFAULT_TYPE, task_type
+from webhook_service.domain.task_types import DEFAULT_TYPE, Pack, task_type
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
 from webhook_service.domain.tenants import DEFAULT_TENANT, upstream_id
 from webhook_service.domain.usage import Transition
@@ -65,8 +65,14 @@ def accept(
     if body.get("external_task_id") and services.store.get(external_task_id) is not None:
         raise TaskExists(external_task_id)  # refused before its images are written, not after
     request = store_inputs(services.storage, task, request)
+    kind = task_type(type_name)
+    units = kind.slots_needed(body)
     services.store.create(
-        task, request, also=lambda pipe: services.admission.enqueue(pipe, external_task_id, tenant)
+        task,
+        request,
+        also=lambda pipe: services.admission.enqueue(
+            pipe, external_task_id, tenant, pack=kind.pack, units=units
+        ),
     )
     return task
 
@@ -90,16 +96,19 @@ def submit_and_wait(
 
 
 def dispatch(services: Services) -> int:
-    """Send queued tasks upstream while slots are free; returns how many were taken from the queue."""
+    """Send queued tasks upstream while their pack has slots free; returns how many were taken from the
+    queues. Each resource pack is taken from on its own: one that is full or paused holds back none
+    of the others."""
     sent = 0
-    while (external_task_id := services.admission.take_next()) is not None:
-        sent += 1
-        try:
-            send_upstream(services, external_task_id)
-        except Exception:
-            log.exception("sending %s upstream failed; it goes back to the queue", external_task_id)
-            services.admission.put_back(external_task_id)
-            raise
+    for pack in Pack:
+        while (external_task_id := services.admission.take_next(pack)) is not None:
+            sent += 1
+            try:
+                send_upstream(services, external_task_id)
+            except Exception:
+                log.exception("sending %s upstream failed; it goes back to the queue", external_task_id)
+                services.admission.put_back(external_task_id, pack)
+                raise
     return sent
 
 
@@ -126,12 +135,12 @@ def send_upstream(services: Services, external_task_id: str) -> None:
         uncertain = error.maybe_created or task.submit_uncertain
         data = _look_up(services, task) if uncertain else None
         if data is None:
-            _refused(services, external_task_id, error, uncertain=uncertain)
+            _refused(services, task, error, uncertain=uncertain)
             return
     except InputUnreadable as error:  # Kling was not asked: nothing can exist upstream because of it
-        _refused(services, external_task_id, error, uncertain=False)
+        _refused(services, task, error, uncertain=False)
         return
-    services.admission.resume()
+    services.admission.resume(task_type(task.type).pack)
     update = update_from_kling_task(data, max_outputs=services.settings.callback_max_outputs)
     record_news(services, external_task_id, update, source="create")
 
@@ -161,19 +170,20 @@ def _count_attempt(services: Services, external_task_id: str) -> None:
     services.store.update(external_task_id, change)
 
 
-def _refused(
-    services: Services, external_task_id: str, error: KlingError | InputUnreadable, *, uncertain: bool
-) -> None:
+def _refused(services: Services, task: Task, error: KlingError | InputUnreadable, *, uncertain: bool) -> None:
     """Record why Kling did not take the task; retry later unless the refusal is final.
 
-    A task that may exist upstream is never rejected: only a lookup can settle it.
+    A task that may exist upstream is never rejected: only a lookup can settle it. A refusal for now
+    pauses the task's resource pack only: Kling counts each pack's open tasks apart.
     """
+    external_task_id = task.external_task_id
+    pack = task_type(task.type).pack
     if error.retryable or uncertain:
-        delay = services.admission.pause()
+        delay = services.admission.pause(pack)
         enqueue_dispatch(services.redis, f"pause-{time.time():.3f}", delay_s=delay + 1)
         log.warning("create of %s deferred %.1f s: %s", external_task_id, delay, error)
         _note_error(services, external_task_id, error, uncertain=uncertain)
-        services.admission.put_back(external_task_id)
+        services.admission.put_back(external_task_id, pack)
         return
     log.warning("create of %s refused: %s", external_task_id, error)
     transition = Transition()

@@ -36,6 +36,19 @@ class Output(StrEnum):
     IMAGE = "image"
 
 
+class Pack(StrEnum):
+    """Kling counts open tasks per resource pack, each pack with its own limit: a full video pack does
+    not hold back an image task (domain/admission.py keeps one pool of slots per pack)."""
+
+    VIDEO = "video"
+    IMAGE = "image"
+    TRYON = "tryon"
+
+
+# Types counted apart from what their output says: virtual try-on has a pack of its own.
+_OWN_PACK = {"kolors-virtual-try-on": Pack.TRYON}
+
+
 @dataclass(frozen=True)
 class TaskType:
     name: str  # the last segment of Kling's path: "image2video", "generations", "kolors-virtual-try-on"
@@ -48,6 +61,15 @@ class TaskType:
     def path(self) -> str:
         """Create (POST) and list (GET) here; one task at `item_path`."""
         return f"/v1/{self.group}/{self.name}"
+
+    @property
+    def pack(self) -> Pack:
+        return _OWN_PACK.get(self.name, Pack.VIDEO if self.output is Output.VIDEO else Pack.IMAGE)
+
+    def slots_needed(self, body: dict[str, Any]) -> int:
+        """An image task holds one slot per image it asks for (`n`, 1 when absent); any other task one."""
+        n = body.get("n", 1) if self.output is Output.IMAGE else 1
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
     def item_path(self, task_or_external_id: str) -> str:
         # external_task_ids may hold '/', '?' or '#': encode, or the path would point elsewhere.

@@ -33,6 +33,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from webhook_service.domain.admission import waiting_by_tenant
+from webhook_service.domain.task_types import Pack
 from webhook_service.domain.tenants import valid_name
 from webhook_service.jobs import ALL_QUEUES
 from webhook_service.keys import Keys
@@ -233,27 +234,40 @@ class RedisGauges(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("kws_redis_up", "1 when Redis answered this scrape, 0 otherwise")
         pipe = self.redis.pipeline(transaction=False)
-        for index in (self.keys.slots, self.keys.dead_letters):
-            pipe.zcard(index)
+        pipe.zcard(self.keys.dead_letters)
+        for pack in Pack:
+            pipe.zcard(self.keys.pack(pack).slots)
         for name in ALL_QUEUES:
             pipe.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
             for registry in (ScheduledJobRegistry, StartedJobRegistry, FailedJobRegistry):
                 pipe.zcard(registry.key_template.format(name))
         try:
             counts = pipe.execute()
-            queued = sum(waiting_by_tenant(self.redis, self.keys).values())
+            queued = [sum(waiting_by_tenant(self.redis, self.keys.pack(pack)).values()) for pack in Pack]
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
         yield up
+        packs = len(Pack)
         yield _gauge(
-            "kws_tasks_open", "Tasks holding one of the KLING_MAX_CONCURRENCY upstream slots", counts[0]
+            "kws_tasks_open",
+            "Tasks holding upstream slots, every resource pack's",
+            sum(counts[1 : 1 + packs]),
         )
-        yield _gauge("kws_tasks_queued", "Tasks waiting in the submission queues for a slot", queued)
+        yield _gauge("kws_tasks_queued", "Tasks waiting in the submission queues for a slot", sum(queued))
+        by_pack = GaugeMetricFamily(
+            "kws_pack_tasks",
+            "Tasks by resource pack (video, image, tryon) and state (open upstream, queued)",
+            labels=["pack", "state"],
+        )
+        for n, pack in enumerate(Pack):
+            by_pack.add_metric([pack.value, "open"], counts[1 + n])
+            by_pack.add_metric([pack.value, "queued"], queued[n])
+        yield by_pack
         yield _gauge(
-            "kws_dead_letters", "Notification deliveries that failed for good (replayable)", counts[1]
+            "kws_dead_letters", "Notification deliveries that failed for good (replayable)", counts[0]
         )
         jobs = GaugeMetricFamily(
             "kws_rq_jobs",
@@ -262,7 +276,7 @@ class RedisGauges(Collector):
         )
         for n, name in enumerate(ALL_QUEUES):
             for m, state in enumerate(("queued", "scheduled", "started", "failed")):
-                jobs.add_metric([name, state], counts[2 + n * 4 + m])
+                jobs.add_metric([name, state], counts[1 + packs + n * 4 + m])
         yield jobs
 
 

@@ -13,6 +13,7 @@ import redis
 from rq import Queue, Worker
 from rq.worker import BaseWorker
 
+from webhook_service.domain.admission import PackState
 from webhook_service.jobs import ALL_QUEUES
 from webhook_service.services import Services
 
@@ -46,10 +47,7 @@ class SystemState:
     redis: RedisState
     queues: list[QueueDepth]
     workers: list[WorkerState]
-    open_tasks: int  # tasks holding an upstream slot
-    max_concurrency: int
-    waiting_tasks: int  # tasks in the submission queue
-    paused_for_s: float  # submissions paused after Kling said slow down
+    packs: list[PackState]  # each resource pack's slots, queue and pause (domain/admission.py)
 
 
 def redis_state(connection: redis.Redis) -> RedisState:
@@ -72,9 +70,8 @@ def _heartbeat_age(worker: BaseWorker) -> float | None:
 def system_state(services: Services) -> SystemState:
     connection = services.redis
     health = redis_state(connection)
-    limit = services.settings.kling_max_concurrency
     if not health.ok:
-        return SystemState(health, [], [], 0, limit, 0, 0.0)
+        return SystemState(health, [], [], [])
     queues = []
     for name in ALL_QUEUES:
         queue = Queue(name, connection=connection)
@@ -91,13 +88,9 @@ def system_state(services: Services) -> SystemState:
         WorkerState(w.name, str(w.get_state()), w.queue_names(), _heartbeat_age(w))
         for w in Worker.all(connection=connection)
     ]
-    admission = services.admission
     return SystemState(
         redis=health,
         queues=queues,
         workers=sorted(workers, key=lambda w: w.name),
-        open_tasks=admission.in_flight(),
-        max_concurrency=limit,
-        waiting_tasks=admission.waiting(),
-        paused_for_s=admission.paused_for_s(),
+        packs=services.admission.packs(),
     )
