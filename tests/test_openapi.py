@@ -226,3 +226,37 @@ def test_an_image_task_and_its_archived_image_match_the_document(live: Service, 
         assert answer.status_code == 200, (url, answer.text[:200])
         schema[template]["GET"].validate_response(answer)
     assert httpx.get(live.url + "/v1/tasks/oa-img/images/0").headers["content-type"] == "image/png"
+
+
+def test_a_video_extension_and_the_links_between_the_tasks_match_the_document(live: Service) -> None:
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+
+    def archived_view(ref: str) -> dict[str, object]:
+        return wait_for(
+            lambda: (
+                (view := live.http.get(f"/v1/tasks/{ref}").json()["data"])["archive_state"] == "archived"
+                and view
+            ),
+            timeout=30,
+            what=f"{ref}'s archive",
+        )
+
+    live.http.post("/v1/videos/text2video", json={"prompt": "a kite", "external_task_id": "oa-parent"})
+    video_id = archived_view("oa-parent")["task_result"]["videos"][0]["id"]
+    path = "/v1/videos/video-extend"
+    created = live.http.post(path, json={"video_id": video_id, "external_task_id": "oa-ext"})
+    schema[path]["POST"].validate_response(created)
+    refused = live.http.post(path, json={"video_id": "not-a-video-of-ours"})
+    assert refused.status_code == 400
+    schema[path]["POST"].validate_response(refused)
+    assert archived_view("oa-ext")["parent_task"]["external_task_id"] == "oa-parent"
+    calls = [
+        (f"{path}/{{task_ref}}", f"{path}/oa-ext"),
+        (f"/kling{path}", f"/kling{path}"),
+        ("/v1/tasks/{task_ref}", "/v1/tasks/oa-ext"),
+        ("/v1/tasks/{task_ref}", "/v1/tasks/oa-parent"),
+    ]
+    for template, url in calls:
+        answer = httpx.get(live.url + url, timeout=10)
+        assert answer.status_code == 200, (url, answer.text[:200])
+        schema[template]["GET"].validate_response(answer)

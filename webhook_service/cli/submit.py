@@ -83,6 +83,7 @@ FIELDS: list[tuple[str, str, Any, str]] = [
     ("--image-tail", "image_tail", Image(), "The last frame: a file or an http(s) URL."),
     ("--human-image", "human_image", Image(), "The person to dress (try-on): a file or a URL."),
     ("--cloth-image", "cloth_image", Image(), "The garment to put on (try-on): a file or a URL."),
+    ("--video-id", "video_id", str, "The video to extend (video-extend): an id from a task's result."),
     (
         "--prompt",
         "prompt",
@@ -192,9 +193,7 @@ def submit(
             allowed_hosts=svc.settings.notify_allowed_hosts,
         )
     except RequestInvalid as invalid:
-        for problem in invalid.problems:
-            click.echo(f"{problem.field or '(body)'}: {problem.message} [{problem.code}]", err=True)
-        raise CommandFailed("the request is invalid; nothing was sent", EXIT_USAGE) from None
+        raise _invalid(invalid) from None
     started = time.monotonic()
     deadline = started + timeout if timeout else None
     try:
@@ -202,6 +201,8 @@ def submit(
         bounded = _until(svc, deadline)
         wait_s = 0 if deadline else svc.settings.submit_wait_s
         task = submit_and_wait(bounded, body, wait_s, type_name=type_name)
+    except RequestInvalid as invalid:  # a rule that needs the store: a video-extend's video_id
+        raise _invalid(invalid) from None
     except TaskExists:
         raise CommandFailed(
             f"external_task_id {body['external_task_id']!r} is already used", EXIT_USAGE
@@ -220,6 +221,12 @@ def submit(
         click.echo(f"task_id: {task.task_id or '-'}\nstatus: {task.status.value}")
         return
     _follow(svc, task.external_task_id, started, deadline)
+
+
+def _invalid(invalid: RequestInvalid) -> CommandFailed:
+    for problem in invalid.problems:
+        click.echo(f"{problem.field or '(body)'}: {problem.message} [{problem.code}]", err=True)
+    return CommandFailed("the request is invalid; nothing was sent", EXIT_USAGE)
 
 
 def _until(svc: Services, deadline: float | None) -> Services:

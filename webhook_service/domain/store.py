@@ -60,6 +60,9 @@ class TaskStore:
         pipe.zadd(self.keys.tenant_tasks(task.tenant), {task.external_task_id: task.created_at})
         entries = history or [{"at": task.created_at, "event": "created"}]
         pipe.rpush(self.keys.task_history(task.external_task_id), *(json.dumps(e) for e in entries))
+        self._index_videos(pipe, task, set())  # a task recorded again may have its videos already
+        if task.parent_video:
+            pipe.sadd(self.keys.video_extensions(task.parent_video["id"]), task.external_task_id)
         if also is not None:
             also(pipe)
         pipe.execute()
@@ -84,6 +87,20 @@ class TaskStore:
 
     def external_id_for(self, task_id: str) -> str | None:
         return text_or_none(self.redis.get(self.keys.task_id(task_id)))
+
+    def maker_of_video(self, video_id: str) -> str | None:
+        """The external_task_id of the task whose result is this Kling video, while it is kept."""
+        return text_or_none(self.redis.get(self.keys.video(video_id)))
+
+    def extensions_of_video(self, video_id: str) -> list[str]:
+        """The external_task_ids of the video-extend tasks extending this video, in no set order."""
+        return sorted(texts(self.redis.smembers(self.keys.video_extensions(video_id))))
+
+    def _index_videos(self, pipe: Pipeline, task: Task, known: set[str]) -> None:
+        """Each video of the task's result not in `known` -> the task (domain/video_extend.py reads it).
+        NX: the first task to report a video keeps it, so no later news can claim another's video."""
+        for video_id in video_ids(task) - known:
+            pipe.set(self.keys.video(video_id), task.external_task_id, nx=True)
 
     def request(self, external_task_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(self.keys.task_request(external_task_id))
@@ -142,7 +159,11 @@ class TaskStore:
             self.keys.task_request(task.external_task_id),
             self.keys.task_history(task.external_task_id),
             *(self.keys.task_id(i) for i in ids[1:] if i is not None),
+            *(self.keys.video(v) for v in video_ids(task)),
+            *(self.keys.video_extensions(v) for v in video_ids(task)),
         )
+        if task.parent_video:
+            pipe.srem(self.keys.video_extensions(task.parent_video["id"]), task.external_task_id)
         pipe.zrem(self.keys.tasks, task.external_task_id)
         pipe.zrem(self.keys.tenant_tasks(task.tenant), task.external_task_id)
         for any_id in ids:
@@ -194,7 +215,7 @@ class TaskStore:
                 if raw is None:
                     raise TaskNotFound(external_task_id)
             task = Task.from_json(raw)
-            known_ids = {task.task_id, *task.upstream_task_ids}
+            known_ids, known_videos = {task.task_id, *task.upstream_task_ids}, video_ids(task)
             outcome = change(task)
             commands = self.redis.pipeline()  # collects the commands for the script, never executed
             commands.multi()  # as RQ expects of a pipeline it is given
@@ -204,6 +225,7 @@ class TaskStore:
             for task_id in {task.task_id, *task.upstream_task_ids} - known_ids:
                 if task_id is not None:
                     commands.set(self.keys.task_id(task_id), external_task_id)
+            self._index_videos(commands, task, known_videos)
             if history is not None:
                 entry = {"at": now_ms(), **history, "outcome": outcome.value, "status": task.status.value}
                 commands.rpush(history_key, json.dumps(entry))
@@ -213,6 +235,15 @@ class TaskStore:
             if self._commit_if_unchanged(keys=[key], args=[raw, *_flatten(commands.command_stack)]):
                 return task, outcome
             raw = None
+
+
+def video_ids(task: Task) -> set[str]:
+    """The ids of the videos in the task's result (Kling's `task_result.videos[].id`)."""
+    videos = (task.task_result or {}).get("videos")
+    found = (
+        (video.get("id") for video in videos if isinstance(video, dict)) if isinstance(videos, list) else ()
+    )
+    return {str(video_id) for video_id in found if video_id not in (None, "")}
 
 
 @dataclass(frozen=True)

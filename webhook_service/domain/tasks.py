@@ -98,6 +98,7 @@ class StatusUpdate:
     upstream_created_at: int | None = None
     upstream_updated_at: int | None = None
     outputs_dropped: int = 0  # outputs past CALLBACK_MAX_OUTPUTS, left out of task_result
+    parent_video: dict[str, str] | None = None  # a video-extend task's `task_info.parent_video`
 
 
 @dataclass
@@ -126,6 +127,8 @@ class Task:
     recovered: bool = False  # recorded again after Redis lost it (domain/recovery.py)
     tenant: str = DEFAULT_TENANT  # a task recorded before tenants existed is the default tenant's
     type: str = DEFAULT_TYPE  # its Kling task type (domain/task_types.py): where it lives upstream
+    # What a video-extend task extends: {"id"} from its request, then Kling's {id, url, duration}.
+    parent_video: dict[str, str] | None = None
 
     @property
     def client_task_id(self) -> str:
@@ -198,6 +201,8 @@ class Task:
             "created_at": self.upstream_created_at or self.created_at,
             "updated_at": self.upstream_updated_at or self.updated_at,
         }
+        if self.parent_video is not None:  # as Kling shows a video-extend task's
+            view["task_info"]["parent_video"] = dict(self.parent_video)
         if self.watermark_info is not None:
             view["watermark_info"] = self.watermark_info
         if self.task_result is not None:
@@ -224,6 +229,11 @@ def apply_update(task: Task, update: StatusUpdate) -> Outcome:
             # A gateway may forward our callback URL to Kling, whose task id then differs from the
             # gateway's: remember it so lookups by either id find the task.
             task.upstream_task_ids.append(update.task_id)
+    known = (task.parent_video or {}).get("id")
+    if update.parent_video and known in (None, update.parent_video["id"]):
+        # Kling's word on the extended video (its url, duration) completes what the request named;
+        # news naming another video is not believed: the request decided what is extended.
+        task.parent_video = {**(task.parent_video or {}), **update.parent_video}
     if update.status.rank < task.status.rank:
         return Outcome.STALE
     if update.status.rank == task.status.rank:
@@ -288,7 +298,16 @@ def _update_from_legacy(body: dict[str, Any], max_outputs: int) -> StatusUpdate:
         upstream_created_at=_int_or_none(body.get("created_at")),
         upstream_updated_at=_int_or_none(body.get("updated_at")),
         outputs_dropped=dropped,
+        parent_video=_parent_video(task_info.get("parent_video")),
     )
+
+
+def _parent_video(value: object) -> dict[str, str] | None:
+    """Kling's `task_info.parent_video` {id, url, duration}, its values as strings, nothing else kept."""
+    if not isinstance(value, dict) or _str_or_none(value.get("id")) is None:
+        return None
+    kept = {key: _str_or_none(value.get(key)) for key in ("id", "url", "duration")}
+    return {key: text for key, text in kept.items() if text is not None}
 
 
 def _update_from_newer(body: dict[str, Any], max_outputs: int) -> StatusUpdate:

@@ -8,6 +8,7 @@ from typing import Any
 
 from webhook_service.domain.tasks import Task
 from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
+from webhook_service.domain.video_extend import lineage_view
 from webhook_service.redaction import shown_url
 from webhook_service.services import Services
 
@@ -38,6 +39,7 @@ def task_view(svc: Services, task: Task, *, history_last: int | None = None) -> 
         {**image, "index": n, "url": task.archive_link(base_url, n, "images")}
         for n, image in enumerate(task.archived_images)
     ]
+    data.update(lineage_view(svc, task))  # the task it extends, the tasks extending it: same tenant only
     if history_last is None:
         data["history"] = svc.store.history(task.external_task_id)
         return data

@@ -45,7 +45,17 @@ def envelope(data: dict[str, Any], message: str = "") -> dict[str, Any]:
     return schema
 
 
-_KLING_TASK_INFO = obj({"external_task_id": STRING})
+_PARENT_VIDEO = obj(
+    {"id": STRING, "url": STRING, "duration": {"description": "seconds, as Kling gives it"}},
+    required=["id"],
+    description="a video-extend task's video it continues: its id from the request, url and duration "
+    "once Kling reports them",
+)
+_KLING_TASK_INFO = obj({"external_task_id": STRING, "parent_video": _PARENT_VIDEO}, ["external_task_id"])
+_TASK_LINK = obj(
+    {"task_id": STRING, "external_task_id": STRING, "type": STRING, "task_status": STRING},
+    required=["task_id", "external_task_id", "type", "task_status"],
+)
 _VIDEO = obj(
     {
         "id": {"description": "Kling's video id"},
@@ -212,6 +222,17 @@ COMPONENTS: dict[str, Any] = {
                         "source_url": STRING,
                     },
                     required=["index", "url", "key", "content_type"],
+                ),
+            },
+            "parent_video": nullable(_PARENT_VIDEO),
+            "parent_task": nullable(
+                {**_TASK_LINK, "description": "the task of yours that made parent_video, while it is kept"}
+            ),
+            "extensions": {
+                "type": "array",
+                "description": "your video-extend tasks extending this task's videos (video_id: which)",
+                "items": obj(
+                    {**_TASK_LINK["properties"], "video_id": STRING}, required=["task_id", "video_id"]
                 ),
             },
             "history": {"type": "array", "items": obj({"at": MS, "event": STRING}, required=["at"])},
