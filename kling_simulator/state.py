@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from .delivery import Scheduler, callback_headers, post
+from .extend import EXTEND, extend, parent_video, refusal
 from .files import FileStore
 from .scenario import DEFAULT_SCENARIO, Scenario, parse_scenario
 from .tasks import TASK_TYPES, Task, pack_of, slots_of
@@ -146,7 +147,12 @@ class SimState:
             limit = parse_scenario(self._default).max_open
             if limit is not None and self._slots_taken(task_type) + slots_of(task_type, body) > limit:
                 raise SimError(429, 1303, "parallel task over resource pack limit")
+            parent = parent_video(self._order, body.get("video_id")) if task_type == EXTEND else None
+            if task_type == EXTEND and (why := refusal(parent, body.get("video_id"))):
+                raise SimError(400, 1201, why)
             task = self._new_task(body, headers, scenario, base_url.rstrip("/"), task_type)
+            if parent is not None:
+                extend(task, parent)
             self._tasks[task.task_id] = task
             self._order.append(task)
             if external is not None:

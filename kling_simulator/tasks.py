@@ -22,6 +22,7 @@ TASK_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "generations": ("images", ("prompt",)),
     "kolors-virtual-try-on": ("images", ("human_image", "cloth_image")),
     "multi-image2image": ("images", ("subject_image_list",)),
+    "video-extend": ("videos", ("video_id",)),
     "multi-image2video": ("videos", ("image_list", "prompt")),
     "expand": ("images/editing", ("image",)),
 }
@@ -55,6 +56,7 @@ class Task:
     created_mono: float
     videos: list[dict[str, str]] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)  # Kling's {index, url}
+    parent_video: dict[str, str] | None = None  # a video-extend task's: the video it continues
 
     @property
     def callback_url(self) -> str | None:
@@ -108,8 +110,9 @@ class Task:
         long = str(self.request.get("duration", "5")) == "10"
         return str((2 if pro else 1) * (2 if long else 1))
 
-    def _task_info(self) -> dict[str, str]:
-        return {} if self.external_task_id is None else {"external_task_id": self.external_task_id}
+    def _task_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {} if self.parent_video is None else {"parent_video": dict(self.parent_video)}
+        return info if self.external_task_id is None else {**info, "external_task_id": self.external_task_id}
 
     def query_object(self) -> dict[str, Any]:
         """The task as `GET /v1/videos/<type>/{id}` shows it."""

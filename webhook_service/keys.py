@@ -8,6 +8,10 @@ Tasks (domain/store.py):
 - `task-id:<task_id>`                Kling's task id -> external_task_id
 - `tasks`                            sorted set of external_task_ids by creation time (newest-first lists)
 - `tasks:tenant:<tenant>`            the same, for one tenant's tasks (domain/tenants.py)
+- `video:<video_id>`                 a Kling video id -> the external_task_id of the task that made it
+                                     (written when the task's result names it; domain/video_extend.py)
+- `video:<video_id>:extensions`      set of the external_task_ids of the tasks extending that video
+                                     (video-extend); each leaves with its task, and the set with the video's
 - `tenant-backfill`                  how far the one-time walk that puts tasks recorded before tenants
                                      (and their deliveries) into the default tenant's indexes has got
 
@@ -141,6 +145,12 @@ class Keys:
 
     def task_id(self, task_id: str) -> str:
         return f"{self.prefix}task-id:{task_id}"
+
+    def video(self, video_id: str) -> str:
+        return f"{self.prefix}video:{video_id}"
+
+    def video_extensions(self, video_id: str) -> str:
+        return f"{self.prefix}video:{video_id}:extensions"
 
     @property
     def tasks(self) -> str:

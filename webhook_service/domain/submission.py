@@ -26,6 +26,8 @@ from webhook_service.domain.task_types import DEFAULT_TYPE, Pack, task_type
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
 from webhook_service.domain.tenants import DEFAULT_TENANT, upstream_id
 from webhook_service.domain.usage import Transition
+from webhook_service.domain.video_extend import link_to_parent
+from webhook_service.domain.video_extend_rules import NAME as VIDEO_EXTEND
 from webhook_service.integrations.kling import KlingError
 from webhook_service.jobs import enqueue_dispatch
 from webhook_service.notify.routing import raise_event
@@ -50,7 +52,8 @@ def accept(
 
     The record comes first so a callback that beats Kling's answer finds its task. Its Base64 images
     are written to the archive before that (domain/inputs.py), so Redis keeps only references to them.
-    Raises TaskExists, or InputsNotStored when the archive refuses them (nothing is recorded then).
+    Raises TaskExists, or InputsNotStored when the archive refuses them (nothing is recorded then);
+    RequestInvalid for a video-extend task whose video is not the tenant's (domain/video_extend.py).
     """
     external_task_id = upstream_id(tenant, body.get("external_task_id") or new_external_task_id())
     task = Task(
@@ -61,6 +64,8 @@ def accept(
         client_callback_url=body.get("callback_url"),
         watermark_info=body.get("watermark_info"),
     )
+    if type_name == VIDEO_EXTEND:
+        link_to_parent(services, task, body["video_id"])
     request = {**{k: v for k, v in body.items() if k != "callback_url"}, "external_task_id": external_task_id}
     if body.get("external_task_id") and services.store.get(external_task_id) is not None:
         raise TaskExists(external_task_id)  # refused before its images are written, not after

@@ -22,6 +22,7 @@ from webhook_service.domain import (
     text2video_rules,
     tryon_rules,
     validation,
+    video_extend_rules,
 )
 from webhook_service.domain.body_rules import BodyRules, validate_body
 
@@ -112,6 +113,13 @@ TASK_TYPES: dict[str, TaskType] = {
         Output.VIDEO,
         multi_image2video_rules.RULES,
         "Create a multi-image to video task",
+    ),
+    video_extend_rules.NAME: TaskType(
+        video_extend_rules.NAME,
+        "videos",
+        Output.VIDEO,
+        video_extend_rules.RULES,
+        "Create a video extension task (a video of one of your tasks, continued by 4 to 5 s)",
     ),
     # Kling keeps image expansion one level deeper, at /v1/images/editing/expand: the group is two segments.
     "expand": TaskType(

@@ -27,6 +27,7 @@ from webhook_service.domain.errors import NotReplayable
 from webhook_service.domain.inputs import REFERENCE_KEY, image_slots, reference
 from webhook_service.domain.tasks import Status, Task
 from webhook_service.domain.tenants import client_id
+from webhook_service.domain.video_extend import lineage
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus
 from webhook_service.web import tasks_api
@@ -127,6 +128,7 @@ def task_page(task_ref: str) -> str:
         task=task,
         rows=request_rows(store.request(task.external_task_id) or {}, _input_link(_page_ref(task))),
         history=history,
+        lineage=lineage(services(), task),  # what it extends, what extends it: the task's tenant only
         deliveries=found,
         attempts=attempts,
         replayable=REPLAYABLE,
