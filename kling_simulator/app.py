@@ -45,7 +45,7 @@ def _api_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Bluep
         if not isinstance(body, dict):
             return envelope(400, 1200, "request body must be a JSON object")
         for required in TASK_TYPES[task_type][1]:
-            if not isinstance(body.get(required), str | list) or not body[required]:
+            if not isinstance(body.get(required), str | list | dict) or not body[required]:
                 return envelope(400, 1201, f"{required} is required")
         for key in ("external_task_id", "callback_url"):
             if body.get(key) is not None and not isinstance(body[key], str):

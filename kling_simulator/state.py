@@ -189,7 +189,8 @@ class SimState:
         if TASK_TYPES[task_type][0].split("/")[0] == "images":
             task.images = self._images(body, scenario, base, task_id)
             return task
-        duration = str(body.get("duration", "5"))
+        wrapped = body.get("input")  # a video effect's duration is in its input
+        duration = str((wrapped if isinstance(wrapped, dict) else body).get("duration", "5"))
         # `video_files` points the videos at extra files (and sets their number) instead of the sample.
         for file_name in scenario.video_files or (None,) * scenario.videos:
             video_id = str(uuid.uuid4())

@@ -25,6 +25,7 @@ TASK_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "video-extend": ("videos", ("video_id",)),
     "multi-image2video": ("videos", ("image_list", "prompt")),
     "expand": ("images/editing", ("image",)),
+    "effects": ("videos", ("effect_scene", "input")),
 }
 
 

@@ -260,3 +260,37 @@ def test_a_video_extension_and_the_links_between_the_tasks_match_the_document(li
         answer = httpx.get(live.url + url, timeout=10)
         assert answer.status_code == 200, (url, answer.text[:200])
         schema[template]["GET"].validate_response(answer)
+
+
+VIDEO_BODIES = {
+    "effects": {
+        "effect_scene": "hug",
+        "input": {"images": ["https://example.com/l.jpg", "https://example.com/r.jpg"], "duration": "5"},
+    },
+}
+
+
+@pytest.mark.parametrize("type_name", list(VIDEO_BODIES))
+def test_a_video_task_of_another_type_and_its_archived_video_match_the_document(
+    live: Service, type_name: str
+) -> None:
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    path = f"/v1/videos/{type_name}"
+    created = live.http.post(path, json={**VIDEO_BODIES[type_name], "external_task_id": "oa-vid"})
+    schema[path]["POST"].validate_response(created)
+    wait_for(
+        lambda: live.http.get("/v1/tasks/oa-vid").json()["data"]["archive_state"] == "archived",
+        timeout=30,
+        what="the archive",
+    )
+    calls = [
+        (f"{path}/{{task_ref}}", f"{path}/oa-vid"),
+        (f"/kling{path}", f"/kling{path}"),
+        ("/v1/tasks/{task_ref}", "/v1/tasks/oa-vid"),
+        ("/v1/tasks/{task_ref}/videos/{index}", "/v1/tasks/oa-vid/videos/0"),
+    ]
+    for template, url in calls:
+        answer = httpx.get(live.url + url, timeout=10)
+        assert answer.status_code == 200, (url, answer.text[:200])
+        schema[template]["GET"].validate_response(answer)
+    assert httpx.get(live.url + "/v1/tasks/oa-vid/videos/0").headers["content-type"] == "video/mp4"

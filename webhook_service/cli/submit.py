@@ -107,6 +107,13 @@ FIELDS: list[tuple[str, str, Any, str]] = [
         JsonObject(),
         'JSON: \'{"type": "simple", "config": {"zoom": 5}}\'.',
     ),
+    (
+        "--effect-scene",
+        "effect_scene",
+        str,
+        "The scene (effects): bloombloom, hug, ...; --image or --images, --duration, --model and --mode "
+        "go into its input.",
+    ),
     ("--external-task-id", "external_task_id", str, "Your id for the task (default: kws-<uuid>)."),
     ("--callback-url", "callback_url", str, "Your webhook for this task's events."),
 ]
@@ -146,6 +153,39 @@ def _shaped_fields(image_list: tuple[str, ...], expansion: tuple[float, ...] | N
     return fields
 
 
+# A video effect's fields that Kling takes inside `input`: the same options, put there.
+EFFECT_INPUT = ("image", "images", "duration", "model_name", "mode")
+
+
+def effect_options(command: Any) -> Any:
+    return click.option(
+        "--images",
+        "images",
+        type=Image(),
+        multiple=True,
+        help="The two people (effects' two-person scenes such as hug): a file or a URL; give it twice, "
+        "left then right.",
+    )(command)
+
+
+def _effect_body(
+    given: dict[str, Any], images: tuple[str, ...], extra: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The options and --extra with a video effect's fields in `input` (beside any --extra gives there)."""
+    moved = {key: given.pop(key) for key in EFFECT_INPUT if key in given} | (
+        {"images": list(images)} if images else {}
+    )
+    if not moved:
+        return given, extra
+    extra = dict(extra or {})
+    wrapped = extra.pop("input", {})
+    if not isinstance(wrapped, dict):
+        raise click.UsageError("--extra's input must be a JSON object")
+    if clash := sorted(set(moved) & set(wrapped)):
+        raise click.UsageError(f"--extra's input repeats {', '.join(clash)}: give each field once")
+    return {**given, "input": {**wrapped, **moved}}, extra
+
+
 @click.command("submit")
 @click.option(
     "--type",
@@ -157,6 +197,7 @@ def _shaped_fields(image_list: tuple[str, ...], expansion: tuple[float, ...] | N
 )
 @field_options
 @shaped_options
+@effect_options
 @click.option(
     "--extra", type=JsonObject(), help='Other fields of the request, as a JSON object: \'{"sound": "on"}\'.'
 )
@@ -178,11 +219,16 @@ def submit(
     type_name: str,
     image_list: tuple[str, ...],
     expansion: tuple[float, ...] | None,
+    images: tuple[str, ...],
     **fields: Any,
 ) -> None:
     """Submit a task (image-to-video unless --type says otherwise), validated as the API validates it."""
     given = {field: value for field, value in fields.items() if value is not None}
     given |= _shaped_fields(image_list, expansion)
+    if type_name == "effects":
+        given, extra = _effect_body(given, images, extra)
+    elif images:
+        raise click.UsageError("--images is for --type effects; other types take --image or --image-list")
     if clash := sorted(set(given) & set(extra or {})):
         raise click.UsageError(f"--extra repeats {', '.join(clash)}: give each field once")
     svc = services()

@@ -16,7 +16,8 @@ So an unknown top-level field is rejected (code ``unknown_field``, with a "did y
 unless the operator names it in ``extra_fields`` (the ``KLING_EXTRA_FIELDS`` setting). With ``"*"``
 there, every unknown field passes except a close misspelling of a known one (equal ignoring case,
 ``_`` and ``-``, or difflib similarity >= 0.8), which is still rejected. Unknown keys inside nested
-objects are always rejected: those shapes are small and fixed.
+objects are always rejected: those shapes are small and fixed (a video effect's ``input``, which Kling
+extends with its scenes, is the exception: domain/effects_rules.py, through ``with_extras``).
 """
 
 import difflib
@@ -38,6 +39,9 @@ MISSPELLING_CUTOFF = 0.8
 HINT_CUTOFF = 0.6
 
 CrossFieldRule = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
+# A rule that also reads the operator's extra fields (KLING_EXTRA_FIELDS): a nested shape that Kling
+# extends, such as a video effect's scenes and their `input` (domain/effects_rules.py).
+ExtrasRule = Callable[[dict[str, Any], dict[str, Any], frozenset[str]], list[FieldProblem]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class BodyRules:
     description: str  # the body's schema description: what JSON Schema cannot say
     model_only: dict[str, tuple[str, ...]] = field(default_factory=dict)
     cross_field: tuple[CrossFieldRule, ...] = ()
+    with_extras: tuple[ExtrasRule, ...] = ()
 
     @property
     def known_fields(self) -> frozenset[str]:
@@ -133,6 +138,11 @@ def _from_pydantic(field_name: str, error: ErrorDetails) -> FieldProblem:
     return FieldProblem(_path(loc), code, message)
 
 
+def field_problems(field_name: str, error: ValidationError) -> list[FieldProblem]:
+    """A nested value's errors, as body fields' are reported: paths below ``field_name``."""
+    return [_from_pydantic(field_name, details) for details in error.errors()]
+
+
 def _model_problems(rules: BodyRules, body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
     if "model_name" in body and "model_name" not in valid:
         return []  # the model itself is wrong: which fields it takes is moot
@@ -178,6 +188,8 @@ def validate_body(
             problems += [_from_pydantic(name, error) for error in exc.errors()]
     for cross_field in rules.cross_field:
         problems += cross_field(body, valid)
+    for with_extras in rules.with_extras:
+        problems += with_extras(body, valid, extra_fields or frozenset())
     problems += _model_problems(rules, body, valid)
     if "camera_control" in valid:
         problems += camera_problems(valid["camera_control"])
@@ -204,7 +216,9 @@ def body_json_schema(
         schema = adapter.json_schema(ref_template=ref_template)
         definitions.update(schema.pop("$defs", {}))
         properties[name] = schema
-    properties.update({name: {} for name in sorted(extra_fields - rules.known_fields - {"*"})})
+    # Names with ':' or '.' let a value or a nested key through (effect_scene:<name>, input.<key>).
+    new_fields = {name for name in extra_fields - rules.known_fields - {"*"} if not set(name) & {":", "."}}
+    properties.update({name: {} for name in sorted(new_fields)})
     body = {
         "description": rules.description,
         "type": "object",

@@ -2,7 +2,8 @@
 
 Kling takes images (`image`, `image_tail`, `static_mask`, `dynamic_masks[].mask`; a try-on's
 `human_image` and `cloth_image`; multi-image to image's `subject_image_list[].subject_image`,
-`scene_image` and `style_image`; multi-image to video's `image_list[].image`) as a URL or as raw
+`scene_image` and `style_image`; multi-image to video's `image_list[].image`; a video effect's
+`input.image` or `input.images[]`) as a URL or as raw
 Base64 of up to 10 MB each, and a request may carry eight of them. Kept in Redis, one such request
 costs its whole size for as long as the task is kept. So when a task is recorded, each Base64 value is
 decoded and written to the archive beside the task's videos (domain/archive_layout.py), and the
@@ -50,6 +51,8 @@ NESTED_IMAGE_FIELDS = {
     "subject_image_list": "subject_image",
     "image_list": "image",  # multi-image to video's elements
 }
+# object field -> its key holding one image, and its key holding a list of images (video effects' input)
+OBJECT_IMAGE_FIELDS = {"input": ("image", "images")}
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),
@@ -64,8 +67,8 @@ class Slot:
     """Where an image sits in a request: `path` as validation names it (`dynamic_masks[2].mask`)."""
 
     path: str
-    holder: dict[str, Any]
-    key: str
+    holder: Any  # the dict (or, for a list of images, the list) holding it
+    key: str | int
 
     @property
     def value(self) -> Any:
@@ -73,7 +76,7 @@ class Slot:
 
     @property
     def file_stem(self) -> str:
-        return self.path.replace("[", "_").replace("].", "_").replace(".", "_")
+        return self.path.replace("[", "_").replace("].", "_").replace(".", "_").replace("]", "")
 
 
 def image_slots(request: dict[str, Any]) -> Iterator[Slot]:
@@ -87,6 +90,14 @@ def image_slots(request: dict[str, Any]) -> Iterator[Slot]:
             for n, item in enumerate(items):
                 if isinstance(item, dict) and key in item:
                     yield Slot(f"{name}[{n}].{key}", item, key)
+    for name, (key, list_key) in OBJECT_IMAGE_FIELDS.items():
+        holder = request.get(name)
+        if isinstance(holder, dict):
+            if key in holder:
+                yield Slot(f"{name}.{key}", holder, key)
+            if isinstance(holder.get(list_key), list):
+                for n in range(len(holder[list_key])):
+                    yield Slot(f"{name}.{list_key}[{n}]", holder[list_key], n)
 
 
 def is_base64(value: object) -> bool:
@@ -195,4 +206,9 @@ def _copy(request: dict[str, Any]) -> dict[str, Any]:
     for name in NESTED_IMAGE_FIELDS:
         if isinstance(copied.get(name), list):
             copied[name] = [dict(item) if isinstance(item, dict) else item for item in copied[name]]
+    for name, (_, list_key) in OBJECT_IMAGE_FIELDS.items():
+        if isinstance(copied.get(name), dict):
+            copied[name] = dict(copied[name])
+            if isinstance(copied[name].get(list_key), list):
+                copied[name][list_key] = list(copied[name][list_key])
     return copied

@@ -60,7 +60,7 @@ def accept(
         external_task_id=external_task_id,
         tenant=tenant,
         type=type_name,
-        model_name=body.get("model_name", task_type(type_name).rules.default_model),  # usage counts by it
+        model_name=task_type(type_name).model_of(body),  # usage counts by it
         client_callback_url=body.get("callback_url"),
         watermark_info=body.get("watermark_info"),
     )

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from webhook_service.domain import (
+    effects_rules,
     expand_rules,
     image_rules,
     multi_image2video_rules,
@@ -72,6 +73,13 @@ class TaskType:
         n = body.get("n", 1) if self.output is Output.IMAGE else 1
         return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
+    def model_of(self, body: dict[str, Any]) -> str:
+        """The model a create body asks for, as usage counts it: `model_name`, or `input.model_name` in a
+        body that wraps its fields in `input` (video effects), else the type's default."""
+        wrapped = body.get("input")
+        model = (wrapped.get("model_name") if isinstance(wrapped, dict) else None) or body.get("model_name")
+        return model if isinstance(model, str) else self.rules.default_model
+
     def item_path(self, task_or_external_id: str) -> str:
         # external_task_ids may hold '/', '?' or '#': encode, or the path would point elsewhere.
         return f"{self.path}/{quote(task_or_external_id, safe='')}"
@@ -124,6 +132,13 @@ TASK_TYPES: dict[str, TaskType] = {
     # Kling keeps image expansion one level deeper, at /v1/images/editing/expand: the group is two segments.
     "expand": TaskType(
         "expand", "images/editing", Output.IMAGE, expand_rules.RULES, "Create an image expansion task"
+    ),
+    "effects": TaskType(
+        "effects",
+        "videos",
+        Output.VIDEO,
+        effects_rules.RULES,
+        "Create a video effects task (a preset scene applied to one photo or two)",
     ),
 }
 

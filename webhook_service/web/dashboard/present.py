@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook_service.domain.inputs import IMAGE_FIELDS, NESTED_IMAGE_FIELDS, image_slots, reference
+from webhook_service.domain.inputs import (
+    IMAGE_FIELDS,
+    NESTED_IMAGE_FIELDS,
+    OBJECT_IMAGE_FIELDS,
+    image_slots,
+    reference,
+)
 
 FIRST_FIELDS = ("prompt", "negative_prompt", "model_name", "mode", "duration", "cfg_scale", *IMAGE_FIELDS)
 
@@ -89,10 +95,25 @@ def request_rows(request: dict[str, Any], link: InputLink) -> list[Row]:
                 path = f"{name}[{n}].{key}"
                 if isinstance(item, dict):
                     rows.append(Row(path, "image", image(item.get(key), index.get(path, -1), link)))
+        elif name in OBJECT_IMAGE_FIELDS and isinstance(value, dict):  # a video effect's input
+            rows += _object_rows(name, value, index, link)
         elif isinstance(value, dict | list):
             rows.append(Row(name, "json", json.dumps(_without_images(value), indent=2)))
         else:
             rows.append(Row(name, "text", str(value)))
+    return rows
+
+
+def _object_rows(name: str, value: dict[str, Any], index: dict[str, int], link: InputLink) -> list[Row]:
+    """An object holding images (a video effect's `input`): a row per image, then one per other key."""
+    key, list_key = OBJECT_IMAGE_FIELDS[name]
+    slots = image_slots({name: value})
+    rows = [Row(slot.path, "image", image(slot.value, index.get(slot.path, -1), link)) for slot in slots]
+    for other, item in value.items():
+        if other == key or (other == list_key and isinstance(item, list)):
+            continue  # shown above
+        shown = json.dumps(item) if isinstance(item, dict | list) else str(item)
+        rows.append(Row(f"{name}.{other}", "text", shown))
     return rows
 
 
