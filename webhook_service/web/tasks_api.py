@@ -1,25 +1,31 @@
 """`/v1/tasks/...`: the service's own view of a task (everything it knows), and its archived videos or
-images.
+images; `/v1/tasks` lists them across every task type.
 
-Kling's API has no place for the archive, so it lives beside it.
+Kling's API has no place for the archive, so it lives beside it. Kling lists each type at its own path
+only; a pipeline that uses several types wants one list of its tasks, narrowed by type or status.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, redirect, send_file
+from flask import Blueprint, Response, jsonify, redirect, request, send_file
 from flask.typing import ResponseReturnValue
 
-from webhook_service.domain.tasks import Task
+from webhook_service.domain.task_lists import newest_matching
+from webhook_service.domain.task_types import TASK_TYPES
+from webhook_service.domain.tasks import Status, Task
 from webhook_service.domain.views import not_found_message, task_view
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.errors import CODE_NOT_FOUND, ApiError, envelope
+from webhook_service.web.params import bad, int_arg
 
 bp = Blueprint("tasks", __name__, url_prefix="/v1/tasks")
 
 PRESIGNED_URL_TTL_S = 3600
+LIST_LIMIT_MAX = 100
+LIST_HISTORY = 5  # a listed task's newest history entries, summarised; the rest is one GET away
 
 
 @bp.before_request
@@ -32,6 +38,30 @@ def _find(task_ref: str) -> Task:
     if task is None:
         raise ApiError(404, CODE_NOT_FOUND, not_found_message(services(), task_ref, current_scope()))
     return task
+
+
+@bp.get("")
+def list_tasks() -> Response:
+    """The caller's tasks, newest first, every type unless `type` names one, any status unless `status`
+    does."""
+    type_name = request.args.get("type", "")
+    if type_name and type_name not in TASK_TYPES:
+        raise bad("type", f"one of {', '.join(TASK_TYPES)}")
+    status = request.args.get("status", "")
+    if status and status not in {s.value for s in Status}:
+        raise bad("status", f"one of {', '.join(s.value for s in Status)}")
+    found = newest_matching(
+        services().store,
+        current_scope(),
+        lambda task: (
+            (not type_name or task.type == type_name) and (not status or task.status.value == status)
+        ),
+        offset=int_arg("offset", 0, 1_000_000, 0),
+        limit=int_arg("limit", 1, LIST_LIMIT_MAX, 20),
+    )
+    return jsonify(
+        envelope(0, "SUCCEED", [task_view(services(), t, history_last=LIST_HISTORY) for t in found])
+    )
 
 
 @bp.get("/<path:task_ref>")

@@ -1,4 +1,4 @@
-"""The task list: newest first, filtered by status or searched by id, a page at a time.
+"""The task list: newest first, filtered by status or type or searched by id, a page at a time.
 
 The store indexes tasks by creation time only, so a filter reads the newest tasks in batches and keeps
 the matches, never more than SCAN_LIMIT tasks for one page. Pages are addressed by a cursor (how many
@@ -82,15 +82,17 @@ class Page:
         return any(in_motion(task) for task in self.tasks)
 
 
-def matcher(status: str, query: str) -> Callable[[Task], bool] | None:
+def matcher(status: str, query: str, type_name: str = "") -> Callable[[Task], bool] | None:
     """The filter for the list's form; None when nothing is filtered."""
     wanted = {status} if status else set()
     needle = query.strip().lower()
-    if not wanted and not needle:
+    if not wanted and not needle and not type_name:
         return None
 
     def keep(task: Task) -> bool:
         if wanted and task.status.value not in wanted:
+            return False
+        if type_name and task.type != type_name:
             return False
         ids = (task.client_task_id, task.task_id or "", *task.upstream_task_ids)
         return not needle or any(needle in i.lower() for i in ids)
@@ -98,7 +100,9 @@ def matcher(status: str, query: str) -> Callable[[Task], bool] | None:
     return keep
 
 
-def list_page(store: TaskStore, scope: Scope, start: int, status: str = "", query: str = "") -> Page:
+def list_page(
+    store: TaskStore, scope: Scope, start: int, status: str = "", query: str = "", type_name: str = ""
+) -> Page:
     """One page of the tasks `scope` sees, from the `start`-th newest on, keeping only those the filters
     match.
 
@@ -106,9 +110,9 @@ def list_page(store: TaskStore, scope: Scope, start: int, status: str = "", quer
     among the newest tasks.
     """
     if query.strip() and start == 0 and (exact := store.find(query.strip(), scope)) is not None:
-        keep = matcher(status, "")
+        keep = matcher(status, "", type_name)
         return Page([exact] if keep is None or keep(exact) else [], 0, None)
-    keep = matcher(status, query)
+    keep = matcher(status, query, type_name)
     if keep is None:
         tasks = store.newest(start, PAGE_SIZE + 1, scope)
         more = len(tasks) > PAGE_SIZE

@@ -25,6 +25,7 @@ from webhook_service.domain.activity import last_hours
 from webhook_service.domain.clock import now_ms, parse_since
 from webhook_service.domain.errors import NotReplayable
 from webhook_service.domain.inputs import REFERENCE_KEY, image_slots, reference
+from webhook_service.domain.task_types import TASK_TYPES
 from webhook_service.domain.tasks import Status, Task
 from webhook_service.domain.tenants import client_id
 from webhook_service.domain.video_extend import lineage
@@ -94,7 +95,10 @@ def index() -> str:
     if status not in {s.value for s in Status}:
         status = ""
     query = request.args.get("q", "").strip()
-    page = list_page(services().store, current_scope(), _start_arg(), status, query)
+    type_name = request.args.get("type", "")
+    if type_name not in TASK_TYPES:
+        type_name = ""
+    page = list_page(services().store, current_scope(), _start_arg(), status, query, type_name)
     summaries: RequestSummaries = current_app.extensions["dashboard_summaries"]
     admission = services().admission
     return render_template(
@@ -104,6 +108,8 @@ def index() -> str:
         summaries={t.external_task_id: summaries.get(t.external_task_id) for t in page.tasks},
         statuses=[s.value for s in Status],
         status=status,
+        types=list(TASK_TYPES),
+        type_name=type_name,
         query=query,
         page_size=PAGE_SIZE,
         packs=admission.packs(),

@@ -13,7 +13,8 @@ from typing import Any
 from webhook_service.config import Settings
 from webhook_service.domain import usage
 from webhook_service.domain.events import EventType
-from webhook_service.domain.task_types import DEFAULT_TYPE, TaskType
+from webhook_service.domain.task_types import DEFAULT_TYPE, TASK_TYPES, TaskType
+from webhook_service.domain.tasks import Status
 from webhook_service.notify.records import DeliveryStatus
 from webhook_service.web import events_api
 from webhook_service.web.openapi.schemas import STRING, envelope, obj, ref
@@ -190,6 +191,29 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 parameters=[_param("token", "query", STRING, "the task's signed token", required=True)],
                 requestBody={"required": True, "content": {JSON: {"schema": {"type": "object"}}}},
                 security=[],
+            )
+        },
+        "/v1/tasks": {
+            "get": _op(
+                "Tasks",
+                "Your tasks of every type, newest first, each as GET /v1/tasks/{task_ref} shows it",
+                {
+                    "200": _answer("a page", envelope({"type": "array", "items": ref("Task")})),
+                    **_errors("400", "401", "429", "503"),
+                },
+                operationId="listServiceTasks",
+                parameters=[
+                    _param("type", "query", {"enum": list(TASK_TYPES)}),
+                    _param("status", "query", {"enum": [s.value for s in Status]}),
+                    _param(
+                        "offset",
+                        "query",
+                        {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0},
+                    ),
+                    _param(
+                        "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
+                    ),
+                ],
             )
         },
         "/v1/tasks/{task_ref}": {
