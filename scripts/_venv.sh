@@ -55,3 +55,26 @@ ensure_chromium() {
   echo "chromium is not installed, so the dashboard's browser tests will be skipped." >&2
   echo "To run them:  Debian/Ubuntu: sudo apt-get install chromium" >&2
 }
+
+# tests/test_third_party_client.py drives kling-api, a Kling client for Node, pinned with its dependencies
+# in tests/third_party_client/package-lock.json: installed here, before the run, so the tests themselves
+# contact only loopback; again only when the lock file changed. CI installs node and npm if missing.
+ensure_node_client() {
+  local dir=tests/third_party_client stamp
+  if ! command -v npm >/dev/null 2>&1; then
+    if [ "${CI:-}" = "true" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      echo "Installing nodejs and npm (apt-get) for the third-party client test"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null ||
+        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null; }
+    else
+      echo "npm is not installed, so the third-party client test will be skipped." >&2
+      echo "To run it:  Debian/Ubuntu: sudo apt-get install nodejs npm" >&2
+      return 0
+    fi
+  fi
+  stamp="$dir/node_modules/.installed-$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  echo "Installing $dir's Node packages (npm ci)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  touch "$stamp"
+}

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -43,13 +44,16 @@ class LiveServer:
     """A WSGI app served by werkzeug in a thread on 127.0.0.1, port chosen by the OS.
 
     The port is known before the app is built (`url`), because the service needs its own public
-    URL to hand out callback URLs.
+    URL to hand out callback URLs. With `ssl_context` it speaks HTTPS (for clients that refuse plain HTTP).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.app: Callable[..., Any] | None = None
-        self._server: BaseWSGIServer = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, self._dispatch, threaded=True, ssl_context=ssl_context
+        )
+        scheme = "https" if ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def _dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:

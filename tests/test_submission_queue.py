@@ -72,8 +72,9 @@ def test_respond_async_answers_before_anything_goes_upstream(env, simulator) -> 
         response = service.http.post("/kling/v1/videos/image2video", json=IMAGE, headers=ASYNC)
         assert response.status_code == 202
         data = response.json()["data"]
-        assert data["task_status"] == "queued" and data["task_id"] == ""
         external_id = data["task_info"]["external_task_id"]
+        # Until Kling gives it one, its task_id is its external_task_id: Kling clients poll by task_id.
+        assert data["task_status"] == "queued" and data["task_id"] == external_id
         assert simulator.state.tasks() == []
 
         workers.start()

@@ -190,10 +190,17 @@ class Task:
             images.append(image)
         return images
 
+    @property
+    def kling_task_id(self) -> str:
+        """The `task_id` Kling clients are given: Kling's, or the client's external_task_id until Kling has
+        given one (queued). Kling always answers a create with a task_id, and clients poll by it: an empty
+        one would have them poll the list's path. The service finds a task by either id."""
+        return self.task_id or self.client_task_id
+
     def kling_view(self, base_url: str = "") -> dict[str, Any]:
         """The task in Kling's query shape, so existing Kling clients read it unchanged."""
         view: dict[str, Any] = {
-            "task_id": self.task_id or "",
+            "task_id": self.kling_task_id,
             "type": self.type,
             "task_status": _KLING_STATUS.get(self.status, self.status.value),
             "task_status_msg": self.status_msg,

@@ -93,7 +93,7 @@ def create(type_name: str) -> tuple[Response, int]:
     if task.status is Status.REJECTED and task.error:
         raise ApiError(task.error["http_status"] or 502, task.error["code"] or 5000, task.error["message"])
     data = {
-        "task_id": task.task_id or "",
+        "task_id": task.kling_task_id,
         "task_status": task.kling_view()["task_status"],
         "task_info": {"external_task_id": task.client_task_id},
         "created_at": task.upstream_created_at or task.created_at,

@@ -155,7 +155,10 @@ COMPONENTS: dict[str, Any] = {
     ),
     "CreateAnswer": obj(
         {
-            "task_id": {"type": "string", "description": "empty while the task is queued"},
+            "task_id": {
+                "type": "string",
+                "description": "Kling's; while the task is queued, its external_task_id (either finds it)",
+            },
             "task_status": {"enum": ["queued", "submitted", "processing", "succeed", "failed"]},
             "task_info": _KLING_TASK_INFO,
             "created_at": MS,
