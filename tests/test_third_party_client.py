@@ -225,7 +225,13 @@ class Library:
         run = subprocess.run(
             [self.node, str(CLIENT_DIR / "drive.mjs"), json.dumps(job)],
             cwd=CLIENT_DIR,
-            env={**clean, "NODE_EXTRA_CA_CERTS": str(self.cert)},
+            # axios would send it through a proxy named in the environment: loopback goes direct.
+            env={
+                **clean,
+                "NODE_EXTRA_CA_CERTS": str(self.cert),
+                "NO_PROXY": "127.0.0.1",
+                "no_proxy": "127.0.0.1",
+            },
             capture_output=True,
             text=True,
             timeout=120,

@@ -25,6 +25,7 @@ from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.task_types import DEFAULT_TYPE, Pack, task_type
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
 from webhook_service.domain.tenants import DEFAULT_TENANT, upstream_id
+from webhook_service.domain.unified import query_upstream
 from webhook_service.domain.usage import Transition
 from webhook_service.domain.video_extend import link_to_parent
 from webhook_service.domain.video_extend_rules import NAME as VIDEO_EXTEND
@@ -133,7 +134,8 @@ def send_upstream(services: Services, external_task_id: str) -> None:
         data = _existing(services, task) if task.submit_uncertain else None
         if data is None:
             sent = with_inputs(services.storage, request)
-            body = {**sent, "callback_url": callback_url_for(services.settings, external_task_id, task.type)}
+            callback_url = callback_url_for(services.settings, external_task_id, task.type)
+            body = task_type(task.type).upstream_body(sent, callback_url)
             _count_attempt(services, external_task_id)
             data = client.create(task_type(task.type).path, body)
     except KlingError as error:
@@ -153,7 +155,7 @@ def send_upstream(services: Services, external_task_id: str) -> None:
 def _existing(services: Services, task: Task) -> dict[str, Any] | None:
     """After an uncertain create: the upstream task if it exists (None: it does not, send it)."""
     try:
-        return services.kling.get().query(task_type(task.type).item_path(task.external_task_id))
+        return query_upstream(services.kling.get(), task, task.external_task_id)
     except KlingError as error:
         if error.code == 1203 or error.http_status == 404:
             return None
@@ -162,7 +164,7 @@ def _existing(services: Services, task: Task) -> dict[str, Any] | None:
 
 def _look_up(services: Services, task: Task) -> dict[str, Any] | None:
     try:
-        return services.kling.get().query(task_type(task.type).item_path(task.external_task_id))
+        return query_upstream(services.kling.get(), task, task.external_task_id)
     except KlingError:
         return None
 

@@ -4,7 +4,9 @@ drop-in API, the simulator's counterpart, submission, reconciliation and recover
 
 Kling keeps each task type at its own path (``/v1/videos/text2video``, ``/v1/images/generations``):
 a task is created, queried (by task_id or external_task_id) and listed there, and only there, so a
-task remembers its type (`Task.type`) and every later call goes to that type's path.
+task remembers its type (`Task.type`) and every later call goes to that type's path. The types of
+Kling's unified API (`create_path` set: ``/text-to-video/kling-3.0``) are created at their path and
+queried at ``/tasks`` (domain/unified.py), their bodies nested (domain/unified_rules.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from webhook_service.domain import (
     multi_image_rules,
     text2video_rules,
     tryon_rules,
+    unified_rules,
     validation,
     video_extend_rules,
 )
@@ -58,11 +61,16 @@ class TaskType:
     output: Output
     rules: BodyRules
     summary: str  # a line for the API's documentation
+    create_path: str = ""  # a unified API type's create path (the model in it); "" for a /v1 type
+
+    @property
+    def unified(self) -> bool:
+        return bool(self.create_path)
 
     @property
     def path(self) -> str:
-        """Create (POST) and list (GET) here; one task at `item_path`."""
-        return f"/v1/{self.group}/{self.name}"
+        """Create (POST) and list (GET) here; one task at `item_path` (a unified type: create only)."""
+        return self.create_path or f"/v1/{self.group}/{self.name}"
 
     @property
     def pack(self) -> Pack:
@@ -91,8 +99,19 @@ class TaskType:
         extra_fields: frozenset[str] | None = None,
         allowed_hosts: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
-        """The body to forward upstream, or RequestInvalid listing every problem (domain/body_rules.py)."""
+        """The body to forward upstream, or RequestInvalid listing every problem (domain/body_rules.py);
+        a unified type's with its options at the top level, as recorded (domain/unified_rules.py)."""
+        if self.unified:
+            return unified_rules.validate(
+                self.rules, body, extra_fields=extra_fields, allowed_hosts=allowed_hosts
+            )
         return validate_body(self.rules, body, extra_fields=extra_fields, allowed_hosts=allowed_hosts)
+
+    def upstream_body(self, request: dict[str, Any], callback_url: str) -> dict[str, Any]:
+        """The recorded request as Kling takes it, with the service's own callback_url."""
+        if self.unified:
+            return unified_rules.upstream_body(request, callback_url)
+        return {**request, "callback_url": callback_url}
 
 
 TASK_TYPES: dict[str, TaskType] = {
@@ -139,6 +158,23 @@ TASK_TYPES: dict[str, TaskType] = {
         Output.VIDEO,
         effects_rules.RULES,
         "Create a video effects task (a preset scene applied to one photo or two)",
+    ),
+    # Kling's unified API: the model in the path, the body nested, every task queried at /tasks.
+    "kling-3.0-text-to-video": TaskType(
+        "kling-3.0-text-to-video",
+        "videos",
+        Output.VIDEO,
+        unified_rules.TEXT_TO_VIDEO,
+        "Create a Kling 3.0 text-to-video task (unified API)",
+        create_path=unified_rules.TEXT_TO_VIDEO_PATH,
+    ),
+    "kling-3.0-image-to-video": TaskType(
+        "kling-3.0-image-to-video",
+        "videos",
+        Output.VIDEO,
+        unified_rules.IMAGE_TO_VIDEO,
+        "Create a Kling 3.0 image-to-video task (unified API)",
+        create_path=unified_rules.IMAGE_TO_VIDEO_PATH,
     ),
 }
 

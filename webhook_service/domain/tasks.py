@@ -277,8 +277,9 @@ def update_from_callback(body: dict[str, Any], *, max_outputs: int = DEFAULT_MAX
 
 
 def update_from_kling_task(data: dict[str, Any], *, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> StatusUpdate:
-    """Kling's task object, as returned by create and query, has the legacy callback's keys."""
-    return _update_from_legacy(data, max_outputs)
+    """Kling's task object, as returned by create and query: the /v1 API's has the legacy callback's
+    keys, the unified API's (`id`, `status`, `outputs`) the newer callback's."""
+    return update_from_callback(data, max_outputs=max_outputs)
 
 
 def _update_from_legacy(body: dict[str, Any], max_outputs: int) -> StatusUpdate:

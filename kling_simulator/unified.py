@@ -1,0 +1,94 @@
+"""Kling's unified API in the simulator: `POST /text-to-video/kling-3.0`, `POST /image-to-video/kling-3.0`
+and `GET /tasks?task_ids=` or `?external_task_ids=`, Bearer the unified API key when one is configured.
+
+A unified task is made as the /v1 video task of its kind is (the same scenarios, the same real MP4s),
+marked `unified`: its options are read from `options`, its callbacks are always in the newer shape
+(`id`, `status: succeeded`, `outputs`), and it is found at `/tasks` only, as at Kling.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from .auth import Auth
+from .state import SimError, SimState
+
+# path -> (the /v1 type it is made as, the field its create cannot do without)
+UNIFIED_PATHS = {
+    "/text-to-video/kling-3.0": ("text2video", "prompt"),
+    "/image-to-video/kling-3.0": ("image2video", "contents"),
+}
+
+
+def _envelope(http: int, code: int, message: str, data: Any = None) -> tuple[Response, int]:
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": str(uuid.uuid4())}
+    if data is not None:
+        body["data"] = data
+    return jsonify(body), http
+
+
+def _refusal(body: object, required: str) -> str | None:
+    if not isinstance(body, dict):
+        return "request body must be a JSON object"
+    if not body.get(required):
+        return f"{required} is required"
+    for holder in ("settings", "options"):
+        if body.get(holder) is not None and not isinstance(body[holder], dict):
+            return f"{holder} must be an object"
+    options = body.get("options") or {}
+    for key in ("external_task_id", "callback_url"):
+        if options.get(key) is not None and not isinstance(options[key], str):
+            return f"options.{key} must be a string"
+    return None
+
+
+def unified_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Blueprint:
+    bp = Blueprint("kling_unified", __name__)
+
+    @bp.before_request
+    def authenticate() -> tuple[Response, int] | None:
+        failure = auth.check_unified(request.headers.get("Authorization"))
+        return _envelope(401, *failure) if failure else None
+
+    def create(path: str) -> tuple[Response, int]:
+        made_as, required = UNIFIED_PATHS[path]
+        body = request.get_json(silent=True)
+        if (why := _refusal(body, required)) is not None:
+            return _envelope(400, 1201, why)
+        assert isinstance(body, dict)
+        try:
+            base_url = public_url or request.host_url
+            task, late_error = state.create(body, dict(request.headers), base_url, made_as, unified=True)
+        except SimError as exc:
+            return _envelope(exc.http, exc.code, exc.message)
+        state.deliver_first(task)
+        if late_error is not None:
+            return _envelope(late_error.http, late_error.code, late_error.message)
+        data = {"id": task.task_id, "status": "submitted", "create_time": task.created_ms}
+        data["update_time"] = task.created_ms
+        if task.external_task_id is not None:
+            data["external_id"] = task.external_task_id
+        return _envelope(200, 0, "SUCCEED", data)
+
+    @bp.get("/tasks")
+    def query() -> tuple[Response, int]:
+        given = [name for name in ("task_ids", "external_task_ids") if request.args.get(name)]
+        if len(given) != 1:
+            return _envelope(400, 1201, "give exactly one of task_ids and external_task_ids")
+        by_external = given[0] == "external_task_ids"
+        found = []
+        for ref in request.args[given[0]].split(","):
+            task = state.get(ref.strip())
+            if task is None or not task.unified:
+                continue
+            if (task.external_task_id if by_external else task.task_id) == ref.strip():
+                found.append(task.unified_object())
+        return _envelope(200, 0, "SUCCEED", found)
+
+    for path in UNIFIED_PATHS:
+        name = path.strip("/").replace("/", "_").replace(".", "_")
+        bp.add_url_rule(path, f"create_{name}", create, methods=["POST"], defaults={"path": path})
+    return bp

@@ -1,0 +1,186 @@
+"""Kling's unified API, drop-in: `POST /text-to-video/kling-3.0` and `/image-to-video/kling-3.0` through
+the simulator to an archived MP4 (the service's own callback_url and id in `options`, the unified API
+key as Bearer), `GET /tasks` by either kind of id (the caller's tasks only), reconciliation through
+Kling's `/tasks` when no callback comes, and a bad body refused over HTTP with every problem."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kling_simulator import SimulatorServer
+from tests import test_task_types
+from tests.conftest import SIM_TOKEN, Service
+from tests.test_task_types import archived
+from webhook_service.domain.problems import RequestInvalid
+from webhook_service.domain.task_types import task_type
+from webhook_service.domain.unified_rules import IMAGE_TO_VIDEO_PATH, TEXT_TO_VIDEO_PATH
+
+running = test_task_types.running  # the service and real workers, archiving and reconciling at once
+
+API_KEY = "unified-api-key-for-tests"
+PROMPT = "a lighthouse at dusk, waves rolling in"
+FRAME = "https://example.com/first-frame.png"
+T2V, I2V = "kling-3.0-text-to-video", "kling-3.0-image-to-video"
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    """Kling with a unified API key beside the /v1 token: each path takes its own credentials."""
+    with SimulatorServer(token=SIM_TOKEN, api_key=API_KEY) as sim:
+        yield sim
+
+
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "KLING_API_KEY": API_KEY}
+
+
+def problems(type_name: str, body: object) -> set[tuple[str, str]]:
+    with pytest.raises(RequestInvalid) as caught:
+        task_type(type_name).validate(body)
+    return {(p.field, p.code) for p in caught.value.problems}
+
+
+def archived_mp4(service: Service, env: dict[str, str], external_id: str) -> dict[str, Any]:
+    view = archived(service, external_id)
+    assert view["archive_state"] == "archived", view["archive_error"]
+    path = Path(env["ARCHIVE_URL"]) / view["archived_videos"][0]["key"]
+    assert path.suffix == ".mp4" and path.read_bytes()[4:8] == b"ftyp"  # a real MP4
+    return view
+
+
+def test_text_to_video_round_trips_through_kling_to_an_archived_mp4(running, simulator, env) -> None:
+    service, workers = running
+    workers.start()
+    simulator.state.set_default(
+        {"steps": [{"status": "processing", "delay": 0}, {"status": "succeed", "delay": 0.2}]}
+    )
+    body = {
+        "prompt": PROMPT,
+        "settings": {"duration": 5, "aspect_ratio": "9:16", "audio": "off", "multi_shot": False},
+        "options": {"external_task_id": "u-t2v", "watermark_info": {"enabled": False}},
+    }
+    response = service.http.post(TEXT_TO_VIDEO_PATH, json=body)
+    assert response.status_code == 200, response.text
+    created = response.json()["data"]
+    assert created["external_id"] == "u-t2v" and created["id"]
+    assert created["status"] in ("submitted", "processing")  # the first callback may come before
+
+    (upstream,) = simulator.state.tasks()
+    assert upstream["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    sent = upstream["request"]
+    assert sent["prompt"] == PROMPT and sent["settings"] == body["settings"]
+    assert sent["options"]["external_task_id"] == "u-t2v"
+    assert sent["options"]["callback_url"].startswith(f"{service.url}/callbacks/kling?token=")
+    assert sent["options"]["watermark_info"] == {"enabled": False}
+    assert not {"callback_url", "external_task_id", "watermark_info"} & sent.keys()
+
+    view = archived_mp4(service, env, "u-t2v")
+    assert view["type"] == T2V and view["task_id"] == created["id"]
+    for prefix in ("", "/kling"):
+        for by, ref in (("external_task_ids", "u-t2v"), ("task_ids", created["id"])):
+            (task,) = service.http.get(f"{prefix}/tasks", params={by: f"{ref},unknown-id"}).json()["data"]
+            assert task["id"] == created["id"] and task["external_id"] == "u-t2v"
+            assert task["status"] == "succeeded"
+            (video,) = task["outputs"]
+            assert video["type"] == "video" and video["url"].endswith(".mp4")
+            assert service.http.get(video["archive_url"].removeprefix(service.url)).content[4:8] == b"ftyp"
+    # A task is found by its own kind of id only, and at its own API only.
+    assert service.http.get("/tasks", params={"task_ids": "u-t2v"}).json()["data"] == []
+    assert service.http.get(f"/v1/videos/text2video/{created['id']}").status_code == 404
+
+
+def test_image_to_video_is_polled_through_kling_tasks_when_no_callback_comes(running, simulator, env) -> None:
+    service, workers = running
+    workers.start()
+    silent = [
+        {"status": "processing", "delay": 0, "send": False},
+        {"status": "succeed", "delay": 0.2, "send": False},
+    ]
+    simulator.state.set_default({"steps": silent})
+    body = {
+        "contents": [{"type": "prompt", "text": PROMPT}, {"type": "first_frame", "url": FRAME}],
+        "settings": {"duration": 5, "resolution": "1080p"},
+        "options": {"external_task_id": "u-i2v"},
+    }
+    response = service.http.post(f"/kling{IMAGE_TO_VIDEO_PATH}", json=body)
+    assert response.status_code == 200, response.text
+    (upstream,) = simulator.state.tasks()
+    assert upstream["request"]["contents"] == body["contents"]
+
+    view = archived_mp4(service, env, "u-i2v")  # no callback was sent: reconciliation asked /tasks
+    assert view["type"] == I2V and simulator.state.callbacks() == []
+    (task,) = service.http.get("/tasks", params={"external_task_ids": "u-i2v"}).json()["data"]
+    assert task["status"] == "succeeded" and task["outputs"][0]["archive_url"]
+
+
+def test_a_bad_body_is_refused_over_http_with_every_problem(service: Service, simulator) -> None:
+    body = {
+        "promt": PROMPT,
+        "settings": {"duration": "5", "aspect_ratio": "4:3"},
+        "options": {"callback_url": "http://127.0.0.1/hook", "external_taskid": "x"},
+    }
+    response = service.http.post(TEXT_TO_VIDEO_PATH, json=body)
+    assert response.status_code == 400 and response.json()["code"] == 1201
+    errors = {(e["field"], e["code"]): e["message"] for e in response.json()["errors"]}
+    assert errors[("promt", "unknown_field")] == "unknown field; did you mean 'prompt'?"
+    assert ("prompt", "missing") in errors
+    assert "not a string" in errors[("settings.duration", "type")]
+    assert ("settings.aspect_ratio", "enum") in errors
+    assert ("options.callback_url", "blocked_address") in errors
+    assert "did you mean 'external_task_id'" in errors[("options.external_taskid", "unknown_field")]
+    assert simulator.state.tasks() == []
+
+    frames = {"contents": [{"type": "last_frame", "url": FRAME}], "settings": {"aspect_ratio": "16:9"}}
+    response = service.http.post(IMAGE_TO_VIDEO_PATH, json=frames)
+    fields = {(e["field"], e["code"]) for e in response.json()["errors"]}
+    assert fields == {("contents", "missing"), ("settings.aspect_ratio", "not_supported")}
+
+    refused = service.http.get("/tasks", params={"task_ids": "a", "external_task_ids": "b"})
+    assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "task_ids"
+
+
+def test_unified_bodies_are_checked_against_every_documented_rule() -> None:
+    assert task_type(T2V).validate({"prompt": PROMPT, "options": {"external_task_id": "a"}}) == {
+        "prompt": PROMPT,
+        "external_task_id": "a",
+    }
+    assert problems(T2V, {"prompt": "x" * 3073}) == {("prompt", "too_long")}
+    assert problems(T2V, {"prompt": PROMPT, "settings": {"duration": 16, "resolution": "8k"}}) == {
+        ("settings.duration", "range"),
+        ("settings.resolution", "enum"),
+    }
+    shots = "shot 1, 2, a cat wakes; shot 2, 2, it stretches;"
+    assert problems(T2V, {"prompt": shots}) == {("prompt", "mismatch")}  # 4 s of shots, 5 s of video
+    assert task_type(T2V).validate({"prompt": shots, "settings": {"duration": 4}})
+    assert task_type(T2V).validate({"prompt": shots, "settings": {"multi_shot": False}})
+    assert problems(T2V, {"prompt": "shot 1, 5, " + "w" * 513 + ";"}) == {("prompt", "too_long")}
+
+    element = {"type": "element", "element_id": "163", "id": "e1"}
+    assert task_type(I2V).validate({"contents": [{"type": "first_frame", "url": FRAME}, element]})
+    assert problems(
+        I2V,
+        {
+            "contents": [
+                {"type": "first_frame", "url": FRAME, "text": "x"},
+                {"type": "first_frame", "url": "data:image/png;base64,AAAA"},
+                {"type": "prompt"},
+                *[element] * 2,
+                {"type": "element", "element_id": "1", "id": "e2"},
+                {"type": "element", "element_id": "2", "id": "e3"},
+                {"type": "video", "url": FRAME},
+            ]
+        },
+    ) == {
+        ("contents[0].text", "requires"),
+        ("contents[1].url", "format"),
+        ("contents[1]", "too_many"),
+        ("contents[2].text", "missing"),
+        ("contents[4].id", "duplicate"),
+        ("contents[6]", "too_many"),
+        ("contents[7].type", "enum"),
+    }

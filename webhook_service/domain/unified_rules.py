@@ -1,0 +1,265 @@
+"""The create bodies of Kling's unified API (``POST /text-to-video/kling-3.0``, ``POST
+/image-to-video/kling-3.0``): the model in the path, the body nested in ``contents`` / ``settings`` /
+``options`` (docs/kling-endpoints.md, "The unified API", names the sources and where they disagree).
+domain/body_rules.py applies the field types; the rules across fields are here.
+
+* Text to video: ``prompt`` is required, 1 to 3072 characters (Kling recommends 2500 at most).
+* Image to video: ``contents`` is required, items ``{type: prompt, text}``, ``{type: first_frame | last_frame,
+  url}`` and ``{type: element, element_id, id}``, each with its own keys only. One ``first_frame`` is
+  required (a last frame alone is not supported), at most one ``last_frame``, at most 3 elements with
+  distinct ``id`` s. Kling gives no count for prompts: one prompt item at most here, as a second would
+  leave which text counts to chance. A frame is a URL or raw Base64 of at most 50 MB (not the /v1 API's
+  10 MB); pixels and aspect left to Kling, which reads the image anyway.
+* ``settings``: ``multi_shot`` boolean, ``audio`` native/off, ``resolution`` 720p/1080p/4k, ``duration``
+  an integer from 3 to 15 (a JSON number: the /v1 API's string ``"5"`` is refused with a message saying
+  so), ``aspect_ratio`` 16:9/9:16/1:1 for text to video only (for image to video the frame decides it).
+* ``options``: ``callback_url``, ``external_task_id`` and ``watermark_info``, each as in the /v1 API.
+* A multi-shot prompt (one that starts ``shot 1, 3, ...``) is written ``shot n, m, words;``: 1 to 6
+  shots numbered from 1, each of ``m`` >= 1 seconds, their seconds adding up to the video's duration
+  (5 when absent), each shot's words at most 512 characters. Checked unless ``multi_shot`` is false
+  (Kling then makes one shot of the text as it is).
+
+The service keeps a unified body with its ``options`` at the top level, where a /v1 body has them
+(`stored`), so recording a task is the same for both APIs; `upstream_body` puts them back, with the
+service's own callback_url, when the task goes to Kling.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Any, NotRequired
+
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from webhook_service.domain.body_rules import BodyRules, validate_body
+from webhook_service.domain.field_types import TaskId, Url, Watermark, between, documented, enum, shape
+from webhook_service.domain.field_types import is_http_url as _is_http_url
+from webhook_service.domain.problems import FieldProblem, RequestInvalid
+from webhook_service.integrations.outbound import refusal_of_url
+
+MODEL = "kling-3.0"
+TEXT_TO_VIDEO_PATH = "/text-to-video/kling-3.0"
+IMAGE_TO_VIDEO_PATH = "/image-to-video/kling-3.0"
+TASKS_PATH = "/tasks"
+PROMPT_MAX_CHARS = 3072
+SHOT_MAX_CHARS = 512
+MAX_SHOTS = 6
+MAX_ELEMENTS = 3
+MAX_FRAME_BYTES = 50 * 1024 * 1024
+DEFAULT_DURATION = 5
+OPTIONS = ("callback_url", "external_task_id", "watermark_info")
+CONTENT_TYPES = ("prompt", "first_frame", "last_frame", "element")
+# The keys each kind of `contents` item takes besides `type`.
+_ITEM_KEYS = {
+    "prompt": ("text",),
+    "first_frame": ("url",),
+    "last_frame": ("url",),
+    "element": ("element_id", "id"),
+}
+
+
+def _check_frame(value: str) -> str:
+    """As the /v1 API's images (a ':' means a URL), with the unified API's 50 MB."""
+    if value[:5].lower() == "data:":
+        raise PydanticCustomError("format", "must be raw Base64: strip the 'data:...;base64,' prefix")
+    if ":" in value:
+        if not _is_http_url(value):
+            raise PydanticCustomError("format", "must be an http or https URL with a host, or raw Base64")
+        return value
+    try:
+        size = len(base64.b64decode(value, validate=True))
+    except binascii.Error:
+        raise PydanticCustomError("format", "is neither an http(s) URL nor valid Base64") from None
+    if size > MAX_FRAME_BYTES:
+        raise PydanticCustomError("too_large", "decodes to more than 50 MB, Kling's limit")
+    return value
+
+
+def _not_a_string(value: object) -> object:
+    if isinstance(value, str):
+        raise PydanticCustomError("type", "must be an integer from 3 to 15 (a JSON number, not a string)")
+    return value
+
+
+Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=PROMPT_MAX_CHARS)]
+Frame = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1),
+    AfterValidator(_check_frame),
+    documented(description="An http(s) URL, or raw Base64 (no data: prefix) of at most 50 MB."),
+]
+Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+Seconds = Annotated[
+    int, BeforeValidator(_not_a_string), Strict(), between(3, 15), documented(minimum=3, maximum=15)
+]
+Settings = shape(
+    "settings",
+    {
+        "multi_shot": Annotated[bool, Strict()],
+        "audio": enum("native", "off"),
+        "resolution": enum("720p", "1080p", "4k"),
+        "aspect_ratio": enum("16:9", "9:16", "1:1"),
+        "duration": Seconds,
+    },
+    total=False,
+)
+Options = shape(
+    "options", {"callback_url": Url, "external_task_id": TaskId, "watermark_info": Watermark}, total=False
+)
+Item = shape(
+    "contents",
+    {
+        "type": enum(*CONTENT_TYPES),
+        "text": NotRequired[Text],
+        "url": NotRequired[Frame],
+        "element_id": NotRequired[Name],
+        "id": NotRequired[Name],
+    },
+)
+Contents = Annotated[list[Item], Strict(), Field(min_length=1)]  # type: ignore[valid-type]
+
+_COMMA, _SEMICOLON = ",\uff0c", ";\uff1b"  # Kling's Chinese page writes them full-width too
+_SHOT = re.compile(
+    rf"\s*(?:shot|\u955c\u5934)\s*(\d+)\s*[{_COMMA}]\s*(\d+)\s*[{_COMMA}]([^{_SEMICOLON}]*)[{_SEMICOLON}]",
+    re.IGNORECASE,
+)
+
+
+def _shot_problems(path: str, text: str, settings: dict[str, Any]) -> list[FieldProblem]:
+    """A prompt written as shots (it starts `shot 1, 3,`): the shots' rules, or nothing for any other."""
+    if settings.get("multi_shot") is False or not _SHOT.match(text):
+        return []
+    shots, position = [], 0
+    while (found := _SHOT.match(text, position)) is not None:
+        shots.append((int(found[1]), int(found[2]), found[3].strip()))
+        position = found.end()
+    form = "is a multi-shot prompt: write each shot as 'shot n, m, words;'"
+    problems = [] if not text[position:].strip() else [FieldProblem(path, "format", form)]
+    if len(shots) > MAX_SHOTS:
+        problems.append(FieldProblem(path, "too_many", f"has {len(shots)} shots; at most {MAX_SHOTS}"))
+    if [n for n, _, _ in shots] != list(range(1, len(shots) + 1)):
+        problems.append(FieldProblem(path, "format", "numbers its shots 1, 2, 3, ... in order"))
+    if any(m < 1 for _, m, _ in shots):
+        problems.append(FieldProblem(path, "range", "gives every shot at least 1 second"))
+    duration = settings.get("duration", DEFAULT_DURATION)
+    if isinstance(duration, int) and sum(m for _, m, _ in shots) != duration:
+        total = sum(m for _, m, _ in shots)
+        message = f"gives its shots {total} seconds in all; they must add up to the duration, {duration}"
+        problems.append(FieldProblem(path, "mismatch", message))
+    for n, _, words in shots:
+        if len(words) > SHOT_MAX_CHARS:
+            message = f"shot {n}'s words must be at most {SHOT_MAX_CHARS} characters"
+            problems.append(FieldProblem(path, "too_long", message))
+    return problems
+
+
+def _settings(valid: dict[str, Any]) -> dict[str, Any]:
+    settings = valid.get("settings")
+    return settings if isinstance(settings, dict) else {}
+
+
+def _text_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
+    prompt = valid.get("prompt")
+    return _shot_problems("prompt", prompt, _settings(valid)) if isinstance(prompt, str) else []
+
+
+def _item_problems(n: int, item: dict[str, Any]) -> list[FieldProblem]:
+    kind, problems = item["type"], []
+    for key in _ITEM_KEYS[kind]:
+        if key not in item:
+            problems.append(FieldProblem(f"contents[{n}].{key}", "missing", f"is required with type {kind}"))
+    for key in item.keys() - {"type", *_ITEM_KEYS[kind]}:
+        owners = " or ".join(name for name, keys in _ITEM_KEYS.items() if key in keys)
+        problems.append(FieldProblem(f"contents[{n}].{key}", "requires", f"only with type {owners}"))
+    return problems
+
+
+def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
+    problems = []
+    if "aspect_ratio" in _settings(valid):
+        message = "not taken by image to video: the first frame decides the aspect ratio"
+        problems.append(FieldProblem("settings.aspect_ratio", "not_supported", message))
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return problems  # its type's problem is reported already
+    seen: dict[str, list[int]] = {kind: [] for kind in CONTENT_TYPES}
+    element_ids: set[str] = set()
+    # The raw items, not only those that passed their types: one bad item hides no other problem.
+    for n, item in enumerate(contents):
+        if not isinstance(item, dict) or item.get("type") not in CONTENT_TYPES:
+            continue
+        seen[item["type"]].append(n)
+        problems += _item_problems(n, item)
+        if item["type"] == "prompt" and isinstance(item.get("text"), str):
+            problems += _shot_problems(f"contents[{n}].text", item["text"], _settings(valid))
+        if item["type"] == "element" and isinstance(item.get("id"), str):
+            if item["id"] in element_ids:
+                problems.append(FieldProblem(f"contents[{n}].id", "duplicate", "is used by another element"))
+            element_ids.add(item["id"])
+    if not seen["first_frame"]:
+        problems.append(FieldProblem("contents", "missing", "needs one item of type first_frame"))
+    for kind, most in (("first_frame", 1), ("last_frame", 1), ("prompt", 1), ("element", MAX_ELEMENTS)):
+        for n in seen[kind][most:]:
+            problems.append(FieldProblem(f"contents[{n}]", "too_many", f"at most {most} of type {kind}"))
+    return problems
+
+
+TEXT_TO_VIDEO = BodyRules(
+    field_types={"prompt": Text, "settings": Settings, "options": Options},
+    required=("prompt",),
+    default_model=MODEL,
+    description=(
+        "Kling's unified text-to-video create body (kling-3.0). A prompt written as shots ('shot n, m, "
+        "words;') has 1 to 6 shots numbered from 1, each >= 1 s, adding up to settings.duration."
+    ),
+    cross_field=(_text_to_video,),
+)
+IMAGE_TO_VIDEO = BodyRules(
+    field_types={"contents": Contents, "settings": Settings, "options": Options},
+    required=("contents",),
+    default_model=MODEL,
+    description=(
+        "Kling's unified image-to-video create body (kling-3.0). contents: one first_frame {url}, at most "
+        "one last_frame {url} and one prompt {text}, at most 3 elements {element_id, id}; no "
+        "settings.aspect_ratio (the first frame decides it)."
+    ),
+    cross_field=(_image_to_video,),
+)
+
+
+def validate(
+    rules: BodyRules, body: object, *, extra_fields: frozenset[str] | None, allowed_hosts: frozenset[str]
+) -> dict[str, Any]:
+    """The body as recorded (`stored`), or RequestInvalid listing every problem: body_rules' and a
+    callback_url naming an address the service never calls, as for a /v1 body's."""
+    problems: list[FieldProblem] = []
+    clean: dict[str, Any] = {}
+    try:
+        clean = validate_body(rules, body, extra_fields=extra_fields, allowed_hosts=allowed_hosts)
+    except RequestInvalid as invalid:
+        problems = list(invalid.problems)
+    options = body.get("options") if isinstance(body, dict) else None
+    url = options.get("callback_url") if isinstance(options, dict) else None
+    if isinstance(url, str) and _is_http_url(url) and (why := refusal_of_url(url, allowed_hosts)):
+        message = f"points at a {why} address, which the service never calls (see NOTIFY_ALLOWED_HOSTS)"
+        problems.append(FieldProblem("options.callback_url", "blocked_address", message))
+    if problems:
+        raise RequestInvalid(problems)
+    return stored(clean)
+
+
+def stored(body: dict[str, Any]) -> dict[str, Any]:
+    """The body as the service records it: `options`' keys at the top level, as in a /v1 body."""
+    options = body.get("options") or {}
+    return {**{k: v for k, v in body.items() if k != "options"}, **options}
+
+
+def upstream_body(request: dict[str, Any], callback_url: str) -> dict[str, Any]:
+    """The body Kling receives: the recorded one with its options back in `options`, the service's
+    callback_url and its own external_task_id among them."""
+    options = {key: request[key] for key in OPTIONS if key in request}
+    body = {k: v for k, v in request.items() if k not in OPTIONS}
+    return {**body, "options": {**options, "callback_url": callback_url}}
