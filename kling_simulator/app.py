@@ -15,6 +15,7 @@ from .files import files_blueprint
 from .images import TINY_PNG
 from .state import SimError, SimState
 from .tasks import TASK_TYPES
+from .unified import unified_blueprint
 
 SAMPLE_VIDEO = Path(__file__).parent / "static" / "sample.mp4"
 # Kling's own hosts serve /v1/...; the gateways put the same API under /kling/v1/...
@@ -63,7 +64,7 @@ def _api_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Bluep
 
     def query(task_type: str, task_id: str) -> tuple[Response, int]:
         task = state.get(task_id)
-        if task is None or task.task_type != task_type:
+        if task is None or task.task_type != task_type or task.unified:  # a unified one is at /tasks
             return envelope(404, 1203, f"task {task_id!r} not found")
         return ok(task.query_object())
 
@@ -125,8 +126,10 @@ def create_app(state: SimState, auth: Auth, public_url: str | None = None) -> Fl
     """`public_url` is the base put into video URLs; by default the host the create request was sent to."""
     app = Flask(__name__)
     api = _api_blueprint(state, auth, public_url)
+    unified = unified_blueprint(state, auth, public_url)
     for prefix in API_PREFIXES:
         app.register_blueprint(api, url_prefix=prefix or None, name=f"kling{prefix.replace('/', '_')}")
+        app.register_blueprint(unified, url_prefix=prefix or None, name=f"unified{prefix.replace('/', '_')}")
     app.register_blueprint(_control_blueprint(state))
     app.register_blueprint(files_blueprint(state.files))
 

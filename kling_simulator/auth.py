@@ -1,4 +1,5 @@
-"""Bearer authentication as Kling does it: a static API key, or an HS256 JWT signed with the secret key."""
+"""Bearer authentication as Kling does it: a static API key, or an HS256 JWT signed with the secret key;
+the unified API's paths take the unified API key when one is configured (`api_key`)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,22 @@ class Auth:
     token: str | None = None
     access_key: str | None = None
     secret_key: str | None = None
+    api_key: str | None = None  # the unified API's; None: it takes what the /v1 API takes
 
     def __post_init__(self) -> None:
         if (self.access_key is None) != (self.secret_key is None):
             raise ValueError("access_key and secret_key go together")
+
+    def check_unified(self, header: str | None) -> tuple[int, str] | None:
+        """As `check`, for the unified API's paths: its own key when one is configured."""
+        if self.api_key is None:
+            return self.check(header)
+        scheme, _, bearer = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not bearer.strip():
+            return 1001, "Authorization is empty"
+        if hmac.compare_digest(bearer.strip().encode(), self.api_key.encode()):
+            return None
+        return 1002, "Authorization is invalid"
 
     def check(self, header: str | None) -> tuple[int, str] | None:
         """None when authorised, else Kling's (code, message)."""

@@ -31,9 +31,10 @@ class SimulatorServer:
         secret_key: str | None = None,
         public_url: str | None = None,
         log_requests: bool = False,
+        api_key: str | None = None,
     ) -> None:
         self.state = SimState()
-        app = create_app(self.state, Auth(token, access_key, secret_key), public_url)
+        app = create_app(self.state, Auth(token, access_key, secret_key, api_key), public_url)
         handler = WSGIRequestHandler if log_requests else _QuietHandler
         self._server = make_server(host, port, app, threaded=True, request_handler=handler)
         self.url = f"http://{host}:{self._server.server_port}"

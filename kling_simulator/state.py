@@ -23,6 +23,10 @@ from .scenario import DEFAULT_SCENARIO, Scenario, parse_scenario
 from .tasks import TASK_TYPES, Task, pack_of, slots_of
 
 
+def _external_id(body: dict[str, Any], unified: bool) -> Any:
+    return (body.get("options") or {}).get("external_task_id") if unified else body.get("external_task_id")
+
+
 class SimError(Exception):
     """An error Kling would answer, in its envelope."""
 
@@ -128,13 +132,20 @@ class SimState:
     # --- the API's operations ---
 
     def create(
-        self, body: dict[str, Any], headers: dict[str, str], base_url: str, task_type: str = "image2video"
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        base_url: str,
+        task_type: str = "image2video",
+        *,
+        unified: bool = False,
     ) -> tuple[Task, SimError | None]:
         """Create a task as the scenario says; raises SimError when nothing is created.
 
-        Returns the task and, for `create_error.after_create`, the error to answer anyway.
+        Returns the task and, for `create_error.after_create`, the error to answer anyway. A task of
+        Kling's unified API (`unified`, made as `task_type` is) keeps its options in `options`.
         """
-        external = body.get("external_task_id")
+        external = _external_id(body, unified)
         with self._lock:
             override = self._scenarios.get(external, {}) if external is not None else {}
             scenario = parse_scenario({**self._default, **override})
@@ -150,7 +161,7 @@ class SimState:
             parent = parent_video(self._order, body.get("video_id")) if task_type == EXTEND else None
             if task_type == EXTEND and (why := refusal(parent, body.get("video_id"))):
                 raise SimError(400, 1201, why)
-            task = self._new_task(body, headers, scenario, base_url.rstrip("/"), task_type)
+            task = self._new_task(body, headers, scenario, base_url.rstrip("/"), task_type, unified)
             if parent is not None:
                 extend(task, parent)
             self._tasks[task.task_id] = task
@@ -171,7 +182,13 @@ class SimState:
         return sum(slots_of(t.task_type, t.request) for t in open_tasks if pack_of(t.task_type) == pack)
 
     def _new_task(
-        self, body: dict[str, Any], headers: dict[str, str], scenario: Scenario, base: str, task_type: str
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        scenario: Scenario,
+        base: str,
+        task_type: str,
+        unified: bool = False,
     ) -> Task:
         task_id = str(secrets.randbelow(9 * 10**17) + 10**17)
         while task_id in self._tasks:
@@ -179,16 +196,19 @@ class SimState:
         task = Task(
             task_id=task_id,
             task_type=task_type,
-            external_task_id=body.get("external_task_id"),
+            external_task_id=_external_id(body, unified),
             request=body,
             headers=headers,
             scenario=scenario,
             created_ms=int(time.time() * 1000),
             created_mono=time.monotonic(),
+            unified=unified,
         )
         if TASK_TYPES[task_type][0].split("/")[0] == "images":
             task.images = self._images(body, scenario, base, task_id)
             return task
+        if unified:  # the unified API's duration is a number in `settings`
+            body = {**body, **(body.get("settings") or {})}
         wrapped = body.get("input")  # a video effect's duration is in its input
         duration = str((wrapped if isinstance(wrapped, dict) else body).get("duration", "5"))
         # `video_files` points the videos at extra files (and sets their number) instead of the sample.
@@ -219,7 +239,7 @@ class SimState:
     def page(self, page_num: int, page_size: int, task_type: str = "image2video") -> list[Task]:
         """The tasks of one type, newest first, as Kling lists each type at its own path."""
         with self._lock:
-            newest = [task for task in self._order[::-1] if task.task_type == task_type]
+            newest = [task for task in self._order[::-1] if task.task_type == task_type and not task.unified]
         return newest[(page_num - 1) * page_size : page_num * page_size]
 
     # --- callbacks ---

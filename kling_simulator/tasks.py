@@ -57,16 +57,21 @@ class Task:
     created_mono: float
     videos: list[dict[str, str]] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)  # Kling's {index, url}
+    unified: bool = False  # made through Kling's unified API: options nested, the newer shape always
     parent_video: dict[str, str] | None = None  # a video-extend task's: the video it continues
+
+    def _option(self, key: str) -> Any:
+        holder = self.request.get("options") if self.unified else self.request
+        return holder.get(key) if isinstance(holder, dict) else None
 
     @property
     def callback_url(self) -> str | None:
-        url = self.request.get("callback_url")
+        url = self._option("callback_url")
         return url if isinstance(url, str) and url else None
 
     @property
     def watermark(self) -> bool:
-        info = self.request.get("watermark_info")
+        info = self._option("watermark_info")
         return isinstance(info, dict) and info.get("enabled") is True
 
     def _reached(self) -> list[int]:
@@ -146,21 +151,9 @@ class Task:
         """The callback for step `index`, in the scenario's shape (it reflects that step, not the clock)."""
         step = self.scenario.steps[index]
         updated = self.created_ms + int(step.delay * 1000)
-        if self.scenario.shape == "new":
-            body: dict[str, Any] = {
-                "id": self.task_id,
-                "status": "succeeded" if step.status == "succeed" else step.status,
-                "message": step.message,
-                "create_time": self.created_ms,
-                "update_time": updated,
-            }
-            if self.external_task_id is not None:
-                body["external_id"] = self.external_task_id
-            if step.status == "succeed":
-                videos = [{"type": "video", **v} for v in self.videos]
-                body["outputs"] = videos + [{"type": "image", "url": i["url"]} for i in self.images]
-            return body
-        body = {
+        if self.scenario.shape == "new" or self.unified:
+            return self._newer(step.status, step.message, updated)
+        body: dict[str, Any] = {
             "task_id": self.task_id,
             "task_status": step.status,
             "task_status_msg": step.message,
@@ -171,6 +164,26 @@ class Task:
         }
         if step.status == "succeed":
             body["task_result"] = self.result()
+        return body
+
+    def unified_object(self) -> dict[str, Any]:
+        """The task as the unified API's `GET /tasks` shows it now."""
+        return self._newer(*self._view())
+
+    def _newer(self, status: str, message: str, updated: int) -> dict[str, Any]:
+        """The newer shape (the unified API's task, and its callbacks): `id`, `status`, `outputs`."""
+        body: dict[str, Any] = {
+            "id": self.task_id,
+            "status": "succeeded" if status == "succeed" else status,
+            "message": message,
+            "create_time": self.created_ms,
+            "update_time": updated,
+        }
+        if self.external_task_id is not None:
+            body["external_id"] = self.external_task_id
+        if status == "succeed":
+            videos = [{"type": "video", **v} for v in self.videos]
+            body["outputs"] = videos + [{"type": "image", "url": i["url"]} for i in self.images]
         return body
 
     def snapshot(self) -> dict[str, Any]:

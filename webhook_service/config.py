@@ -84,6 +84,7 @@ class Settings:
     kling_api_token: str = ""
     kling_access_key: str = ""
     kling_secret_key: str = ""
+    kling_api_key: str = ""  # the unified API's Bearer key (paths without /v1); "" = the /v1 credentials
     kling_webhook_secret: str = ""
     kling_extra_fields: frozenset[str] = frozenset()
     client_keys: tuple[ClientKey, ...] = ()  # SERVICE_API_KEYS, then SERVICE_ADMIN_KEYS
@@ -184,6 +185,7 @@ class Settings:
             kling_api_token=get("KLING_API_TOKEN"),
             kling_access_key=get("KLING_ACCESS_KEY"),
             kling_secret_key=get("KLING_SECRET_KEY"),
+            kling_api_key=get("KLING_API_KEY"),
             kling_webhook_secret=get("KLING_WEBHOOK_SECRET"),
             kling_extra_fields=frozenset(split(get("KLING_EXTRA_FIELDS"))),
             client_keys=(

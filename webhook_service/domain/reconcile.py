@@ -23,6 +23,7 @@ from webhook_service.domain.lifecycle import expire, record_news, release
 from webhook_service.domain.submission import dispatch
 from webhook_service.domain.task_types import task_type
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
+from webhook_service.domain.unified import query_upstream
 from webhook_service.integrations.kling import KlingError
 from webhook_service.services import Services
 
@@ -101,7 +102,7 @@ def _check(services: Services, external_task_id: str, report: PassReport) -> Non
         return
     report.polled.append(external_task_id)
     try:
-        data = services.kling.get().query(task_type(task.type).item_path(task.task_id or external_task_id))
+        data = query_upstream(services.kling.get(), task, task.task_id or external_task_id)
     except KlingError as error:
         log.warning("poll of %s failed: %s", external_task_id, error)
         _space_out(services, external_task_id)

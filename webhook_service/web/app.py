@@ -46,6 +46,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         metrics,
         openapi,
         tasks_api,
+        unified_api,
         usage_api,
     )
     from webhook_service.web.context import install
@@ -100,6 +101,8 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     register_cli(app)
     app.register_blueprint(kling_api.bp)
     app.register_blueprint(kling_api.bp, url_prefix="/kling", name="kling_api_gateway")
+    app.register_blueprint(unified_api.bp)
+    app.register_blueprint(unified_api.bp, url_prefix="/kling", name="unified_api_gateway")
     dashboard.init_app(app)
     # Kling's callbacks are served in front of Flask: see web/callbacks.py for why.
     app.wsgi_app = callbacks.CallbackEndpoint(services, app.wsgi_app)  # type: ignore[method-assign]

@@ -26,6 +26,7 @@ from webhook_service.domain.submission import accept, submit_and_wait
 from webhook_service.domain.task_lists import newest_matching
 from webhook_service.domain.task_types import TASK_TYPES, task_type
 from webhook_service.domain.tasks import Status, Task
+from webhook_service.domain.unified import create_answer
 from webhook_service.domain.views import not_found_message
 from webhook_service.integrations import logs, metrics
 from webhook_service.jobs import enqueue_dispatch
@@ -79,13 +80,12 @@ def create(type_name: str) -> tuple[Response, int]:
         raise _refusal(invalid) from None
     except TaskExists:
         message = f"external_task_id {clean['external_task_id']!r} is already used by another task"
+        field = "options.external_task_id" if task_type(type_name).unified else "external_task_id"
         raise ApiError(
             400,
             CODE_BAD_REQUEST,
             message,
-            errors=[
-                {"field": "external_task_id", "code": "taken", "message": "is already used by another task"}
-            ],
+            errors=[{"field": field, "code": "taken", "message": "is already used by another task"}],
         ) from None
     finally:
         if may_wait:
@@ -99,6 +99,8 @@ def create(type_name: str) -> tuple[Response, int]:
         "created_at": task.upstream_created_at or task.created_at,
         "updated_at": task.upstream_updated_at or task.updated_at,
     }
+    if task_type(type_name).unified:  # Kling's unified API answers in its own shape (web/unified_api.py)
+        data = create_answer(task)
     if task.status is Status.QUEUED:
         # Not upstream yet (async asked for, the waiting budget spent, or the account at its limit): it
         # will be, in order.
@@ -157,8 +159,11 @@ def _bounded_int(name: str, low: int, high: int, *, default: int) -> int:
 
 
 def _route_every_task_type() -> None:
-    """Kling's three routes at each type's path, the type passed to the view."""
+    """Kling's three routes at each /v1 type's path, the type passed to the view (the unified API's
+    types are routed by web/unified_api.py)."""
     for name, kind in TASK_TYPES.items():
+        if kind.unified:
+            continue
         defaults = {"type_name": name}
         bp.add_url_rule(kind.path, f"create_{name}", create, methods=["POST"], defaults=defaults)
         bp.add_url_rule(kind.path, f"list_{name}", list_tasks, methods=["GET"], defaults=defaults)

@@ -1,5 +1,8 @@
 """A small synchronous client for Kling's task endpoints: create, query and list, at the path of the
-task's type (domain/task_types.py knows the paths; this client only speaks HTTP).
+task's type (domain/task_types.py knows the paths; this client only speaks HTTP). Kling's unified API
+lives at the root (``/text-to-video/kling-3.0``, ``/tasks``), the /v1 API under ``/v1``: a call to a path
+outside ``/v1`` carries the unified API's key (KLING_API_KEY) when one is set, the /v1 credentials
+(KLING_API_TOKEN, or the AK/SK JWT) otherwise.
 
 One `KlingClient` per process: `get_client()` builds it lazily and builds a new one in a forked child
 (an RQ work horse, a gunicorn worker), because an httpx connection pool shared across a fork mixes up
@@ -67,11 +70,13 @@ class KlingClient:
         base_url: str,
         *,
         api_token: str = "",
+        api_key: str = "",
         signer: JwtSigner | None = None,
         timeouts: Timeouts | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._api_token = api_token
+        self._api_key = api_key
         self._signer = signer
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -90,6 +95,7 @@ class KlingClient:
         return cls(
             settings.kling_api_base,
             api_token=settings.kling_api_token,
+            api_key=settings.kling_api_key,
             signer=signer,
             timeouts=Timeouts(
                 connect=min(Timeouts.connect, settings.kling_timeout_s), total=settings.kling_timeout_s
@@ -128,7 +134,7 @@ class KlingClient:
             return self._send(method, path, force_resign=True, **kwargs)
 
     def _send(self, method: str, path: str, *, force_resign: bool, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self._bearer(force_resign)}"}
+        headers = {"Authorization": f"Bearer {self._bearer(force_resign, path)}"}
         try:
             response = self._http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as error:
@@ -150,7 +156,9 @@ class KlingClient:
         message = str(envelope.get("message") or f"HTTP {response.status_code}")
         raise error_for(response.status_code, code if isinstance(code, int) else None, message, request_id)
 
-    def _bearer(self, force_resign: bool) -> str:
+    def _bearer(self, force_resign: bool, path: str) -> str:
+        if self._api_key and not path.startswith("/v1/"):
+            return self._api_key  # the unified API's
         return self._signer.token(force=force_resign) if self._signer else self._api_token
 
 

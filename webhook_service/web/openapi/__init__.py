@@ -23,16 +23,22 @@ from webhook_service.web.openapi.endpoint_paths import SCHEMAS as ENDPOINT_SCHEM
 from webhook_service.web.openapi.endpoint_paths import endpoint_paths
 from webhook_service.web.openapi.paths import drop_in_paths, service_paths
 from webhook_service.web.openapi.schemas import COMPONENTS, REF
+from webhook_service.web.openapi.unified_paths import unified_paths
 
 
 def document(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
     """`auth_required`: whether callers must authenticate now (web/auth.py client_auth_required)."""
     paths, nested = {}, {}
     for kind in TASK_TYPES.values():
+        if kind.unified:
+            continue  # Kling's unified API: its create paths and /tasks are unified_paths'
         body, shapes = body_json_schema(kind.rules, settings.kling_extra_fields, ref_template=REF)
         nested.update(shapes)
         for prefix, suffix in (("", ""), ("/kling", "ViaGateway")):
             paths.update({prefix + path: item for path, item in drop_in_paths(kind, body, suffix).items()})
+    unified, unified_shapes = unified_paths(settings)
+    paths.update(unified)
+    nested.update(unified_shapes)
     paths.update(service_paths(settings))
     paths.update(endpoint_paths())
     return {
