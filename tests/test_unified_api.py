@@ -14,6 +14,7 @@ import pytest
 from kling_simulator import SimulatorServer
 from tests import test_task_types
 from tests.conftest import SIM_TOKEN, Service
+from tests.test_inputs import b64, noise_png, sent_upstream, stored_request
 from tests.test_task_types import archived
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import task_type
@@ -184,3 +185,36 @@ def test_unified_bodies_are_checked_against_every_documented_rule() -> None:
         ("contents[6]", "too_many"),
         ("contents[7].type", "enum"),
     }
+
+
+def test_a_base64_frame_lives_in_the_archive_and_reaches_kling_unchanged(service: Service, simulator) -> None:
+    frame = b64(noise_png(300))
+    body = {"contents": [{"type": "first_frame", "url": frame}], "options": {"external_task_id": "u-b64"}}
+    assert service.http.post(IMAGE_TO_VIDEO_PATH, json=body).status_code == 200
+    stored, _ = stored_request(service, "u-b64")
+    reference = stored["contents"][0]["url"]
+    assert reference["archived_input"].endswith(".png") and reference["size"] == len(noise_png(300))
+    assert sent_upstream(simulator, "u-b64")["contents"] == body["contents"]
+
+
+def test_tasks_answers_each_tenant_its_own_tasks_only(services_with, simulator) -> None:
+    service = services_with(
+        SERVICE_API_KEYS="team-a:key-a-0123456789abcdef-0123,team-b:key-b-0123456789abcdef-0123"
+    )
+    as_a = {"Authorization": "Bearer key-a-0123456789abcdef-0123"}
+    as_b = {"Authorization": "Bearer key-b-0123456789abcdef-0123"}
+    body = {"prompt": PROMPT, "options": {"external_task_id": "same-id"}}
+    ids = {}
+    for team, headers in (("a", as_a), ("b", as_b)):  # an external_task_id is unique within its tenant
+        response = service.http.post(TEXT_TO_VIDEO_PATH, json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        ids[team] = response.json()["data"]["id"]
+    assert ids["a"] != ids["b"]
+    for team, headers in (("a", as_a), ("b", as_b)):
+        (task,) = service.http.get("/tasks", params={"external_task_ids": "same-id"}, headers=headers).json()[
+            "data"
+        ]
+        assert task["id"] == ids[team] and task["external_id"] == "same-id"
+    other = service.http.get("/tasks", params={"task_ids": ids["a"]}, headers=as_b)
+    assert other.status_code == 200 and other.json()["data"] == []
+    assert service.http.get("/tasks", params={"task_ids": ids["a"]}).status_code == 401
