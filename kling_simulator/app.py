@@ -78,6 +78,15 @@ def _api_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Bluep
             return envelope(400, 1201, "pageNum must be in 1..1000 and pageSize in 1..500")
         return ok([task.query_object() for task in state.page(page_num, page_size, task_type)])
 
+    @bp.post("/v1/videos/identify-face")
+    def identify_face() -> tuple[Response, int]:
+        """Synchronous, as at Kling: the faces at once, no task."""
+        try:
+            data = state.identify_face(request.get_json(silent=True), public_url or request.host_url)
+        except SimError as exc:
+            return envelope(exc.http, exc.code, exc.message)
+        return ok(data)
+
     for task_type, (group, _) in TASK_TYPES.items():
         path, defaults = f"/v1/{group}/{task_type}", {"task_type": task_type}
         bp.add_url_rule(path, f"create_{task_type}", create, methods=["POST"], defaults=defaults)

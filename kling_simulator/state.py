@@ -19,6 +19,9 @@ import httpx
 from .delivery import Scheduler, callback_headers, post
 from .extend import EXTEND, extend, parent_video, refusal
 from .files import FileStore
+from .images import TINY_PNG
+from .lip_sync import ADVANCED, identify
+from .lip_sync import refusal as lip_sync_refusal
 from .scenario import DEFAULT_SCENARIO, Scenario, parse_scenario
 from .tasks import TASK_TYPES, Task, pack_of, slots_of
 
@@ -52,6 +55,7 @@ class SimState:
         self._order: list[Task] = []
         self._open: set[str] = set()
         self._callbacks: list[dict[str, Any]] = []
+        self._sessions: dict[str, list[dict[str, Any]]] = {}  # identify-face's, by session_id
         self._max_open_seen = 0
         # Deliveries already running when reset happens must not log into the fresh state.
         self._generation += 1
@@ -161,6 +165,8 @@ class SimState:
             parent = parent_video(self._order, body.get("video_id")) if task_type == EXTEND else None
             if task_type == EXTEND and (why := refusal(parent, body.get("video_id"))):
                 raise SimError(400, 1201, why)
+            if task_type == ADVANCED and (why := lip_sync_refusal(self._sessions, body)):
+                raise SimError(400, 1201, why)
             task = self._new_task(body, headers, scenario, base_url.rstrip("/"), task_type, unified)
             if parent is not None:
                 extend(task, parent)
@@ -231,6 +237,17 @@ class SimState:
             {"index": index, "url": f"{base}/files/{'extra' if scenario.video_files else task_id}/{name}"}
             for index, name in enumerate(names)
         ]
+
+    def identify_face(self, body: object, base_url: str) -> dict[str, Any]:
+        """identify-face's `data`: a new session and its faces, each face's picture served from now."""
+        with self._lock:
+            try:
+                session_id, faces = identify(self._order, body, base_url.rstrip("/"))
+            except ValueError as error:
+                raise SimError(400, 1201, str(error)) from None
+            self._sessions[session_id] = faces
+        self.files.add(f"face-{session_id}.png", data=TINY_PNG)
+        return {"session_id": session_id, "face_data": faces}
 
     def get(self, task_or_external_id: str) -> Task | None:
         with self._lock:

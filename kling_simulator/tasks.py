@@ -22,6 +22,8 @@ TASK_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "generations": ("images", ("prompt",)),
     "kolors-virtual-try-on": ("images", ("human_image", "cloth_image")),
     "multi-image2image": ("images", ("subject_image_list",)),
+    "lip-sync": ("videos", ("input",)),
+    "advanced-lip-sync": ("videos", ("session_id", "face_choose")),
     "video-extend": ("videos", ("video_id",)),
     "multi-image2video": ("videos", ("image_list", "prompt")),
     "expand": ("images/editing", ("image",)),

@@ -294,3 +294,46 @@ def test_a_video_task_of_another_type_and_its_archived_video_match_the_document(
         assert answer.status_code == 200, (url, answer.text[:200])
         schema[template]["GET"].validate_response(answer)
     assert httpx.get(live.url + "/v1/tasks/oa-vid/videos/0").headers["content-type"] == "video/mp4"
+
+
+def test_lip_sync_tasks_and_identify_face_match_the_document(live: Service) -> None:
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    lip_sync, advanced, identify = (
+        f"/v1/videos/{name}" for name in ("lip-sync", "advanced-lip-sync", "identify-face")
+    )
+    text = {
+        "video_url": "https://example.com/v.mp4",
+        "mode": "text2video",
+        "text": "hi",
+        "voice_id": "uk_man2",
+    }
+    created = live.http.post(lip_sync, json={"input": text, "external_task_id": "oa-ls"})
+    schema[lip_sync]["POST"].validate_response(created)
+    for body in ({"video_url": "https://example.com/v.mp4"}, {"video_id": "not-a-video-of-ours"}, {}):
+        answer = live.http.post(f"/kling{identify}", json=body)
+        assert answer.status_code == (200 if "video_url" in body else 400), answer.text
+        schema[f"/kling{identify}"]["POST"].validate_response(answer)
+    faces = live.http.post(identify, json={"video_url": "https://example.com/v.mp4"}).json()["data"]
+    face = {
+        "face_id": "0",
+        "audio_id": "a1",
+        "sound_start_time": 0,
+        "sound_end_time": 2000,
+        "sound_insert_time": 0,
+    }
+    body = {"session_id": faces["session_id"], "face_choose": [face], "external_task_id": "oa-als"}
+    schema[advanced]["POST"].validate_response(live.http.post(advanced, json=body))
+    for ref in ("oa-ls", "oa-als"):
+        wait_for(
+            lambda ref=ref: live.http.get(f"/v1/tasks/{ref}").json()["data"]["archive_state"] == "archived",
+            timeout=30,
+            what=f"{ref}'s archive",
+        )
+    for template, url in (
+        (f"{lip_sync}/{{task_ref}}", f"{lip_sync}/oa-ls"),
+        (f"{advanced}/{{task_ref}}", f"{advanced}/oa-als"),
+        (f"/kling{advanced}", f"/kling{advanced}"),
+    ):
+        answer = httpx.get(live.url + url, timeout=10)
+        assert answer.status_code == 200, (url, answer.text[:200])
+        schema[template]["GET"].validate_response(answer)

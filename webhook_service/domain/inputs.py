@@ -13,6 +13,12 @@ request in Redis holds a reference in its place:
               "sha256": "<hex of the decoded bytes>", "size": <decoded bytes>,
               "content_type": "image/png" or null when the bytes are no image type we know}
 
+Audio is kept the same way (lip-sync's `input.audio_file`, advanced lip-sync's
+`face_choose[].sound_file`: raw Base64 of up to 5 MB each, typed by its first bytes as mp3, wav, m4a or
+aac): in Redis it would cost what an image costs, for as long, and the archive is where an operator
+looks for what a task was made from. Only image slots are shown as pictures (`image_slots`); every
+slot, images and audio, is archived and restored (`input_slots`).
+
 It is read back, and its sha256 checked, whenever the request goes upstream. URLs stay in the request
 as they are: they are short. The bytes are the image itself (a file anyone can open), and the Base64
 sent upstream is their standard encoding, which is what every encoder makes. Base64 may also end in a
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook_service.domain.archive_layout import task_folder
+from webhook_service.domain.audio import sniff_audio
 from webhook_service.domain.errors import InputsNotStored, InputUnreadable
 from webhook_service.domain.tasks import Task
 from webhook_service.integrations.storage import Storage, StorageError
@@ -54,6 +61,9 @@ NESTED_IMAGE_FIELDS = {
 }
 # object field -> its key holding one image, and its key holding a list of images (video effects' input)
 OBJECT_IMAGE_FIELDS = {"input": ("image", "images")}
+# Audio: object field -> its key that holds audio, and list field -> the key of each item that does.
+AUDIO_FIELDS = {"input": "audio_file"}
+NESTED_AUDIO_FIELDS = {"face_choose": "sound_file"}
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),
@@ -101,6 +111,26 @@ def image_slots(request: dict[str, Any]) -> Iterator[Slot]:
                     yield Slot(f"{name}.{list_key}[{n}]", holder[list_key], n)
 
 
+def audio_slots(request: dict[str, Any]) -> Iterator[Slot]:
+    """Every audio field the request has."""
+    for name, key in AUDIO_FIELDS.items():
+        holder = request.get(name)
+        if isinstance(holder, dict) and key in holder:
+            yield Slot(f"{name}.{key}", holder, key)
+    for name, key in NESTED_AUDIO_FIELDS.items():
+        items = request.get(name)
+        if isinstance(items, list):
+            for n, item in enumerate(items):
+                if isinstance(item, dict) and key in item:
+                    yield Slot(f"{name}[{n}].{key}", item, key)
+
+
+def input_slots(request: dict[str, Any]) -> Iterator[Slot]:
+    """Every field whose Base64 goes to the archive: the images, then the audio."""
+    yield from image_slots(request)
+    yield from audio_slots(request)
+
+
 def is_base64(value: object) -> bool:
     """Validation's rule: a Base64 string never holds ':', any URL does."""
     return isinstance(value, str) and ":" not in value
@@ -114,14 +144,14 @@ def reference(value: object) -> dict[str, Any] | None:
 
 def archived_inputs(request: dict[str, Any]) -> list[dict[str, Any]]:
     """The request's archived inputs, each with the field it came from: what metadata.json lists."""
-    return [{"field": slot.path, **ref} for slot in image_slots(request) if (ref := reference(slot.value))]
+    return [{"field": slot.path, **ref} for slot in input_slots(request) if (ref := reference(slot.value))]
 
 
 def without_base64(request: dict[str, Any]) -> dict[str, Any]:
     """The request with any Base64 still inline (a task recorded before inputs left Redis) named by its
     length instead: it is nowhere else, but megabytes of it help no reader."""
     clean = _copy(request)
-    for slot in image_slots(clean):
+    for slot in input_slots(clean):
         if is_base64(slot.value):
             slot.holder[slot.key] = f"<base64, {len(slot.value)} characters>"
     return clean
@@ -138,7 +168,7 @@ def sniff(head: bytes) -> tuple[str, str] | None:
 
 
 def store_inputs(storage: Storage, task: Task, request: dict[str, Any]) -> dict[str, Any]:
-    """The request with each Base64 image written to the archive and replaced by its reference.
+    """The request with each Base64 image (and audio) written to the archive and replaced by its reference.
 
     Raises InputsNotStored when the archive refuses a write: the caller records nothing then. Keys
     carry the content's digest, so a write never replaces another task's file, even one that claims
@@ -146,13 +176,13 @@ def store_inputs(storage: Storage, task: Task, request: dict[str, Any]) -> dict[
     """
     stored = _copy(request)
     inputs = f"{task_folder(task)}/inputs"
-    for slot in image_slots(stored):
+    for slot in input_slots(stored):
         value = slot.value
         if not is_base64(value):
             continue
         data = base64.b64decode(value, validate=True)
         sha256 = hashlib.sha256(data).hexdigest()
-        kind = sniff(data[:16])
+        kind = sniff(data[:16]) or sniff_audio(data[:16])
         content_type, extension = kind if kind else (None, "bin")
         key = f"{inputs}/{slot.file_stem}-{sha256[:16]}.{extension}"
         try:
@@ -178,7 +208,7 @@ def with_inputs(storage: Storage, request: dict[str, Any]) -> dict[str, Any]:
     retryable when the archive failed to answer.
     """
     resolved = _copy(request)
-    for slot in image_slots(resolved):
+    for slot in input_slots(resolved):
         ref = reference(slot.value)
         if ref is not None:
             encoded = base64.b64encode(read_input(storage, ref, slot.path)).decode("ascii")
@@ -204,7 +234,10 @@ def read_input(storage: Storage, ref: dict[str, Any], path: str = "the input") -
 def _copy(request: dict[str, Any]) -> dict[str, Any]:
     """Deep enough for the slots to be replaced without touching the caller's request."""
     copied = dict(request)
-    for name in NESTED_IMAGE_FIELDS:
+    for name in AUDIO_FIELDS:
+        if isinstance(copied.get(name), dict):
+            copied[name] = dict(copied[name])
+    for name in (*NESTED_IMAGE_FIELDS, *NESTED_AUDIO_FIELDS):
         if isinstance(copied.get(name), list):
             copied[name] = [dict(item) if isinstance(item, dict) else item for item in copied[name]]
     for name, (_, list_key) in OBJECT_IMAGE_FIELDS.items():

@@ -17,9 +17,11 @@ from typing import Any
 from urllib.parse import quote
 
 from webhook_service.domain import (
+    advanced_lip_sync_rules,
     effects_rules,
     expand_rules,
     image_rules,
+    lip_sync_rules,
     multi_image2video_rules,
     multi_image_rules,
     text2video_rules,
@@ -147,6 +149,16 @@ TASK_TYPES: dict[str, TaskType] = {
         Output.VIDEO,
         video_extend_rules.RULES,
         "Create a video extension task (a video of one of your tasks, continued by 4 to 5 s)",
+    ),
+    "lip-sync": TaskType(
+        "lip-sync", "videos", Output.VIDEO, lip_sync_rules.RULES, "Create a lip-sync task (the older API)"
+    ),
+    "advanced-lip-sync": TaskType(
+        "advanced-lip-sync",
+        "videos",
+        Output.VIDEO,
+        advanced_lip_sync_rules.RULES,
+        "Create an advanced lip-sync task (a face from identify-face)",
     ),
     # Kling keeps image expansion one level deeper, at /v1/images/editing/expand: the group is two segments.
     "expand": TaskType(

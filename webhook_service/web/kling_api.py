@@ -34,6 +34,8 @@ from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
 from webhook_service.web.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
+from webhook_service.web.identify_face import PATH as IDENTIFY_FACE_PATH
+from webhook_service.web.identify_face import identify_face
 
 bp = Blueprint("kling_api", __name__)
 
@@ -172,3 +174,5 @@ def _route_every_task_type() -> None:
 
 
 _route_every_task_type()
+# Synchronous, no task: Kling's faces of a video, for an advanced lip-sync task (web/identify_face.py).
+bp.add_url_rule(IDENTIFY_FACE_PATH, "identify_face", identify_face, methods=["POST"])

@@ -125,6 +125,13 @@ class KlingClient:
             )
             return tasks
 
+    def answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A synchronous endpoint (identify-face, which makes no task): Kling's whole envelope, as it
+        answered (its request_id included), when the code is 0; otherwise the same errors as any call."""
+        with _observed(path.rsplit("/", 1)[-1]):
+            envelope: dict[str, Any] = self._call("POST", path, json=body, whole=True)
+            return envelope
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             return self._send(method, path, force_resign=False, **kwargs)
@@ -133,7 +140,7 @@ class KlingClient:
                 raise
             return self._send(method, path, force_resign=True, **kwargs)
 
-    def _send(self, method: str, path: str, *, force_resign: bool, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, *, force_resign: bool, whole: bool = False, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {self._bearer(force_resign, path)}"}
         try:
             response = self._http.request(method, path, headers=headers, **kwargs)
@@ -152,7 +159,7 @@ class KlingClient:
         code = envelope.get("code")
         request_id = envelope.get("request_id")
         if code == 0 and response.is_success:
-            return envelope.get("data")
+            return envelope if whole else envelope.get("data")
         message = str(envelope.get("message") or f"HTTP {response.status_code}")
         raise error_for(response.status_code, code if isinstance(code, int) else None, message, request_id)
 

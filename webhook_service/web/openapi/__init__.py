@@ -21,6 +21,7 @@ from webhook_service.web.auth import client_auth_required
 from webhook_service.web.context import current_services
 from webhook_service.web.openapi.endpoint_paths import SCHEMAS as ENDPOINT_SCHEMAS
 from webhook_service.web.openapi.endpoint_paths import endpoint_paths
+from webhook_service.web.openapi.identify_face_path import identify_face_paths
 from webhook_service.web.openapi.paths import drop_in_paths, service_paths
 from webhook_service.web.openapi.schemas import COMPONENTS, REF
 from webhook_service.web.openapi.unified_paths import unified_paths
@@ -39,6 +40,7 @@ def document(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
     unified, unified_shapes = unified_paths(settings)
     paths.update(unified)
     nested.update(unified_shapes)
+    paths.update(identify_face_paths(settings))
     paths.update(service_paths(settings))
     paths.update(endpoint_paths())
     return {

@@ -1,0 +1,73 @@
+"""`POST /v1/videos/identify-face` (and `/kling/v1/...`): Kling's face identification, passed through.
+
+Kling answers it at once, with no task: a `session_id` and the faces it found (`face_data[{face_id,
+face_image, start_time, end_time}]`), which an advanced lip-sync task then names. So the service
+checks the body as Kling documents it (domain/lip_sync_rules.py: exactly one of video_id and
+video_url), sends it upstream with the account's credentials through the one Kling client, and answers
+Kling's envelope unchanged, its request_id included (the one Kling's support knows).
+
+Nothing is recorded: no task, and no slot of the account's concurrency, which Kling counts in tasks;
+nothing is scoped by tenant either, since nothing is kept to keep apart. One log line says who asked
+and what came back. A refusal by Kling is answered with Kling's status, code and message, as a refused
+create is; no answer at all is a 502.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Response, jsonify, request
+
+from webhook_service.domain.body_rules import validate_body
+from webhook_service.domain.lip_sync_rules import IDENTIFY_FACE
+from webhook_service.domain.problems import RequestInvalid
+from webhook_service.integrations.kling import KlingError, KlingTransportError
+from webhook_service.web.auth import current_scope
+from webhook_service.web.context import current_services as services
+from webhook_service.web.errors import CODE_BAD_REQUEST, CODE_INTERNAL, ApiError, json_object
+
+PATH = "/v1/videos/identify-face"
+
+log = logging.getLogger(__name__)
+
+
+def refused(invalid: RequestInvalid) -> ApiError:
+    """As a create's refusal: the first problems in the message, every one in `errors`."""
+    problems = [p.as_dict() for p in invalid.problems]
+    summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])
+    if len(problems) > 3:
+        summary += f"; and {len(problems) - 3} more (every problem is in `errors`)"
+    return ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems)
+
+
+def identify_face() -> tuple[Response, int]:
+    body = json_object(request.get_data(), "the request body", request.content_type)
+    settings = services().settings
+    try:
+        clean = validate_body(
+            IDENTIFY_FACE,
+            body,
+            extra_fields=settings.kling_extra_fields,
+            allowed_hosts=settings.notify_allowed_hosts,
+        )
+    except RequestInvalid as invalid:
+        raise refused(invalid) from None
+    tenant = current_scope().tenant
+    try:
+        answer = services().kling.get().answer(PATH, clean)
+    except KlingError as error:
+        log.info("identify-face for tenant %s not answered: %s", tenant, error)
+        if isinstance(error, KlingTransportError) and not error.http_status:
+            raise ApiError(502, CODE_INTERNAL, f"Kling did not answer: {error.message}") from None
+        http = error.http_status if error.http_status and error.http_status >= 400 else 502
+        raise ApiError(http, error.code if error.code is not None else CODE_INTERNAL, error.message) from None
+    data = answer.get("data")
+    faces = data.get("face_data") if isinstance(data, dict) else None
+    session = data.get("session_id") if isinstance(data, dict) else None
+    log.info(
+        "identify-face for tenant %s: session %s, %s face(s)",
+        tenant,
+        session,
+        len(faces) if isinstance(faces, list) else "no",
+    )
+    return jsonify(answer), 200
