@@ -15,7 +15,7 @@ from kling_simulator import SimulatorServer
 from tests import test_task_types
 from tests.conftest import SIM_TOKEN, Service
 from tests.test_inputs import b64, noise_png, sent_upstream, stored_request
-from tests.test_task_types import archived
+from tests.test_task_types import archived, run
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import task_type
 from webhook_service.domain.unified_rules import IMAGE_TO_VIDEO_PATH, TEXT_TO_VIDEO_PATH
@@ -218,3 +218,15 @@ def test_tasks_answers_each_tenant_its_own_tasks_only(services_with, simulator) 
     other = service.http.get("/tasks", params={"task_ids": ids["a"]}, headers=as_b)
     assert other.status_code == 200 and other.json()["data"] == []
     assert service.http.get("/tasks", params={"task_ids": ids["a"]}).status_code == 401
+
+
+def test_cli_submits_unified_tasks_in_kling_s_shape(service: Service, simulator) -> None:
+    args = ("submit", "--type", I2V, "--prompt", PROMPT, "--image", FRAME, "--duration", "10")
+    result = run(service.app, *args, "--external-task-id", "cli-i2v")
+    assert result.exit_code == 0, result.output
+    (upstream,) = simulator.state.tasks()
+    sent = upstream["request"]
+    assert sent["contents"] == [{"type": "prompt", "text": PROMPT}, {"type": "first_frame", "url": FRAME}]
+    assert sent["settings"] == {"duration": 10} and sent["options"]["external_task_id"] == "cli-i2v"
+    refused = run(service.app, "submit", "--type", T2V, "--prompt", PROMPT, "--mode", "pro")
+    assert refused.exit_code == 2 and "mode: unknown field" in refused.stderr

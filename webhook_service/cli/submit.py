@@ -186,6 +186,27 @@ def _effect_body(
     return {**given, "input": {**wrapped, **moved}}, extra
 
 
+def _unified_body(given: dict[str, Any], image_to_video: bool) -> dict[str, Any]:
+    """The options in Kling's unified shape (--type kling-3.0-...): the ids in `options`, --duration (a
+    number there) and --aspect-ratio in `settings`, and for image to video --prompt, --image and
+    --image-tail as `contents`. The rest stays at the top, where validation names what is unknown."""
+    body: dict[str, Any] = {}
+    if options := {key: given.pop(key) for key in ("external_task_id", "callback_url") if key in given}:
+        body["options"] = options
+    settings = {key: given.pop(key) for key in ("duration", "aspect_ratio") if key in given}
+    if str(settings.get("duration", "")).isdigit():
+        settings["duration"] = int(settings["duration"])
+    if settings:
+        body["settings"] = settings
+    if image_to_video:
+        contents = [{"type": "prompt", "text": given.pop("prompt")}] if "prompt" in given else []
+        frames = (("image", "first_frame"), ("image_tail", "last_frame"))
+        contents += [{"type": kind, "url": given.pop(key)} for key, kind in frames if key in given]
+        if contents:
+            body["contents"] = contents
+    return {**given, **body}
+
+
 @click.command("submit")
 @click.option(
     "--type",
@@ -229,6 +250,8 @@ def submit(
         given, extra = _effect_body(given, images, extra)
     elif images:
         raise click.UsageError("--images is for --type effects; other types take --image or --image-list")
+    if task_type(type_name).unified:
+        given = _unified_body(given, "contents" in task_type(type_name).rules.field_types)
     if clash := sorted(set(given) & set(extra or {})):
         raise click.UsageError(f"--extra repeats {', '.join(clash)}: give each field once")
     svc = services()
