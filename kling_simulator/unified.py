@@ -1,5 +1,6 @@
-"""Kling's unified API in the simulator: `POST /text-to-video/kling-3.0`, `POST /image-to-video/kling-3.0`
-and `GET /tasks?task_ids=` or `?external_task_ids=`, Bearer the unified API key when one is configured.
+"""Kling's unified API in the simulator: `POST /text-to-video/kling-3.0`, `POST /image-to-video/kling-3.0`,
+`POST /omni-video/kling-3.0-omni` and `GET /tasks?task_ids=` or `?external_task_ids=`, Bearer the unified
+API key when one is configured.
 
 A unified task is made as the /v1 video task of its kind is (the same scenarios, the same real MP4s),
 marked `unified`: its options are read from `options`, its callbacks are always in the newer shape
@@ -20,6 +21,7 @@ from .state import SimError, SimState
 UNIFIED_PATHS = {
     "/text-to-video/kling-3.0": ("text2video", "prompt"),
     "/image-to-video/kling-3.0": ("image2video", "contents"),
+    "/omni-video/kling-3.0-omni": ("text2video", "contents"),
 }
 
 

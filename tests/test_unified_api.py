@@ -16,6 +16,7 @@ from tests import test_task_types
 from tests.conftest import SIM_TOKEN, Service
 from tests.test_inputs import b64, noise_png, sent_upstream, stored_request
 from tests.test_task_types import archived, run
+from webhook_service.domain.omni_rules import OMNI_VIDEO_PATH as OMNI
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import task_type
 from webhook_service.domain.unified_rules import IMAGE_TO_VIDEO_PATH, TEXT_TO_VIDEO_PATH
@@ -230,3 +231,60 @@ def test_cli_submits_unified_tasks_in_kling_s_shape(service: Service, simulator)
     assert sent["settings"] == {"duration": 10} and sent["options"]["external_task_id"] == "cli-i2v"
     refused = run(service.app, "submit", "--type", T2V, "--prompt", PROMPT, "--mode", "pro")
     assert refused.exit_code == 2 and "mode: unknown field" in refused.stderr
+
+
+def test_omni_video_round_trips_through_kling_to_an_archived_mp4(running, simulator, env) -> None:
+    service, workers = running
+    workers.start()
+    body = {
+        "contents": [
+            {"type": "prompt", "text": "make @video_1 rain"},
+            {"type": "base_video", "url": "https://example.com/street.mp4", "id": "video_1"},
+        ],
+        "settings": {"multi_shot": False, "audio": "original", "aspect_ratio": "16:9"},
+        "options": {"external_task_id": "u-omni"},
+    }
+    response = service.http.post(f"/kling{OMNI}", json=body)
+    assert response.status_code == 200, response.text
+    (upstream,) = simulator.state.tasks()
+    assert upstream["request"]["contents"] == body["contents"]
+    assert upstream["request"]["options"]["external_task_id"] == "u-omni"
+    view = archived_mp4(service, env, "u-omni")
+    assert view["type"] == "kling-3.0-omni-video"
+    (task,) = service.http.get("/tasks", params={"external_task_ids": "u-omni"}).json()["data"]
+    assert task["status"] == "succeeded" and task["outputs"][0]["archive_url"]
+
+
+def test_omni_video_bodies_are_checked_against_every_documented_rule() -> None:
+    omni = "kling-3.0-omni-video"
+    video = {"type": "feature_video", "url": "https://example.com/dance.mp4"}
+    assert task_type(omni).validate({"contents": [{"type": "prompt", "text": PROMPT}, video]})
+    elements = [{"type": "element", "element_id": str(n), "id": f"e{n}"} for n in range(4)]
+    assert problems(
+        omni,
+        {
+            "contents": [
+                {"type": "last_frame", "url": FRAME, "id": "x"},
+                {"type": "base_video", "url": b64(b"not a video by url")},
+                {**video, "id": "x"},
+                {"type": "refer_image", "url": FRAME},
+                *elements,
+            ],
+            "settings": {"multi_shot": True, "audio": "native"},
+        },
+    ) == {
+        ("contents[1].url", "format"),  # a video is a URL only
+        ("contents[2].id", "duplicate"),
+        ("contents[2]", "too_many"),  # one reference video
+        ("contents", "requires"),  # a last frame alone
+        ("contents", "too_many"),  # 5 reference images and elements with a video
+        ("contents[0]", "not_supported"),  # frames with a base_video
+        ("settings.multi_shot", "not_supported"),
+        ("settings.audio", "not_supported"),
+    }
+    assert problems(T2V, {"prompt": PROMPT, "settings": {"audio": "original"}}) == {
+        ("settings.audio", "not_supported")
+    }
+    assert problems(I2V, {"contents": [{"type": "first_frame", "url": FRAME}, video]}) == {
+        ("contents[1].type", "not_supported")
+    }

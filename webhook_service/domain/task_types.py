@@ -24,6 +24,7 @@ from webhook_service.domain import (
     lip_sync_rules,
     multi_image2video_rules,
     multi_image_rules,
+    omni_rules,
     text2video_rules,
     tryon_rules,
     unified_rules,
@@ -187,6 +188,14 @@ TASK_TYPES: dict[str, TaskType] = {
         unified_rules.IMAGE_TO_VIDEO,
         "Create a Kling 3.0 image-to-video task (unified API)",
         create_path=unified_rules.IMAGE_TO_VIDEO_PATH,
+    ),
+    "kling-3.0-omni-video": TaskType(
+        "kling-3.0-omni-video",
+        "videos",
+        Output.VIDEO,
+        omni_rules.RULES,
+        "Create a Kling 3.0 Omni video task (unified API)",
+        create_path=omni_rules.OMNI_VIDEO_PATH,
     ),
 }
 

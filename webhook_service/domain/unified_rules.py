@@ -52,12 +52,22 @@ MAX_FRAME_BYTES = 50 * 1024 * 1024
 DEFAULT_DURATION = 5
 OPTIONS = ("callback_url", "external_task_id", "watermark_info")
 CONTENT_TYPES = ("prompt", "first_frame", "last_frame", "element")
-# The keys each kind of `contents` item takes besides `type`.
-_ITEM_KEYS = {
-    "prompt": ("text",),
-    "first_frame": ("url",),
-    "last_frame": ("url",),
-    "element": ("element_id", "id"),
+# Every kind of `contents` item of the unified API (omni-video takes them all: domain/omni_rules.py).
+ALL_CONTENT_TYPES = (
+    "prompt",
+    "first_frame",
+    "last_frame",
+    "refer_image",
+    "feature_video",
+    "base_video",
+    "element",
+)
+# The keys each kind of image-to-video `contents` item takes besides `type`: (required, optional).
+_ITEM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "prompt": (("text",), ()),
+    "first_frame": (("url",), ()),
+    "last_frame": (("url",), ()),
+    "element": (("element_id", "id"), ()),
 }
 
 
@@ -99,7 +109,7 @@ Settings = shape(
     "settings",
     {
         "multi_shot": Annotated[bool, Strict()],
-        "audio": enum("native", "off"),
+        "audio": enum("native", "original", "off"),  # original: omni-video's, with a reference video
         "resolution": enum("720p", "1080p", "4k"),
         "aspect_ratio": enum("16:9", "9:16", "1:1"),
         "duration": Seconds,
@@ -112,7 +122,7 @@ Options = shape(
 Item = shape(
     "contents",
     {
-        "type": enum(*CONTENT_TYPES),
+        "type": enum(*ALL_CONTENT_TYPES),
         "text": NotRequired[Text],
         "url": NotRequired[Frame],
         "element_id": NotRequired[Name],
@@ -128,7 +138,7 @@ _SHOT = re.compile(
 )
 
 
-def _shot_problems(path: str, text: str, settings: dict[str, Any]) -> list[FieldProblem]:
+def shot_problems(path: str, text: str, settings: dict[str, Any]) -> list[FieldProblem]:
     """A prompt written as shots (it starts `shot 1, 3,`): the shots' rules, or nothing for any other."""
     if settings.get("multi_shot") is False or not _SHOT.match(text):
         return []
@@ -156,30 +166,44 @@ def _shot_problems(path: str, text: str, settings: dict[str, Any]) -> list[Field
     return problems
 
 
-def _settings(valid: dict[str, Any]) -> dict[str, Any]:
+def unified_settings(valid: dict[str, Any]) -> dict[str, Any]:
     settings = valid.get("settings")
     return settings if isinstance(settings, dict) else {}
 
 
+def _no_original_audio(valid: dict[str, Any]) -> list[FieldProblem]:
+    if unified_settings(valid).get("audio") != "original":
+        return []
+    message = "keeps a reference video's sound: omni-video's only (native or off here)"
+    return [FieldProblem("settings.audio", "not_supported", message)]
+
+
 def _text_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
     prompt = valid.get("prompt")
-    return _shot_problems("prompt", prompt, _settings(valid)) if isinstance(prompt, str) else []
+    problems = _no_original_audio(valid)
+    if isinstance(prompt, str):
+        problems += shot_problems("prompt", prompt, unified_settings(valid))
+    return problems
 
 
-def _item_problems(n: int, item: dict[str, Any]) -> list[FieldProblem]:
+def item_problems(
+    n: int, item: dict[str, Any], item_keys: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+) -> list[FieldProblem]:
+    """An item's keys against its type's (required, optional) keys in `item_keys`."""
     kind, problems = item["type"], []
-    for key in _ITEM_KEYS[kind]:
+    required, optional = item_keys[kind]
+    for key in required:
         if key not in item:
             problems.append(FieldProblem(f"contents[{n}].{key}", "missing", f"is required with type {kind}"))
-    for key in item.keys() - {"type", *_ITEM_KEYS[kind]}:
-        owners = " or ".join(name for name, keys in _ITEM_KEYS.items() if key in keys)
+    for key in item.keys() - {"type", *required, *optional}:
+        owners = " or ".join(name for name, keys in item_keys.items() if key in keys[0] + keys[1]) or "none"
         problems.append(FieldProblem(f"contents[{n}].{key}", "requires", f"only with type {owners}"))
     return problems
 
 
 def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
-    problems = []
-    if "aspect_ratio" in _settings(valid):
+    problems = _no_original_audio(valid)
+    if "aspect_ratio" in unified_settings(valid):
         message = "not taken by image to video: the first frame decides the aspect ratio"
         problems.append(FieldProblem("settings.aspect_ratio", "not_supported", message))
     contents = body.get("contents")
@@ -189,12 +213,16 @@ def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPr
     element_ids: set[str] = set()
     # The raw items, not only those that passed their types: one bad item hides no other problem.
     for n, item in enumerate(contents):
-        if not isinstance(item, dict) or item.get("type") not in CONTENT_TYPES:
+        if not isinstance(item, dict) or item.get("type") not in ALL_CONTENT_TYPES:
+            continue
+        if item["type"] not in CONTENT_TYPES:
+            message = f"image to video takes {', '.join(CONTENT_TYPES)} (the others are omni-video's)"
+            problems.append(FieldProblem(f"contents[{n}].type", "not_supported", message))
             continue
         seen[item["type"]].append(n)
-        problems += _item_problems(n, item)
+        problems += item_problems(n, item, _ITEM_KEYS)
         if item["type"] == "prompt" and isinstance(item.get("text"), str):
-            problems += _shot_problems(f"contents[{n}].text", item["text"], _settings(valid))
+            problems += shot_problems(f"contents[{n}].text", item["text"], unified_settings(valid))
         if item["type"] == "element" and isinstance(item.get("id"), str):
             if item["id"] in element_ids:
                 problems.append(FieldProblem(f"contents[{n}].id", "duplicate", "is used by another element"))

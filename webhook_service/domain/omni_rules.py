@@ -1,0 +1,142 @@
+"""The create body of Kling's unified omni-video API (``POST /omni-video/kling-3.0-omni``): a video from
+a prompt, images, elements and at most one video, or an edit of a video (docs/kling-endpoints.md, "The
+unified API", names the source). The field types and the shot rules are the unified API's
+(domain/unified_rules.py); the rules across items are here.
+
+* ``contents`` is required: ``prompt`` {text}, ``first_frame``, ``last_frame`` and ``refer_image`` {url,
+  optional id} (a URL or raw Base64 of at most 50 MB), ``feature_video`` (a video to take features from)
+  and ``base_video`` (a video to edit) {url, optional id}: a URL only, Kling takes no Base64 video;
+  ``element`` {element_id, id}. Each item its own keys only; the ``id`` s, which the prompt names, are
+  distinct. At most one prompt (as for image to video), one first frame, one last frame and only with a
+  first frame (a last frame alone is not supported), one reference video of either kind.
+* Counts: Kling's limits depend on whether each element is made from a video or from images, which only
+  Kling's element library knows; what holds for every mix is checked: reference images and elements
+  together at most 7, at most 4 with a reference video, and at most 3 elements with a first frame.
+* With a ``base_video``: no first or last frame, ``settings.multi_shot`` not true, ``settings.audio``
+  not native. With a ``feature_video``: ``multi_shot`` not false, ``audio`` off only.
+* ``settings.aspect_ratio``: Kling's table says it is required without a first frame or a reference
+  video, while its own prompt-only example leaves it out and the table gives it a default (16:9): it
+  stays optional here. The files' pixels, lengths and frame rates are left to Kling, which reads them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook_service.domain.body_rules import BodyRules
+from webhook_service.domain.field_types import is_http_url
+from webhook_service.domain.problems import FieldProblem
+from webhook_service.domain.unified_rules import (
+    ALL_CONTENT_TYPES,
+    Contents,
+    Options,
+    Settings,
+    item_problems,
+    shot_problems,
+    unified_settings,
+)
+
+MODEL = "kling-3.0-omni"
+OMNI_VIDEO_PATH = "/omni-video/kling-3.0-omni"
+IMAGES = ("first_frame", "last_frame", "refer_image")
+VIDEOS = ("feature_video", "base_video")
+_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "prompt": (("text",), ()),
+    **dict.fromkeys(IMAGES + VIDEOS, (("url",), ("id",))),
+    "element": (("element_id", "id"), ()),
+}
+MAX_REFERENCES = 7  # reference images and elements together, without a reference video
+MAX_REFERENCES_WITH_VIDEO = 4
+MAX_ELEMENTS_WITH_FRAME = 3
+
+
+def _items(contents: list[Any], settings: dict[str, Any]) -> tuple[list[FieldProblem], dict[str, list[int]]]:
+    """Each item's own problems, and where each kind of item is."""
+    problems: list[FieldProblem] = []
+    seen: dict[str, list[int]] = {kind: [] for kind in ALL_CONTENT_TYPES}
+    ids: set[str] = set()
+    for n, item in enumerate(contents):
+        if not isinstance(item, dict) or item.get("type") not in ALL_CONTENT_TYPES:
+            continue  # its type's problem is reported already
+        kind = item["type"]
+        seen[kind].append(n)
+        problems += item_problems(n, item, _KEYS)
+        if kind == "prompt" and isinstance(item.get("text"), str):
+            problems += shot_problems(f"contents[{n}].text", item["text"], settings)
+        if kind in VIDEOS and isinstance(item.get("url"), str) and not is_http_url(item["url"]):
+            message = "must be an http or https URL: Kling takes a video by URL only"
+            problems.append(FieldProblem(f"contents[{n}].url", "format", message))
+        if isinstance(item.get("id"), str):
+            if item["id"] in ids:
+                problems.append(FieldProblem(f"contents[{n}].id", "duplicate", "is used by another item"))
+            ids.add(item["id"])
+    return problems, seen
+
+
+def _counts(seen: dict[str, list[int]]) -> list[FieldProblem]:
+    problems = []
+    for kind, most in (("prompt", 1), ("first_frame", 1), ("last_frame", 1)):
+        for n in seen[kind][most:]:
+            problems.append(FieldProblem(f"contents[{n}]", "too_many", f"at most {most} of type {kind}"))
+    for n in sorted(seen["feature_video"] + seen["base_video"])[1:]:
+        message = "at most 1 reference video (feature_video or base_video)"
+        problems.append(FieldProblem(f"contents[{n}]", "too_many", message))
+    if seen["last_frame"] and not seen["first_frame"]:
+        message = "a last_frame needs a first_frame: a last frame alone is not supported"
+        problems.append(FieldProblem("contents", "requires", message))
+    video = bool(seen["feature_video"] or seen["base_video"])
+    most = MAX_REFERENCES_WITH_VIDEO if video else MAX_REFERENCES
+    if (count := len(seen["refer_image"]) + len(seen["element"])) > most:
+        message = f"has {count} reference images and elements; at most {most}" + (
+            " with a reference video" if video else ""
+        )
+        problems.append(FieldProblem("contents", "too_many", message))
+    if seen["first_frame"] and len(seen["element"]) > MAX_ELEMENTS_WITH_FRAME:
+        message = f"has {len(seen['element'])} elements; at most {MAX_ELEMENTS_WITH_FRAME} with a first frame"
+        problems.append(FieldProblem("contents", "too_many", message))
+    return problems
+
+
+def _with_video(seen: dict[str, list[int]], settings: dict[str, Any]) -> list[FieldProblem]:
+    """What a reference video rules out, by its kind."""
+    problems = []
+    if seen["base_video"]:
+        for n in seen["first_frame"] + seen["last_frame"]:
+            message = "not with a base_video (the video to edit sets its own frames)"
+            problems.append(FieldProblem(f"contents[{n}]", "not_supported", message))
+        if settings.get("multi_shot") is True:
+            message = "cannot be true with a base_video: an edited video is one shot"
+            problems.append(FieldProblem("settings.multi_shot", "not_supported", message))
+        if settings.get("audio") == "native":
+            message = "cannot be native with a base_video (original or off)"
+            problems.append(FieldProblem("settings.audio", "not_supported", message))
+    if seen["feature_video"]:
+        if settings.get("multi_shot") is False:
+            message = "cannot be false with a feature_video"
+            problems.append(FieldProblem("settings.multi_shot", "not_supported", message))
+        if settings.get("audio") not in (None, "off"):
+            message = "can only be off with a feature_video"
+            problems.append(FieldProblem("settings.audio", "not_supported", message))
+    return problems
+
+
+def _omni(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return []  # its type's problem is reported already
+    settings = unified_settings(valid)
+    problems, seen = _items(contents, settings)
+    return problems + _counts(seen) + _with_video(seen, settings)
+
+
+RULES = BodyRules(
+    field_types={"contents": Contents, "settings": Settings, "options": Options},
+    required=("contents",),
+    default_model=MODEL,
+    description=(
+        "Kling's unified omni-video create body (kling-3.0-omni). contents: at most one prompt, one "
+        "first_frame, one last_frame (with a first frame), one reference video (feature_video or "
+        "base_video, a URL); reference images and elements at most 7 (4 with a video); ids distinct."
+    ),
+    cross_field=(_omni,),
+)
