@@ -10,9 +10,11 @@ domain/body_rules.py applies the field types; the rules across fields are here.
   distinct ``id`` s. Kling gives no count for prompts: one prompt item at most here, as a second would
   leave which text counts to chance. A frame is a URL or raw Base64 of at most 50 MB (not the /v1 API's
   10 MB); pixels and aspect left to Kling, which reads the image anyway.
-* ``settings``: ``multi_shot`` boolean, ``audio`` native/off, ``resolution`` 720p/1080p/4k, ``duration``
-  an integer from 3 to 15 (a JSON number: the /v1 API's string ``"5"`` is refused with a message saying
-  so), ``aspect_ratio`` 16:9/9:16/1:1 for text to video only (for image to video the frame decides it).
+* ``settings``: ``multi_shot`` boolean, ``audio`` native/off (omni-video's ``original``, a reference
+  video's sound, is refused here, as omni's item types are for image to video), ``resolution``
+  720p/1080p/4k, ``duration`` an integer from 3 to 15 (a JSON number: the /v1 API's string ``"5"`` is
+  refused with a message saying so), ``aspect_ratio`` 16:9/9:16/1:1 for text to video only (for image
+  to video the frame decides it).
 * ``options``: ``callback_url``, ``external_task_id`` and ``watermark_info``, each as in the /v1 API.
 * A multi-shot prompt (one that starts ``shot 1, 3, ...``) is written ``shot n, m, words;``: 1 to 6
   shots numbered from 1, each of ``m`` >= 1 seconds, their seconds adding up to the video's duration
