@@ -125,6 +125,7 @@ def _value(name: str, a: dict[str, str]) -> str:
     """What to put in a parameter: A's object for a path parameter, something valid for a query one."""
     return {
         "task_ref": a["task_id"],
+        "task_ids": a["task_id"],  # GET /tasks (Kling's unified API) asked for A's task
         "index": "0",
         "delivery_id": a["delivery_id"],
         "endpoint": a["endpoint"],
