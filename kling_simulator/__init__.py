@@ -1,6 +1,7 @@
 """A fake of Kling's task API (image2video, text2video, multi-image to video, and the image types, image
 generations, virtual try-on, multi-image to image and image expansion, whose results are small real
-PNGs, `n` of them), served on loopback for the run command, tests and benchmarks.
+PNGs, `n` of them), and Kling's unified API (kling-3.0 text to video, image to video and omni video,
+`GET /tasks`: kling_simulator/unified.py), served on loopback for the run command, tests and benchmarks.
 
     with SimulatorServer(token="t") as sim:       # or access_key=..., secret_key=... for JWT auth
         sim.state.set_default({"steps": [{"status": "succeed", "delay": 0.1}]})
