@@ -288,3 +288,13 @@ def test_omni_video_bodies_are_checked_against_every_documented_rule() -> None:
     assert problems(I2V, {"contents": [{"type": "first_frame", "url": FRAME}, video]}) == {
         ("contents[1].type", "not_supported")
     }
+
+
+def test_an_uncertain_create_is_looked_up_at_kling_tasks_not_sent_again(service: Service, simulator) -> None:
+    error = {"http": 500, "code": 5000, "message": "server error", "after_create": True}
+    simulator.state.set_scenario("u-unsure", {"create_error": error})
+    body = {"prompt": PROMPT, "options": {"external_task_id": "u-unsure"}}
+    response = service.http.post(TEXT_TO_VIDEO_PATH, json=body)
+    assert response.status_code == 200, response.text  # found by its id at /tasks: not refused, not resent
+    (upstream,) = simulator.state.tasks()
+    assert response.json()["data"]["id"] == upstream["task_id"]
