@@ -298,3 +298,35 @@ def test_an_uncertain_create_is_looked_up_at_kling_tasks_not_sent_again(service:
     assert response.status_code == 200, response.text  # found by its id at /tasks: not refused, not resent
     (upstream,) = simulator.state.tasks()
     assert response.json()["data"]["id"] == upstream["task_id"]
+
+
+def test_post_tasks_lists_the_callers_tasks_by_cursor(service: Service, simulator) -> None:
+    for n in range(3):
+        body = {"prompt": PROMPT, "options": {"external_task_id": f"l-{n}"}}
+        assert service.http.post(TEXT_TO_VIDEO_PATH, json=body).status_code == 200
+    first = service.http.post("/tasks", json={"limit": 2}).json()["data"]
+    assert [task["external_id"] for task in first["result"]] == ["l-2", "l-1"]
+    assert first["count"] == 2 and first["has_more"] and first["next_cursor"]
+    rest = service.http.post("/kling/tasks", json={"cursor": first["next_cursor"], "limit": 2}).json()["data"]
+    assert [task["external_id"] for task in rest["result"]] == ["l-0"]
+    assert rest["has_more"] is False and rest["next_cursor"] == ""
+    assert service.http.post("/tasks").json()["data"]["count"] == 3  # no body: every field has a default
+    by_kind = {"filters": [{"key": "product_type", "values": ["image", "try_on"]}]}
+    assert service.http.post("/tasks", json=by_kind).json()["data"]["result"] == []
+    window = {"start_time": "0", "end_time": "1000"}
+    assert service.http.post("/tasks", json=window).json()["data"]["result"] == []
+
+    bad = {"limit": 0, "start_time": 5, "filters": [{"key": "state", "values": ["done"]}], "cursr": "x"}
+    refused = service.http.post("/tasks", json=bad)
+    assert refused.status_code == 400
+    assert {(e["field"], e["code"]) for e in refused.json()["errors"]} == {
+        ("limit", "range"),
+        ("start_time", "type"),
+        ("filters[0].key", "enum"),
+        ("cursr", "unknown_field"),
+    }
+    later = service.http.post("/tasks", json={"start_time": "2000", "end_time": "1000"}).json()["errors"]
+    assert later == [{"field": "start_time", "code": "range", "message": "must be before end_time"}]
+    statuses = {"filters": [{"key": "status", "values": ["done"]}], "cursor": "not-ours"}
+    fields = {(e["field"], e["code"]) for e in service.http.post("/tasks", json=statuses).json()["errors"]}
+    assert fields == {("filters[0].values[0]", "enum"), ("cursor", "format")}

@@ -5,21 +5,24 @@ Registered at the root, as Kling serves it, and under ``/kling``, as the gateway
 through the same validation, queue and submission as a /v1 create (web/kling_api.py `create`), only
 its body and its answer are the unified API's. ``GET /tasks`` answers the caller's own tasks only
 (another tenant's are as absent as unknown ones): Kling does not document what it answers for an
-unknown id, so an unknown id is left out of `data`, as a batch of several ids needs anyway.
+unknown id, so an unknown id is left out of `data`, as a batch of several ids needs anyway. ``POST
+/tasks`` lists them by cursor (domain/unified_list.py).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import TASK_TYPES
 from webhook_service.domain.tasks import Task
 from webhook_service.domain.unified import MAX_IDS, task_view
+from webhook_service.domain.unified_list import list_page
 from webhook_service.domain.unified_rules import TASKS_PATH
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
-from webhook_service.web.errors import CODE_BAD_REQUEST, ApiError, envelope
-from webhook_service.web.kling_api import create
+from webhook_service.web.errors import CODE_BAD_REQUEST, ApiError, envelope, json_object
+from webhook_service.web.kling_api import _refusal, create
 
 bp = Blueprint("unified_api", __name__)
 _BY = ("task_ids", "external_task_ids")
@@ -67,6 +70,26 @@ def query_tasks() -> Response:
     found = [task for ref in ids if (task := store.find(ref, scope)) is not None and _named(task, by, ref)]
     base_url = services().settings.public_base_url
     return jsonify(envelope(0, "SUCCEED", [task_view(task, base_url) for task in found]))
+
+
+@bp.post(TASKS_PATH)
+def list_tasks() -> Response:
+    """Kling's list by cursor (domain/unified_list.py); no body is an empty one: every field is optional."""
+    raw = request.get_data()
+    body = json_object(raw, "the request body", request.content_type) if raw.strip() else {}
+    try:
+        page = list_page(services().store, current_scope(), body)
+    except RequestInvalid as invalid:
+        raise _refusal(invalid) from None
+    base_url = services().settings.public_base_url
+    result = [task_view(task, base_url) for task in page.tasks]
+    data = {
+        "result": result,
+        "count": len(result),
+        "next_cursor": page.next_cursor,
+        "has_more": page.has_more,
+    }
+    return jsonify(envelope(0, "SUCCEED", data))
 
 
 def _route_unified_types() -> None:

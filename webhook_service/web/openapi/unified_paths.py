@@ -7,12 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_service.config import Settings
+from webhook_service.domain import unified_list
 from webhook_service.domain.body_rules import body_json_schema
 from webhook_service.domain.task_types import TASK_TYPES
 from webhook_service.domain.unified import MAX_IDS
 from webhook_service.domain.unified_rules import TASKS_PATH
 from webhook_service.web.openapi.paths import JSON, _answer, _errors, _op, _param
 from webhook_service.web.openapi.schemas import MS, REF, STRING, envelope, obj
+
+BOOL = {"type": "boolean"}
 
 _STATUS = {"enum": ["queued", "submitted", "processing", "succeeded", "failed"]}
 _CREATED = obj(
@@ -52,7 +55,10 @@ _IDS = {"type": "string", "minLength": 1, "description": f"comma-separated, at m
 def unified_paths(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     """The path items, and the nested shapes their bodies refer to."""
     paths: dict[str, Any] = {}
-    nested: dict[str, Any] = {}
+    list_body, nested = body_json_schema(unified_list.RULES, ref_template=REF)
+    page = obj(
+        {"result": _task_list(), "count": {"type": "integer"}, "next_cursor": STRING, "has_more": BOOL}
+    )
     for prefix, suffix in (("", ""), ("/kling", "ViaGateway")):
         for kind in TASK_TYPES.values():
             if not kind.unified:
@@ -86,7 +92,17 @@ def unified_paths(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
                 },
                 operationId=f"queryTasks{suffix}",
                 parameters=[_param("task_ids", "query", _IDS), _param("external_task_ids", "query", _IDS)],
-            )
+            ),
+            "post": _op(
+                "Kling unified API",
+                "The caller's tasks created in a time window, newest first, a page at a time by cursor",
+                {
+                    "200": _answer("a page (`next_cursor` empty on the last)", envelope(page)),
+                    **_errors("400", "401", "429", "413", "503"),
+                },
+                operationId=f"listTasks{suffix}",
+                requestBody={"required": False, "content": {JSON: {"schema": list_body}}},
+            ),
         }
     return paths, nested
 
