@@ -80,21 +80,29 @@ def is_http_url(value: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
-def _check_image(value: str) -> str:
-    """Kling takes a URL or raw Base64; a Base64 string never contains ':', so a colon means URL."""
-    if value[:5].lower() == "data:":
-        raise PydanticCustomError("format", "must be raw Base64: strip the 'data:...;base64,' prefix")
-    if ":" in value:
-        if not is_http_url(value):
-            raise PydanticCustomError("format", "must be an http or https URL with a host, or raw Base64")
+def image_check(max_bytes: int, limit: str) -> Callable[[str], str]:
+    """Kling takes an image as a URL or raw Base64 (a Base64 string never contains ':', so a colon
+    means URL) of at most `max_bytes` decoded: 10 MB in the /v1 API, 50 MB in the unified one."""
+
+    def check(value: str) -> str:
+        if value[:5].lower() == "data:":
+            raise PydanticCustomError("format", "must be raw Base64: strip the 'data:...;base64,' prefix")
+        if ":" in value:
+            if not is_http_url(value):
+                raise PydanticCustomError("format", "must be an http or https URL with a host, or raw Base64")
+            return value
+        try:
+            size = len(base64.b64decode(value, validate=True))
+        except binascii.Error:
+            raise PydanticCustomError("format", "is neither an http(s) URL nor valid Base64") from None
+        if size > max_bytes:
+            raise PydanticCustomError("too_large", f"decodes to more than {limit}, Kling's limit")
         return value
-    try:
-        size = len(base64.b64decode(value, validate=True))
-    except binascii.Error:
-        raise PydanticCustomError("format", "is neither an http(s) URL nor valid Base64") from None
-    if size > MAX_IMAGE_BYTES:
-        raise PydanticCustomError("too_large", "decodes to more than 10 MB, Kling's limit")
-    return value
+
+    return check
+
+
+_check_image = image_check(MAX_IMAGE_BYTES, "10 MB")
 
 
 def _reject_number(value: object) -> object:

@@ -28,8 +28,6 @@ service's own callback_url, when the task goes to Kling.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Annotated, Any, NotRequired
 
@@ -37,7 +35,16 @@ from pydantic import AfterValidator, BeforeValidator, Field, Strict, StringConst
 from pydantic_core import PydanticCustomError
 
 from webhook_service.domain.body_rules import BodyRules, validate_body
-from webhook_service.domain.field_types import TaskId, Url, Watermark, between, documented, enum, shape
+from webhook_service.domain.field_types import (
+    TaskId,
+    Url,
+    Watermark,
+    between,
+    documented,
+    enum,
+    image_check,
+    shape,
+)
 from webhook_service.domain.field_types import is_http_url as _is_http_url
 from webhook_service.domain.problems import FieldProblem, RequestInvalid
 from webhook_service.integrations.outbound import refusal_of_url
@@ -73,21 +80,7 @@ _ITEM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def _check_frame(value: str) -> str:
-    """As the /v1 API's images (a ':' means a URL), with the unified API's 50 MB."""
-    if value[:5].lower() == "data:":
-        raise PydanticCustomError("format", "must be raw Base64: strip the 'data:...;base64,' prefix")
-    if ":" in value:
-        if not _is_http_url(value):
-            raise PydanticCustomError("format", "must be an http or https URL with a host, or raw Base64")
-        return value
-    try:
-        size = len(base64.b64decode(value, validate=True))
-    except binascii.Error:
-        raise PydanticCustomError("format", "is neither an http(s) URL nor valid Base64") from None
-    if size > MAX_FRAME_BYTES:
-        raise PydanticCustomError("too_large", "decodes to more than 50 MB, Kling's limit")
-    return value
+_check_frame = image_check(MAX_FRAME_BYTES, "50 MB")  # as the /v1 API's images, with 50 MB
 
 
 def _not_a_string(value: object) -> object:
