@@ -17,13 +17,13 @@ from kling_simulator.images import tiny_png
 from tests import test_task_types
 from tests.conftest import Service
 from tests.test_image_generation import run
-from tests.test_image_types import message, problems
+from tests.test_image_types import found_at_its_own_path_only, message, problems
 from tests.test_inputs import b64, sent_upstream, stored_request
 from tests.test_task_types import archived
 from webhook_service.domain import effect_scenes
 from webhook_service.domain.archive_layout import task_folder
 from webhook_service.domain.effects_rules import SCENES
-from webhook_service.domain.task_types import TASK_TYPES, task_type
+from webhook_service.domain.task_types import task_type
 
 running = test_task_types.running  # the service and real workers, archiving at once
 
@@ -182,22 +182,6 @@ def test_an_invalid_effects_request_is_refused_over_http_with_every_problem(
     assert simulator.state.tasks() == []
 
 
-def found_at_its_own_path_only(service: Service, external_id: str, task_id: str) -> None:
-    """Kling finds an effects task by either id at /v1/videos/effects, under / and /kling, and nowhere else;
-    its video is an archived copy."""
-    for prefix in ("", "/kling"):
-        for ref in (external_id, task_id):
-            data = service.http.get(f"{prefix}{EFFECTS}/{ref}").json()["data"]
-            assert data["task_id"] == task_id and data["task_info"]["external_task_id"] == external_id
-            (video,) = data["task_result"]["videos"]
-            assert video["archive_url"] and video["duration"] == "10"
-        listed = service.http.get(f"{prefix}{EFFECTS}", params={"pageNum": 1, "pageSize": 5}).json()["data"]
-        assert [task["task_id"] for task in listed] == [task_id]
-    for other in {kind.path for kind in TASK_TYPES.values() if not kind.unified} - {EFFECTS}:
-        refused = service.http.get(f"{other}/{external_id}")
-        assert refused.status_code == 404 and refused.json()["code"] == 1203
-
-
 def test_a_two_person_effect_round_trips_to_an_archived_mp4_with_its_photos_in_inputs(
     running, simulator, env
 ) -> None:
@@ -244,7 +228,8 @@ def test_a_two_person_effect_round_trips_to_an_archived_mp4_with_its_photos_in_i
 
     (task,) = simulator.state.tasks()
     assert task["type"] == "effects"
-    found_at_its_own_path_only(service, "fx-e2e", task["task_id"])
+    view = found_at_its_own_path_only(service, EFFECTS, "fx-e2e", task["task_id"])
+    assert [video["duration"] for video in view["task_result"]["videos"]] == ["10"]
 
 
 @pytest.mark.parametrize("scene", ["bloombloom", "net_the_fish"])

@@ -20,7 +20,7 @@ from tests.test_inputs import b64, sent_upstream, stored_request
 from tests.test_task_types import archived
 from webhook_service.domain.archive_layout import task_folder
 from webhook_service.domain.problems import RequestInvalid
-from webhook_service.domain.task_types import TASK_TYPES, task_type
+from webhook_service.domain.task_types import TASK_TYPES, Output, task_type
 
 running = test_task_types.running  # the service and real workers, archiving at once
 
@@ -61,19 +61,25 @@ def round_trip(service: Service, path: str, body: dict[str, Any], env: dict[str,
     return view
 
 
-def found_at_its_own_path_only(service: Service, path: str, external_id: str, task_id: str) -> None:
-    """Kling finds a task by either id at its type's path, under / and /kling, and nowhere else."""
+def found_at_its_own_path_only(service: Service, path: str, external_id: str, task_id: str) -> dict[str, Any]:
+    """Kling finds a task by either id at its type's path, under / and /kling, and nowhere else; its
+    results (videos or images, by its type) link their archived copies. Returns Kling's view of it."""
+    (kind,) = (kind for kind in TASK_TYPES.values() if kind.path == path)
+    results = "videos" if kind.output is Output.VIDEO else "images"
     for prefix in ("", "/kling"):
         for ref in (external_id, task_id):
             data = service.http.get(f"{prefix}{path}/{ref}").json()["data"]
             assert data["task_id"] == task_id and data["task_info"]["external_task_id"] == external_id
-            assert all(image["archive_url"] for image in data["task_result"]["images"])
+            assert data["task_result"][results] and all(
+                r["archive_url"] for r in data["task_result"][results]
+            )
         listed = service.http.get(f"{prefix}{path}", params={"pageSize": 5}).json()["data"]
         assert [task["task_id"] for task in listed] == [task_id]
     for other in {kind.path for kind in TASK_TYPES.values() if not kind.unified} - {path}:
         refused = service.http.get(f"{other}/{external_id}")
         assert refused.status_code == 404 and refused.json()["code"] == 1203
         assert service.http.get(other).json()["data"] == []
+    return data
 
 
 def test_try_on_lives_at_kling_try_on_path() -> None:

@@ -20,7 +20,7 @@ import pytest
 from tests import test_task_types
 from tests.conftest import Service
 from tests.test_image_generation import run
-from tests.test_image_types import message, problems
+from tests.test_image_types import found_at_its_own_path_only, message, problems
 from tests.test_inputs import b64, sent_upstream, stored_request
 from tests.test_task_types import archived
 from webhook_service.domain.archive_layout import task_folder
@@ -311,20 +311,6 @@ def test_identify_face_passes_kling_refusals_on_and_refuses_bad_bodies_itself(
         ("videoUrl", "unknown_field"),
     }
     assert service.http.get(IDENTIFY).status_code == 405  # POST only, as at Kling
-
-
-def found_at_its_own_path_only(service: Service, path: str, external_id: str, task_id: str) -> None:
-    """Kling finds a task by either id at its type's path, under / and /kling, and nowhere else."""
-    for prefix in ("", "/kling"):
-        for ref in (external_id, task_id):
-            data = service.http.get(f"{prefix}{path}/{ref}").json()["data"]
-            assert data["task_id"] == task_id and data["task_info"]["external_task_id"] == external_id
-            assert data["task_result"]["videos"][0]["archive_url"]
-        listed = service.http.get(f"{prefix}{path}", params={"pageSize": 5}).json()["data"]
-        assert [task["task_id"] for task in listed] == [task_id]
-    for other in {kind.path for kind in TASK_TYPES.values() if not kind.unified} - {path}:
-        refused = service.http.get(f"{other}/{external_id}")
-        assert refused.status_code == 404 and refused.json()["code"] == 1203
 
 
 def archived_video(service: Service, external_id: str, env: dict[str, str]) -> dict[str, Any]:

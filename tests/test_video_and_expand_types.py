@@ -19,7 +19,7 @@ from tests.test_image_types import found_at_its_own_path_only, message, problems
 from tests.test_inputs import b64, sent_upstream, stored_request
 from tests.test_task_types import archived, run
 from webhook_service.domain.archive_layout import task_folder
-from webhook_service.domain.task_types import TASK_TYPES, task_type
+from webhook_service.domain.task_types import task_type
 
 running = test_task_types.running  # the service and real workers, archiving at once
 
@@ -202,20 +202,6 @@ def test_invalid_requests_are_refused_over_http_with_every_problem(service: Serv
     assert simulator.state.tasks() == []
 
 
-def found_video_at_its_own_path_only(service: Service, path: str, external_id: str, task_id: str) -> None:
-    """As found_at_its_own_path_only, for a video: its archived video linked from Kling's view."""
-    for prefix in ("", "/kling"):
-        for ref in (external_id, task_id):
-            data = service.http.get(f"{prefix}{path}/{ref}").json()["data"]
-            assert data["task_id"] == task_id and data["task_info"]["external_task_id"] == external_id
-            assert data["task_result"]["videos"][0]["archive_url"]
-        listed = service.http.get(f"{prefix}{path}", params={"pageSize": 5}).json()["data"]
-        assert [task["task_id"] for task in listed] == [task_id]
-    for other in {kind.path for kind in TASK_TYPES.values() if not kind.unified} - {path}:
-        assert service.http.get(f"{other}/{external_id}").status_code == 404
-        assert service.http.get(other).json()["data"] == []
-
-
 def test_a_multi_image2video_task_round_trips_with_its_elements_in_inputs(running, simulator, env) -> None:
     service, workers = running
     workers.start()
@@ -248,7 +234,7 @@ def test_a_multi_image2video_task_round_trips_with_its_elements_in_inputs(runnin
 
     (task,) = simulator.state.tasks()
     assert task["type"] == "multi-image2video"
-    found_video_at_its_own_path_only(service, MI2V, "mi2v-e2e", task["task_id"])
+    found_at_its_own_path_only(service, MI2V, "mi2v-e2e", task["task_id"])
 
 
 def test_an_expand_task_round_trips_to_n_archived_images_with_its_image_in_inputs(
