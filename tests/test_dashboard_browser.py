@@ -248,7 +248,9 @@ def test_operator_replays_dead_letters_since_a_time_sees_the_system_and_logs_out
     expect(page.locator("#delivery-list tr.delivery")).to_have_count(2)
     system_panel = page.locator("#system")
     expect(system_panel).to_contain_text("1 alive")
-    expect(system_panel.locator("meter")).to_have_attribute("max", "5")
+    expect(system_panel.locator("meter")).to_have_count(3)  # one per resource pack
+    for pack in ("video", "image", "tryon"):
+        expect(system_panel.locator(f'[data-pack="{pack}"] meter')).to_have_attribute("max", "5")
     for queue in ("submit", "archive", "notify", "maintenance"):
         expect(system_panel.locator(f'tr[data-queue="{queue}"]')).to_be_visible()
     screenshot(page, "04-deliveries")
