@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from typing import Any
 
 from flask import Flask
 
@@ -17,13 +18,20 @@ KEY_B = "team-b-key-0123456789abcdef"
 CLOCK = itertools.count(1_780_000_000_000)
 
 
-def add_task(app: Flask, external_id: str, type_name: str, status: Status, tenant: str = "default") -> None:
+def add_task(
+    app: Flask,
+    external_id: str,
+    type_name: str,
+    status: Status,
+    tenant: str = "default",
+    request: dict[str, Any] | None = None,
+) -> None:
     """Each a millisecond after the last, so that newest first is one order."""
     store = app.extensions["webhook_service"].store
     created = next(CLOCK)
     task = Task(external_task_id=external_id, tenant=tenant, type=type_name, model_name="kling-v1")
     task.created_at = task.updated_at = created
-    store.create(task, {"prompt": f"prompt of {external_id}"})
+    store.create(task, request or {"prompt": f"prompt of {external_id}"})
     update = StatusUpdate(status=status, task_id=f"kling-{external_id}")
     store.update(external_id, lambda t: apply_update(t, update), history={"event": "status"})
 
@@ -89,3 +97,24 @@ def test_the_dashboard_filters_by_type_and_shows_it(app: Flask) -> None:
     assert older is None  # 15 tasks: one page
     assert "of type expand" in client.get("/?type=expand").text  # "No task matches ... of type expand."
     assert client.get("/?type=no-such-type").status_code == 200  # an unknown type filters nothing
+
+
+def test_the_list_shows_what_each_type_asks_for_where_its_body_keeps_it(app: Flask) -> None:
+    """Not every body has a top-level prompt: a unified one nests it, lip-sync says its words in
+    `input.text`, an effects task names a scene."""
+    bodies = {
+        "unified": ("kling-3.0-image-to-video", {"contents": [{"type": "prompt", "text": "a slow pan"}]}),
+        "talking": ("lip-sync", {"input": {"mode": "text2video", "text": "Hello there"}}),
+        "hugging": ("effects", {"effect_scene": "hug", "input": {"images": ["a", "b"]}}),
+        "dressed": ("kolors-virtual-try-on", {"human_image": "h", "cloth_image": "c"}),
+    }
+    for name, (type_name, request) in bodies.items():
+        add_task(app, name, type_name, Status.SUCCEED, request=request)
+    page = app.test_client().get("/").text
+    prompts = dict(re.findall(r'data-task="([^"]+)".*?<td class="prompt" title="([^"]*)"', page, re.S))
+    assert prompts == {
+        "unified": "a slow pan",
+        "talking": "Hello there",
+        "hugging": "effect: hug",
+        "dressed": "",
+    }

@@ -91,7 +91,7 @@ def _normalise(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "")
 
 
-def _close_matches(name: str, candidates: Iterable[str], cutoff: float) -> list[str]:
+def close_matches(name: str, candidates: Iterable[str], cutoff: float) -> list[str]:
     """Known names resembling ``name``, best first, ignoring case, '_' and '-' (catches camelCase)."""
     by_normal, normal = {_normalise(candidate): candidate for candidate in candidates}, _normalise(name)
     if normal in by_normal:
@@ -101,7 +101,7 @@ def _close_matches(name: str, candidates: Iterable[str], cutoff: float) -> list[
 
 
 def _unknown_message(name: str, candidates: Iterable[str], otherwise: str) -> str:
-    hints = _close_matches(name, candidates, HINT_CUTOFF)
+    hints = close_matches(name, candidates, HINT_CUTOFF)
     if hints:
         return "unknown field; did you mean " + " or ".join(f"'{hint}'" for hint in hints) + "?"
     return f"unknown field; {otherwise}"
@@ -110,7 +110,7 @@ def _unknown_message(name: str, candidates: Iterable[str], otherwise: str) -> st
 def _unknown_top_level(name: str, known: frozenset[str], extra_fields: frozenset[str]) -> FieldProblem | None:
     if name in extra_fields:
         return None
-    if "*" in extra_fields and not _close_matches(name, known, MISSPELLING_CUTOFF):
+    if "*" in extra_fields and not close_matches(name, known, MISSPELLING_CUTOFF):
         return None
     otherwise = "a new Kling field can be let through with the KLING_EXTRA_FIELDS setting"
     return FieldProblem(name, "unknown_field", _unknown_message(name, known, otherwise))

@@ -43,7 +43,7 @@ from webhook_service.domain.body_rules import (
     HINT_CUTOFF,
     MISSPELLING_CUTOFF,
     BodyRules,
-    _close_matches,
+    close_matches,
     field_problems,
 )
 from webhook_service.domain.field_types import COMMON_FIELDS, Duration, Image, documented, enum
@@ -111,7 +111,7 @@ INPUT_KEYS = ("image", "images", "duration", "model_name", "mode")
 
 
 def _scene_message(scene: str) -> str:
-    hints = _close_matches(scene, SCENES, HINT_CUTOFF)
+    hints = close_matches(scene, SCENES, HINT_CUTOFF)
     hint = "did you mean " + " or ".join(f"'{h}'" for h in hints) + "? " if hints else ""
     single = [name for name, group in SCENES.items() if group in (SINGLE, FIRST_SINGLE)]
     two = [name for name, group in SCENES.items() if group in (TWO_IMAGE, FIRST_TWO_PERSON)]
@@ -125,7 +125,7 @@ def _scene_message(scene: str) -> str:
 def _new_scene_allowed(scene: str, extra_fields: frozenset[str]) -> bool:
     if SCENE_PREFIX + scene in extra_fields:
         return True
-    return "*" in extra_fields and not _close_matches(scene, SCENES, MISSPELLING_CUTOFF)
+    return "*" in extra_fields and not close_matches(scene, SCENES, MISSPELLING_CUTOFF)
 
 
 def _unknown_key(scene: str, group: Group, key: str, extra_fields: frozenset[str]) -> FieldProblem | None:
@@ -134,10 +134,10 @@ def _unknown_key(scene: str, group: Group, key: str, extra_fields: frozenset[str
         takes = ", ".join(group.fields)
         return FieldProblem(path, "unknown_field", f"not taken by {scene}, {group.kind}; it takes {takes}")
     if path in extra_fields or (
-        "*" in extra_fields and not _close_matches(key, group.fields, MISSPELLING_CUTOFF)
+        "*" in extra_fields and not close_matches(key, group.fields, MISSPELLING_CUTOFF)
     ):
         return None
-    hints = _close_matches(key, group.fields, HINT_CUTOFF)
+    hints = close_matches(key, group.fields, HINT_CUTOFF)
     if hints:
         message = "unknown field; did you mean " + " or ".join(f"'{h}'" for h in hints) + "?"
     else:

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.http import HTTP_STATUS_CODES
 
 from webhook_service.domain.errors import InputsNotStored
+from webhook_service.domain.problems import RequestInvalid
 
 StartResponse = Callable[..., Any]
 
@@ -57,6 +58,15 @@ def storage_unavailable(error: Exception) -> ApiError:
 def bad_body(code: str, message: str) -> ApiError:
     """A 400 about the body as a whole: the message, and the same as one `errors` entry (field "")."""
     return ApiError(400, CODE_BAD_REQUEST, message, errors=[{"field": "", "code": code, "message": message}])
+
+
+def invalid_request(invalid: RequestInvalid) -> ApiError:
+    """A refused body, whatever the endpoint: the first problems in the message, every one in `errors`."""
+    problems = [p.as_dict() for p in invalid.problems]
+    summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])
+    if len(problems) > 3:
+        summary += f"; and {len(problems) - 3} more (every problem is in `errors`)"
+    return ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems)
 
 
 def json_object(raw: bytes, what: str, content_type: str | None = None) -> dict[str, Any]:

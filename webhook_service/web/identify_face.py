@@ -24,20 +24,11 @@ from webhook_service.domain.problems import RequestInvalid
 from webhook_service.integrations.kling import KlingError, KlingTransportError
 from webhook_service.web.auth import current_scope
 from webhook_service.web.context import current_services as services
-from webhook_service.web.errors import CODE_BAD_REQUEST, CODE_INTERNAL, ApiError, json_object
+from webhook_service.web.errors import CODE_INTERNAL, ApiError, invalid_request, json_object
 
 PATH = "/v1/videos/identify-face"
 
 log = logging.getLogger(__name__)
-
-
-def refused(invalid: RequestInvalid) -> ApiError:
-    """As a create's refusal: the first problems in the message, every one in `errors`."""
-    problems = [p.as_dict() for p in invalid.problems]
-    summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])
-    if len(problems) > 3:
-        summary += f"; and {len(problems) - 3} more (every problem is in `errors`)"
-    return ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems)
 
 
 def identify_face() -> tuple[Response, int]:
@@ -51,7 +42,7 @@ def identify_face() -> tuple[Response, int]:
             allowed_hosts=settings.notify_allowed_hosts,
         )
     except RequestInvalid as invalid:
-        raise refused(invalid) from None
+        raise invalid_request(invalid) from None
     tenant = current_scope().tenant
     try:
         answer = services().kling.get().answer(PATH, clean)

@@ -33,7 +33,14 @@ from webhook_service.jobs import enqueue_dispatch
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
-from webhook_service.web.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
+from webhook_service.web.errors import (
+    CODE_BAD_REQUEST,
+    CODE_NOT_FOUND,
+    ApiError,
+    envelope,
+    invalid_request,
+    json_object,
+)
 from webhook_service.web.identify_face import PATH as IDENTIFY_FACE_PATH
 from webhook_service.web.identify_face import identify_face
 
@@ -64,7 +71,7 @@ def create(type_name: str) -> tuple[Response, int]:
             body, extra_fields=settings.kling_extra_fields, allowed_hosts=settings.notify_allowed_hosts
         )
     except RequestInvalid as invalid:
-        raise _refusal(invalid) from None
+        raise invalid_request(invalid) from None
     logs.bind(external_task_id=clean.get("external_task_id"))
     respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
     budget: threading.BoundedSemaphore = current_app.extensions[WAITING_BUDGET]
@@ -79,7 +86,7 @@ def create(type_name: str) -> tuple[Response, int]:
             task = accept(services(), clean, tenant, type_name)
             enqueue_dispatch(services().redis, f"accepted-{task.external_task_id}")
     except RequestInvalid as invalid:  # a rule that needs the store: a video-extend's video_id
-        raise _refusal(invalid) from None
+        raise invalid_request(invalid) from None
     except TaskExists:
         message = f"external_task_id {clean['external_task_id']!r} is already used by another task"
         field = "options.external_task_id" if task_type(type_name).unified else "external_task_id"
@@ -108,14 +115,6 @@ def create(type_name: str) -> tuple[Response, int]:
         # will be, in order.
         return jsonify(envelope(0, "QUEUED", data)), 202
     return jsonify(envelope(0, "SUCCEED", data)), 200
-
-
-def _refusal(invalid: RequestInvalid) -> ApiError:
-    problems = [p.as_dict() for p in invalid.problems]
-    summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])
-    if len(problems) > 3:
-        summary += f"; and {len(problems) - 3} more (every problem is in `errors`)"
-    return ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems)
 
 
 def get_one(type_name: str, task_ref: str) -> Response:

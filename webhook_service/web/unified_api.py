@@ -21,8 +21,8 @@ from webhook_service.domain.unified_list import list_page
 from webhook_service.domain.unified_rules import TASKS_PATH
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
-from webhook_service.web.errors import CODE_BAD_REQUEST, ApiError, envelope, json_object
-from webhook_service.web.kling_api import _refusal, create
+from webhook_service.web.errors import CODE_BAD_REQUEST, ApiError, envelope, invalid_request, json_object
+from webhook_service.web.kling_api import create
 
 bp = Blueprint("unified_api", __name__)
 _BY = ("task_ids", "external_task_ids")
@@ -80,7 +80,7 @@ def list_tasks() -> Response:
     try:
         page = list_page(services().store, current_scope(), body)
     except RequestInvalid as invalid:
-        raise _refusal(invalid) from None
+        raise invalid_request(invalid) from None
     base_url = services().settings.public_base_url
     result = [task_view(task, base_url) for task in page.tasks]
     data = {

@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from webhook_service.domain.store import TaskStore
 from webhook_service.domain.tasks import ArchiveState, Status, Task
@@ -59,7 +60,7 @@ class RequestSummaries:
         if request is None:
             return Summary()  # the task is being recorded: not cached, the next look finds it
         summary = Summary(
-            prompt=str(request.get("prompt") or ""),
+            prompt=asked_for(request),
             mode=request.get("mode"),
             duration=request.get("duration"),
         )
@@ -68,6 +69,22 @@ class RequestSummaries:
             while len(self._cache) > self.size:
                 self._cache.popitem(last=False)
         return summary
+
+
+def asked_for(request: dict[str, Any]) -> str:
+    """The words of a request, wherever its type keeps them: `prompt`, a unified body's prompt item,
+    lip-sync's `input.text`; an effects task's scene, which is all it asks."""
+    if isinstance(prompt := request.get("prompt"), str) and prompt:
+        return prompt
+    contents = request.get("contents")
+    for item in contents if isinstance(contents, list) else []:
+        if isinstance(item, dict) and item.get("type") == "prompt" and isinstance(item.get("text"), str):
+            return str(item["text"])
+    wrapped = request.get("input")
+    if isinstance(wrapped, dict) and isinstance(wrapped.get("text"), str):
+        return str(wrapped["text"])
+    scene = request.get("effect_scene")
+    return f"effect: {scene}" if isinstance(scene, str) else ""
 
 
 @dataclass
