@@ -253,6 +253,11 @@ class SimState:
         with self._lock:
             return self._tasks.get(task_or_external_id) or self._by_external.get(task_or_external_id)
 
+    def unified_tasks(self) -> list[Task]:
+        """The unified API's tasks, newest first, as its `POST /tasks` lists them (every type at once)."""
+        with self._lock:
+            return [task for task in self._order[::-1] if task.unified]
+
     def page(self, page_num: int, page_size: int, task_type: str = "image2video") -> list[Task]:
         """The tasks of one type, newest first, as Kling lists each type at its own path."""
         with self._lock:

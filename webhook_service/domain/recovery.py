@@ -11,8 +11,12 @@ The task's metadata.json, when the archive has it, gives back what Kling does no
 service recorded the task (which names its archive folder, so the videos are found where they are
 and never fetched into a second one), the model, the request and the history. The videos it lists are
 taken as archived only when the stored files have the checksums it records. Without it, the task's
-creation time is Kling's, and its request and the client's own `callback_url` are unknown. Its type
-is known either way: a callback's URL token signs it, and Kling's lists are read per type.
+creation time is Kling's, and its request and the client's own `callback_url` are unknown. A /v1
+task's type is known either way: a callback's URL token signs it, and Kling's /v1 lists are read per
+type. A unified task found in Kling's unified list (`POST /tasks`, every unified type at once) has its
+type from its metadata.json only: the list does not say which create path made it, so without one it is
+recorded as UNIFIED_FALLBACK_TYPE and its `recovered` history entry says `type_known: false`. Every
+unified type is queried alike (`GET /tasks`) and archived alike (videos), so following it is unaffected.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from webhook_service.domain.archive_layout import task_folder
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import TaskExists, TaskNotFound
 from webhook_service.domain.lifecycle import record_news
-from webhook_service.domain.task_types import DEFAULT_TYPE, TASK_TYPES
+from webhook_service.domain.task_types import DEFAULT_TYPE, TASK_TYPES, task_type
 from webhook_service.domain.tasks import ArchiveState, Status, StatusUpdate, Task, update_from_kling_task
 from webhook_service.domain.tenants import tenant_of
+from webhook_service.domain.unified_list import PRODUCT_TYPES
+from webhook_service.domain.unified_rules import TASKS_PATH
 from webhook_service.integrations.storage import StorageError
 from webhook_service.jobs import enqueue_archive, job_id, still_to_run
 from webhook_service.services import Services
@@ -40,7 +46,8 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 LIST_PAGE_SIZE = 500  # Kling's largest page
-LIST_PAGES_MAX = 1000  # Kling's last page number
+LIST_PAGES_MAX = 1000  # Kling's last page number; also the most pages read of the unified list
+UNIFIED_FALLBACK_TYPE = "kling-3.0-text-to-video"  # a unified task's type when nothing records it
 
 
 def recreate(
@@ -51,11 +58,12 @@ def recreate(
     source: str,
     watermark_info: dict[str, Any] | None = None,
     type_name: str | None = None,
+    default_type: str = DEFAULT_TYPE,
 ) -> None:
     """Record a task the service no longer knows, before the news about it is applied.
 
     Its type is `type_name` when the caller knows it (it read the task at its type's path), else the
-    one its metadata.json records, else the default.
+    one its metadata.json records, else `default_type`, which the history then says was not known.
 
     Another caller may record it first (two callbacks at once): that is as good. A task removed on
     purpose (retention, while its removal notice lasts) stays removed: TaskNotFound. The task enters
@@ -79,9 +87,11 @@ def recreate(
         archived_images=metadata.get("images") or [],
         recovered=True,
         tenant=metadata.get("tenant") or tenant_of(external_task_id),
-        type=type_name or metadata.get("type") or DEFAULT_TYPE,
+        type=type_name or metadata.get("type") or default_type,
     )
     marker = {"at": now, "event": "recovered", "source": source, "from_archive": bool(metadata)}
+    if not (type_name or metadata.get("type")):
+        marker["type_known"] = False
     try:
         services.store.create(
             task,
@@ -137,9 +147,16 @@ def recover_from_kling(services: Services, data: dict[str, Any], type_name: str 
     """Bring one task as Kling's list of its type (`type_name`) shows it into the records: recorded
     again if lost, its news applied (a poll's worth: nothing when known already), and, when it
     succeeded, its archive made unless every file is in the archive with its checksum. Safe to run
-    again and again."""
-    task_info = data.get("task_info")
-    external_task_id = task_info.get("external_task_id") if isinstance(task_info, dict) else None
+    again and again.
+
+    A unified type's `type_name` is only a fallback (Kling's unified list does not say which type a
+    task is): the item's `external_id` names it, and its metadata.json's type comes first."""
+    unified = task_type(type_name).unified
+    if unified:
+        external_task_id = data.get("external_id")
+    else:
+        task_info = data.get("task_info")
+        external_task_id = task_info.get("external_task_id") if isinstance(task_info, dict) else None
     if not isinstance(external_task_id, str) or not external_task_id:
         return Recovered(Found.NOT_OURS)
     update = update_from_kling_task(data, max_outputs=services.settings.callback_max_outputs)
@@ -153,7 +170,8 @@ def recover_from_kling(services: Services, data: dict[str, Any], type_name: str 
                 update,
                 source="recover",
                 watermark_info=watermark_info if isinstance(watermark_info, dict) else None,
-                type_name=type_name,
+                type_name=None if unified else type_name,
+                default_type=type_name,
             )
         except TaskNotFound:
             return Recovered(Found.REMOVED)
@@ -176,11 +194,15 @@ def _archive(services: Services, task: Task) -> Archive:
 
 
 def kling_tasks_since(services: Services, since_ms: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Kling's tasks of every /v1 type the service serves, as (type, task), each type's list in turn.
-    The unified API's are listed only by cursor (`POST /tasks`), which this does not read yet."""
+    """Kling's tasks of every type the service serves, as (type, task): each /v1 type's list in turn,
+    then the unified API's one list (`POST /tasks`), its tasks as (UNIFIED_FALLBACK_TYPE, task)."""
     for name, kind in TASK_TYPES.items():
         if not kind.unified:
             yield from ((name, data) for data in _listed_since(services, kind.path, since_ms))
+    unified_packs = {kind.pack for kind in TASK_TYPES.values() if kind.unified}
+    products = sorted(product for product, pack in PRODUCT_TYPES.items() if pack in unified_packs)
+    if products:
+        yield from ((UNIFIED_FALLBACK_TYPE, data) for data in _unified_since(services, since_ms, products))
 
 
 def _listed_since(services: Services, path: str, since_ms: int) -> Iterator[dict[str, Any]]:
@@ -200,3 +222,27 @@ def _listed_since(services: Services, path: str, since_ms: int) -> Iterator[dict
                 yield data
         if len(page) < LIST_PAGE_SIZE:
             return
+
+
+def _unified_since(services: Services, since_ms: int, products: list[str]) -> Iterator[dict[str, Any]]:
+    """The unified list's tasks of the product types the unified types make, created from `since_ms`
+    to now, page after page by `next_cursor`. The whole body goes with every cursor: Kling documents
+    the cursor, not whether it keeps the window and filters. Each task once."""
+    body: dict[str, Any] = {
+        "start_time": str(since_ms),
+        "end_time": str(now_ms() + 1),
+        "limit": LIST_PAGE_SIZE,
+        "filters": [{"key": "product_type", "values": products}],
+    }
+    seen: set[str] = set()
+    client = services.kling.get()
+    for _ in range(LIST_PAGES_MAX):
+        page = client.list_by_cursor(TASKS_PATH, body)
+        for data in page.get("result") or []:
+            if isinstance(data, dict) and (task_id := str(data.get("id"))) not in seen:
+                seen.add(task_id)
+                yield data
+        cursor = page.get("next_cursor")
+        if not (page.get("has_more") and isinstance(cursor, str) and cursor):
+            return
+        body["cursor"] = cursor

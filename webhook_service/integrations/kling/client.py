@@ -125,6 +125,13 @@ class KlingClient:
             )
             return tasks
 
+    def list_by_cursor(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One page of the unified API's list (`POST /tasks`, `body` its window, cursor, limit and
+        filters): Kling's `data`, `{result, count, next_cursor, has_more}`."""
+        with _observed("list"):
+            page: dict[str, Any] = self._call("POST", path, json=body)
+            return page
+
     def answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """A synchronous endpoint (identify-face, which makes no task): Kling's whole envelope, as it
         answered (its request_id included), when the code is 0; otherwise the same errors as any call."""
