@@ -10,13 +10,13 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Workers, make_service
+from tests.conftest import Service, Workers, make_service
 from tests.support import wait_for
 from tests.test_recover_cli import run, silent, summary
 from tests.test_unified_api import API_KEY, PROMPT, env, simulator  # noqa: F401 (the unified key's fixtures)
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.omni_rules import OMNI_VIDEO_PATH
-from webhook_service.domain.recovery import UNIFIED_FALLBACK_TYPE
+from webhook_service.domain.recovery import LIST_PAGE_SIZE, UNIFIED_FALLBACK_TYPE, kling_tasks_since
 from webhook_service.domain.unified_rules import IMAGE_TO_VIDEO_PATH, TEXT_TO_VIDEO_PATH
 
 FRAME = {"type": "first_frame", "url": "https://example.com/first-frame.png"}
@@ -117,3 +117,14 @@ def test_recover_brings_back_lost_unified_tasks_and_archives_each_video_once(env
     assert sorted(r["name"] for r in simulator.state.file_requests()) == ["kept.mp4", "lost.mp4"]  # once each
     root = Path(service.services.settings.archive_url)
     assert sorted(p.parent.name for p in root.rglob("*.mp4")) == ["u-kept", "u-lost"]
+
+
+def test_recovery_reads_every_page_of_kling_s_unified_list(service: Service, simulator) -> None:  # noqa: F811
+    """More tasks than one page holds (500): each is found once, by following next_cursor."""
+    simulator.state.set_default(silent("processing"))
+    with httpx.Client(base_url=simulator.url, headers=KLING_AUTH) as kling:
+        for n in range(LIST_PAGE_SIZE + 2):
+            body = {"prompt": PROMPT, "options": {"external_task_id": f"many-{n}"}}
+            assert kling.post(TEXT_TO_VIDEO_PATH, json=body).json()["code"] == 0
+    found = [data["external_id"] for _, data in kling_tasks_since(service.services, now_ms() - 60_000)]
+    assert sorted(found) == sorted(f"many-{n}" for n in range(LIST_PAGE_SIZE + 2))
