@@ -80,6 +80,7 @@ class Settings:
     redis_password: str = ""  # REDIS_PASSWORD, or REDIS_URL's own
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     secret_key: str = ""
+    secret_key_fallbacks: tuple[str, ...] = ()  # earlier SECRET_KEYs, still read (docs/deployment.md)
     kling_api_base: str = DEFAULT_KLING_API_BASE
     kling_api_token: str = ""
     kling_access_key: str = ""
@@ -179,6 +180,7 @@ class Settings:
                 "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL), ("http", "https")
             ).rstrip("/"),
             secret_key=get("SECRET_KEY"),
+            secret_key_fallbacks=tuple(split(get("SECRET_KEY_FALLBACKS"))),
             kling_api_base=checked_url(
                 "KLING_API_BASE", get("KLING_API_BASE", DEFAULT_KLING_API_BASE), ("http", "https")
             ).rstrip("/"),
@@ -274,6 +276,8 @@ class Settings:
                 "SECRET_KEY: must be set to at least 16 random characters; it signs the callback URLs "
                 "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
+        if any(len(old) < 16 for old in self.secret_key_fallbacks):
+            raise ConfigError("SECRET_KEY_FALLBACKS: each earlier SECRET_KEY has at least 16 characters")
         if bool(self.kling_access_key) != bool(self.kling_secret_key):
             missing = "KLING_SECRET_KEY" if self.kling_access_key else "KLING_ACCESS_KEY"
             raise ConfigError(f"{missing}: KLING_ACCESS_KEY and KLING_SECRET_KEY must be set together")

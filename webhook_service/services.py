@@ -63,7 +63,7 @@ class Services:
             keys=keys,
             store=TaskStore(connection, keys),
             deliveries=DeliveryStore(connection, keys),
-            endpoints=EndpointStore(connection, keys, settings.secret_key),
+            endpoints=EndpointStore(connection, keys, settings.secret_key, settings.secret_key_fallbacks),
             events=EventLog(connection, keys),
             admission=Admission(
                 connection,
@@ -74,7 +74,7 @@ class Services:
                     Pack.TRYON: settings.kling_max_concurrency_tryon,
                 },
             ),
-            clients=ManagedClients(connection, keys, settings.secret_key),
+            clients=ManagedClients(connection, keys, settings.secret_key, settings.secret_key_fallbacks),
             open_tasks=OpenTasks(connection, keys),
             kling=ClientPerProcess(settings),
             storage=storage,

@@ -6,6 +6,8 @@ service needs no lookup to know which task a callback is for. It rides in the qu
 access log leaves out. For a task type other than image2video the token signs the type too, so a
 callback for a task that Redis lost records it again with its type, and it is polled at its own path
 (an image2video token is the id alone, as before types existed: tokens given out then still verify).
+A token signed with an earlier SECRET_KEY named in SECRET_KEY_FALLBACKS still verifies: the tasks open
+when the key changed keep their callbacks.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ def callback_url_for(settings: Settings, external_task_id: str, task_type: str =
 
 def task_from_token(settings: Settings, token: str) -> tuple[str, str] | None:
     """The task a token was issued for and its type, or None when the token is forged or damaged."""
-    return _verified(settings.secret_key, token)
+    for secret_key in (settings.secret_key, *settings.secret_key_fallbacks):
+        if (found := _verified(secret_key, token)) is not None:
+            return found
+    return None
 
 
 def external_id_from_token(settings: Settings, token: str) -> str | None:

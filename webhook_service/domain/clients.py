@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -96,10 +96,12 @@ class ClientInfo:
 
 
 class ManagedClients:
-    def __init__(self, connection: redis.Redis, keys: Keys, secret_key: str) -> None:
+    def __init__(
+        self, connection: redis.Redis, keys: Keys, secret_key: str, fallbacks: Sequence[str] = ()
+    ) -> None:
         self._redis = connection
         self._keys = keys
-        self._cipher = cipher(secret_key, _SK_CIPHER_INFO)
+        self._cipher = cipher(secret_key, _SK_CIPHER_INFO, fallbacks)
 
     def exist(self) -> bool:
         """Whether any managed client exists (one EXISTS: the set of names is gone once it is empty)."""
@@ -245,13 +247,39 @@ class ManagedClients:
             secret_key = self._cipher.decrypt(json.loads(raw)["secret"]).decode()
         except InvalidToken:
             log.warning(
-                "client %s: its JWT secret key cannot be decrypted (SECRET_KEY changed?); give it a new "
-                "pair: flask clients rotate %s --jwt",
+                "client %s: its JWT secret key cannot be decrypted (SECRET_KEY changed? name the earlier "
+                "one in SECRET_KEY_FALLBACKS, or give it a new pair: flask clients rotate %s --jwt)",
                 credential.scope.tenant,
                 credential.scope.tenant,
             )
             return None
         return credential, secret_key
+
+    def reseal(self) -> int:
+        """Seal every client's JWT secret key again under the current SECRET_KEY; how many were. Each
+        under WATCH: a key revoked or rotated meanwhile is never written back."""
+        names = self.names()
+        access_keys = [
+            ak for name in names for ak in _decoded(self._redis.smembers(self._keys.client_access_keys(name)))
+        ]
+        return sum(self._reseal(self._keys.client_access_key(access_key)) for access_key in access_keys)
+
+    def _reseal(self, key: str) -> bool:
+        with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if not raw:
+                        return False
+                    grant = json.loads(raw)
+                    grant["secret"] = self._cipher.rotate(grant["secret"].encode()).decode()
+                    pipe.multi()
+                    pipe.set(key, json.dumps(grant), keepttl=True)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
 
     def credentials(self) -> list[Credential]:
         """Every managed credential valid now (three round trips whatever their number): how a dashboard

@@ -25,7 +25,7 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,7 @@ WANTED_MEMO_S = 5.0
 WANTED_MEMO_SIZE = 1024  # tenants remembered at once; past it the memo starts again
 # Fixed for good (sealing.py): another purpose would make every stored secret unreadable.
 _SECRET_PURPOSE = b"webhook_service: webhook endpoints' signing secrets, v1"
+_SEALED_FIELDS = ("secret", "old_secret")  # the current signing secret, and the one rotated out
 
 
 @dataclass(frozen=True)
@@ -193,10 +194,12 @@ def _load(connection: redis.Redis, keys: Keys, ids: list[str]) -> list[Endpoint]
 
 
 class EndpointStore:
-    def __init__(self, connection: redis.Redis, keys: Keys, secret_key: str) -> None:
+    def __init__(
+        self, connection: redis.Redis, keys: Keys, secret_key: str, fallbacks: Sequence[str] = ()
+    ) -> None:
         self.redis = connection
         self.keys = keys
-        self._cipher = cipher(secret_key, _SECRET_PURPOSE)
+        self._cipher = cipher(secret_key, _SECRET_PURPOSE, fallbacks)
 
     # --- reading ---
 
@@ -239,6 +242,25 @@ class EndpointStore:
         return [json.loads(raw) for raw in self.redis.lrange(self.keys.endpoint_attempts(endpoint_id), 0, -1)]
 
     # --- changing ---
+
+    def reseal(self) -> int:
+        """Seal every endpoint's secrets again under the current SECRET_KEY (a rotation meanwhile is
+        not overwritten: compare-and-set); how many endpoints had some."""
+        done = 0
+        for endpoint_id in texts(self.redis.smembers(self.keys.endpoints)):
+            key = self.keys.endpoint(endpoint_id)
+
+            def write(pipe: Pipeline, key: str = key) -> bool:
+                stored = zip(_SEALED_FIELDS, pipe.hmget(key, list(_SEALED_FIELDS)), strict=True)
+                fresh = {field: self._cipher.rotate(value).decode() for field, value in stored if value}
+                if not fresh:
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping=fresh)  # type: ignore[arg-type]
+                return True
+
+            done += self._atomically(key, write)
+        return done
 
     def create(self, tenant: str, fields: dict[str, Any]) -> tuple[Endpoint, str]:
         """A new endpoint of `tenant` from checked fields (`checked`), and its secret, shown once."""

@@ -61,7 +61,11 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
 
     settings = Settings.from_env(test_config) if test_config is not None else Settings.from_env()
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES, SECRET_KEY=settings.secret_key)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        SECRET_KEY=settings.secret_key,
+        SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),
+    )
     services = Services.build(settings)
     install(app, services)
 

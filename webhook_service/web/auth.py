@@ -59,7 +59,9 @@ def open_at_start(settings: Settings) -> bool:
     (The connection is made only if the environment has no client credentials to answer with.)"""
     connection = redis_connection(settings)
     try:
-        return not client_auth_required(settings, ManagedClients(connection, Keys(), settings.secret_key))
+        return not client_auth_required(
+            settings, ManagedClients(connection, Keys(), settings.secret_key, settings.secret_key_fallbacks)
+        )
     except redis.RedisError:
         return True
     finally:
