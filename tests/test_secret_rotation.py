@@ -14,6 +14,7 @@ from cryptography.fernet import InvalidToken
 from webhook_service.config import ConfigError, Settings
 from webhook_service.domain.callback_tokens import callback_url_for, task_from_token
 from webhook_service.domain.tenants import Scope
+from webhook_service.integrations.logs import secret_values
 from webhook_service.services import Services
 from webhook_service.web.app import create_app
 
@@ -89,6 +90,11 @@ def test_open_tasks_callback_urls_signed_with_the_old_key_still_verify(env: dict
 def test_a_short_fallback_is_refused_at_start(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="SECRET_KEY_FALLBACKS"):
         Settings.from_env({**env, "SECRET_KEY_FALLBACKS": "short"})
+
+
+def test_an_earlier_key_is_a_secret_too_never_logged(env: dict[str, str]) -> None:
+    settings = Settings.from_env({**env, "SECRET_KEY": NEW_KEY, "SECRET_KEY_FALLBACKS": env["SECRET_KEY"]})
+    assert {NEW_KEY, env["SECRET_KEY"]} <= set(secret_values(settings))
 
 
 def test_the_cli_reseals_and_says_how_many(env: dict[str, str]) -> None:

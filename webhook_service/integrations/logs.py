@@ -73,6 +73,7 @@ def secret_values(settings: Settings) -> list[str]:
     """The settings' secrets, including whole notification URLs (their path or query is often the key)."""
     return [
         settings.secret_key,
+        *settings.secret_key_fallbacks,
         settings.kling_api_token,
         settings.kling_secret_key,
         settings.kling_webhook_secret,
