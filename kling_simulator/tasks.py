@@ -186,6 +186,10 @@ class Task:
         if status == "succeed":
             videos = [{"type": "video", **v} for v in self.videos]
             body["outputs"] = videos + [{"type": "image", "url": i["url"]} for i in self.images]
+            package = "image" if self.images else "video"
+            body["billing"] = [
+                {"charge_type": "unit", "amount": self._units(status), "package_type": package}
+            ]
         return body
 
     def snapshot(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from tests.test_task_types import archived, run
 from webhook_service.domain.omni_rules import OMNI_VIDEO_PATH as OMNI
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import task_type
+from webhook_service.domain.tasks import update_from_callback
 from webhook_service.domain.unified_rules import IMAGE_TO_VIDEO_PATH, TEXT_TO_VIDEO_PATH
 
 running = test_task_types.running  # the service and real workers, archiving and reconciling at once
@@ -91,6 +92,11 @@ def test_text_to_video_round_trips_through_kling_to_an_archived_mp4(running, sim
             (video,) = task["outputs"]
             assert video["type"] == "video" and video["url"].endswith(".mp4")
             assert service.http.get(video["archive_url"].removeprefix(service.url)).content[4:8] == b"ftyp"
+    # Kling's billing[] (its unit charges) is what usage counts, as a /v1 task's final_unit_deduction.
+    assert service.services.store.get("u-t2v").final_unit_deduction == "1"
+    (day,) = service.http.get("/v1/usage").json()["data"]["tenants"][0]["days"]
+    (model,) = day["models"]
+    assert (model["model"], model["tasks"]["succeed"], model["units"]) == ("kling-3.0", 1, 1.0)
     # A task is found by its own kind of id only, and at its own API only.
     assert service.http.get("/tasks", params={"task_ids": "u-t2v"}).json()["data"] == []
     assert service.http.get(f"/v1/videos/text2video/{created['id']}").status_code == 404
@@ -330,3 +336,15 @@ def test_post_tasks_lists_the_callers_tasks_by_cursor(service: Service, simulato
     statuses = {"filters": [{"key": "status", "values": ["done"]}], "cursor": "not-ours"}
     fields = {(e["field"], e["code"]) for e in service.http.post("/tasks", json=statuses).json()["errors"]}
     assert fields == {("filters[0].values[0]", "enum"), ("cursor", "format")}
+
+
+def test_billing_unit_charges_are_the_tasks_units_and_cash_is_not() -> None:
+    def units(billing: object) -> str | None:
+        body = {"id": "t", "status": "succeeded", "external_id": "e", "billing": billing}
+        return update_from_callback(body).final_unit_deduction
+
+    unit = {"charge_type": "unit", "amount": "1.5", "package_type": "video"}
+    cash = {"charge_type": "cash", "amount": "0.84", "currency": "USD"}
+    assert units([unit]) == "1.5" and units([unit, {**unit, "amount": "0.5"}]) == "2"
+    assert units([cash]) is None and units([unit, cash]) == "1.5" and units(None) is None
+    assert units([{**unit, "amount": bad} for bad in ("NaN", "-1", "abc", None)]) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
@@ -345,10 +346,28 @@ def _update_from_newer(body: dict[str, Any], max_outputs: int) -> StatusUpdate:
         external_task_id=_str_or_none(body.get("external_id")),
         status_msg=_message(body.get("message")),
         task_result=result,
+        final_unit_deduction=_billed_units(body.get("billing")),
         upstream_created_at=_int_or_none(body.get("create_time")),
         upstream_updated_at=_int_or_none(body.get("update_time")),
         outputs_dropped=max(0, len(videos) - max_outputs) + max(0, len(images) - max_outputs),
     )
+
+
+def _billed_units(billing: object) -> str | None:
+    """The newer shape's `billing[]` as the legacy shape's `final_unit_deduction`, which usage counts:
+    its `unit` charges added up (a `cash` charge is money, not units of a resource pack: left out).
+    None when it has no unit charge; an amount that is not a finite, non-negative number is skipped."""
+    items = billing if isinstance(billing, list) else []
+    amounts = [i.get("amount") for i in items if isinstance(i, dict) and i.get("charge_type") == "unit"]
+    total, counted = Decimal(0), False
+    for amount in amounts:
+        try:
+            value = Decimal(str(amount))
+        except InvalidOperation:
+            continue
+        if value.is_finite() and value >= 0:
+            total, counted = total + value, True
+    return format(total.normalize(), "f") if counted else None
 
 
 def _message(value: object) -> str | None:
