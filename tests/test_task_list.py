@@ -118,3 +118,16 @@ def test_the_list_shows_what_each_type_asks_for_where_its_body_keeps_it(app: Fla
         "hugging": "effect: hug",
         "dressed": "",
     }
+
+
+def test_a_recorded_callback_url_with_a_port_out_of_range_is_shown_without_it(app: Flask) -> None:
+    """Refused at the door now (test_validation), but a task recorded before may hold one: its views
+    show the URL's origin, never a 500."""
+    store = app.extensions["webhook_service"].store
+    task = Task(external_task_id="odd-port", type="image2video", model_name="kling-v1")
+    task.client_callback_url = "https://hooks.example:99999/secret-path"
+    store.create(task, {"prompt": "p"})
+    client = app.test_client()
+    (listed,) = client.get("/v1/tasks").json["data"]
+    assert listed["client_callback_url"] == "https://hooks.example/…"
+    assert client.get("/v1/tasks/odd-port").json["data"]["client_callback_url"] == "https://hooks.example/…"

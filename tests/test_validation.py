@@ -331,7 +331,17 @@ def test_an_internal_callback_host_the_operator_allows_passes() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://example.com/cb", "example.com/cb", "https://", "javascript:alert(1)", "file:///tmp/x", ""]
+    "url",
+    [
+        "ftp://example.com/cb",
+        "example.com/cb",
+        "https://",
+        "javascript:alert(1)",
+        "file:///tmp/x",
+        "",
+        "https://example.com:99999/cb",  # a port out of range: no URL at all
+        "https://example.com:port/cb",
+    ],
 )
 def test_bad_callback_url_is_rejected(url: str) -> None:
     assert fails(with_image(callback_url=url)) == {("callback_url", "format")}

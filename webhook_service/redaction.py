@@ -22,7 +22,10 @@ def shown_url(target: str) -> str:
     if not parts.scheme or not parts.hostname:
         return target  # email recipients
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # out of range: refused at the door since, but a record may hold one
+        port = ""
     rest = "/…" if parts.path.strip("/") or parts.query else "/"
     return f"{parts.scheme}://{host}{port}{rest}"
 

@@ -73,8 +73,10 @@ def between(low: float, high: float) -> AfterValidator:
 
 
 def is_http_url(value: str) -> bool:
+    """An http(s) URL with a host, and a port in range if it has one (urllib only checks it when read)."""
     try:
         parts = urlsplit(value)
+        parts.port  # noqa: B018  # raises ValueError for a port out of 0-65535, or not a number
     except ValueError:  # e.g. a malformed IPv6 host
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
