@@ -6,7 +6,9 @@ feeds the answer through `record_news`, exactly like a callback (marked `poll` i
 task is asked about at its own type's path (domain/task_types.py). A task
 open longer than TASK_TIMEOUT_S becomes `expired`.
 
-Only one pass runs at a time, however many workers there are (a Redis lock); a pass costs
+Only one pass runs at a time, however many workers there are (a Redis lock, given back even when
+Redis went away mid-pass and came back within RELEASE_PATIENCE_S: otherwise the next pass would wait
+for the lock's TTL, a minute and a half, after every short Redis outage); a pass costs
 O(due tasks), never O(all tasks) (the `open` index); polls are rate-limited overall and spaced out
 per task (each poll that brings nothing new doubles the wait before the next one, up to 15 minutes).
 """
@@ -17,6 +19,8 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+
+import redis
 
 from webhook_service.domain.bounds import stored_body
 from webhook_service.domain.lifecycle import expire, record_news, release
@@ -30,6 +34,7 @@ from webhook_service.services import Services
 log = logging.getLogger(__name__)
 
 PASS_LOG_LENGTH = 100
+RELEASE_PATIENCE_S = 30.0
 MAX_POLL_SPACING_S = 15 * 60
 
 _RELEASE = """
@@ -65,10 +70,24 @@ def reconcile(services: Services) -> PassReport:
             time.sleep(1 / settings.reconcile_polls_per_s)  # the overall rate limit on Kling's query API
         return report
     finally:
-        services.redis.eval(_RELEASE, 1, lock_key, token)
-        entry = f"{started:.6f}-{time.time():.6f}"
-        services.redis.lpush(pass_log_key, entry)
-        services.redis.ltrim(pass_log_key, 0, PASS_LOG_LENGTH - 1)
+        _give_back(services, lock_key, token, pass_log_key, f"{started:.6f}-{time.time():.6f}")
+
+
+def _give_back(services: Services, lock_key: str, token: str, pass_log_key: str, entry: str) -> None:
+    """Release the lock and log the pass, waiting out a short Redis outage (the pass may be ending
+    because of one); after RELEASE_PATIENCE_S the lock is left to its TTL."""
+    deadline = time.monotonic() + RELEASE_PATIENCE_S
+    while True:
+        try:
+            services.redis.eval(_RELEASE, 1, lock_key, token)
+            services.redis.lpush(pass_log_key, entry)
+            services.redis.ltrim(pass_log_key, 0, PASS_LOG_LENGTH - 1)
+            return
+        except redis.RedisError as error:
+            if time.monotonic() >= deadline:
+                log.warning("reconciliation lock left to its TTL: Redis is still away (%s)", error)
+                return
+            time.sleep(0.5)
 
 
 def _requeue_abandoned(services: Services) -> None:
