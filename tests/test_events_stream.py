@@ -27,8 +27,11 @@ from webhook_service.jobs import NOTIFY_QUEUE
 from webhook_service.keys import Keys
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a heron lifting off a lake"}
+# One delay for both steps: the simulator sends steps due together in order, each once the previous one is
+# answered. With two delays its two callback threads may race on a loaded machine, `succeed` is recorded
+# first and the late `processing` is (rightly) dropped, leaving two events where the tests wait for three.
 PROCESSING_THEN_SUCCEED = {
-    "steps": [{"status": "processing", "delay": 0.1}, {"status": "succeed", "delay": 0.2}]
+    "steps": [{"status": "processing", "delay": 0.1}, {"status": "succeed", "delay": 0.1}]
 }
 SILENT = {"steps": [{"status": "processing", "delay": 0, "send": False}]}  # Kling keeps it, says nothing
 LONG_POLL_S = 30
