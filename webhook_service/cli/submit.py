@@ -289,7 +289,7 @@ def submit(
     if not wait:
         click.echo(f"task_id: {task.task_id or '-'}\nstatus: {task.status.value}")
         return
-    _follow(svc, task.external_task_id, started, deadline)
+    _follow(bounded, task.external_task_id, started, deadline)
 
 
 def _invalid(invalid: RequestInvalid) -> CommandFailed:
@@ -303,9 +303,7 @@ def _until(svc: Services, deadline: float | None) -> Services:
     unreachable, a stalled gateway) cannot hold the command past its --timeout."""
     if deadline is None:
         return svc
-    remaining = max(0.1, deadline - time.monotonic())
-    settings = replace(svc.settings, kling_timeout_s=min(svc.settings.kling_timeout_s, remaining))
-    return replace(svc, settings=settings, kling=ClientPerProcess(settings))
+    return replace(svc, kling=ClientPerProcess(svc.settings, deadline=deadline))
 
 
 def _upstream_unavailable(task: Task) -> bool:
@@ -354,7 +352,7 @@ def _follow(svc: Services, external_task_id: str, started: float, deadline: floa
                 EXIT_FAILED,
             )
         if task.status is Status.QUEUED:
-            dispatch(_until(svc, deadline))  # help the queue along, as a waiting API request does
+            dispatch(svc)  # help the queue along, as a waiting API request does (svc is `_until` deadline)
         time.sleep(POLL_S)
 
 

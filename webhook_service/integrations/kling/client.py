@@ -74,8 +74,13 @@ class KlingClient:
         signer: JwtSigner | None = None,
         timeouts: Timeouts | None = None,
         transport: httpx.BaseTransport | None = None,
+        deadline: float | None = None,
     ) -> None:
+        """`deadline` (a `time.monotonic()` instant) cuts every request short at it, whatever is left of
+        the timeouts: a command with its own --timeout makes several calls (a create, then a lookup
+        when the create's fate is unknown), and each getting the whole timeout doubled the wait."""
         self._api_token = api_token
+        self._deadline = deadline
         self._api_key = api_key
         self._signer = signer
         self._http = httpx.Client(
@@ -86,7 +91,7 @@ class KlingClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KlingClient:
+    def from_settings(cls, settings: Settings, deadline: float | None = None) -> KlingClient:
         signer = (
             JwtSigner(settings.kling_access_key, settings.kling_secret_key)
             if settings.kling_access_key
@@ -100,6 +105,7 @@ class KlingClient:
             timeouts=Timeouts(
                 connect=min(Timeouts.connect, settings.kling_timeout_s), total=settings.kling_timeout_s
             ),
+            deadline=deadline,
         )
 
     def close(self) -> None:
@@ -149,6 +155,8 @@ class KlingClient:
 
     def _send(self, method: str, path: str, *, force_resign: bool, whole: bool = False, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {self._bearer(force_resign, path)}"}
+        if self._deadline is not None:
+            kwargs["timeout"] = self._time_left()
         try:
             response = self._http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as error:
@@ -170,6 +178,19 @@ class KlingClient:
         message = str(envelope.get("message") or f"HTTP {response.status_code}")
         raise error_for(response.status_code, code if isinstance(code, int) else None, message, request_id)
 
+    def _time_left(self) -> httpx.Timeout:
+        assert self._deadline is not None
+        left = self._deadline - time.monotonic()
+        if left <= 0:  # nothing was sent: Kling cannot have created anything
+            raise KlingTransportError("the deadline passed before the request was sent")
+        configured = self._http.timeout
+        return httpx.Timeout(
+            min(left, configured.read or left),
+            connect=min(left, configured.connect or left),
+            write=min(left, configured.write or left),
+            pool=min(left, configured.pool or left),
+        )
+
     def _bearer(self, force_resign: bool, path: str) -> str:
         if self._api_key and not path.startswith("/v1/"):
             return self._api_key  # the unified API's
@@ -179,8 +200,9 @@ class KlingClient:
 class ClientPerProcess:
     """Hands out one KlingClient per process, built on first use and again after a fork."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, deadline: float | None = None) -> None:
         self._settings = settings
+        self._deadline = deadline
         self._client: KlingClient | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
@@ -188,7 +210,7 @@ class ClientPerProcess:
     def get(self) -> KlingClient:
         with self._lock:
             if self._client is None or self._pid != os.getpid():
-                self._client = KlingClient.from_settings(self._settings)
+                self._client = KlingClient.from_settings(self._settings, self._deadline)
                 self._pid = os.getpid()
             return self._client
 
