@@ -56,6 +56,19 @@ ensure_chromium() {
   echo "To run them:  Debian/Ubuntu: sudo apt-get install chromium" >&2
 }
 
+# tests/cluster builds hosts as network namespaces with iproute2's `ip` (root only). CI installs it, and
+# there the suite fails rather than skips without it; elsewhere it is skipped, saying why.
+ensure_iproute2() {
+  command -v ip >/dev/null 2>&1 && return 0
+  if [ "${CI:-}" = "true" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "Installing iproute2 (apt-get) for the cluster tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >/dev/null ||
+      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >/dev/null; }
+    return 0
+  fi
+  echo "iproute2 (ip) is not installed, so the cluster tests (tests/cluster) will be skipped." >&2
+}
+
 # tests/test_third_party_client.py drives kling-api, a Kling client for Node, pinned with its dependencies
 # in tests/third_party_client/package-lock.json: installed here, before the run, so the tests themselves
 # contact only loopback; again only when the lock file changed. CI installs node and npm if missing.
