@@ -99,15 +99,16 @@ class PrivateRedis:
     `config` is more of redis-server's options ("--maxmemory-policy", "allkeys-lru"), given after the
     defaults, so they win."""
 
-    def __init__(self, *config: str, dies_with_run: bool = False) -> None:
+    def __init__(self, *config: str, dies_with_run: bool = False, password: str = "") -> None:
         self.config = config
         self.dies_with_run = dies_with_run
+        self.password = password  # the clients' (requirepass) and, for a replica, its primary's
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="kws-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -128,6 +129,7 @@ class PrivateRedis:
                 "always",
                 "--dir",
                 self._dir,
+                *(("--requirepass", self.password, "--masterauth", self.password) if self.password else ()),
                 *self.config,
             ],
             stdout=subprocess.DEVNULL,
@@ -196,14 +198,18 @@ def loopback_name() -> str:
 class SentinelGroup:
     """A primary, its replica and three sentinels watching them (quorum 2), all redis-servers of the test's
     own on loopback, for failovers. Sentinels judge a primary down after `down_after_ms` without an
-    answer. `stop()` kills every process, also after a failed start."""
+    answer. With passwords, configured as docs/deployment.md sets them: `password` is the Redis servers'
+    (each also authenticates to its primary with it), `sentinel_password` the sentinels' own. `stop()`
+    kills every process, also after a failed start."""
 
     MASTER = "kws-primary"
 
-    def __init__(self, down_after_ms: int = 1000) -> None:
+    def __init__(self, down_after_ms: int = 1000, password: str = "", sentinel_password: str = "") -> None:
         self.down_after_ms = down_after_ms
-        self.primary = PrivateRedis(dies_with_run=True)
-        self.replica = PrivateRedis(dies_with_run=True)
+        self.password = password
+        self.sentinel_password = sentinel_password
+        self.primary = PrivateRedis(dies_with_run=True, password=password)
+        self.replica = PrivateRedis(dies_with_run=True, password=password)
         self.sentinel_ports = [free_port() for _ in range(3)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
 
@@ -211,7 +217,9 @@ class SentinelGroup:
     def env(self) -> dict[str, str]:
         """The service's settings that point it at this group."""
         sentinels = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        return {"REDIS_SENTINELS": sentinels, "REDIS_SENTINEL_MASTER": self.MASTER}
+        passwords = {"REDIS_PASSWORD": self.password, "REDIS_SENTINEL_PASSWORD": self.sentinel_password}
+        given = {name: value for name, value in passwords.items() if value}
+        return {"REDIS_SENTINELS": sentinels, "REDIS_SENTINEL_MASTER": self.MASTER, **given}
 
     def start(self) -> SentinelGroup:
         try:
@@ -235,6 +243,12 @@ class SentinelGroup:
             f"sentinel down-after-milliseconds {self.MASTER} {self.down_after_ms}\n"
             f"sentinel failover-timeout {self.MASTER} 10000\n"
         )
+        with config.open("a") as more:
+            if self.password:
+                more.write(f"sentinel auth-pass {self.MASTER} {self.password}\n")
+            if self.sentinel_password:  # asked of clients, and of each other
+                more.write(f"requirepass {self.sentinel_password}\n")
+                more.write(f"sentinel sentinel-pass {self.sentinel_password}\n")
         return subprocess.Popen(
             [self.primary.binary, str(config), "--sentinel"],
             stdout=subprocess.DEVNULL,
@@ -243,7 +257,16 @@ class SentinelGroup:
         )
 
     def sentinel(self, index: int = 0) -> redis.Redis:
-        return redis.Redis(port=self.sentinel_ports[index], socket_timeout=2, decode_responses=True)
+        return redis.Redis(
+            port=self.sentinel_ports[index],
+            password=self.sentinel_password or None,
+            socket_timeout=2,
+            decode_responses=True,
+        )
+
+    def server(self, port: int) -> redis.Redis:
+        """A client of one of the group's Redis servers (the primary or the replica), by its port."""
+        return redis.Redis(port=port, password=self.password or None, socket_timeout=2)
 
     def _watching(self) -> bool:
         try:
@@ -261,7 +284,7 @@ class SentinelGroup:
     def _replicating(self) -> bool:
         """The replica's first full sync is done: before it, a killed primary takes every write with it."""
         try:
-            link = redis.Redis(port=self.replica.port, socket_timeout=2).info("replication")
+            link = self.server(self.replica.port).info("replication")
         except redis.RedisError:
             return False
         return bool(link.get("master_link_status") == "up" and not link.get("master_sync_in_progress"))

@@ -32,12 +32,17 @@ def _sentinels_run_here() -> str:
     return "" if probe.returncode == 0 else f"redis-server does not run: {probe.stderr.strip()}"
 
 
+# Passwords on the Redis servers and on the sentinels, set as docs/deployment.md sets them.
+PASSWORDS = {"password": "redis-pass-9f3e2b7c", "sentinel_password": "sentinel-pass-4d1a8e60"}
+
+
 @pytest.fixture
-def group() -> Iterator[SentinelGroup]:
+def group(request: pytest.FixtureRequest) -> Iterator[SentinelGroup]:
+    """Without passwords, unless a test asks for them (indirect parametrization)."""
     if reason := _sentinels_run_here():
         print(f"skipped: {reason}")
         pytest.skip(reason)
-    started = SentinelGroup()
+    started = SentinelGroup(**getattr(request, "param", {}))
     try:
         yield started.start()
     finally:
@@ -80,7 +85,7 @@ def test_callbacks_follow_a_killed_primary_to_its_replica(
     wait_for(lambda: len(answers) >= 10, what="callbacks before the kill")
     # Replication is asynchronous: what the primary acknowledged in its last milliseconds may be lost with
     # it (docs/operations.md). Let the replica acknowledge what came before, so a loss seen here is ours.
-    redis.Redis(port=group.primary_port() or 0).execute_command("WAIT", 1, 2000)
+    group.server(group.primary_port() or 0).execute_command("WAIT", 1, 2000)
     killed_at = time.monotonic()
     group.primary.stop()  # SIGKILL
     wait_for(lambda: group.primary_port() == group.replica.port, timeout=30, what="the replica promoted")
@@ -98,7 +103,7 @@ def test_callbacks_follow_a_killed_primary_to_its_replica(
         f"{time.monotonic() - killed_at:.2f} s after the kill (at most)"
     )
     assert answers[-1][1] == 200 and answers[-1][2] > killed_at
-    on_new_primary = redis.Redis(port=group.replica.port)
+    on_new_primary = group.server(group.replica.port)
     assert on_new_primary.info("replication")["role"] == "master"
     lost = [
         name for name, status, _, _ in answers if status == 200 and _status(service, name) != "processing"
@@ -118,13 +123,20 @@ def _status(service: Service, name: str) -> str:
     return task.status.value if task is not None else "missing"
 
 
+@pytest.mark.parametrize("group", [{}, PASSWORDS], ids=["open", "passwords"], indirect=True)
 def test_a_worker_keeps_working_after_a_failover(
     sentinel_service: tuple[Service, dict[str, str]], group: SentinelGroup
 ) -> None:
     """The worker waits for jobs in a blocking dequeue on the primary. When Sentinel demotes it, it
     closes that connection; the retry must ask the sentinels again rather than reconnect to the demoted
-    one (webhook_service/services.py, PrimaryFollowingConnection)."""
+    one (webhook_service/services.py, PrimaryFollowingConnection). With passwords on the servers and on
+    the sentinels, web, worker and RQ's scheduler all get through, before and after the failover."""
     service, service_env = sentinel_service
+    if group.password:  # really locked: nobody gets in without the passwords
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=group.primary.port).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=group.sentinel_ports[0]).ping()
     workers = Workers(service_env)
     workers.start()
     try:
@@ -132,7 +144,7 @@ def test_a_worker_keeps_working_after_a_failover(
         old_primary = group.primary_port()
         group.sentinel().execute_command("SENTINEL", "FAILOVER", SentinelGroup.MASTER)
         wait_for(lambda: group.primary_port() == group.replica.port, timeout=30, what="the failover")
-        demoted = redis.Redis(port=old_primary or 0)
+        demoted = group.server(old_primary or 0)
         wait_for(
             lambda: demoted.info("replication")["role"] == "slave", timeout=30, what="the old one demoted"
         )
