@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.support import PrivateRedis, free_port, wait_for
 from tests.test_gunicorn import ROOT, start_gunicorn
@@ -203,3 +204,31 @@ def _ready(url: str) -> dict[str, object] | None:
     except httpx.HTTPError:
         return None
     return answer.json() if answer.status_code == 200 else None
+
+
+def test_readyz_is_unfit_on_a_redis_the_start_would_have_refused(
+    env: dict[str, str], start_redis: StartRedis
+) -> None:
+    """The start-up check is skipped when Redis does not answer yet, and a policy can change under a
+    running service (CONFIG SET, a failover to a replica configured otherwise): readiness says so, so a
+    balancer takes the host out rather than let it accept what Redis may silently drop."""
+    server = start_redis()
+    client = create_app({**env, "REDIS_URL": server.url}).test_client()
+    assert client.get("/readyz").status_code == 200
+
+    redis.Redis.from_url(server.url).config_set("maxmemory-policy", "allkeys-lru")
+    # Each app takes its own reading (then keeps it up to half a minute): a new one reads the change.
+    answer = create_app({**env, "REDIS_URL": server.url}).test_client().get("/readyz")
+    assert answer.status_code == 503
+    unfit = answer.json
+    assert unfit["status"] == "unfit" and unfit["maxmemory_policy"] == "allkeys-lru"
+    assert "Set `maxmemory-policy noeviction`" in unfit["reason"]
+
+    redis.Redis.from_url(server.url).config_set("maxmemory-policy", "noeviction")
+    redis.Redis.from_url(server.url).config_set("appendonly", "no")
+    strict = create_app({**env, "REDIS_URL": server.url, "REQUIRE_DURABLE_REDIS": "true"}).test_client()
+    refused = strict.get("/readyz")
+    assert refused.status_code == 503 and refused.json["status"] == "unfit"
+    assert "REQUIRE_DURABLE_REDIS is true" in refused.json["reason"]
+    lenient = create_app({**env, "REDIS_URL": server.url}).test_client().get("/readyz")
+    assert lenient.status_code == 200 and lenient.json["durable"] is False

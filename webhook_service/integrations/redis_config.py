@@ -133,12 +133,8 @@ def check_at_start(connection: redis.Redis, *, require_durable: bool) -> RedisDu
             type(error).__name__,
         )
         return None
-    if reading.evicting:
-        raise RedisUnfit(
-            f"Redis's maxmemory-policy is {reading.maxmemory_policy}: when memory runs short it would "
-            "silently delete tasks and queued jobs. Set `maxmemory-policy noeviction` (redis.conf, or "
-            "CONFIG SET maxmemory-policy noeviction); see docs/operations.md"
-        )
+    if unfit := unfit_reason(reading, require_durable=require_durable):
+        raise RedisUnfit(unfit)
     if reading.durable is None:
         log.warning(
             "Redis refused CONFIG: whether it persists its data and which maxmemory-policy it uses are "
@@ -146,16 +142,31 @@ def check_at_start(connection: redis.Redis, *, require_durable: bool) -> RedisDu
             "maxmemory-policy noeviction; see docs/operations.md"
         )
     elif not reading.durable:
-        keeps_nothing = 'Redis keeps nothing on disk (appendonly no, save "")'
-        if require_durable:
-            raise RedisUnfit(
-                f"{keeps_nothing} and REQUIRE_DURABLE_REDIS is true. Turn on AOF (`appendonly yes`, "
-                "`appendfsync everysec`) or RDB snapshots (`save 60 1000`); see docs/operations.md"
-            )
         log.warning(
             "%s: a restart of Redis loses every task, its history and every queued job. Turn on AOF "
             "(appendonly yes, appendfsync everysec); REQUIRE_DURABLE_REDIS=true makes this a refusal. "
             "See docs/operations.md",
-            keeps_nothing,
+            _KEEPS_NOTHING,
         )
     return reading
+
+
+_KEEPS_NOTHING = 'Redis keeps nothing on disk (appendonly no, save "")'
+
+
+def unfit_reason(reading: RedisDurability, *, require_durable: bool) -> str | None:
+    """Why the service must not run on this Redis (None: it may): the refusal at start, and /readyz's
+    answer when the settings change under a running service (CONFIG SET, a failover to a replica
+    configured otherwise)."""
+    if reading.evicting:
+        return (
+            f"Redis's maxmemory-policy is {reading.maxmemory_policy}: when memory runs short it would "
+            "silently delete tasks and queued jobs. Set `maxmemory-policy noeviction` (redis.conf, or "
+            "CONFIG SET maxmemory-policy noeviction); see docs/operations.md"
+        )
+    if require_durable and reading.durable is False:
+        return (
+            f"{_KEEPS_NOTHING} and REQUIRE_DURABLE_REDIS is true. Turn on AOF (`appendonly yes`, "
+            "`appendfsync everysec`) or RDB snapshots (`save 60 1000`); see docs/operations.md"
+        )
+    return None
