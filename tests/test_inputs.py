@@ -204,7 +204,33 @@ def test_metadata_lists_the_inputs_with_their_sha256(service: Service, simulator
     assert metadata["request"]["image"]["archived_input"] == metadata["inputs"][0]["archived_input"]
     assert body["image"][:100] not in text and "<base64" not in text
     stored = sorted(p.name.split("-")[0] for p in (folder / "inputs").iterdir() if not p.name.startswith("."))
-    assert stored == ["image", "static_mask"]
+    assert stored == ["image", "request.json", "static_mask"]
+
+
+def test_inputs_of_a_task_never_archived_are_listed_with_their_sha256(service: Service, simulator) -> None:
+    """No output, no metadata.json: the inputs still say what they were for, from the moment the task
+    is recorded, so they can be placed and checked after retention removes the task from Redis."""
+    image = noise_png(40)
+    simulator.state.set_scenario("declined", {"steps": [{"status": "failed", "delay": 0.05}]})
+    body = {"image": b64(image), "image_tail": "https://example.com/tail.jpg", "external_task_id": "declined"}
+    assert service.submit(body).status_code == 200
+    wait_for(lambda: service.task("declined")["task_status"] == "failed", what="the failed callback")
+
+    folder = Path(service.services.settings.archive_url) / task_folder(service.services.store.get("declined"))
+    assert not (folder / "metadata.json").exists()
+    manifest = json.loads((folder / "inputs" / "request.json").read_text())
+    assert (manifest["external_task_id"], manifest["tenant"], manifest["type"]) == (
+        "declined",
+        "default",
+        "image2video",
+    )
+    (listed,) = manifest["inputs"]
+    assert (listed["field"], listed["size"]) == ("image", len(image))
+    assert listed["sha256"] == hashlib.sha256(image).hexdigest()
+    kept = Path(service.services.settings.archive_url) / listed["archived_input"]
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == listed["sha256"]
+    assert manifest["request"]["image_tail"] == "https://example.com/tail.jpg"  # URLs stay as sent
+    assert b64(image)[:100] not in json.dumps(manifest)
 
 
 def test_s3_archive_keeps_the_images_with_their_sha256(env, simulator, bucket: str, moto_url: str) -> None:

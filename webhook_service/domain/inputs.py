@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +42,10 @@ from webhook_service.domain.errors import InputsNotStored, InputUnreadable
 from webhook_service.domain.tasks import Task
 from webhook_service.integrations.storage import Storage, StorageError
 
+log = logging.getLogger(__name__)
+
 REFERENCE_KEY = "archived_input"
+MANIFEST_NAME = "request.json"
 # Every field of every task type that holds an image, top-level and in lists of objects: a type whose
 # images are missing here would keep its Base64 in Redis and show it on the dashboard.
 IMAGE_FIELDS = (
@@ -199,6 +204,33 @@ def store_inputs(storage: Storage, task: Task, request: dict[str, Any]) -> dict[
             ref["base64_tail"] = value[-4:]
         slot.holder[slot.key] = ref
     return stored
+
+
+def write_manifest(storage: Storage, task: Task, request: dict[str, Any]) -> None:
+    """`inputs/request.json` beside the inputs of a recorded task: what they were sent for, and each
+    one's field and sha256, from the moment the task exists. metadata.json says the same, but only once
+    an output is archived: the inputs of a task that failed, expired or was never sent would otherwise
+    be files nobody can place once retention has removed the task from Redis. Best effort: the inputs
+    themselves are stored, and a task is not refused for the lack of this list."""
+    inputs = archived_inputs(request)
+    if not inputs:
+        return
+    manifest = {
+        "external_task_id": task.external_task_id,
+        "tenant": task.tenant,
+        "type": task.type,
+        "created_at": task.created_at,
+        "request": request,
+        "inputs": inputs,
+    }
+    try:
+        storage.put_bytes(
+            f"{task_folder(task)}/inputs/{MANIFEST_NAME}",
+            json.dumps(manifest, indent=2).encode(),
+            "application/json",
+        )
+    except StorageError as error:
+        log.warning("the list of %s's inputs was not written: %s", task.external_task_id, error)
 
 
 def with_inputs(storage: Storage, request: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from redis.client import Pipeline
 from webhook_service.domain.callback_tokens import callback_url_for
 from webhook_service.domain.errors import InputUnreadable, TaskExists
 from webhook_service.domain.events import EventType
-from webhook_service.domain.inputs import store_inputs, with_inputs
+from webhook_service.domain.inputs import store_inputs, with_inputs, write_manifest
 from webhook_service.domain.lifecycle import record_news, release
 from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.task_types import DEFAULT_TYPE, Pack, task_type
@@ -80,6 +80,7 @@ def accept(
             pipe, external_task_id, tenant, pack=kind.pack, units=units
         ),
     )
+    write_manifest(services.storage, task, request)
     return task
 
 
