@@ -5,26 +5,32 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import os
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from http.client import HTTPResponse
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Service, make_service
 from tests.support import wait_for
+from tests.test_inputs import stored_request
+from webhook_service.domain import unified_rules
+from webhook_service.domain.body_limits import V1_CREATE, base64_chars
 from webhook_service.domain.bounds import STORED_BODY_MAX_BYTES, stored_body
 from webhook_service.domain.callback_tokens import callback_url_for
 from webhook_service.domain.reconcile import reconcile
 from webhook_service.domain.tasks import STATUS_MSG_MAX_CHARS
+from webhook_service.domain.unified_rules import IMAGE_TO_VIDEO_PATH, TEXT_TO_VIDEO_PATH
 from webhook_service.notify.payload import EVENT_HISTORY_ENTRIES, build_event
-from webhook_service.web.app import MAX_REQUEST_BYTES
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
 QUIET = {"steps": [{"status": "succeed", "delay": 0, "send": False}]}  # Kling says nothing unasked
@@ -183,14 +189,87 @@ def test_a_20_mb_base64_field_is_refused_and_nothing_is_kept(service: Service, s
     assert simulator.state.tasks() == []
 
 
-def test_a_request_over_what_kling_accepts_is_refused_naming_the_limit(client: FlaskClient) -> None:
-    at_the_limit = client.post("/v1/videos/image2video", data=b" " * MAX_REQUEST_BYTES)
+def post_with_length(
+    service: Service, path: str, length: int, chunks: Iterable[bytes], **headers: str
+) -> HTTPResponse:
+    """A POST whose Content-Length says `length`, sent chunk by chunk (the test holds one at a time),
+    the rest never sent if `chunks` end before: a server that trusts the header answers without it."""
+    connection = http.client.HTTPConnection(urlsplit(service.url).netloc, timeout=60)
+    headers = {"Content-Type": "application/json", "Content-Length": str(length), **headers}
+    connection.request("POST", path, body=iter(chunks), headers=headers)
+    return connection.getresponse()
+
+
+V1_BOUND = V1_CREATE.max_bytes
+
+
+@pytest.mark.parametrize(
+    ("path", "limit", "reason"),
+    [
+        ("/v1/videos/image2video", V1_BOUND, "8 images (image, static_mask, six dynamic_masks) of 10 MB"),
+        ("/kling/v1/videos/text2video", V1_BOUND, "allow a /v1 create"),
+        ("/text-to-video/kling-3.0", 1024 * 1024, "no image, 1 MiB for its fields"),
+        ("/image-to-video/kling-3.0", 140_858_712, "2 images (first_frame, last_frame) of 50 MB"),
+        (
+            "/kling/omni-video/kling-3.0-omni",
+            630_194_188,
+            "9 images (first_frame, last_frame, 7 refer_image)",
+        ),
+        ("/v1/endpoints", V1_BOUND, "as every route without a create body of its own: the largest"),
+    ],
+)
+def test_a_body_over_its_routes_limit_is_refused_before_it_is_read_naming_that_limit(
+    service: Service, simulator, path: str, limit: int, reason: str
+) -> None:
+    refused = post_with_length(service, path, limit + 1, [b"{"])
+
+    assert refused.status == 413
+    answer = json.loads(refused.read())
+    assert answer["code"] == 1201
+    message = answer["message"]
+    assert f"({limit + 1:,} bytes) is over the limit of POST {path}, {limit:,} bytes" in message
+    assert reason in message
+    assert service.services.redis.keys("kws:task*") == [] and simulator.state.tasks() == []
+
+
+def test_a_body_at_its_routes_limit_is_read(service: Service) -> None:
+    at_the_limit = service.http.post(
+        TEXT_TO_VIDEO_PATH, content=b" " * unified_rules.TEXT_TO_VIDEO_BODY.max_bytes
+    )
     assert at_the_limit.status_code == 400  # read, and found to be no JSON object
+    assert at_the_limit.json()["message"].startswith("the request body")
 
-    over = client.post("/v1/videos/image2video", data=b" " * (MAX_REQUEST_BYTES + 1))
 
-    assert over.status_code == 413
-    assert "112,896,704 bytes (107.7 MiB)" in over.json["message"] and over.json["code"] == 1201
+def test_the_largest_valid_image_to_video_two_50_mb_frames_in_base64_is_accepted(service: Service) -> None:
+    """139.8 MB, over the /v1 creates' bound: its route has its own. Sent in 1 MiB chunks; the server
+    holds the whole body, once in this suite. Queued (respond-async, no worker), it is not sent on to
+    the simulator, which would hold it too."""
+    frame_chars = base64_chars(unified_rules.MAX_FRAME_BYTES)  # zero bytes: "AAAA", the last group "AAA="
+    head = b'{"options": {"external_task_id": "two-frames"}, "contents": [{"type": "first_frame", "url": "'
+    middle = b'"}, {"type": "last_frame", "url": "'
+    tail = b'"}, {"type": "prompt", "text": "The sky clears"}]}'
+
+    def frame() -> Iterator[bytes]:
+        whole, rest = divmod(frame_chars - 4, 1024 * 1024)
+        yield from [b"A" * 1024 * 1024] * whole
+        yield b"A" * rest + b"AAA="
+
+    def body() -> Iterator[bytes]:
+        yield head
+        yield from frame()
+        yield middle
+        yield from frame()
+        yield tail
+
+    length = len(head) + len(middle) + len(tail) + 2 * frame_chars
+    assert V1_BOUND < length <= unified_rules.IMAGE_TO_VIDEO_BODY.max_bytes
+
+    accepted = post_with_length(service, IMAGE_TO_VIDEO_PATH, length, body(), Prefer="respond-async")
+
+    assert accepted.status == 202, accepted.read()[:500]
+    assert json.loads(accepted.read())["data"]["external_id"] == "two-frames"
+    stored, _ = stored_request(service, "two-frames")
+    assert [item["url"]["size"] for item in stored["contents"][:2]] == [unified_rules.MAX_FRAME_BYTES] * 2
 
 
 _JSON = st.recursive(

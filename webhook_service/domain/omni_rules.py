@@ -23,11 +23,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook_service.domain.body_limits import BodyLimit
 from webhook_service.domain.body_rules import BodyRules
 from webhook_service.domain.field_types import is_http_url
 from webhook_service.domain.problems import FieldProblem
 from webhook_service.domain.unified_rules import (
     ALL_CONTENT_TYPES,
+    MAX_FRAME_BYTES,
     Contents,
     Options,
     Settings,
@@ -48,6 +50,11 @@ _KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 MAX_REFERENCES = 7  # reference images and elements together, without a reference video
 MAX_REFERENCES_WITH_VIDEO = 4
 MAX_ELEMENTS_WITH_FRAME = 3
+# Its largest body (domain/body_limits.py): a first and a last frame beside 7 reference images (no
+# element, so all 7 may be images), each of 50 MB; a video is a URL.
+BODY = BodyLimit(
+    2 + MAX_REFERENCES, MAX_FRAME_BYTES, "a kling-3.0-omni video", "first_frame, last_frame, 7 refer_image"
+)
 
 
 def _items(contents: list[Any], settings: dict[str, Any]) -> tuple[list[FieldProblem], dict[str, list[int]]]:

@@ -31,6 +31,7 @@ from webhook_service.domain import (
     validation,
     video_extend_rules,
 )
+from webhook_service.domain.body_limits import V1_CREATE, BodyLimit
 from webhook_service.domain.body_rules import BodyRules, validate_body
 
 IMAGE2VIDEO = "image2video"
@@ -65,6 +66,7 @@ class TaskType:
     rules: BodyRules
     summary: str  # a line for the API's documentation
     create_path: str = ""  # a unified API type's create path (the model in it); "" for a /v1 type
+    body_limit: BodyLimit = V1_CREATE  # the largest create body its route reads
 
     @property
     def unified(self) -> bool:
@@ -180,6 +182,7 @@ TASK_TYPES: dict[str, TaskType] = {
         unified_rules.TEXT_TO_VIDEO,
         "Create a Kling 3.0 text-to-video task (unified API)",
         create_path=unified_rules.TEXT_TO_VIDEO_PATH,
+        body_limit=unified_rules.TEXT_TO_VIDEO_BODY,
     ),
     "kling-3.0-image-to-video": TaskType(
         "kling-3.0-image-to-video",
@@ -188,6 +191,7 @@ TASK_TYPES: dict[str, TaskType] = {
         unified_rules.IMAGE_TO_VIDEO,
         "Create a Kling 3.0 image-to-video task (unified API)",
         create_path=unified_rules.IMAGE_TO_VIDEO_PATH,
+        body_limit=unified_rules.IMAGE_TO_VIDEO_BODY,
     ),
     "kling-3.0-omni-video": TaskType(
         "kling-3.0-omni-video",
@@ -196,6 +200,7 @@ TASK_TYPES: dict[str, TaskType] = {
         omni_rules.RULES,
         "Create a Kling 3.0 Omni video task (unified API)",
         create_path=omni_rules.OMNI_VIDEO_PATH,
+        body_limit=omni_rules.BODY,
     ),
 }
 

@@ -34,6 +34,7 @@ from typing import Annotated, Any, NotRequired
 from pydantic import AfterValidator, BeforeValidator, Field, Strict, StringConstraints
 from pydantic_core import PydanticCustomError
 
+from webhook_service.domain.body_limits import BodyLimit
 from webhook_service.domain.body_rules import BodyRules, validate_body
 from webhook_service.domain.field_types import (
     TaskId,
@@ -81,6 +82,9 @@ _ITEM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 
 _check_frame = image_check(MAX_FRAME_BYTES, "50 MB")  # as the /v1 API's images, with 50 MB
+# The largest bodies of the two (domain/body_limits.py): frames are their only large fields.
+TEXT_TO_VIDEO_BODY = BodyLimit(0, MAX_FRAME_BYTES, "a kling-3.0 text-to-video", "")
+IMAGE_TO_VIDEO_BODY = BodyLimit(2, MAX_FRAME_BYTES, "a kling-3.0 image-to-video", "first_frame, last_frame")
 
 
 def _not_a_string(value: object) -> object:

@@ -7,29 +7,17 @@ the domain never loads the web.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import redis
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook_service.config import Settings
-from webhook_service.domain.validation import MAX_IMAGE_BYTES
+from webhook_service.domain.body_limits import V1_CREATE, BodyLimit
+from webhook_service.domain.task_types import TASK_TYPES
 from webhook_service.integrations import logs
 from webhook_service.services import Services
-
-# The largest create body Kling's rules allow, and so the most any request may send. An image is at
-# most 10 MB (MAX_IMAGE_BYTES = 10,485,760 bytes, as validation counts them), which is
-# 4 * ceil(10,485,760 / 3) = 13,981,016 characters of Base64. Beside `image`, a request may use one of
-# three groups: image_tail (1 more image), camera_control (none) or the motion brush, static_mask with
-# up to 6 dynamic_masks[].mask (7 more). So 8 images (multi-image to image takes 6 at most: four
-# subjects, a scene, a style): 111,848,128 characters. Everything else fits in
-# 1 MiB: two prompts of 2,500 characters at most 12 bytes each as JSON escapes (60,000 bytes), 6 x 77
-# trajectory points, ids, URLs and whitespace. In all 112,896,704 bytes (107.7 MiB).
-MAX_IMAGES_PER_REQUEST = 1 + 1 + 6  # image, static_mask, six dynamic_masks
-BASE64_IMAGE_CHARS = 4 * math.ceil(MAX_IMAGE_BYTES / 3)
-MAX_REQUEST_BYTES = MAX_IMAGES_PER_REQUEST * BASE64_IMAGE_CHARS + 1024 * 1024
 
 
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
@@ -62,7 +50,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     settings = Settings.from_env(test_config) if test_config is not None else Settings.from_env()
     app = Flask(__name__)
     app.config.update(
-        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        MAX_CONTENT_LENGTH=V1_CREATE.max_bytes,  # a create route's own: own_body_limit()
         SECRET_KEY=settings.secret_key,
         SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),
     )
@@ -77,6 +65,11 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         """Every request's lines carry its request id, and nothing of the previous request's."""
         logs.reset(request_id=request_id())
 
+    @app.before_request
+    def limit_the_body() -> None:
+        """Before anything reads the body: a unified create's frames make its bound larger (or smaller)."""
+        request.max_content_length = (own_body_limit() or V1_CREATE).max_bytes
+
     @app.teardown_request
     def end_log_context(_error: BaseException | None) -> None:
         logs.reset()
@@ -87,12 +80,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_error: RequestEntityTooLarge) -> tuple[Response, int]:
-        message = (
-            f"the request body is over the limit of {MAX_REQUEST_BYTES:,} bytes "
-            f"({MAX_REQUEST_BYTES / 1024**2:.1f} MiB): the most Kling's rules allow, "
-            f"{MAX_IMAGES_PER_REQUEST} images of 10 MB in Base64 and 1 MiB for the other fields"
-        )
-        return error_response(ApiError(413, CODE_BAD_REQUEST, message))
+        return error_response(ApiError(413, CODE_BAD_REQUEST, too_large_message()))
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
@@ -112,3 +100,23 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.wsgi_app = callbacks.CallbackEndpoint(services, app.wsgi_app)  # type: ignore[method-assign]
 
     return app
+
+
+def own_body_limit() -> BodyLimit | None:
+    """The bound of the request's create route, its task type's; None on a route without a create body,
+    whose bound is the /v1 creates' (domain/body_limits.py)."""
+    kind = TASK_TYPES.get((request.view_args or {}).get("type_name", ""))
+    return kind.body_limit if kind is not None else None
+
+
+def too_large_message() -> str:
+    """Which limit, whose, why, and how large the body said it was (nothing when sent chunked)."""
+    own = own_body_limit()
+    limit = own or V1_CREATE
+    size = f" ({request.content_length:,} bytes)" if request.content_length is not None else ""
+    route = f"{request.method} {request.path}"
+    shared = "" if own else ", as every route without a create body of its own"
+    return (
+        f"the request body{size} is over the limit of {route}, {limit.max_bytes:,} bytes "
+        f"({limit.max_bytes / 1024**2:.1f} MiB){shared}: {limit.reason}"
+    )
