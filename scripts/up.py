@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from webhook_service.config import Settings, redis_settings  # noqa: E402  (needs the path above)
+from webhook_service.dev_env import DEV_ENV_PATH, first_line, running_writer  # noqa: E402
 from webhook_service.redaction import url_without_secrets  # noqa: E402
 from webhook_service.services import redis_connection  # noqa: E402
 
-DEV_FILE = ROOT / "data" / "dev.env"  # webhook_service/config.py's DEV_ENV_PATH, from the checkout
+DEV_FILE = ROOT / DEV_ENV_PATH  # as the commands find it, from the checkout
 SIMULATOR_PORT = int(os.environ.get("SIMULATOR_PORT", "9100"))
 WEBHOOK_RECEIVER_PORT = int(os.environ.get("WEBHOOK_RECEIVER_PORT", "9101"))
 # Two worker processes for two cores: a slow download or a slow notification sink never holds up the rest.
@@ -187,7 +188,7 @@ def ensure_receiver(run: Run) -> None:
 def write_dev_file(run: Run) -> None:
     """data/dev.env, readable by its owner only (it holds the simulator's token), replaced at once."""
     lines = [
-        f"# Written by scripts/up (pid {os.getpid()}) for the commands run beside it; removed when it",
+        first_line(os.getpid()),
         "# stops. What the environment or .env sets wins over these.",
         *(f'{name}="{_quoted(value)}"' for name, value in run.made_up.items()),
     ]
@@ -205,12 +206,7 @@ def _quoted(value: str) -> str:
 
 def running_up() -> int | None:
     """The pid of another scripts/up serving this checkout, from its dev file, if it still runs."""
-    try:
-        first = DEV_FILE.read_text().split("\n", 1)[0]
-        pid = int(first.split("(pid ", 1)[1].split(")", 1)[0])
-        os.kill(pid, 0)
-    except (OSError, IndexError, ValueError):
-        return None
+    pid = running_writer(DEV_FILE)
     return pid if pid != os.getpid() else None
 
 

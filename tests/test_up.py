@@ -19,6 +19,7 @@ import pytest
 
 from tests.support import PrivateRedis, die_with_parent, free_port, wait_for
 from webhook_service.config import Settings
+from webhook_service.dev_env import first_line
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = ["Procfile", "gunicorn.conf.py", "wsgi.py", "requirements.txt"]
@@ -201,6 +202,7 @@ def test_settings_come_from_the_environment_then_dotenv_then_the_dev_file(
     (tmp_path / ".env").write_text("SECRET_KEY=from-dotenv-0123456789\nKLING_API_BASE=http://from-dotenv\n")
     dev_file = tmp_path / "dev.env"
     dev_file.write_text(
+        f"{first_line(os.getpid())}\n"  # this process stands for the scripts/up that wrote it: it runs
         'REDIS_URL="redis://from-dev-file:6379/0"\nKLING_API_BASE="http://from-dev-file"\n'
         'KLING_API_TOKEN="from-dev-file"\nPUBLIC_BASE_URL="http://from-dev-file:8000"\n'
     )
@@ -224,6 +226,43 @@ def test_settings_come_from_the_environment_then_dotenv_then_the_dev_file(
 
     dev_file.unlink()  # scripts/up stopped
     assert Settings.from_env(**paths).kling_api_token == ""
+
+
+def test_a_dev_file_left_by_a_killed_up_is_ignored_saying_so_and_one_of_a_running_up_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An up killed outright (SIGKILL) leaves data/dev.env behind: its simulator and token are gone."""
+    for name in ("KLING_API_BASE", "KLING_API_TOKEN", "SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("READ_SETTINGS_FILES")  # the suite's own processes read no file (conftest.py)
+    (tmp_path / ".env").write_text("SECRET_KEY=from-dotenv-0123456789\n")
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.kill()
+    killed.wait()
+    dev_file = tmp_path / "dev.env"
+    settings_of_up = 'KLING_API_BASE="http://127.0.0.1:9100"\nKLING_API_TOKEN="simulator-token"\n'
+    dev_file.write_text(f"{first_line(killed.pid)}\n{settings_of_up}")
+    paths = {"dotenv_path": str(tmp_path / ".env"), "dev_env_path": str(dev_file)}
+
+    left_behind = Settings.from_env(**paths)
+
+    assert (
+        left_behind.kling_api_token == ""
+        and left_behind.kling_api_base == "https://api-singapore.klingai.com"
+    )
+    warning = capsys.readouterr().err
+    why = f"its scripts/up (pid {killed.pid}) no longer runs (remove it, or start ./scripts/up again)"
+    assert warning == f"Ignoring {dev_file}: {why}\n"
+
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dev_file.write_text(f"{first_line(running.pid)}\n{settings_of_up}")
+        read = Settings.from_env(**paths)
+    finally:
+        running.kill()
+        running.wait()
+    assert (read.kling_api_base, read.kling_api_token) == ("http://127.0.0.1:9100", "simulator-token")
+    assert capsys.readouterr().err == ""
 
 
 def test_a_child_that_dies_shows_its_last_lines(

@@ -30,6 +30,7 @@ from webhook_service.config_values import (
     sentinel_addresses,
     split,
 )
+from webhook_service.dev_env import DEV_ENV_PATH, dev_env_values
 from webhook_service.domain.events import ENDPOINT_DISABLED, EVENT_TYPES
 from webhook_service.domain.tasks import DEFAULT_MAX_OUTPUTS
 from webhook_service.domain.tenants import DEFAULT_TENANT, NAME_RULE, valid_name
@@ -38,7 +39,6 @@ from webhook_service.redaction import url_without_secrets
 # What a running `scripts/up` made up for its run (the simulator's URL and token, its webhook receiver,
 # its Redis), written for the commands started beside it and removed when it stops. The lowest layer:
 # anything set in the environment or in `.env` wins over it.
-DEV_ENV_PATH = "data/dev.env"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
@@ -158,13 +158,13 @@ class Settings:
         dev_env_path: str = DEV_ENV_PATH,
     ) -> Settings:
         """Read settings from `environ`; by default the real environment, over `.env`, over the dev file
-        (DEV_ENV_PATH) when a running `scripts/up` left one: the first that sets a variable wins.
+        (DEV_ENV_PATH) while the `scripts/up` that wrote it runs: the first that sets a variable wins.
         `READ_SETTINGS_FILES=false` in the environment leaves both files out: the test suite sets it, so
         its processes never take the settings of a demo running in the same checkout."""
         if environ is None:
             files: dict[str, str] = {}
             if boolean("READ_SETTINGS_FILES", os.environ.get("READ_SETTINGS_FILES") or "true"):
-                files = {**_file_values(dev_env_path), **_file_values(dotenv_path)}
+                files = {**dev_env_values(dev_env_path), **_file_values(dotenv_path)}
             environ = {**files, **os.environ}
         env = {k: v.strip() for k, v in environ.items() if isinstance(v, str)}
 
