@@ -47,9 +47,9 @@ def test_redis() -> Iterator[str]:
         keys = redis.Redis.from_url(url).dbsize()
         if keys and os.environ.get("TEST_REDIS_FLUSH") != "yes":
             pytest.exit(
-                f"TEST_REDIS_URL's database holds {keys} keys, and the tests empty it around every test. "
-                "Point TEST_REDIS_URL at an empty database, or set TEST_REDIS_FLUSH=yes if it is the "
-                "tests' own.",
+                f"TEST_REDIS_URL's database holds {keys} key{'s' if keys != 1 else ''}, and the tests "
+                "empty it around every test. Point TEST_REDIS_URL at an empty database, or set "
+                "TEST_REDIS_FLUSH=yes if it is the tests' own.",
                 returncode=2,
             )
         yield url
