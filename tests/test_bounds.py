@@ -210,10 +210,12 @@ V1_BOUND = V1_CREATE.max_bytes
         ("/kling/v1/videos/text2video", V1_BOUND, "allow a /v1 create"),
         ("/text-to-video/kling-3.0", 1024 * 1024, "no image, 1 MiB for its fields"),
         ("/image-to-video/kling-3.0", 140_858_712, "2 images (first_frame, last_frame) of 50 MB"),
-        (
+        (  # its rules would allow 601 MiB; no route reads more than two 50 MB images in Base64
             "/kling/omni-video/kling-3.0-omni",
-            630_194_188,
-            "9 images (first_frame, last_frame, 7 refer_image)",
+            140_858_712,
+            "9 images (first_frame, last_frame, 7 refer_image) of 50 MB in Base64 and 1 MiB for the "
+            "other fields, 601.0 MiB, is more than the service reads of any request (two images of 50 MB "
+            "in Base64): send the images as URLs",
         ),
         ("/v1/endpoints", V1_BOUND, "as every route without a create body of its own: the largest"),
     ],

@@ -13,6 +13,11 @@ brush, static_mask with up to 6 dynamic_masks[].mask (7 more); multi-image to im
 (four subjects, a scene, a style). Every /v1 type shares that bound, and so does every route without a
 create body of its own. The unified API's frames are up to 50 MB each, so its types have their own
 bounds (domain/unified_rules.py, domain/omni_rules.py).
+
+Whatever a type's rules allow, no route reads more than SERVICE_MAX_BYTES, two 50 MB images in Base64
+(a kling-3.0 image-to-video's first and last frame): a web process holds a body whole while it checks
+it, once per thread, and omni's rules would allow 601 MiB (two frames and seven reference images of
+50 MB each). A request that large sends its images as URLs, as Kling's own examples do.
 """
 
 from __future__ import annotations
@@ -23,11 +28,16 @@ from dataclasses import dataclass
 from webhook_service.domain.field_types import MAX_IMAGE_BYTES
 
 OTHER_FIELDS_BYTES = 1024 * 1024
+SERVICE_MAX_IMAGES = 2
+SERVICE_MAX_IMAGE_BYTES = 50 * 1024 * 1024
 
 
 def base64_chars(decoded_bytes: int) -> int:
     """The length of `decoded_bytes` bytes in Base64, padding included."""
     return 4 * math.ceil(decoded_bytes / 3)
+
+
+SERVICE_MAX_BYTES = SERVICE_MAX_IMAGES * base64_chars(SERVICE_MAX_IMAGE_BYTES) + OTHER_FIELDS_BYTES
 
 
 @dataclass(frozen=True)
@@ -38,8 +48,12 @@ class BodyLimit:
     which_images: str  # which fields they are: "image, static_mask, six dynamic_masks"
 
     @property
-    def max_bytes(self) -> int:
+    def rules_max_bytes(self) -> int:
         return self.images * base64_chars(self.image_bytes) + OTHER_FIELDS_BYTES
+
+    @property
+    def max_bytes(self) -> int:
+        return min(self.rules_max_bytes, SERVICE_MAX_BYTES)
 
     @property
     def reason(self) -> str:
@@ -47,9 +61,15 @@ class BodyLimit:
         if not self.images:
             return f"the largest body Kling's rules allow {self.what}: no image, 1 MiB for its fields"
         size = f"{self.image_bytes // (1024 * 1024)} MB"
-        return (
+        allowed = (
             f"the largest body Kling's rules allow {self.what}: {self.images} images ({self.which_images}) "
             f"of {size} in Base64 and 1 MiB for the other fields"
+        )
+        if self.rules_max_bytes <= SERVICE_MAX_BYTES:
+            return allowed
+        return (
+            f"{allowed}, {self.rules_max_bytes / 1024**2:.1f} MiB, is more than the service reads of any "
+            f"request (two images of 50 MB in Base64): send the images as URLs"
         )
 
 
