@@ -94,6 +94,42 @@ def test_a_5_mb_callback_is_refused_naming_the_limit_and_changes_nothing(service
     assert service.task("flood")["task_status"] == "submitted"
 
 
+def post_chunked(url: str, body: bytes) -> HTTPResponse:
+    """A POST sent chunked: no Content-Length, so the server learns the size only by reading."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=60)
+    chunks = (body[at : at + 65536] for at in range(0, len(body), 65536))
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    connection.request(
+        "POST", target, body=chunks, headers={"Content-Type": "application/json"}, encode_chunked=True
+    )
+    return connection.getresponse()
+
+
+def test_a_body_sent_chunked_over_its_limit_is_refused_not_cut_short(service: Service, simulator) -> None:
+    """Werkzeug reads a chunked body up to the limit and stops without a word: judged on its first
+    megabyte, a 2 MiB create was a 400 "not valid JSON", a callback would be too."""
+    over = json.dumps({"prompt": "a cat", "negative_prompt": "x" * 2 * 1024 * 1024}).encode()
+    refused = post_chunked(service.url + TEXT_TO_VIDEO_PATH, over)
+    assert refused.status == 413
+    assert (
+        "is over the limit of POST /text-to-video/kling-3.0, 1,048,576 bytes"
+        in json.loads(refused.read())["message"]
+    )
+
+    task_id = quiet_task(service, simulator, "chunked")
+    flood = json.dumps({"task_id": task_id, "task_status": "succeed", "x": "z" * 2_000_000}).encode()
+    refused = post_chunked(callback_url_for(service.services.settings, "chunked"), flood)
+    assert refused.status == 413 and "1,048,576 bytes" in json.loads(refused.read())["message"]
+    assert service.task("chunked")["task_status"] == "submitted"
+
+    under = json.dumps({"task_id": task_id, "task_status": "processing"}).encode()
+    assert post_chunked(callback_url_for(service.services.settings, "chunked"), under).status == 200
+    body = {"prompt": "a cat", "options": {"external_task_id": "chunked-create"}}
+    accepted = post_chunked(service.url + TEXT_TO_VIDEO_PATH, json.dumps(body).encode())
+    assert accepted.status in (200, 202), accepted.read()
+
+
 @pytest.mark.parametrize("shape", ["legacy", "newer"])
 def test_a_callback_with_10000_outputs_keeps_callback_max_outputs_and_says_so(
     service: Service, simulator, shape: str

@@ -38,6 +38,7 @@ from webhook_service.web.errors import (
     json_object,
     reply,
     storage_unavailable,
+    whole_body,
 )
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class CallbackEndpoint:
 
         request.max_content_length = settings.callback_max_bytes
         try:
-            raw = request.get_data(cache=False)  # refused when over the limit, even without Content-Length
+            raw = whole_body(request, cache=False)  # refused when over the limit, even sent chunked
         except RequestEntityTooLarge:
             limit = f"{settings.callback_max_bytes:,} bytes"
             raise ApiError(413, CODE_BAD_REQUEST, f"the callback body is over the limit of {limit}") from None

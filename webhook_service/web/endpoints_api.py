@@ -16,7 +16,14 @@ from webhook_service.notify.endpoints import Endpoint, EndpointStore, checked
 from webhook_service.notify.send import ping
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
-from webhook_service.web.errors import CODE_BAD_REQUEST, CODE_NOT_FOUND, ApiError, envelope, json_object
+from webhook_service.web.errors import (
+    CODE_BAD_REQUEST,
+    CODE_NOT_FOUND,
+    ApiError,
+    envelope,
+    json_object,
+    whole_body,
+)
 
 bp = Blueprint("endpoints", __name__, url_prefix="/v1/endpoints")
 
@@ -31,7 +38,7 @@ def authenticate() -> None:
 
 
 def _fields(*, creating: bool) -> dict[str, Any]:
-    body = json_object(request.get_data(), "the request body", request.content_type)
+    body = json_object(whole_body(request), "the request body", request.content_type)
     try:
         return checked(body, services().settings.notify_allowed_hosts, creating=creating)
     except RequestInvalid as invalid:

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wrappers import Request
 
 from webhook_service.domain.errors import InputsNotStored
 from webhook_service.domain.problems import RequestInvalid
@@ -67,6 +68,19 @@ def invalid_request(invalid: RequestInvalid) -> ApiError:
     if len(problems) > 3:
         summary += f"; and {len(problems) - 3} more (every problem is in `errors`)"
     return ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems)
+
+
+def whole_body(incoming: Request, *, cache: bool = True) -> bytes:
+    """The request's body, refused (RequestEntityTooLarge) when it is over `request.max_content_length`
+    however it was sent. Werkzeug refuses a Content-Length over the limit before reading anything, but a
+    body sent chunked (no Content-Length) it reads up to the limit and then stops without a word: the
+    rest was dropped and the body judged on its first part, a 400 "not valid JSON" instead of a 413."""
+    raw = incoming.get_data(cache=cache)
+    limit = incoming.max_content_length
+    at_the_limit = limit is not None and incoming.content_length is None and len(raw) >= limit
+    if at_the_limit and incoming.environ["wsgi.input"].read(1):  # more than the limit was sent
+        raise RequestEntityTooLarge()
+    return raw
 
 
 def json_object(raw: bytes, what: str, content_type: str | None = None) -> dict[str, Any]:

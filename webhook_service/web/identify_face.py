@@ -24,7 +24,7 @@ from webhook_service.domain.problems import RequestInvalid
 from webhook_service.integrations.kling import KlingError, KlingTransportError
 from webhook_service.web.auth import current_scope
 from webhook_service.web.context import current_services as services
-from webhook_service.web.errors import CODE_INTERNAL, ApiError, invalid_request, json_object
+from webhook_service.web.errors import CODE_INTERNAL, ApiError, invalid_request, json_object, whole_body
 
 PATH = "/v1/videos/identify-face"
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def identify_face() -> tuple[Response, int]:
-    body = json_object(request.get_data(), "the request body", request.content_type)
+    body = json_object(whole_body(request), "the request body", request.content_type)
     settings = services().settings
     try:
         clean = validate_body(

@@ -40,6 +40,7 @@ from webhook_service.web.errors import (
     envelope,
     invalid_request,
     json_object,
+    whole_body,
 )
 from webhook_service.web.identify_face import PATH as IDENTIFY_FACE_PATH
 from webhook_service.web.identify_face import identify_face
@@ -64,7 +65,7 @@ def authenticate() -> None:
 
 
 def create(type_name: str) -> tuple[Response, int]:
-    body = json_object(request.get_data(), "the request body", request.content_type)
+    body = json_object(whole_body(request), "the request body", request.content_type)
     settings = services().settings
     try:
         clean = task_type(type_name).validate(

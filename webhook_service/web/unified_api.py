@@ -21,7 +21,14 @@ from webhook_service.domain.unified_list import list_page
 from webhook_service.domain.unified_rules import TASKS_PATH
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
-from webhook_service.web.errors import CODE_BAD_REQUEST, ApiError, envelope, invalid_request, json_object
+from webhook_service.web.errors import (
+    CODE_BAD_REQUEST,
+    ApiError,
+    envelope,
+    invalid_request,
+    json_object,
+    whole_body,
+)
 from webhook_service.web.kling_api import create
 
 bp = Blueprint("unified_api", __name__)
@@ -75,7 +82,7 @@ def query_tasks() -> Response:
 @bp.post(TASKS_PATH)
 def list_tasks() -> Response:
     """Kling's list by cursor (domain/unified_list.py); no body is an empty one: every field is optional."""
-    raw = request.get_data()
+    raw = whole_body(request)
     body = json_object(raw, "the request body", request.content_type) if raw.strip() else {}
     try:
         page = list_page(services().store, current_scope(), body)
