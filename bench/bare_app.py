@@ -8,8 +8,9 @@ POST must.
 - `app`: the issue's baseline, a bare Flask app.
 - `app_with_redis`: the floor. The callback path is answered in front of that app, as the service
   answers its callbacks (a WSGI middleware, webhook_service/callbacks.py), after one Redis GET of a
-  task record through redis-py with the service's client settings: what any design pays that stores a
-  callback before answering it. The service must: a 200 means the callback is in the task's history.
+  task record through the service's own connection (its settings from the environment, through the
+  sentinels when REDIS_SENTINELS is set): what any design pays that stores a callback before answering
+  it. The service must: a 200 means the callback is in the task's history.
 """
 
 from __future__ import annotations
@@ -18,17 +19,14 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.wrappers import Request
 
+from webhook_service.config import redis_settings
+from webhook_service.services import redis_connection
+
 app = Flask(__name__)
-_redis = redis.Redis.from_url(
-    os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    socket_connect_timeout=2,
-    socket_timeout=5,
-    health_check_interval=30,
-)
+_redis = redis_connection(redis_settings(os.environ))
 _OK = b'{"code":0,"message":"OK"}'
 
 

@@ -1,14 +1,16 @@
 """Benchmark: how many of Kling's callbacks the service takes per second, and how fast at half that rate.
 
-    .venv/bin/python bench/callback_ingest.py [--tasks 10000] [--seconds 20] [--connections 16]
+    .venv/bin/python bench/callback_ingest.py [--tasks 10000] [--seconds 20] [--connections 16] [--sentinel]
 
 The service runs as the Procfile runs it (`gunicorn -c gunicorn.conf.py wsgi:app`) on loopback, with
 `KLING_WEBHOOK_SECRET` set, against a private redis-server holding `--tasks` tasks that Kling has
-accepted. The callbacks are signed and valid, made before the run: one in five moves a task on
-(`processing`, then `succeed` or `failed`), the rest repeat the task's latest status, as Kling's
-duplicates do; each one still checks the token and the signature, parses the JSON and appends to the
-task's history (one Redis round trip for a repeat, two for a change). With ten thousand tasks a task
-gets a few dozen callbacks at most, far from the history's cap of 500.
+accepted (with `--sentinel`, the primary of a Sentinel group of the run's own, which the service, the
+floor's app and the loader all find through the sentinels; Redis's CPU is the primary's). The
+callbacks are signed and valid, made before the run: one in five moves a task on (`processing`, then
+`succeed` or `failed`), the rest repeat the task's latest status, as Kling's duplicates do; each one
+still checks the token and the signature, parses the JSON and appends to the task's history (one Redis
+round trip for a repeat, two for a change). With ten thousand tasks a task gets a few dozen callbacks
+at most, far from the history's cap of 500.
 
 1. Maximum rate: `wrk` (Debian's; a Lua script cycles through the requests) for `--seconds` after a
    5 s warm-up, against the service and against `bench/bare_app.py` (a Flask app that answers 200)
@@ -48,7 +50,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -59,10 +60,12 @@ from bench.harness import (
     Stack,
     StolenTime,
     WorkerSplit,
+    add_redis_option,
     callback_body,
     callback_mix,
     code_version,
     conditions,
+    connect,
     cpu_seconds,
     free_port,
     latency_summary,
@@ -208,6 +211,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20, help="length of each measured run")
     parser.add_argument("--connections", type=int, default=16, help="wrk's keep-alive connections")
     parser.add_argument("--callbacks", type=int, default=150_000, help="signed callbacks made before the run")
+    add_redis_option(parser)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -215,12 +219,12 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     print_table([("machine before", conditions()), ("code", code_version())])
     with Stack(workdir) as stack:
-        redis_url = stack.redis()
         port = free_port()
-        env = service_env(workdir, redis_url, port, KLING_WEBHOOK_SECRET=KLING_WEBHOOK_SECRET)
+        redis_env = stack.redis(sentinel=args.sentinel)
+        env = service_env(workdir, redis_env, port, KLING_WEBHOOK_SECRET=KLING_WEBHOOK_SECRET)
         settings = Settings.from_env(env)
         names = [f"ingest-{n:06d}" for n in range(args.tasks)]
-        load_tasks(redis.Redis.from_url(redis_url), names, 0, Status.SUBMITTED)
+        load_tasks(connect(env), names, 0, Status.SUBMITTED)
         requests_file = workdir / "requests.tsv"
 
         wrk = Wrk(workdir, port, requests_file, args.connections, stack.redis_pid)

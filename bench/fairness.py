@@ -1,7 +1,7 @@
 """Benchmark: does one tenant's backlog hold up another tenant's tasks?
 
     .venv/bin/python bench/fairness.py [--slots 5] [--turnover-ms 40] [--a-tasks 500] [--b-tasks 10]
-                                       [--b-weight 1]
+                                       [--b-weight 1] [--sentinel]
 
 The account has `--slots` upstream slots and every task stays upstream for a fixed time T
 (`--turnover-ms`). The submission queue is the service's own (domain/admission.py's Admission, its
@@ -44,7 +44,7 @@ from redis.client import Pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Stack, code_version, conditions, percentile, print_table
+from bench.harness import Stack, add_redis_option, code_version, conditions, connect, percentile, print_table
 from webhook_service.domain.admission import Admission
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.task_types import Pack
@@ -211,6 +211,7 @@ def main() -> int:
     parser.add_argument("--a-tasks", type=int, default=500, help="tenant A's backlog")
     parser.add_argument("--b-tasks", type=int, default=10, help="tenant B's tasks, sent once A is running")
     parser.add_argument("--b-weight", type=int, default=1, help="tenant B's weight (A's is 1)")
+    add_redis_option(parser)
     args = parser.parse_args()
     for name, (low, high) in LIMITS.items():
         if not low <= getattr(args, name) <= high:
@@ -222,7 +223,7 @@ def main() -> int:
     print_table([("machine before", conditions()), ("code", code_version())])
     runs: dict[tuple[str, bool], Run] = {}
     with Stack(workdir) as stack:
-        connection = redis.Redis.from_url(stack.redis())
+        connection = connect(stack.redis(sentinel=args.sentinel))
         queues: dict[str, Queue] = {
             "tenants": Admission(connection, KEYS, dict.fromkeys(Pack, args.slots)),
             "one queue": OneQueue(connection, args.slots),

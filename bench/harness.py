@@ -1,27 +1,28 @@
 """What the service's benchmarks share: their processes, a paced HTTP client and the figures they print.
 
-Each benchmark runs the real thing on loopback: a private `redis-server` (never the shared one, which
-tests empty and fill), the web process exactly as the Procfile starts it, `python -m workers`. They
-print the machine's load beside their figures because on a shared 2-core machine a busy neighbour
-moves the numbers more than most changes to the code do.
+Each benchmark runs the real thing on loopback: a private Redis (never one it did not start: one
+redis-server, or with `--sentinel` a Sentinel group of its own), the web process exactly as the
+Procfile starts it, `python -m workers`. The benchmarks' own connections are the service's
+(`connect`), made from the settings its processes get, so with `--sentinel` they too find the primary
+through the sentinels. They print the machine's load beside their figures because on a shared 2-core
+machine a busy neighbour moves the numbers more than most changes to the code do.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
 import os
 import random
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,9 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webhook_service.config import Settings
+from bench.redis_servers import PrivateRedis, SentinelGroup
+from bench.redis_servers import free_port as free_port
+from webhook_service.config import Settings, redis_settings
 from webhook_service.domain.callback_tokens import callback_url_for
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.tasks import Status, Task
@@ -48,12 +51,6 @@ KLING_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"bench-kling-callback-secret
 NOTIFY_SECRET = "whsec_" + base64.b64encode(b"bench-notify-secret-0123456789").decode()
 STOP_TIMEOUT_S = 20
 KEYS = Keys()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
@@ -199,7 +196,8 @@ class Stack:
 
     workdir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    redis_pid: int = 0
+    redis_pid: int = 0  # the redis-server the service writes to: the primary, with Sentinel
+    _redis: PrivateRedis | SentinelGroup | None = None
 
     def __enter__(self) -> Stack:
         return self
@@ -215,19 +213,33 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def redis(self) -> str:
-        """A private redis-server without persistence on a free loopback port; returns its URL."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-        port = free_port()
-        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        command += ["--dir", str(self.workdir)]
-        self.redis_pid = self._start(command, None, "redis").pid
-        url = f"redis://127.0.0.1:{port}/0"
-        connection = redis_connection(Settings(redis_url=url))
-        wait_until(lambda: _pings(connection), 10, "the private redis-server")
-        return url
+    def redis(self, *, sentinel: bool = False) -> dict[str, str]:
+        """A private Redis without persistence, its files and logs in `workdir`; returns the settings that
+        point the service at it, for `service_env`.
+
+        One redis-server on a free loopback port, or with `sentinel` a group of the run's own, as
+        docs/deployment.md runs one: a primary, its replica and three sentinels (quorum 2, a primary
+        judged down after 5 s). REDIS_URL then names a host that does not exist: a connection that
+        did not ask the sentinels fails instead of finding some other Redis.
+        """
+        options = ("--appendonly", "no")
+        if sentinel:
+            group = SentinelGroup(down_after_ms=5000, config=options, directory=self.workdir)
+            self._redis = group.start()
+            self.redis_pid = group.primary.pid
+            env = {**group.env, "REDIS_URL": "redis://primary-named-by-the-sentinels.invalid/0"}
+            ports = ", ".join(str(port) for port in group.sentinel_ports)
+            where = f"primary :{group.primary.port}, replica :{group.replica.port}, sentinels {ports}"
+            described = f"Sentinel group of the run's own ({where}), every connection through it"
+        else:
+            server = self._redis = PrivateRedis(*options, dies_with_run=True, directory=self.workdir).start()
+            self.redis_pid = server.pid
+            env = {"REDIS_URL": server.url}
+            described = f"one redis-server of the run's own, :{server.port}"
+        connection = connect(env)
+        wait_until(lambda: _pings(connection), 10, "the private Redis through the service's connection")
+        print_table([("redis", described)])
+        return env
 
     def web(self, env: dict[str, str], app: str = "wsgi:app") -> subprocess.Popen[bytes]:
         """The web process as the Procfile runs it, `gunicorn -c gunicorn.conf.py <app>`, on loopback only."""
@@ -256,13 +268,30 @@ class Stack:
     def stop_all(self) -> None:
         for process in reversed(list(self.processes)):
             self.stop(process)
+        if self._redis is not None:  # started first, stopped last
+            self._redis.stop()
+            self._redis = None
 
 
-def service_env(workdir: Path, redis_url: str, port: int, **extra: str) -> dict[str, str]:
-    """The service's settings for a benchmark: private Redis, archive and metrics in the run's directory."""
+def add_redis_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="run Redis as a Sentinel group of the run's own (primary, replica, three sentinels) "
+        "and make every connection through the sentinels",
+    )
+
+
+def service_env(workdir: Path, redis_env: Mapping[str, str], port: int, **extra: str) -> dict[str, str]:
+    """The service's settings for a benchmark: the private Redis (`Stack.redis`), archive and metrics in
+    the run's directory. Nothing about Redis comes from the caller's environment, nor any setting from
+    `.env` or a running `scripts/up`'s file: a developer's REDIS_SENTINELS must not point a benchmark at
+    their Redis."""
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("REDIS_")}
     return {
-        **os.environ,
-        "REDIS_URL": redis_url,
+        **inherited,
+        "READ_SETTINGS_FILES": "false",
+        **redis_env,
         "SECRET_KEY": SECRET_KEY,
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "PORT": str(port),
@@ -271,6 +300,12 @@ def service_env(workdir: Path, redis_url: str, port: int, **extra: str) -> dict[
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         **extra,
     }
+
+
+def connect(env: Mapping[str, str]) -> redis.Redis:
+    """A connection to the benchmark's Redis made as the service's processes make theirs, from the same
+    settings (`service_env`, or `Stack.redis`'s): through the sentinels when REDIS_SENTINELS is set."""
+    return redis_connection(redis_settings(env))
 
 
 def _pings(connection: redis.Redis) -> bool:

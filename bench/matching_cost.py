@@ -1,6 +1,7 @@
 """Benchmark: does matching a callback to its task cost more when Redis holds a million tasks?
 
     .venv/bin/python bench/matching_cost.py [--stored 1000000] [--sample 1000] [--callbacks 4000] [--rate 250]
+                                            [--sentinel]
 
 Every lookup on the callback path is a key read (the token names the task; `task-id:<id>` maps Kling's
 id), so the latency should not depend on how many tasks are stored. This checks it. The service runs
@@ -42,10 +43,12 @@ from bench.harness import (
     CallbackSigner,
     PacedResult,
     Stack,
+    add_redis_option,
     callback_body,
     callback_mix,
     code_version,
     conditions,
+    connect,
     free_port,
     latency_summary,
     load_tasks,
@@ -70,16 +73,17 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=1000, help="tasks that get the callbacks")
     parser.add_argument("--callbacks", type=int, default=4000, help="callbacks per phase")
     parser.add_argument("--rate", type=float, default=250, help="callbacks per second")
+    add_redis_option(parser)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-matching-"))
     print_table([("machine before", conditions()), ("code", code_version())])
     phases: list[tuple[str, PacedResult, str]] = []
     with Stack(workdir) as stack:
-        redis_url = stack.redis()
-        connection = redis.Redis.from_url(redis_url)
+        redis_env = stack.redis(sentinel=args.sentinel)
+        connection = connect(redis_env)
         port = free_port()
-        env = service_env(workdir, redis_url, port, KLING_WEBHOOK_SECRET=KLING_WEBHOOK_SECRET)
+        env = service_env(workdir, redis_env, port, KLING_WEBHOOK_SECRET=KLING_WEBHOOK_SECRET)
         settings = Settings.from_env(env)
         stack.web(env)
         sample = [f"match-sample-{n:06d}" for n in range(args.sample)]

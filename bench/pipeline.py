@@ -2,9 +2,11 @@
 fork a work horse per job (`WORKER_FORK_QUEUES=all`, RQ's way) and with the default (only the archive
 download forked), on the same machine in the same run.
 
-    .venv/bin/python bench/pipeline.py [--tasks 300] [--noop-jobs 300] [--latency-s 20]
+    .venv/bin/python bench/pipeline.py [--tasks 300] [--noop-jobs 300] [--latency-s 20] [--sentinel]
 
-Everything on loopback: a private redis-server, the Kling simulator (its default scenario: `processing`
+Everything on loopback: a private redis-server (with `--sentinel`, a Sentinel group of the run's own:
+primary, replica, three sentinels, every process and the benchmark itself connected through them), the
+Kling simulator (its default scenario: `processing`
 after 0.2 s, `succeed` after 0.5 s, each called back, with its small MP4), the service under gunicorn as
 the Procfile runs it, `python -m workers` processes, and a webhook receiver. Each task is created
 upstream, called back twice, archived (the video downloaded from the simulator) and announced by one
@@ -37,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import redis
 from rq import Queue, Worker
 from rq.worker import BaseWorker
 
@@ -48,8 +49,10 @@ from bench.harness import (
     NOTIFY_SECRET,
     Receiver,
     Stack,
+    add_redis_option,
     code_version,
     conditions,
+    connect,
     cpu_seconds,
     free_port,
     percentile,
@@ -84,7 +87,7 @@ class Run:
 
     def __init__(self, stack: Stack, env: dict[str, str], receiver: Receiver, base_url: str) -> None:
         self.stack, self.env, self.receiver, self.base_url = stack, env, receiver, base_url
-        self.connection = redis.Redis.from_url(env["REDIS_URL"])
+        self.connection = connect(env)
         self.store = TaskStore(self.connection, Keys())
         self.batches = 0
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -194,6 +197,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=300, help="tasks in each burst")
     parser.add_argument("--noop-jobs", type=int, default=300, help="jobs in each no-op baseline")
     parser.add_argument("--latency-s", type=float, default=20, help="seconds of paced submissions")
+    add_redis_option(parser)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
@@ -203,11 +207,10 @@ def main() -> int:
     bursts: dict[tuple[str, int], Burst] = {}
     p95: dict[str, float] = {}
     with SimulatorServer(token=KLING_TOKEN) as sim, Stack(workdir) as stack:
-        redis_url = stack.redis()
         port = free_port()
         env = service_env(
             workdir,
-            redis_url,
+            stack.redis(sentinel=args.sentinel),
             port,
             KLING_API_BASE=sim.url,
             KLING_API_TOKEN=KLING_TOKEN,

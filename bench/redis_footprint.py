@@ -1,6 +1,6 @@
 """Benchmark: the service's own Redis bytes per finished task, against an empty service's Redis.
 
-    .venv/bin/python bench/redis_footprint.py [--tasks 200] [--base64-tasks 10] [--workers 2]
+    .venv/bin/python bench/redis_footprint.py [--tasks 200] [--base64-tasks 10] [--workers 2] [--sentinel]
 
 Everything on loopback: a private redis-server (no persistence), the Kling simulator, the service under
 gunicorn as the Procfile runs it, `python -m workers`, and a webhook receiver. Each task lives the life
@@ -49,8 +49,10 @@ from bench.harness import (
     NOTIFY_SECRET,
     Receiver,
     Stack,
+    add_redis_option,
     code_version,
     conditions,
+    connect,
     free_port,
     print_table,
     service_env,
@@ -163,6 +165,7 @@ def main() -> int:
     parser.add_argument(
         "--settle", action="store_true", help="then wait (about a minute) for RQ's job records to expire"
     )
+    add_redis_option(parser)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
@@ -170,12 +173,12 @@ def main() -> int:
     print_table([("machine before", conditions()), ("code", code_version())])
     with SimulatorServer(token=KLING_TOKEN) as sim, Stack(workdir) as stack:
         sim.state.set_default(THREE_CALLBACKS)
-        redis_url = stack.redis()
-        connection = redis.Redis.from_url(redis_url)
+        redis_env = stack.redis(sentinel=args.sentinel)
+        connection = connect(redis_env)
         port = free_port()
         env = service_env(
             workdir,
-            redis_url,
+            redis_env,
             port,
             KLING_API_BASE=sim.url,
             KLING_API_TOKEN=KLING_TOKEN,

@@ -1,6 +1,7 @@
 """Benchmark: under continuous load, the service's Redis levels off and stays there.
 
     .venv/bin/python bench/redis_plateau.py [--rate 5] [--seconds 240] [--retention 20] [--workers 2]
+                                            [--sentinel]
 
 Everything on loopback, as bench/redis_footprint.py runs it: a private redis-server, the Kling
 simulator, the service under gunicorn, `python -m workers`, a webhook receiver. Tasks arrive at
@@ -28,7 +29,6 @@ import time
 from pathlib import Path
 
 import httpx
-import redis
 from rq import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,8 +38,10 @@ from bench.harness import (
     NOTIFY_SECRET,
     Receiver,
     Stack,
+    add_redis_option,
     code_version,
     conditions,
+    connect,
     free_port,
     print_table,
     service_env,
@@ -80,6 +82,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=240.0, help="how long tasks keep arriving")
     parser.add_argument("--retention", type=float, default=20.0, help="TASK_RETENTION_S")
     parser.add_argument("--workers", type=int, default=2, help="`python -m workers` processes")
+    add_redis_option(parser)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-plateau-"))
@@ -88,12 +91,12 @@ def main() -> int:
     samples: list[tuple[float, int, int]] = []  # (seconds into the run, used_memory, tasks in Redis)
     with SimulatorServer(token=KLING_TOKEN) as sim, Stack(workdir) as stack:
         sim.state.set_default(THREE_CALLBACKS)
-        redis_url = stack.redis()
-        connection = redis.Redis.from_url(redis_url)
+        redis_env = stack.redis(sentinel=args.sentinel)
+        connection = connect(redis_env)
         port = free_port()
         env = service_env(
             workdir,
-            redis_url,
+            redis_env,
             port,
             KLING_API_BASE=sim.url,
             KLING_API_TOKEN=KLING_TOKEN,

@@ -1,7 +1,7 @@
 """Benchmark: Kling's callbacks and the health checks while the account is full and synchronous creates
 pile up on the web tier.
 
-    .venv/bin/python bench/stalled_account.py [--creates 50] [--rounds 3] [--workers 2]
+    .venv/bin/python bench/stalled_account.py [--creates 50] [--rounds 3] [--workers 2] [--sentinel]
 
 Everything on loopback: a private redis-server, the Kling simulator holding every task open (it says
 `processing` and never calls back), the service under gunicorn as the Procfile runs it (its defaults:
@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import redis
 from rq import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,8 +35,10 @@ from bench.harness import (
     KLING_TOKEN,
     SECRET_KEY,
     Stack,
+    add_redis_option,
     code_version,
     conditions,
+    connect,
     free_port,
     latency_summary,
     print_table,
@@ -106,6 +107,7 @@ def main() -> int:
     parser.add_argument("--creates", type=int, default=50, help="synchronous creates at once, each round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="`python -m workers` processes")
+    add_redis_option(parser)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-stalled-"))
@@ -113,11 +115,11 @@ def main() -> int:
     rounds = []
     with SimulatorServer(token=KLING_TOKEN) as sim, Stack(workdir) as stack:
         sim.state.set_default(HELD_OPEN)
-        redis_url = stack.redis()
+        redis_env = stack.redis(sentinel=args.sentinel)
         port = free_port()
         env = service_env(
             workdir,
-            redis_url,
+            redis_env,
             port,
             KLING_API_BASE=sim.url,
             KLING_API_TOKEN=KLING_TOKEN,
@@ -125,7 +127,7 @@ def main() -> int:
         )
         stack.web(env)
         stack.workers(env, args.workers)
-        connection = redis.Redis.from_url(redis_url)
+        connection = connect(redis_env)
         wait_until(lambda: Worker.count(connection=connection) >= args.workers, 30, "the workers")
         limits = httpx.Limits(max_connections=args.creates + 8)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120, limits=limits) as http:

@@ -1,6 +1,6 @@
 """Benchmark: memory of the web and worker processes under a steady mixed load.
 
-    .venv/bin/python bench/steady_state.py [--minutes 10] [--rate 2] [--reads 5] [--workers 2]
+    .venv/bin/python bench/steady_state.py [--minutes 10] [--rate 2] [--reads 5] [--workers 2] [--sentinel]
 
 Everything on loopback: a private redis-server, the Kling simulator, the service under gunicorn as the
 Procfile runs it, `--workers` `python -m workers` processes and a webhook receiver. For `--minutes`, at a
@@ -32,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,8 +41,10 @@ from bench.harness import (
     NOTIFY_SECRET,
     Receiver,
     Stack,
+    add_redis_option,
     code_version,
     conditions,
+    connect,
     free_port,
     print_table,
     rss_kib,
@@ -133,6 +134,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2, help="tasks submitted per second")
     parser.add_argument("--reads", type=int, default=5, help="API reads per task submitted")
     parser.add_argument("--workers", type=int, default=2, help="`python -m workers` processes")
+    add_redis_option(parser)
     args = parser.parse_args()
     if args.minutes < 3:
         raise SystemExit("--minutes must be at least 3: minute 2 is compared with the last one")
@@ -142,11 +144,11 @@ def main() -> int:
     print_table([("machine before", conditions()), ("code", code_version())])
     samples: list[tuple[float, int, int]] = []  # seconds since start, web KiB, workers KiB
     with SimulatorServer(token=KLING_TOKEN) as sim, Stack(workdir) as stack:
-        redis_url = stack.redis()
+        redis_env = stack.redis(sentinel=args.sentinel)
         port = free_port()
         env = service_env(
             workdir,
-            redis_url,
+            redis_env,
             port,
             KLING_API_BASE=sim.url,
             KLING_API_TOKEN=KLING_TOKEN,
@@ -182,7 +184,7 @@ def main() -> int:
         while not wanted <= set(receiver.first) and time.monotonic() < deadline:
             time.sleep(0.5)
         drained_s = time.monotonic() - drain_started
-        redis_memory = redis.Redis.from_url(redis_url).info("memory")["used_memory_human"]
+        redis_memory = connect(redis_env).info("memory")["used_memory_human"]
         load.http.close()
     receiver.stop()
 
