@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 
+from kling_simulator.delivery import CALLBACK_TIMEOUT
 from tests.cluster.cluster import BUCKET, CLIENT_KEY, PREFIX, Cluster
 from tests.cluster.traffic import Clients
 from tests.support import wait_for
@@ -169,6 +170,15 @@ def check_answers(
     assert stray == [], f"503 answered outside every disruption: {stray[:20]}"
     per_window = Counter((window_of(at), who) for at, status, who in answered if status == 503)
     unanswered = [c for c in callbacks if c["status_code"] is None]
+    # Never a hang, but where docs/reliability.md says one happens: a web host cut off from Redis holds
+    # a request up to its Redis read timeout (5 s), as long as Kling's callback waits. `time` is when
+    # the simulator gave up (or failed at once): the callback was sent up to its timeout before.
+    hung = [
+        c
+        for c in unanswered
+        if "partition" not in {window_of(c["time"]), window_of(c["time"] - CALLBACK_TIMEOUT)}
+    ]
+    assert hung == [], f"callbacks left without an answer outside the partition: {hung[:10]}"
     web_hits = callback_hits_per_web_host(cluster)
     assert all(web_hits.values()), f"Kling's callbacks must reach both web hosts: {web_hits}"
     assert cluster.balancer is not None
