@@ -87,7 +87,10 @@ Notifications (notify/deliveries.py):
 - `deliveries:<status>`                  sorted set of the ids in that status, by when they entered it
 - `deliveries:task:<external_task_id>`   set of the task's delivery ids
 - `deliveries:tenant:<tenant>[:<status>]` the same two indexes for one tenant's deliveries
-- `notify:disabled-endpoints`            hash: endpoint URL -> when and why it was disabled (410 Gone)
+- `notify:disabled-endpoints`            hash: `tenant:<tenant> <url>` (a callback_url) or `operator <url>`
+                                         (the operator's sinks) -> when and why that owner's deliveries
+                                         to the URL were disabled (410 Gone); older fields are the URL
+                                         alone, owned as their value says (notify/disabled_urls.py)
 
 Webhook endpoints (notify/endpoints.py), each tenant's own, managed by `/v1/endpoints`:
 - `endpoint:<id>`                  hash: the endpoint (tenant, URL, event types, rate limit, whether

@@ -25,7 +25,7 @@ from webhook_service.domain.events import Event
 from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
 from webhook_service.jobs import enqueue_delivery
 from webhook_service.keys import Keys
-from webhook_service.notify import endpoints
+from webhook_service.notify import disabled_urls, endpoints
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.sinks import Attempt
 from webhook_service.redaction import shown_url
@@ -182,12 +182,15 @@ class DeliveryStore:
 
     def _endpoint_off(self, pipe: Pipeline, delivery: Delivery) -> bool:
         """Whether deliveries to its endpoint are stopped: a tenant's endpoint disabled or deleted, or a
-        URL disabled after a 410. Read under the caller's WATCH, which takes in the endpoint's record."""
+        URL disabled for the delivery's owner after a 410. Read under the caller's WATCH, which takes in
+        the endpoint's record."""
         if delivery.endpoint is not None:
             key = self.keys.endpoint(delivery.endpoint)
             pipe.watch(key)
             return pipe.hget(key, "enabled") != b"1"
-        return delivery.as_sink.has_endpoint and bool(pipe.hexists(self._disabled, delivery.target))
+        if not delivery.as_sink.has_endpoint:
+            return False
+        return disabled_urls.stops(delivery, pipe.hmget(self._disabled, disabled_urls.fields(delivery)))
 
     def _write(self, pipe: Pipeline, delivery: Delivery, previous: DeliveryStatus | None) -> None:
         pipe.set(self._key(delivery.id), json.dumps(asdict(delivery)))
@@ -388,38 +391,22 @@ class DeliveryStore:
                 refused[delivery_id] = str(error)
         return replayed, refused
 
-    # --- disabled endpoints ---
+    # --- disabled endpoints (notify/disabled_urls.py) ---
 
     def _disable(self, pipe: Pipeline, delivery: Delivery, attempt: Attempt) -> None:
-        """A client's callback_url is its tenant's endpoint; the operator's sinks belong to no tenant."""
-        why = {
-            "disabled_at": attempt.at,
-            "status_code": attempt.status_code,
-            "delivery_id": delivery.id,
-            "tenant": delivery.tenant if delivery.client else None,
-        }
-        pipe.hset(self._disabled, delivery.target, json.dumps(why))
+        pipe.hset(self._disabled, *disabled_urls.entry(delivery, attempt))
 
-    def is_disabled(self, url: str) -> bool:
-        return bool(self.redis.hexists(self._disabled, url))
+    def is_disabled(self, delivery: Delivery) -> bool:
+        """Whether the delivery's URL is disabled for its owner (its tenant, or the operator)."""
+        return disabled_urls.stops(delivery, self.redis.hmget(self._disabled, disabled_urls.fields(delivery)))
 
     def disabled_endpoints(self, scope: Scope = EVERYONE) -> builtins.list[dict[str, Any]]:
-        found = []
-        for url, raw in self.redis.hgetall(self._disabled).items():
-            why = json.loads(raw)
-            if _endpoint_visible(why, scope):
-                found.append({"endpoint": endpoint_id(text(url)), "url": shown_url(text(url)), **why})
-        return found
+        entries = disabled_urls.read(self.redis.hgetall(self._disabled))
+        return [entry.view() for entry in entries if entry.visible(scope)]
 
     def enable(self, endpoint: str, scope: Scope = EVERYONE) -> bool:
-        """Enable deliveries to an endpoint again, named by its URL or its `ep_...` id."""
-        for url, raw in self.redis.hgetall(self._disabled).items():
-            if endpoint in (text(url), endpoint_id(text(url))) and _endpoint_visible(json.loads(raw), scope):
-                return bool(self.redis.hdel(self._disabled, url))
-        return False
-
-
-def _endpoint_visible(why: dict[str, Any], scope: Scope) -> bool:
-    """A tenant sees its own clients' callback URLs; the operator's sinks (`tenant` None, or an entry from
-    before tenants) are the default tenant's, the deployment's own team; an admin sees them all."""
-    return scope.admin or (why.get("tenant") or DEFAULT_TENANT) == scope.tenant
+        """Enable deliveries to an endpoint again, named by its URL or its `ep_...` id: every entry of it
+        `scope` sees (an admin's, every tenant's), and no other."""
+        entries = disabled_urls.read(self.redis.hgetall(self._disabled))
+        names = [entry.field for entry in entries if entry.named(endpoint) and entry.visible(scope)]
+        return bool(names) and bool(self.redis.hdel(self._disabled, *names))

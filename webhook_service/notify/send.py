@@ -64,7 +64,7 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
         log.info("delivery %s: nothing to do for job %s (done, or another job owns it)", delivery_id, job_id)
         return
     sink = delivery.as_sink
-    if sink.endpoint is None and sink.has_endpoint and store.is_disabled(sink.target):
+    if sink.endpoint is None and sink.has_endpoint and store.is_disabled(delivery):
         store.skip(delivery_id, job_id, "endpoint_disabled")
         log.info("delivery %s skipped: endpoint %s is disabled", delivery_id, shown_url(sink.target))
         return

@@ -274,8 +274,13 @@ COMPONENTS: dict[str, Any] = {
             "disabled_at": MS,
             "status_code": nullable(INTEGER),
             "delivery_id": STRING,
+            "tenant": {
+                **nullable(STRING),
+                "description": "whose deliveries to it are disabled: the tenant whose task's callback_url "
+                "answered 410; null for the operator's webhooks and Slack",
+            },
         },
-        required=["endpoint", "url"],
+        required=["endpoint", "url", "tenant"],
     ),
     "Usage": _USAGE,
     "Event": obj(
