@@ -1,15 +1,20 @@
 """Two tenants' callback_urls kept apart: a 410 Gone disables a URL only for the tenant whose delivery got
-it, and only that tenant sees it and enables it again."""
+it, and only that tenant sees it and enables it again; each tenant's deliveries are signed with its own
+secret, so one tenant cannot sign an event another tenant's receiver would take."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
 from tests import test_notify
 from tests.conftest import Service
 from tests.support import wait_for
-from tests.test_notify import Answer, Receiver, Stack, webhooks
+from tests.test_notify import SECRET, Answer, Received, Receiver, Stack, webhooks
 from tests.test_tenants import KEY_A, KEY_ADMIN, KEY_B, KEY_DEFAULT, TENANTS, bearer, create
 from webhook_service.notify.records import endpoint_id
 
@@ -95,3 +100,51 @@ def test_entries_from_before_owners_stay_with_the_owner_their_value_names(
     assert enable(service, A, b_url) == 404 and enable(service, A, old_url) == 404
     assert enable(service, B, b_url) == 200 and enable(service, DEFAULT, old_url) == 200
     assert disabled(service, ADMIN) == []
+
+
+def verified(secret: str, received: Received) -> dict[str, Any]:
+    """The delivery as a Standard Webhooks receiver holding `secret` takes it (raises if it would not)."""
+    headers = {k: v for k, v in received.headers.items() if k.startswith("webhook-")}
+    body: dict[str, Any] = Webhook(secret).verify(received.body, headers)
+    return body
+
+
+def test_each_tenants_callbacks_are_signed_with_its_own_secret(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    a_hook, ops_hook = receiver.script("/a-pipeline"), receiver.script("/ops")
+    service = stack.start(**TENANTS, **SUBMITTED_ONLY, NOTIFY_WEBHOOK_URLS=ops_hook)
+    secret_of = {}
+    for tenant, headers in [("team-a", A), ("team-b", B), ("default", DEFAULT)]:
+        answer = service.http.get("/v1/callback-secret", headers=headers)
+        assert answer.status_code == 200 and answer.json()["data"]["tenant"] == tenant
+        secret_of[tenant] = answer.json()["data"]["secret"]
+    assert secret_of["default"] == SECRET  # receivers set up before tenants keep working
+    assert len({*secret_of.values()}) == 3 and all(s.startswith("whsec_") for s in secret_of.values())
+    cli = service.app.test_cli_runner().invoke(args=["clients", "callback-secret", "team-a"])
+    assert cli.exit_code == 0 and cli.stdout.strip() == secret_of["team-a"]
+
+    assert create(service, KEY_A, "job-1", callback_url=a_hook).status_code == 200
+    assert create(service, KEY_B, "job-1", callback_url=a_hook).status_code == 200  # B aims at A's receiver
+    assert create(service, KEY_DEFAULT, "job-1", callback_url=a_hook).status_code == 200
+    got = wait_for(
+        lambda: len(receiver.received("/a-pipeline")) == 3 and receiver.received("/a-pipeline"), 30
+    )
+    by_tenant = {r.json["data"]["tenant"]: r for r in got}
+    assert verified(secret_of["team-a"], by_tenant["team-a"])["data"]["external_task_id"] == "job-1"
+    for other in ("team-b", "default"):  # A's receiver, checking with A's secret, refuses both
+        with pytest.raises(WebhookVerificationError):
+            verified(secret_of["team-a"], by_tenant[other])
+        assert verified(secret_of[other], by_tenant[other])["data"]["tenant"] == other
+    operators = wait_for(lambda: len(receiver.received("/ops")) == 3 and receiver.received("/ops"), 30)
+    assert {verified(SECRET, r)["data"]["tenant"] for r in operators} == {"team-a", "team-b", "default"}
+
+
+def test_without_a_notify_secret_there_is_no_callback_secret_to_give(services_with: Any) -> None:
+    service = services_with(**TENANTS)
+    answer = service.http.get("/v1/callback-secret", headers=A)
+    assert answer.status_code == 404 and "NOTIFY_WEBHOOK_SECRET is not set" in answer.json()["message"]
+    cli = service.app.test_cli_runner().invoke(args=["clients", "callback-secret", "team-a"])
+    assert cli.exit_code != 0 and "NOTIFY_WEBHOOK_SECRET is not set" in cli.stderr
+    bad = service.app.test_cli_runner().invoke(args=["clients", "callback-secret", "Team A"])
+    assert bad.exit_code != 0 and "not a valid client name" in bad.stderr

@@ -1,5 +1,6 @@
 """`flask clients create|list|update|rotate|revoke`: clients' credentials and their tenants' share of the
-submission queue, managed while the service runs, without a restart (domain/clients.py).
+submission queue, managed while the service runs, without a restart (domain/clients.py); and
+`flask clients callback-secret`, a tenant's callback signing secret (notify/callback_signing.py).
 
 A new key, access key and secret key are printed once, on stdout, and nothing else is, so a script
 can capture them; what the command did is said on stderr. Only a hash of a key, and the secret key
@@ -30,6 +31,7 @@ from webhook_service.domain.clients import DEFAULT_GRACE_S, ClientInfo, Issued
 from webhook_service.domain.clock import now_ms, parse_duration
 from webhook_service.domain.errors import ClientExists, ClientNotFound
 from webhook_service.domain.tenants import DEFAULT_TENANT, NAME_RULE, valid_name
+from webhook_service.notify.callback_signing import callback_secret
 
 NO_LIMIT: Literal["none"] = "none"
 MaxOpen = int | Literal["none"]
@@ -60,7 +62,10 @@ MAX_OPEN = click.option(
     help="The most tasks the tenant may have upstream at once; none: no limit of its own.",
 )
 
-clients = AppGroup("clients", help="Create, list, update, rotate and revoke clients' credentials.")
+clients = AppGroup(
+    "clients",
+    help="Create, list, update, rotate and revoke clients' credentials; print a tenant's callback secret.",
+)
 
 
 @clients.command("create")
@@ -191,6 +196,25 @@ def revoke(name: str, leave_open: bool) -> None:
     click.echo(
         f"client {name} revoked: its keys and access keys no longer work, and dashboard sessions "
         "signed in with them end on their next page",
+        err=True,
+    )
+
+
+@clients.command("callback-secret")
+@click.argument("name")
+@guarded
+def callback_secret_of(name: str) -> None:
+    """Print the secret tenant NAME's callback_url deliveries are signed with, for its receivers."""
+    _check_name(name)
+    secret = callback_secret(services().settings.notify_webhook_secret, name)
+    if not secret:
+        raise CommandFailed(
+            "NOTIFY_WEBHOOK_SECRET is not set: callback_url deliveries are sent unsigned", EXIT_FAILED
+        )
+    click.echo(secret)
+    click.echo(
+        f"the signing secret of tenant {name}'s callback_url deliveries (GET /v1/callback-secret with "
+        "its key answers the same); it changes with NOTIFY_WEBHOOK_SECRET",
         err=True,
     )
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from webhook_service.domain.events import Event
 from webhook_service.integrations import metrics
 from webhook_service.notify import disabling
+from webhook_service.notify.callback_signing import callback_secret
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.endpoints import PING, Endpoint
 from webhook_service.notify.payload import build_event
@@ -100,17 +101,21 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
 
 def _attempt(svc: Services, delivery: Delivery, job_id: str | None, event: Event) -> Attempt:
     sink = delivery.as_sink
-    result = attempt(sink, event, svc.settings, _secrets(svc, sink))
+    result = attempt(sink, event, svc.settings, _secrets(svc, sink, delivery.tenant))
     metrics.delivery_attempted(sink.kind.value, result.verdict.value, delivery.tenant)
     _conclude(svc.deliveries, delivery, job_id, result, svc.settings.notify_retry_schedule_s)
     return result
 
 
-def _secrets(svc: Services, sink: Sink) -> tuple[str, ...]:
-    """A tenant's endpoint signs with its own secrets; every other webhook with NOTIFY_WEBHOOK_SECRET."""
+def _secrets(svc: Services, sink: Sink, tenant: str) -> tuple[str, ...]:
+    """A tenant's endpoint signs with its own secrets, a task's callback_url with its tenant's
+    (notify/callback_signing.py), the operator's webhooks with NOTIFY_WEBHOOK_SECRET."""
     if sink.endpoint is not None:
         return svc.endpoints.signing_secrets(sink.endpoint)
-    return (svc.settings.notify_webhook_secret,) if svc.settings.notify_webhook_secret else ()
+    secret = svc.settings.notify_webhook_secret
+    if sink.client:
+        secret = callback_secret(secret, tenant)
+    return (secret,) if secret else ()
 
 
 def _conclude(
@@ -164,7 +169,7 @@ def ping(svc: Services, endpoint: Endpoint) -> Attempt:
         tenant=endpoint.tenant,
     )
     sink = Sink(SinkKind.WEBHOOK, endpoint.url, client=True, endpoint=endpoint.id)
-    result = attempt(sink, event, svc.settings, _secrets(svc, sink))
+    result = attempt(sink, event, svc.settings, _secrets(svc, sink, endpoint.tenant))
     metrics.delivery_attempted(sink.kind.value, result.verdict.value, endpoint.tenant)
     svc.endpoints.record_attempt(
         endpoint.id, {**result.record(), "event_type": PING}, result.verdict is Verdict.DELIVERED

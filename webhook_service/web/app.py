@@ -24,6 +24,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment, or from `test_config` alone (variable name -> value)."""
     from webhook_service.cli import register_cli
     from webhook_service.web import (
+        callback_secret_api,
         callbacks,
         dashboard,
         deliveries_api,
@@ -88,6 +89,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(tasks_api.bp)
     app.register_blueprint(deliveries_api.bp)
     app.register_blueprint(endpoints_api.bp)
+    app.register_blueprint(callback_secret_api.bp)
     app.register_blueprint(events_api.bp)
     app.register_blueprint(usage_api.bp)
     register_cli(app)

@@ -1,6 +1,8 @@
-"""The OpenAPI document's `/v1/endpoints` paths and their answers' schemas, after web/endpoints_api.py.
+"""The OpenAPI document's `/v1/endpoints` paths and their answers' schemas, after web/endpoints_api.py,
+and `/v1/callback-secret` (web/callback_secret_api.py).
 
-Kept apart from paths.py and schemas.py, whose helpers it uses, as one unit: the tenants' endpoints.
+Kept apart from paths.py and schemas.py, whose helpers it uses, as one unit: what a tenant's receivers
+get, and the secrets they check it with.
 """
 
 from __future__ import annotations
@@ -42,11 +44,18 @@ _ATTEMPT = obj(
         "verdict": {"enum": [v.value for v in Verdict]},
     }
 )
+_CALLBACK_SECRET = {
+    "type": "string",
+    "description": "whsec_...: checks the signature of the caller's tenant's callback_url deliveries "
+    "(Standard Webhooks); derived from NOTIFY_WEBHOOK_SECRET and the tenant's name, so it changes with "
+    "that secret",
+}
 SCHEMAS: dict[str, Any] = {
     "Endpoint": obj(_PROPERTIES),
     "EndpointWithSecret": obj({**_PROPERTIES, "secret": _SECRET}),
     "EndpointWithAttempts": obj({**_PROPERTIES, "attempt_log": {"type": "array", "items": _ATTEMPT}}),
     "EndpointAttempt": _ATTEMPT,
+    "CallbackSecret": obj({"tenant": STRING, "secret": _CALLBACK_SECRET}),
 }
 _FIELDS = {
     "url": {"type": "string", "maxLength": URL_MAX, "description": "http(s); not an internal address"},
@@ -133,6 +142,19 @@ def endpoint_paths() -> dict[str, Any]:
                 },
                 operationId="rotateEndpointSecret",
                 parameters=[endpoint_id],
+            )
+        },
+        "/v1/callback-secret": {
+            "get": _op(
+                TAG,
+                "The secret the caller's tenant checks its callback_url deliveries' signatures with",
+                {
+                    "200": _answer("the secret", envelope(ref("CallbackSecret"))),
+                    **_errors("401", "429", "404", "503"),
+                },
+                operationId="getCallbackSecret",
+                description="404 when the service has no NOTIFY_WEBHOOK_SECRET: callback_url deliveries "
+                "then go unsigned.",
             )
         },
         "/v1/endpoints/{endpoint_id}/test": {
