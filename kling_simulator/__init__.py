@@ -7,7 +7,7 @@ PNGs, `n` of them), and Kling's unified API (kling-3.0 text to video, image to v
         sim.state.set_default({"steps": [{"status": "succeed", "delay": 0.1}]})
         sim.state.set_scenario("my-ext-id", {"shape": "new", "webhook_secret": "whsec_..."})
         ...  # point the client at sim.url (or sim.url + "/kling")
-        sim.state.tasks(), sim.state.callbacks(), sim.state.max_open_seen
+        sim.state.tasks(), sim.state.callbacks(), sim.state.max_open_seen, sim.state.face_sessions()
 
 Scenario keys: steps [{status, delay, send, copies, message}], shape (legacy|new), webhook_secret,
 before_response, create_error {http, code, message, after_create}, videos, video_files [name, ...] (the

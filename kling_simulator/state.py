@@ -120,6 +120,11 @@ class SimState:
         with self._lock:
             return [task.snapshot() for task in self._order]
 
+    def face_sessions(self) -> list[str]:
+        """The session_ids identify-face has answered, oldest first."""
+        with self._lock:
+            return list(self._sessions)
+
     def callbacks(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(entry, headers=dict(entry["headers"])) for entry in self._callbacks]

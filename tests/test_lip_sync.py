@@ -23,6 +23,7 @@ from tests.test_image_generation import run
 from tests.test_image_types import found_at_its_own_path_only, message, problems
 from tests.test_inputs import b64, sent_upstream, stored_request
 from tests.test_task_types import archived
+from tests.test_video_extend import make_parent
 from webhook_service.domain.archive_layout import task_folder
 from webhook_service.domain.audio import sniff_audio
 from webhook_service.domain.body_rules import validate_body
@@ -301,15 +302,22 @@ def test_identify_face_answers_kling_envelope_at_once_and_takes_no_slot(services
 def test_identify_face_passes_kling_refusals_on_and_refuses_bad_bodies_itself(
     service: Service, simulator
 ) -> None:
-    unknown = identify(service, {"video_id": "999"})
+    simulator.state.set_default(SUCCEED)
+    ours = make_parent(service, "kling-forgot")["task_result"]["videos"][0]["id"]
+    simulator.state.reset()  # Kling no longer knows the video the service recorded
+    forgotten = identify(service, {"video_id": ours})
+    assert forgotten.status_code == 400 and forgotten.json()["code"] == 1201
+    assert forgotten.json()["message"] == f"video_id {ours!r} is not a video of this account"  # Kling's words
+    unknown = identify(service, {"video_id": "999"})  # the service's own refusal: Kling is not asked
     assert unknown.status_code == 400 and unknown.json()["code"] == 1201
-    assert unknown.json()["message"] == "video_id '999' is not a video of this account"  # Kling's words
+    assert [(e["field"], e["code"]) for e in unknown.json()["errors"]] == [("video_id", "not_yours")]
     both = identify(service, {"video_id": "1", "video_url": VIDEO_URL, "videoUrl": "x"})
     assert both.status_code == 400 and both.json()["code"] == 1201
     assert {(e["field"], e["code"]) for e in both.json()["errors"]} == {
         ("video_url", "exclusive"),
         ("videoUrl", "unknown_field"),
     }
+    assert simulator.state.face_sessions() == []
     assert service.http.get(IDENTIFY).status_code == 405  # POST only, as at Kling
 
 
@@ -399,9 +407,12 @@ def test_identify_face_then_advanced_lip_sync_on_a_kling_video(running, simulato
             assert data["task_id"] == task_id and data["task_result"]["videos"][0]["archive_url"]
     assert service.http.get(f"{LIP_SYNC}/als-e2e").status_code == 404
 
-    stale = {**body, "session_id": "1", "external_task_id": "als-stale"}
-    refused = service.http.post(ADVANCED, json=stale)  # Kling's refusal of a session it never made
-    assert refused.status_code == 400 and "identify the faces first" in refused.json()["message"]
+    never = service.http.post(ADVANCED, json={**body, "session_id": "1", "external_task_id": "als-never"})
+    assert never.status_code == 400  # a session identify-face never answered: refused before Kling
+    assert [(e["field"], e["code"]) for e in never.json()["errors"]] == [("session_id", "not_yours")]
+    simulator.state.reset()  # Kling forgets the session the service still knows
+    stale = service.http.post(ADVANCED, json={**body, "external_task_id": "als-stale"})
+    assert stale.status_code == 400 and "identify the faces first" in stale.json()["message"]  # Kling's
 
 
 def test_cli_submits_a_lip_sync_with_extra_and_waits_for_its_video(running, simulator) -> None:

@@ -115,6 +115,11 @@ Event log (notify/event_log.py), what `GET /v1/events` and `flask events tail` r
 - `task:<external_task_id>:events`   list: the ids of the task's entries in its tenant's stream, so
                                      retention removes them with the task (XDEL) without a scan
 
+Face sessions (domain/ownership.py):
+- `face-session:<session_id>`  the tenant identify-face answered this session to, the only one whose
+                               advanced lip-sync may name it; a Redis TTL of the 24 hours Kling keeps a
+                               session, so it removes itself (retention has nothing to prune)
+
 Client authentication (web/auth_limit.py, web/dashboard/session.py):
 - `auth-failures:<address>`  failed authentications from one client address in the current window
                              (a counter with a Redis TTL of the window: it removes itself)
@@ -374,6 +379,11 @@ class Keys:
 
     def task_events(self, external_task_id: str) -> str:
         return f"{self.prefix}task:{external_task_id}:events"
+
+    # --- face sessions ---
+
+    def face_session(self, session_id: str) -> str:
+        return f"{self.prefix}face-session:{session_id}"
 
     # --- client authentication ---
 

@@ -270,7 +270,7 @@ def submit(
         bounded = _until(svc, deadline)
         wait_s = 0 if deadline else svc.settings.submit_wait_s
         task = submit_and_wait(bounded, body, wait_s, type_name=type_name)
-    except RequestInvalid as invalid:  # a rule that needs the store: a video-extend's video_id
+    except RequestInvalid as invalid:  # needs the store: a video or face session not the tenant's
         raise _invalid(invalid) from None
     except TaskExists:
         raise CommandFailed(

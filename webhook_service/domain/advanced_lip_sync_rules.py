@@ -3,8 +3,9 @@ by identify-face (its ``session_id`` and ``face_id``), the audio it is to speak,
 milliseconds, and the mix of that audio with the video's own (docs/kling-endpoints.md names the sources
 and where they disagree). domain/body_rules.py applies them, through domain/task_types.py.
 
-* ``session_id`` and ``face_choose`` are required. ``face_choose`` holds one face: Kling says it
-  lip-syncs a single person for now, so a second is refused rather than dropped upstream.
+* ``session_id`` and ``face_choose`` are required; the session must be one identify-face answered to
+  the same tenant (domain/ownership.py, when the task is accepted). ``face_choose`` holds one face:
+  Kling says it lip-syncs a single person for now, so a second is refused rather than dropped upstream.
 * Each face: ``face_id``; exactly one of ``audio_id`` (Kling's text-to-speech audio) and
   ``sound_file`` (an http(s) URL, or raw Base64 of .mp3/.wav/.m4a/.aac audio up to 5 MB,
   domain/audio.py); ``sound_start_time``, ``sound_end_time`` and ``sound_insert_time`` are required
@@ -12,7 +13,7 @@ and where they disagree). domain/body_rules.py applies them, through domain/task
 * The cut keeps at least 2 s (``sound_end_time - sound_start_time >= 2000``) and ends within the
   audio, which Kling takes at 60 s at most (``sound_end_time <= 60000``). Whether the cut fits the real
   audio, and the inserted span the video and the face's span (overlapping it by 2 s), depends on
-  files and on identify-face's answer, which the service does not keep: Kling judges those.
+  files and on identify-face's faces, which the service does not keep: Kling judges those.
 * ``sound_volume`` and ``original_audio_volume`` are numbers in [0, 2] (1 when absent).
 * ``watermark_info`` is accepted, as in Kling's current reference; no model_name.
 """
@@ -109,7 +110,8 @@ RULES = BodyRules(
     required=("session_id", "face_choose"),
     default_model=TYPE_NAME,  # no model to choose: usage counts the type's tasks under its name
     description=(
-        "Kling's advanced lip-sync create body: session_id from identify-face and face_choose, one face "
+        "Kling's advanced lip-sync create body: session_id (one identify-face answered you within 24 hours) "
+        "and face_choose, one face "
         "{face_id, audio_id or sound_file (URL or raw Base64 .mp3/.wav/.m4a/.aac up to 5 MB), "
         "sound_start_time, sound_end_time (at least 2000 ms later, at most 60000), sound_insert_time in ms, "
         "sound_volume and original_audio_volume in [0, 2]}."

@@ -9,7 +9,8 @@ them, through domain/task_types.py (identify-face through web/kling_api.py: it i
   ``audio2video`` (the lips follow the caller's audio).
 * The video is exactly one of ``video_id`` (a Kling video of the last 30 days) and ``video_url``:
   Kling says "not both empty, not both given". What the video must be (.mp4/.mov, 2 to 10 s, at most
-  100 MB, 720 to 1920 px a side) is Kling's to judge: nothing here reads it.
+  100 MB, 720 to 1920 px a side) is Kling's to judge: nothing here reads it. Whose video a
+  ``video_id`` is needs the store: domain/ownership.py checks it when the task is accepted.
 * ``text2video`` requires ``text`` (at most 120 characters) and ``voice_id``; ``voice_language`` is
   ``zh`` or ``en`` and ``voice_speed`` 0.8 to 2.0 with one decimal place at most, as documented.
   ``audio2video`` requires ``audio_type``, then ``audio_file`` (raw Base64, domain/audio.py) when it
@@ -119,7 +120,8 @@ RULES = BodyRules(
     required=("input",),
     default_model=TYPE_NAME,  # no model to choose: usage counts the type's tasks under its name
     description=(
-        "Kling's lip-sync create body (the older API): input.video_id or input.video_url (one of them), "
+        "Kling's lip-sync create body (the older API): input.video_id (a video of one of your own tasks) "
+        "or input.video_url (one of them), "
         'input.mode "text2video" (text up to 120 characters, voice_id, voice_language zh/en, voice_speed '
         '0.8-2.0) or "audio2video" (audio_type file with audio_file, raw Base64 .mp3/.wav/.m4a/.aac up to '
         "5 MB, or url with audio_url)."
@@ -132,8 +134,9 @@ IDENTIFY_FACE = BodyRules(
     required=(),
     default_model="",
     description=(
-        "Kling's identify-face body: video_id (a Kling video of the last 30 days) or video_url (.mp4/.mov, "
-        "2 to 60 s, at most 100 MB), exactly one. Answered at once: session_id and face_data."
+        "Kling's identify-face body: video_id (a video of one of your own tasks, of the last 30 days) or "
+        "video_url (.mp4/.mov, 2 to 60 s, at most 100 MB), exactly one. Answered at once: session_id "
+        "(yours for 24 hours) and face_data."
     ),
     cross_field=(lambda body, valid: one_video(body),),
 )

@@ -21,6 +21,7 @@ from webhook_service.domain.errors import InputUnreadable, TaskExists
 from webhook_service.domain.events import EventType
 from webhook_service.domain.inputs import store_inputs, with_inputs, write_manifest
 from webhook_service.domain.lifecycle import record_news, release
+from webhook_service.domain.ownership import check_references
 from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.task_types import DEFAULT_TYPE, Pack, task_type
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
@@ -54,7 +55,8 @@ def accept(
     The record comes first so a callback that beats Kling's answer finds its task. Its Base64 images
     are written to the archive before that (domain/inputs.py), so Redis keeps only references to them.
     Raises TaskExists, or InputsNotStored when the archive refuses them (nothing is recorded then);
-    RequestInvalid for a video-extend task whose video is not the tenant's (domain/video_extend.py).
+    RequestInvalid for a body naming a video or face session that is not the tenant's
+    (domain/ownership.py, domain/video_extend.py): nothing is recorded or sent then.
     """
     external_task_id = upstream_id(tenant, body.get("external_task_id") or new_external_task_id())
     task = Task(
@@ -67,6 +69,7 @@ def accept(
     )
     if type_name == VIDEO_EXTEND:
         link_to_parent(services, task, body["video_id"])
+    check_references(services, tenant, type_name, body)
     request = {**{k: v for k, v in body.items() if k != "callback_url"}, "external_task_id": external_task_id}
     if body.get("external_task_id") and services.store.get(external_task_id) is not None:
         raise TaskExists(external_task_id)  # refused before its images are written, not after

@@ -6,12 +6,9 @@ recovery) and, for each video, the set of tasks extending it (`video:<id>:extens
 extension is recorded); both leave with their tasks (domain/retention.py, through the store).
 
 Tenants share one Kling account, and Kling would extend any of the account's videos. So a tenant may
-extend only a video of its *own* task: a video of another tenant's task is refused exactly as a video
-the service has never seen (the same 400, field and words), so the answer tells nothing about others'
-videos. A video made outside the service is refused too: the alternative, letting unknown videos
-through, would let a tenant extend another's video once its task has left Redis (TASK_RETENTION_S, 30
-days by default, Kling's own lifetime of a video), and would make "unknown" and "someone else's"
-answer differently. Knowing the video also lets the service check what Kling documents of it before
+extend only a video of its *own* task, the rule every video id in a body follows (domain/ownership.py):
+another tenant's video is refused exactly as one the service has never seen, and a video made outside
+the service is refused too. Knowing the video also lets the service check what Kling documents of it before
 anything is paid for: the whole may not pass 3 minutes, videos are kept 30 days, and kling-v1-5's
 videos cannot be extended. The links shown (a task's parent, its extensions) stay within the task's
 tenant.
@@ -23,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook_service.domain.clock import now_ms
+from webhook_service.domain.ownership import video_of_tenant
 from webhook_service.domain.problems import FieldProblem, RequestInvalid
 from webhook_service.domain.store import video_ids
 from webhook_service.domain.tasks import Task
@@ -32,10 +30,6 @@ LONGEST_S = 180.0  # Kling: an extended video may not pass 3 minutes
 SHORTEST_EXTENSION_S = 4.0  # Kling adds 4 to 5 seconds: a video longer than 176 s cannot be extended
 KLING_KEEPS_VIDEOS_MS = 30 * 86400 * 1000
 NOT_EXTENDABLE_MODELS = ("kling-v1-5",)  # Kling's reference: its videos cannot be extended
-NOT_YOURS = (
-    "is not a video of one of your tasks: give the id of a video in the task_result of a task you "
-    "created through this service (text2video, image2video or video-extend) and still kept here"
-)
 
 
 @dataclass
@@ -51,10 +45,7 @@ def link_to_parent(services: Services, task: Task, video_id: str) -> Task:
     """Record on the new extension `task` the video it extends and, from the task that made the video,
     the model Kling will use (usage counts by it). Returns that task; RequestInvalid when the video is
     not one of the task's tenant's, or is one Kling documents it cannot extend."""
-    maker = services.store.maker_of_video(video_id)
-    parent = services.store.get(maker) if maker else None
-    if parent is None or parent.tenant != task.tenant:
-        raise RequestInvalid([FieldProblem("video_id", "not_yours", NOT_YOURS)])
+    parent = video_of_tenant(services, task.tenant, video_id, "video_id")
     video = next(v for v in (parent.task_result or {}).get("videos", []) if str(v.get("id")) == video_id)
     problems = []
     seconds = _seconds(video.get("duration"))

@@ -6,10 +6,13 @@ checks the body as Kling documents it (domain/lip_sync_rules.py: exactly one of 
 video_url), sends it upstream with the account's credentials through the one Kling client, and answers
 Kling's envelope unchanged, its request_id included (the one Kling's support knows).
 
-Nothing is recorded: no task, and no slot of the account's concurrency, which Kling counts in tasks;
-nothing is scoped by tenant either, since nothing is kept to keep apart. One log line says who asked
-and what came back. A refusal by Kling is answered with Kling's status, code and message, as a refused
-create is; no answer at all is a 502.
+It makes no task and takes no slot of the account's concurrency, which Kling counts in tasks. Tenants
+share the account, so what it names and what it answers are kept to the tenant (domain/ownership.py):
+a `video_id` must be a video of the tenant's own tasks (another tenant's is refused exactly as an
+unknown one, before Kling is asked; a `video_url` is the caller's own), and the session Kling answers
+is recorded as the tenant's, the only one whose advanced lip-sync may then name it. One log line says
+who asked and what came back. A refusal by Kling is answered with Kling's status, code and message, as
+a refused create is; no answer at all is a 502.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from flask import Response, jsonify, request
 
 from webhook_service.domain.body_rules import validate_body
 from webhook_service.domain.lip_sync_rules import IDENTIFY_FACE
+from webhook_service.domain.ownership import check_identify_face, remember_face_session
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.integrations.kling import KlingError, KlingTransportError
 from webhook_service.web.auth import current_scope
@@ -41,9 +45,10 @@ def identify_face() -> tuple[Response, int]:
             extra_fields=settings.kling_extra_fields,
             allowed_hosts=settings.notify_allowed_hosts,
         )
+        tenant = current_scope().tenant
+        check_identify_face(services(), tenant, clean)
     except RequestInvalid as invalid:
         raise invalid_request(invalid) from None
-    tenant = current_scope().tenant
     try:
         answer = services().kling.get().answer(PATH, clean)
     except KlingError as error:
@@ -55,6 +60,8 @@ def identify_face() -> tuple[Response, int]:
     data = answer.get("data")
     faces = data.get("face_data") if isinstance(data, dict) else None
     session = data.get("session_id") if isinstance(data, dict) else None
+    if isinstance(session, str) and session:
+        remember_face_session(services(), tenant, session)
     log.info(
         "identify-face for tenant %s: session %s, %s face(s)",
         tenant,

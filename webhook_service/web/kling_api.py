@@ -86,7 +86,7 @@ def create(type_name: str) -> tuple[Response, int]:
         else:
             task = accept(services(), clean, tenant, type_name)
             enqueue_dispatch(services().redis, f"accepted-{task.external_task_id}")
-    except RequestInvalid as invalid:  # a rule that needs the store: a video-extend's video_id
+    except RequestInvalid as invalid:  # needs the store: a video or face session not the tenant's
         raise invalid_request(invalid) from None
     except TaskExists:
         message = f"external_task_id {clean['external_task_id']!r} is already used by another task"

@@ -37,9 +37,10 @@ def identify_face_paths(settings: Settings) -> dict[str, Any]:
                 **_errors("400", "401", "429", "413", "4XX", "5XX"),
             },
             operationId=f"identifyFace{suffix}",
-            description="Checked, then sent to Kling at once with the account's credentials. Nothing is "
-            "recorded and no concurrency slot is taken; name the session_id and a face_id in an "
-            "advanced-lip-sync task.",
+            description="Checked, then sent to Kling at once with the account's credentials. A video_id "
+            "must be a video of one of your own tasks (any other is refused: not_yours). No task is "
+            "recorded and no concurrency slot is taken; the session is yours for 24 hours: name it and a "
+            "face_id in an advanced-lip-sync task.",
             requestBody={"required": True, "content": {JSON: {"schema": body}}},
         )
         paths[prefix + PATH] = {"post": operation}
