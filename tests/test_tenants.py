@@ -1,10 +1,12 @@
 """Tenants kept apart: two teams share one service and one Kling account, and neither sees or changes the
 other's tasks, videos, deliveries or endpoints, through any route the OpenAPI document lists (the walk is
-generated from the document, so a route added later is covered without editing this test), nor on the
-dashboard. An admin sees everyone's."""
+generated from the document, so a route added later is covered without editing this test; a body that
+names a video or face session, or one of a route that is no create, needs its entry in a table here, and
+the walk fails until it has one), nor on the dashboard. An admin sees everyone's."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,6 +36,30 @@ TENANTS = {
 receiver, stack = test_notify.receiver, test_notify.stack  # the webhook tests' fixtures
 # Paths that hold no tenant's objects: Kling's callbacks (their token names the task), health, docs.
 NOT_TENANT_DATA = {"/callbacks/kling", "/healthz", "/readyz", "/openapi.json", "/docs", "/metrics"}
+# What a body may name of another object: sent by B naming A's, a create must be refused on that field.
+REFERENCES = {"video_id", "session_id"}
+A_FACE = {
+    "face_id": "0",
+    "audio_id": "a",
+    "sound_start_time": 0,
+    "sound_end_time": 2000,
+    "sound_insert_time": 0,
+}
+# Per path (under / or /kling): a body naming A's video or face session, and the field refused.
+NAMING_A = {
+    "/v1/videos/video-extend": ({"video_id": "<video>"}, "video_id"),
+    "/v1/videos/lip-sync": (
+        {"input": {"video_id": "<video>", "mode": "text2video", "text": "hi", "voice_id": "uk_man2"}},
+        "input.video_id",
+    ),
+    "/v1/videos/identify-face": ({"video_id": "<video>"}, "video_id"),
+    "/v1/videos/advanced-lip-sync": ({"session_id": "<session>", "face_choose": [A_FACE]}, "session_id"),
+}
+# Per path: the body of an operation that is no create (B's own object): it asks for or changes A's.
+BODIES = {
+    "/v1/endpoints/{endpoint_id}": {"enabled": False, "description": "team-b was here"},
+    "/tasks": {"limit": 500},  # Kling's unified list, asked for everything
+}
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -137,6 +163,42 @@ def _value(name: str, a: dict[str, str]) -> str:
     }.get(name, "")
 
 
+def upstream_ids(simulator: Any) -> list[str]:
+    return [task["external_task_id"] for task in simulator.state.tasks()]
+
+
+def _names(schema: Any, doc: dict[str, Any]) -> set[str]:
+    """Every property name a body schema allows, at any depth, its references followed."""
+    if isinstance(schema, list):
+        return set().union(*(_names(item, doc) for item in schema))
+    if not isinstance(schema, dict):
+        return set()
+    if "$ref" in schema:
+        return _names(doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]], doc)
+    own = set(schema.get("properties", {}))
+    return own.union(*(_names(value, doc) for value in schema.values()))
+
+
+def _naming(path: str, ids: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """The path's body naming these video and session ids, and the field that names them."""
+    body, field = NAMING_A[path.removeprefix("/kling")]
+    text = json.dumps(body).replace("<video>", ids["video"]).replace("<session>", ids["session"])
+    return json.loads(text), field
+
+
+def _refused_as_unknown(service: Service, path: str, a: dict[str, str]) -> tuple[str, str]:
+    """B names A's video or session in a create: refused on that field, and answered exactly as for an
+    id nobody has. Returns the method and path, as the walk records them."""
+    body, field = _naming(path, a)
+    theirs = service.http.post(path, json=body, headers=bearer(KEY_B))
+    unknown, _ = _naming(path, {"video": "no-such-video", "session": "no-such-session"})
+    nobodys = service.http.post(path, json=unknown, headers=bearer(KEY_B))
+    assert theirs.status_code == 400, f"post {path} naming team-a's {field} as team-b: {theirs.text}"
+    assert [(e["field"], e["code"]) for e in theirs.json()["errors"]] == [(field, "not_yours")]
+    assert {**theirs.json(), "request_id": ""} == {**nobodys.json(), "request_id": ""}
+    return "post", path
+
+
 def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
     for path, item in doc["paths"].items():
         if path in NOT_TENANT_DATA:
@@ -158,6 +220,9 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
     simulator.state.set_scenario("team-a~job-1", {"steps": [{"status": "succeed", "delay": 0.2}]})
     assert create(service, KEY_A, "job-1", callback_url=hook).status_code == 200
     assert create(service, KEY_B, "b-1").status_code == 200
+    unified = {"prompt": "a kite", "options": {"external_task_id": "unified-a"}}
+    a_unified = service.http.post("/text-to-video/kling-3.0", json=unified, headers=bearer(KEY_A))
+    assert a_unified.status_code == 200, a_unified.text
 
     def a_settled() -> list[dict[str, Any]] | None:
         found = service.http.get("/v1/deliveries", params={"task": "job-1"}, headers=bearer(KEY_A)).json()
@@ -170,7 +235,12 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
     a_task = service.http.get("/v1/tasks/job-1", headers=bearer(KEY_A)).json()["data"]
     managed = service.http.post("/v1/endpoints", json={"url": hook, "event_types": []}, headers=bearer(KEY_A))
     assert managed.status_code == 201, managed.text
+    a_video = a_task["task_result"]["videos"][0]["id"]
+    faces = service.http.post("/v1/videos/identify-face", json={"video_id": a_video}, headers=bearer(KEY_A))
+    assert faces.status_code == 200, faces.text
     a = {
+        "video": a_video,
+        "session": faces.json()["data"]["session_id"],
         "task_id": a_task["task_id"],
         "delivery_id": a_deliveries[0]["id"],
         "endpoint": endpoint_id(hook),
@@ -183,20 +253,35 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
         a["endpoint"],
         a["endpoint_id"],
         managed.json()["data"]["secret"],
+        a_video,
+        a["session"],
         "job-1",
+        "unified-a",
+        a_unified.json()["data"]["id"],
         *(d["id"] for d in a_deliveries),
     }
     attempts_before = len(receiver.received("/team-a-hook"))
+    upstream_before = (upstream_ids(simulator), simulator.state.face_sessions())
 
     walked = []
-    for path, method, operation in _operations(document(service.services.settings, auth_required=True)):
+    doc = document(service.services.settings, auth_required=True)
+    for path, method, operation in _operations(doc):
         params = operation.get("parameters", [])
         url = re.sub(r"\{(\w+)\}", lambda m: _value(m[1], a), path)
         query = {p["name"]: _value(p["name"], a) for p in params if p["in"] == "query"}
         query = {name: value for name, value in query.items() if value}
+        body = None
         if "requestBody" in operation:
-            continue  # a create: makes B's own object, which the rest of this test covers
-        answer = service.http.request(method.upper(), url, params=query, headers=bearer(KEY_B))
+            schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            if named := REFERENCES & _names(schema, doc):
+                assert path.removeprefix("/kling") in NAMING_A, f"{method} {path} names {named}: add its body"
+                walked.append(_refused_as_unknown(service, path, a))
+                continue
+            if operation["operationId"].startswith("create"):
+                continue  # makes B's own object, naming none of A's: the rest of this test covers it
+            assert path.removeprefix("/kling") in BODIES, f"{method} {path} takes a body: add one to BODIES"
+            body = BODIES[path.removeprefix("/kling")]
+        answer = service.http.request(method.upper(), url, params=query, json=body, headers=bearer(KEY_B))
         walked.append((method, path, answer.status_code))
         if "{" in path:
             assert answer.status_code == 404, f"{method} {url} as team-b: {answer.status_code} {answer.text}"
@@ -211,6 +296,12 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
     assert ("delete", "/v1/deliveries/disabled-endpoints", 404) in walked
     assert ("post", "/v1/endpoints/{endpoint_id}/test", 404) in walked
     assert ("delete", "/v1/endpoints/{endpoint_id}", 404) in walked
+    assert ("patch", "/v1/endpoints/{endpoint_id}", 404) in walked
+    assert {("post", "/tasks", 200), ("post", "/kling/tasks", 200)} <= set(walked)
+    for path in NAMING_A:
+        assert {("post", path), ("post", f"/kling{path}")} <= set(walked)
+    # None of B's refused creates reached Kling: no task, no face session.
+    assert (upstream_ids(simulator), simulator.state.face_sessions()) == upstream_before
 
     # A's objects are as they were: nothing replayed, the endpoint still disabled, no new attempt.
     after = service.http.get("/v1/deliveries", params={"task": "job-1"}, headers=bearer(KEY_A)).json()["data"]
@@ -220,7 +311,8 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
     disabled = service.http.get("/v1/deliveries/disabled-endpoints", headers=bearer(KEY_A)).json()["data"]
     assert [d["endpoint"] for d in disabled] == [a["endpoint"]]
     assert len(receiver.received("/team-a-hook")) == attempts_before
-    assert service.http.get(f"/v1/endpoints/{a['endpoint_id']}", headers=bearer(KEY_A)).status_code == 200
+    endpoint = service.http.get(f"/v1/endpoints/{a['endpoint_id']}", headers=bearer(KEY_A)).json()["data"]
+    assert endpoint["enabled"] and endpoint["description"] == ""  # B's PATCH changed nothing
     assert service.http.get("/v1/deliveries/disabled-endpoints", headers=bearer(KEY_B)).json()["data"] == []
 
     # An admin sees and reaches both tenants' objects.
