@@ -12,7 +12,9 @@ a `video_id` must be a video of the tenant's own tasks (another tenant's is refu
 unknown one, before Kling is asked; a `video_url` is the caller's own), and the session Kling answers
 is recorded as the tenant's, the only one whose advanced lip-sync may then name it. One log line says
 who asked and what came back. A refusal by Kling is answered with Kling's status, code and message, as
-a refused create is; no answer at all is a 502.
+a refused create is; no answer at all is a 502. Waiting for Kling's answer holds a web thread, so it
+takes a place in the process's waiting budget, beside synchronous creates (web/waiting.py): beyond it,
+429 at once.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from webhook_service.domain.lip_sync_rules import IDENTIFY_FACE
 from webhook_service.domain.ownership import check_identify_face, remember_face_session
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.integrations.kling import KlingError, KlingTransportError
+from webhook_service.web import waiting
 from webhook_service.web.auth import current_scope
 from webhook_service.web.context import current_services as services
 from webhook_service.web.errors import CODE_INTERNAL, ApiError, invalid_request, json_object, whole_body
 
 PATH = "/v1/videos/identify-face"
+CODE_BUSY = 1302  # Kling's "rate limited": try again shortly
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,14 @@ def identify_face() -> tuple[Response, int]:
         check_identify_face(services(), tenant, clean)
     except RequestInvalid as invalid:
         raise invalid_request(invalid) from None
+    if not waiting.budget().acquire(blocking=False):
+        raise ApiError(
+            429,
+            CODE_BUSY,
+            "this web process is already waiting on Kling for as many requests as it may "
+            f"(SUBMIT_WAITING_MAX={settings.submit_waiting_max}); try again in a second",
+            headers={"Retry-After": "1"},
+        )
     try:
         answer = services().kling.get().answer(PATH, clean)
     except KlingError as error:
@@ -57,6 +69,8 @@ def identify_face() -> tuple[Response, int]:
             raise ApiError(502, CODE_INTERNAL, f"Kling did not answer: {error.message}") from None
         http = error.http_status if error.http_status and error.http_status >= 400 else 502
         raise ApiError(http, error.code if error.code is not None else CODE_INTERNAL, error.message) from None
+    finally:
+        waiting.budget().release()
     data = answer.get("data")
     faces = data.get("face_data") if isinstance(data, dict) else None
     session = data.get("session_id") if isinstance(data, dict) else None

@@ -14,10 +14,9 @@ full account or a slow Kling can never take the thread Kling's callbacks and the
 
 from __future__ import annotations
 
-import threading
 from typing import cast
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from webhook_service.domain.errors import TaskExists
@@ -30,6 +29,7 @@ from webhook_service.domain.unified import create_answer
 from webhook_service.domain.views import not_found_message
 from webhook_service.integrations import logs, metrics
 from webhook_service.jobs import enqueue_dispatch
+from webhook_service.web import waiting
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
@@ -49,14 +49,12 @@ bp = Blueprint("kling_api", __name__)
 
 PAGE_NUM_MAX = 1000
 PAGE_SIZE_MAX = 500
-WAITING_BUDGET = "submit_waiting_budget"
 
 
 @bp.record_once
 def give_the_process_a_waiting_budget(state: BlueprintSetupState) -> None:
-    """One per app, so one per gunicorn worker process: each builds its own app."""
-    size = services_of(cast(Flask, state.app)).settings.submit_waiting_max
-    state.app.extensions[WAITING_BUDGET] = threading.BoundedSemaphore(size)
+    app = cast(Flask, state.app)
+    waiting.install(app, services_of(app).settings.submit_waiting_max)
 
 
 @bp.before_request
@@ -75,7 +73,7 @@ def create(type_name: str) -> tuple[Response, int]:
         raise invalid_request(invalid) from None
     logs.bind(external_task_id=clean.get("external_task_id"))
     respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
-    budget: threading.BoundedSemaphore = current_app.extensions[WAITING_BUDGET]
+    budget = waiting.budget()
     may_wait = not respond_async and budget.acquire(blocking=False)
     try:
         if not respond_async:
