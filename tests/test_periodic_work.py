@@ -17,6 +17,7 @@ from tests.conftest import Workers
 from tests.support import wait_for
 from webhook_service.config import Settings
 from webhook_service.jobs import (
+    ARCHIVE_QUEUE,
     MAINTENANCE_QUEUE,
     RECONCILE_JOB,
     Periodic,
@@ -149,3 +150,21 @@ def scheduler_pid(connection: redis.Redis) -> int | None:
                 continue
             return int(pid)
     return None
+
+
+@pytest.mark.timeout(120)
+def test_reconciliation_runs_amid_a_backlog_of_downloads(worker_env: dict[str, str]) -> None:
+    """Ticks are few and short, downloads many and long: a worker takes a due tick before the next
+    download, or callbacks Kling never sent would wait for the whole backlog (and their tasks hold the
+    account's slots meanwhile). Here the backlog is 30 jobs of half a second on the archive queue."""
+    connection = redis.Redis.from_url(worker_env["REDIS_URL"])
+    archive = Queue(ARCHIVE_QUEUE, connection=connection)
+    for _ in range(30):
+        archive.enqueue("time.sleep", 0.5)
+    workers = Workers(worker_env)
+    try:
+        workers.start()
+        wait_for(lambda: passes(connection) > 0, timeout=60, what="a reconciliation pass")
+        assert archive.count > 0, "the pass waited for the whole backlog of downloads"
+    finally:
+        workers.stop()

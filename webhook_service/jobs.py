@@ -32,7 +32,11 @@ SUBMIT_QUEUE = "submit"
 ARCHIVE_QUEUE = "archive"
 NOTIFY_QUEUE = "notify"
 MAINTENANCE_QUEUE = "maintenance"
-ALL_QUEUES = (SUBMIT_QUEUE, ARCHIVE_QUEUE, NOTIFY_QUEUE, MAINTENANCE_QUEUE)  # in priority order
+# In priority order: a worker takes the next job from the first queue that has one. The periodic ticks
+# come second: they are due once an interval and short (a reconciliation pass is bounded by its poll
+# budget), and behind a backlog of downloads they waited for all of it, while the tasks whose callbacks
+# never came held the account's slots.
+ALL_QUEUES = (SUBMIT_QUEUE, MAINTENANCE_QUEUE, ARCHIVE_QUEUE, NOTIFY_QUEUE)
 # The queues whose jobs a worker runs in a forked work horse (WORKER_FORK_QUEUES); the others' jobs run
 # in the worker's own process (workers/horse.py). Only the archive download is forked: it runs up to
 # an hour, and its forked horse lets the worker keep its heartbeat and kill it if it hangs.
