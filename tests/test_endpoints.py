@@ -224,7 +224,7 @@ def endpoint(service: Service, endpoint_id: str, key: str = KEY_A) -> dict[str, 
     return found
 
 
-def task_deliveries(service: Service, task: str, endpoint_id: str) -> list[dict[str, Any]]:
+def task_deliveries(service: Service, task: str, endpoint_id: str | None) -> list[dict[str, Any]]:
     found = call(service, "GET", "/v1/deliveries", params={"task": task}).json()["data"]
     return [d for d in found if d.get("endpoint") == endpoint_id]
 

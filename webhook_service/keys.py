@@ -91,6 +91,9 @@ Notifications (notify/deliveries.py):
                                          (the operator's sinks) -> when and why that owner's deliveries
                                          to the URL were disabled (410 Gone); older fields are the URL
                                          alone, owned as their value says (notify/disabled_urls.py)
+- `sink:<sk_id>:busy`                    the one attempt in flight at a sink that is not a tenant's
+                                         endpoint (a callback_url, an operator's webhook, Slack, email),
+                                         per tenant (notify/turns.py): as `endpoint:<id>:busy`
 
 Webhook endpoints (notify/endpoints.py), each tenant's own, managed by `/v1/endpoints`:
 - `endpoint:<id>`                  hash: the endpoint (tenant, URL, event types, rate limit, whether
@@ -344,6 +347,9 @@ class Keys:
     @property
     def disabled_endpoints(self) -> str:
         return f"{self.prefix}notify:disabled-endpoints"
+
+    def sink_busy(self, sink_id: str) -> str:
+        return f"{self.prefix}sink:{sink_id}:busy"
 
     # --- webhook endpoints ---
 

@@ -3,7 +3,8 @@
 `fan_out` builds the event's payload once and stores it, then records one delivery per matching sink
 and queues its job, all idempotently: run twice, it finds what it did the first time. `deliver` makes
 one attempt and schedules the next one itself (RQ's own retries cannot wait as long as a receiver's
-Retry-After asks), so a slow or dead sink only ever holds up its own deliveries. The RQ jobs that call
+Retry-After asks), after waiting its turn at its sink (notify/turns.py: one attempt at a time per sink),
+so a slow or dead sink holds one worker at most and only its own deliveries wait. The RQ jobs that call
 them are in workers/notify.py.
 """
 
@@ -58,7 +59,7 @@ def fan_out(
 
 def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
     """One attempt at one delivery, by the job `job_id`; on failure the next attempt is scheduled, or it
-    becomes a dead letter. At a tenant's endpoint, it first waits its turn (notify/turns.py)."""
+    becomes a dead letter. It first waits its turn at its sink (notify/turns.py), whatever the sink."""
     store = svc.deliveries
     delivery = store.get(delivery_id)
     if delivery is None or delivery.status is not DeliveryStatus.PENDING or delivery.job != job_id:
@@ -75,24 +76,24 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
             delivery_id, job_id, Attempt(error="event missing"), DeliveryStatus.FAILED, "lost"
         )
         return
-    if sink.endpoint is None:
-        _attempt(svc, delivery, job_id, event)
-        return
-    endpoint = svc.endpoints.get(sink.endpoint)
-    if endpoint is None or not endpoint.enabled:
+    endpoint = svc.endpoints.get(sink.endpoint) if sink.endpoint is not None else None
+    if sink.endpoint is not None and (endpoint is None or not endpoint.enabled):
         store.give_up(delivery_id, job_id, "endpoint_disabled")
         log.info("delivery %s: endpoint %s is disabled or deleted: a dead letter", delivery_id, sink.endpoint)
         return
     turns = Turns(svc.redis, svc.keys, store)
+    target = turns.target_of(delivery, endpoint)
     holder = job_id or delivery_id
-    if why := turns.wait_for(delivery, endpoint, holder, svc.settings.notify_timeout_s):
+    if why := turns.wait_for(delivery, target, holder, svc.settings.notify_timeout_s):
         store.postpone(delivery_id, job_id, next_turn_at())
-        log.info("delivery %s waits its turn at endpoint %s: %s", delivery_id, endpoint.id, why)
+        log.info("delivery %s waits its turn at %s: %s", delivery_id, target.name, why)
         return
     try:
         result = _attempt(svc, delivery, job_id, event)
     finally:
-        turns.release(endpoint.id, holder)
+        turns.release(target, holder)
+    if endpoint is None:
+        return
     if result.verdict is Verdict.GONE:
         disabling.disable(svc, endpoint.id, "gone")
     elif result.verdict is not Verdict.DELIVERED:

@@ -1,27 +1,34 @@
-"""Whose turn it is at a tenant's endpoint (notify/endpoints.py): checked before every attempt at one.
+"""Whose turn it is at a sink: checked before every attempt at one, whatever its kind.
 
-- **Order.** For one task and one endpoint, events go in the order they were raised: a delivery waits
-  while an earlier event of its task is still pending for the same endpoint (being retried, or waiting
+A sink here is a *target*: a tenant's endpoint (notify/endpoints.py), or any other sink's URL (a task's
+`callback_url`, an operator's webhook, Slack) or email recipients, for one tenant. Every one takes turns:
+a `callback_url` is the client's to choose, so without turns any client could make every worker hang.
+
+- **Order.** For one task and one target, events go in the order they were raised: a delivery waits
+  while an earlier event of its task is still pending for the same target (being retried, or waiting
   itself), until that one is delivered or dead. A receiver never sees `task.archived` before the
   `task.succeeded` it follows. The cost: one failing event holds back its task's later events at that
-  endpoint for as long as it is retried (up to the whole schedule), and each attempt reads the task's
+  target for as long as it is retried (up to the whole schedule), and each attempt reads the task's
   deliveries (one SMEMBERS and one MGET).
-- **One at a time.** At most one attempt per endpoint is in flight (a lock with a TTL of the longest an
+- **One at a time.** At most one attempt per target is in flight (a lock with a TTL of the longest an
   attempt can take, so a worker that dies holding it holds it no longer). Jobs do not wait for the
-  lock: they step aside and come back. So an endpoint that hangs holds one worker at most, for at most
-  NOTIFY_TIMEOUT_S, and every other endpoint's deliveries go on with the other workers.
-- **Rate.** At most `rate_limit_per_s` attempts start in each window (a second, or 1/rate seconds
-  below one per second).
+  lock: they step aside and come back. So a target that hangs holds one worker at most, for at most
+  NOTIFY_TIMEOUT_S, and every other target's deliveries go on with the other workers (as many
+  targets hanging at once as there are workers still hold them all).
+- **Rate.** At a tenant's endpoint with a `rate_limit_per_s`, at most that many attempts start in each
+  window (a second, or 1/rate seconds below one per second).
 
 A delivery that must wait is put back (`DeliveryStore.postpone`), to come back after WAIT_S: not an
-attempt, not a failure, nothing dropped. A wait costs a job run (RQ forks a work horse for it), so an
-endpoint with many deliveries waiting costs that many small jobs a second.
+attempt, not a failure, nothing dropped. A wait costs a job run (a short one, in the worker's own
+process), so a target with many deliveries waiting costs that many small jobs a second.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+from dataclasses import dataclass
 
 import redis
 
@@ -42,6 +49,16 @@ return 0
 """
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a delivery takes its turns: `name` says it in logs (an endpoint's id, else `sk_...`, which
+    shows no URL), `busy` is the key of its attempt in flight."""
+
+    name: str
+    busy: str
+    rate_limit_per_s: float | None = None
+
+
 class Turns:
     def __init__(self, connection: redis.Redis, keys: Keys, deliveries: DeliveryStore) -> None:
         self.redis = connection
@@ -49,28 +66,38 @@ class Turns:
         self.deliveries = deliveries
         self._release = connection.register_script(_RELEASE)
 
-    def wait_for(self, delivery: Delivery, endpoint: Endpoint, job_id: str, attempt_s: float) -> str | None:
-        """Why `delivery` must wait, or None when it may go now, holding the endpoint's lock (to be
+    def target_of(self, delivery: Delivery, endpoint: Endpoint | None) -> Target:
+        """A tenant's endpoint is its own target; any other sink is one per tenant and URL (or recipients),
+        so one tenant's backlog at a shared URL never takes another tenant's turns."""
+        if endpoint is not None:
+            return Target(endpoint.id, self.keys.endpoint_busy(endpoint.id), endpoint.rate_limit_per_s)
+        digest = hashlib.sha256(f"{delivery.tenant}\n{delivery.as_sink.key}".encode()).hexdigest()
+        name = f"sk_{digest[:16]}"
+        return Target(name, self.keys.sink_busy(name))
+
+    def wait_for(self, delivery: Delivery, target: Target, job_id: str, attempt_s: float) -> str | None:
+        """Why `delivery` must wait, or None when it may go now, holding the target's lock (to be
         given back with `release`)."""
         if self._earlier_pending(delivery):
-            return "an earlier event of its task is still pending at this endpoint"
-        busy = self.keys.endpoint_busy(endpoint.id)
-        if not self.redis.set(busy, job_id, nx=True, px=math.ceil((attempt_s + LOCK_MARGIN_S) * 1000)):
-            return "another attempt at this endpoint is in flight"
-        limit = endpoint.rate_limit_per_s
-        if limit is not None and not self._within_rate(endpoint.id, limit):
-            self.release(endpoint.id, job_id)
+            return "an earlier event of its task is still pending there"
+        lock_ms = math.ceil((attempt_s + LOCK_MARGIN_S) * 1000)
+        if not self.redis.set(target.busy, job_id, nx=True, px=lock_ms):
+            return "another attempt there is in flight"
+        limit = target.rate_limit_per_s
+        if limit is not None and not self._within_rate(target.name, limit):
+            self.release(target, job_id)
             return f"over its rate limit of {limit:g} per second"
         return None
 
-    def release(self, endpoint_id: str, job_id: str) -> None:
-        self._release(keys=[self.keys.endpoint_busy(endpoint_id)], args=[job_id])
+    def release(self, target: Target, job_id: str) -> None:
+        self._release(keys=[target.busy], args=[job_id])
 
     def _earlier_pending(self, delivery: Delivery) -> bool:
         if not delivery.external_task_id:
             return False
+        sink = delivery.as_sink.key  # a task is one tenant's: within it, the sink's key names the target
         return any(
-            other.endpoint == delivery.endpoint
+            other.as_sink.key == sink
             and other.status is DeliveryStatus.PENDING
             and (other.raised_at, other.id) < (delivery.raised_at, delivery.id)
             for other in self.deliveries.of_task(delivery.external_task_id)
