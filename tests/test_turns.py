@@ -4,14 +4,21 @@ simulator and receivers on loopback whose answers each test scripts."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
 
 from tests import test_notify
 from tests.support import wait_for
-from tests.test_endpoints import KEY_A, SUBMITTED, TENANTS, bearer, register, task_deliveries
+from tests.test_endpoints import KEY_A, SUBMITTED, TENANTS, bearer, call, register, task_deliveries
 from tests.test_notify import Answer, Receiver, Stack, webhooks
+from webhook_service.domain.events import Event
+from webhook_service.jobs import NOTIFY_QUEUE
+from webhook_service.notify.records import Delivery
+from webhook_service.notify.routing import Sink, SinkKind
 
 receiver, stack = test_notify.receiver, test_notify.stack
 HANG_S = 600  # the hanging receiver's answer never comes before the attempt is cut
@@ -52,3 +59,37 @@ def test_a_hanging_sink_of_any_kind_holds_one_worker_at_most_and_never_delays_an
     hanging = [d for n in range(3) for d in task_deliveries(service, f"job-{n}", None)]
     assert len(hanging) == 3 and {d["status"] for d in hanging} == {"pending"}
     assert all(d["attempts"] == 0 for d in hanging)  # the first hang is not cut yet: no attempt ended
+
+
+def test_deliveries_waiting_at_a_hanging_endpoint_cost_one_drain_job_not_a_job_each(
+    stack: Stack, receiver: Receiver
+) -> None:
+    """Forty deliveries wait behind an attempt that hangs: RQ holds a drain job or two for them, not
+    forty jobs coming back every second; a deleted endpoint takes its waiting set along."""
+    service = stack.start(2, **TENANTS, **webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1", NOTIFY_TIMEOUT_S="60"))
+    slow = register(service, receiver.script("/slow", *[Answer(200, delay=HANG_S)] * 50))
+    svc = service.services
+    sink = Sink(SinkKind.WEBHOOK, slow["url"], client=True, endpoint=slow["id"])
+    for n in range(40):
+        body = {"type": "task.submitted", "timestamp": "2026-01-01T00:00:00.000Z", "data": {"n": n}}
+        event = svc.deliveries.save_event(
+            Event(f"evt_backlog{n:04d}", "task.submitted", "", json.dumps(body), "", "team-a")
+        )
+        svc.deliveries.create(Delivery.new(event, sink))
+
+    waiting = svc.keys.turn_waiting(slow["id"])
+    wait_for(lambda: svc.redis.zcard(waiting) == 39, timeout=30, what="39 deliveries waiting their turn")
+    queue = Queue(NOTIFY_QUEUE, connection=svc.redis)
+
+    def jobs() -> list[str]:
+        return queue.job_ids + ScheduledJobRegistry(queue=queue).get_job_ids()
+
+    # While they fell into waiting, one drain a second at most was asked for; those run and find the
+    # turn taken, and what is left is the drain that comes back when the hanging attempt may end.
+    left = wait_for(lambda: len(found := jobs()) <= 2 and found, timeout=20, what="the drains to settle")
+    assert all(job.startswith(f"drain-{slow['id']}-") for job in left), left
+    assert svc.redis.zcard(waiting) == 39
+    assert len(receiver.received("/slow")) == 1
+
+    assert call(service, "DELETE", f"/v1/endpoints/{slow['id']}").status_code in (200, 204)
+    assert not svc.redis.exists(waiting)

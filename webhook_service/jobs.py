@@ -46,9 +46,10 @@ DISPATCH_JOB = "workers.submit.dispatch_job"
 ARCHIVE_JOB = "workers.archive.archive_task"
 FAN_OUT_JOB = "workers.notify.fan_out"
 DELIVERY_JOB = "workers.notify.deliver"
+DRAIN_JOB = "workers.notify.drain"
 RECONCILE_JOB = "workers.reconcile.tick"
 PRUNE_JOB = "workers.prune.tick"
-JOB_FUNCTIONS = (DISPATCH_JOB, ARCHIVE_JOB, FAN_OUT_JOB, DELIVERY_JOB, RECONCILE_JOB, PRUNE_JOB)
+JOB_FUNCTIONS = (DISPATCH_JOB, ARCHIVE_JOB, FAN_OUT_JOB, DELIVERY_JOB, DRAIN_JOB, RECONCILE_JOB, PRUNE_JOB)
 
 DISPATCH_JOB_ID = "dispatch"
 DISPATCH_JOB_TIMEOUT_S = 10 * 60
@@ -208,6 +209,33 @@ def enqueue_delivery(
     job.save(pipeline=pipeline)
     pipeline.sadd(queue.redis_queues_keys, queue.key)
     pipeline.zadd(ScheduledJobRegistry(queue=queue).key, {job_id: math.ceil(at)})
+
+
+def enqueue_drain(connection: redis.Redis, pipeline: Pipeline, target: str, at: float) -> None:
+    """Schedule the drain of the deliveries waiting their turn at `target` (notify/drain.py), at `at`
+    (epoch seconds), inside the caller's transaction.
+
+    Its id is the target and the second it runs in, which is always one to come: asked for again in that
+    second, it is the same job (scheduled twice is scheduled once), so a target has at most one drain a
+    second however many deliveries wait there, and never the id of a drain already running, which RQ
+    would let the running one's completion swallow.
+    """
+    second = max(math.ceil(at), math.floor(time.time()) + 1)
+    queue = Queue(NOTIFY_QUEUE, connection=connection)
+    drain_id = f"drain-{target}-{second}"
+    job = queue.create_job(
+        DRAIN_JOB,
+        args=(target,),
+        job_id=drain_id,
+        status=JobStatus.SCHEDULED,
+        timeout=DELIVERY_JOB_TIMEOUT_S,
+        retry=Retry(max=len(DELIVERY_CRASH_RETRY_INTERVALS_S), interval=DELIVERY_CRASH_RETRY_INTERVALS_S),
+        failure_ttl=FAILED_JOB_TTL_S,
+        result_ttl=JOB_RESULT_TTL_S,
+    )
+    job.save(pipeline=pipeline)
+    pipeline.sadd(queue.redis_queues_keys, queue.key)
+    pipeline.zadd(ScheduledJobRegistry(queue=queue).key, {drain_id: second})
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,9 @@ Notifications (notify/deliveries.py):
 - `sink:<sk_id>:busy`                    the one attempt in flight at a sink that is not a tenant's
                                          endpoint (a callback_url, an operator's webhook, Slack, email),
                                          per tenant (notify/turns.py): as `endpoint:<id>:busy`
+- `turns:<target>:waiting`               sorted set: the deliveries waiting their turn at a target (an
+                                         endpoint's id, or a sink's `sk_` id) by when their event was
+                                         raised; the target's drain job starts them (notify/drain.py)
 
 Webhook endpoints (notify/endpoints.py), each tenant's own, managed by `/v1/endpoints`:
 - `endpoint:<id>`                  hash: the endpoint (tenant, URL, event types, rate limit, whether
@@ -350,6 +353,9 @@ class Keys:
 
     def sink_busy(self, sink_id: str) -> str:
         return f"{self.prefix}sink:{sink_id}:busy"
+
+    def turn_waiting(self, target: str) -> str:
+        return f"{self.prefix}turns:{target}:waiting"
 
     # --- webhook endpoints ---
 

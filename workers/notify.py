@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from rq import get_current_job
 
+from webhook_service.notify import drain as drains
 from webhook_service.notify import send
 from workers.horse import job_services
 
@@ -17,6 +18,10 @@ def fan_out(event_id: str, external_task_id: str, event_type: str) -> None:
 def deliver(delivery_id: str) -> None:
     job = get_current_job()
     send.deliver(job_services(), delivery_id, job.id if job is not None else None)
+
+
+def drain(target: str) -> None:
+    drains.drain(job_services(), target)
 
 
 def _raised_at() -> datetime:

@@ -29,6 +29,7 @@ from redis.client import Pipeline
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.tasks import ArchiveState, Status, Task
 from webhook_service.domain.tenant_backfill import backfill_step
+from webhook_service.keys import Keys
 from webhook_service.notify.records import Delivery, DeliveryStatus
 from webhook_service.replies import scored, text_or_none, texts
 from webhook_service.services import Services
@@ -135,6 +136,7 @@ def _prune_one(services: Services, external_task_id: str, report: PruneReport) -
             notice_ttl_s = max(NOTICE_MIN_S, int(services.settings.task_retention_s))
             services.store.remove(pipe, task, notice, notice_ttl_s)
             services.deliveries.remove(pipe, external_task_id, deliveries)
+            _leave_turns(pipe, keys, deliveries)
             services.events.remove(pipe, task)
             pipe.zrem(keys.retention, external_task_id)
             pipe.execute()
@@ -164,10 +166,18 @@ def _prune_taskless_events(services: Services, report: PruneReport) -> None:
                     report.postponed.append(event_id)
                 else:
                     services.deliveries.remove_taskless_event(pipe, event_id, deliveries)
+                    _leave_turns(pipe, keys, deliveries)
                     report.removed.append(event_id)
                 pipe.execute()
             except redis.WatchError:
                 continue
+
+
+def _leave_turns(pipe: Pipeline, keys: Keys, deliveries: list[Delivery]) -> None:
+    """A delivery settled while it waited its turn (a dead letter when its endpoint was disabled) may
+    still be among its target's waiting ones (notify/turns.py) until a drain passes: not after it is gone."""
+    for delivery in deliveries:
+        pipe.zrem(keys.turn_waiting(delivery.turn_target), delivery.id)
 
 
 def _next_look(deliveries: list[Delivery]) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -328,20 +327,19 @@ class DeliveryStore:
 
         return self._update(delivery_id, change)
 
-    def postpone(self, delivery_id: str, job_id: str | None, at: float) -> Delivery | None:
-        """Put a pending delivery back, to come again at `at` (epoch seconds) with a job of its own: it
-        waits its turn at its endpoint (notify/turns.py), which is not an attempt and no failure."""
+    def postpone(
+        self, delivery_id: str, job_id: str | None, then: Callable[[Pipeline, Delivery], None]
+    ) -> Delivery | None:
+        """Put a pending delivery back to wait its turn at its sink (notify/turns.py), which is not an
+        attempt and no failure. It has no job of its own meanwhile: `then` adds, in the same transaction,
+        what starts it when its turn comes, under the job id it is given here."""
 
         def change(delivery: Delivery, _: Pipeline) -> bool:
             if delivery.status is not DeliveryStatus.PENDING or delivery.job != job_id:
                 return False
             delivery.waits += 1
-            delivery.job, delivery.next_attempt_at = delivery.next_job_id(), math.ceil(at * 1000)
+            delivery.job, delivery.next_attempt_at = delivery.next_job_id(), now_ms()
             return True
-
-        def then(pipe: Pipeline, delivery: Delivery) -> None:
-            assert delivery.job is not None
-            enqueue_delivery(self.redis, pipe, delivery.id, delivery.job, at)
 
         return self._update(delivery_id, change, then)
 

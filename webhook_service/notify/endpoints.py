@@ -371,6 +371,7 @@ class EndpointStore:
                 self.keys.endpoint(endpoint_id),
                 self.keys.endpoint_attempts(endpoint_id),
                 self.keys.endpoint_pending(endpoint_id),
+                self.keys.turn_waiting(endpoint_id),
                 *(
                     self.keys.endpoint_activity(endpoint_id, activity.hour_name(h.start))
                     for h in activity.empty_hours()

@@ -23,6 +23,7 @@ class DeliveryStatus(StrEnum):
 
 
 REPLAYABLE = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED})
+SINK_TARGET_PREFIX = "sk_"  # a turn target that is not a tenant's endpoint (Delivery.turn_target)
 
 
 def delivery_id(event_id: str, sink: Sink) -> str:
@@ -79,6 +80,16 @@ class Delivery:
     @property
     def as_sink(self) -> Sink:
         return Sink(self.sink, self.target, self.client, self.endpoint)
+
+    @property
+    def turn_target(self) -> str:
+        """Where it takes its turns (notify/turns.py): its endpoint's id, else `sk_` and a digest of its
+        tenant and sink (one per tenant, so one tenant's backlog at a shared URL never takes another's
+        turns), which shows no URL."""
+        if self.endpoint is not None:
+            return self.endpoint
+        digest = hashlib.sha256(f"{self.tenant}\n{self.as_sink.key}".encode()).hexdigest()
+        return SINK_TARGET_PREFIX + digest[:16]
 
     def next_job_id(self) -> str:
         return f"{self.id}-{self.attempts + 1}-r{self.replays}-w{self.waits}"

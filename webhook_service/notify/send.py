@@ -27,7 +27,7 @@ from webhook_service.notify.records import Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.retry import next_delay
 from webhook_service.notify.routing import Sink, SinkKind, sinks_for
 from webhook_service.notify.sinks import Attempt, Verdict, attempt
-from webhook_service.notify.turns import Turns, next_turn_at
+from webhook_service.notify.turns import Turns
 from webhook_service.redaction import shown_url
 from webhook_service.services import Services
 
@@ -57,9 +57,10 @@ def fan_out(
             log.info("event %s of %s: %s %s", event_type, external_task_id, delivery.status, delivery.id)
 
 
-def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
+def deliver(svc: Services, delivery_id: str, job_id: str | None, *, turn_taken: bool = False) -> None:
     """One attempt at one delivery, by the job `job_id`; on failure the next attempt is scheduled, or it
-    becomes a dead letter. It first waits its turn at its sink (notify/turns.py), whatever the sink."""
+    becomes a dead letter. It first waits its turn at its sink (notify/turns.py), whatever the sink,
+    unless its sink's drain (notify/drain.py) took the turn for it (`turn_taken`)."""
     store = svc.deliveries
     delivery = store.get(delivery_id)
     if delivery is None or delivery.status is not DeliveryStatus.PENDING or delivery.job != job_id:
@@ -84,14 +85,14 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None) -> None:
     turns = Turns(svc.redis, svc.keys, store)
     target = turns.target_of(delivery, endpoint)
     holder = job_id or delivery_id
-    if why := turns.wait_for(delivery, target, holder, svc.settings.notify_timeout_s):
-        store.postpone(delivery_id, job_id, next_turn_at())
-        log.info("delivery %s waits its turn at %s: %s", delivery_id, target.name, why)
+    if not turn_taken and (wait := turns.wait_for(delivery, target, holder, svc.settings.notify_timeout_s)):
+        turns.park(delivery, target, job_id, wait)
+        log.info("delivery %s waits its turn at %s: %s", delivery_id, target.name, wait.why)
         return
     try:
         result = _attempt(svc, delivery, job_id, event)
     finally:
-        turns.release(target, holder)
+        turns.release(target, holder, wake=not turn_taken)
     if endpoint is None:
         return
     if result.verdict is Verdict.GONE:

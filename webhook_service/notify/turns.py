@@ -18,27 +18,36 @@ a `callback_url` is the client's to choose, so without turns any client could ma
 - **Rate.** At a tenant's endpoint with a `rate_limit_per_s`, at most that many attempts start in each
   window (a second, or 1/rate seconds below one per second).
 
-A delivery that must wait is put back (`DeliveryStore.postpone`), to come back after WAIT_S: not an
-attempt, not a failure, nothing dropped. A wait costs a job run (a short one, in the worker's own
-process), so a target with many deliveries waiting costs that many small jobs a second.
+A delivery that must wait joins its target's waiting deliveries (a sorted set, in the order their
+events were raised) with no job of its own: not an attempt, not a failure, nothing dropped. One drain
+job a target starts them (notify/drain.py), when the attempt in flight ends, the rate window opens, or
+within 2 x FALLBACK_S at the latest; a delivery that comes while others wait joins them, so they go in turn.
+A target with a thousand deliveries waiting costs a drain job a second at most, not a thousand jobs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis
+from redis.client import Pipeline
 
 from webhook_service.domain.clock import now_ms
+from webhook_service.jobs import enqueue_drain
 from webhook_service.keys import Keys
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.endpoints import Endpoint
-from webhook_service.notify.records import Delivery, DeliveryStatus
+from webhook_service.notify.records import SINK_TARGET_PREFIX, Delivery, DeliveryStatus
+from webhook_service.replies import texts
 
 WAIT_S = 1.0  # RQ's scheduler looks for due jobs every second: a shorter wait comes no sooner
+# A drain comes within twice this after a delivery waits, whatever it waits for: the attempt in flight
+# and an earlier event's delivery wake it sooner when they end, unless their worker died.
+FALLBACK_S = 30.0
+HEADS = 100  # waiting deliveries a drain looks through for one that may go (the rest: its next run)
 LOCK_MARGIN_S = 5.0  # beyond NOTIFY_TIMEOUT_S: the attempt's own bookkeeping
 # Deletes the lock only if it is still the caller's: one that outlived its TTL may be another's now.
 _RELEASE = """
@@ -52,11 +61,17 @@ return 0
 @dataclass(frozen=True)
 class Target:
     """Where a delivery takes its turns: `name` says it in logs (an endpoint's id, else `sk_...`, which
-    shows no URL), `busy` is the key of its attempt in flight."""
+    shows no URL), `busy` is the key of its attempt in flight, `waiting` of the deliveries waiting."""
 
     name: str
     busy: str
+    waiting: str
     rate_limit_per_s: float | None = None
+
+
+class Wait(NamedTuple):
+    why: str
+    drain_at: float  # when the target's drain should look again (epoch seconds)
 
 
 class Turns:
@@ -67,30 +82,72 @@ class Turns:
         self._release = connection.register_script(_RELEASE)
 
     def target_of(self, delivery: Delivery, endpoint: Endpoint | None) -> Target:
-        """A tenant's endpoint is its own target; any other sink is one per tenant and URL (or recipients),
-        so one tenant's backlog at a shared URL never takes another tenant's turns."""
-        if endpoint is not None:
-            return Target(endpoint.id, self.keys.endpoint_busy(endpoint.id), endpoint.rate_limit_per_s)
-        digest = hashlib.sha256(f"{delivery.tenant}\n{delivery.as_sink.key}".encode()).hexdigest()
-        name = f"sk_{digest[:16]}"
-        return Target(name, self.keys.sink_busy(name))
+        return self.target(delivery.turn_target, endpoint.rate_limit_per_s if endpoint is not None else None)
 
-    def wait_for(self, delivery: Delivery, target: Target, job_id: str, attempt_s: float) -> str | None:
-        """Why `delivery` must wait, or None when it may go now, holding the target's lock (to be
+    def target(self, name: str, rate_limit_per_s: float | None = None) -> Target:
+        if name.startswith(SINK_TARGET_PREFIX):
+            return Target(name, self.keys.sink_busy(name), self.keys.turn_waiting(name))
+        return Target(name, self.keys.endpoint_busy(name), self.keys.turn_waiting(name), rate_limit_per_s)
+
+    def wait_for(self, delivery: Delivery, target: Target, job_id: str, attempt_s: float) -> Wait | None:
+        """Why `delivery` must wait, or None when it may go now, holding the target's turn (to be
         given back with `release`)."""
         if self._earlier_pending(delivery):
-            return "an earlier event of its task is still pending there"
-        lock_ms = math.ceil((attempt_s + LOCK_MARGIN_S) * 1000)
-        if not self.redis.set(target.busy, job_id, nx=True, px=lock_ms):
-            return "another attempt there is in flight"
+            return Wait("an earlier event of its task is still pending there", fallback_at())
+        if self.redis.exists(target.waiting):
+            return Wait("other deliveries wait there before it", time.time() + WAIT_S)
+        return self.take(target, job_id, attempt_s)
+
+    def take(self, target: Target, job_id: str, attempt_s: float) -> Wait | None:
+        """Take the target's turn for `job_id` (None), or say why not and when to look again."""
+        if not self.redis.set(target.busy, job_id, nx=True, px=math.ceil((attempt_s + LOCK_MARGIN_S) * 1000)):
+            left_s = max(0, int(self.redis.pttl(target.busy))) / 1000  # the same end for every waiter
+            ends_at = time.time() + left_s if left_s < FALLBACK_S else fallback_at()
+            return Wait("another attempt there is in flight", ends_at)
         limit = target.rate_limit_per_s
-        if limit is not None and not self._within_rate(target.name, limit):
-            self.release(target, job_id)
-            return f"over its rate limit of {limit:g} per second"
+        if limit is not None and (opens_at := self._window_full(target.name, limit)) is not None:
+            self._release(keys=[target.busy], args=[job_id])
+            return Wait(f"over its rate limit of {limit:g} per second", opens_at)
         return None
 
-    def release(self, target: Target, job_id: str) -> None:
+    def park(self, delivery: Delivery, target: Target, job_id: str | None, wait: Wait) -> None:
+        """Put `delivery` among the target's waiting deliveries, with its drain scheduled, in one
+        transaction with the record (`DeliveryStore.postpone`)."""
+
+        def then(pipe: Pipeline, parked: Delivery) -> None:
+            pipe.zadd(target.waiting, {parked.id: parked.raised_at})  # ties: by id, as _earlier_pending
+            enqueue_drain(self.redis, pipe, target.name, wait.drain_at)
+
+        self.deliveries.postpone(delivery.id, job_id, then)
+        if not self.redis.exists(target.busy):  # the turn was given back before it joined: no one woke
+            self.wake(target, time.time())
+
+    def release(self, target: Target, job_id: str, *, wake: bool = True) -> None:
+        """Give the turn back; with `wake`, the target's waiting deliveries get it next."""
         self._release(keys=[target.busy], args=[job_id])
+        if wake and self.redis.exists(target.waiting):
+            self.wake(target, time.time())
+
+    def wake(self, target: Target, at: float) -> None:
+        """Schedule the target's drain at `at` (epoch seconds)."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            enqueue_drain(self.redis, pipe, target.name, at)
+            pipe.execute()
+
+    def next_waiting(self, target: Target) -> Delivery | None:
+        """The first delivery waiting at `target` that may go, in the order their events were raised;
+        those no longer waiting (settled, or with a job of their own again) leave the set."""
+        for delivery_id in texts(self.redis.zrange(target.waiting, 0, HEADS - 1)):
+            delivery = self.deliveries.get(delivery_id)
+            if (
+                delivery is None
+                or delivery.status is not DeliveryStatus.PENDING
+                or (delivery.next_attempt_at or 0) > now_ms()
+            ):
+                self.redis.zrem(target.waiting, delivery_id)
+            elif not self._earlier_pending(delivery):
+                return delivery
+        return None
 
     def _earlier_pending(self, delivery: Delivery) -> bool:
         if not delivery.external_task_id:
@@ -103,17 +160,20 @@ class Turns:
             for other in self.deliveries.of_task(delivery.external_task_id)
         )
 
-    def _within_rate(self, endpoint_id: str, per_s: float) -> bool:
+    def _window_full(self, endpoint_id: str, per_s: float) -> float | None:
+        """None when one more attempt fits in the current window, else when the next one opens."""
         window_ms = 1000 if per_s >= 1 else math.ceil(1000 / per_s)
         allowed = max(1, math.floor(per_s * window_ms / 1000))
-        key = self.keys.endpoint_rate(endpoint_id, now_ms() // window_ms)
+        window = now_ms() // window_ms
+        key = self.keys.endpoint_rate(endpoint_id, window)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.pexpire(key, 2 * window_ms)
             started, _ = pipe.execute()
-        return int(started) <= allowed
+        return None if int(started) <= allowed else (window + 1) * window_ms / 1000
 
 
-def next_turn_at() -> float:
-    """When a delivery that waits comes back (epoch seconds)."""
-    return time.time() + WAIT_S
+def fallback_at() -> float:
+    """The next FALLBACK_S boundary at least FALLBACK_S away (epoch seconds): every delivery that waits
+    meanwhile shares that one drain, rather than each asking for its own second."""
+    return (math.floor(time.time() / FALLBACK_S) + 2) * FALLBACK_S
