@@ -12,9 +12,9 @@ from tests.conftest import Service, Workers, make_service
 from tests.support import wait_for
 from tests.test_callbacks import post_callback
 from webhook_service.domain.admission import Admission
+from webhook_service.domain.gauges import exposition
 from webhook_service.domain.task_types import Pack
 from webhook_service.domain.tenants import DEFAULT_TENANT, tenant_of, upstream_id
-from webhook_service.integrations.metrics import exposition
 from webhook_service.keys import Keys
 
 KEYS = Keys()

@@ -14,10 +14,10 @@ import redis
 from webhook_service.config import Settings
 from webhook_service.domain.callbacks import receive_callback
 from webhook_service.domain.events import EventType, event_id
+from webhook_service.domain.gauges import exposition
 from webhook_service.domain.reconcile import reconcile
 from webhook_service.domain.submission import submit_and_wait
 from webhook_service.domain.tasks import Status
-from webhook_service.integrations.metrics import exposition
 from webhook_service.keys import Keys
 from webhook_service.notify.send import fan_out
 from webhook_service.services import Services

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Service, Workers, make_service
 from tests.support import free_port, wait_for
 from webhook_service.domain.callback_tokens import callback_url_for
+from webhook_service.domain.gauges import exposition
 from webhook_service.integrations import metrics
 from webhook_service.keys import Keys
 from webhook_service.notify.deliveries import DeliveryStore
@@ -147,7 +148,7 @@ def test_worker_processes_share_their_files_and_the_scrape_adds_them_up(
                 timeout=60,
                 what=f"archive of {task}",
             )
-        scrape = samples(metrics.exposition(service.services.redis, service.services.keys).decode())
+        scrape = samples(exposition(service.services.redis, service.services.keys).decode())
     finally:
         workers.stop()
         server.stop()

@@ -10,8 +10,8 @@ import redis
 from tests.conftest import Workers, make_service
 from tests.support import wait_for
 from webhook_service.domain.admission import Admission
+from webhook_service.domain.gauges import exposition
 from webhook_service.domain.task_types import Pack, task_type
-from webhook_service.integrations.metrics import exposition
 from webhook_service.keys import Keys
 
 KEYS = Keys()

@@ -23,6 +23,7 @@ from rq import Worker
 from tests.conftest import Workers
 from tests.support import alive, free_port, wait_for
 from tests.test_gunicorn import start_gunicorn
+from webhook_service.domain.gauges import exposition
 from webhook_service.integrations import metrics
 from webhook_service.keys import Keys
 
@@ -171,7 +172,7 @@ def test_a_scrape_while_processes_start_sees_no_missing_file(
     try:
         while not done.is_set():
             try:
-                metrics.exposition(connection, Keys())
+                exposition(connection, Keys())
             except FileNotFoundError as error:
                 failures.append(error)
             scrapes += 1

@@ -22,6 +22,7 @@ from tests.support import wait_for
 from tests.test_callbacks import post_callback
 from tests.test_notify import Receiver
 from webhook_service.domain.clock import now_ms
+from webhook_service.domain.gauges import exposition
 from webhook_service.domain.lifecycle import expire
 from webhook_service.domain.tasks import Outcome, Task
 from webhook_service.domain.tenants import upstream_id
@@ -382,16 +383,12 @@ def test_delivery_attempts_are_counted_by_the_tasks_tenant_in_the_workers(
         )
 
         def counted() -> dict[Any, float]:
-            found = scrape(
-                metrics.exposition(service.services.redis, service.services.keys, "team-a").decode()
-            )
+            found = scrape(exposition(service.services.redis, service.services.keys, "team-a").decode())
             return found if found.get(key) else {}
 
         seen_by_a = wait_for(counted, timeout=30, what="the attempt in the workers' metric files")
         assert seen_by_a[key] >= 1
-        seen_by_b = scrape(
-            metrics.exposition(service.services.redis, service.services.keys, "team-b").decode()
-        )
+        seen_by_b = scrape(exposition(service.services.redis, service.services.keys, "team-b").decode())
         assert key not in seen_by_b
     finally:
         workers.stop()

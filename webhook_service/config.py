@@ -33,8 +33,9 @@ from webhook_service.config_values import (
 from webhook_service.dev_env import DEV_ENV_PATH, dev_env_values
 from webhook_service.domain.events import ENDPOINT_DISABLED, EVENT_TYPES
 from webhook_service.domain.tasks import DEFAULT_MAX_OUTPUTS
-from webhook_service.domain.tenants import DEFAULT_TENANT, NAME_RULE, valid_name
+from webhook_service.domain.tenants import DEFAULT_TENANT
 from webhook_service.redaction import url_without_secrets
+from webhook_service.tenant_names import NAME_RULE, valid_name
 
 # What a running `scripts/up` made up for its run (the simulator's URL and token, its webhook receiver,
 # its Redis), written for the commands started beside it and removed when it stops. The lowest layer:

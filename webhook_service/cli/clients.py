@@ -30,8 +30,9 @@ from webhook_service.domain import tenant_limits
 from webhook_service.domain.clients import DEFAULT_GRACE_S, ClientInfo, Issued
 from webhook_service.domain.clock import now_ms, parse_duration
 from webhook_service.domain.errors import ClientExists, ClientNotFound
-from webhook_service.domain.tenants import DEFAULT_TENANT, NAME_RULE, valid_name
+from webhook_service.domain.tenants import DEFAULT_TENANT
 from webhook_service.notify.callback_signing import callback_secret
+from webhook_service.tenant_names import NAME_RULE, valid_name
 
 NO_LIMIT: Literal["none"] = "none"
 MaxOpen = int | Literal["none"]

@@ -13,9 +13,10 @@ import click
 from flask.cli import AppGroup
 
 from webhook_service.cli.common import EXIT_USAGE, CommandFailed, guarded, services
-from webhook_service.domain.tenants import DEFAULT_TENANT, NAME_RULE, valid_name
+from webhook_service.domain.tenants import DEFAULT_TENANT
 from webhook_service.notify.event_log import BadEventQuery, parse_types
 from webhook_service.services import redis_connection
+from webhook_service.tenant_names import NAME_RULE, valid_name
 
 PAGE = 500
 TICK_S = 5.0  # how long one wait in Redis lasts when nothing comes (and no --until-idle says otherwise)

@@ -18,8 +18,9 @@ from webhook_service.cli.common import (
 from webhook_service.domain.task_lists import newest_matching
 from webhook_service.domain.task_types import TASK_TYPES
 from webhook_service.domain.tasks import ArchiveState, Status, Task
-from webhook_service.domain.tenants import EVERYONE, NAME_RULE, Scope, valid_name
+from webhook_service.domain.tenants import EVERYONE, Scope
 from webhook_service.domain.views import not_found_message, task_view
+from webhook_service.tenant_names import NAME_RULE, valid_name
 
 LIST_SCAN_MAX = 10_000  # `tasks list --status` looks this far back at most: never a scan of everything
 

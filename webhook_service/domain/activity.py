@@ -24,9 +24,10 @@ from redis.client import Pipeline
 
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.tasks import Status
-from webhook_service.domain.tenants import Scope, valid_name
+from webhook_service.domain.tenants import Scope
 from webhook_service.keys import Keys
 from webhook_service.replies import text, texts
+from webhook_service.tenant_names import valid_name
 
 HOURS = 24
 TTL_S = 2 * 86_400

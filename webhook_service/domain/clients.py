@@ -35,8 +35,9 @@ from webhook_service.domain import tenant_limits
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import ClientExists, ClientNotFound
 from webhook_service.domain.sealing import cipher
-from webhook_service.domain.tenants import NAME_RULE, Scope, valid_name
+from webhook_service.domain.tenants import Scope
 from webhook_service.keys import Keys
+from webhook_service.tenant_names import NAME_RULE, valid_name
 
 # A day: every client that starts at least once a day (a nightly batch, a daily deploy) picks up the
 # new key within it, and a key rotated out stays usable for a day at most. A key known to have leaked

@@ -7,22 +7,18 @@ Two tenants may both use `external_task_id` `job-1`, but Kling needs one id per 
 records and sends each task under its *upstream id*: the client's own id for the `default` tenant
 (exactly as before tenants existed, so nothing stored changes meaning), `<tenant>~<id>` for any other.
 `~` is reserved in client ids (validation refuses it) and tenant names cannot contain it, so no two
-(tenant, id) pairs share an upstream id. Clients only ever see their own id back.
+(tenant, id) pairs share an upstream id. Clients only ever see their own id back. What a tenant name
+may be is tenant_names.py's rule.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from webhook_service.tenant_names import valid_name
 
 DEFAULT_TENANT = "default"
 SEPARATOR = "~"
-NAME_RULE = "1 to 32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit"
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\Z")
-
-
-def valid_name(name: str) -> bool:
-    return bool(_NAME.match(name))
 
 
 def upstream_id(tenant: str, client_id: str) -> str:

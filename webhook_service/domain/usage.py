@@ -31,10 +31,11 @@ from redis.client import Pipeline
 from webhook_service.domain import activity
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.tasks import Outcome, Status, Task
-from webhook_service.domain.tenants import NAME_RULE, Scope, valid_name
+from webhook_service.domain.tenants import Scope
 from webhook_service.integrations import metrics
 from webhook_service.keys import Keys
 from webhook_service.replies import text, texts
+from webhook_service.tenant_names import NAME_RULE, valid_name
 
 log = logging.getLogger(__name__)
 

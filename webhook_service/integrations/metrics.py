@@ -1,14 +1,16 @@
-"""Prometheus metrics: what the service counts, the helpers the code calls, and what a scrape shows.
+"""Prometheus metrics: what the service counts, the helpers the code calls, and the counted part of a
+scrape.
 
 The metrics live here and the rest of the code only calls a helper at the point where something
 happened, so instrumentation never mixes with the logic it observes. Counters and histograms are
 per process; with `PROMETHEUS_MULTIPROC_DIR` set (gunicorn's workers, the RQ workers) each process
 writes them to files in that directory and a scrape adds them up. Without it they stay in memory,
 which is what tests and a single dev process want. The gauges (open and queued tasks, RQ queues, dead
-letters) are not kept anywhere: they are read from Redis at scrape time, a few O(1) commands.
+letters) are not kept anywhere: they are read from Redis at scrape time (domain/gauges.py, which knows
+the queues and packs this module must not).
 
 Counters about a tenant's tasks carry a `tenant` label (`tenant_label`); a scrape by a tenant's own
-client key shows only the series without a tenant and its own (`exposition(..., tenant=...)`).
+client key shows only the series without a tenant and its own (`counted(tenant=...)`).
 """
 
 from __future__ import annotations
@@ -21,22 +23,14 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 
-import redis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client import values as prometheus_values
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from rq import Queue
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from webhook_service.domain.admission import waiting_by_tenant
-from webhook_service.domain.task_types import Pack
-from webhook_service.domain.tenants import valid_name
-from webhook_service.jobs import ALL_QUEUES
-from webhook_service.keys import Keys
+from webhook_service.tenant_names import valid_name
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 _horse_of: int | None = None
@@ -223,67 +217,6 @@ def task_finished(tenant: str, status: str, units: float) -> None:
 # --- the scrape ---
 
 
-class RedisGauges(Collector):
-    """Read at scrape time from Redis: one pipeline of ZCARD/LLEN, then the queues of the tenants with
-    tasks waiting (domain/admission.py), never a scan."""
-
-    def __init__(self, connection: redis.Redis, keys: Keys) -> None:
-        self.redis = connection
-        self.keys = keys
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        up = GaugeMetricFamily("kws_redis_up", "1 when Redis answered this scrape, 0 otherwise")
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(self.keys.dead_letters)
-        for pack in Pack:
-            pipe.zcard(self.keys.pack(pack).slots)
-        for name in ALL_QUEUES:
-            pipe.llen(f"{Queue.redis_queue_namespace_prefix}{name}")
-            for registry in (ScheduledJobRegistry, StartedJobRegistry, FailedJobRegistry):
-                pipe.zcard(registry.key_template.format(name))
-        try:
-            counts = pipe.execute()
-            queued = [sum(waiting_by_tenant(self.redis, self.keys.pack(pack)).values()) for pack in Pack]
-        except redis.RedisError:
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        packs = len(Pack)
-        yield _gauge(
-            "kws_tasks_open",
-            "Tasks holding upstream slots, every resource pack's",
-            sum(counts[1 : 1 + packs]),
-        )
-        yield _gauge("kws_tasks_queued", "Tasks waiting in the submission queues for a slot", sum(queued))
-        by_pack = GaugeMetricFamily(
-            "kws_pack_tasks",
-            "Tasks by resource pack (video, image, tryon) and state (open upstream, queued)",
-            labels=["pack", "state"],
-        )
-        for n, pack in enumerate(Pack):
-            by_pack.add_metric([pack.value, "open"], counts[1 + n])
-            by_pack.add_metric([pack.value, "queued"], queued[n])
-        yield by_pack
-        yield _gauge(
-            "kws_dead_letters", "Notification deliveries that failed for good (replayable)", counts[0]
-        )
-        jobs = GaugeMetricFamily(
-            "kws_rq_jobs",
-            "RQ jobs by queue and state (queued, scheduled, started, failed)",
-            labels=["queue", "state"],
-        )
-        for n, name in enumerate(ALL_QUEUES):
-            for m, state in enumerate(("queued", "scheduled", "started", "failed")):
-                jobs.add_metric([name, state], counts[1 + packs + n * 4 + m])
-        yield jobs
-
-
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, documentation, value=value)
-
-
 class _FilesOfTheMoment(Collector):
     """Every process's counters, from the files. A process that starts removes dead processes' files,
     maybe between a scrape's listing of the directory and its reading of them: such a scrape lists the
@@ -318,18 +251,17 @@ class _OneTenant(Collector):
             yield kept
 
 
-def exposition(connection: redis.Redis, keys: Keys, tenant: str | None = None) -> bytes:
-    """This process's metrics (or every process's, from the files), then the gauges read from Redis;
-    with `tenant`, only what that tenant may see."""
+def counted(tenant: str | None = None) -> bytes:
+    """This process's counters and histograms (or every process's, from the files), in the text format;
+    with `tenant`, only what that tenant may see. A scrape adds the gauges read from Redis
+    (domain/gauges.py)."""
     if MULTIPROCESS_DIR:
-        counted = CollectorRegistry()
-        counted.register(_FilesOfTheMoment(MULTIPROCESS_DIR))
+        registry = CollectorRegistry()
+        registry.register(_FilesOfTheMoment(MULTIPROCESS_DIR))
     else:
-        counted = REGISTRY
+        registry = REGISTRY
     if tenant is not None:
         visible = CollectorRegistry()
-        visible.register(_OneTenant(counted, tenant))
-        counted = visible
-    gauges = CollectorRegistry()
-    gauges.register(RedisGauges(connection, keys))
-    return generate_latest(counted) + generate_latest(gauges)
+        visible.register(_OneTenant(registry, tenant))
+        registry = visible
+    return generate_latest(registry)

@@ -36,9 +36,10 @@ from webhook_service.domain.clock import now_ms
 from webhook_service.domain.events import EventType
 from webhook_service.domain.store import WITH_PREVIOUS_REPLY
 from webhook_service.domain.tasks import Task
-from webhook_service.domain.tenants import NAME_RULE, Scope, valid_name
+from webhook_service.domain.tenants import Scope
 from webhook_service.keys import Keys
 from webhook_service.replies import entries, text, texts
+from webhook_service.tenant_names import NAME_RULE, valid_name
 
 # A backstop, never the rule: 150,000 to 250,000 tasks' worth of events a tenant (some 130 MB), far
 # past what retention keeps unless it has stopped.

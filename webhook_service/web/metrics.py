@@ -1,11 +1,12 @@
-"""`GET /metrics`: the Prometheus scrape (what is counted is integrations/metrics.py's)."""
+"""`GET /metrics`: the Prometheus scrape (what is counted is integrations/metrics.py's, the gauges
+domain/gauges.py's)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from webhook_service.integrations.metrics import exposition
+from webhook_service.domain.gauges import exposition
 from webhook_service.web.auth import require_client
 from webhook_service.web.context import current_services
 
