@@ -16,8 +16,8 @@ from tests.conftest import Service, Workers, make_service
 from tests.support import wait_for
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.recovery import kling_tasks_since, recover_from_kling
-from webhook_service.domain.task_types import DEFAULT_TYPE, TASK_TYPES, task_type
-from webhook_service.domain.tasks import Task
+from webhook_service.domain.task_types import TASK_TYPES, task_type
+from webhook_service.domain.tasks import DEFAULT_TYPE, Task
 
 T2V = "/v1/videos/text2video"
 I2V = "/v1/videos/image2video"

@@ -32,8 +32,8 @@ from webhook_service.domain.errors import InputsNotStored, TaskExists
 from webhook_service.domain.expand_rules import RATIO_FIELDS
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.submission import dispatch, submit_and_wait
-from webhook_service.domain.task_types import DEFAULT_TYPE, TASK_TYPES, task_type
-from webhook_service.domain.tasks import ArchiveState, Status, Task
+from webhook_service.domain.task_types import TASK_TYPES, task_type
+from webhook_service.domain.tasks import DEFAULT_TYPE, ArchiveState, Status, Task
 from webhook_service.integrations.kling import ClientPerProcess
 from webhook_service.services import Services
 

@@ -17,7 +17,7 @@ import functools
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from webhook_service.config import Settings
-from webhook_service.domain.task_types import DEFAULT_TYPE
+from webhook_service.domain.tasks import DEFAULT_TYPE
 
 CALLBACK_PATH = "/callbacks/kling"
 _SALT = "kling-callback-url"

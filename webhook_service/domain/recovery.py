@@ -33,8 +33,15 @@ from webhook_service.domain.archive_layout import task_folder
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import TaskExists, TaskNotFound
 from webhook_service.domain.lifecycle import record_news
-from webhook_service.domain.task_types import DEFAULT_TYPE, TASK_TYPES, task_type
-from webhook_service.domain.tasks import ArchiveState, Status, StatusUpdate, Task, update_from_kling_task
+from webhook_service.domain.task_types import TASK_TYPES, task_type
+from webhook_service.domain.tasks import (
+    DEFAULT_TYPE,
+    ArchiveState,
+    Status,
+    StatusUpdate,
+    Task,
+    update_from_kling_task,
+)
 from webhook_service.domain.tenants import tenant_of
 from webhook_service.domain.unified_list import PRODUCT_TYPES
 from webhook_service.domain.unified_rules import TASKS_PATH

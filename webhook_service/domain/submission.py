@@ -23,8 +23,8 @@ from webhook_service.domain.inputs import store_inputs, with_inputs, write_manif
 from webhook_service.domain.lifecycle import record_news, release
 from webhook_service.domain.ownership import check_references
 from webhook_service.domain.retention import schedule_removal
-from webhook_service.domain.task_types import DEFAULT_TYPE, Pack, task_type
-from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
+from webhook_service.domain.task_types import Pack, task_type
+from webhook_service.domain.tasks import DEFAULT_TYPE, Outcome, Status, Task, update_from_kling_task
 from webhook_service.domain.tenants import DEFAULT_TENANT, upstream_id
 from webhook_service.domain.unified import query_upstream
 from webhook_service.domain.usage import Transition

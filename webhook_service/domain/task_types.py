@@ -33,9 +33,9 @@ from webhook_service.domain import (
 )
 from webhook_service.domain.body_limits import V1_CREATE, BodyLimit
 from webhook_service.domain.body_rules import BodyRules, validate_body
+from webhook_service.domain.tasks import DEFAULT_TYPE
 
-IMAGE2VIDEO = "image2video"
-DEFAULT_TYPE = IMAGE2VIDEO  # the type of every task recorded before types existed
+IMAGE2VIDEO = DEFAULT_TYPE  # the type of every task recorded before types existed (domain/tasks.py)
 
 
 class Output(StrEnum):

@@ -13,8 +13,8 @@ from typing import Any
 from webhook_service.config import Settings
 from webhook_service.domain import usage
 from webhook_service.domain.events import EventType
-from webhook_service.domain.task_types import DEFAULT_TYPE, TASK_TYPES, TaskType
-from webhook_service.domain.tasks import Status
+from webhook_service.domain.task_types import TASK_TYPES, TaskType
+from webhook_service.domain.tasks import DEFAULT_TYPE, Status
 from webhook_service.notify.records import DeliveryStatus
 from webhook_service.web import events_api
 from webhook_service.web.openapi.schemas import STRING, envelope, obj, ref
