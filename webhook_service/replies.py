@@ -28,6 +28,13 @@ def texts(values: Iterable[object]) -> list[str]:
     return [text(value) for value in values]
 
 
+def hash_fields(value: object) -> dict[str, str]:
+    """A hash reply (HGETALL, or CONFIG GET's names and values), as `str` names to `str` values."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a hash reply from Redis, got {type(value).__name__}")
+    return {text(name): text(field) for name, field in value.items()}
+
+
 def scored(values: Iterable[object]) -> list[tuple[str, float]]:
     """A sorted-set reply with scores (`withscores=True`), as (member, score) pairs."""
     pairs = []
@@ -43,5 +50,5 @@ def entries(values: object) -> list[tuple[str, dict[str, str]]]:
     found = []
     for value in values if isinstance(values, list) else []:
         entry_id, fields = value
-        found.append((text(entry_id), {text(k): text(v) for k, v in (fields or {}).items()}))
+        found.append((text(entry_id), hash_fields(fields or {})))
     return found

@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -37,6 +37,7 @@ from webhook_service.domain.errors import ClientExists, ClientNotFound
 from webhook_service.domain.sealing import cipher
 from webhook_service.domain.tenants import Scope
 from webhook_service.keys import Keys
+from webhook_service.replies import texts
 from webhook_service.tenant_names import NAME_RULE, valid_name
 
 # A day: every client that starts at least once a day (a nightly batch, a daily deploy) picks up the
@@ -145,11 +146,11 @@ class ManagedClients:
             admin = pipe.hget(record, "admin")
             if admin is None:
                 raise ClientNotFound(f"no client {name!r}")
-            retiring = [(key_set, self._keys.client_key(h), h) for h in _decoded(pipe.smembers(key_set))]
+            retiring = [(key_set, self._keys.client_key(h), h) for h in texts(pipe.smembers(key_set))]
             if with_jwt:
                 retiring += [
                     (access_key_set, self._keys.client_access_key(ak), ak)
-                    for ak in _decoded(pipe.smembers(access_key_set))
+                    for ak in texts(pipe.smembers(access_key_set))
                 ]
             ttls = [pipe.pttl(lookup) for _, lookup, _ in retiring]
             grace_ms = int(grace_s * 1000)
@@ -178,8 +179,8 @@ class ManagedClients:
         def write(pipe: redis.client.Pipeline) -> None:
             if not pipe.exists(record):
                 raise ClientNotFound(f"no client {name!r}")
-            lookups = [self._keys.client_key(h) for h in _decoded(pipe.smembers(key_set))]
-            lookups += [self._keys.client_access_key(ak) for ak in _decoded(pipe.smembers(access_key_set))]
+            lookups = [self._keys.client_key(h) for h in texts(pipe.smembers(key_set))]
+            lookups += [self._keys.client_access_key(ak) for ak in texts(pipe.smembers(access_key_set))]
             pipe.multi()
             pipe.delete(record, key_set, access_key_set, *lookups)
             pipe.srem(self._keys.clients, name)
@@ -190,7 +191,7 @@ class ManagedClients:
         log.info("client %s revoked", name)
 
     def names(self) -> list[str]:
-        return sorted(_decoded(self._redis.smembers(self._keys.clients)))
+        return sorted(texts(self._redis.smembers(self._keys.clients)))
 
     def describe(self) -> list[ClientInfo]:
         names = self.names()
@@ -201,8 +202,8 @@ class ManagedClients:
                 pipe.smembers(self._keys.client_access_keys(name))
             found = pipe.execute()
         records = found[0::3]
-        key_hashes = [sorted(_decoded(members)) for members in found[1::3]]
-        access_keys = [sorted(_decoded(members)) for members in found[2::3]]
+        key_hashes = [sorted(texts(members)) for members in found[1::3]]
+        access_keys = [sorted(texts(members)) for members in found[2::3]]
         with self._redis.pipeline(transaction=False) as pipe:
             for hashes, aks in zip(key_hashes, access_keys, strict=True):
                 for key_hash in hashes:
@@ -261,7 +262,7 @@ class ManagedClients:
         under WATCH: a key revoked or rotated meanwhile is never written back."""
         names = self.names()
         access_keys = [
-            ak for name in names for ak in _decoded(self._redis.smembers(self._keys.client_access_keys(name)))
+            ak for name in names for ak in texts(self._redis.smembers(self._keys.client_access_keys(name)))
         ]
         return sum(self._reseal(self._keys.client_access_key(access_key)) for access_key in access_keys)
 
@@ -293,8 +294,8 @@ class ManagedClients:
                 pipe.smembers(self._keys.client_keys(name))
                 pipe.smembers(self._keys.client_access_keys(name))
             members = pipe.execute()
-        wanted = [(KEY, h) for hashes in members[0::2] for h in _decoded(hashes)]
-        wanted += [(ACCESS_KEY, ak) for aks in members[1::2] for ak in _decoded(aks)]
+        wanted = [(KEY, h) for hashes in members[0::2] for h in texts(hashes)]
+        wanted += [(ACCESS_KEY, ak) for aks in members[1::2] for ak in texts(aks)]
         if not wanted:
             return []
         raws = self._redis.mget([self._lookup(kind, ident) for kind, ident in wanted])
@@ -326,10 +327,6 @@ def _new_secrets(name: str, with_jwt: bool) -> Issued:
 def _scope(raw: bytes | str) -> Scope:
     grant = json.loads(raw)
     return Scope(grant["tenant"], bool(grant["admin"]))
-
-
-def _decoded(members: Iterable[bytes | str]) -> list[str]:
-    return [member.decode() if isinstance(member, bytes) else member for member in members]
 
 
 def _ends(ttls_ms: list[int], now: int) -> tuple[int | None, ...]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis
 
 from webhook_service.keys import Keys
+from webhook_service.replies import hash_fields
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,10 @@ def all_limits(connection: redis.Redis, keys: Keys) -> dict[str, TenantLimits]:
     with connection.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.tenant_weights)
         pipe.hgetall(keys.tenant_max_open)
-        weights, max_open = pipe.execute()
-    tenants = {name.decode() for name in [*weights, *max_open]}
+        weights, max_open = (hash_fields(reply) for reply in pipe.execute())
     return {
-        tenant: TenantLimits(
-            weight=_int(weights.get(tenant.encode())), max_open=_int(max_open.get(tenant.encode()))
-        )
-        for tenant in tenants
+        tenant: TenantLimits(weight=_int(weights.get(tenant)), max_open=_int(max_open.get(tenant)))
+        for tenant in {*weights, *max_open}
     }
 
 
@@ -58,5 +56,5 @@ def forget(pipe: redis.client.Pipeline, keys: Keys, tenant: str) -> None:
     pipe.hdel(keys.tenant_max_open, tenant)
 
 
-def _int(raw: bytes | None) -> int | None:
+def _int(raw: str | None) -> int | None:
     return int(raw) if raw is not None else None

@@ -18,6 +18,8 @@ from typing import Any
 
 import redis
 
+from webhook_service.replies import hash_fields
+
 log = logging.getLogger(__name__)
 
 NO_EVICTION = "noeviction"
@@ -81,7 +83,7 @@ def read_durability(connection: redis.Redis) -> RedisDurability:
         replies = pipe.execute()
     except redis.ResponseError:  # renamed or disabled (unknown command), or not allowed (NOPERM)
         return UNKNOWN
-    values = {_text(k): _text(v) for reply in replies for k, v in reply.items()}
+    values = {name: value for reply in replies for name, value in hash_fields(reply).items()}
     return RedisDurability(
         known=True,
         appendonly=values.get("appendonly") == "yes",
@@ -89,10 +91,6 @@ def read_durability(connection: redis.Redis) -> RedisDurability:
         save=values.get("save", "").strip(),
         maxmemory_policy=values.get("maxmemory-policy", ""),
     )
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class DurabilityReading:

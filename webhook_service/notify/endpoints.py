@@ -41,7 +41,7 @@ from webhook_service.domain.tenants import EVERYONE, Scope
 from webhook_service.domain.validation import FieldProblem, RequestInvalid, is_http_url
 from webhook_service.integrations.outbound import refusal_of_url
 from webhook_service.keys import Keys
-from webhook_service.replies import text, texts
+from webhook_service.replies import hash_fields, text, texts
 
 PING = "ping"  # sent by `POST /v1/endpoints/<id>/test` only, whatever the filter
 # A day, as for client keys (domain/clients.py): a receiver deployed at least daily picks up the new
@@ -176,10 +176,6 @@ def _endpoint(endpoint_id: str, raw: dict[str, str]) -> Endpoint:
     )
 
 
-def _decoded(raw: dict[Any, Any]) -> dict[str, str]:
-    return {text(name): text(value) for name, value in raw.items()}
-
-
 _ENABLED_AGAIN = ("disabled_at", "disabled_reason", "failing_since")
 
 
@@ -188,7 +184,7 @@ def _load(connection: redis.Redis, keys: Keys, ids: list[str]) -> list[Endpoint]
     with connection.pipeline(transaction=False) as pipe:
         for endpoint_id in ids:
             pipe.hgetall(keys.endpoint(endpoint_id))
-        raws = [_decoded(raw) for raw in pipe.execute()]
+        raws = [hash_fields(raw) for raw in pipe.execute()]
     found = [_endpoint(i, raw) for i, raw in zip(ids, raws, strict=True) if "url" in raw]
     return sorted(found, key=lambda e: (e.created_at, e.id))
 
@@ -205,7 +201,7 @@ class EndpointStore:
 
     def get(self, endpoint_id: str, scope: Scope = EVERYONE) -> Endpoint | None:
         """The endpoint, if `scope` may see it: another tenant's is as absent as a missing one."""
-        raw = _decoded(self.redis.hgetall(self.keys.endpoint(endpoint_id)))
+        raw = hash_fields(self.redis.hgetall(self.keys.endpoint(endpoint_id)))
         found = _endpoint(endpoint_id, raw) if "url" in raw else None
         return found if found is not None and scope.sees(found.tenant) else None
 
@@ -221,7 +217,7 @@ class EndpointStore:
 
     def signing_secrets(self, endpoint_id: str) -> tuple[str, ...]:
         """The current secret, and the rotated-out one while its grace lasts."""
-        raw = _decoded(self.redis.hgetall(self.keys.endpoint(endpoint_id)))
+        raw = hash_fields(self.redis.hgetall(self.keys.endpoint(endpoint_id)))
         sealed = [raw["secret"]] if "secret" in raw else []
         if "old_secret" in raw and int(raw.get("old_secret_until", 0)) > now_ms():
             sealed.append(raw["old_secret"])

@@ -98,7 +98,7 @@ def attempt(sink: Sink, event: Event, settings: Settings, secrets: tuple[str, ..
         result.error = f"{type(error).__name__}: {error}"
     except smtplib.SMTPResponseException as error:
         result.status_code = error.smtp_code
-        result.error = f"{type(error).__name__}: {_text(error.smtp_error)}"
+        result.error = f"{type(error).__name__}: {_server_said(error.smtp_error)}"
     except (smtplib.SMTPException, OSError) as error:
         result.error = f"{type(error).__name__}: {error}"
     result.latency_ms = round((time.monotonic() - started) * 1000)
@@ -199,5 +199,7 @@ def _send_email(event: Event, settings: Settings) -> str:
     return f"accepted by {host}" + (f"; refused: {', '.join(refused)}" if refused else "")
 
 
-def _text(value: bytes | str) -> str:
+def _server_said(value: bytes | str) -> str:
+    """An SMTP server's reply, not Redis's (replies.py): bytes in whatever encoding the server likes,
+    shown as well as they read rather than refused, since they only explain a failed attempt."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
