@@ -41,6 +41,7 @@ LAYERS: dict[str, tuple[int, tuple[str, ...]]] = {
             "webhook_service.config_values",
             "webhook_service.keys",
             "webhook_service.tenant_names",
+            "webhook_service.dev_env",
         ),
     ),
     "settings and jobs": (1, ("webhook_service.config", "webhook_service.jobs")),
