@@ -187,13 +187,19 @@ def test_with_the_budget_taken_a_long_poll_and_a_stream_answer_at_once(
         )
         wait_for(lambda: waiting_in_redis(service), what="the first long-poll to take the budget")
         # A timeout well under the wait: a second long-poll that waited would fail here.
-        second = read(service, timeout=5, after=submitted["cursor"], wait=LONG_POLL_S)
-        assert second == {
+        answer = service.http.get(
+            "/v1/events", params={"after": submitted["cursor"], "wait": LONG_POLL_S}, timeout=5
+        )
+        assert answer.json()["data"] == {
             "events": [],
             "next_cursor": submitted["cursor"],
             "has_more": False,
             "waited": False,
+            "retry_after_ms": 5000,  # come back then: polling again at once would spin
         }
+        assert answer.headers["Retry-After"] == "5"
+        document = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
+        document["/v1/events"]["GET"].validate_response(answer)
         busy = service.http.get("/v1/events/stream", params={"after": "0-0"}, timeout=5)  # ends at once
         assert busy.status_code == 200 and "EVENTS_WAITING_MAX" in busy.text
         other, events = sse_events(iter(busy.text.splitlines()))

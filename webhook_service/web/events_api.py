@@ -5,9 +5,11 @@ Waiting holds a web thread: a long-poll (`wait`) up to WAIT_MAX_S, a stream EVEN
 synchronous creates (web/kling_api.py), only EVENTS_WAITING_MAX of them wait at once in a process, and
 with SUBMIT_WAITING_MAX fewer than its threads (gunicorn.conf.py checks it): Kling's callbacks and the
 health checks always find a thread. A long-poll over the budget is answered at once with what there is
-(`waited: false`); it loses nothing, it only polls again sooner. A stream over the budget is answered at
-once too, with `retry: 5000` and its end, which EventSource (and SSE client libraries) take as "reconnect
-in 5 s, from Last-Event-ID": a 503 would make an EventSource give up for good.
+(`waited: false`), and when that is nothing, with `Retry-After` and `retry_after_ms`: it loses nothing,
+but a reader that polled again at once would spin, hundreds of requests a second, taking the very
+threads the budget keeps free. A stream over the budget is answered at once too, with `retry: 5000` and
+its end, which EventSource (and SSE client libraries) take as "reconnect in 5 s, from Last-Event-ID": a
+503 would make an EventSource give up for good.
 
 Each wait is an XREAD BLOCK on a connection of the process's own for waits, whose read timeout outlasts
 the longest block; the service's other connections give up on a read after 5 s.
@@ -16,6 +18,7 @@ the longest block; the service's other connections give up on a read after 5 s.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -40,7 +43,7 @@ LIMIT_DEFAULT = 100
 WAIT_MAX_S = 30
 KEEPALIVE_S = 15.0  # a comment on a silent stream: proxies keep it open, and a client gone is noticed
 RECONNECT_MS = 1000  # the `retry:` a stream starts with: how soon EventSource reconnects once it ends
-BUSY_RECONNECT_MS = 5000  # the `retry:` of a stream over the budget
+BUSY_RETRY_MS = 5000  # when a reader over the budget comes back: a stream's `retry:`, a poll's Retry-After
 WAITING_BUDGET = "events_waiting_budget"
 WAITING_REDIS = "events_waiting_redis"
 
@@ -89,8 +92,10 @@ def list_events() -> Response:
     tenant, after, types = _reading(request.args.get("after"), "after")
     log = services().events
     page = log.page(tenant, after, limit, types)
-    waited = False
-    if wait_s and not page.events and not page.has_more and _budget().acquire(blocking=False):
+    waited, retry_after_ms = False, None
+    if wait_s and not page.events and not page.has_more and not _budget().acquire(blocking=False):
+        retry_after_ms = BUSY_RETRY_MS
+    elif wait_s and not page.events and not page.has_more:
         try:
             deadline = time.monotonic() + wait_s
             pages = log.follow(
@@ -110,8 +115,12 @@ def list_events() -> Response:
         "next_cursor": page.next_cursor,
         "has_more": page.has_more,
         "waited": waited,
+        "retry_after_ms": retry_after_ms,
     }
-    return jsonify(envelope(0, "SUCCEED", view))
+    answer = jsonify(envelope(0, "SUCCEED", view))
+    if retry_after_ms is not None:
+        answer.headers["Retry-After"] = str(math.ceil(retry_after_ms / 1000))
+    return answer
 
 
 @bp.get("/stream")
@@ -124,7 +133,7 @@ def stream() -> Response:
     budget = _budget()
     if not budget.acquire(blocking=False):
         busy = ": this process holds as many event streams and long-polls as it may (EVENTS_WAITING_MAX)"
-        return _event_stream(f"{busy}\nretry: {BUSY_RECONNECT_MS}\n\n")
+        return _event_stream(f"{busy}\nretry: {BUSY_RETRY_MS}\n\n")
     lifetime_s = services().settings.events_stream_s
     lines = _server_sent(services().events, _waiting_redis(), tenant, after, types, lifetime_s)
     return _event_stream(_Held(lines, budget.release))

@@ -361,7 +361,15 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 "Events",
                 "The tenant's events in order, after a cursor; with `wait`, a long-poll",
                 {
-                    "200": _answer("a page", envelope(ref("EventPage"))),
+                    "200": {
+                        **_answer("a page", envelope(ref("EventPage"))),
+                        "headers": {
+                            "Retry-After": {
+                                "description": "seconds: only with `retry_after_ms` (the same, rounded up)",
+                                "schema": {"type": "integer", "minimum": 1},
+                            }
+                        },
+                    },
                     **_errors("400", "401", "429", "503"),
                 },
                 operationId="listEvents",
@@ -369,8 +377,9 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                 "first, as long as its task is kept. Without `after`, from the start of what is kept. "
                 "With `wait`, when nothing follows the cursor, waits up to that many seconds for the "
                 "first event; only EVENTS_WAITING_MAX requests wait at once per web process, and one "
-                "over that budget is answered at once (`waited: false`). A tenant reads its own log; an "
-                "admin its own tenant's, or the one `tenant` names.",
+                "over that budget is answered at once (`waited: false`); when it has no events, with a "
+                "`Retry-After` header and `retry_after_ms`: poll again after that, not at once. A tenant "
+                "reads its own log; an admin its own tenant's, or the one `tenant` names.",
                 parameters=[
                     _param("after", "query", CURSOR, "a cursor (`next_cursor`, an event's `cursor`)"),
                     _param(
@@ -404,7 +413,7 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                         f"(the Event as JSON); a comment line after each {events_api.KEEPALIVE_S:g} s of "
                         "silence; the stream ends after EVENTS_STREAM_S and the client reconnects with "
                         "Last-Event-ID. Over the process's budget (EVENTS_WAITING_MAX): at once, a comment, "
-                        f"`retry: {events_api.BUSY_RECONNECT_MS}` and the end",
+                        f"`retry: {events_api.BUSY_RETRY_MS}` and the end",
                         ref("ServerSentEvent"),
                         "text/event-stream",
                     ),

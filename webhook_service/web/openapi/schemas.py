@@ -318,6 +318,12 @@ COMPONENTS: dict[str, Any] = {
             },
             "has_more": {"type": "boolean", "description": "entries follow next_cursor already"},
             "waited": {"type": "boolean", "description": "this request waited (`wait`) for events"},
+            "retry_after_ms": {
+                "type": ["integer", "null"],
+                "description": "asked to wait, it could not (the process's waiting budget, "
+                "EVENTS_WAITING_MAX, was taken) and found no events: read again after this many ms, as the "
+                "`Retry-After` header says; null otherwise",
+            },
         }
     ),
     "CallbackAnswer": envelope(
