@@ -109,6 +109,8 @@ Webhook endpoints (notify/endpoints.py), each tenant's own, managed by `/v1/endp
 - `endpoint:<id>:attempts`         its last attempts, newest first (JSON list items), for the dashboard
 - `endpoint:<id>:busy`             the one attempt at it in flight (per-endpoint concurrency 1): the
                                    job's id, with a Redis TTL of the longest an attempt can take
+- `endpoint:<id>:testing`          the one test event ("Send test event") in flight: a random token,
+                                   with a Redis TTL of the longest a test can take (notify/pinging.py)
 - `endpoint:<id>:rate:<window>`    attempts started at it in that window (notify/turns.py: epoch
                                    seconds, or longer windows below one per second), with a TTL
 - `endpoint:<id>:activity:<YYYY-MM-DDTHH>`  hash: its attempts in that UTC hour, delivered or failed
@@ -377,6 +379,9 @@ class Keys:
 
     def endpoint_busy(self, endpoint_id: str) -> str:
         return f"{self.prefix}endpoint:{endpoint_id}:busy"
+
+    def endpoint_testing(self, endpoint_id: str) -> str:
+        return f"{self.prefix}endpoint:{endpoint_id}:testing"
 
     def endpoint_rate(self, endpoint_id: str, window: int) -> str:
         return f"{self.prefix}endpoint:{endpoint_id}:rate:{window}"

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from webhook_service.domain.events import Event
@@ -152,10 +153,10 @@ def _conclude(
         log.info("%s attempt %d failed (%s); next in %.1f s", where, delivery.tries + 1, outcome, delay)
 
 
-def ping(svc: Services, endpoint: Endpoint) -> Attempt:
-    """Send a signed `ping` event to the endpoint at once (`POST /v1/endpoints/<id>/test`), as every
-    delivery is sent: with its secrets, through the SSRF guard, within NOTIFY_TIMEOUT_S. Nothing is
-    retried; the attempt counts among the endpoint's own."""
+def ping(svc: Services, endpoint: Endpoint, timeout_s: float) -> Attempt:
+    """Send a signed `ping` event to the endpoint at once (notify/pinging.py), as every delivery is
+    sent: with its secrets, through the SSRF guard, but within `timeout_s`. Nothing is retried; the
+    attempt counts among the endpoint's own."""
     now = datetime.now(UTC)
     body = {
         "type": PING,
@@ -171,7 +172,8 @@ def ping(svc: Services, endpoint: Endpoint) -> Attempt:
         tenant=endpoint.tenant,
     )
     sink = Sink(SinkKind.WEBHOOK, endpoint.url, client=True, endpoint=endpoint.id)
-    result = attempt(sink, event, svc.settings, _secrets(svc, sink, endpoint.tenant))
+    settings = replace(svc.settings, notify_timeout_s=timeout_s)
+    result = attempt(sink, event, settings, _secrets(svc, sink, endpoint.tenant))
     metrics.delivery_attempted(sink.kind.value, result.verdict.value, endpoint.tenant)
     svc.endpoints.record_attempt(
         endpoint.id, {**result.record(), "event_type": PING}, result.verdict is Verdict.DELIVERED

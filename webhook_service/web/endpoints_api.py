@@ -13,11 +13,12 @@ from flask import Blueprint, Response, jsonify, request
 
 from webhook_service.domain.validation import RequestInvalid
 from webhook_service.notify.endpoints import Endpoint, EndpointStore, checked
-from webhook_service.notify.send import ping
+from webhook_service.notify.pinging import PingInFlight, send_test_event
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.errors import (
     CODE_BAD_REQUEST,
+    CODE_CONFLICT,
     CODE_NOT_FOUND,
     ApiError,
     envelope,
@@ -98,7 +99,12 @@ def rotate_secret(endpoint_id: str) -> tuple[Response, int]:
 
 @bp.post("/<endpoint_id>/test")
 def send_test(endpoint_id: str) -> tuple[Response, int]:
-    """A signed `ping` at once, whether the endpoint is enabled or not: the answer is the attempt."""
+    """A signed `ping` at once, whether the endpoint is enabled or not: the answer is the attempt. One
+    at a time per endpoint (notify/pinging.py): another while one is in flight is a 409."""
     endpoint = _found(store().get(endpoint_id, current_scope()), endpoint_id)
-    result = ping(services(), endpoint)
+    try:
+        result = send_test_event(services(), endpoint)
+    except PingInFlight as busy:
+        problem = {"field": "", "code": "test_in_flight", "message": str(busy)}
+        raise ApiError(409, CODE_CONFLICT, str(busy), errors=[problem]) from None
     return _answer(result.record())

@@ -19,7 +19,7 @@ from flask.typing import ResponseReturnValue
 
 from webhook_service.domain.clock import now_ms
 from webhook_service.notify.endpoints import Endpoint
-from webhook_service.notify.send import ping
+from webhook_service.notify.pinging import PingInFlight, send_test_event
 from webhook_service.notify.sinks import Verdict
 from webhook_service.web.auth import current_scope
 from webhook_service.web.context import current_services as services
@@ -94,7 +94,11 @@ def send_test(endpoint_id: str) -> ResponseReturnValue:
     endpoint = services().endpoints.get(endpoint_id, current_scope())
     if endpoint is None:
         return _missing(endpoint_id)
-    result = ping(services(), endpoint)
+    try:
+        result = send_test_event(services(), endpoint)
+    except PingInFlight as busy:
+        flash(f"Test event not sent: {busy}.", "error")
+        return redirect(url_for(".endpoints_page"))
     answer = result.error or f"HTTP {result.status_code}"
     delivered = result.verdict is Verdict.DELIVERED
     flash(f"Test event to {endpoint_id}: {answer} in {result.latency_ms} ms.", "ok" if delivered else "error")

@@ -163,8 +163,11 @@ def endpoint_paths() -> dict[str, Any]:
                 "Send a signed `ping` event at once; the answer is the attempt",
                 {
                     "200": _answer("the attempt", envelope(ref("EndpointAttempt"))),
-                    **_errors("401", "429", "404", "503"),
+                    **_errors("401", "429", "404", "409", "503"),
                 },
+                description="Sent while the request waits, for at most 10 s (NOTIFY_TIMEOUT_S when "
+                "shorter); one at a time per endpoint: another while one is in flight is a 409 whose "
+                "`errors` carries the code `test_in_flight`.",
                 operationId="testEndpoint",
                 parameters=[endpoint_id],
             )
