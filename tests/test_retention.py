@@ -192,20 +192,22 @@ def test_archive_retention_removes_whole_days_only(tmp_path: Path) -> None:
 
 
 def test_a_pass_with_nothing_due_reads_only_the_index(env: dict[str, str]) -> None:
-    """O(what expires): ten thousand tasks waiting for their time cost a pass two range reads, one per
-    time index (tasks, events of no task), counted by a Redis of the test's own, which nothing else
-    talks to."""
+    """O(what expires): ten thousand tasks and ten thousand event-log entries of no task waiting for
+    their time cost a pass three range reads, one per time index (tasks, events of no task, their
+    entries in the event log), counted by a Redis of the test's own, which nothing else talks to."""
     private = PrivateRedis().start()
     try:
         svc = Services.build(Settings.from_env({**env, "REDIS_URL": private.url}))
         later = now_ms() + 3_600_000
         svc.redis.zadd(Keys().retention, {f"waiting-{n}": later for n in range(10_000)})
+        svc.redis.zadd(Keys().events_taskless, {f"default {n}-0": now_ms() for n in range(10_000)})
         svc.redis.set(Keys().retention_backfill, "done")
         svc.redis.set(Keys().tenant_backfill, "done")
         svc.redis.config_resetstat()
         assert prune(svc).removed == []
         stats = svc.redis.info("commandstats")
-        assert stats["cmdstat_zrangebyscore"]["calls"] == 2
+        assert stats["cmdstat_zrangebyscore"]["calls"] == 3
+        assert "cmdstat_xdel" not in stats
         assert stats["cmdstat_get"]["calls"] == 2  # the two backfills' markers
         assert "cmdstat_mget" not in stats and "cmdstat_watch" not in stats
     finally:

@@ -117,11 +117,14 @@ Webhook endpoints (notify/endpoints.py), each tenant's own, managed by `/v1/endp
                                    (domain/activity.py's pattern, the same TTL of 2 days)
 
 Event log (notify/event_log.py), what `GET /v1/events` and `flask events tail` read:
-- `events:<tenant>`                  stream: every event of the tenant's tasks, in the order they were
-                                     raised, whether or not a sink wanted it; the entry id is the cursor
-                                     (XADD `*`, capped with MAXLEN ~ as a backstop)
+- `events:<tenant>`                  stream: every event of the tenant's tasks and endpoints, in the
+                                     order they were raised, whether or not a sink wanted it; the entry
+                                     id is the cursor (XADD `*`, capped with MAXLEN ~ as a backstop)
 - `task:<external_task_id>:events`   list: the ids of the task's entries in its tenant's stream, so
                                      retention removes them with the task (XDEL) without a scan
+- `events-taskless`                  sorted set: the entries of no task (`endpoint.disabled`), as
+                                     `<tenant> <entry id>`, by when they were recorded: each leaves
+                                     TASK_RETENTION_S later
 
 Face sessions (domain/ownership.py):
 - `face-session:<session_id>`  the tenant identify-face answered this session to, the only one whose
@@ -393,6 +396,10 @@ class Keys:
 
     def events(self, tenant: str) -> str:
         return f"{self.prefix}events:{tenant}"
+
+    @property
+    def events_taskless(self) -> str:
+        return f"{self.prefix}events-taskless"
 
     def task_events(self, external_task_id: str) -> str:
         return f"{self.prefix}task:{external_task_id}:events"

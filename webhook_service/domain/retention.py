@@ -13,7 +13,9 @@ back at the moment it could be settled. A pass never scans. The archive is the l
 files and metadata.json stay (ARCHIVE_RETENTION_DAYS, off by default, prunes them on disk).
 
 An event of no task (`endpoint.disabled`) has its own index, by creation time: it leaves with its
-deliveries TASK_RETENTION_S after it was raised, once they are settled as a task's would be.
+deliveries TASK_RETENTION_S after it was raised, once they are settled as a task's would be. Its entry
+in the tenant's event log leaves TASK_RETENTION_S after it was recorded, by a time index of its own
+(notify/event_log.py): a pass reads only the entries that are due.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def prune(services: Services) -> PruneReport:
         if len(due) < BATCH:
             break
     _prune_taskless_events(services, report)
+    _prune_taskless_log_entries(services, started)
     if services.settings.archive_retention_days > 0:
         report.archive_days_removed = services.storage.remove_days_before(
             time.time() - services.settings.archive_retention_days * 86400
@@ -178,6 +181,15 @@ def _leave_turns(pipe: Pipeline, keys: Keys, deliveries: list[Delivery]) -> None
     still be among its target's waiting ones (notify/turns.py) until a drain passes: not after it is gone."""
     for delivery in deliveries:
         pipe.zrem(keys.turn_waiting(delivery.turn_target), delivery.id)
+
+
+def _prune_taskless_log_entries(services: Services, started: float) -> None:
+    """The event log's entries of no task recorded more than TASK_RETENTION_S ago, a batch at a time
+    within the pass's budget."""
+    before = now_ms() - int(services.settings.task_retention_s * 1000)
+    while services.events.remove_taskless_before(before, BATCH) == BATCH:
+        if time.monotonic() - started >= PASS_BUDGET_S:
+            return
 
 
 def _next_look(deliveries: list[Delivery]) -> int:

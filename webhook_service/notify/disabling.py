@@ -6,8 +6,9 @@ ENDPOINT_DISABLE_AFTER_S (5 days by default: longer than the retry schedule, so 
 weekend is weathered), is disabled. Its pending deliveries become dead letters at once rather than
 retrying into the void for the rest of their schedule; they are replayable once it is enabled again
 (`PATCH /v1/endpoints/<id> {"enabled": true}`). Whoever disables it first raises one `endpoint.disabled`
-event, to the tenant's other endpoints that want it and to the operator's webhooks, Slack and email
-(each filter takes it by default: NOTIFY_EVENTS).
+event: in the tenant's event log (notify/event_log.py), for a pipeline that reads rather than receives,
+and to the tenant's other endpoints that want it and to the operator's webhooks, Slack and email (each
+filter takes it by default: NOTIFY_EVENTS).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def _announce(svc: Services, endpoint: Endpoint, dead_letters: int) -> None:
         "data": {**endpoint.view(), "dead_letters": dead_letters},
     }
     digest = hashlib.sha256(f"{endpoint.id}\n{ENDPOINT_DISABLED}\n{at}".encode()).hexdigest()[:32]
+    svc.events.record_taskless(endpoint.tenant, f"evt_{digest}", ENDPOINT_DISABLED, at, endpoint.id)
     sinks = operator_sinks_for(svc.settings, ENDPOINT_DISABLED)
     sinks += [
         Sink(SinkKind.WEBHOOK, other.url, client=True, endpoint=other.id)

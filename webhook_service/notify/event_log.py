@@ -1,5 +1,6 @@
-"""The event log: every event of a tenant's tasks, in order, for pipelines that read rather than receive
-(`GET /v1/events`, its Server-Sent Events twin `/v1/events/stream`, `flask events tail`).
+"""The event log: every event of a tenant's tasks, and of its endpoints (`endpoint.disabled`), in order,
+for pipelines that read rather than receive (`GET /v1/events`, its Server-Sent Events twin
+`/v1/events/stream`, `flask events tail`).
 
 A webhook needs a URL the service can reach and goes only where a sink's filter sends it; a pipeline
 behind a firewall, or one that wants every event, reads this log instead. `raise_event`
@@ -15,9 +16,14 @@ themselves. Every entry has the same fields, which a stream stores once per node
 130 bytes, and a task's list of entry ids about 230, under 1 KB a task in all. The task is one
 `GET /v1/tasks/<id>` away.
 
+An entry of no task (`endpoint.disabled`: an endpoint of the tenant was disabled, notify/disabling.py)
+has its task's fields empty and names the endpoint instead; a reader that follows the log learns that
+its webhooks stopped even when no other endpoint is there to be told.
+
 Bounded like everything else: a task's entries leave when retention removes the task (their ids are
-listed beside it, `task:<id>:events`, so they are found without a scan), and MAXLEN ~ LOG_MAX_ENTRIES
-per tenant backs that up.
+listed beside it, `task:<id>:events`, so they are found without a scan); an entry of no task leaves
+TASK_RETENTION_S after it was recorded, by a time index (`events-taskless`) from which each pass takes
+only what is due; and MAXLEN ~ LOG_MAX_ENTRIES per tenant backs both up.
 """
 
 from __future__ import annotations
@@ -33,13 +39,20 @@ from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from webhook_service.domain.clock import now_ms
-from webhook_service.domain.events import EventType
+from webhook_service.domain.events import EVENT_TYPES, EventType
 from webhook_service.domain.store import WITH_PREVIOUS_REPLY
 from webhook_service.domain.tasks import Task
 from webhook_service.domain.tenants import Scope
 from webhook_service.keys import Keys
 from webhook_service.replies import entries, text, texts
 from webhook_service.tenant_names import NAME_RULE, valid_name
+
+# XADD and the entry's place in the time index in one step: the index needs the id XADD makes.
+_RECORD_TASKLESS = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3] .. id)
+return id
+"""
 
 # A backstop, never the rule: 150,000 to 250,000 tasks' worth of events a tenant (some 130 MB), far
 # past what retention keeps unless it has stopped.
@@ -51,6 +64,7 @@ SCAN_BATCH = 500
 SCAN_MAX = 5000
 _CURSOR = re.compile(r"(\d{1,20})-(\d{1,20})\Z")
 _ID_MAX = 2**64 - 1
+_TENANT_END = " "  # in the time index, `<tenant> <entry id>`: no tenant name has a space
 CURSOR_RULE = "a cursor is `<milliseconds>-<sequence>`, as `next_cursor` and each event's `cursor` give it"
 
 
@@ -102,19 +116,43 @@ def tenant_to_read(scope: Scope, asked: str | None) -> str:
 def parse_types(raw: str | None) -> frozenset[str]:
     """Comma-separated event types; none: every type."""
     asked = {part.strip() for part in (raw or "").split(",") if part.strip()}
-    unknown = sorted(asked - {event_type.value for event_type in EventType})
+    unknown = sorted(asked - set(EVENT_TYPES))
     if unknown:
         shown = ", ".join(unknown)[:200]
-        raise BadEventQuery("types", f"unknown event type(s) {shown}; known: {', '.join(EventType)}")
+        raise BadEventQuery("types", f"unknown event type(s) {shown}; known: {', '.join(EVENT_TYPES)}")
     return frozenset(asked)
 
 
 class EventLog:
-    """Reading the tenants' logs, and removing a task's entries with it (domain/retention.py)."""
+    """Reading the tenants' logs; recording the entries of no task; removing entries as retention asks
+    (domain/retention.py): a task's with it, those of no task when their time is up."""
 
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.redis = connection
         self.keys = keys
+        self._record_taskless = connection.register_script(_RECORD_TASKLESS)
+
+    def record_taskless(self, tenant: str, event_id: str, event_type: str, at: int, endpoint_id: str) -> str:
+        """Record an event of no task, about one of the tenant's endpoints, and its place in the time
+        index retention removes it by; its cursor."""
+        args: list[EncodableT] = [LOG_MAX_ENTRIES, at, f"{tenant}{_TENANT_END}"]
+        args += ["id", event_id, "type", event_type, "at", at, "endpoint_id", endpoint_id]
+        keys = [self.keys.events(tenant), self.keys.events_taskless]
+        return text(self._record_taskless(keys=keys, args=args))
+
+    def remove_taskless_before(self, before_ms: int, batch: int) -> int:
+        """Remove up to `batch` entries of no task recorded before `before_ms`, oldest first: only what is
+        due is read (O(log n + batch)). How many were removed."""
+        due = texts(self.redis.zrangebyscore(self.keys.events_taskless, 0, before_ms, start=0, num=batch))
+        if not due:
+            return 0
+        pipe = self.redis.pipeline(transaction=True)
+        for member in due:
+            tenant, _, entry_id = member.partition(_TENANT_END)
+            pipe.xdel(self.keys.events(tenant), entry_id)
+        pipe.zrem(self.keys.events_taskless, *due)
+        pipe.execute()
+        return len(due)
 
     def cursor(self, tenant: str, raw: str | None, field: str = "after") -> str:
         """`raw` as a cursor of the tenant's log (none: START). One past the newest entry the log ever
@@ -209,15 +247,17 @@ def _order(cursor: str) -> tuple[int, int]:
 
 
 def _view(tenant: str, cursor: str, fields: dict[str, str]) -> dict[str, Any]:
-    """An entry as readers get it: the fields as recorded, with the cursor, and null for the empty."""
+    """An entry as readers get it: the fields as recorded, with the cursor, and null for the empty (a
+    task's fields in an entry of no task, `endpoint_id` in a task's)."""
     return {
         "cursor": cursor,
         "id": fields.get("id", ""),
         "type": fields.get("type", ""),
         "at": int(fields.get("at") or 0),
         "tenant": tenant,
-        "external_task_id": fields.get("external_task_id", ""),
+        "external_task_id": fields.get("external_task_id") or None,
         "task_id": fields.get("task_id") or None,
-        "status": fields.get("status", ""),
+        "status": fields.get("status") or None,
         "archive_state": fields.get("archive_state") or None,
+        "endpoint_id": fields.get("endpoint_id") or None,
     }

@@ -12,7 +12,7 @@ from typing import Any
 
 from webhook_service.config import Settings
 from webhook_service.domain import usage
-from webhook_service.domain.events import EventType
+from webhook_service.domain.events import EVENT_TYPES as KNOWN_EVENT_TYPES
 from webhook_service.domain.task_types import TASK_TYPES, TaskType
 from webhook_service.domain.tasks import DEFAULT_TYPE, Status
 from webhook_service.notify.records import DeliveryStatus
@@ -77,7 +77,7 @@ TENANT = _param(
     "one tenant (an admin's keys; a tenant's own may name only itself)",
 )
 CURSOR = {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"}
-_TYPE = "(?:" + "|".join(t.value.replace(".", "\\.") for t in EventType) + ")"
+_TYPE = "(?:" + "|".join(t.replace(".", "\\.") for t in KNOWN_EVENT_TYPES) + ")"
 EVENT_TYPES = _param(
     "types",
     "query",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook_service.domain.events import EventType
+from webhook_service.domain.events import EVENT_TYPES
 from webhook_service.domain.tasks import ArchiveState, Status
 from webhook_service.domain.usage import FINAL_STATUSES
 from webhook_service.notify.records import DeliveryStatus
@@ -290,19 +290,24 @@ COMPONENTS: dict[str, Any] = {
                 "description": "its place in the log: `after` (or `Last-Event-ID`) reads on after it",
             },
             "id": {"type": "string", "description": "evt_...: the `webhook-id` its webhooks carry"},
-            "type": {"enum": [t.value for t in EventType]},
+            "type": {"enum": list(EVENT_TYPES)},
             "at": {"type": "integer", "description": "when it was raised, epoch milliseconds"},
             "tenant": STRING,
-            "external_task_id": {"type": "string", "description": "the task's id as its client chose it"},
+            "external_task_id": nullable(
+                {"type": "string", "description": "the task's id as its client chose it; null: no task"}
+            ),
             "task_id": nullable(STRING),
-            "status": {"enum": [s.value for s in Status]},
+            "status": nullable({"enum": [s.value for s in Status]}),
             "archive_state": nullable({"enum": [s.value for s in ArchiveState]}),
+            "endpoint_id": nullable(
+                {"type": "string", "description": "`endpoint.disabled`: the endpoint (ep_...); else null"}
+            ),
         }
     ),
     "ServerSentEvent": obj(
         {
             "id": {"type": "string", "description": "the event's cursor: an EventSource's Last-Event-ID"},
-            "event": {"enum": [t.value for t in EventType]},
+            "event": {"enum": list(EVENT_TYPES)},
             "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": ref("Event")},
             "retry": {"type": "integer", "description": "ms: how soon to reconnect once the stream ends"},
         },
