@@ -4,7 +4,8 @@ who spent the account's units, run the Kling simulator, manage clients' credenti
 secrets again after SECRET_KEY changed.
 
 They call the service's own code against Redis and Kling directly, not its HTTP API, so they work
-while the web process is down and need no client credentials. Exit codes are for scripts:
+while the web process is down and need no client credentials (but for `flask events tail --url`, which
+follows the API as a pipeline does: cli/events_http.py). Exit codes are for scripts:
 0 done, 1 the task failed (or was rejected, expired, or its archive failed) or a delivery was not
 found, 2 a usage or validation error, 3 Redis or Kling unavailable.
 """

@@ -1,7 +1,8 @@
 """`flask events tail`: follow a tenant's event log (notify/event_log.py), one line of JSON per event.
 
 What `GET /v1/events` and its stream read, from Redis directly, so it needs neither the web process nor
-a key: an operator watching a tenant's tasks go by, or a script on the server that reads the log.
+a key: an operator watching a tenant's tasks go by, or a script on the server that reads the log. With
+`--url` (and a client key) it follows the HTTP API instead, as a pipeline does (cli/events_http.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 from flask.cli import AppGroup
 
 from webhook_service.cli.common import EXIT_USAGE, CommandFailed, guarded, services
+from webhook_service.cli.events_http import key_option, tail_over_http, url_option
 from webhook_service.domain.tenants import DEFAULT_TENANT
 from webhook_service.notify.event_log import BadEventQuery, parse_types
 from webhook_service.services import redis_connection
@@ -25,11 +27,16 @@ events = AppGroup("events", help="The tenants' event logs.")
 
 
 @events.command("tail")
-@click.option("--tenant", default=DEFAULT_TENANT, show_default=True, help="Whose log: one tenant's.")
+@url_option
+@key_option
+@click.option(
+    "--tenant", help=f"Whose log: one tenant's (default: {DEFAULT_TENANT}; with --url, the key's own)."
+)
 @click.option("--types", help="Comma-separated event types, e.g. task.failed,task.archived (default: all).")
 @click.option(
     "--after",
-    help="Start after this cursor; 0-0: from the start of what is kept (default: from now on).",
+    help="Start after this cursor; 0-0: from the start of what is kept (default: from now on; with --url, "
+    "from the start).",
 )
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
 @click.option(
@@ -39,9 +46,19 @@ events = AppGroup("events", help="The tenants' event logs.")
 )
 @guarded
 def tail(
-    tenant: str, types: str | None, after: str | None, count: int | None, until_idle: float | None
+    url: str | None,
+    key: str | None,
+    tenant: str | None,
+    types: str | None,
+    after: str | None,
+    count: int | None,
+    until_idle: float | None,
 ) -> None:
     """Each event as it is recorded, as a line of JSON (as GET /v1/events shows it); Ctrl-C ends it."""
+    if url:
+        tail_over_http(url, key, tenant=tenant, types=types, after=after, count=count, until_idle=until_idle)
+        return
+    tenant = tenant or DEFAULT_TENANT
     if not valid_name(tenant):
         raise CommandFailed(f"--tenant: {tenant!r} is not a tenant name ({NAME_RULE})", EXIT_USAGE)
     log = services().events
