@@ -19,8 +19,10 @@ from webhook_service.domain.body_rules import body_json_schema
 from webhook_service.domain.task_types import TASK_TYPES
 from webhook_service.web.auth import client_auth_required
 from webhook_service.web.context import current_services
+from webhook_service.web.openapi.delivery_paths import delivery_paths
 from webhook_service.web.openapi.endpoint_paths import SCHEMAS as ENDPOINT_SCHEMAS
 from webhook_service.web.openapi.endpoint_paths import endpoint_paths
+from webhook_service.web.openapi.event_paths import event_paths
 from webhook_service.web.openapi.identify_face_path import identify_face_paths
 from webhook_service.web.openapi.paths import drop_in_paths, service_paths
 from webhook_service.web.openapi.schemas import COMPONENTS, REF
@@ -42,7 +44,9 @@ def document(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
     nested.update(unified_shapes)
     paths.update(identify_face_paths(settings))
     paths.update(service_paths(settings))
+    paths.update(delivery_paths())
     paths.update(endpoint_paths())
+    paths.update(event_paths())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -15,8 +15,6 @@ from webhook_service.domain import usage
 from webhook_service.domain.events import EVENT_TYPES as KNOWN_EVENT_TYPES
 from webhook_service.domain.task_types import TASK_TYPES, TaskType
 from webhook_service.domain.tasks import DEFAULT_TYPE, Status
-from webhook_service.notify.records import DeliveryStatus
-from webhook_service.web import events_api
 from webhook_service.web.openapi.schemas import STRING, envelope, obj, ref
 
 JSON = "application/json"
@@ -169,13 +167,6 @@ def drop_in_paths(kind: TaskType, body: dict[str, Any], suffix: str) -> dict[str
 
 
 def service_paths(settings: Settings) -> dict[str, Any]:
-    delivery_id = _param("delivery_id", "path", {"type": "string", "minLength": 1})
-    status = {"enum": [s.value for s in DeliveryStatus]}
-    since = {
-        "type": "string",
-        "description": "ISO 8601 time, or a duration back from now: 90s, 30m, 2h, 1d, 1w",
-    }
-    ok = envelope(obj({"enabled": {"const": True}}))
     return {
         "/callbacks/kling": {
             "post": _op(
@@ -237,106 +228,6 @@ def service_paths(settings: Settings) -> dict[str, Any]:
             "image/*",
             "getArchivedImage",
         ),
-        "/v1/deliveries": {
-            "get": _op(
-                "Deliveries",
-                "Notification deliveries, newest first (status=failed: the dead letters)",
-                {
-                    "200": _answer("a page", envelope({"type": "array", "items": ref("Delivery")})),
-                    **_errors("400", "401", "429", "503"),
-                },
-                operationId="listDeliveries",
-                parameters=[
-                    _param("status", "query", status),
-                    _param("since", "query", since),
-                    _param("task", "query", STRING, "external_task_id"),
-                    _param(
-                        "offset",
-                        "query",
-                        {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0},
-                    ),
-                    _param(
-                        "limit", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
-                    ),
-                ],
-            )
-        },
-        "/v1/deliveries/{delivery_id}": {
-            "get": _op(
-                "Deliveries",
-                "One delivery with its attempts",
-                {
-                    "200": _answer("the delivery", envelope(ref("DeliveryWithAttempts"))),
-                    **_errors("401", "429", "404", "503"),
-                },
-                operationId="getDelivery",
-                parameters=[delivery_id],
-            )
-        },
-        "/v1/deliveries/{delivery_id}/replay": {
-            "post": _op(
-                "Deliveries",
-                "Send a failed or skipped delivery again, with the same webhook-id",
-                {
-                    "200": _answer("queued again", envelope(ref("Delivery"))),
-                    **_errors("401", "429", "404", "409", "503"),
-                },
-                operationId="replayDelivery",
-                parameters=[delivery_id],
-            )
-        },
-        "/v1/deliveries/replay": {
-            "post": _op(
-                "Deliveries",
-                "Send every delivery that failed (or was skipped) since a time again",
-                {
-                    "200": _answer(
-                        "what was replayed, and why the others were not",
-                        envelope(
-                            obj(
-                                {
-                                    "replayed": {"type": "array", "items": STRING},
-                                    "not_replayed": {"type": "object", "additionalProperties": STRING},
-                                }
-                            )
-                        ),
-                    ),
-                    **_errors("400", "401", "429", "503"),
-                },
-                operationId="replayDeliveriesSince",
-                parameters=[
-                    _param("since", "query", since, required=True),
-                    _param("status", "query", {"enum": ["failed", "skipped"], "default": "failed"}),
-                ],
-            )
-        },
-        "/v1/deliveries/disabled-endpoints": {
-            "get": _op(
-                "Deliveries",
-                "Endpoints disabled after answering 410 Gone",
-                {
-                    "200": _answer("the list", envelope({"type": "array", "items": ref("DisabledEndpoint")})),
-                    **_errors("401", "429", "503"),
-                },
-                operationId="listDisabledEndpoints",
-            ),
-            "delete": _op(
-                "Deliveries",
-                "Enable an endpoint again, by its whole URL",
-                {"200": _answer("enabled", ok), **_errors("401", "429", "404", "503")},
-                operationId="enableEndpointByUrl",
-                parameters=[_param("url", "query", STRING, required=True)],
-            ),
-        },
-        "/v1/deliveries/disabled-endpoints/{endpoint}": {
-            "delete": _op(
-                "Deliveries",
-                "Enable an endpoint again, by the ep_... id the list shows",
-                {"200": _answer("enabled", ok), **_errors("401", "429", "404", "503")},
-                operationId="enableEndpoint",
-                parameters=[_param("endpoint", "path", {"type": "string", "minLength": 1})],
-            )
-        },
         "/v1/usage": {
             "get": _op(
                 "Usage",
@@ -353,80 +244,6 @@ def service_paths(settings: Settings) -> dict[str, Any]:
                     _param("from", "query", DAY, f"default: {usage.DEFAULT_DAYS - 1} days before `to`"),
                     _param("to", "query", DAY, f"default: today (UTC); at most {usage.MAX_DAYS} days in all"),
                     TENANT,
-                ],
-            )
-        },
-        "/v1/events": {
-            "get": _op(
-                "Events",
-                "The tenant's events in order, after a cursor; with `wait`, a long-poll",
-                {
-                    "200": {
-                        **_answer("a page", envelope(ref("EventPage"))),
-                        "headers": {
-                            "Retry-After": {
-                                "description": "seconds: only with `retry_after_ms` (the same, rounded up)",
-                                "schema": {"type": "integer", "minimum": 1},
-                            }
-                        },
-                    },
-                    **_errors("400", "401", "429", "503"),
-                },
-                operationId="listEvents",
-                description="Every event of the tenant's tasks, whether or not a sink wants it, oldest "
-                "first, as long as its task is kept. Without `after`, from the start of what is kept. "
-                "With `wait`, when nothing follows the cursor, waits up to that many seconds for the "
-                "first event; only EVENTS_WAITING_MAX requests wait at once per web process, and one "
-                "over that budget is answered at once (`waited: false`); when it has no events, with a "
-                "`Retry-After` header and `retry_after_ms`: poll again after that, not at once. A tenant "
-                "reads its own log; an admin its own tenant's, or the one `tenant` names.",
-                parameters=[
-                    _param("after", "query", CURSOR, "a cursor (`next_cursor`, an event's `cursor`)"),
-                    _param(
-                        "limit",
-                        "query",
-                        {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": events_api.LIMIT_MAX,
-                            "default": events_api.LIMIT_DEFAULT,
-                        },
-                    ),
-                    EVENT_TYPES,
-                    _param(
-                        "wait",
-                        "query",
-                        {"type": "integer", "minimum": 0, "maximum": events_api.WAIT_MAX_S, "default": 0},
-                        "seconds to wait for an event when none follows the cursor",
-                    ),
-                    TENANT,
-                ],
-            )
-        },
-        "/v1/events/stream": {
-            "get": _op(
-                "Events",
-                "The same events as Server-Sent Events, resumed from Last-Event-ID",
-                {
-                    "200": _answer(
-                        "`retry:`, then each event as `id:` (its cursor), `event:` (its type) and `data:` "
-                        f"(the Event as JSON); a comment line after each {events_api.KEEPALIVE_S:g} s of "
-                        "silence; the stream ends after EVENTS_STREAM_S and the client reconnects with "
-                        "Last-Event-ID. Over the process's budget (EVENTS_WAITING_MAX): at once, a comment, "
-                        f"`retry: {events_api.BUSY_RETRY_MS}` and the end",
-                        ref("ServerSentEvent"),
-                        "text/event-stream",
-                    ),
-                    **_errors("400", "401", "429", "503"),
-                },
-                operationId="streamEvents",
-                parameters=[
-                    _param("after", "query", CURSOR, "where to start, if no Last-Event-ID"),
-                    EVENT_TYPES,
-                    TENANT,
-                    _param(
-                        "Last-Event-ID", "header", CURSOR, "where an EventSource left off: wins over `after`"
-                    ),
                 ],
             )
         },
