@@ -7,9 +7,7 @@ kept encrypted (domain/sealing.py: the service signs with it, so it cannot be ha
 go to its enabled endpoints whose filter takes them (notify/send.py); another tenant's endpoint is as
 absent as a missing one, and an admin sees them all.
 
-A URL comes from a client, so it is untrusted: it passes the SSRF guard when it is registered (an
-internal address, or localhost, is refused at once unless its host is in NOTIFY_ALLOWED_HOSTS) and at
-every delivery (the address actually connected to must be public).
+The fields a client sends are checked in notify/endpoint_fields.py (the URL by the SSRF guard too).
 
 Rotating the secret keeps the old one signing beside the new one for ROTATION_GRACE_S: Standard Webhooks
 lets `webhook-signature` carry several signatures, and a receiver accepts a message when any of them
@@ -22,7 +20,6 @@ from __future__ import annotations
 import base64
 import builtins
 import json
-import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -38,8 +35,6 @@ from webhook_service.domain.clock import now_ms
 from webhook_service.domain.events import EVENT_TYPES
 from webhook_service.domain.sealing import cipher
 from webhook_service.domain.tenants import EVERYONE, Scope
-from webhook_service.domain.validation import FieldProblem, RequestInvalid, is_http_url
-from webhook_service.integrations.outbound import refusal_of_url
 from webhook_service.keys import Keys
 from webhook_service.replies import hash_fields, text, texts
 
@@ -48,10 +43,6 @@ PING = "ping"  # sent by `POST /v1/endpoints/<id>/test` only, whatever the filte
 # secret within it.
 ROTATION_GRACE_S = 24 * 3600
 ATTEMPTS_KEPT = 20
-URL_MAX = 2048
-DESCRIPTION_MAX = 200
-RATE_LIMIT_MAX = 1000.0
-FIELDS = ("url", "event_types", "description", "rate_limit_per_s")
 WANTED_MEMO_S = 5.0
 WANTED_MEMO_SIZE = 1024  # tenants remembered at once; past it the memo starts again
 # Fixed for good (sealing.py): another purpose would make every stored secret unreadable.
@@ -100,41 +91,6 @@ class Endpoint:
 def new_secret() -> str:
     """A Standard Webhooks secret: `whsec_` and 32 random bytes in Base64."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def checked(body: dict[str, Any], allowed_hosts: frozenset[str], *, creating: bool) -> dict[str, Any]:
-    """The fields of a create (`creating`) or a change, checked; RequestInvalid lists every problem."""
-    known = FIELDS if creating else (*FIELDS, "enabled")
-    problems = [FieldProblem(name, "unknown_field", "is not a field") for name in body if name not in known]
-    if creating and "url" not in body:
-        problems.append(FieldProblem("url", "missing", "is required"))
-    for name, value in body.items():
-        if name in known and (why := _problem(name, value, allowed_hosts)):
-            problems.append(FieldProblem(name, *why))
-    if problems:
-        raise RequestInvalid(problems)
-    return {name: body[name] for name in known if name in body}
-
-
-def _problem(name: str, value: Any, allowed_hosts: frozenset[str]) -> tuple[str, str] | None:
-    if name == "url":
-        if not isinstance(value, str) or len(value) > URL_MAX or not is_http_url(value):
-            return "format", f"must be an http or https URL with a host, at most {URL_MAX} characters"
-        if why := refusal_of_url(value, allowed_hosts):
-            return "blocked_address", f"points at a {why} address, which the service never calls"
-    elif name == "event_types":
-        if value is not None and not (isinstance(value, list) and all(v in EVENT_TYPES for v in value)):
-            return "enum", f"must be a list of: {', '.join(EVENT_TYPES)} (null or empty: every one)"
-    elif name == "description":
-        if not isinstance(value, str) or len(value) > DESCRIPTION_MAX:
-            return "type", f"must be a string of at most {DESCRIPTION_MAX} characters"
-    elif name == "rate_limit_per_s":
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if value is not None and not (number and 0 < value <= RATE_LIMIT_MAX and math.isfinite(value)):
-            return "range", f"must be null (no limit) or a number above 0, at most {RATE_LIMIT_MAX:g}"
-    elif name == "enabled" and not isinstance(value, bool):
-        return "type", "must be true or false"
-    return None
 
 
 def _stored(fields: dict[str, Any]) -> dict[EncodableT, EncodableT]:

@@ -12,7 +12,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from webhook_service.domain.validation import RequestInvalid
-from webhook_service.notify.endpoints import Endpoint, EndpointStore, checked
+from webhook_service.notify.endpoint_fields import checked
+from webhook_service.notify.endpoints import Endpoint, EndpointStore
 from webhook_service.notify.pinging import PingInFlight, send_test_event
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services

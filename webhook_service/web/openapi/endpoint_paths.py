@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_service.domain.events import EVENT_TYPES
-from webhook_service.notify.endpoints import DESCRIPTION_MAX, RATE_LIMIT_MAX, URL_MAX
+from webhook_service.notify.endpoint_fields import DESCRIPTION_MAX, RATE_LIMIT_MAX, URL_MAX
 from webhook_service.notify.sinks import Verdict
 from webhook_service.web.openapi.paths import JSON, _answer, _errors, _op, _param
 from webhook_service.web.openapi.schemas import INTEGER, MS, STRING, envelope, nullable, obj, ref
