@@ -10,10 +10,10 @@ The layers, each importing only itself and those below it (tests/test_architectu
                       domain's stores, and the domain's jobs take what it built
     integrations/     Kling's API, the archive's storage, downloads, outbound HTTP, logs, metrics
     config.py, jobs.py
-                      settings (checked at start against a few of the domain's names: event types, the
-                      default tenant, the outputs a callback keeps), every RQ queue and job
-    keys.py, redaction.py, replies.py, config_values.py, tenant_names.py
-                      every Redis key, shown URLs, Redis replies, how a setting is read, tenant names
+                      settings, checked before anything starts; every RQ queue and job
+    keys.py, redaction.py, replies.py, config_values.py, tenant_names.py, event_types.py, dev_env.py
+                      every Redis key, shown URLs, Redis replies, how a setting is read, tenant names and
+                      the default tenant, the events' names, the settings a running scripts/up made
 
 `workers/` (beside this package, at the web's rank, importing none of it) holds the thin RQ entry points.
 """

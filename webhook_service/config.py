@@ -31,11 +31,9 @@ from webhook_service.config_values import (
     split,
 )
 from webhook_service.dev_env import DEV_ENV_PATH, dev_env_values
-from webhook_service.domain.events import ENDPOINT_DISABLED, EVENT_TYPES
-from webhook_service.domain.tasks import DEFAULT_MAX_OUTPUTS
-from webhook_service.domain.tenants import DEFAULT_TENANT
+from webhook_service.event_types import ENDPOINT_DISABLED, EVENT_TYPES
 from webhook_service.redaction import url_without_secrets
-from webhook_service.tenant_names import NAME_RULE, valid_name
+from webhook_service.tenant_names import DEFAULT_TENANT, NAME_RULE, valid_name
 
 # What a running `scripts/up` made up for its run (the simulator's URL and token, its webhook receiver,
 # its Redis), written for the commands started beside it and removed when it stops. The lowest layer:
@@ -45,6 +43,8 @@ DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
 DEFAULT_ARCHIVE_URL = "./data/archive"
 DEFAULT_DOWNLOAD_MAX_BYTES = 2 * 1024**3
+# Outputs kept from one callback or answer (CALLBACK_MAX_OUTPUTS): Kling makes one video per task.
+DEFAULT_MAX_OUTPUTS = 16
 DEFAULT_NOTIFY_EVENTS = frozenset(
     {"task.archived", "task.failed", "task.archive_failed", "task.expired", ENDPOINT_DISABLED}
 )

@@ -12,28 +12,13 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from webhook_service.domain.tasks import Status
 from webhook_service.domain.tenants import DEFAULT_TENANT
-
-
-class EventType(StrEnum):
-    SUBMITTED = "task.submitted"
-    PROCESSING = "task.processing"
-    SUCCEEDED = "task.succeeded"
-    FAILED = "task.failed"
-    ARCHIVED = "task.archived"
-    ARCHIVE_FAILED = "task.archive_failed"
-    EXPIRED = "task.expired"
-
-
-# Not about a task: an endpoint of a tenant was disabled (notify/disabling.py). It goes to the tenant's
-# other endpoints and to the operator's sinks, each with its own filter, as task events do.
-ENDPOINT_DISABLED = "endpoint.disabled"
-EVENT_TYPES = (*(e.value for e in EventType), ENDPOINT_DISABLED)
-
+from webhook_service.event_types import ENDPOINT_DISABLED as ENDPOINT_DISABLED
+from webhook_service.event_types import EVENT_TYPES as EVENT_TYPES
+from webhook_service.event_types import EventType as EventType
 
 FOR_STATUS = {
     Status.SUBMITTED: EventType.SUBMITTED,

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
+from webhook_service.config import DEFAULT_MAX_OUTPUTS
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import UnknownCallbackShape
 from webhook_service.domain.tenants import DEFAULT_TENANT, client_id
@@ -23,8 +24,6 @@ from webhook_service.domain.tenants import DEFAULT_TENANT, client_id
 # not there, so that a task's record and the settings load without every type's body rules (pydantic,
 # httpx): a work horse or a command that only reads tasks starts faster.
 DEFAULT_TYPE = "image2video"
-# Outputs kept from one callback or answer (CALLBACK_MAX_OUTPUTS): Kling makes one video per task.
-DEFAULT_MAX_OUTPUTS = 16
 # A status message is a reason in a sentence or two; it is copied into the task, its events, Slack.
 STATUS_MSG_MAX_CHARS = 2000
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from webhook_service.tenant_names import DEFAULT_TENANT as DEFAULT_TENANT
 from webhook_service.tenant_names import valid_name
 
-DEFAULT_TENANT = "default"
 SEPARATOR = "~"
 
 
