@@ -17,9 +17,9 @@ For each configuration, with fresh worker processes each time:
 2. bursts: `--tasks` tasks submitted at once through the API (8 clients), with 1, 2 and 4 worker
    processes: tasks/s from the first submit to the last webhook, and the workers' CPU per task (work
    horses included), counted until the queues are empty;
-3. latency: tasks submitted at half the rate the configuration reached with 2 workers, for
-   `--latency-s` seconds: from the `succeed` callback (when the service recorded it) to the webhook at
-   the receiver.
+3. latency: tasks submitted at half the best rate the configuration reached (of 1, 2 and 4 workers,
+   with that many workers), for `--latency-s` seconds: from the `succeed` callback (when the service
+   recorded it) to the webhook at the receiver.
 A third configuration, `none` (the archive in the worker's process too), runs step 2 with 2 workers:
 what the archive's fork costs. Prints the goals (default against fork-per-job, 2 workers: CPU per task
 ≤ 50 ms, tasks/s ≥ 4 times; p95 < 1 s) and exits 1 when one is missed or a webhook is missing.
@@ -252,20 +252,25 @@ def measure(
                 f"{burst.jobs_per_task:.2f} jobs per task, {burst.delivered}/{args.tasks} delivered",
             )
         )
-        if count == 2 and name in (BASELINE, NEW):
-            rate = burst.tasks_per_s / 2
-            latencies = run.paced(rate, args.latency_s)
-            p95[name] = percentile(latencies, 0.95)
-            rows.append(
-                (
-                    f"{name}: paced at {rate:.1f} tasks/s",
-                    f"succeed to webhook p50 {percentile(latencies, 0.5):.0f} ms, p95 {p95[name]:.0f} ms, "
-                    f"max {max(latencies):.0f} ms, mean {statistics.fmean(latencies):.0f} ms "
-                    f"({len(latencies)} tasks)",
-                )
-            )
         run.stop_workers()
         print_table(rows[first_row:])  # as it goes: a run takes minutes
+    if name in (BASELINE, NEW):
+        # The latency at half the configuration's best rate, with the workers that reached it.
+        count = max(WORKER_COUNTS, key=lambda n: bursts[(name, n)].tasks_per_s)
+        rate = bursts[(name, count)].tasks_per_s / 2
+        run.workers(fork_queues, count)
+        latencies = run.paced(rate, args.latency_s)
+        run.stop_workers()
+        p95[name] = percentile(latencies, 0.95)
+        rows.append(
+            (
+                f"{name}: paced at {rate:.1f} tasks/s, {count} worker{'s' if count > 1 else ''}",
+                f"succeed to webhook p50 {percentile(latencies, 0.5):.0f} ms, p95 {p95[name]:.0f} ms, "
+                f"max {max(latencies):.0f} ms, mean {statistics.fmean(latencies):.0f} ms "
+                f"({len(latencies)} tasks)",
+            )
+        )
+        print_table(rows[-1:])
 
 
 def report(bursts: dict[tuple[str, int], Burst], p95: dict[str, float], tasks: int, workdir: Path) -> int:
@@ -278,7 +283,7 @@ def report(bursts: dict[tuple[str, int], Burst], p95: dict[str, float], tasks: i
             f"{new.cpu_ms_per_task:.0f} ms",
         ),
         (f"tasks/s ≥ {GOAL_RATIO:.0f} times fork per job", ratio >= GOAL_RATIO, f"{ratio:.2f} times"),
-        (f"p95 < {GOAL_P95_MS:.0f} ms at half the rate", p95[NEW] < GOAL_P95_MS, f"{p95[NEW]:.0f} ms"),
+        (f"p95 < {GOAL_P95_MS:.0f} ms at half the best rate", p95[NEW] < GOAL_P95_MS, f"{p95[NEW]:.0f} ms"),
     ]
     print_table(
         [
