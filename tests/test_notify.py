@@ -106,6 +106,12 @@ class Stack:
         self._started.append((server, pool))
         return service
 
+    def more_workers(self, count: int = 1) -> None:
+        """Start workers for the service started last: for a test that arranges their jobs first."""
+        _, pool = self._started[-1]
+        for _ in range(count):
+            pool.start()
+
     def stop(self) -> None:
         for server, pool in self._started:
             pool.stop()

@@ -5,18 +5,22 @@ simulator and receivers on loopback whose answers each test scripts."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from rq import Queue
+from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from tests import test_notify
+from tests.conftest import Service
 from tests.support import wait_for
-from tests.test_endpoints import KEY_A, SUBMITTED, TENANTS, bearer, call, register, task_deliveries
+from tests.test_endpoints import KEY_A, SUBMITTED, TENANTS, bearer, call, register, submit_as, task_deliveries
 from tests.test_notify import Answer, Receiver, Stack, webhooks
-from webhook_service.domain.events import Event
-from webhook_service.jobs import NOTIFY_QUEUE
+from webhook_service.domain.events import Event, EventType, event_id
+from webhook_service.domain.tenants import upstream_id
+from webhook_service.jobs import FAN_OUT_ORDER_WAIT_S, NOTIFY_QUEUE
 from webhook_service.notify.records import Delivery
 from webhook_service.notify.routing import Sink, SinkKind
 
@@ -93,3 +97,63 @@ def test_deliveries_waiting_at_a_hanging_endpoint_cost_one_drain_job_not_a_job_e
 
     assert call(service, "DELETE", f"/v1/endpoints/{slow['id']}").status_code in (200, 204)
     assert not svc.redis.exists(waiting)
+
+
+# --- a task's events in order, whichever fan-out runs first ---------------------------------------------
+
+IN_ORDER = ["task.submitted", "task.succeeded"]
+
+
+def events_awaiting_fan_out(service: Service, simulator: Any, name: str) -> tuple[str, str]:
+    """Run team-a's task `name` to `succeed` with no worker running: its two events' fan-out jobs wait in
+    the notify queue, for the test to arrange before a worker takes them. Their ids, oldest first."""
+    submit_as(service, simulator, KEY_A, "team-a", name)
+    ids = [event_id(upstream_id("team-a", name), kind) for kind in (EventType.SUBMITTED, EventType.SUCCEEDED)]
+    queue = Queue(NOTIFY_QUEUE, connection=service.services.redis)
+    wait_for(lambda: set(ids) <= set(queue.job_ids), timeout=20, what="both fan-outs queued")
+    return ids[0], ids[1]
+
+
+def arrived(receiver: Receiver, path: str) -> list[str]:
+    wait_for(lambda: len(receiver.received(path)) >= len(IN_ORDER), timeout=30, what="both events")
+    return [request.json["type"] for request in receiver.received(path)]
+
+
+def test_an_event_fanned_out_before_an_earlier_one_of_its_task_still_arrives_after_it(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    """The fan-out of a task's `task.submitted` crashed and waits for its RQ retry when the fan-out of its
+    `task.succeeded` runs: the endpoint still gets `task.submitted` first, without waiting for the retry.
+    Were the later fan-out not to see to the earlier one, its delivery would find nothing earlier pending
+    and go at once."""
+    service = stack.start(0, **TENANTS, **webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1"))
+    register(service, receiver.script("/ordered"), event_types=IN_ORDER)
+    submitted, _ = events_awaiting_fan_out(service, simulator, "job-1")
+    queue = Queue(NOTIFY_QUEUE, connection=service.services.redis)
+    crashed = queue.fetch_job(submitted)
+    assert crashed is not None
+    queue.remove(crashed)
+    queue.schedule_job(crashed, datetime.now(UTC) + timedelta(seconds=5))  # as RQ's retry does
+
+    stack.more_workers()
+    assert arrived(receiver, "/ordered") == IN_ORDER
+
+
+def test_an_earlier_fan_out_a_dead_worker_left_started_holds_a_later_event_back_for_a_bounded_time(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    """A worker killed while fanning out `task.submitted` leaves its job `started` until RQ finds it
+    abandoned, minutes later: `task.succeeded` waits for it no longer than FAN_OUT_ORDER_WAIT_S."""
+    service = stack.start(0, **TENANTS, **webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1"))
+    register(service, receiver.script("/ordered"), event_types=IN_ORDER)
+    submitted, _ = events_awaiting_fan_out(service, simulator, "job-1")
+    queue = Queue(NOTIFY_QUEUE, connection=service.services.redis)
+    abandoned = queue.fetch_job(submitted)
+    assert abandoned is not None
+    queue.remove(abandoned)
+    abandoned.set_status(JobStatus.STARTED)
+
+    stack.more_workers()
+    wait = FAN_OUT_ORDER_WAIT_S + 30
+    (request,) = wait_for(lambda: receiver.received("/ordered"), timeout=wait, what="the later event")
+    assert request.json["type"] == "task.succeeded"

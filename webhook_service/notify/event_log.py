@@ -231,6 +231,16 @@ class EventLog:
         block_ms = max(1, round(seconds * 1000))  # 0 would block for ever
         return bool(blocking.xread({self.keys.events(tenant): cursor}, count=1, block=block_ms))
 
+    def of_task(self, tenant: str, external_task_id: str) -> list[dict[str, Any]]:
+        """The task's events the log still holds, in the order they were recorded: the order its changes
+        committed in (notify/event_order.py)."""
+        entry_ids = texts(self.redis.lrange(self.keys.task_events(external_task_id), 0, -1))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in entry_ids:
+                pipe.xrange(self.keys.events(tenant), entry_id, entry_id)
+            found = pipe.execute()
+        return [_view(tenant, entry_id, fields) for batch in found for entry_id, fields in entries(batch)]
+
     def remove(self, pipe: Pipeline, task: Task) -> None:
         """Queue the removal of the task's entries and of their list in `pipe`. Their ids are read now:
         an entry is only ever recorded with a change to its task, which the caller's WATCH on the task

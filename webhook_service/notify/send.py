@@ -16,13 +16,16 @@ import secrets
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 
 from webhook_service.domain.events import Event
+from webhook_service.domain.tasks import Task
 from webhook_service.integrations import metrics
 from webhook_service.notify import disabling
 from webhook_service.notify.callback_signing import callback_secret
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.endpoints import PING, Endpoint
+from webhook_service.notify.event_order import earlier_fan_outs_first
 from webhook_service.notify.payload import build_event
 from webhook_service.notify.records import Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.retry import next_delay
@@ -38,11 +41,18 @@ log = logging.getLogger(__name__)
 def fan_out(
     svc: Services, event_id: str, external_task_id: str, event_type: str, raised_at: datetime
 ) -> None:
-    """Build the event's payload once and queue its deliveries; `raised_at`: when the change committed."""
+    """Build the event's payload once and queue its deliveries; `raised_at`: when the change committed.
+    The task's earlier events are fanned out first (notify/event_order.py): their deliveries must exist
+    for this one's to wait for them at each sink."""
     task = svc.store.get(external_task_id)
     if task is None:
         log.warning("event %s: task %s is not recorded, nothing to send", event_type, external_task_id)
         return
+    earlier_fan_outs_first(svc.redis, svc.keys, task, event_id, partial(_fan_out, svc, task))
+    _fan_out(svc, task, event_id, event_type, raised_at)
+
+
+def _fan_out(svc: Services, task: Task, event_id: str, event_type: str, raised_at: datetime) -> None:
     sinks = sinks_for(svc.settings, task, event_type) + [
         Sink(SinkKind.WEBHOOK, endpoint.url, client=True, endpoint=endpoint.id)
         for endpoint in svc.endpoints.of_tenant(task.tenant)
@@ -55,7 +65,7 @@ def fan_out(
     for sink in sinks:
         delivery = Delivery.new(event, sink)
         if store.create(delivery):
-            log.info("event %s of %s: %s %s", event_type, external_task_id, delivery.status, delivery.id)
+            log.info("event %s of %s: %s %s", event_type, task.external_task_id, delivery.status, delivery.id)
 
 
 def deliver(svc: Services, delivery_id: str, job_id: str | None, *, turn_taken: bool = False) -> None:

@@ -1,0 +1,71 @@
+"""A task's events in the order they happened, which its deliveries to one sink keep (notify/turns.py).
+
+That order is the task's list of event-log entries (notify/event_log.py): each is appended in the commit
+of the change it reports, and a task's changes commit one at a time (each watches the task). It holds
+however close together two events came and whatever the clocks of the processes that raised them said,
+where `raised_at` (milliseconds, by the raising process's clock) can tie or disagree.
+
+Turns hold a delivery while an earlier event's delivery to its sink is pending, which needs the earlier
+delivery to exist first. Each event's fan-out is its own job, though, and one of a task's may run before
+an earlier one's: two workers take two events raised milliseconds apart, or the earlier one crashed and
+waits for its RQ retry. So a fan-out first sees every earlier event of its task fanned out: one whose job
+is queued or scheduled it fans out itself, at once (a fan-out is idempotent: that job, when it runs,
+finds the deliveries made), and one whose job another worker is running it waits for, up to
+FAN_OUT_ORDER_WAIT_S (jobs.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from webhook_service.domain.tasks import Task
+from webhook_service.jobs import FAN_OUT_ORDER_POLL_S, FAN_OUT_ORDER_WAIT_S, running, still_to_run
+from webhook_service.keys import Keys
+from webhook_service.notify.event_log import EventLog
+
+log = logging.getLogger(__name__)
+
+# Fans out one earlier event of the task: its id, type and when it was raised.
+FanOut = Callable[[str, str, datetime], None]
+
+
+def earlier_fan_outs_first(
+    connection: redis.Redis, keys: Keys, task: Task, event_id: str, fan_out: FanOut
+) -> None:
+    """Return once every event of `task` recorded before `event_id` is fanned out, oldest first, or its
+    fan-out failed here (its own job retries it), or another worker has been running it for too long."""
+    logged = EventLog(connection, keys).of_task(task.tenant, task.external_task_id)
+    ids = [event["id"] for event in logged]
+    if event_id not in ids:
+        return  # not in the log (any more): nothing to order it by
+    deadline = time.monotonic() + FAN_OUT_ORDER_WAIT_S
+    for earlier in logged[: ids.index(event_id)]:
+        _fanned_out(connection, earlier, event_id, deadline, fan_out)
+
+
+def _fanned_out(
+    connection: redis.Redis, earlier: dict[str, Any], later_id: str, deadline: float, fan_out: FanOut
+) -> None:
+    the_id = earlier["id"]  # its fan-out job's id too; no job: no sink wanted it, or it has run
+    while still_to_run(connection, the_id):
+        if not running(connection, the_id):
+            try:
+                fan_out(the_id, earlier["type"], datetime.fromtimestamp(earlier["at"] / 1000, UTC))
+            except Exception:  # its own job is retried by RQ; the later event must not wait for that
+                log.warning("event %s: the earlier %s failed to fan out", later_id, the_id, exc_info=True)
+            return
+        if time.monotonic() >= deadline:
+            log.warning(
+                "event %s: the fan-out of the earlier %s has run for over %g s; going on without it",
+                later_id,
+                the_id,
+                FAN_OUT_ORDER_WAIT_S,
+            )
+            return
+        time.sleep(FAN_OUT_ORDER_POLL_S)
