@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from itertools import count
 from typing import Any
 
 import pytest
 from rq import Queue
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from tests import test_notify
@@ -21,7 +22,7 @@ from tests.test_notify import Answer, Receiver, Stack, webhooks
 from webhook_service.domain.events import Event, EventType, event_id
 from webhook_service.domain.tenants import upstream_id
 from webhook_service.jobs import FAN_OUT_ORDER_WAIT_S, NOTIFY_QUEUE
-from webhook_service.notify.records import Delivery
+from webhook_service.notify.records import Delivery, delivery_id
 from webhook_service.notify.routing import Sink, SinkKind
 
 receiver, stack = test_notify.receiver, test_notify.stack
@@ -157,3 +158,27 @@ def test_an_earlier_fan_out_a_dead_worker_left_started_holds_a_later_event_back_
     wait = FAN_OUT_ORDER_WAIT_S + 30
     (request,) = wait_for(lambda: receiver.received("/ordered"), timeout=wait, what="the later event")
     assert request.json["type"] == "task.succeeded"
+
+
+def test_two_events_of_a_task_raised_within_a_millisecond_arrive_in_the_order_they_happened(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    """Their deliveries' `raised_at` tie, and the task is chosen so that the later event's delivery has
+    the smaller id: the order the task's log recorded them in decides, not the ids."""
+    service = stack.start(0, **TENANTS, **webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1"))
+    endpoint = register(service, receiver.script("/ordered"), event_types=IN_ORDER)
+    sink = Sink(SinkKind.WEBHOOK, endpoint["url"], client=True, endpoint=endpoint["id"])
+
+    def later_sorts_first(name: str) -> bool:
+        earlier, later = (event_id(upstream_id("team-a", name), kind) for kind in map(EventType, IN_ORDER))
+        return delivery_id(later, sink) < delivery_id(earlier, sink)
+
+    name = next(name for name in (f"job-{n}" for n in count()) if later_sorts_first(name))
+    submitted, succeeded = events_awaiting_fan_out(service, simulator, name)
+    redis = service.services.redis
+    redis.hset(Job.key_for(succeeded), "enqueued_at", redis.hget(Job.key_for(submitted), "enqueued_at") or "")
+
+    stack.more_workers()
+    assert arrived(receiver, "/ordered") == IN_ORDER
+    raised = {d["event_type"]: d["raised_at"] for d in task_deliveries(service, name, endpoint["id"])}
+    assert raised["task.submitted"] == raised["task.succeeded"]

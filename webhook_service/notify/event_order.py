@@ -28,6 +28,7 @@ from webhook_service.domain.tasks import Task
 from webhook_service.jobs import FAN_OUT_ORDER_POLL_S, FAN_OUT_ORDER_WAIT_S, running, still_to_run
 from webhook_service.keys import Keys
 from webhook_service.notify.event_log import EventLog
+from webhook_service.notify.records import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +70,17 @@ def _fanned_out(
             )
             return
         time.sleep(FAN_OUT_ORDER_POLL_S)
+
+
+def positions(connection: redis.Redis, keys: Keys, tenant: str, external_task_id: str) -> dict[str, int]:
+    """Each event of the task still in the log, by id: its place in the order they happened."""
+    logged = EventLog(connection, keys).of_task(tenant, external_task_id)
+    return {event["id"]: place for place, event in enumerate(logged)}
+
+
+def came_before(one: Delivery, other: Delivery, places: dict[str, int]) -> bool:
+    """Whether `one`'s event happened before `other`'s (both of one task): by their places in the task's
+    log, else (an event the log no longer holds) by when they were raised, ties by delivery id."""
+    if one.event_id in places and other.event_id in places:
+        return places[one.event_id] < places[other.event_id]
+    return (one.raised_at, one.id) < (other.raised_at, other.id)

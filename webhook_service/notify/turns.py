@@ -4,12 +4,17 @@ A sink here is a *target*: a tenant's endpoint (notify/endpoints.py), or any oth
 `callback_url`, an operator's webhook, Slack) or email recipients, for one tenant. Every one takes turns:
 a `callback_url` is the client's to choose, so without turns any client could make every worker hang.
 
-- **Order.** For one task and one target, events go in the order they were raised: a delivery waits
+- **Order.** For one task and one target, events go in the order they happened: a delivery waits
   while an earlier event of its task is still pending for the same target (being retried, or waiting
   itself), until that one is delivered or dead. A receiver never sees `task.archived` before the
-  `task.succeeded` it follows. The cost: one failing event holds back its task's later events at that
-  target for as long as it is retried (up to the whole schedule), and each attempt reads the task's
-  deliveries (one SMEMBERS and one MGET).
+  `task.succeeded` it follows. Which event is earlier is the order the task's log recorded them in
+  (notify/event_order.py), not `raised_at`, which ties within a millisecond; and the earlier event's
+  delivery exists by then, because a fan-out first sees its task's earlier events fanned out (there
+  too, with its one limit: an earlier fan-out that fails, or that a killed worker left started, is not
+  waited for past FAN_OUT_ORDER_WAIT_S). The cost: one failing event holds back its task's later
+  events at that target for as long as it is retried (up to the whole schedule), and each attempt
+  reads the task's deliveries (one SMEMBERS and one MGET), and its log entries (one LRANGE, then its
+  entries in one pipeline) when another of its events is pending at the same target.
 - **One at a time.** At most one attempt per target is in flight (a lock with a TTL of the longest an
   attempt can take, so a worker that dies holding it holds it no longer). Jobs do not wait for the
   lock: they step aside and come back. So a target that hangs holds one worker at most, for at most
@@ -40,6 +45,7 @@ from webhook_service.jobs import enqueue_drain
 from webhook_service.keys import Keys
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.endpoints import Endpoint
+from webhook_service.notify.event_order import came_before, positions
 from webhook_service.notify.records import SINK_TARGET_PREFIX, Delivery, DeliveryStatus
 from webhook_service.replies import texts
 
@@ -115,7 +121,7 @@ class Turns:
         transaction with the record (`DeliveryStore.postpone`)."""
 
         def then(pipe: Pipeline, parked: Delivery) -> None:
-            pipe.zadd(target.waiting, {parked.id: parked.raised_at})  # ties: by id, as _earlier_pending
+            pipe.zadd(target.waiting, {parked.id: parked.raised_at})  # _earlier_pending says who goes first
             enqueue_drain(self.redis, pipe, target.name, wait.drain_at)
 
         self.deliveries.postpone(delivery.id, job_id, then)
@@ -153,12 +159,17 @@ class Turns:
         if not delivery.external_task_id:
             return False
         sink = delivery.as_sink.key  # a task is one tenant's: within it, the sink's key names the target
-        return any(
-            other.as_sink.key == sink
-            and other.status is DeliveryStatus.PENDING
-            and (other.raised_at, other.id) < (delivery.raised_at, delivery.id)
+        pending = [
+            other
             for other in self.deliveries.of_task(delivery.external_task_id)
-        )
+            if other.as_sink.key == sink
+            and other.status is DeliveryStatus.PENDING
+            and other.event_id != delivery.event_id
+        ]
+        if not pending:
+            return False
+        places = positions(self.redis, self.keys, delivery.tenant, delivery.external_task_id)
+        return any(came_before(other, delivery, places) for other in pending)
 
     def _window_full(self, endpoint_id: str, per_s: float) -> float | None:
         """None when one more attempt fits in the current window, else when the next one opens."""
