@@ -182,3 +182,26 @@ def test_two_events_of_a_task_raised_within_a_millisecond_arrive_in_the_order_th
     assert arrived(receiver, "/ordered") == IN_ORDER
     raised = {d["event_type"]: d["raised_at"] for d in task_deliveries(service, name, endpoint["id"])}
     assert raised["task.submitted"] == raised["task.succeeded"]
+
+
+def test_a_fan_out_run_late_says_when_its_event_happened_not_when_it_ran(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    """RQ queues a retried job again, and its `enqueued_at` then says when: the payload's `timestamp`
+    comes from the event log, the moment the change was committed."""
+    service = stack.start(0, **TENANTS, **webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1"))
+    register(service, receiver.script("/late"), event_types=IN_ORDER)
+    _, succeeded = events_awaiting_fan_out(service, simulator, "job-3")
+    queue = Queue(NOTIFY_QUEUE, connection=service.services.redis)
+    late = queue.fetch_job(succeeded)
+    assert late is not None
+    queue.remove(late)
+    queue.schedule_job(late, datetime.now(UTC) + timedelta(seconds=3))  # as RQ's retry does
+
+    stack.more_workers()
+    arrived(receiver, "/late")
+    (request,) = [r for r in receiver.received("/late") if r.json["type"] == "task.succeeded"]
+    logged = service.services.events.of_task("team-a", upstream_id("team-a", "job-3"))
+    (entry,) = [event for event in logged if event["id"] == succeeded]
+    sent_at = datetime.fromisoformat(request.json["timestamp"].replace("Z", "+00:00"))
+    assert sent_at == datetime.fromtimestamp(entry["at"] / 1000, UTC)

@@ -25,7 +25,9 @@ def drain(target: str) -> None:
 
 
 def _raised_at() -> datetime:
-    """When the change was committed: the fan-out job was queued in the same transaction."""
+    """When the change was committed: the fan-out job was queued in the same transaction. Only when the
+    event log no longer holds the event (notify/event_order.py): RQ queues a retried job again, and its
+    `enqueued_at` then says when."""
     job = get_current_job()
     enqueued = job.enqueued_at if job is not None else None
     return enqueued.replace(tzinfo=UTC) if enqueued is not None else datetime.now(UTC)

@@ -38,16 +38,22 @@ FanOut = Callable[[str, str, datetime], None]
 
 def earlier_fan_outs_first(
     connection: redis.Redis, keys: Keys, task: Task, event_id: str, fan_out: FanOut
-) -> None:
+) -> datetime | None:
     """Return once every event of `task` recorded before `event_id` is fanned out, oldest first, or its
-    fan-out failed here (its own job retries it), or another worker has been running it for too long."""
+    fan-out failed here (its own job retries it), or another worker has been running it for too long.
+
+    Returns when `event_id` was recorded, by the log (None when the log no longer holds it): the time
+    its payload says it was raised, whenever its fan-out runs. The job's own `enqueued_at` would say
+    when RQ last queued it, which for a retried fan-out is the retry's time."""
     logged = EventLog(connection, keys).of_task(task.tenant, task.external_task_id)
     ids = [event["id"] for event in logged]
     if event_id not in ids:
-        return  # not in the log (any more): nothing to order it by
+        return None  # not in the log (any more): nothing to order it by
     deadline = time.monotonic() + FAN_OUT_ORDER_WAIT_S
-    for earlier in logged[: ids.index(event_id)]:
+    place = ids.index(event_id)
+    for earlier in logged[:place]:
         _fanned_out(connection, earlier, event_id, deadline, fan_out)
+    return datetime.fromtimestamp(logged[place]["at"] / 1000, UTC) if logged[place]["at"] else None
 
 
 def _fanned_out(
