@@ -293,3 +293,24 @@ def test_flask_submit_extends_a_video_by_its_id(service: Service, simulator) -> 
     refused = run(service.app, "submit", "--type", "video-extend", "--video-id", "unknown-video")
     assert refused.exit_code != 0 and "video_id: is not a video of one of your tasks" in refused.output
     assert "[not_yours]" in refused.output
+
+
+def test_an_extension_recovered_after_redis_is_lost_is_listed_by_its_parent_again(running, simulator) -> None:
+    """Redis lost: `flask recover` records both tasks again from Kling's lists, and the extension is
+    linked to its parent again, from what Kling's task says it extended (task_info.parent_video)."""
+    service, workers = running
+    workers.start()
+    simulator.state.set_default(QUICK)
+    parent = make_parent(service, "parent-r")
+    (parent_video,) = parent["task_result"]["videos"]
+    created = extend(service, {"video_id": parent_video["id"], "external_task_id": "ext-r"})
+    assert created.status_code == 200, created.text
+    archived(service, "ext-r")
+    workers.stop()
+    service.services.redis.flushdb()
+
+    recovered = run(service.app, "recover", "--since", "1h")
+    assert recovered.exit_code == 0, recovered.output
+    extensions = service.http.get("/v1/tasks/parent-r").json()["data"]["extensions"]
+    assert [(e["external_task_id"], e["video_id"]) for e in extensions] == [("ext-r", parent_video["id"])]
+    assert service.http.get("/v1/tasks/ext-r").json()["data"]["parent_task"]["external_task_id"] == "parent-r"

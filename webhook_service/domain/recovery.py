@@ -45,6 +45,7 @@ from webhook_service.domain.tasks import (
 from webhook_service.domain.tenants import tenant_of
 from webhook_service.domain.unified_list import PRODUCT_TYPES
 from webhook_service.domain.unified_rules import TASKS_PATH
+from webhook_service.domain.video_extend import parent_video_of
 from webhook_service.integrations.storage import StorageError
 from webhook_service.jobs import enqueue_archive, job_id, still_to_run
 from webhook_service.services import Services
@@ -71,6 +72,7 @@ def recreate(
 
     Its type is `type_name` when the caller knows it (it read the task at its type's path), else the
     one its metadata.json records, else `default_type`, which the history then says was not known.
+    A video-extend task's parent video is what Kling told, or what the request metadata.json kept names.
 
     Another caller may record it first (two callbacks at once): that is as good. A task removed on
     purpose (retention, while its removal notice lasts) stays removed: TaskNotFound. The task enters
@@ -96,6 +98,7 @@ def recreate(
         tenant=metadata.get("tenant") or tenant_of(external_task_id),
         type=type_name or metadata.get("type") or default_type,
     )
+    task.parent_video = parent_video_of(update.parent_video, request, task.type)
     marker = {"at": now, "event": "recovered", "source": source, "from_archive": bool(metadata)}
     if not (type_name or metadata.get("type")):
         marker["type_known"] = False

@@ -24,6 +24,7 @@ from webhook_service.domain.ownership import video_of_tenant
 from webhook_service.domain.problems import FieldProblem, RequestInvalid
 from webhook_service.domain.store import video_ids
 from webhook_service.domain.tasks import Task
+from webhook_service.domain.video_extend_rules import NAME as EXTEND_TYPE
 from webhook_service.services import Services
 
 LONGEST_S = 180.0  # Kling: an extended video may not pass 3 minutes
@@ -67,6 +68,18 @@ def link_to_parent(services: Services, task: Task, video_id: str) -> Task:
     task.parent_video = {"id": video_id}
     task.model_name = parent.model_name
     return parent
+
+
+def parent_video_of(
+    told: dict[str, str] | None, request: dict[str, Any], type_name: str
+) -> dict[str, str] | None:
+    """The video a task recorded again after Redis lost it extends: as Kling told it (`told`, from
+    `task_info.parent_video`), else as the request its metadata.json kept names it (`video_id`). So a
+    recovered extension is listed among its parent's extensions again."""
+    if told:
+        return told
+    video_id = request.get("video_id")
+    return {"id": video_id} if type_name == EXTEND_TYPE and isinstance(video_id, str) and video_id else None
 
 
 def lineage(services: Services, task: Task) -> Lineage:
