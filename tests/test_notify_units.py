@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -211,6 +212,40 @@ def test_fan_out_twice_makes_one_delivery_with_the_first_payload(in_process) -> 
     run_jobs(svc)
     (request,) = receiver.received("/hook")
     assert request.body == event.payload.encode() and request.headers["webhook-id"] == evt
+
+
+def test_an_event_is_kept_with_its_payload_byte_for_byte_not_escaped_inside_json(in_process) -> None:
+    svc, receiver = in_process
+    svc.store.create(Task("kept"), request={"prompt": 'a "quoted" cat\non two lines, ☃ \u2028'})
+    evt = event_id("kept", EventType.SUBMITTED)
+    workers.notify.fan_out(evt, "kept", "task.submitted")
+
+    event = svc.deliveries.event(evt)
+    stored = svc.redis.get(svc.keys.event(evt))
+    assert event is not None and stored is not None
+    assert stored.endswith(event.payload.encode())  # as sent: not a JSON string with its quotes escaped
+    assert len(stored) - len(event.payload.encode()) < 200  # the other fields: one short line
+    assert event.prompt == 'a "quoted" cat\non two lines, ☃ \u2028' and Event.from_stored(stored) == event
+    run_jobs(svc)
+    (request,) = receiver.received("/hook")
+    assert request.body == event.payload.encode()
+
+
+def test_an_event_kept_as_one_json_object_is_still_sent_as_it_was_built(in_process) -> None:
+    """Events stored before the payload was kept beside its fields (pending deliveries, dead letters
+    waiting for a replay) are read as they were written, and send the bytes they were built with."""
+    svc, receiver = in_process
+    svc.store.create(Task("older"), request={"prompt": "a cat"})
+    evt = event_id("older", EventType.SUBMITTED)
+    payload = json.dumps({"type": "task.submitted", "timestamp": "2026-11-21T10:00:00.000Z", "data": {}})
+    older = Event(evt, "task.submitted", "older", payload, "a cat\nsitting", "default")
+    svc.redis.set(svc.keys.event(evt), json.dumps(asdict(older)))
+    workers.notify.fan_out(evt, "older", "task.submitted")  # finds the event: builds no other
+
+    assert svc.deliveries.event(evt) == older
+    run_jobs(svc)
+    (request,) = receiver.received("/hook")
+    assert request.body == payload.encode() and request.headers["webhook-id"] == evt
 
 
 def test_a_delivery_job_run_again_sends_nothing_more(in_process) -> None:

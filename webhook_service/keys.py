@@ -79,7 +79,8 @@ Retention (domain/retention.py):
                        Redis TTL) for another retention period so a query can say what happened
 
 Notifications (notify/deliveries.py):
-- `event:<event_id>`                     the event (payload and prompt), written once
+- `event:<event_id>`                     the event, written once: its fields (type, task, tenant, prompt)
+                                         as a line of JSON, then the payload as it is sent
 - `event:<event_id>:deliveries`          set: the deliveries of an event that belongs to no task
 - `delivery:<id>`                        the delivery record (JSON): O(1) by id
 - `delivery:<id>:attempts`               its attempts, oldest first (JSON list items)

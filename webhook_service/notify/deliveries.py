@@ -57,12 +57,12 @@ class DeliveryStore:
     def save_event(self, event: Event) -> Event:
         """Store the event unless it is already stored; return the stored one (the first build wins)."""
         key = self.keys.event(event.id)
-        self.redis.set(key, event.to_json(), nx=True)
+        self.redis.set(key, event.stored(), nx=True)
         return self.event(event.id) or event
 
     def event(self, event_id: str) -> Event | None:
         raw = self.redis.get(self.keys.event(event_id))
-        return Event.from_json(raw) if raw else None
+        return Event.from_stored(raw) if raw else None
 
     # --- reading ---
 
