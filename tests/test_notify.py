@@ -29,6 +29,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
     delay: float = 0.0  # seconds to wait before answering (cut short when the test ends)
+    held: threading.Event | None = None  # answered once the test sets it (or ends), however long that takes
 
 
 @dataclass
@@ -54,11 +55,13 @@ class Receiver:
         self._scripts: dict[str, list[Answer]] = {}
         self._received: list[Received] = []
         self._ending = threading.Event()
+        self._holds: list[threading.Event] = []
         self._server.start(self._app)
 
     def script(self, path: str, *answers: Answer) -> str:
         with self._lock:
             self._scripts[path] = list(answers)
+            self._holds += [answer.held for answer in answers if answer.held is not None]
         return f"{self.url}{path}"
 
     def received(self, path: str | None = None) -> list[Received]:
@@ -76,11 +79,16 @@ class Receiver:
             answer = script.pop(0) if script else Answer()
         if answer.delay:
             self._ending.wait(answer.delay)
+        if answer.held is not None:
+            answer.held.wait()
         start_response(f"{answer.status} Scripted", [("Content-Type", "text/plain"), *answer.headers.items()])
         return [answer.body]
 
     def stop(self) -> None:
         self._ending.set()
+        with self._lock:
+            for hold in self._holds:
+                hold.set()
         self._server.stop()
 
 

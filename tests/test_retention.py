@@ -6,10 +6,12 @@ on loopback; retention in seconds so the tests see it happen."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rq import Queue
@@ -23,7 +25,7 @@ from tests.test_notify import SECRET, Answer, Receiver, Stack, submit
 from webhook_service import jobs
 from webhook_service.config import Settings
 from webhook_service.domain.clock import now_ms
-from webhook_service.domain.retention import prune
+from webhook_service.domain.retention import RECHECK_S, prune
 from webhook_service.domain.tasks import Status, Task
 from webhook_service.integrations.storage import LocalStorage
 from webhook_service.keys import Keys
@@ -71,36 +73,135 @@ def index_members(service: Service, *ids: str) -> list[str]:
     return found
 
 
-def test_a_settled_task_leaves_redis_by_itself_with_all_it_owns(
-    stacks: Stack, simulator, hooks: Receiver
-) -> None:
+# Keys a task adds that are not the task's: counters by day or hour (usage, activity), kept for their own
+# time, naming no task; the tenant's event log, whose last id stays to check readers' cursors against;
+# and the removal notices, which say what happened to the task for another retention period.
+NOT_THE_TASKS = ("usage:", "usage-tenants", "activity:", "activity-tenants", "events:", "removed:")
+
+
+def key_names(service: Service) -> set[str]:
+    """Every key of the service (RQ's own aside: its job records expire by themselves)."""
+    return {k.decode() for k in service.services.redis.scan_iter(count=1000) if not k.startswith(b"rq:")}
+
+
+def mentions(service: Service, ids: set[str]) -> list[str]:
+    """Every place in the service's keyspace that names one of the ids: a key's name, a string's value,
+    a list's item, a set's or sorted set's member, a hash's field or value, a stream entry's values."""
+    connection, found = service.services.redis, []
+    for key in sorted(key_names(service)):
+        kind = connection.type(key)
+        if kind == b"string":
+            parts = [connection.get(key) or b""]
+        elif kind == b"list":
+            parts = connection.lrange(key, 0, -1)
+        elif kind == b"set":
+            parts = list(connection.smembers(key))
+        elif kind == b"zset":
+            parts = connection.zrange(key, 0, -1)
+        elif kind == b"hash":
+            parts = [p for pair in connection.hgetall(key).items() for p in pair]
+        else:  # a stream
+            parts = [v for _, fields in connection.xrange(key) for v in fields.values()]
+        texts = [key, *(p.decode(errors="replace") for p in parts)]
+        found += [f"{key}: {i}" for i in ids if any(i in t for t in texts)]
+    return found
+
+
+def settled_deliveries(service: Service, external_id: str) -> list[dict[str, Any]]:
+    """The task's deliveries once none is pending; none before."""
+    found = service.http.get("/v1/deliveries", params={"task": external_id}).json()["data"]
+    return [] if any(d["status"] == "pending" for d in found) else found
+
+
+def test_a_pruned_task_leaves_nothing_of_itself_in_redis(stacks: Stack, simulator, hooks: Receiver) -> None:
+    """Its keys, its deliveries (one delivered after a failed attempt, one a dead letter), their
+    attempts, its events, its entries in the event log, every index member naming any of them, and its
+    place among a sink's waiting deliveries and that sink's turn (notify/turns.py): the keyspace after
+    its removal is the keyspace before it existed, but for counters that name no task."""
     service = stacks.start(
-        TASK_RETENTION_S="2",
-        NOTIFY_WEBHOOK_URLS=hooks.script("/hook"),
+        2,  # one worker is held by the hanging attempt
+        TASK_RETENTION_S="5",  # past the hang: a pass that finds a delivery pending looks a minute later
+        DEAD_LETTER_RETENTION_S="2",
+        NOTIFY_WEBHOOK_URLS=",".join(
+            [hooks.script("/flaky", Answer(500)), hooks.script("/down", *[Answer(500)] * 20)]
+        ),
+        NOTIFY_WEBHOOK_EVENTS="task.submitted,task.archived",
         NOTIFY_WEBHOOK_SECRET=SECRET,
+        NOTIFY_RETRY_SCHEDULE_S="0.2",
+        NOTIFY_TIMEOUT_S="60",  # the hanging attempt lasts until the test lets it answer
         **FAST,
     )
-    submit(service, simulator, "goes", status="failed")
     submit(service, simulator, "stays-open", status="processing")
-    task_id = wait_for(
-        lambda: service.task("goes")["task_status"] == "failed" and service.task("goes")["task_id"]
-    )
-    wait_for(lambda: hooks.received("/hook"), timeout=30, what="the failure's webhook")
-    assert keys_about(service, "goes", task_id)  # the task, its request, history, deliveries, events
+    wait_for(lambda: len(settled_deliveries(service, "stays-open")) == 2, timeout=60, what="its deliveries")
+    held = threading.Event()
+    hooks.script("/flaky", Answer(500, held=held))  # the next task's first attempt there hangs, then fails
+    keys = Keys()
+    bookkeeping = {keys.reconcile_passes, keys.retention_backfill, keys.tenant_backfill}
+    wait_for(lambda: bookkeeping <= key_names(service), what="the periodic passes' first runs")
+    before = key_names(service)
 
-    # No one calls prune: the workers' own periodic pass does it, within the retention and a pass or two.
-    wait_for(lambda: not keys_about(service, "goes", task_id), timeout=30, what="the task's removal")
-    assert index_members(service, "goes", task_id) == []
-    answer = service.http.get("/v1/videos/image2video/goes")
+    submit(service, simulator, "retention-goes", status="succeed")
+    svc = service.services
+    # While the first attempt at /flaky hangs, holding that sink's turn, the task's other event there
+    # waits its turn: both are in the keyspace the check reads.
+    waiting = wait_for(
+        lambda: next(
+            (d for d in svc.deliveries.of_task("retention-goes") if d.waits and d.target.endswith("/flaky")),
+            None,
+        ),
+        timeout=45,
+        what="a delivery waiting its turn behind the hanging attempt",
+    )
+    at_flaky = [d for d in svc.deliveries.of_task("retention-goes") if d.target.endswith("/flaky")]
+    hanging = next(d.id for d in at_flaky if d.id != waiting.id)
+    turn = waiting.turn_target
+    seen = set(mentions(service, {waiting.id, hanging}))
+    assert f"{keys.turn_waiting(turn)}: {waiting.id}" in seen  # among the sink's waiting deliveries
+    assert f"{keys.sink_busy(turn)}: {hanging}" in seen  # the sink's turn, held by the hanging attempt
+    held.set()
+    settled = wait_for(
+        lambda: len(found := settled_deliveries(service, "retention-goes")) == 4 and found,
+        timeout=60,
+        what="its four deliveries settled",
+    )
+    statuses = sorted((d["status"], d["attempts"]) for d in settled)
+    assert ("failed", 2) in statuses and ("delivered", 2) in statuses  # a dead letter; a retried success
+    task = svc.store.get("retention-goes")
+    assert task is not None and task.task_id and task.task_result
+    ids = {
+        "retention-goes",
+        task.task_id,
+        *(v["id"] for v in task.task_result["videos"]),
+        *(d["id"] for d in settled),
+        *(d["event_id"] for d in settled),
+        *(e.decode() for e in svc.redis.lrange(keys.task_events("retention-goes"), 0, -1)),
+    }
+    seen = mentions(service, ids)  # the check sees the task everywhere it is, index members included
+    assert any(m.startswith(f"{keys.deliveries('failed')}:") for m in seen)
+    assert any(m.startswith(f"{keys.events('default')}:") for m in seen)
+
+    # Within the retention and a pass, or RECHECK_S later if a loaded machine kept a delivery pending
+    # past the task's time.
+    removal_s = 5 + RECHECK_S + 30
+    wait_for(lambda: svc.store.get("retention-goes") is None, timeout=removal_s, what="the task's removal")
+    left = key_names(service) - before
+    notices = {keys.removed("retention-goes"), keys.removed(task.task_id)}
+    assert notices <= left
+    assert sorted(k for k in left if not k.startswith(tuple(keys.prefix + n for n in NOT_THE_TASKS))) == []
+    assert [m for m in mentions(service, ids) if not m.startswith(keys.removed(""))] == []
+    assert svc.redis.xlen(keys.events("default")) == len(
+        svc.redis.lrange(keys.task_events("stays-open"), 0, -1)
+    )
+    assert svc.store.get("stays-open") is not None
+    answer = service.http.get("/v1/videos/image2video/retention-goes")
     assert answer.status_code == 404
     assert "removed" in answer.json()["message"] and "TASK_RETENTION_S" in answer.json()["message"]
-    by_task_id = service.http.get(f"/v1/tasks/{task_id}")
+    by_task_id = service.http.get(f"/v1/tasks/{task.task_id}")
     assert by_task_id.status_code == 404 and "removed" in by_task_id.json()["message"]
     never = service.http.get("/v1/videos/image2video/never-was")
     assert never.status_code == 404 and "removed" not in never.json()["message"]
     listed = service.http.get("/v1/videos/image2video").json()["data"]
     assert [t["task_info"]["external_task_id"] for t in listed] == ["stays-open"]
-    assert service.services.store.get("stays-open").status is Status.PROCESSING
 
 
 def test_open_tasks_never_leave(service: Service, simulator) -> None:
