@@ -46,10 +46,11 @@ class LiveServer:
     URL to hand out callback URLs. With `ssl_context` it speaks HTTPS (for clients that refuse plain HTTP).
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, port: int = 0) -> None:
+        """`port` 0: one the OS chooses; a given one serves again where a stopped server was."""
         self.app: Callable[..., Any] | None = None
         self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", 0, self._dispatch, threaded=True, ssl_context=ssl_context
+            "127.0.0.1", port, self._dispatch, threaded=True, ssl_context=ssl_context
         )
         scheme = "https" if ssl_context else "http"
         self.url = f"{scheme}://127.0.0.1:{self._server.server_port}"

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from kling_simulator import SimulatorServer
-from tests.conftest import Service
-from tests.support import wait_for
+from tests.conftest import Service, make_service
+from tests.support import LiveServer, wait_for
 from tests.test_events_budget import Paused, RecordedSleep
 from tests.test_events_stream import (
     LONG_POLL_S,
@@ -129,3 +129,38 @@ def test_following_over_http_comes_back_when_the_service_says(
         assert clock.asked == [5.0]
         create(service, simulator, "ibis-5", SILENT, key=KEY_A, tenant="team-a")  # ends the held long-poll
         assert holder.result(timeout=LONG_POLL_S)["waited"]
+
+
+def test_following_over_http_rides_out_a_restart_of_the_service(
+    env: dict[str, str], simulator: SimulatorServer
+) -> None:
+    """The service stops under the follower and comes back on the same address: the follower pauses
+    (saying why), asks again from the same cursor, and gets what happened meanwhile, nothing twice."""
+    service, server, _ = make_service(env, **TENANTS)
+    create(service, simulator, "ibis-6", SILENT, key=KEY_A, tenant="team-a")
+    (before,) = logged(service, 1, key=KEY_A)
+    port = int(service.url.rsplit(":", 1)[1])
+    restarted: list[LiveServer] = []
+    pauses: list[float] = []
+
+    def come_back(seconds: float) -> None:
+        """The follower's pause while nothing answers: the service starts again, on the same port, and
+        an event happens while it was away."""
+        pauses.append(seconds)
+        if not restarted:
+            restarted.append(LiveServer(port=port).start(service.app))
+            create(service, simulator, "ibis-7", SILENT, key=KEY_A, tenant="team-a")
+
+    try:
+        with httpx.Client(base_url=service.url, headers=bearer(KEY_A), timeout=LONG_POLL_S + 10) as http:
+            events = follow(http, after=None, types=None, tenant=None, sleep=come_back)
+            assert next(events) == before
+            server.stop()
+            after = next(events)
+        assert pauses == [1.0]  # the first of the growing pauses, once
+        assert (after["external_task_id"], after["type"]) == ("ibis-7", "task.submitted")
+        assert after["cursor"] > before["cursor"]
+    finally:
+        for again in restarted:
+            again.stop()
+        service.http.close()
