@@ -1,4 +1,4 @@
-"""How values look on the pages: times, ages, sizes, and a task's request with its images.
+"""How values look on the pages: times, ages, sizes, and a task's request with its images and audio.
 
 Images in a request are an http(s) URL or an archived input (domain/inputs.py). An archived one is
 shown as a thumbnail the dashboard serves from the archive. A URL is shown as a link only: loading it
@@ -18,6 +18,7 @@ from webhook_service.domain.inputs import (
     IMAGE_FIELDS,
     NESTED_IMAGE_FIELDS,
     OBJECT_IMAGE_FIELDS,
+    audio_slots,
     image_slots,
     reference,
 )
@@ -26,6 +27,8 @@ FIRST_FIELDS = ("prompt", "negative_prompt", "model_name", "mode", "duration", "
 
 # The dashboard's link to the request's n-th image (in image_slots order): the original or its thumbnail.
 InputLink = Callable[[int, bool], str]
+# The dashboard's link to the request's n-th audio (in audio_slots order), from the archive.
+AudioLink = Callable[[int], str]
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,19 @@ class Image:
 
 
 @dataclass(frozen=True)
+class Audio:
+    """An archived audio input of the request (lip-sync's), played from the archive."""
+
+    url: str
+    size: int | None
+    mime: str | None
+    sha256: str | None
+
+
+@dataclass(frozen=True)
 class Row:
     name: str
-    kind: str  # text, image, masks or json
+    kind: str  # text, image, masks, audio or json
     value: Any
 
 
@@ -59,7 +72,10 @@ def image(value: object, index: int, link: InputLink) -> Image:
 
 
 def _without_images(value: Any) -> Any:
-    """For JSON shown as text: any nested image becomes a short note, so no Base64 reaches the page."""
+    """For JSON shown as text: any nested image becomes a short note, so no Base64 reaches the page, and
+    an archived audio input a pointer to its own row, where it plays."""
+    if reference(value) is not None:
+        return "(archived audio: below)"
     if isinstance(value, dict):
         return {
             k: ("(image)" if k in NESTED_IMAGE_FIELDS.values() else _without_images(v))
@@ -70,8 +86,9 @@ def _without_images(value: Any) -> Any:
     return value
 
 
-def request_rows(request: dict[str, Any], link: InputLink) -> list[Row]:
-    """The request's fields in a readable order: the prompt and images first, the rest as sent."""
+def request_rows(request: dict[str, Any], link: InputLink, audio_link: AudioLink) -> list[Row]:
+    """The request's fields in a readable order: the prompt and images first, the rest as sent, then
+    each archived audio input, to be played."""
     index = {slot.path: n for n, slot in enumerate(image_slots(request))}
     names = [n for n in FIRST_FIELDS if n in request] + [n for n in request if n not in FIRST_FIELDS]
     rows = []
@@ -101,6 +118,10 @@ def request_rows(request: dict[str, Any], link: InputLink) -> list[Row]:
             rows.append(Row(name, "json", json.dumps(_without_images(value), indent=2)))
         else:
             rows.append(Row(name, "text", str(value)))
+    for n, slot in enumerate(audio_slots(request)):
+        if (ref := reference(slot.value)) is not None:
+            audio = Audio(audio_link(n), ref.get("size"), ref.get("content_type"), ref.get("sha256"))
+            rows.append(Row(slot.path, "audio", audio))
     return rows
 
 
@@ -110,8 +131,8 @@ def _object_rows(name: str, value: dict[str, Any], index: dict[str, int], link: 
     slots = image_slots({name: value})
     rows = [Row(slot.path, "image", image(slot.value, index.get(slot.path, -1), link)) for slot in slots]
     for other, item in value.items():
-        if other == key or (other == list_key and isinstance(item, list)):
-            continue  # shown above
+        if other == key or (other == list_key and isinstance(item, list)) or reference(item) is not None:
+            continue  # shown above, or an archived audio input: a row of its own, below
         shown = json.dumps(item) if isinstance(item, dict | list) else str(item)
         rows.append(Row(f"{name}.{other}", "text", shown))
     return rows

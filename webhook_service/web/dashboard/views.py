@@ -4,6 +4,7 @@ panel, and signing in and out."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +25,7 @@ from flask.typing import ResponseReturnValue
 from webhook_service.domain.activity import last_hours
 from webhook_service.domain.clock import now_ms, parse_since
 from webhook_service.domain.errors import NotReplayable
-from webhook_service.domain.inputs import REFERENCE_KEY, image_slots, reference
+from webhook_service.domain.inputs import REFERENCE_KEY, Slot, audio_slots, image_slots, reference
 from webhook_service.domain.task_types import TASK_TYPES
 from webhook_service.domain.tasks import Status, Task
 from webhook_service.domain.tenants import client_id
@@ -44,6 +45,8 @@ from webhook_service.web.dashboard.thumbnails import thumbnail
 from webhook_service.web.errors import ApiError
 
 log = logging.getLogger(__name__)
+
+SlotsOf = Callable[[dict[str, Any]], Iterator[Slot]]  # image_slots or audio_slots
 
 bp = Blueprint(
     "dashboard",
@@ -132,7 +135,11 @@ def task_page(task_ref: str) -> str:
     return render_template(
         "dashboard/task.html",
         task=task,
-        rows=request_rows(store.request(task.external_task_id) or {}, _input_link(_page_ref(task))),
+        rows=request_rows(
+            store.request(task.external_task_id) or {},
+            _input_link(_page_ref(task)),
+            lambda index: url_for(".task_audio", task_ref=_page_ref(task), index=index),
+        ),
         history=history,
         lineage=lineage(services(), task),  # what it extends, what extends it: the task's tenant only
         deliveries=found,
@@ -175,29 +182,42 @@ def _input_link(task_ref: str) -> InputLink:
     return link
 
 
-def _archived_input(task_ref: str, index: int) -> dict[str, Any]:
-    """The reference to the request's `index`-th image (in image_slots order), if it is archived."""
+def _archived_input(
+    task_ref: str, index: int, slots_of: SlotsOf = image_slots, what: str = "image"
+) -> dict[str, Any]:
+    """The reference to the request's `index`-th image (in image_slots order; or audio, in audio_slots
+    order), if it is archived."""
     store = services().store
     task = store.find(task_ref, current_scope())
-    slots = list(image_slots((task and store.request(task.external_task_id)) or {}))
+    slots = list(slots_of((task and store.request(task.external_task_id)) or {}))
     ref = reference(slots[index].value) if index < len(slots) else None
     if ref is None:
-        abort(404, f"No archived image {index} in the request of {task_ref!r}.")
+        abort(404, f"No archived {what} {index} in the request of {task_ref!r}.")
     return ref
 
 
-@bp.get("/tasks/<path:task_ref>/inputs/<int:index>")
-def task_input(task_ref: str, index: int) -> ResponseReturnValue:
-    """The request's image as the client sent it, from the archive: the file, or a presigned link (S3)."""
-    ref = _archived_input(task_ref, index)
+def _archived_file(ref: dict[str, Any], what: str) -> ResponseReturnValue:
+    """An archived input as the client sent it: the file, or a presigned link (S3)."""
     storage = services().storage
     path = storage.local_path(ref[REFERENCE_KEY])
     if path is None:
         return redirect(storage.presigned_url(ref[REFERENCE_KEY], tasks_api.PRESIGNED_URL_TTL_S) or "")
     if not path.is_file():
-        abort(404, "The image is missing from the archive.")
+        abort(404, f"The {what} is missing from the archive.")
     mime = ref.get("content_type") or "application/octet-stream"
     return send_file(path, mimetype=mime, conditional=True, download_name=path.name)
+
+
+@bp.get("/tasks/<path:task_ref>/inputs/<int:index>")
+def task_input(task_ref: str, index: int) -> ResponseReturnValue:
+    """The request's image as the client sent it, from the archive."""
+    return _archived_file(_archived_input(task_ref, index), "image")
+
+
+@bp.get("/tasks/<path:task_ref>/audio/<int:index>")
+def task_audio(task_ref: str, index: int) -> ResponseReturnValue:
+    """The request's audio (a lip-sync's) as the client sent it, from the archive, for the page's player."""
+    return _archived_file(_archived_input(task_ref, index, audio_slots, "audio"), "audio")
 
 
 @bp.get("/tasks/<path:task_ref>/inputs/<int:index>/thumbnail")
