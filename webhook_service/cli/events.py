@@ -14,7 +14,7 @@ import click
 from flask.cli import AppGroup
 
 from webhook_service.cli.common import EXIT_USAGE, CommandFailed, guarded, services
-from webhook_service.cli.events_http import key_option, tail_over_http, url_option
+from webhook_service.cli.events_http import key_option, stop_options, tail_over_http, types_option, url_option
 from webhook_service.domain.tenants import DEFAULT_TENANT
 from webhook_service.notify.event_log import BadEventQuery, parse_types
 from webhook_service.services import redis_connection
@@ -32,18 +32,13 @@ events = AppGroup("events", help="The tenants' event logs.")
 @click.option(
     "--tenant", help=f"Whose log: one tenant's (default: {DEFAULT_TENANT}; with --url, the key's own)."
 )
-@click.option("--types", help="Comma-separated event types, e.g. task.failed,task.archived (default: all).")
+@types_option
 @click.option(
     "--after",
     help="Start after this cursor; 0-0: from the start of what is kept (default: from now on; with --url, "
     "from the start).",
 )
-@click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
-@click.option(
-    "--until-idle",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Stop after this many seconds without an event.",
-)
+@stop_options
 @guarded
 def tail(
     url: str | None,

@@ -147,18 +147,29 @@ def key_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def types_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--types", help="Comma-separated event types, e.g. task.failed,task.archived (default: all)."
+    )(command)
+
+
+def stop_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--count and --until-idle: when a tail ends by itself."""
+    command = click.option(
+        "--until-idle",
+        type=click.FloatRange(min=0, min_open=True),
+        help="Stop after this many seconds without an event.",
+    )(command)
+    return click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")(command)
+
+
 @click.command("tail")
 @url_option
 @key_option
 @click.option("--tenant", help="Another tenant's log: an admin's key only (default: the key's own).")
-@click.option("--types", help="Comma-separated event types, e.g. task.failed,task.archived (default: all).")
+@types_option
 @click.option("--after", help="Start after this cursor, e.g. the last line's (default: the oldest kept).")
-@click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
-@click.option(
-    "--until-idle",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Stop after this many seconds without an event.",
-)
+@stop_options
 def main(
     url: str | None,
     key: str | None,
