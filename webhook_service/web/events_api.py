@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from typing import cast
@@ -30,6 +29,7 @@ from flask.blueprints import BlueprintSetupState
 
 from webhook_service.notify.event_log import BadEventQuery, EventLog, parse_types, tenant_to_read
 from webhook_service.services import redis_connection
+from webhook_service.web import waiting
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
@@ -44,7 +44,6 @@ WAIT_MAX_S = 30
 KEEPALIVE_S = 15.0  # a comment on a silent stream: proxies keep it open, and a client gone is noticed
 RECONNECT_MS = 1000  # the `retry:` a stream starts with: how soon EventSource reconnects once it ends
 BUSY_RETRY_MS = 5000  # when a reader over the budget comes back: a stream's `retry:`, a poll's Retry-After
-WAITING_BUDGET = "events_waiting_budget"
 WAITING_REDIS = "events_waiting_redis"
 
 
@@ -52,18 +51,13 @@ WAITING_REDIS = "events_waiting_redis"
 def give_the_process_its_waits(state: BlueprintSetupState) -> None:
     """One budget and one connection pool for waits per app, so per gunicorn worker process."""
     settings = services_of(cast(Flask, state.app)).settings
-    state.app.extensions[WAITING_BUDGET] = threading.BoundedSemaphore(settings.events_waiting_max)
+    waiting.install(cast(Flask, state.app), waiting.EVENTS, settings.events_waiting_max)
     state.app.extensions[WAITING_REDIS] = redis_connection(settings, read_timeout_s=WAIT_MAX_S + 5)
 
 
 @bp.before_request
 def authenticate() -> None:
     require_client(services())
-
-
-def _budget() -> threading.BoundedSemaphore:
-    budget: threading.BoundedSemaphore = current_app.extensions[WAITING_BUDGET]
-    return budget
 
 
 def _waiting_redis() -> redis.Redis:
@@ -93,23 +87,25 @@ def list_events() -> Response:
     log = services().events
     page = log.page(tenant, after, limit, types)
     waited, retry_after_ms = False, None
-    if wait_s and not page.events and not page.has_more and not _budget().acquire(blocking=False):
-        retry_after_ms = BUSY_RETRY_MS
-    elif wait_s and not page.events and not page.has_more:
-        try:
-            deadline = time.monotonic() + wait_s
-            pages = log.follow(
-                _waiting_redis(),
-                tenant,
-                page.next_cursor,
-                types,
-                limit=limit,
-                deadline=deadline,
-                tick_s=wait_s,
-            )
-            page, waited = next(pages, page), True
-        finally:
-            _budget().release()
+    budget = waiting.budget(waiting.EVENTS)
+    if wait_s and not page.events and not page.has_more:
+        if not budget.acquire(blocking=False):
+            retry_after_ms = BUSY_RETRY_MS
+        else:
+            try:
+                deadline = time.monotonic() + wait_s
+                pages = log.follow(
+                    _waiting_redis(),
+                    tenant,
+                    page.next_cursor,
+                    types,
+                    limit=limit,
+                    deadline=deadline,
+                    tick_s=wait_s,
+                )
+                page, waited = next(pages, page), True
+            finally:
+                budget.release()
     view = {
         "events": page.events,
         "next_cursor": page.next_cursor,
@@ -130,7 +126,7 @@ def stream() -> Response:
     header = request.headers.get("Last-Event-ID")
     start, field = (header, "Last-Event-ID") if header else (request.args.get("after"), "after")
     tenant, after, types = _reading(start, field)
-    budget = _budget()
+    budget = waiting.budget(waiting.EVENTS)
     if not budget.acquire(blocking=False):
         busy = ": this process holds as many event streams and long-polls as it may (EVENTS_WAITING_MAX)"
         return _event_stream(f"{busy}\nretry: {BUSY_RETRY_MS}\n\n")

@@ -53,7 +53,7 @@ def identify_face() -> tuple[Response, int]:
         check_identify_face(services(), tenant, clean)
     except RequestInvalid as invalid:
         raise invalid_request(invalid) from None
-    if not waiting.budget().acquire(blocking=False):
+    if not waiting.budget(waiting.SUBMITS).acquire(blocking=False):
         raise ApiError(
             429,
             CODE_BUSY,
@@ -70,7 +70,7 @@ def identify_face() -> tuple[Response, int]:
         http = error.http_status if error.http_status and error.http_status >= 400 else 502
         raise ApiError(http, error.code if error.code is not None else CODE_INTERNAL, error.message) from None
     finally:
-        waiting.budget().release()
+        waiting.budget(waiting.SUBMITS).release()
     data = answer.get("data")
     faces = data.get("face_data") if isinstance(data, dict) else None
     session = data.get("session_id") if isinstance(data, dict) else None

@@ -54,7 +54,7 @@ PAGE_SIZE_MAX = 500
 @bp.record_once
 def give_the_process_a_waiting_budget(state: BlueprintSetupState) -> None:
     app = cast(Flask, state.app)
-    waiting.install(app, services_of(app).settings.submit_waiting_max)
+    waiting.install(app, waiting.SUBMITS, services_of(app).settings.submit_waiting_max)
 
 
 @bp.before_request
@@ -73,7 +73,7 @@ def create(type_name: str) -> tuple[Response, int]:
         raise invalid_request(invalid) from None
     logs.bind(external_task_id=clean.get("external_task_id"))
     respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
-    budget = waiting.budget()
+    budget = waiting.budget(waiting.SUBMITS)
     may_wait = not respond_async and budget.acquire(blocking=False)
     try:
         if not respond_async:
