@@ -26,7 +26,7 @@ BUDGET_S = 5.0
 def drain(svc: Services, target_name: str) -> None:
     turns = Turns(svc.redis, svc.keys, svc.deliveries)
     endpoint = None if target_name.startswith(SINK_TARGET_PREFIX) else svc.endpoints.get(target_name)
-    target = turns.target(target_name, endpoint.rate_limit_per_s if endpoint is not None else None)
+    target = turns.target(target_name, endpoint)
     started = time.monotonic()
     while (delivery := turns.next_waiting(target)) is not None:
         assert delivery.job is not None  # a pending delivery always names its next job

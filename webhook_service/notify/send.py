@@ -94,7 +94,7 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None, *, turn_taken: 
         log.info("delivery %s: endpoint %s is disabled or deleted: a dead letter", delivery_id, sink.endpoint)
         return
     turns = Turns(svc.redis, svc.keys, store)
-    target = turns.target_of(delivery, endpoint)
+    target = turns.target(delivery.turn_target, endpoint)
     holder = job_id or delivery_id
     if not turn_taken and (wait := turns.wait_for(delivery, target, holder, svc.settings.notify_timeout_s)):
         turns.park(delivery, target, job_id, wait)

@@ -87,13 +87,13 @@ class Turns:
         self.deliveries = deliveries
         self._release = connection.register_script(_RELEASE)
 
-    def target_of(self, delivery: Delivery, endpoint: Endpoint | None) -> Target:
-        return self.target(delivery.turn_target, endpoint.rate_limit_per_s if endpoint is not None else None)
-
-    def target(self, name: str, rate_limit_per_s: float | None = None) -> Target:
+    def target(self, name: str, endpoint: Endpoint | None) -> Target:
+        """The target `name` (a delivery's `turn_target`): another sink's, or a tenant's endpoint, with
+        the rate limit of `endpoint` (None: deleted since)."""
         if name.startswith(SINK_TARGET_PREFIX):
             return Target(name, self.keys.sink_busy(name), self.keys.turn_waiting(name))
-        return Target(name, self.keys.endpoint_busy(name), self.keys.turn_waiting(name), rate_limit_per_s)
+        limit = endpoint.rate_limit_per_s if endpoint is not None else None
+        return Target(name, self.keys.endpoint_busy(name), self.keys.turn_waiting(name), limit)
 
     def wait_for(self, delivery: Delivery, target: Target, job_id: str, attempt_s: float) -> Wait | None:
         """Why `delivery` must wait, or None when it may go now, holding the target's turn (to be
