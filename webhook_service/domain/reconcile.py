@@ -29,6 +29,7 @@ from webhook_service.domain.task_types import task_type
 from webhook_service.domain.tasks import Outcome, Status, Task, update_from_kling_task
 from webhook_service.domain.unified import query_upstream
 from webhook_service.integrations.kling import KlingError
+from webhook_service.integrations.redis_locks import release_if_held
 from webhook_service.services import Services
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,6 @@ log = logging.getLogger(__name__)
 PASS_LOG_LENGTH = 100
 RELEASE_PATIENCE_S = 30.0
 MAX_POLL_SPACING_S = 15 * 60
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 @dataclass
@@ -79,7 +75,7 @@ def _give_back(services: Services, lock_key: str, token: str, pass_log_key: str,
     deadline = time.monotonic() + RELEASE_PATIENCE_S
     while True:
         try:
-            services.redis.eval(_RELEASE, 1, lock_key, token)
+            release_if_held(services.redis, lock_key, token)
             services.redis.lpush(pass_log_key, entry)
             services.redis.ltrim(pass_log_key, 0, PASS_LOG_LENGTH - 1)
             return

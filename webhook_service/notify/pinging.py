@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import secrets
 
+from webhook_service.integrations.redis_locks import release_if_held
 from webhook_service.notify.endpoints import Endpoint
 from webhook_service.notify.send import ping
 from webhook_service.notify.sinks import Attempt
@@ -21,13 +22,6 @@ from webhook_service.services import Services
 
 PING_TIMEOUT_MAX_S = 10.0
 LOCK_MARGIN_S = 5.0  # beyond the test's timeout: its bookkeeping
-# Deletes the lock only if it is still the caller's: one that outlived its TTL may be another test's.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 class PingInFlight(Exception):
@@ -53,4 +47,4 @@ def send_test_event(svc: Services, endpoint: Endpoint) -> Attempt:
     try:
         return ping(svc, endpoint, timeout_s)
     finally:
-        svc.redis.register_script(_RELEASE)(keys=[lock], args=[token])
+        release_if_held(svc.redis, lock, token)

@@ -41,6 +41,7 @@ import redis
 from redis.client import Pipeline
 
 from webhook_service.domain.clock import now_ms
+from webhook_service.integrations.redis_locks import release_if_held
 from webhook_service.jobs import enqueue_drain
 from webhook_service.keys import Keys
 from webhook_service.notify.deliveries import DeliveryStore
@@ -55,13 +56,6 @@ WAIT_S = 1.0  # RQ's scheduler looks for due jobs every second: a shorter wait c
 FALLBACK_S = 30.0
 HEADS = 100  # waiting deliveries a drain looks through for one that may go (the rest: its next run)
 LOCK_MARGIN_S = 5.0  # beyond NOTIFY_TIMEOUT_S: the attempt's own bookkeeping
-# Deletes the lock only if it is still the caller's: one that outlived its TTL may be another's now.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 @dataclass(frozen=True)
@@ -85,7 +79,6 @@ class Turns:
         self.redis = connection
         self.keys = keys
         self.deliveries = deliveries
-        self._release = connection.register_script(_RELEASE)
 
     def target(self, name: str, endpoint: Endpoint | None) -> Target:
         """The target `name` (a delivery's `turn_target`): another sink's, or a tenant's endpoint, with
@@ -112,7 +105,7 @@ class Turns:
             return Wait("another attempt there is in flight", ends_at)
         limit = target.rate_limit_per_s
         if limit is not None and (opens_at := self._window_full(target.name, limit)) is not None:
-            self._release(keys=[target.busy], args=[job_id])
+            release_if_held(self.redis, target.busy, job_id)
             return Wait(f"over its rate limit of {limit:g} per second", opens_at)
         return None
 
@@ -130,7 +123,7 @@ class Turns:
 
     def release(self, target: Target, job_id: str, *, wake: bool = True) -> None:
         """Give the turn back; with `wake`, the target's waiting deliveries get it next."""
-        self._release(keys=[target.busy], args=[job_id])
+        release_if_held(self.redis, target.busy, job_id)
         if wake and self.redis.exists(target.waiting):
             self.wake(target, time.time())
 
