@@ -4,6 +4,7 @@ the jobs' idempotence (run in-process with RQ's SimpleWorker against a real Redi
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -214,7 +215,9 @@ def test_fan_out_twice_makes_one_delivery_with_the_first_payload(in_process) -> 
     assert request.body == event.payload.encode() and request.headers["webhook-id"] == evt
 
 
-def test_an_event_is_kept_with_its_payload_byte_for_byte_not_escaped_inside_json(in_process) -> None:
+def test_an_event_is_kept_compressed_with_its_payload_as_sent_not_escaped_in_json(
+    in_process,
+) -> None:
     svc, receiver = in_process
     svc.store.create(Task("kept"), request={"prompt": 'a "quoted" cat\non two lines, ☃ \u2028'})
     evt = event_id("kept", EventType.SUBMITTED)
@@ -223,8 +226,10 @@ def test_an_event_is_kept_with_its_payload_byte_for_byte_not_escaped_inside_json
     event = svc.deliveries.event(evt)
     stored = svc.redis.get(svc.keys.event(evt))
     assert event is not None and stored is not None
-    assert stored.endswith(event.payload.encode())  # as sent: not a JSON string with its quotes escaped
-    assert len(stored) - len(event.payload.encode()) < 200  # the other fields: one short line
+    text = zlib.decompress(stored)
+    assert len(stored) < 0.7 * len(text)  # compressed: the event is the largest thing a task keeps
+    assert text.endswith(event.payload.encode())  # as sent: not a JSON string with its quotes escaped
+    assert len(text) - len(event.payload.encode()) < 200  # the other fields: one short line
     assert event.prompt == 'a "quoted" cat\non two lines, ☃ \u2028' and Event.from_stored(stored) == event
     run_jobs(svc)
     (request,) = receiver.received("/hook")
@@ -243,6 +248,24 @@ def test_an_event_kept_as_one_json_object_is_still_sent_as_it_was_built(in_proce
     workers.notify.fan_out(evt, "older", "task.submitted")  # finds the event: builds no other
 
     assert svc.deliveries.event(evt) == older
+    run_jobs(svc)
+    (request,) = receiver.received("/hook")
+    assert request.body == payload.encode() and request.headers["webhook-id"] == evt
+
+
+def test_an_event_kept_uncompressed_is_still_sent_as_it_was_built(
+    in_process,
+) -> None:
+    """Events stored before they were compressed: the fields' line, then the payload."""
+    svc, receiver = in_process
+    svc.store.create(Task("plain"), request={"prompt": "a cat"})
+    evt = event_id("plain", EventType.SUBMITTED)
+    payload = json.dumps({"type": "task.submitted", "timestamp": "2026-11-21T10:00:00.000Z", "data": {}})
+    plain = Event(evt, "task.submitted", "plain", payload, "a cat\nsitting", "default")
+    svc.redis.set(svc.keys.event(evt), zlib.decompress(plain.stored()))
+    workers.notify.fan_out(evt, "plain", "task.submitted")
+
+    assert svc.deliveries.event(evt) == plain
     run_jobs(svc)
     (request,) = receiver.received("/hook")
     assert request.body == payload.encode() and request.headers["webhook-id"] == evt
