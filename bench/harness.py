@@ -470,7 +470,7 @@ def load_tasks(connection: redis.Redis, names: Sequence[str], first: int, status
                 task.final_unit_deduction = "1"
             key = KEYS.task(name)
             request = {"model_name": "kling-v2-master", "image": IMAGE_URL, "prompt": "bench"}
-            pipe.set(key, json.dumps(task.to_dict()))
+            pipe.set(key, task.to_json())
             pipe.set(f"{key}:request", json.dumps({**request, "external_task_id": name}))
             pipe.rpush(
                 f"{key}:history",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
+from dataclasses import asdict
 
 import pytest
 import redis
@@ -138,3 +140,51 @@ def test_a_missing_task_is_not_found_either_way(store: TaskStore) -> None:
     with pytest.raises(TaskNotFound):
         store.update("absent", lambda task: Outcome.APPLIED)
     assert store.redis.keys("*") == []
+
+
+def test_a_record_keeps_only_what_is_not_an_empty_default_and_reads_back_whole(store: TaskStore) -> None:
+    fresh = Task("fresh", status=Status.SUBMITTED, task_id="A")
+    done = Task(
+        "done",
+        status=Status.SUCCEED,
+        task_id="B",
+        upstream_task_ids=["A"],
+        task_result={},
+        submit_attempts=2,
+        submit_uncertain=True,
+        recovered=True,
+        archived_videos=[{"video_id": "v", "size": 0}],
+    )
+    for task in (fresh, done):
+        store.create(task, {})
+        assert store.get(task.external_task_id) == task
+
+    kept = json.loads(store.redis.get(store.keys.task("fresh")) or b"")
+    assert set(kept) == {
+        "external_task_id",
+        "status",
+        "task_id",
+        "model_name",
+        "created_at",
+        "updated_at",
+    } | {
+        "tenant",
+        "type",
+    }
+    kept = json.loads(store.redis.get(store.keys.task("done")) or b"")
+    assert kept["task_result"] == {} and kept["submit_attempts"] == 2 and kept["submit_uncertain"] is True
+    assert "error" not in kept and "status_msg" not in kept
+
+
+def test_a_record_written_whole_as_before_reads_the_same_and_is_settled_in_redis(store: TaskStore) -> None:
+    """Records written before empty defaults were left out hold every field, spaces after `:` and `,`."""
+    older = Task("older", status=Status.PROCESSING, task_id="A")
+    store.create(older, {})
+    store.redis.set(store.keys.task("older"), json.dumps(asdict(older)))
+
+    assert store.get("older") == older
+    task, outcome, runs = record(store, "older", StatusUpdate(status=Status.PROCESSING, task_id="A"))
+    assert (outcome, runs) == (Outcome.DUPLICATE, 0)  # the script in Redis reads it as before
+    task, outcome, runs = record(store, "older", StatusUpdate(status=Status.SUCCEED, task_id="A"))
+    assert (outcome, runs, task.status) == (Outcome.APPLIED, 1, Status.SUCCEED)
+    assert b'"error"' not in (store.redis.get(store.keys.task("older")) or b"")  # written anew, compact

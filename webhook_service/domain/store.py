@@ -20,7 +20,7 @@ from webhook_service.domain.errors import TaskExists, TaskNotFound
 from webhook_service.domain.tasks import Outcome, Status, Task
 from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
 from webhook_service.keys import Keys
-from webhook_service.replies import text, text_or_none, texts
+from webhook_service.replies import stored_json, text, text_or_none, texts
 
 HISTORY_LIMIT = 500
 
@@ -55,11 +55,11 @@ class TaskStore:
         if not self.redis.set(key, task.to_json(), nx=True):
             raise TaskExists(task.external_task_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self.keys.task_request(task.external_task_id), json.dumps(request))
+        pipe.set(self.keys.task_request(task.external_task_id), stored_json(request))
         pipe.zadd(self.keys.tasks, {task.external_task_id: task.created_at})
         pipe.zadd(self.keys.tenant_tasks(task.tenant), {task.external_task_id: task.created_at})
         entries = history or [{"at": task.created_at, "event": "created"}]
-        pipe.rpush(self.keys.task_history(task.external_task_id), *(json.dumps(e) for e in entries))
+        pipe.rpush(self.keys.task_history(task.external_task_id), *(stored_json(e) for e in entries))
         self._index_videos(pipe, task, set())  # a task recorded again may have its videos already
         if task.parent_video:
             pipe.sadd(self.keys.video_extensions(task.parent_video["id"]), task.external_task_id)
@@ -123,7 +123,7 @@ class TaskStore:
     def append_history(self, external_task_id: str, entry: dict[str, Any]) -> None:
         key = self.keys.task_history(external_task_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.rpush(key, json.dumps({"at": now_ms(), **entry}))
+        pipe.rpush(key, stored_json({"at": now_ms(), **entry}))
         pipe.ltrim(key, -HISTORY_LIMIT, -1)
         pipe.execute()
 
@@ -228,7 +228,7 @@ class TaskStore:
             self._index_videos(commands, task, known_videos)
             if history is not None:
                 entry = {"at": now_ms(), **history, "outcome": outcome.value, "status": task.status.value}
-                commands.rpush(history_key, json.dumps(entry))
+                commands.rpush(history_key, stored_json(entry))
                 commands.ltrim(history_key, -HISTORY_LIMIT, -1)
             if after_commit is not None and outcome is Outcome.APPLIED:
                 after_commit(commands, task)
@@ -256,7 +256,7 @@ class Repeat:
 
 def _entry_prefix(history: dict[str, Any]) -> str:
     """A history entry's JSON without its closing brace: the outcome and status are added last."""
-    return json.dumps({"at": now_ms(), **history})[:-1]
+    return stored_json({"at": now_ms(), **history})[:-1]
 
 
 def _flatten(command_stack: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
@@ -314,7 +314,7 @@ end
 local reported, current = RANK[ARGV[1]], RANK[task.status]
 if not known or not reported or not current or reported > current then return {'news', raw} end
 local outcome = reported == current and 'duplicate' or 'stale'
-local entry = ARGV[3] .. ', "outcome": "' .. outcome .. '", "status": "' .. task.status .. '"}'
+local entry = ARGV[3] .. ',"outcome":"' .. outcome .. '","status":"' .. task.status .. '"}'
 redis.call('RPUSH', KEYS[2], entry)
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
 return {outcome, raw}

@@ -28,7 +28,7 @@ from webhook_service.notify import disabled_urls, endpoints
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.sinks import Attempt
 from webhook_service.redaction import shown_url
-from webhook_service.replies import text, texts
+from webhook_service.replies import stored_json, text, texts
 
 ATTEMPTS_KEPT = 100
 ANY_JOB = "*"  # not a job id (RQ allows [A-Za-z0-9_-] only)
@@ -192,7 +192,7 @@ class DeliveryStore:
         return disabled_urls.stops(delivery, pipe.hmget(self._disabled, disabled_urls.fields(delivery)))
 
     def _write(self, pipe: Pipeline, delivery: Delivery, previous: DeliveryStatus | None) -> None:
-        pipe.set(self._key(delivery.id), json.dumps(asdict(delivery)))
+        pipe.set(self._key(delivery.id), stored_json(asdict(delivery)))
         if delivery.endpoint is not None:  # what to dead-letter when the endpoint is disabled
             pending = self.keys.endpoint_pending(delivery.endpoint)
             if delivery.status is DeliveryStatus.PENDING:
@@ -276,7 +276,7 @@ class DeliveryStore:
 
         def then(pipe: Pipeline, delivery: Delivery) -> None:
             attempts = self.keys.delivery_attempts(delivery.id)
-            pipe.rpush(attempts, json.dumps(attempt.record()))
+            pipe.rpush(attempts, stored_json(attempt.record()))
             pipe.ltrim(attempts, -ATTEMPTS_KEPT, -1)
             delivered = status is DeliveryStatus.DELIVERED
             activity.attempt_made(pipe, self.keys, delivery.tenant, delivered)

@@ -36,7 +36,7 @@ from webhook_service.domain.events import EVENT_TYPES
 from webhook_service.domain.sealing import cipher
 from webhook_service.domain.tenants import EVERYONE, Scope
 from webhook_service.keys import Keys
-from webhook_service.replies import hash_fields, text, texts
+from webhook_service.replies import hash_fields, stored_json, text, texts
 
 PING = "ping"  # sent by `POST /v1/endpoints/<id>/test` only, whatever the filter
 # A day, as for client keys (domain/clients.py): a receiver deployed at least daily picks up the new
@@ -401,7 +401,7 @@ def attempt_made(
     exists: these writes would otherwise bring a deleted one partly back. Each attempt counts in its
     hour, as domain/activity.py counts a tenant's, for the dashboard's chart of the endpoint."""
     attempts = keys.endpoint_attempts(endpoint_id)
-    pipe.lpush(attempts, json.dumps(record))
+    pipe.lpush(attempts, stored_json(record))
     pipe.ltrim(attempts, 0, ATTEMPTS_KEPT - 1)
     hourly = keys.endpoint_activity(endpoint_id, activity.hour_name(activity.hour_of(record["at"])))
     pipe.hincrby(hourly, activity.attempt_field(delivered), 1)
