@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -37,16 +39,21 @@ def _kib(field: str) -> int:
     raise KeyError(field)
 
 
+def _own_peak_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child(url: str, part: Path, size: int) -> None:
     """Download once and print the timing and peak RSS growth as JSON (run in a fresh process)."""
     policy = DownloadPolicy(allowed_hosts=frozenset({"127.0.0.1"}), max_bytes=max(size, 2 * 1024**3))
     before = _kib("VmRSS")
+    peak_after: Callable[[], int]
     try:  # reset the peak to the current RSS, so imports' transient peaks do not hide ours
         Path("/proc/self/clear_refs").write_text("5")
-        peak_after = lambda: _kib("VmHWM")  # noqa: E731
+        peak_after = partial(_kib, "VmHWM")
     except OSError:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak_after = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # noqa: E731
+        peak_after = _own_peak_kib
     started = time.perf_counter()
     result = download(url, part, policy)
     seconds = time.perf_counter() - started

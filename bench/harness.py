@@ -144,7 +144,7 @@ def rss_kib(pid: int) -> int:
 
 def children(pid: int) -> list[int]:
     """Direct children of a process: gunicorn's workers, an RQ worker's current work horse."""
-    found = []
+    found: list[int] = []
     for path in Path(f"/proc/{pid}/task").glob("*/children"):
         try:
             found.extend(int(child) for child in path.read_text().split())

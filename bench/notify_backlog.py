@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def probes(
         name = f"{label}-{n}"
         started = time.monotonic()
         send(svc, endpoint_id, url, name, {"probe": name})
-        wait_until(lambda name=name: name in receiver.arrived, PROBE_DEADLINE_S, f"probe {name}")
+        wait_until(partial(receiver.arrived.__contains__, name), PROBE_DEADLINE_S, f"probe {name}")
         latencies.append(receiver.arrived[name] - started)
     return latencies
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rq import Worker
@@ -72,7 +73,9 @@ def timed_ms(call: Callable[[], httpx.Response]) -> float:
     return (time.perf_counter() - began) * 1000
 
 
-def one_round(http: httpx.Client, callback: str, repeat: dict[str, str], prefix: str, creates: int) -> dict:
+def one_round(
+    http: httpx.Client, callback: str, repeat: dict[str, str], prefix: str, creates: int
+) -> dict[str, Any]:
     ids = [f"{prefix}-{n:03d}" for n in range(creates)]
     health_ms: list[float] = []
     callback_ms: list[float] = []
@@ -188,9 +191,9 @@ def main() -> int:
     return 0
 
 
-def _merged(rounds: list[dict]) -> dict:
+def _merged(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("statuses", "create_s", "health_ms", "callback_ms", "probe_at_s")
-    merged: dict = {key: [value for measured in rounds for value in measured[key]] for key in keys}
+    merged: dict[str, Any] = {key: [value for measured in rounds for value in measured[key]] for key in keys}
     merged["seconds"] = sum(measured["seconds"] for measured in rounds)
     return merged
 

@@ -99,6 +99,7 @@ class Load:
             self._call("read", "GET", "/v1/videos/image2video?pageNum=1&pageSize=30")
 
     def _call(self, kind: str, method: str, path: str, body: dict[str, str] | None = None) -> None:
+        status: int | str
         try:
             status = self.http.request(method, path, json=body).status_code
         except httpx.HTTPError as error:
@@ -206,7 +207,7 @@ def main() -> int:
         rows.append((f"  {label} MiB over time", trace))
     rows += [
         ("load", f"{args.minutes:g} min, {len(load.submitted)} tasks, {load.requests} API requests"),
-        ("failed requests", load.failures or "none"),
+        ("failed requests", str(load.failures or "none")),
         ("webhooks", f"{len(receiver.first)} tasks announced ({receiver.received} webhooks)"),
         ("backlog", f"{missing} unannounced after {drained_s:.0f} s of drain"),
         ("Redis used memory", redis_memory),

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 import httpx
@@ -236,7 +237,8 @@ class SimState:
     def _images(body: dict[str, Any], scenario: Scenario, base: str, task_id: str) -> list[dict[str, Any]]:
         """`n` images (1 when absent), each a small real PNG; `video_files` points them at extra files
         instead (and sets their number), as it does videos."""
-        count = body.get("n") if isinstance(body.get("n"), int) else 1
+        asked = body.get("n")
+        count = asked if isinstance(asked, int) else 1
         names = scenario.video_files or tuple(f"image-{index}.png" for index in range(count))
         return [
             {"index": index, "url": f"{base}/files/{'extra' if scenario.video_files else task_id}/{name}"}
@@ -283,7 +285,7 @@ class SimState:
                 by_delay[step.delay].append(index)
         for delay, indexes in by_delay.items():
             self._scheduler.call_at(
-                task.created_mono + delay, lambda ix=indexes: self._send_steps(task, ix, generation)
+                task.created_mono + delay, partial(self._send_steps, task, indexes, generation)
             )
 
     def deliver_first(self, task: Task) -> None:
