@@ -207,32 +207,44 @@ def pids_writing(root: Path) -> list[int]:
 
 
 def test_killed_work_horse_loses_nothing(running, simulator, archive_env) -> None:
-    service, _ = running
+    """With WORKER_FORK_QUEUES=archive the download runs in a horse forked for it: killing the horse
+    alone (its worker lives on and sees it die) loses nothing either."""
+    service, workers = running
+    workers.stop()
+    forking = Workers({**workers.env, "WORKER_FORK_QUEUES": "archive"})
+    worker = forking.start()
     root = Path(archive_env["ARCHIVE_URL"])
     simulator.state.add_file("slow.mp4", size=16 * MIB, faults=["slow"])
     submit_with_file(service, simulator, "horse", "slow.mp4")
 
-    (horse,) = wait_for(lambda: pids_writing(root), what="the work horse to start writing")
-    os.kill(horse, signal.SIGKILL)
-
-    task = wait_archive_state(service, "horse")
+    try:
+        (horse,) = wait_for(lambda: pids_writing(root), what="the work horse to start writing")
+        assert horse != worker.pid
+        os.kill(horse, signal.SIGKILL)
+        task = wait_archive_state(service, "horse")
+    finally:
+        forking.stop()
     assert task["archive_state"] == "archived", task["archive_error"]
     assert_one_correct_file(root, task, simulator.state.expected_sha256("slow.mp4"))
     assert_resumed(simulator, "slow.mp4")
 
 
 def test_killed_worker_loses_nothing(running, simulator, archive_env) -> None:
+    """The download runs in the worker's own process (the default): killing the worker kills it."""
     service, workers = running
+    (worker,) = workers.processes
     root = Path(archive_env["ARCHIVE_URL"])
     simulator.state.add_file("slow2.mp4", size=16 * MIB, faults=["slow"])
     submit_with_file(service, simulator, "worker", "slow2.mp4")
 
-    (horse,) = wait_for(lambda: pids_writing(root), what="the work horse to start writing")
-    workers.stop()  # SIGKILL to the worker's process group: the worker and its scheduler...
-    os.kill(horse, signal.SIGKILL)  # ...and the work horse, which RQ puts in a session of its own
-    # A live worker's maintenance pass finds the job once its heartbeat has lapsed (JOB_MONITORING_INTERVAL_S
-    # + 60 s). Run that pass as it will run then, instead of waiting out the clock in a test.
+    (writer,) = wait_for(lambda: pids_writing(root), what="the worker to start writing")
+    assert writer == worker.pid
+    workers.stop()  # SIGKILL to the worker's process group: the worker and its scheduler
     registry = StartedJobRegistry(ARCHIVE_QUEUE, connection=service.services.redis)
+    # Its heartbeat, renewed while the worker lived, lasts JOB_MONITORING_INTERVAL_S + 60 s, not the
+    # download's hour: a live worker's maintenance pass finds the job then. Run that pass as it will run
+    # then, instead of waiting out the clock in a test.
+    assert len(registry.get_expired_job_ids(time.time() + JOB_MONITORING_INTERVAL_S + 61)) == 1
     registry.cleanup(timestamp=time.time() + JOB_MONITORING_INTERVAL_S + 61)
     workers.start()
 

@@ -136,7 +136,9 @@ def test_worker_processes_share_their_files_and_the_scrape_adds_them_up(
     env: dict[str, str], simulator, multiprocess_dir: Path
 ) -> None:
     service, server, service_env = make_service({**env, "ARCHIVE_RETRY_BASE_S": "0"})
-    workers = Workers({**service_env, "PROMETHEUS_MULTIPROC_DIR": str(multiprocess_dir)})
+    # Downloads in forked work horses (not the default), which take turns with one set of files.
+    forking = {"PROMETHEUS_MULTIPROC_DIR": str(multiprocess_dir), "WORKER_FORK_QUEUES": "archive"}
+    workers = Workers({**service_env, **forking})
     worker = workers.start()
     try:
         for n in range(3):

@@ -1,20 +1,22 @@
-"""Where a worker runs its jobs: the short ones in its own process, one after the other, the archive
-download in a forked work horse (WORKER_FORK_QUEUES); a job run in the worker still has its timeout, and
-one whose worker is killed in the middle is run again by the next worker. Real `python -m workers`
-processes, the simulator and a webhook receiver on loopback."""
+"""Where a worker runs its jobs: in its own process, one after the other, or the archive download in a
+forked work horse when WORKER_FORK_QUEUES asks; a job run in the worker still has its timeout and its
+heartbeat, and one whose worker is killed in the middle is run again by the next worker. Real `python
+-m workers` processes, the simulator and a webhook receiver on loopback."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
-from rq import Queue
+from rq import Queue, get_current_job
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
@@ -75,12 +77,18 @@ def samples_named(values: dict[tuple[str, str], float], name: str) -> float:
     return sum(value for (sample, _labels), value in values.items() if sample == name)
 
 
-def test_short_jobs_run_in_the_worker_and_the_archive_in_a_forked_horse(
-    stack: tuple[Service, Workers, dict[str, str]], receiver: Receiver, tmp_path: Path
+@pytest.mark.parametrize("fork_queues", ["", "archive"])
+def test_jobs_run_in_the_worker_and_the_archive_in_a_horse_when_asked(
+    stack: tuple[Service, Workers, dict[str, str]], receiver: Receiver, tmp_path: Path, fork_queues: str
 ) -> None:
     service, _, service_env = stack
     metrics_dir = tmp_path / "metrics"
-    worker = Workers({**service_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}).start()
+    worker_env = {
+        **service_env,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "WORKER_FORK_QUEUES": fork_queues,
+    }
+    worker = Workers(worker_env).start()
     try:
         for n in range(2):
             assert service.submit({**IMAGE, "external_task_id": f"where-{n}"}).status_code == 200
@@ -102,9 +110,10 @@ def test_short_jobs_run_in_the_worker_and_the_archive_in_a_forked_horse(
     horses = metric_values(metrics_dir / f"counter_{worker.pid}job.db")
     assert samples_named(own, "kws_delivery_attempts_total") == 2
     assert samples_named(horses, "kws_delivery_attempts_total") == 0
-    # ...and both downloads by forked horses.
-    assert samples_named(horses, "kws_download_bytes_total") > 0
-    assert samples_named(own, "kws_download_bytes_total") == 0
+    # ...and both downloads by the worker too, or by forked horses with WORKER_FORK_QUEUES=archive.
+    downloaded_by = horses if fork_queues else own
+    assert samples_named(downloaded_by, "kws_download_bytes_total") > 0
+    assert samples_named(own if fork_queues else horses, "kws_download_bytes_total") == 0
 
 
 def test_a_job_run_in_the_worker_is_stopped_at_its_timeout_and_the_next_one_runs(
@@ -117,17 +126,91 @@ def test_a_job_run_in_the_worker_is_stopped_at_its_timeout_and_the_next_one_runs
     hung = notify.enqueue_call("time.sleep", args=(60,), timeout=1)
     after = notify.enqueue_call("os.getpid")
     archive_pid = Queue(ARCHIVE_QUEUE, connection=connection).enqueue_call("os.getpid")
+    hung_archive = Queue(ARCHIVE_QUEUE, connection=connection).enqueue_call(
+        "time.sleep", args=(60,), timeout=1
+    )
 
     def ended(job: Job) -> bool:
         return job.get_status(refresh=True) in (JobStatus.FINISHED, JobStatus.FAILED)
 
-    wait_for(lambda: ended(after) and ended(archive_pid), timeout=30, what="the jobs after the hung one")
-    assert hung.get_status(refresh=True) == JobStatus.FAILED
-    result = hung.latest_result()
-    assert result is not None and "JobTimeoutException" in (result.exc_string or "")
+    wait_for(
+        lambda: ended(after) and ended(archive_pid) and ended(hung_archive),
+        timeout=30,
+        what="the jobs after the hung ones",
+    )
+    for stopped in (hung, hung_archive):
+        assert stopped.get_status(refresh=True) == JobStatus.FAILED
+        result = stopped.latest_result()
+        assert result is not None and "JobTimeoutException" in (result.exc_string or "")
     assert after.return_value() == worker.pid  # the next job ran in the same worker process
-    assert archive_pid.return_value() not in (None, worker.pid)  # an archive job runs in a fork
+    assert archive_pid.return_value() == worker.pid  # an archive job too, by default
     assert worker.poll() is None
+
+
+# A worker as `python -m workers` builds it, but renewing heartbeats every second instead of every
+# JOB_MONITORING_INTERVAL_S, and stopping once the queues are empty.
+WORKER_WITH_A_ONE_SECOND_HEARTBEAT = """
+from rq import Queue
+from webhook_service.config import Settings
+from webhook_service.jobs import ALL_QUEUES
+from webhook_service.services import redis_connection
+from workers.horse import ServiceWorker
+
+settings = Settings.from_env()
+connection = redis_connection(settings)
+queues = [Queue(name, connection=connection) for name in ALL_QUEUES]
+ServiceWorker(queues, connection=connection, settings=settings, job_monitoring_interval=1).work(burst=True)
+"""
+
+
+def sleep_and_note_the_heartbeat(seconds: float, deaf_to_the_alarm: bool = False) -> None:
+    """Sleep, then note in the job's meta how long after its start its heartbeat was last renewed.
+    `deaf_to_the_alarm`: stuck where RQ's SIGALRM cannot end it, as in a C call that retries through
+    signals, until the sleep is over."""
+    job = get_current_job()
+    assert job is not None
+    if deaf_to_the_alarm:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        time.sleep(seconds)
+    finally:  # the alarm, noticed once the sleep is over, raises at the next line: note it even so
+        job.refresh()
+        assert job.started_at is not None and job.last_heartbeat is not None
+        job.meta["renewed_after_s"] = (job.last_heartbeat - job.started_at).total_seconds()
+        job.save_meta()
+        if deaf_to_the_alarm:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+
+
+def test_a_job_run_in_the_worker_keeps_its_heartbeat_until_its_timeout(
+    stack: tuple[Service, Workers, dict[str, str]],
+) -> None:
+    """The worker renews the heartbeat of the job it runs, as it would a forked horse's, so a long job
+    (an archive download) is not taken for abandoned; past the job's timeout it stops renewing, so a job
+    the alarm could not stop is retried by a live worker rather than held forever."""
+    service, _, service_env = stack
+    archive = Queue(ARCHIVE_QUEUE, connection=service.services.redis)
+    noting = f"{__name__}.sleep_and_note_the_heartbeat"
+    long = archive.enqueue_call(noting, args=(2.5,), timeout=60)
+    stuck = archive.enqueue_call(noting, args=(4.5, True), timeout=2)
+
+    finished = subprocess.run(
+        [sys.executable, "-c", WORKER_WITH_A_ONE_SECOND_HEARTBEAT],
+        env={**os.environ, **service_env},
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    assert finished.returncode == 0, finished.stderr
+
+    assert long.get_status(refresh=True) == JobStatus.FINISHED
+    assert long.get_meta(refresh=True)["renewed_after_s"] >= 0.9  # renewed as it ran, not just at its start
+    assert stuck.get_status(refresh=True) == JobStatus.FAILED  # by the alarm, once it was let through
+    failure = stuck.latest_result()
+    assert failure is not None and "JobTimeoutException" in (failure.exc_string or "")
+    # It ran 4.5 s, its heartbeat renewed every second until its 2 s timeout and never after.
+    assert stuck.get_meta(refresh=True)["renewed_after_s"] < 2
+    assert f"job {stuck.id} has run" in finished.stderr and "past its 2 s timeout" in finished.stderr
 
 
 @pytest.mark.timeout(240)
@@ -145,12 +228,13 @@ def test_a_job_whose_worker_is_killed_is_run_again_by_the_next_worker(
     os.killpg(worker.pid, signal.SIGKILL)  # the worker, running the delivery itself, and its scheduler
     worker.wait(timeout=10)
     registry = StartedJobRegistry(NOTIFY_QUEUE, connection=service.services.redis)
-    # Nothing renews the heartbeat of a job that runs in the worker: it lasts the job's whole timeout, so
-    # a delivery still running is never taken for abandoned at a forked job's shorter heartbeat...
-    assert not registry.get_expired_job_ids(time.time() + JOB_MONITORING_INTERVAL_S + 61)
+    # The heartbeat of a job run in the worker lasts JOB_MONITORING_INTERVAL_S + 60 s, as a forked job's
+    # (the worker renews it while the job runs), not its whole timeout...
+    assert DELIVERY_JOB_TIMEOUT_S > JOB_MONITORING_INTERVAL_S
+    assert registry.get_expired_job_ids(time.time() + JOB_MONITORING_INTERVAL_S + 61) == [delivery.job]
     # ...and a live worker's maintenance pass finds it once its heartbeat has lapsed. Run that pass as
     # it will run then, instead of waiting out the clock in a test: RQ schedules the job's crash retry.
-    registry.cleanup(timestamp=time.time() + DELIVERY_JOB_TIMEOUT_S + 61)
+    registry.cleanup(timestamp=time.time() + JOB_MONITORING_INTERVAL_S + 61)
     assert Job.fetch(delivery.job, connection=service.services.redis).get_status() == JobStatus.SCHEDULED
     workers.start()
 
@@ -167,7 +251,8 @@ def test_a_job_whose_worker_is_killed_is_run_again_by_the_next_worker(
 @pytest.mark.parametrize(
     ("value", "forked"),
     [
-        ("", {ARCHIVE_QUEUE}),
+        ("", set()),
+        ("archive", {ARCHIVE_QUEUE}),
         ("all", set(ALL_QUEUES)),
         ("none", set()),
         ("Archive, notify", {ARCHIVE_QUEUE, NOTIFY_QUEUE}),

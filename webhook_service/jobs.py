@@ -38,9 +38,11 @@ MAINTENANCE_QUEUE = "maintenance"
 # never came held the account's slots.
 ALL_QUEUES = (SUBMIT_QUEUE, MAINTENANCE_QUEUE, ARCHIVE_QUEUE, NOTIFY_QUEUE)
 # The queues whose jobs a worker runs in a forked work horse (WORKER_FORK_QUEUES); the others' jobs run
-# in the worker's own process (workers/horse.py). Only the archive download is forked: it runs up to
-# an hour, and its forked horse lets the worker keep its heartbeat and kill it if it hangs.
-DEFAULT_FORK_QUEUES = frozenset({ARCHIVE_QUEUE})
+# in the worker's own process (workers/horse.py), their heartbeats renewed by a thread as a worker
+# renews a horse's, their timeouts enforced by the same SIGALRM. None by default: a fork cost the
+# pipeline half its worker CPU (docs/benchmarks.md). `archive` forks the download again, for a horse
+# the worker can kill if it hangs where the alarm cannot reach.
+DEFAULT_FORK_QUEUES: frozenset[str] = frozenset()
 
 DISPATCH_JOB = "workers.submit.dispatch_job"
 ARCHIVE_JOB = "workers.archive.archive_task"
@@ -82,10 +84,10 @@ JOB_RESULT_TTL_S = 60
 
 # How a worker finds jobs whose worker died (SIGKILL, lost machine): RQ marks a job abandoned when its
 # heartbeat lapses, and a live worker's maintenance pass, every MAINTENANCE_INTERVAL_S, then retries it
-# (if it has retries: a dispatch or a tick has none, and the next one does its work). A forked job's
-# heartbeat, renewed by its worker while the horse runs, lasts the job monitoring interval + 60 s:
-# recovery within ~2.5 minutes. A job run in the worker's own process is not renewed while it runs, so
-# its heartbeat lasts its whole timeout + 60 s: a delivery is found within ~4 minutes, a fan-out ~3.
+# (if it has retries: a dispatch or a tick has none, and the next one does its work). A job's
+# heartbeat, renewed every job monitoring interval while it runs (by its worker for a forked horse, by
+# a thread of the worker for a job it runs itself), lasts that interval + 60 s: recovery within ~2.5
+# minutes, an hour-long download's as a fan-out's.
 JOB_MONITORING_INTERVAL_S = 30
 MAINTENANCE_INTERVAL_S = 60
 

@@ -1,5 +1,6 @@
 """`python -m workers`: one RQ worker for all of the service's queues, with the scheduler on; it runs
-each job in its own process, but those of WORKER_FORK_QUEUES in a forked work horse (workers/horse.py).
+each job in its own process, or those of WORKER_FORK_QUEUES (none by default) in a forked work horse
+(workers/horse.py).
 
 The scheduler is what turns RQ's retry intervals into delays; without it they are ignored. It refuses
 to start on a Redis that would evict the jobs (see integrations/redis_config.py).

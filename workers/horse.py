@@ -1,20 +1,23 @@
 """The RQ worker class, and the `Services` each job runs with.
 
-A worker runs most jobs in its own process, one after the other, as RQ's `SimpleWorker` does: a fork per
-job cost more CPU than the short jobs themselves (event fan-outs, deliveries, dispatches, ticks). Jobs of
-the queues in WORKER_FORK_QUEUES (the archive download by default; jobs.py says why) still run in a
-work horse that RQ forks for the job. Objects holding sockets (the Redis pool, the Kling client) must be
-built in the process that uses them, never inherited across a fork: the worker builds its `Services`
-once, for all the jobs it runs itself, and each forked horse builds its own. A job's entry point reads
-them with `job_services()`. They are built when a job first asks, inside the job: a failure to build
-them (a bad archive setting) fails the job, which RQ then retries, rather than killing the worker. Tests
-run an entry point in their own process with `running_jobs_with(services)`.
+A worker runs its jobs in its own process, one after the other, as RQ's `SimpleWorker` does: a fork per
+job cost more CPU than the short jobs themselves (event fan-outs, deliveries, dispatches, ticks), and
+half the pipeline's when only the archive download was forked. A thread renews the heartbeat of the job
+being run, as a worker does for its horse. Jobs of the queues in WORKER_FORK_QUEUES (none by default;
+jobs.py says when to choose `archive`) run in a work horse that RQ forks for the job. Objects holding
+sockets (the Redis pool, the Kling client) must be built in the process that uses them, never inherited
+across a fork: the worker builds its `Services` once, for all the jobs it runs itself, and each forked
+horse builds its own. A job's entry point reads them with `job_services()`. They are built when a job
+first asks, inside the job: a failure to build them (a bad archive setting) fails the job, which RQ then
+retries, rather than killing the worker. Tests run an entry point in their own process with
+`running_jobs_with(services)`.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -23,7 +26,6 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from rq import Queue, Worker, worker_registration
-from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
 from rq.worker import WorkerStatus
 
@@ -75,10 +77,10 @@ class ServiceWorker(Worker):
 
     A job run in the worker's process takes RQ's own path for it (`SimpleWorker.execute_job`), so its
     bookkeeping is RQ's: the started registry, retries, failures, and the timeout, enforced by the same
-    SIGALRM death penalty as in a horse. Its logs carry its ids, and its metrics go to the worker's
-    files. A forked horse builds its own Services and starts its logs and metrics for the one job it
-    runs: it would otherwise log with the previous job's ids and write metrics to files of its own pid,
-    one set per job, never reused.
+    SIGALRM death penalty as in a horse; its heartbeat is renewed as a horse's is. Its logs carry its
+    ids, and its metrics go to the worker's files. A forked horse builds its own Services and starts its
+    logs and metrics for the one job it runs: it would otherwise log with the previous job's ids and
+    write metrics to files of its own pid, one set per job, never reused.
 
     With `periodic` work, the worker also keeps it going, without a restart of any process: every
     `periodic_check_s` it schedules any chain of ticks found missing (a Redis lost or flushed takes them
@@ -152,22 +154,53 @@ class ServiceWorker(Worker):
         self.prepare_execution(job)
         logs.reset(job_id=job.id, job=job.func_name)
         try:
-            with running_jobs_with(self._own_services):
+            with running_jobs_with(self._own_services), self._heartbeats_kept(job):
                 self.perform_job(job, queue)
         finally:
             logs.reset()  # the worker's own lines between jobs belong to no job
         self.set_state(WorkerStatus.IDLE)
 
-    def get_heartbeat_ttl(self, job: Job) -> int:
-        """How long the job's heartbeat lasts. A forked horse's is renewed by its worker every
-        job_monitoring_interval; a job run here is not renewed until it ends, so its heartbeat must
-        outlast its timeout (as `SimpleWorker`'s does), or another worker would take it for abandoned
-        and run it a second time while it still runs."""
-        if self._forks(job):
-            return int(super().get_heartbeat_ttl(job))
-        if job.timeout == -1:
-            return DEFAULT_WORKER_TTL
-        return int(job.timeout or DEFAULT_WORKER_TTL) + 60
+    @contextmanager
+    def _heartbeats_kept(self, job: Job) -> Iterator[None]:
+        """Renew the heartbeats of a job run here, as a worker does for its forked horse: every
+        job_monitoring_interval, each lasting that interval + 60 s (RQ's `get_heartbeat_ttl`). A job whose
+        worker dies is then found by a live worker within minutes, an archive download's as soon as a
+        delivery's, rather than after its whole timeout (an hour for a download).
+
+        Renewal stops once the job has run past its timeout: RQ's SIGALRM death penalty ends it then,
+        and a job still running after that is stuck where the alarm cannot reach (a C call that retries
+        through signals); its heartbeat lapses, a live worker retries the job elsewhere, and this
+        worker, shown dead by `rq info` when its own heartbeat lapses, is left for its supervisor."""
+        done = threading.Event()
+        started = time.monotonic()
+        self.current_job_working_time = 0
+
+        def keep() -> None:
+            while not done.wait(self.job_monitoring_interval):
+                working = time.monotonic() - started
+                if job.timeout is not None and 0 < job.timeout < working:
+                    log.error(
+                        "job %s has run %.0f s, past its %s s timeout: its heartbeat is no longer renewed, "
+                        "so a live worker retries it; this worker needs a restart",
+                        job.id,
+                        working,
+                        job.timeout,
+                    )
+                    return
+                try:
+                    self.set_current_job_working_time(working)
+                    self.maintain_heartbeats(job)
+                except Exception as error:  # Redis away (the next try is well inside the TTL), or the job
+                    if not done.is_set():  # ended meanwhile and RQ cleared its execution: nothing to renew
+                        log.warning("could not renew the heartbeat of job %s: %r", job.id, error)
+
+        keeper = threading.Thread(target=keep, name=f"heartbeat of {job.id}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
 
     def _forks(self, job: Job) -> bool:
         return job.origin in self.forked_queues

@@ -226,7 +226,7 @@ class S3Storage:
 
     @property
     def client(self) -> Any:
-        """One boto3 client per process: clients don't survive a fork (RQ forks a work horse per job)."""
+        """One boto3 client per process: clients don't survive a fork (a horse, with WORKER_FORK_QUEUES)."""
         if self._client is None or self._client_pid != os.getpid():
             # Path-style addressing: MinIO and local endpoints don't serve bucket subdomains.
             style = "path" if self.endpoint_url else "auto"

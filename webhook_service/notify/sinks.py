@@ -109,7 +109,7 @@ def _within(seconds: float, work: Callable[[], T]) -> T:
     """Run `work` in a thread and stop waiting for it after `seconds`.
 
     httpx and smtplib time out per read, not per exchange. A thread left behind ends with its own
-    read timeout, or with the work horse process, which exits after the job.
+    read timeout.
     """
     box: dict[str, object] = {}
 
