@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -176,6 +177,10 @@ class ServiceWorker(Worker):
         self.current_job_working_time = 0
 
         def keep() -> None:
+            # Signals to the process go to the main thread, not this one: the job's alarm must interrupt
+            # the call the job is blocked in (a socket read fails with EINTR and the handler raises),
+            # and the worker's SIGTERM and SIGINT must reach it at once.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGTERM, signal.SIGINT})
             while not done.wait(self.job_monitoring_interval):
                 working = time.monotonic() - started
                 if job.timeout is not None and 0 < job.timeout < working:
