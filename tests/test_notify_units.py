@@ -236,36 +236,26 @@ def test_an_event_is_kept_compressed_with_its_payload_as_sent_not_escaped_in_jso
     assert request.body == event.payload.encode()
 
 
-def test_an_event_kept_as_one_json_object_is_still_sent_as_it_was_built(in_process) -> None:
-    """Events stored before the payload was kept beside its fields (pending deliveries, dead letters
-    waiting for a replay) are read as they were written, and send the bytes they were built with."""
+# How events were kept before: as one JSON object, then as a line of fields and the payload, uncompressed.
+OLDER_FORMS = {
+    "one JSON object": lambda event: json.dumps(asdict(event)).encode(),
+    "uncompressed": lambda event: zlib.decompress(event.stored()),
+}
+
+
+@pytest.mark.parametrize("form", OLDER_FORMS)
+def test_an_event_kept_as_before_is_still_sent_as_it_was_built(in_process, form: str) -> None:
+    """Events stored in an earlier form (pending deliveries, dead letters waiting for a replay) are read
+    as they were written, and send the bytes they were built with."""
     svc, receiver = in_process
     svc.store.create(Task("older"), request={"prompt": "a cat"})
     evt = event_id("older", EventType.SUBMITTED)
     payload = json.dumps({"type": "task.submitted", "timestamp": "2026-11-21T10:00:00.000Z", "data": {}})
     older = Event(evt, "task.submitted", "older", payload, "a cat\nsitting", "default")
-    svc.redis.set(svc.keys.event(evt), json.dumps(asdict(older)))
+    svc.redis.set(svc.keys.event(evt), OLDER_FORMS[form](older))
     workers.notify.fan_out(evt, "older", "task.submitted")  # finds the event: builds no other
 
     assert svc.deliveries.event(evt) == older
-    run_jobs(svc)
-    (request,) = receiver.received("/hook")
-    assert request.body == payload.encode() and request.headers["webhook-id"] == evt
-
-
-def test_an_event_kept_uncompressed_is_still_sent_as_it_was_built(
-    in_process,
-) -> None:
-    """Events stored before they were compressed: the fields' line, then the payload."""
-    svc, receiver = in_process
-    svc.store.create(Task("plain"), request={"prompt": "a cat"})
-    evt = event_id("plain", EventType.SUBMITTED)
-    payload = json.dumps({"type": "task.submitted", "timestamp": "2026-11-21T10:00:00.000Z", "data": {}})
-    plain = Event(evt, "task.submitted", "plain", payload, "a cat\nsitting", "default")
-    svc.redis.set(svc.keys.event(evt), zlib.decompress(plain.stored()))
-    workers.notify.fan_out(evt, "plain", "task.submitted")
-
-    assert svc.deliveries.event(evt) == plain
     run_jobs(svc)
     (request,) = receiver.received("/hook")
     assert request.body == payload.encode() and request.headers["webhook-id"] == evt

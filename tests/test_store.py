@@ -160,17 +160,17 @@ def test_a_record_keeps_only_what_is_not_an_empty_default_and_reads_back_whole(s
         assert store.get(task.external_task_id) == task
 
     kept = json.loads(store.redis.get(store.keys.task("fresh")) or b"")
-    assert set(kept) == {
+    written = {
         "external_task_id",
         "status",
         "task_id",
         "model_name",
         "created_at",
         "updated_at",
-    } | {
         "tenant",
         "type",
     }
+    assert set(kept) == written
     kept = json.loads(store.redis.get(store.keys.task("done")) or b"")
     assert kept["task_result"] == {} and kept["submit_attempts"] == 2 and kept["submit_uncertain"] is True
     assert "error" not in kept and "status_msg" not in kept

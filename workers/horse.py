@@ -174,7 +174,6 @@ class ServiceWorker(Worker):
         worker, shown dead by `rq info` when its own heartbeat lapses, is left for its supervisor."""
         done = threading.Event()
         started = time.monotonic()
-        self.current_job_working_time = 0
 
         def keep() -> None:
             # Signals to the process go to the main thread, not this one: the job's alarm must interrupt
