@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from rq import Queue
 from rq.job import Job
 
 from tests.conftest import Workers, make_service
 from tests.support import wait_for
 from tests.test_callbacks import post_callback
 from webhook_service.domain.events import EventType, event_id
+from webhook_service.domain.submission import dispatch
+from webhook_service.jobs import DISPATCH_JOB_ID, SUBMIT_QUEUE, job_id
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
 ASYNC = {"Prefer": "respond-async"}
@@ -104,6 +107,35 @@ def test_at_the_limit_a_request_waits_then_answers_queued(env, simulator) -> Non
         assert [t["external_task_id"] for t in simulator.state.tasks()] == ["first", "second"]
     finally:
         workers.stop()
+        server.stop()
+
+
+def test_a_slot_freed_with_nothing_waiting_wakes_no_dispatch(env, simulator) -> None:
+    """A finished task wakes a dispatch only when a task waits for its slot: most finish with none
+    waiting, and a worker would run a job for nothing (the case with one waiting is the test above)."""
+    simulator.state.set_default({"steps": [{"status": "processing", "delay": 0, "send": False}]})
+    service, server, _ = make_service(env, KLING_MAX_CONCURRENCY="2", SUBMIT_WAIT_S="0.3")
+    try:
+        submit_jobs = Queue(SUBMIT_QUEUE, connection=service.services.redis)
+        for name in ("alone", "with-one-waiting"):
+            assert service.submit({**IMAGE, "external_task_id": name}).status_code == 200
+        assert service.submit({**IMAGE, "external_task_id": "waiting"}).status_code == 202
+
+        def finish(name: str) -> None:
+            task_id = service.task(name)["task_id"]
+            failed = {"task_id": task_id, "task_status": "failed", "task_status_msg": "x"}
+            assert post_callback(service, name, failed).status_code == 200
+
+        finish("with-one-waiting")
+        woken = job_id(DISPATCH_JOB_ID, "freed-with-one-waiting")
+        assert Job.exists(woken, connection=service.services.redis)
+        dispatch(service.services)  # what that job does: the waiting task takes the slot
+        assert service.task("waiting")["task_status"] == "submitted"
+        queued_before = submit_jobs.job_ids
+        finish("alone")
+        assert service.task("alone")["task_status"] == "failed"
+        assert submit_jobs.job_ids == queued_before  # nothing waits: no dispatch job
+    finally:
         server.stop()
 
 

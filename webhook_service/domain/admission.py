@@ -260,6 +260,14 @@ class Pool:
         until = int(self.redis.get(self.keys.pause_until) or 0)
         return max(0.0, (until - now_ms()) / 1000.0)
 
+    def has_waiting(self) -> bool:
+        """Whether any tenant may have a task waiting (a tenant whose queue has just emptied may still
+        be listed: a wake-up too many, never one too few)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(self.keys.submit_queue)
+        pipe.zcard(self.keys.submit_tenants)
+        return any(int(n) for n in pipe.execute())
+
     def slots_used(self) -> int:
         """Slots held, counting an image task's `n`."""
         units = [int(u) for u in self.redis.hvals(self.keys.slot_units)]
@@ -353,6 +361,10 @@ class Admission:
             ),
             default=0.0,
         )
+
+    def has_waiting(self, pack: Pack) -> bool:
+        """Whether a task may be waiting in the pack: one round trip, for deciding to wake a dispatch."""
+        return self.pools[pack].has_waiting()
 
     def waiting(self, pack: Pack | None = None) -> int:
         """Tasks waiting for a slot, every tenant's (in one pack, or in all)."""

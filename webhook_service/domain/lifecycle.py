@@ -17,6 +17,7 @@ from webhook_service.domain.clock import now_ms
 from webhook_service.domain.events import FOR_STATUS, EventType
 from webhook_service.domain.retention import schedule_removal
 from webhook_service.domain.store import Repeat
+from webhook_service.domain.task_types import task_type
 from webhook_service.domain.tasks import Outcome, Status, StatusUpdate, Task, apply_update
 from webhook_service.domain.usage import Transition
 from webhook_service.jobs import enqueue_archive, enqueue_dispatch
@@ -74,6 +75,7 @@ def record_news(
         repeat=Repeat(update.status, update.task_id),
     )
     transition.count(task, outcome)
+    _wake_for_freed_slot(services, task, outcome)
     # A change is worth a line; a repeat (most callbacks under retries, most polls) is in the history
     # and the metrics, and at INFO would bury the changes.
     log.log(
@@ -111,6 +113,7 @@ def expire(services: Services, external_task_id: str) -> tuple[Task, Outcome]:
         external_task_id, change, history={"event": "expired", "source": "reconcile"}, after_commit=follow_up
     )
     transition.count(task, outcome)
+    _wake_for_freed_slot(services, task, outcome)
     return task, outcome
 
 
@@ -119,11 +122,25 @@ def _track(services: Services, pipe: Pipeline, task: Task) -> None:
     if task.status.terminal:
         release(services, pipe, task.external_task_id)
         schedule_removal(services, pipe, task.external_task_id)
-        # A slot is free: the next queued task may go.
-        enqueue_dispatch(services.redis, f"freed-{task.external_task_id}", pipeline=pipe)
     else:
         services.admission.sent(pipe, task.external_task_id)
         services.open_tasks.check_later(pipe, task.external_task_id, services.settings.reconcile_after_s)
+
+
+def _wake_for_freed_slot(services: Services, task: Task, outcome: Outcome) -> None:
+    """A task that has just become final freed its slot: wake a dispatch if a task waits for one.
+
+    Read after the commit that freed the slot, so no waiting task is missed: one queued later was
+    queued with a dispatch of its own (or by a request thread that dispatches), which finds the slot
+    free. Most tasks finish with nothing waiting, and then no job runs for them. Should the process die
+    between the commit and this read, the next reconciliation pass dispatches (RECONCILE_INTERVAL_S).
+    """
+    if (
+        outcome is Outcome.APPLIED
+        and task.status.terminal
+        and services.admission.has_waiting(task_type(task.type).pack)
+    ):
+        enqueue_dispatch(services.redis, f"freed-{task.external_task_id}")
 
 
 def release(services: Services, pipe: Pipeline, external_task_id: str) -> None:
