@@ -25,6 +25,7 @@ from redis.sentinel import Sentinel
 from tests.cluster.hosts import Host, Network
 from tests.cluster.traffic import Balancer, Receiver
 from tests.support import wait_for
+from webhook_service.event_types import EventType
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -248,6 +249,7 @@ class Cluster:
             "DOWNLOAD_ALLOWED_HOSTS": self.hosts["kling"].address,  # a private address, refused otherwise
             "NOTIFY_WEBHOOK_URLS": self.receiver.url,
             "NOTIFY_WEBHOOK_SECRET": WHSEC,
+            "NOTIFY_WEBHOOK_EVENTS": ",".join(EventType),  # every task event, each task's in order
             "NOTIFY_RETRY_SCHEDULE_S": "1,2,4,8,16,30",
             "RECONCILE_INTERVAL_S": "3",
             "RECONCILE_AFTER_S": "6",
