@@ -1,6 +1,6 @@
 """Benchmark: a quick endpoint's deliveries while a backlog waits its turn at an endpoint that hangs.
 
-    .venv/bin/python bench/notify_backlog.py [--waiting 1500] [--probes 10] [--workers 2]
+    .venv/bin/python bench/notify_backlog.py [--waiting 1500] [--probes 10] [--workers 2] [--sentinel]
 
 On loopback: a private redis-server, `python -m workers` processes and a receiver whose `/slow` never
 answers within NOTIFY_TIMEOUT_S and whose `/fast` answers at once, each a tenant's endpoint. First the
@@ -31,7 +31,7 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Stack, conditions, free_port, service_env, wait_until
+from bench.harness import Stack, add_redis_option, conditions, free_port, service_env, wait_until
 from webhook_service.config import Settings
 from webhook_service.domain.events import Event
 from webhook_service.notify.records import Delivery
@@ -99,6 +99,7 @@ def main() -> int:
     parser.add_argument("--waiting", type=int, default=1500)
     parser.add_argument("--probes", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
+    add_redis_option(parser)
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request would bury the figures
 
@@ -106,7 +107,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-backlog-") as tmp, Stack(Path(tmp)) as stack:
         env = service_env(
             Path(tmp),
-            stack.redis(),
+            stack.redis(sentinel=args.sentinel),
             free_port(),
             READ_SETTINGS_FILES="false",
             NOTIFY_ALLOWED_HOSTS="127.0.0.1",
