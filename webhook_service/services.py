@@ -74,12 +74,18 @@ class Services:
                     Pack.TRYON: settings.kling_max_concurrency_tryon,
                 },
             ),
-            clients=ManagedClients(connection, keys, settings.secret_key, settings.secret_key_fallbacks),
+            clients=managed_clients(settings, connection, keys),
             open_tasks=OpenTasks(connection, keys),
             kling=ClientPerProcess(settings),
             storage=storage,
             durability=DurabilityReading(connection),
         )
+
+
+def managed_clients(settings: Settings, connection: redis.Redis, keys: Keys) -> ManagedClients:
+    """The managed clients as every process reads them (Services.clients), for a caller that needs
+    nothing else: gunicorn's master asking, before any app exists, whether the API is open."""
+    return ManagedClients(connection, keys, settings.secret_key, settings.secret_key_fallbacks)
 
 
 # How long a command waits for Redis to come back: retried on a dropped connection (and, through

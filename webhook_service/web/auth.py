@@ -26,7 +26,8 @@ from webhook_service.config import Settings
 from webhook_service.domain.clients import Credential, ManagedClients
 from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
 from webhook_service.integrations import logs
-from webhook_service.services import Services
+from webhook_service.keys import Keys
+from webhook_service.services import Services, managed_clients, redis_connection
 from webhook_service.web.auth_limit import FailedAuthLimit, TooManyFailures
 from webhook_service.web.errors import ApiError
 
@@ -55,15 +56,16 @@ def client_auth_required(settings: Settings, clients: ManagedClients) -> bool:
 def open_at_start(settings: Settings) -> bool:
     """Whether the API is open, for gunicorn before any app exists (the bind address, the warning).
     Redis unreachable counts as open: staying on loopback and warning is the safe side of not knowing.
-    (The connection is made only if the environment has no client credentials to answer with; the
-    managed clients are the ones every process's Services reads, under the same keys.)"""
-    services = Services.build(settings)
+    (The connection is made only if the environment has no client credentials to answer with. No app
+    exists yet whose Services could answer, and a whole Services would open the archive too: only the
+    managed clients are built, as every process's Services reads them, under the same keys.)"""
+    connection = redis_connection(settings)
     try:
-        return not client_auth_required(settings, services.clients)
+        return not client_auth_required(settings, managed_clients(settings, connection, Keys()))
     except redis.RedisError:
         return True
     finally:
-        services.redis.close()
+        connection.close()
 
 
 def announce_if_open(settings: Settings) -> None:
