@@ -56,6 +56,7 @@ JOB_FUNCTIONS = (DISPATCH_JOB, ARCHIVE_JOB, FAN_OUT_JOB, DELIVERY_JOB, DRAIN_JOB
 DISPATCH_JOB_ID = "dispatch"
 DISPATCH_JOB_TIMEOUT_S = 10 * 60
 
+ARCHIVE_JOB_ID = "archive"  # and the task's id, hashed (archive_job_id)
 ARCHIVE_JOB_TIMEOUT_S = 60 * 60  # a 2 GiB video at a slow 1 MB/s still fits
 ARCHIVE_RETRIES = 8  # with a 10 s base: about 18 hours in all, well inside Kling's 30 days
 
@@ -128,6 +129,11 @@ def job_id(kind: str, external_task_id: str) -> str:
     return f"{kind}-{digest}"
 
 
+def archive_job_id(external_task_id: str) -> str:
+    """The id of a task's archive job: one a task, whoever queues it."""
+    return job_id(ARCHIVE_JOB_ID, external_task_id)
+
+
 def enqueue_archive(
     connection: redis.Redis, external_task_id: str, *, retry_base_s: float, pipeline: Pipeline | None = None
 ) -> None:
@@ -135,7 +141,7 @@ def enqueue_archive(
     Queue(ARCHIVE_QUEUE, connection=connection).enqueue_call(
         ARCHIVE_JOB,
         args=(external_task_id,),
-        job_id=job_id("archive", external_task_id),
+        job_id=archive_job_id(external_task_id),
         timeout=ARCHIVE_JOB_TIMEOUT_S,
         retry=Retry(max=ARCHIVE_RETRIES, interval=backoff_intervals(retry_base_s, ARCHIVE_RETRIES)),
         failure_ttl=FAILED_JOB_TTL_S,
