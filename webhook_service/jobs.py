@@ -92,6 +92,10 @@ JOB_RESULT_TTL_S = 60
 JOB_MONITORING_INTERVAL_S = 30
 MAINTENANCE_INTERVAL_S = 60
 
+# Retries are spread by ±20 % (`jittered`): the jobs of many tasks that failed together (a storage or a
+# receiver's outage) do not all come back in the same second.
+RETRY_JITTER = 0.2
+
 
 def fork_queues(settings: Settings) -> frozenset[str]:
     """The queues whose jobs run in a forked work horse under these settings (WORKER_FORK_QUEUES)."""
@@ -111,16 +115,19 @@ def fork_queues(settings: Settings) -> frozenset[str]:
     return frozenset(chosen)
 
 
+def jittered(seconds: float, jitter: float = RETRY_JITTER) -> float:
+    """`seconds` made up to `jitter` (a fraction) shorter or longer, at random: the retries' spread."""
+    return seconds * random.uniform(1 - jitter, 1 + jitter)
+
+
 def backoff_intervals(
-    base_s: float, count: int, factor: float = 3.0, cap_s: float = 6 * 3600, jitter: float = 0.2
+    base_s: float, count: int, factor: float = 3.0, cap_s: float = 6 * 3600, jitter: float = RETRY_JITTER
 ) -> list[int]:
     """Exponential back-off with ±jitter, capped. RQ repeats only the list it is given, so compute it.
 
     A base of 0 retries at once (RQ then re-enqueues without the scheduler): for tests.
     """
-    return [
-        round(min(cap_s, base_s * factor**n) * random.uniform(1 - jitter, 1 + jitter)) for n in range(count)
-    ]
+    return [round(jittered(min(cap_s, base_s * factor**n), jitter)) for n in range(count)]
 
 
 def job_id(kind: str, external_task_id: str) -> str:
