@@ -1,8 +1,10 @@
 """The long-lived objects a process needs, built once from the settings and handed on explicitly.
 
-The web app builds one in `create_app` (web/app.py), each RQ work horse one for its job
-(workers/horse.py), the CLI uses the app's. Domain functions take it as their first argument, so a
-test builds one against its own Redis and calls them directly.
+The web app builds one in `create_app` (web/app.py) and the CLI uses the app's. An RQ worker builds one
+when its first job asks and shares it with every job it runs in its own process (all of them by
+default); only a work horse forked for a job of WORKER_FORK_QUEUES builds its own, since sockets must
+not cross a fork (workers/horse.py). Domain functions take it as their first argument, so a test
+builds one against its own Redis and calls them directly.
 """
 
 from __future__ import annotations
