@@ -1,4 +1,9 @@
-"""Every Redis key the service writes, under one prefix, so several deployments can share a Redis.
+"""Every Redis key the service writes, under one prefix (`kws:`).
+
+The prefix keeps key sets apart within one deployment: each resource pack's submission keys (below) and
+the tests' own. It does not let several deployments share a Redis: no setting chooses it, and RQ's
+queues and job ids (jobs.py) are the same under every prefix, so one deployment's workers would run the
+other's jobs. Give each deployment its own Redis, or its own database of one.
 
 Tasks (domain/store.py):
 - `task:<external_task_id>`          the task record (JSON)
