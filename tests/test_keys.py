@@ -1,8 +1,9 @@
-"""Every key the service writes is under its prefix, so two deployments can share one Redis.
+"""Every key the service writes is under its prefix, so two key sets in one Redis never meet.
 
 The whole path of a task is run twice against one Redis, under two prefixes: accepted and sent
 upstream, a callback, a refusal's pause, a reconciliation pass, an event fanned out into a delivery,
-a metrics scrape. Neither deployment sees the other's tasks, and no key but RQ's own escapes a prefix.
+a metrics scrape. Neither key set sees the other's tasks, and no key but RQ's own escapes a prefix
+(RQ's are why two deployments still need a Redis each: keys.py).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def run_a_task(svc: Services, name: str) -> None:
     exposition(svc.redis, svc.keys)
 
 
-def test_two_deployments_share_a_redis_under_their_own_prefixes(env: dict[str, str]) -> None:
+def test_two_key_sets_share_a_redis_under_their_own_prefixes(env: dict[str, str]) -> None:
     settings = Settings.from_env(
         {
             **env,

@@ -24,6 +24,9 @@ from webhook_service.config_values import (
     check_whsec,
     checked_archive_url,
     checked_url,
+    delays,
+    event_filter,
+    fork_queue_names,
     optional_url,
     positive_float,
     positive_int,
@@ -31,13 +34,10 @@ from webhook_service.config_values import (
     split,
 )
 from webhook_service.dev_env import DEV_ENV_PATH, dev_env_values
-from webhook_service.event_types import ENDPOINT_DISABLED, EVENT_TYPES
+from webhook_service.event_types import ENDPOINT_DISABLED
 from webhook_service.redaction import url_without_secrets
 from webhook_service.tenant_names import DEFAULT_TENANT, NAME_RULE, valid_name
 
-# What a running `scripts/up` made up for its run (the simulator's URL and token, its webhook receiver,
-# its Redis), written for the commands started beside it and removed when it stops. The lowest layer:
-# anything set in the environment or in `.env` wins over it.
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_KLING_API_BASE = "https://api-singapore.klingai.com"
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
@@ -172,7 +172,7 @@ class Settings:
         def get(name: str, default: str = "") -> str:
             return env.get(name) or default
 
-        notify_events = _events("NOTIFY_EVENTS", get("NOTIFY_EVENTS")) or DEFAULT_NOTIFY_EVENTS
+        notify_events = event_filter("NOTIFY_EVENTS", get("NOTIFY_EVENTS")) or DEFAULT_NOTIFY_EVENTS
         # Each resource pack's limit, unless its own variable says otherwise.
         account = positive_int("KLING_MAX_CONCURRENCY", get("KLING_MAX_CONCURRENCY"), 5)
         settings = cls(
@@ -230,12 +230,14 @@ class Settings:
             notify_email_to=tuple(split(get("NOTIFY_EMAIL_TO"))),
             notify_events=notify_events,
             notify_webhook_events=(
-                _events("NOTIFY_WEBHOOK_EVENTS", get("NOTIFY_WEBHOOK_EVENTS")) or notify_events
+                event_filter("NOTIFY_WEBHOOK_EVENTS", get("NOTIFY_WEBHOOK_EVENTS")) or notify_events
             ),
-            slack_events=_events("SLACK_EVENTS", get("SLACK_EVENTS")) or notify_events,
-            email_events=_events("EMAIL_EVENTS", get("EMAIL_EVENTS")) or notify_events,
+            slack_events=event_filter("SLACK_EVENTS", get("SLACK_EVENTS")) or notify_events,
+            email_events=event_filter("EMAIL_EVENTS", get("EMAIL_EVENTS")) or notify_events,
             notify_timeout_s=positive_float("NOTIFY_TIMEOUT_S", get("NOTIFY_TIMEOUT_S", "15")),
-            notify_retry_schedule_s=_schedule("NOTIFY_RETRY_SCHEDULE_S", get("NOTIFY_RETRY_SCHEDULE_S")),
+            notify_retry_schedule_s=delays(
+                "NOTIFY_RETRY_SCHEDULE_S", get("NOTIFY_RETRY_SCHEDULE_S"), DEFAULT_NOTIFY_RETRY_SCHEDULE_S
+            ),
             notify_allowed_hosts=frozenset(h.lower() for h in split(get("NOTIFY_ALLOWED_HOSTS"))),
             endpoint_disable_after_s=positive_float(
                 "ENDPOINT_DISABLE_AFTER_S",
@@ -265,7 +267,7 @@ class Settings:
             archive_retry_base_s=positive_float(
                 "ARCHIVE_RETRY_BASE_S", get("ARCHIVE_RETRY_BASE_S", "10"), allow_zero=True
             ),
-            worker_fork_queues=_fork_queues(get("WORKER_FORK_QUEUES")),
+            worker_fork_queues=fork_queue_names(get("WORKER_FORK_QUEUES")),
         )
         settings._check_consistency()
         return settings
@@ -387,29 +389,3 @@ def _client_keys(name: str, value: str, *, admin: bool) -> list[ClientKey]:
             )
         found.append(ClientKey(tenant, key.strip(), admin))
     return found
-
-
-def _schedule(name: str, value: str) -> tuple[float, ...]:
-    """Comma-separated delays in seconds, e.g. '5,300,1800'."""
-    if not value:
-        return DEFAULT_NOTIFY_RETRY_SCHEDULE_S
-    return tuple(positive_float(name, part, allow_zero=True) for part in split(value))
-
-
-def _fork_queues(value: str) -> tuple[str, ...] | None:
-    """Queue names, comma-separated, or `all` or `none` alone; the names are checked against the queues
-    when a worker starts (jobs.fork_queues), since the queues are named in jobs.py, above this module."""
-    names = tuple(name.lower() for name in split(value))
-    if len(names) > 1 and {"all", "none"} & set(names):
-        raise ConfigError(f"WORKER_FORK_QUEUES: `all` and `none` stand alone, got {value!r}")
-    return names or None
-
-
-def _events(name: str, value: str) -> frozenset[str]:
-    """An event filter: comma-separated event types (empty: the caller's default)."""
-    events = frozenset(split(value))
-    unknown = sorted(events - set(EVENT_TYPES))
-    if unknown:
-        known = ", ".join(EVENT_TYPES)
-        raise ConfigError(f"{name}: unknown event type(s) {', '.join(unknown)}; known ones: {known}")
-    return events

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from webhook_service.event_types import EVENT_TYPES
 from webhook_service.redaction import url_without_secrets
 
 
@@ -73,6 +74,33 @@ def positive_float(name: str, value: str, *, allow_zero: bool = False) -> float:
     if number < 0 or (number == 0 and not allow_zero):
         raise ConfigError(f"{name}: must be greater than 0, got {value!r}")
     return number
+
+
+def delays(name: str, value: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    """Comma-separated delays in seconds, e.g. '5,300,1800'; `default` when empty."""
+    if not value:
+        return default
+    return tuple(positive_float(name, part, allow_zero=True) for part in split(value))
+
+
+def event_filter(name: str, value: str) -> frozenset[str]:
+    """An event filter: comma-separated event types (empty: the caller's default)."""
+    events = frozenset(split(value))
+    unknown = sorted(events - set(EVENT_TYPES))
+    if unknown:
+        known = ", ".join(EVENT_TYPES)
+        raise ConfigError(f"{name}: unknown event type(s) {', '.join(unknown)}; known ones: {known}")
+    return events
+
+
+def fork_queue_names(value: str) -> tuple[str, ...] | None:
+    """WORKER_FORK_QUEUES: queue names, comma-separated, or `all` or `none` alone; the names are checked
+    against the queues when a worker starts (jobs.fork_queues), since the queues are named in jobs.py,
+    above the settings."""
+    names = tuple(name.lower() for name in split(value))
+    if len(names) > 1 and {"all", "none"} & set(names):
+        raise ConfigError(f"WORKER_FORK_QUEUES: `all` and `none` stand alone, got {value!r}")
+    return names or None
 
 
 def check_whsec(name: str, value: str) -> None:

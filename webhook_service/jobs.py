@@ -56,6 +56,7 @@ JOB_FUNCTIONS = (DISPATCH_JOB, ARCHIVE_JOB, FAN_OUT_JOB, DELIVERY_JOB, DRAIN_JOB
 DISPATCH_JOB_ID = "dispatch"
 DISPATCH_JOB_TIMEOUT_S = 10 * 60
 
+ARCHIVE_JOB_ID = "archive"  # and the task's id, hashed (archive_job_id)
 ARCHIVE_JOB_TIMEOUT_S = 60 * 60  # a 2 GiB video at a slow 1 MB/s still fits
 ARCHIVE_RETRIES = 8  # with a 10 s base: about 18 hours in all, well inside Kling's 30 days
 
@@ -91,6 +92,10 @@ JOB_RESULT_TTL_S = 60
 JOB_MONITORING_INTERVAL_S = 30
 MAINTENANCE_INTERVAL_S = 60
 
+# Retries are spread by ±20 % (`jittered`): the jobs of many tasks that failed together (a storage or a
+# receiver's outage) do not all come back in the same second.
+RETRY_JITTER = 0.2
+
 
 def fork_queues(settings: Settings) -> frozenset[str]:
     """The queues whose jobs run in a forked work horse under these settings (WORKER_FORK_QUEUES)."""
@@ -110,22 +115,30 @@ def fork_queues(settings: Settings) -> frozenset[str]:
     return frozenset(chosen)
 
 
+def jittered(seconds: float, jitter: float = RETRY_JITTER) -> float:
+    """`seconds` made up to `jitter` (a fraction) shorter or longer, at random: the retries' spread."""
+    return seconds * random.uniform(1 - jitter, 1 + jitter)
+
+
 def backoff_intervals(
-    base_s: float, count: int, factor: float = 3.0, cap_s: float = 6 * 3600, jitter: float = 0.2
+    base_s: float, count: int, factor: float = 3.0, cap_s: float = 6 * 3600, jitter: float = RETRY_JITTER
 ) -> list[int]:
     """Exponential back-off with ±jitter, capped. RQ repeats only the list it is given, so compute it.
 
     A base of 0 retries at once (RQ then re-enqueues without the scheduler): for tests.
     """
-    return [
-        round(min(cap_s, base_s * factor**n) * random.uniform(1 - jitter, 1 + jitter)) for n in range(count)
-    ]
+    return [round(jittered(min(cap_s, base_s * factor**n), jitter)) for n in range(count)]
 
 
 def job_id(kind: str, external_task_id: str) -> str:
     """A deterministic job id: RQ allows only [A-Za-z0-9_-], external_task_ids may hold more."""
     digest = hashlib.sha256(external_task_id.encode()).hexdigest()[:32]
     return f"{kind}-{digest}"
+
+
+def archive_job_id(external_task_id: str) -> str:
+    """The id of a task's archive job: one a task, whoever queues it."""
+    return job_id(ARCHIVE_JOB_ID, external_task_id)
 
 
 def enqueue_archive(
@@ -135,7 +148,7 @@ def enqueue_archive(
     Queue(ARCHIVE_QUEUE, connection=connection).enqueue_call(
         ARCHIVE_JOB,
         args=(external_task_id,),
-        job_id=job_id("archive", external_task_id),
+        job_id=archive_job_id(external_task_id),
         timeout=ARCHIVE_JOB_TIMEOUT_S,
         retry=Retry(max=ARCHIVE_RETRIES, interval=backoff_intervals(retry_base_s, ARCHIVE_RETRIES)),
         failure_ttl=FAILED_JOB_TTL_S,

@@ -1,4 +1,9 @@
-"""Every Redis key the service writes, under one prefix, so several deployments can share a Redis.
+"""Every Redis key the service writes, under one prefix (`kws:`).
+
+The prefix keeps key sets apart within one deployment: each resource pack's submission keys (below) and
+the tests' own. It does not let several deployments share a Redis: no setting chooses it, and RQ's
+queues and job ids (jobs.py) are the same under every prefix, so one deployment's workers would run the
+other's jobs. Give each deployment its own Redis, or its own database of one.
 
 Tasks (domain/store.py):
 - `task:<external_task_id>`          the task record (JSON)
@@ -75,6 +80,7 @@ Retention (domain/retention.py):
 - `retention:taskless` sorted set of the events that belong to no task (`endpoint.disabled`) by
                        creation time: each leaves, with its deliveries, TASK_RETENTION_S later once
                        they are all settled
+- `retention-backfill` how far the one-time walk over tasks recorded before retention existed has got
 - `removed:<id>`       a removed task's notice, by external_task_id and by each task_id, kept (with a
                        Redis TTL) for another retention period so a query can say what happened
 
@@ -148,11 +154,24 @@ from dataclasses import dataclass
 PREFIX = "kws:"
 
 
+class Fixed:
+    """A key that takes no argument, read as an attribute (`keys.tasks`): its name under the prefix of the
+    Keys it is read from."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, keys: Keys, owner: type[Keys] | None = None) -> str:
+        return f"{keys.prefix}{self.name}"
+
+
 @dataclass(frozen=True)
 class Keys:
     prefix: str = PREFIX
 
     # --- tasks ---
+    tasks = Fixed("tasks")
+    tenant_backfill = Fixed("tenant-backfill")
 
     def task(self, external_task_id: str) -> str:
         return f"{self.prefix}task:{external_task_id}"
@@ -172,87 +191,37 @@ class Keys:
     def video_extensions(self, video_id: str) -> str:
         return f"{self.prefix}video:{video_id}:extensions"
 
-    @property
-    def tasks(self) -> str:
-        return f"{self.prefix}tasks"
-
     def tenant_tasks(self, tenant: str) -> str:
         return f"{self.prefix}tasks:tenant:{tenant}"
 
-    @property
-    def tenant_backfill(self) -> str:
-        return f"{self.prefix}tenant-backfill"
-
     # --- submission ---
-
-    @property
-    def submit_queue(self) -> str:
-        return f"{self.prefix}submit-queue"
+    submit_queue = Fixed("submit-queue")
+    submit_tenants = Fixed("submit-tenants")
+    submit_passes = Fixed("submit-passes")
+    submit_vtime = Fixed("submit-vtime")
+    slots = Fixed("slots")
+    slot_tenants = Fixed("slot-tenants")
+    pause_until = Fixed("submit-pause-until")
+    pause_level = Fixed("submit-pause-level")
+    slot_taken_at = Fixed("slot-taken-at")
+    queue_units = Fixed("queue-units")
+    slot_units = Fixed("slot-units")
 
     def tenant_submit_queue(self, tenant: str) -> str:
         """A tenant's queue, the default tenant's excepted (`submit_queue`). The tenant's name ends the
         key: the submission script builds it from `tenant_submit_queue("")`."""
         return f"{self.prefix}submit-queue:{tenant}"
 
-    @property
-    def submit_tenants(self) -> str:
-        return f"{self.prefix}submit-tenants"
-
-    @property
-    def submit_passes(self) -> str:
-        return f"{self.prefix}submit-passes"
-
-    @property
-    def submit_vtime(self) -> str:
-        return f"{self.prefix}submit-vtime"
-
-    @property
-    def slots(self) -> str:
-        return f"{self.prefix}slots"
-
-    @property
-    def slot_tenants(self) -> str:
-        return f"{self.prefix}slot-tenants"
-
-    @property
-    def pause_until(self) -> str:
-        return f"{self.prefix}submit-pause-until"
-
-    @property
-    def pause_level(self) -> str:
-        return f"{self.prefix}submit-pause-level"
-
-    @property
-    def slot_taken_at(self) -> str:
-        return f"{self.prefix}slot-taken-at"
-
-    @property
-    def queue_units(self) -> str:
-        return f"{self.prefix}queue-units"
-
-    @property
-    def slot_units(self) -> str:
-        return f"{self.prefix}slot-units"
-
     def pack(self, pack: str) -> Keys:
         """The submission keys of one resource pack (the tenants' weights and limits are shared)."""
         return self if pack == "video" else Keys(f"{self.prefix}pack:{pack}:")
 
     # --- tenants ---
-
-    @property
-    def tenant_weights(self) -> str:
-        return f"{self.prefix}tenant-weights"
-
-    @property
-    def tenant_max_open(self) -> str:
-        return f"{self.prefix}tenant-max-open"
+    tenant_weights = Fixed("tenant-weights")
+    tenant_max_open = Fixed("tenant-max-open")
 
     # --- managed clients ---
-
-    @property
-    def clients(self) -> str:
-        return f"{self.prefix}clients"
+    clients = Fixed("clients")
 
     def client(self, name: str) -> str:
         return f"{self.prefix}client:{name}"
@@ -270,60 +239,33 @@ class Keys:
         return f"{self.prefix}client-access-key:{access_key}"
 
     # --- usage ---
+    usage_tenants = Fixed("usage-tenants")
 
     def usage(self, tenant: str, day: str) -> str:
         return f"{self.prefix}usage:{tenant}:{day}"
 
-    @property
-    def usage_tenants(self) -> str:
-        return f"{self.prefix}usage-tenants"
-
     # --- activity ---
+    activity_tenants = Fixed("activity-tenants")
 
     def activity(self, tenant: str, hour: str) -> str:
         return f"{self.prefix}activity:{tenant}:{hour}"
 
-    @property
-    def activity_tenants(self) -> str:
-        return f"{self.prefix}activity-tenants"
-
     # --- reconciliation ---
-
-    @property
-    def open(self) -> str:
-        return f"{self.prefix}open"
-
-    @property
-    def poll_count(self) -> str:
-        return f"{self.prefix}poll-count"
-
-    @property
-    def reconcile_lock(self) -> str:
-        return f"{self.prefix}reconcile-lock"
-
-    @property
-    def reconcile_passes(self) -> str:
-        return f"{self.prefix}reconcile-passes"
+    open = Fixed("open")
+    poll_count = Fixed("poll-count")
+    reconcile_lock = Fixed("reconcile-lock")
+    reconcile_passes = Fixed("reconcile-passes")
 
     # --- retention ---
-
-    @property
-    def retention(self) -> str:
-        return f"{self.prefix}retention"
-
-    @property
-    def retention_taskless(self) -> str:
-        return f"{self.prefix}retention:taskless"
+    retention = Fixed("retention")
+    retention_taskless = Fixed("retention:taskless")
+    retention_backfill = Fixed("retention-backfill")
 
     def removed(self, any_id: str) -> str:
         return f"{self.prefix}removed:{any_id}"
 
-    @property
-    def retention_backfill(self) -> str:
-        """How far the one-time walk over tasks recorded before retention existed has got."""
-        return f"{self.prefix}retention-backfill"
-
     # --- notifications ---
+    disabled_endpoints = Fixed("notify:disabled-endpoints")
 
     def event(self, event_id: str) -> str:
         return f"{self.prefix}event:{event_id}"
@@ -353,10 +295,6 @@ class Keys:
     def task_deliveries(self, external_task_id: str) -> str:
         return f"{self.prefix}deliveries:task:{external_task_id}"
 
-    @property
-    def disabled_endpoints(self) -> str:
-        return f"{self.prefix}notify:disabled-endpoints"
-
     def sink_busy(self, sink_id: str) -> str:
         return f"{self.prefix}sink:{sink_id}:busy"
 
@@ -364,13 +302,10 @@ class Keys:
         return f"{self.prefix}turns:{target}:waiting"
 
     # --- webhook endpoints ---
+    endpoints = Fixed("endpoints")
 
     def endpoint(self, endpoint_id: str) -> str:
         return f"{self.prefix}endpoint:{endpoint_id}"
-
-    @property
-    def endpoints(self) -> str:
-        return f"{self.prefix}endpoints"
 
     def tenant_endpoints(self, tenant: str) -> str:
         return f"{self.prefix}endpoints:tenant:{tenant}"
@@ -394,24 +329,19 @@ class Keys:
         return f"{self.prefix}endpoint:{endpoint_id}:activity:{hour}"
 
     # --- event log ---
+    events_taskless = Fixed("events-taskless")
 
     def events(self, tenant: str) -> str:
         return f"{self.prefix}events:{tenant}"
-
-    @property
-    def events_taskless(self) -> str:
-        return f"{self.prefix}events-taskless"
 
     def task_events(self, external_task_id: str) -> str:
         return f"{self.prefix}task:{external_task_id}:events"
 
     # --- face sessions ---
-
     def face_session(self, session_id: str) -> str:
         return f"{self.prefix}face-session:{session_id}"
 
     # --- client authentication ---
-
     def auth_failures(self, address: str) -> str:
         return f"{self.prefix}auth-failures:{address}"
 

@@ -1,8 +1,10 @@
 """The long-lived objects a process needs, built once from the settings and handed on explicitly.
 
-The web app builds one in `create_app` (web/app.py), each RQ work horse one for its job
-(workers/horse.py), the CLI uses the app's. Domain functions take it as their first argument, so a
-test builds one against its own Redis and calls them directly.
+The web app builds one in `create_app` (web/app.py) and the CLI uses the app's. An RQ worker builds one
+when its first job asks and shares it with every job it runs in its own process (all of them by
+default); only a work horse forked for a job of WORKER_FORK_QUEUES builds its own, since sockets must
+not cross a fork (workers/horse.py). Domain functions take it as their first argument, so a test
+builds one against its own Redis and calls them directly.
 """
 
 from __future__ import annotations
@@ -74,12 +76,18 @@ class Services:
                     Pack.TRYON: settings.kling_max_concurrency_tryon,
                 },
             ),
-            clients=ManagedClients(connection, keys, settings.secret_key, settings.secret_key_fallbacks),
+            clients=managed_clients(settings, connection, keys),
             open_tasks=OpenTasks(connection, keys),
             kling=ClientPerProcess(settings),
             storage=storage,
             durability=DurabilityReading(connection),
         )
+
+
+def managed_clients(settings: Settings, connection: redis.Redis, keys: Keys) -> ManagedClients:
+    """The managed clients as every process reads them (Services.clients), for a caller that needs
+    nothing else: gunicorn's master asking, before any app exists, whether the API is open."""
+    return ManagedClients(connection, keys, settings.secret_key, settings.secret_key_fallbacks)
 
 
 # How long a command waits for Redis to come back: retried on a dropped connection (and, through

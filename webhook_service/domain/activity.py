@@ -85,18 +85,25 @@ def attempt_made(pipe: Pipeline, keys: Keys, tenant: str, delivered: bool) -> No
 # --- reading ---
 
 
+class FinishedTasks:
+    """Tasks counted by the final status they reached (an hour's here, a day's or a model's in
+    domain/usage.py), and how many in all. The classes that take it on declare `tasks` as their field."""
+
+    tasks: dict[str, int]
+
+    @property
+    def finished(self) -> int:
+        return sum(self.tasks.values())
+
+
 @dataclass
-class Hour:
+class Hour(FinishedTasks):
     """One hour's counts, summed over the tenants read."""
 
     start: datetime
     tasks: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in Status if s.terminal})
     delivered: int = 0
     failed: int = 0  # attempts that did not deliver
-
-    @property
-    def finished(self) -> int:
-        return sum(self.tasks.values())
 
     @property
     def attempts(self) -> int:

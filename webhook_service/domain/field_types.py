@@ -151,6 +151,20 @@ def shape(holder: str, fields: dict[str, Any], *, total: bool = True) -> Any:
     return with_config(_NESTED)(TypedDict(holder, fields, total=total))  # type: ignore[operator]
 
 
+def image_objects(holder: str, key: str, max_items: int) -> Any:
+    """A list of 1 to `max_items` images held by field `holder`, each in Kling's form, an object
+    ``{key: <image>}``: a bare string (one gateway's form) is refused with that form in the message."""
+
+    def not_a_bare_image(value: object) -> object:
+        if isinstance(value, str):
+            message = f'must be an object with "{key}" (a URL or Base64), not a string'
+            raise PydanticCustomError("type", message)
+        return value
+
+    item = Annotated[shape(holder, {key: Image}), BeforeValidator(not_a_bare_image)]  # type: ignore[valid-type]
+    return Annotated[list[item], Strict(), Field(min_length=1, max_length=max_items)]  # type: ignore[valid-type]
+
+
 Watermark = shape("watermark_info", {"enabled": bool})
 _CameraConfig = shape("config", dict.fromkeys(CAMERA_AXES, Axis), total=False)
 CameraControl = shape("camera_control", {"type": enum(*CAMERA_TYPES), "config": NotRequired[_CameraConfig]})

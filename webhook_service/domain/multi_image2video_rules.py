@@ -16,18 +16,16 @@ sources and where they disagree). domain/body_rules.py applies them, through dom
 
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, Strict, StringConstraints
-from pydantic_core import PydanticCustomError
+from pydantic import StringConstraints
 
 from webhook_service.domain.body_rules import BodyRules
 from webhook_service.domain.field_types import (
     COMMON_FIELDS,
     PROMPT_MAX_CHARS,
     Duration,
-    Image,
     Prompt,
     enum,
-    shape,
+    image_objects,
 )
 
 MODEL_NAMES = ("kling-v1-6",)
@@ -36,16 +34,7 @@ MAX_IMAGES = 4
 ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 
 
-def _not_a_bare_image(value: object) -> object:
-    """An image given as a bare string gets Kling's object form in the message."""
-    if isinstance(value, str):
-        raise PydanticCustomError("type", 'must be an object with "image" (a URL or Base64), not a string')
-    return value
-
-
-_ImageShape = shape("image_list", {"image": Image})
-_Element = Annotated[_ImageShape, BeforeValidator(_not_a_bare_image)]  # type: ignore[valid-type]
-_Elements = Annotated[list[_Element], Strict(), Field(min_length=1, max_length=MAX_IMAGES)]
+_Elements = image_objects("image_list", "image", MAX_IMAGES)
 
 RULES = BodyRules(
     field_types={

@@ -14,13 +14,8 @@ domain/task_types.py; the count and aspect ratios are image generation's (domain
 * ``n`` (1 to 9) may be absent: Kling makes one image then; each holds a slot of the image pack.
 """
 
-from typing import Annotated
-
-from pydantic import BeforeValidator, Field, Strict
-from pydantic_core import PydanticCustomError
-
 from webhook_service.domain.body_rules import BodyRules
-from webhook_service.domain.field_types import COMMON_FIELDS, Image, Prompt, enum, shape
+from webhook_service.domain.field_types import COMMON_FIELDS, Image, Prompt, enum, image_objects
 from webhook_service.domain.image_rules import ASPECT_RATIOS, MAX_IMAGES, Count
 
 MODEL_NAMES = ("kling-v2", "kling-v2-1")
@@ -28,17 +23,7 @@ DEFAULT_MODEL = "kling-v2"
 MAX_SUBJECTS = 4
 
 
-def _not_a_bare_image(value: object) -> object:
-    """A subject given as a bare string (one gateway's form) gets Kling's form in the message."""
-    if isinstance(value, str):
-        message = 'must be an object with "subject_image" (a URL or Base64), not a string'
-        raise PydanticCustomError("type", message)
-    return value
-
-
-_SubjectShape = shape("subject_image_list", {"subject_image": Image})
-_Subject = Annotated[_SubjectShape, BeforeValidator(_not_a_bare_image)]  # type: ignore[valid-type]
-_Subjects = Annotated[list[_Subject], Strict(), Field(min_length=1, max_length=MAX_SUBJECTS)]
+_Subjects = image_objects("subject_image_list", "subject_image", MAX_SUBJECTS)
 
 RULES = BodyRules(
     field_types={

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import redis
 
 from webhook_service.domain.bounds import stored_body
+from webhook_service.domain.clock import now_ms
 from webhook_service.domain.lifecycle import expire, record_news, release
 from webhook_service.domain.submission import dispatch
 from webhook_service.domain.task_types import task_type
@@ -111,7 +112,7 @@ def _check(services: Services, external_task_id: str, report: PassReport) -> Non
         release(services, pipe, external_task_id)
         pipe.execute()
         return
-    if time.time() * 1000 - task.created_at > services.settings.task_timeout_s * 1000:
+    if now_ms() - task.created_at > services.settings.task_timeout_s * 1000:
         expire(services, external_task_id)
         report.expired.append(external_task_id)
         return

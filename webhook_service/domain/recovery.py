@@ -47,7 +47,7 @@ from webhook_service.domain.unified_list import PRODUCT_TYPES
 from webhook_service.domain.unified_rules import TASKS_PATH
 from webhook_service.domain.video_extend import parent_video_of
 from webhook_service.integrations.storage import StorageError
-from webhook_service.jobs import enqueue_archive, job_id, still_to_run
+from webhook_service.jobs import archive_job_id, enqueue_archive, still_to_run
 from webhook_service.services import Services
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def _archive(services: Services, task: Task) -> Archive:
         return Archive.FAILED
     if not missing_from_archive(services, task):
         return Archive.ARCHIVED
-    if not still_to_run(services.redis, job_id("archive", task.external_task_id)):
+    if not still_to_run(services.redis, archive_job_id(task.external_task_id)):
         retry_base_s = services.settings.archive_retry_base_s
         enqueue_archive(services.redis, task.external_task_id, retry_base_s=retry_base_s)
     return Archive.QUEUED

@@ -183,10 +183,9 @@ class Task:
         videos = []
         for video in self.task_result.get("videos", []):
             video = dict(video)
-            if (link := links.get((str(video.get("id")), "video"))) is not None:
-                video["archive_url"] = link
-            if (link := links.get((str(video.get("id")), "watermark"))) is not None:
-                video["watermark_archive_url"] = link
+            for kind, key in (("video", "archive_url"), ("watermark", "watermark_archive_url")):
+                if (link := links.get((str(video.get("id")), kind))) is not None:
+                    video[key] = link
             videos.append(video)
         return {**self.task_result, "videos": videos}
 
@@ -239,11 +238,8 @@ _EMPTY_DEFAULTS = {
 
 def _empty_default(name: str, value: Any) -> bool:
     """Whether the field holds its empty default (`0` and `False` told apart, as `==` does not)."""
-    return (
-        name in _EMPTY_DEFAULTS
-        and value == _EMPTY_DEFAULTS[name]
-        and type(value) is type(_EMPTY_DEFAULTS[name])
-    )
+    default = _EMPTY_DEFAULTS.get(name, MISSING)
+    return value == default and type(value) is type(default)
 
 
 def image_index(image: dict[str, Any], position: int) -> Any:
@@ -310,9 +306,7 @@ def _update_from_legacy(body: dict[str, Any], max_outputs: int) -> StatusUpdate:
     status = parse_status(body.get("task_status"))
     if status is None:
         raise UnknownCallbackShape(f"task_status {body.get('task_status')!r} is not a Kling status")
-    task_info = body.get("task_info")
-    if not isinstance(task_info, dict):
-        task_info = {}
+    task_info = info if isinstance(info := body.get("task_info"), dict) else {}
     result = body.get("task_result")
     dropped = 0
     if isinstance(result, dict):  # `videos`, and `images` for Kling's image tasks: each list capped
@@ -347,9 +341,7 @@ def _update_from_newer(body: dict[str, Any], max_outputs: int) -> StatusUpdate:
     if status is None:
         raise UnknownCallbackShape(f"status {body.get('status')!r} is not a Kling status")
     outputs = body.get("outputs")
-    if not isinstance(outputs, list):
-        outputs = []
-    outputs = [output for output in outputs if isinstance(output, dict)]
+    outputs = [output for output in outputs if isinstance(output, dict)] if isinstance(outputs, list) else []
     videos = [
         {k: v for k, v in output.items() if k in ("id", "url", "watermark_url", "duration")}
         for output in outputs

@@ -12,13 +12,13 @@ status filter leaves it out.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import Field, Strict, StringConstraints
 
 from webhook_service.domain.body_rules import BodyRules, validate_body
+from webhook_service.domain.clock import now_ms
 from webhook_service.domain.field_types import between, documented, enum, shape
 from webhook_service.domain.problems import FieldProblem, RequestInvalid
 from webhook_service.domain.store import TaskStore
@@ -78,7 +78,7 @@ def _window(body: dict[str, Any]) -> tuple[int, int, int, list[FieldProblem]]:
         if len(parts) == 3 and all(part.isdigit() for part in parts):
             return int(parts[0]), int(parts[1]), int(parts[2]), []
         return 0, 0, 0, [FieldProblem("cursor", "format", "is not a next_cursor this service gave")]
-    end = int(body.get("end_time") or time.time() * 1000)
+    end = int(body.get("end_time") or now_ms())
     start = int(body["start_time"]) if body.get("start_time") else end - WINDOW_MS
     if start >= end:
         return 0, 0, 0, [FieldProblem("start_time", "range", "must be before end_time")]

@@ -167,7 +167,7 @@ def period(first: str | None, last: str | None, today: date) -> Period:
 
 
 @dataclass
-class Tally:
+class Tally(activity.FinishedTasks):
     """Tasks by final status, and the units they spent (thousandths)."""
 
     tasks: dict[str, int] = field(default_factory=lambda: {status.value: 0 for status in FINAL_STATUSES})
@@ -176,10 +176,6 @@ class Tally:
     @property
     def units(self) -> float:
         return self.milliunits / MILLI
-
-    @property
-    def total(self) -> int:
-        return sum(self.tasks.values())
 
     def add(self, other: Tally) -> None:
         for status, count in other.tasks.items():
@@ -301,4 +297,4 @@ def _models(stored: dict[bytes, bytes]) -> dict[str, Tally]:
             tally.milliunits += max(0, int(raw_value))
         elif kind in tally.tasks:
             tally.tasks[kind] += max(0, int(raw_value))
-    return {model: tally for model, tally in sorted(models.items()) if tally.total or tally.milliunits}
+    return {model: tally for model, tally in sorted(models.items()) if tally.finished or tally.milliunits}

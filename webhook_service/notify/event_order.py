@@ -37,7 +37,7 @@ FanOut = Callable[[str, str, datetime], None]
 
 
 def earlier_fan_outs_first(
-    connection: redis.Redis, keys: Keys, task: Task, event_id: str, fan_out: FanOut
+    connection: redis.Redis, events: EventLog, task: Task, event_id: str, fan_out: FanOut
 ) -> datetime | None:
     """Return once every event of `task` recorded before `event_id` is fanned out, oldest first, or its
     fan-out failed here (its own job retries it), or another worker has been running it for too long.
@@ -45,7 +45,7 @@ def earlier_fan_outs_first(
     Returns when `event_id` was recorded, by the log (None when the log no longer holds it): the time
     its payload says it was raised, whenever its fan-out runs. The job's own `enqueued_at` would say
     when RQ last queued it, which for a retried fan-out is the retry's time."""
-    logged = EventLog(connection, keys).of_task(task.tenant, task.external_task_id)
+    logged = events.of_task(task.tenant, task.external_task_id)
     ids = [event["id"] for event in logged]
     if event_id not in ids:
         return None  # not in the log (any more): nothing to order it by

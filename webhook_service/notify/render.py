@@ -139,6 +139,8 @@ def _endpoint_summary(event: Event, base_url: str) -> Summary:
 
 
 def shorten(text: str, limit: int) -> str:
+    """`text` on one line, its runs of whitespace one space, cut to `limit` characters with an ellipsis
+    (the dashboard's `shorten` filter too)."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 

@@ -1,18 +1,19 @@
 """When to try a failed delivery again: the schedule with jitter, and `Retry-After` within bounds.
 
-Jitter (±20 %) spreads the retries of many deliveries that failed together (a receiver's outage) so they
-do not all come back at the same second. `Retry-After` (on 429 and 503) is a receiver asking for time:
-it is honoured, but never shortens the schedule (a receiver cannot make us hammer it) and never waits
-longer than an hour (a receiver cannot park a delivery for days with one header).
+Jitter (±20 %, as the jobs' retries have it: jobs.jittered) spreads the retries of many deliveries that
+failed together (a receiver's outage) so they do not all come back at the same second. `Retry-After` (on
+429 and 503) is a receiver asking for time: it is honoured, but never shortens the schedule (a receiver
+cannot make us hammer it) and never waits longer than an hour (a receiver cannot park a delivery for days
+with one header).
 """
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-JITTER = 0.2
+from webhook_service.jobs import jittered
+
 RETRY_AFTER_MAX_S = 3600.0
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -21,7 +22,7 @@ def next_delay(schedule: tuple[float, ...], tries: int, retry_after_s: float | N
     """Seconds to wait after the `tries`-th failed attempt, or None when the schedule is exhausted."""
     if tries > len(schedule):
         return None
-    delay = schedule[tries - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+    delay = jittered(schedule[tries - 1])
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, RETRY_AFTER_MAX_S))
     return delay

@@ -48,7 +48,7 @@ def fan_out(
     if task is None:
         log.warning("event %s: task %s is not recorded, nothing to send", event_type, external_task_id)
         return
-    logged_at = earlier_fan_outs_first(svc.redis, svc.keys, task, event_id, partial(_fan_out, svc, task))
+    logged_at = earlier_fan_outs_first(svc.redis, svc.events, task, event_id, partial(_fan_out, svc, task))
     _fan_out(svc, task, event_id, event_type, logged_at or raised_at)
 
 

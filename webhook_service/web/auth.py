@@ -6,9 +6,10 @@ The environment's credentials are checked first and cost no Redis round trip; a 
 GET by its hash, a managed client's JWT one GET by its issuer (the AK), whose SK then checks it.
 
 Accepting Kling's own token scheme is what lets an existing Kling client switch to this service by
-changing only its base URL and credentials. Codes follow Kling: 1001 no token, 1002 bad token,
-1003 not yet valid, 1004 expired. Failed attempts are counted per client address (auth_limit.py), and
-an address past the limit is answered 429 before its credential is even looked at.
+changing only its base URL and credentials. Codes follow Kling (web/errors.py names them): 1001 no
+token, 1002 bad token, 1003 not yet valid, 1004 expired. Failed attempts are counted per client address
+(auth_limit.py), and an address past the limit is answered 429 (1302) before its credential is even
+looked at.
 """
 
 from __future__ import annotations
@@ -26,15 +27,22 @@ from webhook_service.config import Settings
 from webhook_service.domain.clients import Credential, ManagedClients
 from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
 from webhook_service.integrations import logs
-from webhook_service.services import Services
+from webhook_service.keys import Keys
+from webhook_service.services import Services, managed_clients, redis_connection
 from webhook_service.web.auth_limit import FailedAuthLimit, TooManyFailures
-from webhook_service.web.errors import ApiError
+from webhook_service.web.errors import (
+    CODE_BAD_TOKEN,
+    CODE_NO_TOKEN,
+    CODE_RATE_LIMITED,
+    CODE_TOKEN_EXPIRED,
+    CODE_TOKEN_NOT_YET_VALID,
+    ApiError,
+)
 
 JWT_LEEWAY_S = 5
 # Kling's own tokens live 30 minutes. A longer-lived token is a stolen credential that stays good for
 # longer, so one whose exp lies further than this after it starts is refused, however it is signed.
 JWT_MAX_LIFETIME_S = 3600
-CODE_TOO_MANY_FAILURES = 1302  # Kling's "rate limited" code
 # An open API (no client credentials configured) has no tenants to keep apart: its callers see all.
 OPEN_SCOPE = EVERYONE
 
@@ -55,15 +63,16 @@ def client_auth_required(settings: Settings, clients: ManagedClients) -> bool:
 def open_at_start(settings: Settings) -> bool:
     """Whether the API is open, for gunicorn before any app exists (the bind address, the warning).
     Redis unreachable counts as open: staying on loopback and warning is the safe side of not knowing.
-    (The connection is made only if the environment has no client credentials to answer with; the
-    managed clients are the ones every process's Services reads, under the same keys.)"""
-    services = Services.build(settings)
+    (The connection is made only if the environment has no client credentials to answer with. No app
+    exists yet whose Services could answer, and a whole Services would open the archive too: only the
+    managed clients are built, as every process's Services reads them, under the same keys.)"""
+    connection = redis_connection(settings)
     try:
-        return not client_auth_required(settings, services.clients)
+        return not client_auth_required(settings, managed_clients(settings, connection, Keys()))
     except redis.RedisError:
         return True
     finally:
-        services.redis.close()
+        connection.close()
 
 
 def announce_if_open(settings: Settings) -> None:
@@ -97,11 +106,13 @@ def require_client(services: Services) -> Scope:
     token = token.strip()
     try:
         if not header.strip():
-            raise ApiError(401, 1001, "Authorization header is missing: send 'Authorization: Bearer <token>'")
+            raise ApiError(
+                401, CODE_NO_TOKEN, "Authorization header is missing: send 'Authorization: Bearer <token>'"
+            )
         if scheme.lower() != "bearer" or not token:
             raise ApiError(
                 401,
-                1001,
+                CODE_NO_TOKEN,
                 f"Authorization header uses the {scheme[:20]!r} scheme, or has no token: "
                 "send 'Authorization: Bearer <token>'",
             )
@@ -127,7 +138,7 @@ def limit_failures(limit: FailedAuthLimit, address: str | None) -> None:
     except TooManyFailures as refused:
         raise ApiError(
             429,
-            CODE_TOO_MANY_FAILURES,
+            CODE_RATE_LIMITED,
             f"too many failed authentications from this address: retry after {refused.retry_after_s} s",
             headers={"Retry-After": str(refused.retry_after_s)},
         ) from None
@@ -158,7 +169,7 @@ def check_token(token: str, services: Services) -> Grant:
         return _check_any_jwt(token, services)
     managed = services.clients.by_key(token)
     if managed is None:
-        raise ApiError(401, 1002, "the bearer token is not a valid API key")
+        raise ApiError(401, CODE_BAD_TOKEN, "the bearer token is not a valid API key")
     return Grant(managed.scope, None, managed_credential(managed))
 
 
@@ -190,7 +201,7 @@ def _check_any_jwt(token: str, services: Services) -> Grant:
     except jwt.PyJWTError:
         issuer = None
     if not isinstance(issuer, str) or not issuer:
-        raise ApiError(401, 1002, "the bearer token is neither a valid API key nor a valid JWT")
+        raise ApiError(401, CODE_BAD_TOKEN, "the bearer token is neither a valid API key nor a valid JWT")
     if settings.service_access_key and hmac.compare_digest(
         issuer.encode(), settings.service_access_key.encode()
     ):
@@ -198,7 +209,7 @@ def _check_any_jwt(token: str, services: Services) -> Grant:
         return Grant(Scope(DEFAULT_TENANT), expires_at, jwt_credential(settings))
     found = services.clients.by_access_key(issuer)
     if found is None:
-        raise ApiError(401, 1002, "the bearer token is neither a valid API key nor a valid JWT")
+        raise ApiError(401, CODE_BAD_TOKEN, "the bearer token is neither a valid API key nor a valid JWT")
     credential, secret_key = found
     return Grant(credential.scope, _check_jwt(token, issuer, secret_key), managed_credential(credential))
 
@@ -214,18 +225,22 @@ def _check_jwt(token: str, access_key: str, secret_key: str) -> int:
             options={"require": ["iss", "exp"]},
         )
     except jwt.ExpiredSignatureError:
-        raise ApiError(401, 1004, "the token has expired: sign a new one") from None
+        raise ApiError(401, CODE_TOKEN_EXPIRED, "the token has expired: sign a new one") from None
     except jwt.ImmatureSignatureError:
-        raise ApiError(401, 1003, "the token is not valid yet (nbf in the future): check the clock") from None
+        raise ApiError(
+            401, CODE_TOKEN_NOT_YET_VALID, "the token is not valid yet (nbf in the future): check the clock"
+        ) from None
     except jwt.PyJWTError:
-        raise ApiError(401, 1002, "the bearer token is neither a valid API key nor a valid JWT") from None
+        raise ApiError(
+            401, CODE_BAD_TOKEN, "the bearer token is neither a valid API key nor a valid JWT"
+        ) from None
     expires_at = int(claims["exp"])
     starts_at = claims.get("nbf", claims.get("iat", time.time()))
     if expires_at - float(starts_at) > JWT_MAX_LIFETIME_S:
         start = "nbf" if "nbf" in claims else "iat" if "iat" in claims else "now"
         raise ApiError(
             401,
-            1002,
+            CODE_BAD_TOKEN,
             f"the token lives too long: exp may be at most {JWT_MAX_LIFETIME_S} s after {start}; "
             "sign one that expires sooner (Kling's own live 30 minutes)",
         )

@@ -31,6 +31,7 @@ from webhook_service.integrations import logs, metrics
 from webhook_service.services import Services
 from webhook_service.web.errors import (
     CODE_BAD_REQUEST,
+    CODE_BAD_TOKEN,
     CODE_CONFLICT,
     CODE_INTERNAL,
     CODE_NOT_FOUND,
@@ -43,8 +44,6 @@ from webhook_service.web.errors import (
 
 log = logging.getLogger(__name__)
 
-CODE_BAD_TOKEN = 1002
-CODE_BAD_SIGNATURE = 1002
 _SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -116,7 +115,7 @@ class CallbackEndpoint:
         try:
             self.webhook.verify(raw, headers, json_parse=False)
         except Exception as error:  # the library raises ValueError and friends on malformed headers too
-            raise ApiError(401, CODE_BAD_SIGNATURE, f"webhook signature rejected: {error}") from None
+            raise ApiError(401, CODE_BAD_TOKEN, f"webhook signature rejected: {error}") from None
 
 
 def _as_api_error(error: Exception) -> ApiError:

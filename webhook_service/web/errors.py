@@ -24,6 +24,12 @@ StartResponse = Callable[..., Any]
 
 log = logging.getLogger(__name__)
 
+# Kling's own codes, meaning what they mean there, so a Kling client reacts as it would to Kling.
+CODE_NO_TOKEN = 1001
+CODE_BAD_TOKEN = 1002  # a key, token, callback URL token or signature that does not check out
+CODE_TOKEN_NOT_YET_VALID = 1003
+CODE_TOKEN_EXPIRED = 1004
+CODE_RATE_LIMITED = 1302  # try again shortly (Retry-After says when)
 # Service codes outside Kling's table; Kling's own codes (1000-5002) keep their meaning.
 CODE_NOT_FOUND = 1203
 CODE_BAD_REQUEST = 1201

@@ -31,10 +31,16 @@ from webhook_service.integrations.kling import KlingError, KlingTransportError
 from webhook_service.web import waiting
 from webhook_service.web.auth import current_scope
 from webhook_service.web.context import current_services as services
-from webhook_service.web.errors import CODE_INTERNAL, ApiError, invalid_request, json_object, whole_body
+from webhook_service.web.errors import (
+    CODE_INTERNAL,
+    CODE_RATE_LIMITED,
+    ApiError,
+    invalid_request,
+    json_object,
+    whole_body,
+)
 
 PATH = "/v1/videos/identify-face"
-CODE_BUSY = 1302  # Kling's "rate limited": try again shortly
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,7 @@ def identify_face() -> tuple[Response, int]:
     if not waiting.budget(waiting.SUBMITS).acquire(blocking=False):
         raise ApiError(
             429,
-            CODE_BUSY,
+            CODE_RATE_LIMITED,
             "this web process is already waiting on Kling for as many requests as it may "
             f"(SUBMIT_WAITING_MAX={settings.submit_waiting_max}); try again in a second",
             headers={"Retry-After": "1"},

@@ -24,6 +24,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from webhook_service.integrations.redis_config import RedisDurability
+from webhook_service.notify.render import shorten
 from webhook_service.web.auth import client_auth_required
 from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
@@ -60,7 +61,7 @@ for _filter in (
     present.history_detail,
     present.history_label,
     present.pretty,
-    present.shorten,
+    shorten,  # notify/render.py's: the notifications shorten text the same way
     present.span,
 ):
     bp.add_app_template_filter(_filter)

@@ -22,17 +22,25 @@ from webhook_service.web.dashboard.charts import (
 SIZE = (600, 220)  # half the page's width, beside each other
 
 
-@dataclass(frozen=True)
-class Activity:
-    tasks: BarChart
-    deliveries: BarChart
-    finished: int  # tasks that reached a final status in the period
+class DeliveryShare:
+    """Delivery attempts and how many delivered (the Tasks page's panel, an endpoint's), with the share
+    that did. The classes that take it on declare both as their fields."""
+
     attempts: int
     delivered: int
 
     @property
     def success(self) -> str:
         return share(self.delivered, self.attempts)
+
+
+@dataclass(frozen=True)
+class Activity(DeliveryShare):
+    tasks: BarChart
+    deliveries: BarChart
+    finished: int  # tasks that reached a final status in the period
+    attempts: int
+    delivered: int
 
 
 def count(value: float) -> str:

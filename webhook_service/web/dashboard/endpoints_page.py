@@ -23,7 +23,7 @@ from webhook_service.notify.pinging import PingInFlight, send_test_event
 from webhook_service.notify.sinks import Verdict
 from webhook_service.web.auth import current_scope
 from webhook_service.web.context import current_services as services
-from webhook_service.web.dashboard.activity_chart import attempts_chart, share
+from webhook_service.web.dashboard.activity_chart import DeliveryShare, attempts_chart
 from webhook_service.web.dashboard.charts import BarChart
 
 log = logging.getLogger(__name__)
@@ -33,16 +33,12 @@ RECENT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
-class Panel:
+class Panel(DeliveryShare):
     endpoint: Endpoint
     chart: BarChart
     attempts: int
     delivered: int
     recent: list[dict[str, Any]]
-
-    @property
-    def success(self) -> str:
-        return share(self.delivered, self.attempts)
 
 
 def _panel(endpoint: Endpoint) -> Panel:

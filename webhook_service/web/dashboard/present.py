@@ -174,11 +174,6 @@ def filesize(size: int | None) -> str:
     return f"{value:.1f} GiB"
 
 
-def shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 _EVENT_LABELS = {
     "created": "Recorded",
     "create_failed": "Kling refused the task",

@@ -63,7 +63,7 @@ def units_chart(usage: TenantUsage, within: Period) -> BarChart:
         title = f"{day}: {units(used.total.units)} units, {by_status(used.total.tasks)}" if used else ""
         columns.append(Column(day.isoformat(), day.strftime("%b %d"), title, parts))
     legend = [
-        LegendEntry(model, series[model], f"{units(tally.units)} units · {plural(tally.total, 'task')}")
+        LegendEntry(model, series[model], f"{units(tally.units)} units · {plural(tally.finished, 'task')}")
         for model, tally in usage.models.items()
     ]
     return stacked(columns, legend, units)
