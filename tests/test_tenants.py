@@ -329,14 +329,14 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
     assert own_video.status_code == 200 and own_video.content == video.content
 
 
-def _csrf(client: FlaskClient, path: str) -> str:
+def csrf_token(client: FlaskClient, path: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
     assert match, f"no CSRF token on {path}"
     return match[1]
 
 
-def _sign_in(client: FlaskClient, key: str) -> None:
-    signed = client.post("/login", data={"credential": key, "csrf_token": _csrf(client, "/login")})
+def sign_in(client: FlaskClient, key: str) -> None:
+    signed = client.post("/login", data={"credential": key, "csrf_token": csrf_token(client, "/login")})
     assert signed.status_code == 302, signed.text
 
 
@@ -346,7 +346,7 @@ def test_the_dashboard_shows_each_tenant_its_own(shared: Service) -> None:
     a_task_id = shared.http.get("/v1/tasks/dash-a", headers=bearer(KEY_A)).json()["data"]["task_id"]
 
     b = shared.app.test_client()
-    _sign_in(b, KEY_B)
+    sign_in(b, KEY_B)
     listing = b.get("/").text
     assert "dash-b" in listing and "dash-a" not in listing and a_task_id not in listing
     assert "tenant team-b" in listing
@@ -356,7 +356,7 @@ def test_the_dashboard_shows_each_tenant_its_own(shared: Service) -> None:
     assert '<tr class="task' in b.get("/?q=dash-b").text
 
     ops = shared.app.test_client()
-    _sign_in(ops, KEY_ADMIN)
+    sign_in(ops, KEY_ADMIN)
     everything = ops.get("/").text
     assert "dash-a" in everything and "dash-b" in everything and "admin · every tenant" in everything
     page = ops.get("/tasks/team-a~dash-a")
