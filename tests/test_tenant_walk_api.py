@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from tests import test_notify
-from tests.tenant_objects import B, TeamA, team_a
+from tests.tenant_objects import A, B, TeamA, team_a
 from tests.test_notify import Receiver, Stack
-from tests.test_tenants import KEY_B, bearer
+from tests.test_tenants import KEY_ADMIN, KEY_B, bearer
 from webhook_service.web.openapi import document
 
 receiver, stack = test_notify.receiver, test_notify.stack  # the webhook tests' fixtures
@@ -237,6 +237,9 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
 
     assert ("get", "/v1/tasks/{task_ref}/videos/{index}", 404) in walked
     assert ("get", "/v1/deliveries", 200) in walked  # ?task= A's: nothing, as for nobody's task
+    assert {("get", "/v1/usage", 400), ("get", "/v1/events", 400)} <= set(
+        walked
+    )  # ?tenant=team-a: an admin's
     assert ("post", "/v1/deliveries/replay", 200) in walked
     assert ("delete", "/v1/deliveries/disabled-endpoints", 404) in walked
     assert ("post", "/v1/endpoints/{endpoint_id}/test", 404) in walked
@@ -250,6 +253,16 @@ def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
     assert (upstream_ids(simulator), simulator.state.face_sessions()) == upstream_before
     assert a.snapshot() == before
     assert a.service.http.get("/v1/deliveries/disabled-endpoints", headers=B).json()["data"] == []
+
+    # An admin sees and reaches both tenants' objects.
+    http, admin = a.service.http, bearer(KEY_ADMIN)
+    delivery = http.get(f"/v1/deliveries/{a.delivery_id}", headers=admin)
+    assert delivery.status_code == 200 and delivery.json()["data"]["tenant"] == "team-a"
+    assert delivery.json()["data"]["external_task_id"] == "job-1"
+    video = http.get(f"/v1/tasks/{a.task_id}/videos/0", headers=admin)
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    own_video = http.get(before["task"]["archived_videos"][0]["url"], headers=A)
+    assert own_video.status_code == 200 and own_video.content == video.content
 
 
 @pytest.mark.parametrize("where", ["path", "query"])
