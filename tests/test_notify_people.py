@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,8 +29,11 @@ from tests.test_notify import Receiver, Stack, settled, submit
 
 LONG_PROMPT = "A <small> fox & a crow " + "walk slowly through deep fresh snow at dawn, " * 8
 REASON = "the model could not animate this image"
-# What a client could put in a prompt to mislead a reader: a terminal colour, a reversed tail, a ping.
-HOSTILE_PROMPT = "a \x1b[31mcat\u202egnp.exe <!channel>"
+# What a client could put in a prompt to mislead a reader: a terminal colour, a reversed tail, a ping, a
+# NUL (which cuts a C string short: a mail tool or a log may show nothing after it) and a backspace
+# (which a terminal obeys, erasing what came before).
+HOSTILE_PROMPT = "a \x1b[31mcat\x00\x08\u202egnp.exe <!channel>"
+REMOVED = ("\x1b", "\x00", "\x08", "\u202e")
 SMTP_USER, SMTP_PASSWORD = "notify@example.com", "p@ss word/:%"
 
 
@@ -176,7 +180,7 @@ def test_email_has_both_parts_the_link_and_the_reason(stack: Stack, simulator, m
     assert REASON in text and REASON in markup
     assert bad["Subject"] == "Task failed: a [31mcatgnp.exe <!channel>"
     for part in (*parts(bad), bad["Subject"]):
-        assert "\x1b" not in part and "\u202e" not in part
+        assert not [c for c in REMOVED if c in part], part
 
 
 def test_slack_message_is_valid_block_kit_with_what_a_person_needs(
@@ -207,6 +211,9 @@ def test_slack_message_is_valid_block_kit_with_what_a_person_needs(
     assert messages["🎬 Video ready"]["text"].startswith("🎬 Video ready: A &lt;small&gt; fox &amp; a crow")
     # The top-level text (what notifications and old clients show) is escaped and cleaned like the blocks.
     assert messages["❌ Task failed"]["text"] == "❌ Task failed: a [31mcatgnp.exe &lt;!channel&gt;"
+    for message in messages.values():  # anywhere in what Slack gets, escaped or not
+        shown = json.dumps(message, ensure_ascii=False)
+        assert not [c for c in REMOVED if c in shown], shown
     bad = messages["❌ Task failed"]["blocks"]
     assert bad[1]["text"]["text"] == "> a [31mcatgnp.exe &lt;!channel&gt;"
     assert any(REASON in b.get("text", {}).get("text", "") for b in bad)

@@ -1,6 +1,7 @@
 """Two tenants' callback_urls kept apart: a 410 Gone disables a URL only for the tenant whose delivery got
-it, and only that tenant sees it and enables it again; each tenant's deliveries are signed with its own
-secret, so one tenant cannot sign an event another tenant's receiver would take."""
+it, and only that tenant sees it and enables it again; the operator's own sinks are an admin's to see
+and enable, not the `default` tenant's; each tenant's deliveries are signed with its own secret, so one
+tenant cannot sign an event another tenant's receiver would take."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def settled(service: Service, headers: dict[str, str], task: str) -> dict[str, A
         return found[0] if found and found[0]["status"] != "pending" else None
 
     found: dict[str, Any] = wait_for(done, timeout=30, what=f"the delivery of {task}")
+    return found
+
+
+def deliveries_of(service: Service, headers: dict[str, str], task: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = service.http.get(
+        "/v1/deliveries", params={"task": task}, headers=headers
+    ).json()["data"]
     return found
 
 
@@ -83,10 +91,13 @@ def test_entries_from_before_owners_stay_with_the_owner_their_value_names(
         mapping={b_url: json.dumps({**why, "tenant": "team-b"}), old_url: json.dumps(why)},
     )
     assert [d["endpoint"] for d in disabled(service, B)] == [endpoint_id(b_url)]
-    assert [(d["endpoint"], d["tenant"]) for d in disabled(service, DEFAULT)] == [
-        (endpoint_id(old_url), "default")
-    ]
-    assert disabled(service, A) == []
+    # From before tenants, it may be the operator's webhook as well as a default tenant's callback_url:
+    # it stops both, and only an admin sees it.
+    assert disabled(service, A) == [] and disabled(service, DEFAULT) == []
+    assert {(d["endpoint"], d["tenant"]) for d in disabled(service, ADMIN)} == {
+        (endpoint_id(b_url), "team-b"),
+        (endpoint_id(old_url), "default"),
+    }
 
     for key, task, url in [(KEY_A, "a-1", b_url), (KEY_A, "a-2", old_url), (KEY_B, "b-2", old_url)]:
         assert create(service, key, task, callback_url=url).status_code == 200
@@ -98,7 +109,41 @@ def test_entries_from_before_owners_stay_with_the_owner_their_value_names(
     assert settled(service, DEFAULT, "d-1")["reason"] == "endpoint_disabled"
 
     assert enable(service, A, b_url) == 404 and enable(service, A, old_url) == 404
-    assert enable(service, B, b_url) == 200 and enable(service, DEFAULT, old_url) == 200
+    assert enable(service, DEFAULT, old_url) == 404
+    assert enable(service, B, b_url) == 200 and enable(service, ADMIN, old_url) == 200
+    assert disabled(service, ADMIN) == []
+
+
+def test_the_operators_sinks_are_an_admins_not_the_default_tenants(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    """The operator's webhook (NOTIFY_WEBHOOK_URLS) answers 410, and so does the default tenant's own
+    callback_url: a plain default key sees and enables its own entry only, never the operator's."""
+    ops, own = receiver.script("/ops", Answer(410)), receiver.script("/default-hook", Answer(410))
+    service = stack.start(**TENANTS, **SUBMITTED_ONLY, NOTIFY_WEBHOOK_URLS=ops)
+    assert create(service, KEY_DEFAULT, "d-1", callback_url=own).status_code == 200
+    wait_for(lambda: len(disabled(service, ADMIN)) == 2, timeout=30, what="both URLs disabled")
+    assert {(d["endpoint"], d["tenant"]) for d in disabled(service, ADMIN)} == {
+        (endpoint_id(ops), None),
+        (endpoint_id(own), "default"),
+    }
+    assert [(d["endpoint"], d["tenant"]) for d in disabled(service, DEFAULT)] == [
+        (endpoint_id(own), "default")
+    ]
+    assert disabled(service, A) == []
+
+    by_id = service.http.delete(f"/v1/deliveries/disabled-endpoints/{endpoint_id(ops)}", headers=DEFAULT)
+    assert by_id.status_code == 404 and enable(service, DEFAULT, ops) == 404
+    assert create(service, KEY_B, "b-1").status_code == 200  # the operator's sink stays off for everyone
+    skipped = wait_for(
+        lambda: [d for d in deliveries_of(service, ADMIN, "team-b~b-1") if d["status"] == "skipped"],
+        timeout=30,
+        what="b-1's delivery to the operator's sink skipped",
+    )
+    assert skipped[0]["reason"] == "endpoint_disabled" and len(receiver.received("/ops")) == 1
+
+    assert enable(service, DEFAULT, own) == 200  # its own: listed, enabled
+    assert enable(service, ADMIN, ops) == 200
     assert disabled(service, ADMIN) == []
 
 

@@ -1,28 +1,22 @@
-"""Tenants kept apart: two teams share one service and one Kling account, and neither sees or changes the
-other's tasks, videos, deliveries or endpoints, through any route the OpenAPI document lists (the walk is
-generated from the document, so a route added later is covered without editing this test; a body that
-names a video or face session, or one of a route that is no create, needs its entry in a table here, and
-the walk fails until it has one), nor on the dashboard. An admin sees everyone's."""
+"""Tenants kept apart: two teams share one service and one Kling account, each with its own ids, and
+neither sees the other's tasks, through the API, the CLI or the dashboard. An admin sees everyone's.
+The walks through every route, of the OpenAPI document and of the dashboard, are
+test_tenant_walk_api.py and test_tenant_walk_dashboard.py; the history's ids, test_tenant_history.py."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from flask.testing import FlaskClient
 
-from tests import test_notify
 from tests.conftest import Service
-from tests.support import wait_for
-from tests.test_notify import Answer, Receiver, Stack, deliveries, webhooks
+from tests.test_notify import deliveries
 from webhook_service.config import ConfigError, Settings
 from webhook_service.domain.tenants import EVERYONE, Scope, client_id, tenant_of, upstream_id
-from webhook_service.notify.records import endpoint_id
-from webhook_service.web.openapi import document
 
 KEY_A = "team-a-key-0123456789abcdefgh"
 KEY_B = "team-b-key-0123456789abcdefgh"
@@ -32,33 +26,6 @@ IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a red fox running thro
 TENANTS = {
     "SERVICE_API_KEYS": f"team-a:{KEY_A},team-b:{KEY_B},{KEY_DEFAULT}",
     "SERVICE_ADMIN_KEYS": f"ops:{KEY_ADMIN}",
-}
-receiver, stack = test_notify.receiver, test_notify.stack  # the webhook tests' fixtures
-# Paths that hold no tenant's objects: Kling's callbacks (their token names the task), health, docs.
-NOT_TENANT_DATA = {"/callbacks/kling", "/healthz", "/readyz", "/openapi.json", "/docs", "/metrics"}
-# What a body may name of another object: sent by B naming A's, a create must be refused on that field.
-REFERENCES = {"video_id", "session_id"}
-A_FACE = {
-    "face_id": "0",
-    "audio_id": "a",
-    "sound_start_time": 0,
-    "sound_end_time": 2000,
-    "sound_insert_time": 0,
-}
-# Per path (under / or /kling): a body naming A's video or face session, and the field refused.
-NAMING_A = {
-    "/v1/videos/video-extend": ({"video_id": "<video>"}, "video_id"),
-    "/v1/videos/lip-sync": (
-        {"input": {"video_id": "<video>", "mode": "text2video", "text": "hi", "voice_id": "uk_man2"}},
-        "input.video_id",
-    ),
-    "/v1/videos/identify-face": ({"video_id": "<video>"}, "video_id"),
-    "/v1/videos/advanced-lip-sync": ({"session_id": "<session>", "face_choose": [A_FACE]}, "session_id"),
-}
-# Per path: the body of an operation that is no create (B's own object): it asks for or changes A's.
-BODIES = {
-    "/v1/endpoints/{endpoint_id}": {"enabled": False, "description": "team-b was here"},
-    "/tasks": {"limit": 500},  # Kling's unified list, asked for everything
 }
 
 
@@ -147,196 +114,14 @@ def test_two_tenants_may_both_use_job_1_and_kling_gets_one_id_each(shared: Servi
     assert cli.invoke(args=["tasks", "list", "--tenant", "Team A"]).exit_code == 2
 
 
-def _value(name: str, a: dict[str, str]) -> str:
-    """What to put in a parameter: A's object for a path parameter, something valid for a query one."""
-    return {
-        "task_ref": a["task_id"],
-        "task_ids": a["task_id"],  # GET /tasks (Kling's unified API) asked for A's task
-        "index": "0",
-        "delivery_id": a["delivery_id"],
-        "endpoint": a["endpoint"],
-        "endpoint_id": a["endpoint_id"],
-        "since": "1d",
-        "url": a["hook"],
-        "pageNum": "1",
-        "pageSize": "500",
-    }.get(name, "")
-
-
-def upstream_ids(simulator: Any) -> list[str]:
-    return [task["external_task_id"] for task in simulator.state.tasks()]
-
-
-def _names(schema: Any, doc: dict[str, Any]) -> set[str]:
-    """Every property name a body schema allows, at any depth, its references followed."""
-    if isinstance(schema, list):
-        return set().union(*(_names(item, doc) for item in schema))
-    if not isinstance(schema, dict):
-        return set()
-    if "$ref" in schema:
-        return _names(doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]], doc)
-    own = set(schema.get("properties", {}))
-    return own.union(*(_names(value, doc) for value in schema.values()))
-
-
-def _naming(path: str, ids: dict[str, str]) -> tuple[dict[str, Any], str]:
-    """The path's body naming these video and session ids, and the field that names them."""
-    body, field = NAMING_A[path.removeprefix("/kling")]
-    text = json.dumps(body).replace("<video>", ids["video"]).replace("<session>", ids["session"])
-    return json.loads(text), field
-
-
-def _refused_as_unknown(service: Service, path: str, a: dict[str, str]) -> tuple[str, str]:
-    """B names A's video or session in a create: refused on that field, and answered exactly as for an
-    id nobody has. Returns the method and path, as the walk records them."""
-    body, field = _naming(path, a)
-    theirs = service.http.post(path, json=body, headers=bearer(KEY_B))
-    unknown, _ = _naming(path, {"video": "no-such-video", "session": "no-such-session"})
-    nobodys = service.http.post(path, json=unknown, headers=bearer(KEY_B))
-    assert theirs.status_code == 400, f"post {path} naming team-a's {field} as team-b: {theirs.text}"
-    assert [(e["field"], e["code"]) for e in theirs.json()["errors"]] == [(field, "not_yours")]
-    assert {**theirs.json(), "request_id": ""} == {**nobodys.json(), "request_id": ""}
-    return "post", path
-
-
-def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for path, item in doc["paths"].items():
-        if path in NOT_TENANT_DATA:
-            continue
-        for method, operation in item.items():
-            if method in ("get", "post", "put", "patch", "delete"):
-                yield path, method, operation
-
-
-def test_walking_every_route_as_another_tenant_finds_and_changes_nothing(
-    stack: Stack, simulator: Any, receiver: Receiver
-) -> None:
-    hook = receiver.script("/team-a-hook", Answer(410))  # A's endpoint: gone, so disabled, a dead letter
-    service = stack.start(
-        **TENANTS,
-        **webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1", NOTIFY_WEBHOOK_EVENTS="task.submitted,task.archived"),
-        EVENTS_STREAM_S="1",  # the walk reads /v1/events/stream to its end
-    )
-    simulator.state.set_scenario("team-a~job-1", {"steps": [{"status": "succeed", "delay": 0.2}]})
-    assert create(service, KEY_A, "job-1", callback_url=hook).status_code == 200
-    assert create(service, KEY_B, "b-1").status_code == 200
-    unified = {"prompt": "a kite", "options": {"external_task_id": "unified-a"}}
-    a_unified = service.http.post("/text-to-video/kling-3.0", json=unified, headers=bearer(KEY_A))
-    assert a_unified.status_code == 200, a_unified.text
-
-    def a_settled() -> list[dict[str, Any]] | None:
-        found = service.http.get("/v1/deliveries", params={"task": "job-1"}, headers=bearer(KEY_A)).json()
-        view = service.http.get("/v1/tasks/job-1", headers=bearer(KEY_A)).json()["data"]
-        done = view["archive_state"] == "archived" and len(found["data"]) == 2
-        return found["data"] if done and all(d["status"] != "pending" for d in found["data"]) else None
-
-    a_deliveries = wait_for(a_settled, timeout=30, what="team-a's task archived, its deliveries settled")
-    assert {d["status"] for d in a_deliveries} == {"failed", "skipped"}  # 410, then the endpoint disabled
-    a_task = service.http.get("/v1/tasks/job-1", headers=bearer(KEY_A)).json()["data"]
-    # A managed endpoint at the same URL, for an event none of A's tasks raises here: A's unified task may
-    # still be on its way, and its events would rightly reach it, which would count as attempts below.
-    managed = service.http.post(
-        "/v1/endpoints", json={"url": hook, "event_types": ["task.expired"]}, headers=bearer(KEY_A)
-    )
-    assert managed.status_code == 201, managed.text
-    a_video = a_task["task_result"]["videos"][0]["id"]
-    faces = service.http.post("/v1/videos/identify-face", json={"video_id": a_video}, headers=bearer(KEY_A))
-    assert faces.status_code == 200, faces.text
-    a = {
-        "video": a_video,
-        "session": faces.json()["data"]["session_id"],
-        "task_id": a_task["task_id"],
-        "delivery_id": a_deliveries[0]["id"],
-        "endpoint": endpoint_id(hook),
-        "endpoint_id": managed.json()["data"]["id"],
-        "hook": hook,
-    }
-    secrets_of_a = {
-        a["task_id"],
-        a["delivery_id"],
-        a["endpoint"],
-        a["endpoint_id"],
-        managed.json()["data"]["secret"],
-        a_video,
-        a["session"],
-        "job-1",
-        "unified-a",
-        a_unified.json()["data"]["id"],
-        *(d["id"] for d in a_deliveries),
-    }
-    attempts_before = len(receiver.received("/team-a-hook"))
-    upstream_before = (upstream_ids(simulator), simulator.state.face_sessions())
-
-    walked = []
-    doc = document(service.services.settings, auth_required=True)
-    for path, method, operation in _operations(doc):
-        params = operation.get("parameters", [])
-        url = re.sub(r"\{(\w+)\}", lambda m: _value(m[1], a), path)
-        query = {p["name"]: _value(p["name"], a) for p in params if p["in"] == "query"}
-        query = {name: value for name, value in query.items() if value}
-        body = None
-        if "requestBody" in operation:
-            schema = operation["requestBody"]["content"]["application/json"]["schema"]
-            if named := REFERENCES & _names(schema, doc):
-                assert path.removeprefix("/kling") in NAMING_A, f"{method} {path} names {named}: add its body"
-                walked.append(_refused_as_unknown(service, path, a))
-                continue
-            if operation["operationId"].startswith("create"):
-                continue  # makes B's own object, naming none of A's: the rest of this test covers it
-            assert path.removeprefix("/kling") in BODIES, f"{method} {path} takes a body: add one to BODIES"
-            body = BODIES[path.removeprefix("/kling")]
-        answer = service.http.request(method.upper(), url, params=query, json=body, headers=bearer(KEY_B))
-        walked.append((method, path, answer.status_code))
-        if "{" in path:
-            assert answer.status_code == 404, f"{method} {url} as team-b: {answer.status_code} {answer.text}"
-            continue
-        if answer.status_code == 404:
-            continue  # e.g. enabling A's endpoint by its URL: not B's, so not found
-        assert answer.status_code == 200, f"{method} {url} as team-b: {answer.status_code} {answer.text}"
-        leaked = {secret for secret in secrets_of_a if secret in answer.text}
-        assert not leaked, f"{method} {url} showed team-b {leaked}"
-    assert ("get", "/v1/tasks/{task_ref}/videos/{index}", 404) in walked
-    assert ("post", "/v1/deliveries/replay", 200) in walked
-    assert ("delete", "/v1/deliveries/disabled-endpoints", 404) in walked
-    assert ("post", "/v1/endpoints/{endpoint_id}/test", 404) in walked
-    assert ("delete", "/v1/endpoints/{endpoint_id}", 404) in walked
-    assert ("patch", "/v1/endpoints/{endpoint_id}", 404) in walked
-    assert {("post", "/tasks", 200), ("post", "/kling/tasks", 200)} <= set(walked)
-    for path in NAMING_A:
-        assert {("post", path), ("post", f"/kling{path}")} <= set(walked)
-    # None of B's refused creates reached Kling: no task, no face session.
-    assert (upstream_ids(simulator), simulator.state.face_sessions()) == upstream_before
-
-    # A's objects are as they were: nothing replayed, the endpoint still disabled, no new attempt.
-    after = service.http.get("/v1/deliveries", params={"task": "job-1"}, headers=bearer(KEY_A)).json()["data"]
-    assert [(d["id"], d["status"], d["replays"]) for d in after] == [
-        (d["id"], d["status"], d["replays"]) for d in a_deliveries
-    ]
-    disabled = service.http.get("/v1/deliveries/disabled-endpoints", headers=bearer(KEY_A)).json()["data"]
-    assert [d["endpoint"] for d in disabled] == [a["endpoint"]]
-    assert len(receiver.received("/team-a-hook")) == attempts_before
-    endpoint = service.http.get(f"/v1/endpoints/{a['endpoint_id']}", headers=bearer(KEY_A)).json()["data"]
-    assert endpoint["enabled"] and endpoint["description"] == ""  # B's PATCH changed nothing
-    assert service.http.get("/v1/deliveries/disabled-endpoints", headers=bearer(KEY_B)).json()["data"] == []
-
-    # An admin sees and reaches both tenants' objects.
-    admin = service.http.get(f"/v1/deliveries/{a['delivery_id']}", headers=bearer(KEY_ADMIN))
-    assert admin.status_code == 200 and admin.json()["data"]["tenant"] == "team-a"
-    assert admin.json()["data"]["external_task_id"] == "job-1"
-    video = service.http.get(f"/v1/tasks/{a['task_id']}/videos/0", headers=bearer(KEY_ADMIN))
-    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
-    own_video = service.http.get(a_task["archived_videos"][0]["url"], headers=bearer(KEY_A))
-    assert own_video.status_code == 200 and own_video.content == video.content
-
-
-def _csrf(client: FlaskClient, path: str) -> str:
+def csrf_token(client: FlaskClient, path: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
     assert match, f"no CSRF token on {path}"
     return match[1]
 
 
-def _sign_in(client: FlaskClient, key: str) -> None:
-    signed = client.post("/login", data={"credential": key, "csrf_token": _csrf(client, "/login")})
+def sign_in(client: FlaskClient, key: str) -> None:
+    signed = client.post("/login", data={"credential": key, "csrf_token": csrf_token(client, "/login")})
     assert signed.status_code == 302, signed.text
 
 
@@ -346,7 +131,7 @@ def test_the_dashboard_shows_each_tenant_its_own(shared: Service) -> None:
     a_task_id = shared.http.get("/v1/tasks/dash-a", headers=bearer(KEY_A)).json()["data"]["task_id"]
 
     b = shared.app.test_client()
-    _sign_in(b, KEY_B)
+    sign_in(b, KEY_B)
     listing = b.get("/").text
     assert "dash-b" in listing and "dash-a" not in listing and a_task_id not in listing
     assert "tenant team-b" in listing
@@ -356,7 +141,7 @@ def test_the_dashboard_shows_each_tenant_its_own(shared: Service) -> None:
     assert '<tr class="task' in b.get("/?q=dash-b").text
 
     ops = shared.app.test_client()
-    _sign_in(ops, KEY_ADMIN)
+    sign_in(ops, KEY_ADMIN)
     everything = ops.get("/").text
     assert "dash-a" in everything and "dash-b" in everything and "admin · every tenant" in everything
     page = ops.get("/tasks/team-a~dash-a")

@@ -8,27 +8,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Service, Workers, make_service
-from tests.support import wait_for
+from tests.conftest import Service, make_service
 from tests.test_callbacks import post_callback
-from tests.test_notify import Receiver
 from webhook_service.domain.clock import now_ms
-from webhook_service.domain.gauges import exposition
 from webhook_service.domain.lifecycle import expire
 from webhook_service.domain.tasks import Outcome, Task
 from webhook_service.domain.tenants import upstream_id
 from webhook_service.domain.usage import day_of, thousandths
-from webhook_service.integrations import metrics
-from webhook_service.web.app import create_app
 from webhook_service.web.dashboard import CONTENT_SECURITY_POLICY
 
 KEY_A = "usage-a-key-0123456789abcdefgh"
@@ -164,6 +157,10 @@ def test_final_tasks_are_counted_by_day_of_creation_model_and_status_with_their_
     assert later["team-a"]["units"] == 3.5 and len(later["team-a"]["days"]) == 1
 
 
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def test_an_expired_task_that_succeeds_later_counts_once_as_succeed(shared: Service) -> None:
     late = create(shared, KEY_A, "late")
     finished = counter("kws_tasks_finished_total", tenant="team-a", status="expired")
@@ -289,111 +286,6 @@ def test_the_cli_prints_every_tenants_usage_as_a_table(shared: Service) -> None:
     assert '"units": 1.25' in as_json.output
     bad = runner.invoke(args=["usage", "--from", "yesterday"])
     assert bad.exit_code == 2 and "--from" in bad.output
-
-
-def counter(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def test_counters_carry_the_tenant_and_a_tenant_scrapes_only_its_own(
-    shared: Service, env: dict[str, str]
-) -> None:
-    a_task, b_task = create(shared, KEY_A, "m-a"), create(shared, KEY_B, "m-b")
-    applied_a = counter("kws_callbacks_total", shape="legacy", outcome="applied", tenant="team-a")
-    forged = counter("kws_callbacks_total", shape="unknown", outcome="bad_token", tenant="")
-    final_word(shared, a_task, "succeed", "1")
-    final_word(shared, b_task, "succeed", "2")
-    refusal = httpx.post(f"{shared.url}/callbacks/kling?token=forged", json={"task_status": "succeed"})
-    assert refusal.status_code == 403
-
-    assert counter("kws_callbacks_total", shape="legacy", outcome="applied", tenant="team-a") == applied_a + 1
-    assert counter("kws_callbacks_total", shape="unknown", outcome="bad_token", tenant="") == forged + 1
-
-    seen_by_a = scrape(shared.http.get("/metrics", headers=bearer(KEY_A)).text)
-    assert {dict(labels).get("tenant", "") for _, labels in seen_by_a} <= {"", "team-a"}
-    assert ("kws_tasks_finished_total", (("status", "succeed"), ("tenant", "team-a"))) in seen_by_a
-    assert ("kws_redis_up", ()) in seen_by_a  # the series without a tenant
-    refused_key = ("kws_callbacks_total", (("outcome", "bad_token"), ("shape", "unknown"), ("tenant", "")))
-    assert refused_key in seen_by_a
-    seen_by_b = scrape(shared.http.get("/metrics", headers=bearer(KEY_B)).text)
-    assert ("kws_task_units_total", (("tenant", "team-b"),)) in seen_by_b
-    assert not any(dict(labels).get("tenant") == "team-a" for _, labels in seen_by_b)
-    public = create_app({**env, **TENANTS, "METRICS_PUBLIC": "true"}).test_client()
-    for everything in (
-        scrape(shared.http.get("/metrics", headers=bearer(KEY_ADMIN)).text),
-        scrape(public.get("/metrics").get_data(as_text=True)),
-    ):
-        tenants_seen = {dict(labels).get("tenant") for _, labels in everything}
-        assert {"team-a", "team-b", ""} <= tenants_seen
-
-
-def test_the_tenant_label_is_a_tenant_name_and_takes_at_most_so_many_values(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(metrics, "_tenant_labels", set())
-    monkeypatch.setattr(metrics, "TENANT_LABELS_MAX", 3)
-    names = ["team-a", "team-b", "team-c", "team-d", "team-a"]
-    assert [metrics.tenant_label(name) for name in names] == [
-        "team-a",
-        "team-b",
-        "team-c",
-        "_other",
-        "team-a",
-    ]
-    assert metrics.tenant_label("") == ""
-    assert metrics.tenant_label('a"} 1\nkws_fake 9') == "_other"  # never a name the operator could give
-
-
-@pytest.fixture
-def multiprocess_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "metrics"
-    directory.mkdir()
-    monkeypatch.setattr(metrics, "MULTIPROCESS_DIR", str(directory))
-    return directory
-
-
-def test_delivery_attempts_are_counted_by_the_tasks_tenant_in_the_workers(
-    env: dict[str, str], simulator: Any, multiprocess_dir: Path
-) -> None:
-    receiver = Receiver()
-    hook = receiver.script("/hook")
-    simulator.state.set_scenario("team-a~hooked", {"steps": [{"status": "succeed", "delay": 0.2}]})
-    service, server, service_env = make_service(env, **TENANTS, NOTIFY_ALLOWED_HOSTS="127.0.0.1")
-    workers = Workers({**service_env, "PROMETHEUS_MULTIPROC_DIR": str(multiprocess_dir)})
-    workers.start()
-    try:
-        answer = service.http.post(
-            "/v1/videos/image2video",
-            json={**IMAGE, "external_task_id": "hooked", "callback_url": hook},
-            headers=bearer(KEY_A),
-        )
-        assert answer.status_code == 200, answer.text
-        wait_for(lambda: receiver.received("/hook"), timeout=30, what="the task's webhook")
-        key = (
-            "kws_delivery_attempts_total",
-            (("outcome", "delivered"), ("sink", "webhook"), ("tenant", "team-a")),
-        )
-
-        def counted() -> dict[Any, float]:
-            found = scrape(exposition(service.services.redis, service.services.keys, "team-a").decode())
-            return found if found.get(key) else {}
-
-        seen_by_a = wait_for(counted, timeout=30, what="the attempt in the workers' metric files")
-        assert seen_by_a[key] >= 1
-        seen_by_b = scrape(exposition(service.services.redis, service.services.keys, "team-b").decode())
-        assert key not in seen_by_b
-    finally:
-        workers.stop()
-        server.stop()
-        receiver.stop()
 
 
 # --- the dashboard (the browser's view is in test_usage_browser.py) ---

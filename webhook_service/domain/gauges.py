@@ -28,7 +28,10 @@ from webhook_service.keys import Keys
 
 def exposition(connection: redis.Redis, keys: Keys, tenant: str | None = None) -> bytes:
     """This process's metrics (or every process's, from the files), then the gauges read from Redis;
-    with `tenant`, only what that tenant may see (the gauges carry no tenant)."""
+    with `tenant`, only what that tenant may see: its own series, and none of the gauges, which count
+    the whole account (every tenant's queued and open tasks, dead letters, RQ jobs)."""
+    if tenant is not None:
+        return counted(tenant)
     gauges = CollectorRegistry()
     gauges.register(RedisGauges(connection, keys))
     return counted(tenant) + generate_latest(gauges)

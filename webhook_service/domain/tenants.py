@@ -13,7 +13,9 @@ may be is tenant_names.py's rule.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from webhook_service.tenant_names import DEFAULT_TENANT as DEFAULT_TENANT
 from webhook_service.tenant_names import valid_name
@@ -38,6 +40,32 @@ def client_id(external_task_id: str, tenant: str) -> str:
     if tenant != DEFAULT_TENANT and external_task_id.startswith(prefix):
         return external_task_id[len(prefix) :]
     return external_task_id
+
+
+def with_client_ids(value: Any, tenant: str) -> Any:
+    """`value` (JSON: a history entry, a body Kling sent) with the tenant's upstream ids shown as its
+    client's own, at any depth and inside longer strings (Kling's messages may quote the id).
+
+    What Kling says about a task names it by the upstream id the service sent (`team-a~job-1`); shown to
+    a client as it came, it would tell the client an id it never chose and another tenant's naming
+    scheme. The default tenant's ids are sent unchanged, so its values come back as they are.
+    """
+    if tenant == DEFAULT_TENANT:
+        return value
+    prefix = f"{tenant}{SEPARATOR}"
+    # Not where the prefix ends a longer tenant's name: `myteam-a~job-1` is no id of team-a's.
+    pattern = re.compile(rf"(?<![a-z0-9_-]){re.escape(prefix)}")
+    return _without_prefix(value, prefix, pattern)
+
+
+def _without_prefix(value: Any, prefix: str, pattern: re.Pattern[str]) -> Any:
+    if isinstance(value, str):
+        return pattern.sub("", value) if prefix in value else value
+    if isinstance(value, list):
+        return [_without_prefix(item, prefix, pattern) for item in value]
+    if isinstance(value, dict):
+        return {key: _without_prefix(item, prefix, pattern) for key, item in value.items()}
+    return value
 
 
 @dataclass(frozen=True)

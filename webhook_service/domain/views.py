@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from webhook_service.domain.tasks import Task
-from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
+from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope, with_client_ids
 from webhook_service.domain.video_extend import lineage_view
 from webhook_service.redaction import shown_url
 from webhook_service.services import Services
@@ -41,11 +41,18 @@ def task_view(svc: Services, task: Task, *, history_last: int | None = None) -> 
     ]
     data.update(lineage_view(svc, task))  # the task it extends, the tasks extending it: same tenant only
     if history_last is None:
-        data["history"] = svc.store.history(task.external_task_id)
+        data["history"] = client_history(svc, task)
         return data
     entries, data["history_count"] = svc.store.history_tail(task.external_task_id, history_last)
     data["history"] = [{k: v for k, v in entry.items() if k in SUMMARY_KEYS} for entry in entries]
     return data
+
+
+def client_history(svc: Services, task: Task) -> list[dict[str, Any]]:
+    """The task's whole history as its client may see it: what Kling sent (callbacks, poll and create
+    answers, its error messages) names the task by the upstream id `team-a~job-1`, shown as `job-1`."""
+    entries: list[dict[str, Any]] = with_client_ids(svc.store.history(task.external_task_id), task.tenant)
+    return entries
 
 
 def not_found_message(svc: Services, task_ref: str, scope: Scope = EVERYONE) -> str:

@@ -10,7 +10,10 @@ letters) are not kept anywhere: they are read from Redis at scrape time (domain/
 the queues and packs this module must not).
 
 Counters about a tenant's tasks carry a `tenant` label (`tenant_label`); a scrape by a tenant's own
-client key shows only the series without a tenant and its own (`counted(tenant=...)`).
+client key shows only the series labelled with that tenant (`counted(tenant=...)`). The series without a
+tenant (submissions, downloads, Kling's latency, refused callbacks) are the account's and every tenant's
+together: another tenant's work moves them, so they are the operator's (an admin's key, or a scrape
+METRICS_PUBLIC lets in).
 """
 
 from __future__ import annotations
@@ -238,17 +241,19 @@ class _FilesOfTheMoment(Collector):
 
 
 class _OneTenant(Collector):
-    """What a tenant may see of `registry`: the series without a tenant, and its own tenant's."""
+    """What a tenant may see of `registry`: the series labelled with its own tenant, and nothing else. A
+    family with none of them is left out whole, so a tenant's scrape does not even list the account's."""
 
     def __init__(self, registry: CollectorRegistry, tenant: str) -> None:
         self.registry = registry
-        self.shown = ("", tenant)
+        self.tenant = tenant
 
     def collect(self) -> Iterator[Metric]:
         for family in self.registry.collect():
             kept = Metric(family.name, family.documentation, family.type, family.unit)
-            kept.samples = [s for s in family.samples if s.labels.get("tenant", "") in self.shown]
-            yield kept
+            kept.samples = [s for s in family.samples if s.labels.get("tenant") == self.tenant]
+            if kept.samples:
+                yield kept
 
 
 def counted(tenant: str | None = None) -> bytes:

@@ -5,14 +5,17 @@ shared receiver, a gateway in front of several pipelines) has been told nothing,
 deliveries, nor find them skipped by a rule it can neither see nor lift. So an entry is kept per owner
 and URL: a task's `callback_url` under the task's tenant (field `tenant:<name> <url>`), the operator's
 webhooks and Slack from the environment under the operator (field `operator <url>`). A tenant sees and
-enables its own entries; the default tenant, the deployment's own team, also the operator's; an admin
-every one.
+enables its own entries, and only those; an admin (and, with no client credentials configured, any
+caller: an open API's scope is an admin's) every one. The operator's sinks are not the `default`
+tenant's: a plain `default` key is a client like any other, and must not list the operator's webhook
+URLs nor turn back on a sink the operator's receiver asked to stop.
 
 Entries written before owners were kept by their URL alone (field: the URL, which never holds `operator `
 or `tenant:` before a space, since it starts with its scheme). They are read where they are, owned as
 their value says, so nothing has to be moved while processes of both versions run: a `tenant` name, that
 tenant's; `tenant` null, the operator's; no `tenant` at all (written before tenants, when every task was
-the default tenant's), the default tenant's and the operator's, as before.
+the default tenant's), the default tenant's and the operator's: it still stops both, and since nothing in
+it says which it was, only an admin lists and enables it.
 """
 
 from __future__ import annotations
@@ -73,7 +76,9 @@ class Entry:
     why: dict[str, Any]
 
     def visible(self, scope: Scope) -> bool:
-        return scope.admin or bool(self.owners & _owners_seen_by(scope.tenant))
+        """An admin's, or its one owner's: an entry the operator may own (its own, or one from before
+        tenants) is an admin's alone."""
+        return scope.admin or self.owners == {owner(scope.tenant)}
 
     def view(self) -> dict[str, Any]:
         tenant = self.why.get("tenant", DEFAULT_TENANT)  # no tenant: from before tenants, the default's
@@ -101,8 +106,3 @@ def _older_owners(why: dict[str, Any]) -> frozenset[str]:
     if "tenant" not in why:
         return frozenset({owner(DEFAULT_TENANT), OPERATOR})
     return frozenset({owner(why["tenant"])})
-
-
-def _owners_seen_by(tenant: str) -> frozenset[str]:
-    """A tenant's own entries; the default tenant, the deployment's own team, also the operator's."""
-    return frozenset({owner(tenant), OPERATOR} if tenant == DEFAULT_TENANT else {owner(tenant)})

@@ -2,8 +2,12 @@
 of a tenant), a Kling-style JWT signed with SERVICE_SECRET_KEY (the default tenant's), or a managed
 client's key or JWT (domain/clients.py: its tenant's, created with `flask clients`).
 
-The environment's credentials are checked first and cost no Redis round trip; a managed key costs one
-GET by its hash, a managed client's JWT one GET by its issuer (the AK), whose SK then checks it.
+The environment's credentials are checked first, in memory; a managed key costs one GET by its hash, a
+managed client's JWT one GET by its issuer (the AK), whose SK then checks it. Before any of that, every
+request that must authenticate reads its address's failed-authentication count (auth_limit.py: one round
+trip, a pipelined GET and PTTL), and a failure adds one to count it: an environment key costs one Redis
+round trip a request, a managed credential two (three when the environment has no client credentials,
+which makes `client_auth_required` ask whether any managed client exists).
 
 Accepting Kling's own token scheme is what lets an existing Kling client switch to this service by
 changing only its base URL and credentials. Codes follow Kling (web/errors.py names them): 1001 no

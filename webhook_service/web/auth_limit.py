@@ -11,10 +11,12 @@ The count lives in Redis so that every web process shares it; each counter expir
 When Redis fails the limiter lets the request through (fails open): a Redis outage must not lock every
 client out, and the API then answers 503 for its own reasons anyway.
 
-The address is the WSGI REMOTE_ADDR. Behind a reverse proxy that is the proxy's: set gunicorn's
-`forwarded_allow_ips` (or wrap the app in werkzeug's ProxyFix) so it becomes the client's. The service
-never reads X-Forwarded-For itself, since any client can send one. IPv6 addresses are counted by their
-/64, which one subscriber usually holds whole.
+The address is the WSGI REMOTE_ADDR, which gunicorn takes from the connection: every client behind one
+NAT or proxy shares its count. gunicorn's `forwarded_allow_ips` does not change it (it only says whose
+scheme headers gunicorn believes); a proxy speaking the PROXY protocol, with gunicorn's
+`--proxy-protocol` and `--proxy-allow-from` set to the proxy's address, does (docs/security.md). The
+service never reads X-Forwarded-For itself, since any client can send one. IPv6 addresses are counted
+by their /64, which one subscriber usually holds whole.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ bp = Blueprint("metrics", __name__)
 def metrics() -> Response:
     """Behind the client credentials unless METRICS_PUBLIC=true: queue sizes and failure rates are
     business information, and a scraper can send a bearer token as easily as a client does. A tenant's
-    key sees the series without a tenant label and its own tenant's; an admin's, everything."""
+    key sees only the series labelled with its own tenant (the others, and the gauges, add up every
+    tenant's work); an admin's key, an open API's caller and a METRICS_PUBLIC scrape, everything."""
     services = current_services()
     tenant = None
     if not services.settings.metrics_public:

@@ -28,8 +28,9 @@ from webhook_service.domain.errors import NotReplayable
 from webhook_service.domain.inputs import REFERENCE_KEY, Slot, audio_slots, image_slots, reference
 from webhook_service.domain.task_types import TASK_TYPES
 from webhook_service.domain.tasks import Status, Task
-from webhook_service.domain.tenants import client_id
+from webhook_service.domain.tenants import client_id, with_client_ids
 from webhook_service.domain.video_extend import lineage
+from webhook_service.domain.views import client_history
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus
 from webhook_service.web import tasks_api
@@ -130,13 +131,13 @@ def task_page(task_ref: str) -> str:
         abort(404, f"No task has the task_id or external_task_id {task_ref!r}.")
     found = deliveries().list(task=task.external_task_id, limit=100, scope=current_scope())
     attempts = {d.id: deliveries().attempts(d.id) for d in found}
-    history = store.history(task.external_task_id)
+    history = client_history(services(), task)  # Kling's bodies with the client's own id, as the API shows
     now = now_ms()
     return render_template(
         "dashboard/task.html",
         task=task,
         rows=request_rows(
-            store.request(task.external_task_id) or {},
+            with_client_ids(store.request(task.external_task_id) or {}, task.tenant),
             _input_link(_page_ref(task)),
             lambda index: url_for(".task_audio", task_ref=_page_ref(task), index=index),
         ),
