@@ -86,9 +86,9 @@ class Services:
 # Sentinel, on a former primary that now answers read-only), each time after asking the sentinels
 # where the primary is. Web requests and the CLI wait little: two more tries, 50 then 100 ms apart (a
 # new connection's own tries nest inside, so well under two seconds in all while there is no primary),
-# then a callback is answered 503 (Kling documents no retry: the reconciliation polls the open task). A timeout is not retried: the command may
-# have run, and each retry would wait the whole read timeout again. Workers wait much longer
-# (workers/__main__.py).
+# then a callback is answered 503 (Kling documents no retry: the reconciliation polls the open task).
+# A timeout is not retried: the command may have run, and each retry would wait the whole read timeout
+# again. Workers wait much longer (workers/__main__.py).
 BRIEF_PATIENCE = Retry(
     ExponentialBackoff(cap=0.1, base=0.05), retries=2, supported_errors=(redis.ConnectionError,)
 )
