@@ -1,0 +1,125 @@
+"""The submission queue's Lua scripts (domain/admission.py says what they decide, and why).
+
+Each runs atomically in Redis, so concurrent dispatchers never both take a slot, and a task put back
+finds its place and its tenant's turn as they were. They build a tenant's queue key from its name: the
+keys of the tenants a script has just read cannot be declared in advance, which a single Redis (what the
+service runs on, with or without Sentinel, never a cluster) allows.
+"""
+
+from __future__ import annotations
+
+# Shared by the scripts: ARGV[1] is the default tenant, ARGV[2] what a tenant's name follows in its
+# queue's key. Numbers are written with all their digits (Lua's own conversion keeps 14).
+_HELPERS = """
+local function queue_of(tenant, default_queue)
+  if tenant == ARGV[1] then return default_queue end
+  return ARGV[2] .. tenant
+end
+local function stride_of(tenant, weights)
+  local weight = tonumber(redis.call('HGET', weights, tenant))
+  if weight == nil or weight <= 0 then weight = 1 end
+  return 1 / weight
+end
+local function number(value) return string.format('%.17g', value) end
+"""
+
+# KEYS: tenants, slots, pause_until, slot_taken_at, slot_tenants, weights, max_open, passes, vtime,
+# the default tenant's queue, queue_units, slot_units. ARGV: default tenant, queue key prefix,
+# max_concurrency, now (ms). Unless paused or full: the next tenant's oldest task, moved into its slots.
+TAKE_NEXT = (
+    _HELPERS
+    + """
+local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
+if pause > tonumber(ARGV[4]) then return false end
+local limit_of_pack = tonumber(ARGV[3])
+local used = redis.call('ZCARD', KEYS[2])
+for _, units in ipairs(redis.call('HVALS', KEYS[12])) do used = used + tonumber(units) - 1 end
+if used >= limit_of_pack then return false end
+if redis.call('EXISTS', KEYS[10]) == 1 then  -- also what waited there before tenants had queues
+  redis.call('ZADD', KEYS[1], 'NX', '-1', ARGV[1])
+end
+for _, tenant in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(0')) do
+  redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[8], tenant) or '0', tenant)
+  redis.call('HDEL', KEYS[8], tenant)
+end
+
+local open
+local function open_of(tenant)
+  if open == nil then
+    open = {}
+    local holders = redis.call('ZRANGE', KEYS[2], 0, -1)
+    if #holders > 0 then
+      local owners = redis.call('HMGET', KEYS[5], unpack(holders))
+      for i = 1, #holders do
+        local owner = owners[i] or ARGV[1]
+        open[owner] = (open[owner] or 0) + 1
+      end
+    end
+  end
+  return open[tenant] or 0
+end
+
+local vtime = tonumber(redis.call('GET', KEYS[9]) or '0')
+local waiting = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #waiting, 2 do
+  local tenant, pass = waiting[i], tonumber(waiting[i + 1])
+  local limit = tonumber(redis.call('HGET', KEYS[7], tenant))
+  if limit == nil or open_of(tenant) < limit then
+    local queue = queue_of(tenant, KEYS[10])
+    local oldest = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+    if #oldest == 0 then  -- nothing waiting after all
+      redis.call('ZREM', KEYS[1], tenant)
+      redis.call('HSET', KEYS[8], tenant, number(pass))
+    else
+      local units = math.min(tonumber(redis.call('HGET', KEYS[11], oldest[1]) or '1'), limit_of_pack)
+      if used + units > limit_of_pack then return false end  -- it waits for its slots, first in line
+      redis.call('ZREM', queue, oldest[1])
+      if units > 1 then redis.call('HSET', KEYS[12], oldest[1], units) end
+      vtime = math.max(vtime, pass)  -- a pass behind the virtual time counts as it
+      redis.call('SET', KEYS[9], number(vtime))
+      local next_pass = number(vtime + stride_of(tenant, KEYS[6]))
+      if redis.call('EXISTS', queue) == 1 then
+        redis.call('ZADD', KEYS[1], next_pass, tenant)
+      else
+        redis.call('ZREM', KEYS[1], tenant)
+        redis.call('HSET', KEYS[8], tenant, next_pass)
+      end
+      redis.call('ZADD', KEYS[2], oldest[2], oldest[1])
+      redis.call('HSET', KEYS[4], oldest[1], ARGV[4])
+      if tenant ~= ARGV[1] then redis.call('HSET', KEYS[5], oldest[1], tenant) end
+      return oldest[1]
+    end
+  end
+end
+return false
+"""
+)
+
+# KEYS: slots, slot_taken_at, slot_tenants, tenants, passes, weights, the default tenant's queue,
+# slot_units.
+# ARGV: default tenant, queue key prefix, the task, its tenant by its id (when it holds no slot).
+# Atomically: free the task's slot, put it back in its tenant's queue where it was, and give the
+# tenant back the turn its take used (a tenant that has left the round meanwhile rejoins from there).
+PUT_BACK = (
+    _HELPERS
+    + """
+local arrival = redis.call('ZSCORE', KEYS[1], ARGV[3])
+local tenant = redis.call('HGET', KEYS[3], ARGV[3]) or (arrival and ARGV[1]) or ARGV[4]
+redis.call('ZREM', KEYS[1], ARGV[3])
+redis.call('HDEL', KEYS[2], ARGV[3])
+redis.call('HDEL', KEYS[3], ARGV[3])
+redis.call('HDEL', KEYS[8], ARGV[3])
+redis.call('ZADD', queue_of(tenant, KEYS[7]), arrival or '0', ARGV[3])
+if arrival then
+  local stride = stride_of(tenant, KEYS[6])
+  local pass = tonumber(redis.call('ZSCORE', KEYS[4], tenant))
+  if pass ~= nil and pass >= 0 then
+    redis.call('ZADD', KEYS[4], number(math.max(0, pass - stride)), tenant)
+    return
+  end
+  local old = tonumber(redis.call('HGET', KEYS[5], tenant))
+  if old ~= nil then redis.call('HSET', KEYS[5], tenant, number(math.max(0, old - stride))) end
+end
+redis.call('ZADD', KEYS[4], 'NX', '-1', tenant)
+"""
+)
