@@ -40,7 +40,8 @@ are the names above (those every task used before packs), the image pack's the s
 
 Tenants (domain/tenants.py; written by `flask clients`, domain/clients.py):
 - `tenant-weights`     hash: tenant -> its weight in the submission queue's round-robin (absent: 1)
-- `tenant-max-open`    hash: tenant -> the most tasks it may have upstream at once (absent: no limit)
+- `tenant-max-open`    hash: tenant -> the most tasks it may have upstream at once, in all packs together
+                       (absent: no limit)
 
 Managed clients (domain/clients.py, `flask clients`):
 - `clients`                       set of the managed clients' names (each is its tenant); while it

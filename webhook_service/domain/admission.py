@@ -17,8 +17,8 @@ slot stays free only when no tenant that may use it has work waiting.
 
 Everything is decided in one Lua script (`take_next`, in domain/admission_scripts.py), so concurrent
 dispatchers never both take a slot. It looks only at the tenants with work waiting, and counts each
-tenant's open tasks from the slots (at most `max_concurrency` of them), and only when a waiting tenant
-has a `max_open`. A slot's tenant (that of the queue it was taken from) is written beside it when it is
+tenant's open tasks from every pack's slots (at most each pack's limit of them), and only when a waiting
+tenant has a `max_open`. A slot's tenant (that of the queue it was taken from) is written beside it when it is
 taken (`slot_tenants`, for tenants other than the default), so `release` stays plain deletions that any
 transaction, or the store's compare-and-set script, can carry.
 
@@ -38,11 +38,15 @@ slots, round-robin and pause, under its own keys): a full video pack never holds
 and a 1303 for an image task pauses the image pack only. A task that needs several slots waits at the
 head of its tenant's queue until that many are free (at most the pack's limit: a task asking for more
 takes the whole pack); nothing of another tenant jumps ahead of it meanwhile, so it is never starved
-by single-slot tasks. A tenant's `max_open` counts its tasks in each pack separately.
+by single-slot tasks. A tenant's `max_open` is the most tasks it has upstream at once in all the packs
+together (a task counts once, whatever slots it holds): a pack's take script reads the other packs'
+slots too, and a finished task of a tenant with a `max_open` wakes a dispatch if any pack has a task
+waiting.
 
 Keys (keys.py, one set per pack): `submit_queue`, `tenant_submit_queue(tenant)`, `submit_tenants`,
 `submit_passes`, `submit_vtime`, `slots`, `slot_tenants`, `slot_taken_at`, `queue_units`, `slot_units`,
-`pause_until`, `pause_level`; read, shared by the packs: `tenant_weights`, `tenant_max_open`.
+`pause_until`, `pause_level`; read, shared by the packs: `tenant_weights`, `tenant_max_open`, and the
+other packs' `slots` and `slot_tenants`.
 """
 
 from __future__ import annotations
@@ -76,6 +80,13 @@ class Pool:
         self.keys = keys.pack(pack)
         self.pack = pack
         self.max_concurrency = max_concurrency
+        # A tenant's max_open counts its tasks in every pack: the take script reads the others' slots.
+        self._other_slots = [
+            key
+            for other in Pack
+            if other != pack
+            for key in (keys.pack(other).slots, keys.pack(other).slot_tenants)
+        ]
         self._take_next = connection.register_script(TAKE_NEXT)
         self._put_back = connection.register_script(PUT_BACK)
 
@@ -101,6 +112,7 @@ class Pool:
                 k.submit_queue,
                 k.queue_units,
                 k.slot_units,
+                *self._other_slots,
             ],
             args=[DEFAULT_TENANT, self._queue_prefix, self.max_concurrency, now_ms()],
         )
@@ -142,14 +154,6 @@ class Pool:
     def paused_for_s(self) -> float:
         until = int(self.redis.get(self.keys.pause_until) or 0)
         return max(0.0, (until - now_ms()) / 1000.0)
-
-    def has_waiting(self) -> bool:
-        """Whether any tenant may have a task waiting (a tenant whose queue has just emptied may still
-        be listed: a wake-up too many, never one too few)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(self.keys.submit_queue)
-        pipe.zcard(self.keys.submit_tenants)
-        return any(int(n) for n in pipe.execute())
 
     def slots_used(self) -> int:
         """Slots held, counting an image task's `n`."""
@@ -245,9 +249,19 @@ class Admission:
             default=0.0,
         )
 
-    def has_waiting(self, pack: Pack) -> bool:
-        """Whether a task may be waiting in the pack: one round trip, for deciding to wake a dispatch."""
-        return self.pools[pack].has_waiting()
+    def has_waiting(self, pack: Pack, tenant: str = DEFAULT_TENANT) -> bool:
+        """Whether a task may be waiting that a task of `tenant` freeing its slots in `pack` lets go:
+        one in that pack, or in any pack when the tenant has a max_open (which counts its tasks in
+        every pack). One round trip, for deciding to wake a dispatch; a tenant whose queue has just
+        emptied may still be listed: a wake-up too many, never one too few."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hexists(self.keys.tenant_max_open, tenant)
+        for pool in self.pools.values():
+            pipe.exists(pool.keys.submit_queue)
+            pipe.zcard(pool.keys.submit_tenants)
+        capped, *counts = pipe.execute()
+        waiting = {p: bool(counts[2 * n] or counts[2 * n + 1]) for n, p in enumerate(self.pools)}
+        return waiting[pack] or (bool(capped) and any(waiting.values()))
 
     def waiting(self, pack: Pack | None = None) -> int:
         """Tasks waiting for a slot, every tenant's (in one pack, or in all)."""

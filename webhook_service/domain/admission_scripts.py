@@ -24,7 +24,8 @@ local function number(value) return string.format('%.17g', value) end
 """
 
 # KEYS: tenants, slots, pause_until, slot_taken_at, slot_tenants, weights, max_open, passes, vtime,
-# the default tenant's queue, queue_units, slot_units. ARGV: default tenant, queue key prefix,
+# the default tenant's queue, queue_units, slot_units, then each other pack's slots and slot_tenants
+# (a tenant's max_open counts its tasks in every pack). ARGV: default tenant, queue key prefix,
 # max_concurrency, now (ms). Unless paused or full: the next tenant's oldest task, moved into its slots.
 TAKE_NEXT = (
     _HELPERS
@@ -44,17 +45,20 @@ for _, tenant in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(0')) do
 end
 
 local open
-local function open_of(tenant)
+local function count_open(slots, slot_tenants)
+  local holders = redis.call('ZRANGE', slots, 0, -1)
+  if #holders == 0 then return end
+  local owners = redis.call('HMGET', slot_tenants, unpack(holders))
+  for i = 1, #holders do
+    local owner = owners[i] or ARGV[1]
+    open[owner] = (open[owner] or 0) + 1
+  end
+end
+local function open_of(tenant)  -- its tasks upstream, in every pack
   if open == nil then
     open = {}
-    local holders = redis.call('ZRANGE', KEYS[2], 0, -1)
-    if #holders > 0 then
-      local owners = redis.call('HMGET', KEYS[5], unpack(holders))
-      for i = 1, #holders do
-        local owner = owners[i] or ARGV[1]
-        open[owner] = (open[owner] or 0) + 1
-      end
-    end
+    count_open(KEYS[2], KEYS[5])
+    for i = 13, #KEYS, 2 do count_open(KEYS[i], KEYS[i + 1]) end
   end
   return open[tenant] or 0
 end
