@@ -22,8 +22,9 @@ Submission (domain/admission.py):
 - `submit-tenants`     sorted set of the tenants with tasks waiting, by their pass in the weighted
                        round-robin (negative: joined since the last turn, its pass not yet given)
 - `submit-passes`      hash: tenant -> its pass when its queue last emptied (a tenant that comes back at
-                       once has skipped no turns)
-- `submit-vtime`       the round-robin's virtual time: the pass of the last turn taken
+                       once has skipped no turns, and renews no credit)
+- `submit-vtime`       the round-robin's virtual time: the largest pass a turn was taken at (a tenant
+                       joining after being idle starts at most a credit of two turnovers behind it)
 - `slots`              sorted set of external_task_ids holding an upstream slot (score: their arrival,
                        so a task put back takes its old place in the queue)
 - `slot-tenants`       hash: a slot's task -> its tenant, for every tenant but the default (each tenant's

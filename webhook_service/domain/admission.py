@@ -8,19 +8,29 @@ slot goes to the tenants with work waiting by weighted round-robin.
 
 The round-robin is stride scheduling. Each tenant with work waiting has a *pass*; the slot goes to
 the tenant with the smallest pass that is under its own `max_open`, which then moves on by its stride,
-1/weight: a tenant of weight 3 gets three turns for another's one. The *virtual time* is the pass of
-the last turn taken, and a pass behind it counts as it: a tenant that was idle, or held back by its
-`max_open` while others took turns, gets its next turn at once but no burst of the turns it did not
-use. A tenant whose queue empties keeps its pass (`submit_passes`), so one that sends a task each
-time its last is taken skips no turns. A tenant at its limit is passed over, never waited for: a
-slot stays free only when no tenant that may use it has work waiting.
+1/weight: a tenant of weight 3 gets three turns for another's one. The *virtual time* is the largest
+pass a turn was taken at; it never moves back.
+
+A tenant that joins after being idle gets a bounded credit, as Linux's CFS gives a task that wakes
+from sleep: its pass is max(its pass when it last left, virtual time - credit), the credit being
+`CREDIT_TURNOVERS` turnovers of the pack's slots (2 x the pack's limit turns at its own stride). So a
+quiet tenant's burst of up to that many tasks goes ahead of another's backlog, and never more however
+long it was quiet: the backlog's tenant waits two turnovers at most for it. Its pass when it left
+(`submit_passes`) keeps a tenant that comes back at once from renewing the credit, and from skipping
+turns. Tenants that join while no other takes turns start level, at the virtual time (a credit would
+only reorder them against their weights). Passes stay at 0 or above: should a credit reach below 0,
+the virtual time and every pass move up together, which changes no order.
+
+A tenant at its `max_open` is passed over, never waited for (a slot stays free only when no tenant
+that may use it has work waiting), and falls in at the virtual time when another takes the turn: it
+banks no turns, and keeps no credit, while held back.
 
 Everything is decided in one Lua script (`take_next`, in domain/admission_scripts.py), so concurrent
 dispatchers never both take a slot. It looks only at the tenants with work waiting, and counts each
-tenant's open tasks from every pack's slots (at most each pack's limit of them), and only when a waiting
-tenant has a `max_open`. A slot's tenant (that of the queue it was taken from) is written beside it when it is
-taken (`slot_tenants`, for tenants other than the default), so `release` stays plain deletions that any
-transaction, or the store's compare-and-set script, can carry.
+tenant's open tasks from every pack's slots (at most each pack's limit of them), and only when a
+waiting tenant has a `max_open`. A slot's tenant (that of the queue it was taken from) is written
+beside it when it is taken (`slot_tenants`, for tenants other than the default), so `release` stays
+plain deletions that any transaction, or the store's compare-and-set script, can carry.
 
 Enqueueing is two plain writes too (the task into its tenant's queue; the tenant into
 `submit_tenants` with a negative score, "joined since the last turn") so it rides in the transaction
@@ -69,6 +79,7 @@ from webhook_service.replies import text, texts
 PAUSE_BASE_S = 1.0  # Kling asks for at least 1 s after 1303
 PAUSE_CAP_S = 60.0
 JOINING = -1  # a tenant's score in `submit_tenants` until the next turn gives it a pass
+CREDIT_TURNOVERS = 2  # a tenant joining after being idle may take this many turnovers' slots first
 
 
 class Pool:
@@ -114,7 +125,7 @@ class Pool:
                 k.slot_units,
                 *self._other_slots,
             ],
-            args=[DEFAULT_TENANT, self._queue_prefix, self.max_concurrency, now_ms()],
+            args=[DEFAULT_TENANT, self._queue_prefix, self.max_concurrency, now_ms(), CREDIT_TURNOVERS],
         )
         return text(taken) if taken else None
 

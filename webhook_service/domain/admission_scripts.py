@@ -26,7 +26,8 @@ local function number(value) return string.format('%.17g', value) end
 # KEYS: tenants, slots, pause_until, slot_taken_at, slot_tenants, weights, max_open, passes, vtime,
 # the default tenant's queue, queue_units, slot_units, then each other pack's slots and slot_tenants
 # (a tenant's max_open counts its tasks in every pack). ARGV: default tenant, queue key prefix,
-# max_concurrency, now (ms). Unless paused or full: the next tenant's oldest task, moved into its slots.
+# max_concurrency, now (ms), the credit in turnovers. Unless paused or full: the next tenant's oldest
+# task, moved into its slots.
 TAKE_NEXT = (
     _HELPERS
     + """
@@ -39,8 +40,31 @@ if used >= limit_of_pack then return false end
 if redis.call('EXISTS', KEYS[10]) == 1 then  -- also what waited there before tenants had queues
   redis.call('ZADD', KEYS[1], 'NX', '-1', ARGV[1])
 end
-for _, tenant in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(0')) do
-  redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[8], tenant) or '0', tenant)
+
+local vtime = tonumber(redis.call('GET', KEYS[9]) or '0')
+local function credit_of(tenant)  -- its turns for that many turnovers of the pack, in virtual time
+  return tonumber(ARGV[5]) * limit_of_pack * stride_of(tenant, KEYS[6])
+end
+-- Passes stay at 0 or above (a negative score marks a tenant joining): a credit that would reach
+-- below 0 moves the virtual time and every pass up by as much, which changes no order.
+local function lift(by)
+  vtime = vtime + by
+  redis.call('SET', KEYS[9], number(vtime))
+  local round = redis.call('ZRANGEBYSCORE', KEYS[1], 0, '+inf', 'WITHSCORES')
+  for i = 1, #round, 2 do redis.call('ZADD', KEYS[1], number(round[i + 1] + by), round[i]) end
+  local saved = redis.call('HGETALL', KEYS[8])
+  for i = 1, #saved, 2 do redis.call('HSET', KEYS[8], saved[i], number(saved[i + 1] + by)) end
+end
+local joining = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(0')
+-- A credit puts a tenant ahead of those taking turns: joining with none, tenants start level.
+local credited = #joining > 0 and redis.call('ZCOUNT', KEYS[1], 0, '+inf') > 0
+for _, tenant in ipairs(joining) do
+  local pass = vtime
+  if credited then pass = vtime - credit_of(tenant) end
+  local saved = tonumber(redis.call('HGET', KEYS[8], tenant))  -- its pass when it last left
+  if saved ~= nil and saved > pass then pass = saved end
+  if pass < 0 then lift(-pass); pass = 0 end
+  redis.call('ZADD', KEYS[1], number(pass), tenant)
   redis.call('HDEL', KEYS[8], tenant)
 end
 
@@ -63,12 +87,14 @@ local function open_of(tenant)  -- its tasks upstream, in every pack
   return open[tenant] or 0
 end
 
-local vtime = tonumber(redis.call('GET', KEYS[9]) or '0')
+local held_back = {}
 local waiting = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #waiting, 2 do
   local tenant, pass = waiting[i], tonumber(waiting[i + 1])
   local limit = tonumber(redis.call('HGET', KEYS[7], tenant))
-  if limit == nil or open_of(tenant) < limit then
+  if limit ~= nil and open_of(tenant) >= limit then
+    held_back[#held_back + 1] = tenant
+  else
     local queue = queue_of(tenant, KEYS[10])
     local oldest = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
     if #oldest == 0 then  -- nothing waiting after all
@@ -79,15 +105,21 @@ for i = 1, #waiting, 2 do
       if used + units > limit_of_pack then return false end  -- it waits for its slots, first in line
       redis.call('ZREM', queue, oldest[1])
       if units > 1 then redis.call('HSET', KEYS[12], oldest[1], units) end
-      vtime = math.max(vtime, pass)  -- a pass behind the virtual time counts as it
+      -- Never further behind than a credit (a pass an earlier version left may be), and a turn
+      -- taken on a credit leaves the virtual time where it is.
+      pass = math.max(pass, vtime - credit_of(tenant))
+      vtime = math.max(vtime, pass)
       redis.call('SET', KEYS[9], number(vtime))
-      local next_pass = number(vtime + stride_of(tenant, KEYS[6]))
+      local next_pass = number(pass + stride_of(tenant, KEYS[6]))
       if redis.call('EXISTS', queue) == 1 then
         redis.call('ZADD', KEYS[1], next_pass, tenant)
       else
         redis.call('ZREM', KEYS[1], tenant)
         redis.call('HSET', KEYS[8], tenant, next_pass)
       end
+      -- Those passed over for their max_open fall in at the virtual time: they bank no turns, and
+      -- keep no credit, while held back.
+      for _, held in ipairs(held_back) do redis.call('ZADD', KEYS[1], number(vtime), held) end
       redis.call('ZADD', KEYS[2], oldest[2], oldest[1])
       redis.call('HSET', KEYS[4], oldest[1], ARGV[4])
       if tenant ~= ARGV[1] then redis.call('HSET', KEYS[5], oldest[1], tenant) end
