@@ -1,8 +1,13 @@
 """The submission queue shares the account between tenants: weighted round-robin over the tenants with
-work waiting, arrival order within each, a tenant's max_open respected without leaving a slot idle,
-no turns banked while idle, and the account's limit and pause exactly as before."""
+work waiting, arrival order within each, a tenant's max_open respected without leaving a slot idle, a
+tenant that joins after being idle let go first for at most two turnovers of the pack's slots (and
+nothing banked beyond that, nor while held back by its max_open), and the account's limit and pause
+exactly as before."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -108,12 +113,129 @@ def test_max_open_alone_leaves_slots_for_whoever_comes(connection: redis.Redis) 
     assert queue.take_next() == late[0]
 
 
-def test_an_idle_tenant_banks_no_turns(connection: redis.Redis) -> None:
-    queue = admission(connection)
-    enqueue(queue, "busy", [f"b{n:03d}" for n in range(200)])
-    take(queue, 30)  # "idle" has had nothing to send all along
-    enqueue(queue, "idle", [f"i{n}" for n in range(20)])
-    assert shares(take(queue, 10)).count("idle") <= 6  # its equal share, not a burst of ten
+class Account:
+    """Slots that come free one after another, each taken again at once, as tasks finish upstream."""
+
+    def __init__(self, queue: Admission) -> None:
+        self.queue = queue
+        self.upstream: list[str] = []  # oldest first
+        self.kept: set[str] = set()  # tasks that stay upstream until told otherwise
+        self.vtime = 0.0
+
+    def fill(self) -> None:
+        while (taken := self.queue.take_next()) is not None:
+            self.upstream.append(taken)
+
+    def turnovers(self, count: int, after: Callable[[str], None] = lambda taken: None) -> list[str]:
+        """`count` slots freed, the oldest task (not kept) first, and who took each; the virtual time
+        never moves back, whatever credit a tenant takes its turns on."""
+        turns = []
+        for _ in range(count):
+            release(
+                self.queue,
+                self.upstream.pop(next(n for n, t in enumerate(self.upstream) if t not in self.kept)),
+            )
+            taken = self.queue.take_next()
+            assert taken is not None
+            self.upstream.append(taken)
+            turns.append(tenant_of(taken))
+            after(taken)
+            vtime = float(self.queue.redis.get(KEYS.submit_vtime) or 0)
+            assert vtime >= self.vtime
+            self.vtime = vtime
+        return turns
+
+
+def busy_account(connection: redis.Redis, slots: int, turnovers: int, **limits: Any) -> Account:
+    """`slots` slots kept busy by a tenant with a backlog, alone for `turnovers` slot turnovers."""
+    account = Account(admission(connection, max_concurrency=slots, **limits))
+    enqueue(account.queue, "busy", [f"b{n:04d}" for n in range(1000)])
+    account.fill()
+    account.turnovers(turnovers)
+    return account
+
+
+@pytest.mark.parametrize("alone", [30, 0], ids=["after-30-turnovers", "at-the-first"])
+@pytest.mark.parametrize(
+    ("weight", "then"),
+    [(1, ["busy", "idle"]), (2, ["busy", "idle", "idle"])],
+)
+def test_an_idle_tenants_burst_of_up_to_its_credit_goes_first_then_turns_follow_the_weights(
+    connection: redis.Redis, weight: int, then: list[str], alone: int
+) -> None:
+    # At the first turnover too: the credit would reach below a pass of 0, and every pass moves up.
+    account = busy_account(connection, slots=3, turnovers=alone, weights={"idle": weight})
+    enqueue(account.queue, "idle", [f"i{n:02d}" for n in range(40)])
+    turns = account.turnovers(6 + weight + 3 * len(then))
+    # Two turnovers of 3 slots: 6 turns at once, beside the turn (at weight 2, the two) that a tenant
+    # joining at the virtual time would have got anyway; then the weights' shares (a tie goes by name).
+    assert turns == ["idle"] * (6 + weight) + then * 3
+
+
+@pytest.mark.parametrize(("idle_turnovers", "burst"), [(3, 4), (6, 7), (60, 7), (600, 7)])
+def test_no_more_than_the_credit_is_banked_however_long_a_tenant_idled(
+    connection: redis.Redis, idle_turnovers: int, burst: int
+) -> None:
+    account = Account(admission(connection, max_concurrency=3))
+    enqueue(account.queue, "busy", [f"b{n:04d}" for n in range(1000)])
+    enqueue(account.queue, "idle", ["i-first"])
+    account.fill()  # busy, idle, busy: the idle tenant's one task is taken, its queue is empty
+    account.turnovers(idle_turnovers)  # the busy tenant alone
+    enqueue(account.queue, "idle", [f"i{n:02d}" for n in range(20)])
+    turns = account.turnovers(burst + 1)
+    assert turns == ["idle"] * burst + ["busy"]  # one turn per turn it sat out, 6 + 1 at most
+
+
+def test_leaving_and_rejoining_at_once_gains_nothing(connection: redis.Redis) -> None:
+    """A tenant that sends its next task each time its last is taken leaves the round and joins it again
+    every time: it gets exactly the turns it would have had sending them all at once."""
+    at_once = busy_account(connection, slots=3, turnovers=30)
+    enqueue(at_once.queue, "idle", [f"i{n:02d}" for n in range(20)])
+    expected = at_once.turnovers(20)
+    connection.flushdb()
+
+    one_by_one = busy_account(connection, slots=3, turnovers=30)
+    sent = iter(range(1, 20))
+
+    def next_one(taken: str) -> None:
+        if tenant_of(taken) == "idle":
+            enqueue(one_by_one.queue, "idle", [f"i{next(sent):02d}"])
+
+    enqueue(one_by_one.queue, "idle", ["i00"])
+    assert one_by_one.turnovers(20, after=next_one) == expected
+    assert expected == ["idle"] * 7 + ["busy", "idle"] * 6 + ["busy"]
+
+
+def test_a_turn_put_back_during_a_burst_is_given_back_within_the_credit(connection: redis.Redis) -> None:
+    account = busy_account(connection, slots=3, turnovers=30)
+    ids = enqueue(account.queue, "idle", [f"i{n:02d}" for n in range(20)])
+    assert account.turnovers(3) == ["idle"] * 3
+    account.queue.put_back(account.upstream.pop())  # Kling said not now
+    account.fill()
+    assert account.upstream[-1] == ids[2]  # its place in its queue, and its turn, back
+    assert account.turnovers(5) == ["idle"] * 4 + ["busy"]  # 7 turns in all, as without it
+
+
+def test_a_pass_an_earlier_version_left_far_behind_counts_as_a_credit_at_most(
+    connection: redis.Redis,
+) -> None:
+    """Before credits, a pass behind the virtual time counted as it, and one could be left far behind
+    (a tenant held back by its max_open kept its old pass): now it counts as one credit behind."""
+    account = busy_account(connection, slots=3, turnovers=30)
+    enqueue(account.queue, "old", [f"o{n:02d}" for n in range(40)])
+    connection.zadd(KEYS.submit_tenants, {"old": 0}, xx=True)  # its pass as that version left it
+    assert account.turnovers(9) == ["old"] * 7 + ["busy", "old"]  # not 33 turns in a row
+
+
+def test_a_tenant_joining_at_its_max_open_banks_nothing_while_held_back(connection: redis.Redis) -> None:
+    account = busy_account(connection, slots=4, turnovers=30, max_open={"capped": 1})
+    account.kept.update(enqueue(account.queue, "capped", ["c00"]))
+    assert account.turnovers(1) == ["capped"]  # its one task, which stays upstream
+    enqueue(account.queue, "capped", [f"c{n:02d}" for n in range(1, 20)])  # joining, with a credit...
+    assert account.turnovers(20) == ["busy"] * 20  # ...but at its max_open it is passed over
+    connection.hset(KEYS.tenant_max_open, "capped", 100)  # the operator lifts the limit
+    account.kept.clear()
+    assert account.turnovers(10) == ["capped", "busy"] * 5  # an equal share: no burst of 9
 
 
 def test_a_tenant_held_back_by_its_max_open_banks_no_turns(connection: redis.Redis) -> None:

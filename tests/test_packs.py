@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import pytest
 import redis
+from rq.job import Job
 
 from tests.conftest import Workers, make_service
 from tests.support import wait_for
+from tests.test_callbacks import post_callback
 from webhook_service.domain.admission import Admission
 from webhook_service.domain.gauges import exposition
+from webhook_service.domain.submission import dispatch
 from webhook_service.domain.task_types import Pack, task_type
+from webhook_service.domain.tenants import tenant_of
+from webhook_service.jobs import DISPATCH_JOB_ID, job_id
 from webhook_service.keys import Keys
 
 KEYS = Keys()
@@ -29,7 +34,7 @@ def connection(redis_url: str) -> redis.Redis:
 def queued(admission: Admission, pack: Pack, *tasks: tuple[str, int]) -> None:
     for external_task_id, units in tasks:
         pipe = admission.redis.pipeline()
-        admission.enqueue(pipe, external_task_id, pack=pack, units=units)
+        admission.enqueue(pipe, external_task_id, tenant_of(external_task_id), pack=pack, units=units)
         pipe.execute()
 
 
@@ -100,6 +105,64 @@ def test_a_pause_stops_only_its_own_pack(connection: redis.Redis) -> None:
     assert 0 < admission.next_wake_s() <= delay  # when the worker comes back to send the image
     admission.resume(Pack.IMAGE)
     assert admission.take_next(Pack.IMAGE) == "picture" and admission.next_wake_s() == 0
+
+
+def test_a_tenants_max_open_counts_its_tasks_in_every_pack(connection: redis.Redis) -> None:
+    """max_open is the most tasks a tenant has upstream at once, whatever their packs: with 1 and work
+    waiting in all three, one is upstream at a time, each pack goes on for the other tenants, and the
+    tenant's next task goes, in whichever pack, when its open one finishes."""
+    connection.hset(KEYS.tenant_max_open, "team-a", 1)
+    admission = Admission(connection, KEYS, dict.fromkeys(Pack, 4))
+    queued(admission, Pack.VIDEO, ("team-a~clip", 1))
+    queued(admission, Pack.IMAGE, ("team-a~pic", 2), ("team-b~pic", 1))
+    queued(admission, Pack.TRYON, ("team-a~fit", 1))
+
+    def upstream(tenant: str) -> list[str]:
+        held = (connection.zrange(KEYS.pack(pack).slots, 0, -1) for pack in Pack)
+        return sorted(t.decode() for tasks in held for t in tasks if tenant_of(t.decode()) == tenant)
+
+    assert admission.take_next(Pack.VIDEO) == "team-a~clip"
+    assert admission.take_next(Pack.IMAGE) == "team-b~pic"  # team-a is passed over, the slot is not idle
+    assert [admission.take_next(pack) for pack in Pack] == [None, None, None]
+    released(admission, "team-a~clip")
+    assert admission.take_next(Pack.TRYON) == "team-a~fit"
+    assert admission.take_next(Pack.IMAGE) is None and upstream("team-a") == ["team-a~fit"]
+    released(admission, "team-a~fit")
+    assert admission.take_next(Pack.IMAGE) == "team-a~pic" and upstream("team-a") == ["team-a~pic"]
+    assert admission.waiting() == 0 and admission.in_flight() == 2
+
+
+def test_through_the_service_a_capped_tenants_task_in_another_pack_goes_when_its_open_one_ends(
+    env, simulator
+) -> None:
+    """The wake-up a finished task gives: a video of a tenant with max_open 1 ends, its image waiting in
+    the image pack (with nothing waiting in the video pack) is dispatched."""
+    simulator.state.set_default(HELD_OPEN)
+    key = "team-a-key-0123456789abcdefgh"
+    service, server, _ = make_service(env, SUBMIT_WAIT_S="0", SERVICE_API_KEYS=f"team-a:{key}")
+    try:
+        services = service.services
+        services.redis.hset(services.keys.tenant_max_open, "team-a", 1)
+        auth = {"Authorization": f"Bearer {key}"}
+        clip = service.http.post(
+            "/v1/videos/image2video", json={**VIDEO, "external_task_id": "clip"}, headers=auth
+        )
+        assert clip.json()["data"]["task_status"] in ("submitted", "processing")
+        picture = service.http.post(
+            "/v1/images/generations", json={**PICTURE, "external_task_id": "pic"}, headers=auth
+        )
+        assert picture.json()["data"]["task_status"] == "queued"  # the image pack has room; team-a not
+        assert [t["external_task_id"] for t in simulator.state.tasks()] == ["team-a~clip"]
+
+        task_id = services.store.get("team-a~clip").task_id
+        failed = {"task_id": task_id, "task_status": "failed", "task_status_msg": "done with it"}
+        assert post_callback(service, "team-a~clip", failed).status_code == 200
+        assert Job.exists(job_id(DISPATCH_JOB_ID, "freed-team-a~clip"), connection=services.redis)
+        dispatch(services)  # what that job does
+        assert services.store.get("team-a~pic").status in ("submitted", "processing")
+        assert [t["external_task_id"] for t in simulator.state.tasks()] == ["team-a~clip", "team-a~pic"]
+    finally:
+        server.stop()
 
 
 def test_through_the_service_an_image_goes_upstream_while_the_video_pack_is_full(env, simulator) -> None:

@@ -27,8 +27,9 @@ Submission (domain/admission.py):
 - `submit-tenants`     sorted set of the tenants with tasks waiting, by their pass in the weighted
                        round-robin (negative: joined since the last turn, its pass not yet given)
 - `submit-passes`      hash: tenant -> its pass when its queue last emptied (a tenant that comes back at
-                       once has skipped no turns)
-- `submit-vtime`       the round-robin's virtual time: the pass of the last turn taken
+                       once has skipped no turns, and renews no credit)
+- `submit-vtime`       the round-robin's virtual time: the largest pass a turn was taken at (a tenant
+                       joining after being idle starts at most a credit of two turnovers behind it)
 - `slots`              sorted set of external_task_ids holding an upstream slot (score: their arrival,
                        so a task put back takes its old place in the queue)
 - `slot-tenants`       hash: a slot's task -> its tenant, for every tenant but the default (each tenant's
@@ -45,7 +46,8 @@ are the names above (those every task used before packs), the image pack's the s
 
 Tenants (domain/tenants.py; written by `flask clients`, domain/clients.py):
 - `tenant-weights`     hash: tenant -> its weight in the submission queue's round-robin (absent: 1)
-- `tenant-max-open`    hash: tenant -> the most tasks it may have upstream at once (absent: no limit)
+- `tenant-max-open`    hash: tenant -> the most tasks it may have upstream at once, in all packs together
+                       (absent: no limit)
 
 Managed clients (domain/clients.py, `flask clients`):
 - `clients`                       set of the managed clients' names (each is its tenant); while it

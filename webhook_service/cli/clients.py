@@ -60,7 +60,7 @@ WEIGHT = click.option(
 MAX_OPEN = click.option(
     "--max-open",
     type=MaxOpenType(),
-    help="The most tasks the tenant may have upstream at once; none: no limit of its own.",
+    help="The most tasks the tenant may have upstream at once, all packs together; none: no own limit.",
 )
 
 clients = AppGroup(

@@ -8,21 +8,29 @@ slot goes to the tenants with work waiting by weighted round-robin.
 
 The round-robin is stride scheduling. Each tenant with work waiting has a *pass*; the slot goes to
 the tenant with the smallest pass that is under its own `max_open`, which then moves on by its stride,
-1/weight: a tenant of weight 3 gets three turns for another's one. The *virtual time* is the pass of
-the last turn taken, and a pass behind it counts as it: a tenant that was idle, or held back by its
-`max_open` while others took turns, gets its next turn at once but no burst of the turns it did not
-use. A tenant whose queue empties keeps its pass (`submit_passes`), so one that sends a task each
-time its last is taken skips no turns. A tenant at its limit is passed over, never waited for: a
-slot stays free only when no tenant that may use it has work waiting.
+1/weight: a tenant of weight 3 gets three turns for another's one. The *virtual time* is the largest
+pass a turn was taken at; it never moves back.
 
-Everything is decided in one Lua script (`take_next`), so concurrent dispatchers never both take a
-slot. It looks only at the tenants with work waiting, and counts each tenant's open tasks from the
-slots (at most `max_concurrency` of them), and only when a waiting tenant has a `max_open`. A slot's
-tenant (that of the queue it was taken from) is written beside it when it is taken (`slot_tenants`,
-for tenants other than the default), so `release` stays plain deletions that any transaction, or the
-store's compare-and-set script, can carry. The script builds a tenant's queue key from its name: the
-keys of the tenants it has just read cannot be declared in advance, which a single Redis (what the
-service runs on, not a cluster) allows.
+A tenant that joins after being idle gets a bounded credit, as Linux's CFS gives a task that wakes
+from sleep: its pass is max(its pass when it last left, virtual time - credit), the credit being
+`CREDIT_TURNOVERS` turnovers of the pack's slots (2 x the pack's limit turns at its own stride). So a
+quiet tenant's burst of up to that many tasks goes ahead of another's backlog, and never more however
+long it was quiet: the backlog's tenant waits two turnovers at most for it. Its pass when it left
+(`submit_passes`) keeps a tenant that comes back at once from renewing the credit, and from skipping
+turns. Tenants that join while no other takes turns start level, at the virtual time (a credit would
+only reorder them against their weights). Passes stay at 0 or above: should a credit reach below 0,
+the virtual time and every pass move up together, which changes no order.
+
+A tenant at its `max_open` is passed over, never waited for (a slot stays free only when no tenant
+that may use it has work waiting), and falls in at the virtual time when another takes the turn: it
+banks no turns, and keeps no credit, while held back.
+
+Everything is decided in one Lua script (`take_next`, in domain/admission_scripts.py), so concurrent
+dispatchers never both take a slot. It looks only at the tenants with work waiting, and counts each
+tenant's open tasks from every pack's slots (at most each pack's limit of them), and only when a
+waiting tenant has a `max_open`. A slot's tenant (that of the queue it was taken from) is written
+beside it when it is taken (`slot_tenants`, for tenants other than the default), so `release` stays
+plain deletions that any transaction, or the store's compare-and-set script, can carry.
 
 Enqueueing is two plain writes too (the task into its tenant's queue; the tenant into
 `submit_tenants` with a negative score, "joined since the last turn") so it rides in the transaction
@@ -40,11 +48,15 @@ slots, round-robin and pause, under its own keys): a full video pack never holds
 and a 1303 for an image task pauses the image pack only. A task that needs several slots waits at the
 head of its tenant's queue until that many are free (at most the pack's limit: a task asking for more
 takes the whole pack); nothing of another tenant jumps ahead of it meanwhile, so it is never starved
-by single-slot tasks. A tenant's `max_open` counts its tasks in each pack separately.
+by single-slot tasks. A tenant's `max_open` is the most tasks it has upstream at once in all the packs
+together (a task counts once, whatever slots it holds): a pack's take script reads the other packs'
+slots too, and a finished task of a tenant with a `max_open` wakes a dispatch if any pack has a task
+waiting.
 
 Keys (keys.py, one set per pack): `submit_queue`, `tenant_submit_queue(tenant)`, `submit_tenants`,
 `submit_passes`, `submit_vtime`, `slots`, `slot_tenants`, `slot_taken_at`, `queue_units`, `slot_units`,
-`pause_until`, `pause_level`; read, shared by the packs: `tenant_weights`, `tenant_max_open`.
+`pause_until`, `pause_level`; read, shared by the packs: `tenant_weights`, `tenant_max_open`, and the
+other packs' `slots` and `slot_tenants`.
 """
 
 from __future__ import annotations
@@ -57,6 +69,7 @@ from dataclasses import dataclass
 import redis
 from redis.client import Pipeline
 
+from webhook_service.domain.admission_scripts import PUT_BACK, TAKE_NEXT
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.task_types import Pack
 from webhook_service.domain.tenants import DEFAULT_TENANT, tenant_of
@@ -66,122 +79,7 @@ from webhook_service.replies import text, texts
 PAUSE_BASE_S = 1.0  # Kling asks for at least 1 s after 1303
 PAUSE_CAP_S = 60.0
 JOINING = -1  # a tenant's score in `submit_tenants` until the next turn gives it a pass
-
-# Shared by the scripts: ARGV[1] is the default tenant, ARGV[2] what a tenant's name follows in its
-# queue's key. Numbers are written with all their digits (Lua's own conversion keeps 14).
-_HELPERS = """
-local function queue_of(tenant, default_queue)
-  if tenant == ARGV[1] then return default_queue end
-  return ARGV[2] .. tenant
-end
-local function stride_of(tenant, weights)
-  local weight = tonumber(redis.call('HGET', weights, tenant))
-  if weight == nil or weight <= 0 then weight = 1 end
-  return 1 / weight
-end
-local function number(value) return string.format('%.17g', value) end
-"""
-
-# KEYS: tenants, slots, pause_until, slot_taken_at, slot_tenants, weights, max_open, passes, vtime,
-# the default tenant's queue, queue_units, slot_units. ARGV: default tenant, queue key prefix,
-# max_concurrency, now (ms). Unless paused or full: the next tenant's oldest task, moved into its slots.
-_TAKE_NEXT = (
-    _HELPERS
-    + """
-local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pause > tonumber(ARGV[4]) then return false end
-local limit_of_pack = tonumber(ARGV[3])
-local used = redis.call('ZCARD', KEYS[2])
-for _, units in ipairs(redis.call('HVALS', KEYS[12])) do used = used + tonumber(units) - 1 end
-if used >= limit_of_pack then return false end
-if redis.call('EXISTS', KEYS[10]) == 1 then  -- also what waited there before tenants had queues
-  redis.call('ZADD', KEYS[1], 'NX', '-1', ARGV[1])
-end
-for _, tenant in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(0')) do
-  redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[8], tenant) or '0', tenant)
-  redis.call('HDEL', KEYS[8], tenant)
-end
-
-local open
-local function open_of(tenant)
-  if open == nil then
-    open = {}
-    local holders = redis.call('ZRANGE', KEYS[2], 0, -1)
-    if #holders > 0 then
-      local owners = redis.call('HMGET', KEYS[5], unpack(holders))
-      for i = 1, #holders do
-        local owner = owners[i] or ARGV[1]
-        open[owner] = (open[owner] or 0) + 1
-      end
-    end
-  end
-  return open[tenant] or 0
-end
-
-local vtime = tonumber(redis.call('GET', KEYS[9]) or '0')
-local waiting = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-for i = 1, #waiting, 2 do
-  local tenant, pass = waiting[i], tonumber(waiting[i + 1])
-  local limit = tonumber(redis.call('HGET', KEYS[7], tenant))
-  if limit == nil or open_of(tenant) < limit then
-    local queue = queue_of(tenant, KEYS[10])
-    local oldest = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
-    if #oldest == 0 then  -- nothing waiting after all
-      redis.call('ZREM', KEYS[1], tenant)
-      redis.call('HSET', KEYS[8], tenant, number(pass))
-    else
-      local units = math.min(tonumber(redis.call('HGET', KEYS[11], oldest[1]) or '1'), limit_of_pack)
-      if used + units > limit_of_pack then return false end  -- it waits for its slots, first in line
-      redis.call('ZREM', queue, oldest[1])
-      if units > 1 then redis.call('HSET', KEYS[12], oldest[1], units) end
-      vtime = math.max(vtime, pass)  -- a pass behind the virtual time counts as it
-      redis.call('SET', KEYS[9], number(vtime))
-      local next_pass = number(vtime + stride_of(tenant, KEYS[6]))
-      if redis.call('EXISTS', queue) == 1 then
-        redis.call('ZADD', KEYS[1], next_pass, tenant)
-      else
-        redis.call('ZREM', KEYS[1], tenant)
-        redis.call('HSET', KEYS[8], tenant, next_pass)
-      end
-      redis.call('ZADD', KEYS[2], oldest[2], oldest[1])
-      redis.call('HSET', KEYS[4], oldest[1], ARGV[4])
-      if tenant ~= ARGV[1] then redis.call('HSET', KEYS[5], oldest[1], tenant) end
-      return oldest[1]
-    end
-  end
-end
-return false
-"""
-)
-
-# KEYS: slots, slot_taken_at, slot_tenants, tenants, passes, weights, the default tenant's queue,
-# slot_units.
-# ARGV: default tenant, queue key prefix, the task, its tenant by its id (when it holds no slot).
-# Atomically: free the task's slot, put it back in its tenant's queue where it was, and give the
-# tenant back the turn its take used (a tenant that has left the round meanwhile rejoins from there).
-_PUT_BACK = (
-    _HELPERS
-    + """
-local arrival = redis.call('ZSCORE', KEYS[1], ARGV[3])
-local tenant = redis.call('HGET', KEYS[3], ARGV[3]) or (arrival and ARGV[1]) or ARGV[4]
-redis.call('ZREM', KEYS[1], ARGV[3])
-redis.call('HDEL', KEYS[2], ARGV[3])
-redis.call('HDEL', KEYS[3], ARGV[3])
-redis.call('HDEL', KEYS[8], ARGV[3])
-redis.call('ZADD', queue_of(tenant, KEYS[7]), arrival or '0', ARGV[3])
-if arrival then
-  local stride = stride_of(tenant, KEYS[6])
-  local pass = tonumber(redis.call('ZSCORE', KEYS[4], tenant))
-  if pass ~= nil and pass >= 0 then
-    redis.call('ZADD', KEYS[4], number(math.max(0, pass - stride)), tenant)
-    return
-  end
-  local old = tonumber(redis.call('HGET', KEYS[5], tenant))
-  if old ~= nil then redis.call('HSET', KEYS[5], tenant, number(math.max(0, old - stride))) end
-end
-redis.call('ZADD', KEYS[4], 'NX', '-1', tenant)
-"""
-)
+CREDIT_TURNOVERS = 2  # a tenant joining after being idle may take this many turnovers' slots first
 
 
 class Pool:
@@ -193,8 +91,15 @@ class Pool:
         self.keys = keys.pack(pack)
         self.pack = pack
         self.max_concurrency = max_concurrency
-        self._take_next = connection.register_script(_TAKE_NEXT)
-        self._put_back = connection.register_script(_PUT_BACK)
+        # A tenant's max_open counts its tasks in every pack: the take script reads the others' slots.
+        self._other_slots = [
+            key
+            for other in Pack
+            if other != pack
+            for key in (keys.pack(other).slots, keys.pack(other).slot_tenants)
+        ]
+        self._take_next = connection.register_script(TAKE_NEXT)
+        self._put_back = connection.register_script(PUT_BACK)
 
     def enqueue(self, pipe: Pipeline, external_task_id: str, tenant: str, units: int) -> None:
         pipe.zadd(queue_key(self.keys, tenant), {external_task_id: time.time_ns() // 1000}, nx=True)
@@ -218,8 +123,9 @@ class Pool:
                 k.submit_queue,
                 k.queue_units,
                 k.slot_units,
+                *self._other_slots,
             ],
-            args=[DEFAULT_TENANT, self._queue_prefix, self.max_concurrency, now_ms()],
+            args=[DEFAULT_TENANT, self._queue_prefix, self.max_concurrency, now_ms(), CREDIT_TURNOVERS],
         )
         return text(taken) if taken else None
 
@@ -259,14 +165,6 @@ class Pool:
     def paused_for_s(self) -> float:
         until = int(self.redis.get(self.keys.pause_until) or 0)
         return max(0.0, (until - now_ms()) / 1000.0)
-
-    def has_waiting(self) -> bool:
-        """Whether any tenant may have a task waiting (a tenant whose queue has just emptied may still
-        be listed: a wake-up too many, never one too few)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(self.keys.submit_queue)
-        pipe.zcard(self.keys.submit_tenants)
-        return any(int(n) for n in pipe.execute())
 
     def slots_used(self) -> int:
         """Slots held, counting an image task's `n`."""
@@ -362,9 +260,19 @@ class Admission:
             default=0.0,
         )
 
-    def has_waiting(self, pack: Pack) -> bool:
-        """Whether a task may be waiting in the pack: one round trip, for deciding to wake a dispatch."""
-        return self.pools[pack].has_waiting()
+    def has_waiting(self, pack: Pack, tenant: str = DEFAULT_TENANT) -> bool:
+        """Whether a task may be waiting that a task of `tenant` freeing its slots in `pack` lets go:
+        one in that pack, or in any pack when the tenant has a max_open (which counts its tasks in
+        every pack). One round trip, for deciding to wake a dispatch; a tenant whose queue has just
+        emptied may still be listed: a wake-up too many, never one too few."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hexists(self.keys.tenant_max_open, tenant)
+        for pool in self.pools.values():
+            pipe.exists(pool.keys.submit_queue)
+            pipe.zcard(pool.keys.submit_tenants)
+        capped, *counts = pipe.execute()
+        waiting = {p: bool(counts[2 * n] or counts[2 * n + 1]) for n, p in enumerate(self.pools)}
+        return waiting[pack] or (bool(capped) and any(waiting.values()))
 
     def waiting(self, pack: Pack | None = None) -> int:
         """Tasks waiting for a slot, every tenant's (in one pack, or in all)."""

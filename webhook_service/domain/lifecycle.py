@@ -128,7 +128,8 @@ def _track(services: Services, pipe: Pipeline, task: Task) -> None:
 
 
 def _wake_for_freed_slot(services: Services, task: Task, outcome: Outcome) -> None:
-    """A task that has just become final freed its slot: wake a dispatch if a task waits for one.
+    """A task that has just become final freed its slot: wake a dispatch if a task waits for one (in
+    its pack, or in any when its tenant's max_open, which counts every pack, may have held one back).
 
     Read after the commit that freed the slot, so no waiting task is missed: one queued later was
     queued with a dispatch of its own (or by a request thread that dispatches), which finds the slot
@@ -138,7 +139,7 @@ def _wake_for_freed_slot(services: Services, task: Task, outcome: Outcome) -> No
     if (
         outcome is Outcome.APPLIED
         and task.status.terminal
-        and services.admission.has_waiting(task_type(task.type).pack)
+        and services.admission.has_waiting(task_type(task.type).pack, task.tenant)
     ):
         enqueue_dispatch(services.redis, f"freed-{task.external_task_id}")
 
