@@ -21,10 +21,11 @@ from webhook_service.domain import activity
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import NotReplayable
 from webhook_service.domain.events import Event
-from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
+from webhook_service.domain.tenants import EVERYONE, Scope
 from webhook_service.jobs import enqueue_delivery
 from webhook_service.keys import Keys
 from webhook_service.notify import disabled_urls, endpoints
+from webhook_service.notify.delivery_index import index_new, index_write, scoped_index, unindex
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.sinks import Attempt
 from webhook_service.redaction import shown_url
@@ -42,12 +43,6 @@ class DeliveryStore:
 
     def _key(self, delivery_id: str) -> str:
         return self.keys.delivery(delivery_id)
-
-    def _index(self, status: DeliveryStatus | None = None) -> str:
-        return self.keys.deliveries(status.value if status else None)
-
-    def _tenant_index(self, tenant: str, status: DeliveryStatus | None = None) -> str:
-        return self.keys.tenant_deliveries(tenant, status.value if status else None)
 
     def _task_index(self, external_task_id: str) -> str:
         return self.keys.task_deliveries(external_task_id)
@@ -99,14 +94,7 @@ class DeliveryStore:
         return [d for d in self._load(texts(newest)) if scope.sees(d.tenant)]
 
     def _scoped_index(self, scope: Scope, status: DeliveryStatus | None) -> str:
-        """Every delivery's index for an admin, else the tenant's. Deliveries made before tenants are in
-        the shared indexes only until the backfill (domain/tenant_backfill.py) has put them in the
-        default tenant's: until then the default tenant reads the shared ones, filtered."""
-        if scope.admin:
-            return self._index(status)
-        if scope.tenant == DEFAULT_TENANT and self.redis.get(self.keys.tenant_backfill) != b"done":
-            return self._index(status)
-        return self._tenant_index(scope.tenant, status)
+        return scoped_index(self.redis, self.keys, scope, status)
 
     def _load(self, ids: builtins.list[str]) -> builtins.list[Delivery]:
         raws = self.redis.mget([self._key(i) for i in ids]) if ids else []
@@ -135,12 +123,7 @@ class DeliveryStore:
         for delivery in deliveries:
             pipe.delete(self._key(delivery.id), self.keys.delivery_attempts(delivery.id))
             pipe.delete(self.keys.event(delivery.event_id))
-            pipe.zrem(self._index(), delivery.id)
-            pipe.zrem(self._index(delivery.status), delivery.id)
-            pipe.zrem(self._tenant_index(delivery.tenant), delivery.id)
-            pipe.zrem(self._tenant_index(delivery.tenant, delivery.status), delivery.id)
-            if delivery.endpoint is not None:
-                pipe.srem(self.keys.endpoint_pending(delivery.endpoint), delivery.id)
+            unindex(pipe, self.keys, delivery)
 
     # --- changing ---
 
@@ -163,8 +146,7 @@ class DeliveryStore:
                         delivery.job, delivery.next_attempt_at = delivery.id, delivery.created_at
                     pipe.multi()
                     self._write(pipe, delivery, None)
-                    pipe.zadd(self._index(), {delivery.id: delivery.created_at})
-                    pipe.zadd(self._tenant_index(delivery.tenant), {delivery.id: delivery.created_at})
+                    index_new(pipe, self.keys, delivery)
                     if delivery.external_task_id:
                         pipe.sadd(self._task_index(delivery.external_task_id), delivery.id)
                     else:  # an endpoint's own event: retention removes it by itself, not with a task
@@ -193,20 +175,7 @@ class DeliveryStore:
 
     def _write(self, pipe: Pipeline, delivery: Delivery, previous: DeliveryStatus | None) -> None:
         pipe.set(self._key(delivery.id), stored_json(asdict(delivery)))
-        if delivery.endpoint is not None:  # what to dead-letter when the endpoint is disabled
-            pending = self.keys.endpoint_pending(delivery.endpoint)
-            if delivery.status is DeliveryStatus.PENDING:
-                pipe.sadd(pending, delivery.id)
-            else:
-                pipe.srem(pending, delivery.id)
-        if previous is not delivery.status:
-            if previous is not None:
-                pipe.zrem(self._index(previous), delivery.id)
-                pipe.zrem(self._tenant_index(delivery.tenant, previous), delivery.id)
-            pipe.zadd(self._index(delivery.status), {delivery.id: delivery.updated_at})
-            pipe.zadd(
-                self._tenant_index(delivery.tenant, delivery.status), {delivery.id: delivery.updated_at}
-            )
+        index_write(pipe, self.keys, delivery, previous)
 
     def _update(
         self,
