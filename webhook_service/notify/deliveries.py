@@ -296,6 +296,18 @@ class DeliveryStore:
 
         return self._update(delivery_id, change)
 
+    def follow(self, delivery_id: str, job_id: str | None, url: str) -> Delivery | None:
+        """Its endpoint's URL changed since it was recorded (`PATCH /v1/endpoints/<id>`): the record now
+        says where its next attempt goes. None when another job owns it."""
+
+        def change(delivery: Delivery, _: Pipeline) -> bool:
+            if delivery.job != job_id:
+                return False
+            delivery.target = url
+            return True
+
+        return self._update(delivery_id, change)
+
     def postpone(
         self, delivery_id: str, job_id: str | None, then: Callable[[Pipeline, Delivery], None]
     ) -> Delivery | None:

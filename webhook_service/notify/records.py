@@ -43,7 +43,7 @@ class Delivery:
     event_type: str
     external_task_id: str
     sink: SinkKind
-    target: str
+    target: str  # a tenant's endpoint's: its URL when last sent (each attempt follows the endpoint's)
     client: bool = False
     status: DeliveryStatus = DeliveryStatus.PENDING
     job: str | None = None  # the one job allowed to make the next attempt

@@ -4,8 +4,11 @@
 and queues its job, all idempotently: run twice, it finds what it did the first time. `deliver` makes
 one attempt and schedules the next one itself (RQ's own retries cannot wait as long as a receiver's
 Retry-After asks), after waiting its turn at its sink (notify/turns.py: one attempt at a time per sink),
-so a slow or dead sink holds one worker at most and only its own deliveries wait. The RQ jobs that call
-them are in workers/notify.py.
+so a slow or dead sink holds one worker at most and only its own deliveries wait. A delivery to a
+tenant's endpoint is sent where the endpoint is at each attempt, with its secrets of the moment: a URL
+changed with `PATCH /v1/endpoints/<id>` reaches the retries and replays of what was recorded before (a
+URL fixed after an outage is the usual reason to change it). The RQ jobs that call them are in
+workers/notify.py.
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None, *, turn_taken: 
         store.give_up(delivery_id, job_id, "endpoint_disabled")
         log.info("delivery %s: endpoint %s is disabled or deleted: a dead letter", delivery_id, sink.endpoint)
         return
+    if endpoint is not None and endpoint.url != delivery.target:  # it goes where its endpoint is now
+        delivery = store.follow(delivery_id, job_id, endpoint.url) or replace(delivery, target=endpoint.url)
     turns = Turns(svc.redis, svc.keys, store)
     target = turns.target(delivery.turn_target, endpoint)
     holder = job_id or delivery_id
