@@ -112,8 +112,8 @@ Webhook endpoints (notify/endpoints.py), each tenant's own, managed by `/v1/endp
                                    job's id, with a Redis TTL of the longest an attempt can take
 - `endpoint:<id>:testing`          the one test event ("Send test event") in flight: a random token,
                                    with a Redis TTL of the longest a test can take (notify/pinging.py)
-- `endpoint:<id>:rate:<window>`    attempts started at it in that window (notify/turns.py: epoch
-                                   seconds, or longer windows below one per second), with a TTL
+- `endpoint:<id>:rate`             when its rate limit's bucket is full again (notify/turns.py: epoch
+                                   ms), with a TTL of that moment
 - `endpoint:<id>:activity:<YYYY-MM-DDTHH>`  hash: its attempts in that UTC hour, delivered or failed
                                    (domain/activity.py's pattern, the same TTL of 2 days)
 
@@ -387,8 +387,8 @@ class Keys:
     def endpoint_testing(self, endpoint_id: str) -> str:
         return f"{self.prefix}endpoint:{endpoint_id}:testing"
 
-    def endpoint_rate(self, endpoint_id: str, window: int) -> str:
-        return f"{self.prefix}endpoint:{endpoint_id}:rate:{window}"
+    def endpoint_rate(self, endpoint_id: str) -> str:
+        return f"{self.prefix}endpoint:{endpoint_id}:rate"
 
     def endpoint_activity(self, endpoint_id: str, hour: str) -> str:
         return f"{self.prefix}endpoint:{endpoint_id}:activity:{hour}"

@@ -66,7 +66,8 @@ _FIELDS = {
     "description": {"type": "string", "maxLength": DESCRIPTION_MAX},
     "rate_limit_per_s": {
         "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": RATE_LIMIT_MAX}, {"type": "null"}],
-        "description": "deliveries beyond it wait their turn; null: no limit",
+        "description": "attempts a second, fractions honoured (1.5: three every 2 s); deliveries beyond it "
+        "wait their turn; attempts go one at a time, so the receiver's latency caps them too; null: no limit",
     },
 }
 
