@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rq.job import Job, JobStatus
+
 from tests import test_notify
 from tests.support import wait_for
 from tests.test_endpoints import KEY_A, SUBMITTED, call, register, start, submit_as, task_deliveries, verified
 from tests.test_notify import Answer, Receiver, Stack
+from webhook_service.domain.retention import prune
+from webhook_service.domain.tenants import upstream_id
 
 receiver, stack = test_notify.receiver, test_notify.stack
 FAILING = [Answer(500)] * 50
@@ -65,3 +69,77 @@ def test_a_dead_letter_replayed_after_the_url_changed_goes_to_the_new_url(
         what="the replay recorded as delivered",
     )
     assert len(receiver.received("/old")) == 2
+
+
+# --- deleting an endpoint -----------------------------------------------------------------------------
+
+IN_ORDER = ["task.submitted", "task.succeeded", "task.archived"]
+
+
+def test_deleting_an_endpoint_settles_the_deliveries_waiting_there_and_their_task_can_then_leave(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    """One attempt per 100 s: the task's first event goes, its second waits for the rate and its third
+    for the second, neither with a job of its own. Were they left pending when their endpoint and its
+    waiting set went, nothing would ever start them, and retention would keep their task for good."""
+    service = start(
+        stack, workers=2, TASK_RETENTION_S="1", DEAD_LETTER_RETENTION_S="1", PRUNE_INTERVAL_S="3600"
+    )
+    created = register(service, receiver.script("/limited"), event_types=IN_ORDER, rate_limit_per_s=0.01)
+    submit_as(service, simulator, KEY_A, "team-a", "job-1")
+    svc = service.services
+    waiting = svc.keys.turn_waiting(created["id"])
+    wait_for(lambda: svc.redis.zcard(waiting) == 2, timeout=30, what="two deliveries waiting their turn")
+    wait_for(
+        lambda: any(d["status"] == "delivered" for d in task_deliveries(service, "job-1", created["id"])),
+        timeout=30,
+        what="the first one delivered",
+    )
+    task = upstream_id("team-a", "job-1")
+    assert prune(svc).removed == [] and svc.store.get(task) is not None  # held by what is pending
+
+    deleted = call(service, "DELETE", f"/v1/endpoints/{created['id']}")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["data"] == {"deleted": True, "dead_letters": 2}
+    settled = {d["event_type"]: d for d in task_deliveries(service, "job-1", created["id"])}
+    assert settled["task.submitted"]["status"] == "delivered"
+    for later in ("task.succeeded", "task.archived"):
+        assert (settled[later]["status"], settled[later]["reason"]) == ("failed", "endpoint_deleted")
+        assert settled[later]["attempts"] == 0 and settled[later]["waits"] > 0
+    assert not svc.redis.exists(waiting) and len(receiver.received("/limited")) == 1
+
+    wait_for(lambda: task in prune(svc).removed, timeout=30, what="the task removed by retention")
+    assert svc.store.get(task) is None
+    assert call(service, "GET", f"/v1/deliveries/{settled['task.archived']['id']}").status_code == 404
+
+
+def test_a_retry_due_after_its_endpoint_was_deleted_does_nothing(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    service = start(stack, NOTIFY_RETRY_SCHEDULE_S="3,3,3")
+    created = register(service, receiver.script("/down", *FAILING), event_types=SUBMITTED)
+    submit_as(service, simulator, KEY_A, "team-a", "job-1")
+    (failed_once,) = wait_for(
+        lambda: [d for d in task_deliveries(service, "job-1", created["id"]) if d["attempts"] == 1],
+        timeout=30,
+        what="the first attempt, failed",
+    )
+    svc = service.services
+    stored = svc.deliveries.get(failed_once["id"])
+    assert stored is not None and stored.status.value == "pending" and stored.job is not None
+    retry = stored.job  # scheduled in RQ for 3 s after that attempt
+
+    deleted = call(service, "DELETE", f"/v1/endpoints/{created['id']}")
+    assert deleted.json()["data"] == {"deleted": True, "dead_letters": 1}
+    wait_for(
+        lambda: Job.fetch(retry, connection=svc.redis).get_status() == JobStatus.FINISHED,
+        timeout=30,
+        what="the retry's job to have run",
+    )
+    (letter,) = task_deliveries(service, "job-1", created["id"])
+    assert (letter["status"], letter["reason"], letter["attempts"]) == ("failed", "endpoint_deleted", 1)
+    assert len(receiver.received("/down")) == 1
+    refused = call(service, "POST", f"/v1/deliveries/{letter['id']}/replay")
+    assert refused.status_code == 409 and "deleted" in refused.json()["message"]
+    endpoint_keys = [svc.keys.endpoint(created["id"]), svc.keys.endpoint_attempts(created["id"])]
+    assert not svc.redis.exists(*endpoint_keys)  # the job wrote nothing of the endpoint back

@@ -23,6 +23,7 @@ class DeliveryStatus(StrEnum):
 
 
 REPLAYABLE = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED})
+ENDPOINT_DELETED = "endpoint_deleted"  # the reason of a dead letter whose endpoint was deleted
 SINK_TARGET_PREFIX = "sk_"  # a turn target that is not a tenant's endpoint (Delivery.turn_target)
 
 
@@ -50,7 +51,7 @@ class Delivery:
     attempts: int = 0  # every attempt ever made
     tries: int = 0  # attempts since created or replayed: the position in the retry schedule
     replays: int = 0
-    reason: str | None = None  # why failed or skipped: exhausted, gone, refused, endpoint_disabled
+    reason: str | None = None  # why failed or skipped: exhausted, gone, refused, endpoint_disabled/_deleted
     last_error: str | None = None
     created_at: int = field(default_factory=now_ms)
     updated_at: int = field(default_factory=now_ms)

@@ -27,10 +27,11 @@ from webhook_service.integrations import metrics
 from webhook_service.notify import disabling
 from webhook_service.notify.callback_signing import callback_secret
 from webhook_service.notify.deliveries import DeliveryStore
+from webhook_service.notify.endpoint_deletion import DELETING
 from webhook_service.notify.endpoints import PING, Endpoint
 from webhook_service.notify.event_order import earlier_fan_outs_first
 from webhook_service.notify.payload import build_event
-from webhook_service.notify.records import Delivery, DeliveryStatus, endpoint_id
+from webhook_service.notify.records import ENDPOINT_DELETED, Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.retry import next_delay
 from webhook_service.notify.routing import Sink, SinkKind, sinks_for
 from webhook_service.notify.sinks import Attempt, Verdict, attempt
@@ -93,7 +94,8 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None, *, turn_taken: 
         return
     endpoint = svc.endpoints.get(sink.endpoint) if sink.endpoint is not None else None
     if sink.endpoint is not None and (endpoint is None or not endpoint.enabled):
-        store.give_up(delivery_id, job_id, "endpoint_disabled")
+        deleted = endpoint is None or endpoint.disabled_reason == DELETING
+        store.give_up(delivery_id, job_id, ENDPOINT_DELETED if deleted else "endpoint_disabled")
         log.info("delivery %s: endpoint %s is disabled or deleted: a dead letter", delivery_id, sink.endpoint)
         return
     if endpoint is not None and endpoint.url != delivery.target:  # it goes where its endpoint is now

@@ -26,7 +26,11 @@ _PROPERTIES = {
     "enabled": {"type": "boolean"},
     "disabled_at": nullable(MS),
     "disabled_reason": nullable(
-        {"type": "string", "description": "gone (410), failing (ENDPOINT_DISABLE_AFTER_S), requested"}
+        {
+            "type": "string",
+            "description": "gone (410), failing (ENDPOINT_DISABLE_AFTER_S), requested, or deleted (a "
+            "deletion cut short: delete it again)",
+        }
     ),
     "failing_since": nullable({**MS, "description": "its first failed attempt since its last success"}),
     "old_secret_until": nullable({**MS, "description": "the rotated-out secret signs too until then"}),
@@ -126,7 +130,10 @@ def endpoint_paths() -> dict[str, Any]:
                 TAG,
                 "Remove an endpoint",
                 {
-                    "200": _answer("removed", envelope(obj({"deleted": {"const": True}}))),
+                    "200": _answer(
+                        "removed; its pending deliveries are dead letters (reason endpoint_deleted)",
+                        envelope(obj({"deleted": {"const": True}, "dead_letters": INTEGER})),
+                    ),
                     **_errors("401", "429", "404", "503"),
                 },
                 operationId="deleteEndpoint",
