@@ -5,14 +5,26 @@ receivers on loopback whose answers each test scripts."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rq.job import Job, JobStatus
 
 from tests import test_notify
 from tests.support import wait_for
-from tests.test_endpoints import KEY_A, SUBMITTED, call, register, start, submit_as, task_deliveries, verified
+from tests.test_endpoints import (
+    KEY_A,
+    KEY_B,
+    SUBMITTED,
+    call,
+    register,
+    start,
+    submit_as,
+    task_deliveries,
+    verified,
+)
 from tests.test_notify import Answer, Receiver, Stack
+from webhook_service.cli.common import EXIT_FAILED
 from webhook_service.domain.retention import prune
 from webhook_service.domain.tenants import upstream_id
 
@@ -110,6 +122,7 @@ def test_deleting_an_endpoint_settles_the_deliveries_waiting_there_and_their_tas
 
     wait_for(lambda: task in prune(svc).removed, timeout=30, what="the task removed by retention")
     assert svc.store.get(task) is None
+    assert list(svc.redis.scan_iter(match=svc.keys.endpoint_deliveries(created["id"]) + "*")) == []
     assert call(service, "GET", f"/v1/deliveries/{settled['task.archived']['id']}").status_code == 404
 
 
@@ -143,3 +156,57 @@ def test_a_retry_due_after_its_endpoint_was_deleted_does_nothing(
     assert refused.status_code == 409 and "deleted" in refused.json()["message"]
     endpoint_keys = [svc.keys.endpoint(created["id"]), svc.keys.endpoint_attempts(created["id"])]
     assert not svc.redis.exists(*endpoint_keys)  # the job wrote nothing of the endpoint back
+
+
+# --- one endpoint's dead letters ----------------------------------------------------------------------
+
+
+def test_one_endpoints_dead_letters_are_listed_and_replayed_on_their_own(
+    stack: Stack, simulator: Any, receiver: Receiver
+) -> None:
+    service = start(stack, NOTIFY_RETRY_SCHEDULE_S="0.2")
+    a = register(service, receiver.script("/a", *FAILING), event_types=SUBMITTED)
+    b = register(service, receiver.script("/b", *FAILING), event_types=SUBMITTED)
+    theirs = register(service, receiver.script("/theirs"), KEY_B, event_types=SUBMITTED)
+    submit_as(service, simulator, KEY_A, "team-a", "job-1")
+
+    def dead_letters(endpoint_id: str) -> list[dict[str, Any]]:
+        params = {"status": "failed", "endpoint": endpoint_id}
+        answer = call(service, "GET", "/v1/deliveries", params=params)
+        assert answer.status_code == 200, answer.text
+        found: list[dict[str, Any]] = answer.json()["data"]
+        return found
+
+    (letter_a,) = wait_for(lambda: dead_letters(a["id"]), timeout=30, what="a's dead letter")
+    (letter_b,) = wait_for(lambda: dead_letters(b["id"]), timeout=30, what="b's dead letter")
+    assert (letter_a["endpoint"], letter_b["endpoint"]) == (a["id"], b["id"])
+    every = call(service, "GET", "/v1/deliveries", params={"endpoint": a["id"]}).json()["data"]
+    assert [d["id"] for d in every] == [letter_a["id"]]
+    of_task = call(service, "GET", "/v1/deliveries", params={"endpoint": b["id"], "task": "job-1"})
+    assert [d["id"] for d in of_task.json()["data"]] == [letter_b["id"]]
+    for method, path in (("GET", "/v1/deliveries"), ("POST", "/v1/deliveries/replay")):
+        asked = {"since": "1h", "endpoint": theirs["id"]}
+        not_ours = call(service, method, path, params=asked)
+        missing = call(service, method, path, params={**asked, "endpoint": "ep_missing"})
+        assert not_ours.status_code == missing.status_code == 404, (path, not_ours.text)
+        assert not_ours.json()["code"] == missing.json()["code"]
+
+    receiver.script("/a")  # both receivers fixed: each endpoint's dead letters replayed on their own
+    receiver.script("/b")
+    cli = service.app.test_cli_runner()
+    by_cli = cli.invoke(args=["deliveries", "replay", "--since", "1h", "--endpoint", b["id"]])
+    assert by_cli.exit_code == 0 and "replayed 1 failed" in by_cli.output, by_cli.output
+    wait_for(lambda: receiver.received("/b")[2:], timeout=30, what="b's dead letter replayed")
+    assert dead_letters(a["id"]) == [letter_a] and receiver.received("/a")[2:] == []
+    listed = cli.invoke(args=["deliveries", "list", "--endpoint", a["id"], "--json"])
+    assert [d["id"] for d in json.loads(listed.output)] == [letter_a["id"]]
+    assert cli.invoke(args=["deliveries", "list", "--endpoint", "ep_missing"]).exit_code == EXIT_FAILED
+
+    replayed = call(service, "POST", "/v1/deliveries/replay", params={"since": "1h", "endpoint": a["id"]})
+    assert replayed.json()["data"] == {"replayed": [letter_a["id"]], "not_replayed": {}}
+    wait_for(
+        lambda: [d["status"] for d in task_deliveries(service, "job-1", a["id"])] == ["delivered"],
+        timeout=30,
+        what="a's dead letter delivered",
+    )
+    assert len(receiver.received("/a")) == 3 and len(receiver.received("/b")) == 3

@@ -88,6 +88,7 @@ Notifications (notify/deliveries.py):
 - `deliveries:<status>`                  sorted set of the ids in that status, by when they entered it
 - `deliveries:task:<external_task_id>`   set of the task's delivery ids
 - `deliveries:tenant:<tenant>[:<status>]` the same two indexes for one tenant's deliveries
+- `deliveries:endpoint:<id>[:<status>]`  and for the deliveries to one of a tenant's endpoints
 - `notify:disabled-endpoints`            hash: `tenant:<tenant> <url>` (a callback_url) or `operator <url>`
                                          (the operator's sinks) -> when and why that owner's deliveries
                                          to the URL were disabled (410 Gone); older fields are the URL
@@ -344,6 +345,9 @@ class Keys:
     def tenant_deliveries(self, tenant: str, status: str | None = None) -> str:
         """One tenant's deliveries by creation time, or those in `status` by when they entered it."""
         return f"{self.prefix}deliveries:tenant:{tenant}" + (f":{status}" if status else "")
+
+    def endpoint_deliveries(self, endpoint_id: str, status: str | None = None) -> str:
+        return f"{self.prefix}deliveries:endpoint:{endpoint_id}" + (f":{status}" if status else "")
 
     @property
     def dead_letters(self) -> str:

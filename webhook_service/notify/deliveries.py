@@ -80,21 +80,22 @@ class DeliveryStore:
         offset: int = 0,
         limit: int = 50,
         scope: Scope = EVERYONE,
+        endpoint: str | None = None,
     ) -> builtins.list[Delivery]:
         """Newest first: by the time they entered `status`, or by creation time without one; only those
-        `scope` may see. `task` is an external_task_id as stored (the upstream id)."""
+        `scope` may see. `task` is an external_task_id as stored (the upstream id); `endpoint` one of
+        `scope`'s endpoints (the caller checked)."""
         if task is not None:
             ids = texts(self.redis.smembers(self._task_index(task)))
             found = [d for d in self._load(ids) if status is None or d.status is status]
+            found = [d for d in found if endpoint is None or d.endpoint == endpoint]
             found = [d for d in found if scope.sees(d.tenant)]
             found = [d for d in found if since_ms is None or d.updated_at >= since_ms]
             return sorted(found, key=lambda d: d.created_at, reverse=True)[offset : offset + limit]
         low = since_ms if since_ms is not None else "-inf"
-        newest = self.redis.zrevrangebyscore(self._scoped_index(scope, status), "+inf", low, offset, limit)
+        index = scoped_index(self.redis, self.keys, scope, status, endpoint)
+        newest = self.redis.zrevrangebyscore(index, "+inf", low, offset, limit)
         return [d for d in self._load(texts(newest)) if scope.sees(d.tenant)]
-
-    def _scoped_index(self, scope: Scope, status: DeliveryStatus | None) -> str:
-        return scoped_index(self.redis, self.keys, scope, status)
 
     def _load(self, ids: builtins.list[str]) -> builtins.list[Delivery]:
         raws = self.redis.mget([self._key(i) for i in ids]) if ids else []
@@ -355,13 +356,18 @@ class DeliveryStore:
         return self._update(delivery_id, change, then, scope)
 
     def replay_since(
-        self, since_ms: int, status: DeliveryStatus = DeliveryStatus.FAILED, scope: Scope = EVERYONE
+        self,
+        since_ms: int,
+        status: DeliveryStatus = DeliveryStatus.FAILED,
+        scope: Scope = EVERYONE,
+        endpoint: str | None = None,
     ) -> tuple[builtins.list[str], dict[str, str]]:
-        """Replay every delivery (of `scope`) that entered `status` at or after `since_ms`: (replayed,
-        not replayed)."""
+        """Replay every delivery (of `scope`; to `endpoint` only, when named) that entered `status` at
+        or after `since_ms`: (replayed, not replayed)."""
         replayed: builtins.list[str] = []
         refused: dict[str, str] = {}
-        for raw_id in self.redis.zrangebyscore(self._scoped_index(scope, status), since_ms, "+inf"):
+        index = scoped_index(self.redis, self.keys, scope, status, endpoint)
+        for raw_id in self.redis.zrangebyscore(index, since_ms, "+inf"):
             delivery_id = text(raw_id)
             try:
                 if self.replay(delivery_id, scope) is not None:
