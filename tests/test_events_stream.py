@@ -342,6 +342,15 @@ def test_flask_events_tail_prints_a_line_per_event_and_stops_at_its_bound(
     )
     assert idle.exit_code == 0, idle.output
     assert [json.loads(line) for line in idle.stdout.splitlines()] == events[2:]
+    for both in (["task.submitted,task.succeeded"], ["task.submitted", "--types", "task.succeeded"]):
+        picked = cli.invoke(
+            args=["events", "tail", "--after", "0-0", "--types", *both, "--until-idle", "0.5"]
+        )
+        assert picked.exit_code == 0, picked.output
+        assert [json.loads(line)["type"] for line in picked.stdout.splitlines()] == [
+            "task.submitted",
+            "task.succeeded",
+        ]
 
     assert cli.invoke(args=["events", "tail", "--types", "task.done", "--count", "1"]).exit_code == 2
     assert cli.invoke(args=["events", "tail", "--tenant", "Team A", "--count", "1"]).exit_code == 2

@@ -71,6 +71,9 @@ def test_a_pipeline_follows_its_own_tenants_events_with_only_a_key(
         pipeline_tail(service, KEY_A, "--after", ours[1]["cursor"], "--count", "1", cwd=tmp_path)
     )
     assert code == 0 and resumed == ours[2:]
+    repeated = ("--types", "task.submitted", "--types", "task.succeeded", "--until-idle", "1")
+    code, picked, _ = lines(pipeline_tail(service, KEY_A, *repeated, cwd=tmp_path))
+    assert code == 0 and picked == [ours[0], ours[2]]  # every --types counts, not only the last
 
     # Live: it waits in a long-poll, and the next event of its tenant comes down it.
     tail = pipeline_tail(service, KEY_A, "--after", ours[-1]["cursor"], "--count", "1", cwd=tmp_path)

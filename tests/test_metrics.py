@@ -15,9 +15,10 @@ from tests.conftest import Service, Workers, make_service
 from tests.support import free_port, wait_for
 from webhook_service.domain.callback_tokens import callback_url_for
 from webhook_service.domain.gauges import exposition
+from webhook_service.domain.tenants import EVERYONE
 from webhook_service.integrations import metrics
 from webhook_service.keys import Keys
-from webhook_service.notify.deliveries import DeliveryStore
+from webhook_service.notify.delivery_index import scoped_index
 from webhook_service.notify.records import DeliveryStatus
 from webhook_service.web.app import create_app
 
@@ -110,7 +111,7 @@ def test_gauges_come_from_redis_at_scrape_time(env: dict[str, str]) -> None:
 
 
 def test_dead_letter_gauge_reads_the_index_the_deliveries_write(redis_url: str) -> None:
-    index = DeliveryStore(redis.Redis.from_url(redis_url), Keys())._index(DeliveryStatus.FAILED)
+    index = scoped_index(redis.Redis.from_url(redis_url), Keys(), EVERYONE, DeliveryStatus.FAILED)
     assert index == Keys().dead_letters
 
 

@@ -218,3 +218,33 @@ def test_a_fan_out_run_late_says_when_its_event_happened_not_when_it_ran(
     (entry,) = [event for event in logged if event["id"] == succeeded]
     sent_at = datetime.fromisoformat(request.json["timestamp"].replace("Z", "+00:00"))
     assert sent_at == datetime.fromtimestamp(entry["at"] / 1000, UTC)
+
+
+def test_a_fractional_rate_limit_is_honoured_not_rounded_down(stack: Stack, receiver: Receiver) -> None:
+    """1.5 a second: two attempts at once at most, then one every 2/3 s, so sixteen take about 10.5 s
+    (the drains come on whole seconds: two, then one, then two...). Counted per whole second, 1.5 was
+    one a second, and sixteen took at least 14 s. None waits long enough to fail, none is dropped."""
+    service = stack.start(2, **TENANTS, **webhooks(NOTIFY_ALLOWED_HOSTS="127.0.0.1"))
+    limited = register(service, receiver.script("/limited"), rate_limit_per_s=1.5)
+    svc = service.services
+    sink = Sink(SinkKind.WEBHOOK, limited["url"], client=True, endpoint=limited["id"])
+    made = []
+    for n in range(16):
+        body = {"type": "task.submitted", "timestamp": "2026-01-01T00:00:00.000Z", "data": {"n": n}}
+        event = svc.deliveries.save_event(
+            Event(f"evt_rate{n:04d}", "task.submitted", "", json.dumps(body), "", "team-a")
+        )
+        made.append(Delivery.new(event, sink))
+        svc.deliveries.create(made[-1])
+
+    arrived = wait_for(lambda: len(found := receiver.received("/limited")) == 16 and found, timeout=60)
+    times = sorted(request.at for request in arrived)
+    interval, jitter = 1 / 1.5, 0.25  # jitter: from taking the turn to the receiver's clock
+    assert all(later - earlier >= interval - jitter for earlier, later in zip(times, times[2:], strict=False))
+    assert (16 - 2) * interval - jitter <= times[-1] - times[0] < 14
+
+    def recorded() -> set[tuple[str, int]]:
+        sent = [svc.deliveries.get(delivery.id) for delivery in made]
+        return {(d.status.value, d.attempts) for d in sent if d is not None}
+
+    wait_for(lambda: recorded() == {("delivered", 1)}, timeout=10, what="each delivered at its one attempt")

@@ -96,6 +96,7 @@ Notifications (notify/deliveries.py):
 - `deliveries:<status>`                  sorted set of the ids in that status, by when they entered it
 - `deliveries:task:<external_task_id>`   set of the task's delivery ids
 - `deliveries:tenant:<tenant>[:<status>]` the same two indexes for one tenant's deliveries
+- `deliveries:endpoint:<id>[:<status>]`  and for the deliveries to one of a tenant's endpoints
 - `notify:disabled-endpoints`            hash: `tenant:<tenant> <url>` (a callback_url) or `operator <url>`
                                          (the operator's sinks) -> when and why that owner's deliveries
                                          to the URL were disabled (410 Gone); older fields are the URL
@@ -120,8 +121,8 @@ Webhook endpoints (notify/endpoints.py), each tenant's own, managed by `/v1/endp
                                    job's id, with a Redis TTL of the longest an attempt can take
 - `endpoint:<id>:testing`          the one test event ("Send test event") in flight: a random token,
                                    with a Redis TTL of the longest a test can take (notify/pinging.py)
-- `endpoint:<id>:rate:<window>`    attempts started at it in that window (notify/turns.py: epoch
-                                   seconds, or longer windows below one per second), with a TTL
+- `endpoint:<id>:rate`             when its rate limit's bucket is full again (notify/turns.py: epoch
+                                   ms), with a TTL of that moment
 - `endpoint:<id>:activity:<YYYY-MM-DDTHH>`  hash: its attempts in that UTC hour, delivered or failed
                                    (domain/activity.py's pattern, the same TTL of 2 days)
 
@@ -289,6 +290,9 @@ class Keys:
         """One tenant's deliveries by creation time, or those in `status` by when they entered it."""
         return f"{self.prefix}deliveries:tenant:{tenant}" + (f":{status}" if status else "")
 
+    def endpoint_deliveries(self, endpoint_id: str, status: str | None = None) -> str:
+        return f"{self.prefix}deliveries:endpoint:{endpoint_id}" + (f":{status}" if status else "")
+
     @property
     def dead_letters(self) -> str:
         """The index of failed deliveries: `deliveries(status)` for status `failed`."""
@@ -324,8 +328,8 @@ class Keys:
     def endpoint_testing(self, endpoint_id: str) -> str:
         return f"{self.prefix}endpoint:{endpoint_id}:testing"
 
-    def endpoint_rate(self, endpoint_id: str, window: int) -> str:
-        return f"{self.prefix}endpoint:{endpoint_id}:rate:{window}"
+    def endpoint_rate(self, endpoint_id: str) -> str:
+        return f"{self.prefix}endpoint:{endpoint_id}:rate"
 
     def endpoint_activity(self, endpoint_id: str, hour: str) -> str:
         return f"{self.prefix}endpoint:{endpoint_id}:activity:{hour}"

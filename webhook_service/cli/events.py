@@ -14,7 +14,14 @@ import click
 from flask.cli import AppGroup
 
 from webhook_service.cli.common import EXIT_USAGE, CommandFailed, guarded, services
-from webhook_service.cli.events_http import key_option, stop_options, tail_over_http, types_option, url_option
+from webhook_service.cli.events_http import (
+    joined,
+    key_option,
+    stop_options,
+    tail_over_http,
+    types_option,
+    url_option,
+)
 from webhook_service.domain.tenants import DEFAULT_TENANT
 from webhook_service.notify.event_log import BadEventQuery, parse_types
 from webhook_service.services import redis_connection
@@ -44,21 +51,23 @@ def tail(
     url: str | None,
     key: str | None,
     tenant: str | None,
-    types: str | None,
+    types: tuple[str, ...],
     after: str | None,
     count: int | None,
     until_idle: float | None,
 ) -> None:
     """Each event as it is recorded, as a line of JSON (as GET /v1/events shows it); Ctrl-C ends it."""
     if url:
-        tail_over_http(url, key, tenant=tenant, types=types, after=after, count=count, until_idle=until_idle)
+        tail_over_http(
+            url, key, tenant=tenant, types=joined(types), after=after, count=count, until_idle=until_idle
+        )
         return
     tenant = tenant or DEFAULT_TENANT
     if not valid_name(tenant):
         raise CommandFailed(f"--tenant: {tenant!r} is not a tenant name ({NAME_RULE})", EXIT_USAGE)
     log = services().events
     try:
-        wanted = parse_types(types)
+        wanted = parse_types(joined(types))
         start = log.cursor(tenant, after) if after else log.newest(tenant)
     except BadEventQuery as error:
         raise CommandFailed(f"--{error.field}: {error}", EXIT_USAGE) from None

@@ -148,9 +148,18 @@ def key_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def types_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--types, given once with a comma-separated list or several times (each adds its types)."""
     return click.option(
-        "--types", help="Comma-separated event types, e.g. task.failed,task.archived (default: all)."
+        "--types",
+        multiple=True,
+        help="Event types, comma-separated or the option repeated: --types task.failed,task.archived, or "
+        "--types task.failed --types task.archived (default: all).",
     )(command)
+
+
+def joined(types: tuple[str, ...]) -> str | None:
+    """Every --types given, as one comma-separated list (None: every type)."""
+    return ",".join(types) or None
 
 
 def stop_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -174,7 +183,7 @@ def main(
     url: str | None,
     key: str | None,
     tenant: str | None,
-    types: str | None,
+    types: tuple[str, ...],
     after: str | None,
     count: int | None,
     until_idle: float | None,
@@ -182,7 +191,9 @@ def main(
     """A tenant's events as they come, one line of JSON each (as GET /v1/events shows them)."""
     if not url:
         raise CommandFailed("--url: the service's base URL is needed", EXIT_USAGE)
-    tail_over_http(url, key, tenant=tenant, types=types, after=after, count=count, until_idle=until_idle)
+    tail_over_http(
+        url, key, tenant=tenant, types=joined(types), after=after, count=count, until_idle=until_idle
+    )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ from webhook_service.domain import activity
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import NotReplayable
 from webhook_service.domain.events import Event
-from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
+from webhook_service.domain.tenants import EVERYONE, Scope
 from webhook_service.jobs import enqueue_delivery
 from webhook_service.keys import Keys
 from webhook_service.notify import disabled_urls, endpoints
+from webhook_service.notify.delivery_index import index_new, index_write, scoped_index, unindex
 from webhook_service.notify.records import REPLAYABLE, Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.sinks import Attempt
 from webhook_service.redaction import shown_url
@@ -42,12 +43,6 @@ class DeliveryStore:
 
     def _key(self, delivery_id: str) -> str:
         return self.keys.delivery(delivery_id)
-
-    def _index(self, status: DeliveryStatus | None = None) -> str:
-        return self.keys.deliveries(status.value if status else None)
-
-    def _tenant_index(self, tenant: str, status: DeliveryStatus | None = None) -> str:
-        return self.keys.tenant_deliveries(tenant, status.value if status else None)
 
     def _task_index(self, external_task_id: str) -> str:
         return self.keys.task_deliveries(external_task_id)
@@ -85,28 +80,22 @@ class DeliveryStore:
         offset: int = 0,
         limit: int = 50,
         scope: Scope = EVERYONE,
+        endpoint: str | None = None,
     ) -> builtins.list[Delivery]:
         """Newest first: by the time they entered `status`, or by creation time without one; only those
-        `scope` may see. `task` is an external_task_id as stored (the upstream id)."""
+        `scope` may see. `task` is an external_task_id as stored (the upstream id); `endpoint` one of
+        `scope`'s endpoints (the caller checked)."""
         if task is not None:
             ids = texts(self.redis.smembers(self._task_index(task)))
             found = [d for d in self._load(ids) if status is None or d.status is status]
+            found = [d for d in found if endpoint is None or d.endpoint == endpoint]
             found = [d for d in found if scope.sees(d.tenant)]
             found = [d for d in found if since_ms is None or d.updated_at >= since_ms]
             return sorted(found, key=lambda d: d.created_at, reverse=True)[offset : offset + limit]
         low = since_ms if since_ms is not None else "-inf"
-        newest = self.redis.zrevrangebyscore(self._scoped_index(scope, status), "+inf", low, offset, limit)
+        index = scoped_index(self.redis, self.keys, scope, status, endpoint)
+        newest = self.redis.zrevrangebyscore(index, "+inf", low, offset, limit)
         return [d for d in self._load(texts(newest)) if scope.sees(d.tenant)]
-
-    def _scoped_index(self, scope: Scope, status: DeliveryStatus | None) -> str:
-        """Every delivery's index for an admin, else the tenant's. Deliveries made before tenants are in
-        the shared indexes only until the backfill (domain/tenant_backfill.py) has put them in the
-        default tenant's: until then the default tenant reads the shared ones, filtered."""
-        if scope.admin:
-            return self._index(status)
-        if scope.tenant == DEFAULT_TENANT and self.redis.get(self.keys.tenant_backfill) != b"done":
-            return self._index(status)
-        return self._tenant_index(scope.tenant, status)
 
     def _load(self, ids: builtins.list[str]) -> builtins.list[Delivery]:
         raws = self.redis.mget([self._key(i) for i in ids]) if ids else []
@@ -135,12 +124,7 @@ class DeliveryStore:
         for delivery in deliveries:
             pipe.delete(self._key(delivery.id), self.keys.delivery_attempts(delivery.id))
             pipe.delete(self.keys.event(delivery.event_id))
-            pipe.zrem(self._index(), delivery.id)
-            pipe.zrem(self._index(delivery.status), delivery.id)
-            pipe.zrem(self._tenant_index(delivery.tenant), delivery.id)
-            pipe.zrem(self._tenant_index(delivery.tenant, delivery.status), delivery.id)
-            if delivery.endpoint is not None:
-                pipe.srem(self.keys.endpoint_pending(delivery.endpoint), delivery.id)
+            unindex(pipe, self.keys, delivery)
 
     # --- changing ---
 
@@ -163,8 +147,7 @@ class DeliveryStore:
                         delivery.job, delivery.next_attempt_at = delivery.id, delivery.created_at
                     pipe.multi()
                     self._write(pipe, delivery, None)
-                    pipe.zadd(self._index(), {delivery.id: delivery.created_at})
-                    pipe.zadd(self._tenant_index(delivery.tenant), {delivery.id: delivery.created_at})
+                    index_new(pipe, self.keys, delivery)
                     if delivery.external_task_id:
                         pipe.sadd(self._task_index(delivery.external_task_id), delivery.id)
                     else:  # an endpoint's own event: retention removes it by itself, not with a task
@@ -193,20 +176,7 @@ class DeliveryStore:
 
     def _write(self, pipe: Pipeline, delivery: Delivery, previous: DeliveryStatus | None) -> None:
         pipe.set(self._key(delivery.id), stored_json(asdict(delivery)))
-        if delivery.endpoint is not None:  # what to dead-letter when the endpoint is disabled
-            pending = self.keys.endpoint_pending(delivery.endpoint)
-            if delivery.status is DeliveryStatus.PENDING:
-                pipe.sadd(pending, delivery.id)
-            else:
-                pipe.srem(pending, delivery.id)
-        if previous is not delivery.status:
-            if previous is not None:
-                pipe.zrem(self._index(previous), delivery.id)
-                pipe.zrem(self._tenant_index(delivery.tenant, previous), delivery.id)
-            pipe.zadd(self._index(delivery.status), {delivery.id: delivery.updated_at})
-            pipe.zadd(
-                self._tenant_index(delivery.tenant, delivery.status), {delivery.id: delivery.updated_at}
-            )
+        index_write(pipe, self.keys, delivery, previous)
 
     def _update(
         self,
@@ -327,6 +297,18 @@ class DeliveryStore:
 
         return self._update(delivery_id, change)
 
+    def follow(self, delivery_id: str, job_id: str | None, url: str) -> Delivery | None:
+        """Its endpoint's URL changed since it was recorded (`PATCH /v1/endpoints/<id>`): the record now
+        says where its next attempt goes. None when another job owns it."""
+
+        def change(delivery: Delivery, _: Pipeline) -> bool:
+            if delivery.job != job_id:
+                return False
+            delivery.target = url
+            return True
+
+        return self._update(delivery_id, change)
+
     def postpone(
         self, delivery_id: str, job_id: str | None, then: Callable[[Pipeline, Delivery], None]
     ) -> Delivery | None:
@@ -374,13 +356,18 @@ class DeliveryStore:
         return self._update(delivery_id, change, then, scope)
 
     def replay_since(
-        self, since_ms: int, status: DeliveryStatus = DeliveryStatus.FAILED, scope: Scope = EVERYONE
+        self,
+        since_ms: int,
+        status: DeliveryStatus = DeliveryStatus.FAILED,
+        scope: Scope = EVERYONE,
+        endpoint: str | None = None,
     ) -> tuple[builtins.list[str], dict[str, str]]:
-        """Replay every delivery (of `scope`) that entered `status` at or after `since_ms`: (replayed,
-        not replayed)."""
+        """Replay every delivery (of `scope`; to `endpoint` only, when named) that entered `status` at
+        or after `since_ms`: (replayed, not replayed)."""
         replayed: builtins.list[str] = []
         refused: dict[str, str] = {}
-        for raw_id in self.redis.zrangebyscore(self._scoped_index(scope, status), since_ms, "+inf"):
+        index = scoped_index(self.redis, self.keys, scope, status, endpoint)
+        for raw_id in self.redis.zrangebyscore(index, since_ms, "+inf"):
             delivery_id = text(raw_id)
             try:
                 if self.replay(delivery_id, scope) is not None:

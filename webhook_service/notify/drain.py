@@ -3,8 +3,9 @@ waiting delivery, so a thousand deliveries waiting at an endpoint that hangs cos
 
 The drain takes the target's turn for the first waiting delivery that may go (its task's earlier events
 settled there), makes its attempt in the same job, and goes on with the next while it may. It stops when
-the turn is not to be had (another attempt in flight, the rate window full: it comes back when it ends
-or opens), or after BUDGET_S, so that a drain never keeps its worker from the other queues for long.
+the turn is not to be had (another attempt in flight, the rate limit reached: it comes back when the
+one ends or the other allows), or after BUDGET_S, so that a drain never keeps its worker from the other
+queues for long.
 Two drains of one target can run at once (one woken early, one at its fallback time); only the one that
 takes the turn sends, so a delivery is attempted by one of them. A drain that dies mid-attempt leaves
 the delivery waiting, its turn freed by the lock's TTL: the next drain sends it again, as a job that

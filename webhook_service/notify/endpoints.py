@@ -62,7 +62,7 @@ class Endpoint:
     created_at: int = 0
     updated_at: int = 0
     disabled_at: int | None = None
-    disabled_reason: str | None = None  # gone (410), failing (ENDPOINT_DISABLE_AFTER_S), or requested
+    disabled_reason: str | None = None  # gone (410), failing, requested, deleted (endpoint_deletion.py)
     failing_since: int | None = None  # the first failed attempt since the last success
     old_secret_until: int | None = None  # a rotated-out secret still signs until then
 

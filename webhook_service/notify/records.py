@@ -23,6 +23,7 @@ class DeliveryStatus(StrEnum):
 
 
 REPLAYABLE = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED})
+ENDPOINT_DELETED = "endpoint_deleted"  # the reason of a dead letter whose endpoint was deleted
 SINK_TARGET_PREFIX = "sk_"  # a turn target that is not a tenant's endpoint (Delivery.turn_target)
 
 
@@ -43,14 +44,14 @@ class Delivery:
     event_type: str
     external_task_id: str
     sink: SinkKind
-    target: str
+    target: str  # a tenant's endpoint's: its URL when last sent (each attempt follows the endpoint's)
     client: bool = False
     status: DeliveryStatus = DeliveryStatus.PENDING
     job: str | None = None  # the one job allowed to make the next attempt
     attempts: int = 0  # every attempt ever made
     tries: int = 0  # attempts since created or replayed: the position in the retry schedule
     replays: int = 0
-    reason: str | None = None  # why failed or skipped: exhausted, gone, refused, endpoint_disabled
+    reason: str | None = None  # why failed or skipped: exhausted, gone, refused, endpoint_disabled/_deleted
     last_error: str | None = None
     created_at: int = field(default_factory=now_ms)
     updated_at: int = field(default_factory=now_ms)

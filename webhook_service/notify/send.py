@@ -4,8 +4,11 @@
 and queues its job, all idempotently: run twice, it finds what it did the first time. `deliver` makes
 one attempt and schedules the next one itself (RQ's own retries cannot wait as long as a receiver's
 Retry-After asks), after waiting its turn at its sink (notify/turns.py: one attempt at a time per sink),
-so a slow or dead sink holds one worker at most and only its own deliveries wait. The RQ jobs that call
-them are in workers/notify.py.
+so a slow or dead sink holds one worker at most and only its own deliveries wait. A delivery to a
+tenant's endpoint is sent where the endpoint is at each attempt, with its secrets of the moment: a URL
+changed with `PATCH /v1/endpoints/<id>` reaches the retries and replays of what was recorded before (a
+URL fixed after an outage is the usual reason to change it). The RQ jobs that call them are in
+workers/notify.py.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from webhook_service.integrations import metrics
 from webhook_service.notify import disabling
 from webhook_service.notify.callback_signing import callback_secret
 from webhook_service.notify.deliveries import DeliveryStore
+from webhook_service.notify.endpoint_deletion import DELETING
 from webhook_service.notify.endpoints import PING, Endpoint
 from webhook_service.notify.event_order import earlier_fan_outs_first
 from webhook_service.notify.payload import build_event
-from webhook_service.notify.records import Delivery, DeliveryStatus, endpoint_id
+from webhook_service.notify.records import ENDPOINT_DELETED, Delivery, DeliveryStatus, endpoint_id
 from webhook_service.notify.retry import next_delay
 from webhook_service.notify.routing import Sink, SinkKind, sinks_for
 from webhook_service.notify.sinks import Attempt, Verdict, attempt
@@ -90,9 +94,12 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None, *, turn_taken: 
         return
     endpoint = svc.endpoints.get(sink.endpoint) if sink.endpoint is not None else None
     if sink.endpoint is not None and (endpoint is None or not endpoint.enabled):
-        store.give_up(delivery_id, job_id, "endpoint_disabled")
+        deleted = endpoint is None or endpoint.disabled_reason == DELETING
+        store.give_up(delivery_id, job_id, ENDPOINT_DELETED if deleted else "endpoint_disabled")
         log.info("delivery %s: endpoint %s is disabled or deleted: a dead letter", delivery_id, sink.endpoint)
         return
+    if endpoint is not None and endpoint.url != delivery.target:  # it goes where its endpoint is now
+        delivery = store.follow(delivery_id, job_id, endpoint.url) or replace(delivery, target=endpoint.url)
     turns = Turns(svc.redis, svc.keys, store)
     target = turns.target(delivery.turn_target, endpoint)
     holder = job_id or delivery_id

@@ -20,12 +20,16 @@ a `callback_url` is the client's to choose, so without turns any client could ma
   lock: they step aside and come back. So a target that hangs holds one worker at most, for at most
   NOTIFY_TIMEOUT_S, and every other target's deliveries go on with the other workers (as many
   targets hanging at once as there are workers still hold them all).
-- **Rate.** At a tenant's endpoint with a `rate_limit_per_s`, at most that many attempts start in each
-  window (a second, or 1/rate seconds below one per second).
+- **Rate.** At a tenant's endpoint with a `rate_limit_per_s` r, attempts start at r a second over any
+  stretch of time, fractions honoured (1.5 is three every two seconds), with at most ceil(r) at once
+  after a pause: a token bucket of ceil(r) attempts refilled at r a second, kept in Redis as the one time
+  at which it is full again (GCRA: one key, one script, Redis's clock for every worker). The bucket
+  holds a whole second's attempts because a waiting delivery's drain comes on a whole second (RQ's
+  scheduler): a bucket of one would let one attempt through a second whatever the rate.
 
 A delivery that must wait joins its target's waiting deliveries (a sorted set, in the order their
 events were raised) with no job of its own: not an attempt, not a failure, nothing dropped. One drain
-job a target starts them (notify/drain.py), when the attempt in flight ends, the rate window opens, or
+job a target starts them (notify/drain.py), when the attempt in flight ends, the rate lets the next go, or
 within 2 x FALLBACK_S at the latest; a delivery that comes while others wait joins them, so they go in turn.
 A target with a thousand deliveries waiting costs a drain job a second at most, not a thousand jobs.
 """
@@ -56,6 +60,22 @@ WAIT_S = 1.0  # RQ's scheduler looks for due jobs every second: a shorter wait c
 FALLBACK_S = 30.0
 HEADS = 100  # waiting deliveries a drain looks through for one that may go (the rest: its next run)
 LOCK_MARGIN_S = 5.0  # beyond NOTIFY_TIMEOUT_S: the attempt's own bookkeeping
+# The rate (GCRA). KEYS[1]: when the endpoint's bucket is full again (epoch ms); ARGV: the interval
+# between attempts (ms, 1/rate) and the bucket's size. Returns 0 when an attempt may start now (and
+# takes its place), else when one may (epoch ms). Redis's clock, so workers' clocks need not agree.
+_RATE = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local full_at = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local opens = full_at - (burst - 1) * interval
+if opens > now then
+  return math.ceil(opens)
+end
+full_at = full_at + interval
+redis.call('SET', KEYS[1], string.format('%.3f', full_at), 'PX', math.ceil(full_at - now) + 1000)
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -104,7 +124,7 @@ class Turns:
             ends_at = time.time() + left_s if left_s < FALLBACK_S else fallback_at()
             return Wait("another attempt there is in flight", ends_at)
         limit = target.rate_limit_per_s
-        if limit is not None and (opens_at := self._window_full(target.name, limit)) is not None:
+        if limit is not None and (opens_at := self._over_rate(target.name, limit)) is not None:
             release_if_held(self.redis, target.busy, job_id)
             return Wait(f"over its rate limit of {limit:g} per second", opens_at)
         return None
@@ -164,17 +184,13 @@ class Turns:
         places = positions(self.redis, self.keys, delivery.tenant, delivery.external_task_id)
         return any(came_before(other, delivery, places) for other in pending)
 
-    def _window_full(self, endpoint_id: str, per_s: float) -> float | None:
-        """None when one more attempt fits in the current window, else when the next one opens."""
-        window_ms = 1000 if per_s >= 1 else math.ceil(1000 / per_s)
-        allowed = max(1, math.floor(per_s * window_ms / 1000))
-        window = now_ms() // window_ms
-        key = self.keys.endpoint_rate(endpoint_id, window)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.pexpire(key, 2 * window_ms)
-            started, _ = pipe.execute()
-        return None if int(started) <= allowed else (window + 1) * window_ms / 1000
+    def _over_rate(self, endpoint_id: str, per_s: float) -> float | None:
+        """None when an attempt may start now at `per_s` (it is counted), else when one may (epoch s)."""
+        burst = max(1, math.ceil(per_s))
+        opens_ms = self.redis.register_script(_RATE)(
+            keys=[self.keys.endpoint_rate(endpoint_id)], args=[1000 / per_s, burst]
+        )
+        return int(opens_ms) / 1000 if int(opens_ms) else None
 
 
 def fallback_at() -> float:

@@ -53,9 +53,22 @@ def _since_arg(required: bool = False) -> int | None:
         raise bad("since", str(error)) from None
 
 
+def _endpoint_arg() -> str | None:
+    """`?endpoint=ep_...`: one of the caller's endpoints (notify/endpoints.py); another tenant's answers
+    404, as a missing or deleted one does."""
+    endpoint_id = request.args.get("endpoint")
+    if not endpoint_id:
+        return None
+    if services().endpoints.get(endpoint_id, current_scope()) is None:
+        raise ApiError(404, CODE_NOT_FOUND, f"no endpoint {endpoint_id!r}")
+    return endpoint_id
+
+
 @bp.get("")
 def list_deliveries() -> Response:
-    """Newest first; `?status=failed` lists the dead letters (by when they failed), `?since=` bounds it."""
+    """Newest first; `?status=failed` lists the dead letters (by when they failed), `?since=` bounds it,
+    `?task=` and `?endpoint=` narrow it to one task's or one endpoint's."""
+    endpoint = _endpoint_arg()
     task = None
     if task_ref := request.args.get("task"):
         found_task = services().store.find(task_ref, current_scope())
@@ -69,6 +82,7 @@ def list_deliveries() -> Response:
         offset=int_arg("offset", 0, 1_000_000, 0),
         limit=int_arg("limit", 1, LIMIT_MAX, 50),
         scope=current_scope(),
+        endpoint=endpoint,
     )
     return jsonify(envelope(0, "SUCCEED", [delivery.view() for delivery in found]))
 
@@ -94,11 +108,13 @@ def replay_one(delivery_id: str) -> Response:
 
 @bp.post("/replay")
 def replay_since() -> Response:
-    """`?since=2h` (required) and `?status=failed` (default) or `skipped`."""
+    """`?since=2h` (required) and `?status=failed` (default) or `skipped`; `?endpoint=ep_...`: that
+    endpoint's only, the recovery once it is fixed."""
     status = _status_arg(DeliveryStatus.FAILED)
     if status not in (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED):
         raise bad("status", "failed or skipped")
-    replayed, refused = store().replay_since(_since_arg(required=True) or 0, status, current_scope())
+    since_ms, endpoint = _since_arg(required=True) or 0, _endpoint_arg()
+    replayed, refused = store().replay_since(since_ms, status, current_scope(), endpoint)
     return jsonify(envelope(0, "SUCCEED", {"replayed": replayed, "not_replayed": refused}))
 
 

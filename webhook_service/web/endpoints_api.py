@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from webhook_service.domain.validation import RequestInvalid
+from webhook_service.notify.endpoint_deletion import delete_endpoint
 from webhook_service.notify.endpoint_fields import checked
 from webhook_service.notify.endpoints import Endpoint, EndpointStore
 from webhook_service.notify.pinging import PingInFlight, send_test_event
@@ -84,9 +85,11 @@ def update(endpoint_id: str) -> tuple[Response, int]:
 
 @bp.delete("/<endpoint_id>")
 def delete(endpoint_id: str) -> tuple[Response, int]:
-    if not store().delete(endpoint_id, current_scope()):
+    """Its pending deliveries become dead letters (notify/endpoint_deletion.py): how many."""
+    dead_letters = delete_endpoint(services(), endpoint_id, current_scope())
+    if dead_letters is None:
         raise ApiError(404, CODE_NOT_FOUND, f"no endpoint {endpoint_id!r}")
-    return _answer({"deleted": True})
+    return _answer({"deleted": True, "dead_letters": dead_letters})
 
 
 @bp.post("/<endpoint_id>/rotate-secret")

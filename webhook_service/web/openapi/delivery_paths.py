@@ -18,6 +18,12 @@ def delivery_paths() -> dict[str, Any]:
         "description": "ISO 8601 time, or a duration back from now: 90s, 30m, 2h, 1d, 1w",
     }
     ok = envelope(obj({"enabled": {"const": True}}))
+    endpoint = _param(
+        "endpoint",
+        "query",
+        {"type": "string", "minLength": 1},
+        "ep_...: that endpoint's deliveries only; another tenant's endpoint is a 404, as a missing one",
+    )
     return {
         "/v1/deliveries": {
             "get": _op(
@@ -25,13 +31,14 @@ def delivery_paths() -> dict[str, Any]:
                 "Notification deliveries, newest first (status=failed: the dead letters)",
                 {
                     "200": _answer("a page", envelope({"type": "array", "items": ref("Delivery")})),
-                    **_errors("400", "401", "429", "503"),
+                    **_errors("400", "401", "429", "404", "503"),
                 },
                 operationId="listDeliveries",
                 parameters=[
                     _param("status", "query", status),
                     _param("since", "query", since),
                     _param("task", "query", STRING, "external_task_id"),
+                    endpoint,
                     _param(
                         "offset",
                         "query",
@@ -83,12 +90,13 @@ def delivery_paths() -> dict[str, Any]:
                             )
                         ),
                     ),
-                    **_errors("400", "401", "429", "503"),
+                    **_errors("400", "401", "429", "404", "503"),
                 },
                 operationId="replayDeliveriesSince",
                 parameters=[
                     _param("since", "query", since, required=True),
                     _param("status", "query", {"enum": ["failed", "skipped"], "default": "failed"}),
+                    endpoint,
                 ],
             )
         },

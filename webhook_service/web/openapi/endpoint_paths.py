@@ -26,7 +26,11 @@ _PROPERTIES = {
     "enabled": {"type": "boolean"},
     "disabled_at": nullable(MS),
     "disabled_reason": nullable(
-        {"type": "string", "description": "gone (410), failing (ENDPOINT_DISABLE_AFTER_S), requested"}
+        {
+            "type": "string",
+            "description": "gone (410), failing (ENDPOINT_DISABLE_AFTER_S), requested, or deleted (a "
+            "deletion cut short: delete it again)",
+        }
     ),
     "failing_since": nullable({**MS, "description": "its first failed attempt since its last success"}),
     "old_secret_until": nullable({**MS, "description": "the rotated-out secret signs too until then"}),
@@ -66,7 +70,8 @@ _FIELDS = {
     "description": {"type": "string", "maxLength": DESCRIPTION_MAX},
     "rate_limit_per_s": {
         "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": RATE_LIMIT_MAX}, {"type": "null"}],
-        "description": "deliveries beyond it wait their turn; null: no limit",
+        "description": "attempts a second, fractions honoured (1.5: three every 2 s); deliveries beyond it "
+        "wait their turn; attempts go one at a time, so the receiver's latency caps them too; null: no limit",
     },
 }
 
@@ -125,7 +130,10 @@ def endpoint_paths() -> dict[str, Any]:
                 TAG,
                 "Remove an endpoint",
                 {
-                    "200": _answer("removed", envelope(obj({"deleted": {"const": True}}))),
+                    "200": _answer(
+                        "removed; its pending deliveries are dead letters (reason endpoint_deleted)",
+                        envelope(obj({"deleted": {"const": True}, "dead_letters": INTEGER})),
+                    ),
                     **_errors("401", "429", "404", "503"),
                 },
                 operationId="deleteEndpoint",
