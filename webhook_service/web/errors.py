@@ -61,13 +61,14 @@ def bad_body(code: str, message: str) -> ApiError:
     return ApiError(400, CODE_BAD_REQUEST, message, errors=[{"field": "", "code": code, "message": message}])
 
 
-def invalid_request(invalid: RequestInvalid) -> ApiError:
-    """A refused body, whatever the endpoint: the first problems in the message, every one in `errors`."""
+def invalid_request(invalid: RequestInvalid, what: str = "invalid request") -> ApiError:
+    """A refused body (or query: web/params.py), whatever the endpoint: the first problems in the
+    message, every one in `errors`."""
     problems = [p.as_dict() for p in invalid.problems]
     summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])
     if len(problems) > 3:
         summary += f"; and {len(problems) - 3} more (every problem is in `errors`)"
-    return ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems)
+    return ApiError(400, CODE_BAD_REQUEST, f"{what}: {summary}", errors=problems)
 
 
 def whole_body(incoming: Request, *, cache: bool = True) -> bytes:
