@@ -33,6 +33,12 @@ def test_an_empty_a_form_and_a_non_object_body_are_named_as_what_they_are(client
     broken = client.post("/v1/videos/image2video", data=b'{"image": ', content_type="application/json")
     code, message = body_problem(broken)
     assert code == "invalid_json" and message.startswith("the request body is not valid JSON: ")
+    text = client.post("/v1/videos/image2video", data=b"image=a.jpg", content_type="text/plain")
+    code, message = body_problem(text)
+    assert code == "invalid_json"
+    assert message.startswith("the request body is not valid JSON (Content-Type: text/plain): ")
+    bare = client.post("/v1/videos/image2video", data=b"image=a.jpg")
+    assert body_problem(bare)[1].startswith("the request body is not valid JSON (no Content-Type): ")
     array = client.post("/v1/videos/image2video", json=[IMAGE])
     assert body_problem(array) == ("not_object", "the request body must be a JSON object, not an array")
 
