@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from webhook_service.web.app import create_app
@@ -87,3 +88,21 @@ def test_a_basic_authorization_header_is_not_called_missing(env: dict[str, str])
     assert "dXNlcjpwYXNz" not in basic.json["message"]
     none = client.get("/v1/tasks/x")
     assert none.json["message"].startswith("Authorization header is missing")
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("Basic dXNlcjpwYXNz", "Authorization header uses the 'Basic' scheme"),
+        ("Bearer", "Authorization header has no token after 'Bearer'"),
+        ("Bearer   ", "Authorization header has no token after 'Bearer'"),
+        (KEY, "Authorization header is one word, not a scheme and a token"),  # the token alone
+    ],
+)
+def test_each_malformed_authorization_header_is_named_precisely(
+    env: dict[str, str], header: str, message: str
+) -> None:
+    client = create_app({**env, "SERVICE_API_KEYS": KEY}).test_client()
+    answer = client.get("/v1/tasks/x", headers={"Authorization": header})
+    assert answer.status_code == 401 and answer.json["code"] == 1001
+    assert answer.json["message"] == f"{message}: send 'Authorization: Bearer <token>'"
