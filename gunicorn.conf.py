@@ -10,6 +10,7 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "data/metrics")
 from prometheus_client import multiprocess
 
 from webhook_service.config import ConfigError, Settings
+from webhook_service.config_values import host_and_port
 from webhook_service.integrations import logs, metrics
 from webhook_service.integrations.redis_config import RedisUnfit, check_at_start
 from webhook_service.services import redis_connection
@@ -28,7 +29,7 @@ def _default_host() -> str:
     return "127.0.0.1" if open_api else "0.0.0.0"
 
 
-bind = f"{os.environ.get('HOST') or _default_host()}:{os.environ.get('PORT', '8000')}"
+bind = host_and_port(os.environ.get("HOST") or _default_host(), os.environ.get("PORT", "8000"))
 
 
 def _default_workers() -> int:

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from webhook_service.config import Settings, redis_settings  # noqa: E402  (needs the path above)
+from webhook_service.config_values import host_and_port  # noqa: E402
 from webhook_service.dev_env import DEV_ENV_PATH, first_line, running_writer  # noqa: E402
 from webhook_service.redaction import url_without_secrets  # noqa: E402
 from webhook_service.services import redis_connection  # noqa: E402
@@ -243,6 +244,15 @@ def _registered(connection: redis.Redis, groups: set[int]) -> int:
     return count
 
 
+def served_url(host: str, port: str) -> str:
+    """Where this machine reaches the web process gunicorn binds to HOST (gunicorn.conf.py): an address
+    of every interface (HOST unset: 127.0.0.1 or 0.0.0.0) at loopback, any other as it is, so that
+    readiness is polled where the web really listens (HOST=::1 listens on no IPv4 address at all)."""
+    bare = host.removeprefix("[").removesuffix("]")
+    reached = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(bare, bare)
+    return f"http://{host_and_port(reached, port)}"
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
@@ -324,7 +334,7 @@ def main() -> int:
         sys.exit(f"scripts/up already runs for this checkout (pid {other}): stop it first (Ctrl-C).")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     port = os.environ.setdefault("PORT", "8000")
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = served_url(os.environ.get("HOST", "").strip(), port)
     run.set("PUBLIC_BASE_URL", os.environ.get("PUBLIC_BASE_URL") or base_url)
     ensure_secret(run, "SECRET_KEY", lambda: secrets.token_urlsafe(32), "signs callback URLs")
     ensure_secret(

@@ -179,6 +179,23 @@ def test_malformed_and_oversized_bodies_change_nothing(service: Service, simulat
     assert history_events(service, "robust", "status")[-1]["source"] == "create"
 
 
+def test_a_refused_body_is_named_as_what_it_is_with_the_errors_list(service: Service, simulator) -> None:
+    """The callback endpoint answers in front of Flask, by its own code: the same words and `errors` as
+    the rest of the API, a form called a form and not "not valid JSON"."""
+    queued_task(service, simulator, "said")
+    form_type = "application/x-www-form-urlencoded"
+    form = post_callback(service, "said", b"task_status=succeed", headers={"Content-Type": form_type})
+    assert form.status_code == 400 and form.json()["code"] == 1201
+    assert form.json()["errors"] == [{"field": "", "code": "not_json", "message": form.json()["message"]}]
+    assert form.json()["message"].startswith(f"the callback body is a form ({form_type})")
+    text = post_callback(service, "said", b"{not json", headers={"Content-Type": "text/plain"})
+    (problem,) = text.json()["errors"]
+    assert problem["code"] == "invalid_json"
+    assert problem["message"].startswith("the callback body is not valid JSON (Content-Type: text/plain): ")
+    assert post_callback(service, "said", b"[1]").json()["errors"][0]["code"] == "not_object"
+    assert "errors" not in post_callback(service, "said", {"hello": "world"}).json()  # one thing to say
+
+
 @pytest.fixture
 def signed_service(env: dict[str, str]):
     server = LiveServer()

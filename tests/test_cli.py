@@ -8,6 +8,8 @@ import base64
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from tests.support import free_port, loopback_name, wait_for
 from webhook_service.web.app import create_app
 
 URL_IMAGE = "https://example.com/a.jpg"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(app: Flask, *args: str) -> Result:
@@ -178,3 +181,35 @@ def test_simulator_command_serves_kling_with_the_services_credentials(
     monkeypatch.setattr("kling_simulator.__main__.main", started.append)
     assert run(create_app(env), "simulator", "--port", "9555").exit_code == 0
     assert started == [["--host", "127.0.0.1", "--port", "9555", "--token", env["KLING_API_TOKEN"]]]
+
+
+def test_the_log_on_stderr_shows_warnings_and_errors_only_unless_verbose(env: dict[str, str]) -> None:
+    """`submit` as a person runs it (a process of its own, its logging as wsgi.py sets it up): the
+    service's INFO lines (httpx's requests, a task's changes) stay off stderr unless -v asks for them;
+    a warning still shows."""
+
+    def submit(*extra: str, **settings: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "flask", "--app", "wsgi", "submit", "--image", URL_IMAGE, *extra]
+        return subprocess.run(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **env, **settings},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def logged(stderr: str) -> list[dict[str, str]]:
+        return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+    quiet = submit()
+    assert quiet.returncode == 0 and "task_id: " in quiet.stdout, quiet.stderr
+    assert [line for line in logged(quiet.stderr) if line["level"] == "INFO"] == []
+    verbose = submit("-v")
+    assert verbose.returncode == 0, verbose.stderr
+    assert {"httpx", "webhook_service.domain.lifecycle"} <= {
+        line["logger"] for line in logged(verbose.stderr)
+    }
+    unreachable = submit("--timeout", "5", KLING_API_BASE=f"http://127.0.0.1:{free_port()}")
+    assert unreachable.returncode == 3
+    assert [line["level"] for line in logged(unreachable.stderr)] == ["WARNING"]  # "create ... deferred"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from webhook_service.web.app import create_app
@@ -33,6 +34,12 @@ def test_an_empty_a_form_and_a_non_object_body_are_named_as_what_they_are(client
     broken = client.post("/v1/videos/image2video", data=b'{"image": ', content_type="application/json")
     code, message = body_problem(broken)
     assert code == "invalid_json" and message.startswith("the request body is not valid JSON: ")
+    text = client.post("/v1/videos/image2video", data=b"image=a.jpg", content_type="text/plain")
+    code, message = body_problem(text)
+    assert code == "invalid_json"
+    assert message.startswith("the request body is not valid JSON (Content-Type: text/plain): ")
+    bare = client.post("/v1/videos/image2video", data=b"image=a.jpg")
+    assert body_problem(bare)[1].startswith("the request body is not valid JSON (no Content-Type): ")
     array = client.post("/v1/videos/image2video", json=[IMAGE])
     assert body_problem(array) == ("not_object", "the request body must be a JSON object, not an array")
 
@@ -81,3 +88,21 @@ def test_a_basic_authorization_header_is_not_called_missing(env: dict[str, str])
     assert "dXNlcjpwYXNz" not in basic.json["message"]
     none = client.get("/v1/tasks/x")
     assert none.json["message"].startswith("Authorization header is missing")
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("Basic dXNlcjpwYXNz", "Authorization header uses the 'Basic' scheme"),
+        ("Bearer", "Authorization header has no token after 'Bearer'"),
+        ("Bearer   ", "Authorization header has no token after 'Bearer'"),
+        (KEY, "Authorization header is one word, not a scheme and a token"),  # the token alone
+    ],
+)
+def test_each_malformed_authorization_header_is_named_precisely(
+    env: dict[str, str], header: str, message: str
+) -> None:
+    client = create_app({**env, "SERVICE_API_KEYS": KEY}).test_client()
+    answer = client.get("/v1/tasks/x", headers={"Authorization": header})
+    assert answer.status_code == 401 and answer.json["code"] == 1001
+    assert answer.json["message"] == f"{message}: send 'Authorization: Bearer <token>'"

@@ -138,7 +138,8 @@ def test_the_number_of_workers(
         ({}, "127.0.0.1:8123"),  # an open API stays on this machine
         ({"SERVICE_API_KEYS": "a-client-key-of-24-chars-or-more"}, "0.0.0.0:8123"),
         ({"HOST": "0.0.0.0"}, "0.0.0.0:8123"),  # said outright: a platform's router, a container
-        ({"HOST": "::1"}, "::1:8123"),
+        ({"HOST": "::1"}, "[::1]:8123"),  # an IPv6 address in brackets, or gunicorn reads "1:8123"
+        ({"HOST": "[::1]"}, "[::1]:8123"),
     ],
 )
 def test_the_bind_address_is_loopback_while_the_api_is_open(

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
+from rq.scheduler import RQScheduler
 
 from tests.conftest import Workers
 from tests.support import wait_for
@@ -71,6 +74,67 @@ def test_a_tick_waiting_behind_a_backlog_is_not_scheduled_again_every_slot(redis
     assert keep_scheduled(connection, work) is False
     assert queue.get_job_ids() == [f"reconcile-{five_slots_ago}"]
     assert not ticks_scheduled_after(connection, "reconcile", five_slots_ago)
+
+
+class StepAfterFirstCommand(redis.Redis):
+    """A connection after whose first command `step` runs (on another connection): what RQ's scheduler or
+    a worker may do between two reads of a check."""
+
+    step: Callable[[], object] | None = None
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        answer = super().execute_command(*args, **options)
+        step, self.step = self.step, None
+        if step is not None:
+            step()
+        return answer
+
+
+# The steps of a tick's way, each one of RQ's own operations, in order: due, moved into its queue by
+# the scheduler; taken by a worker (into the intermediate list); its execution recorded (the started
+# registry); its status set to started by the work horse.
+WAY = ("scheduled to queued", "taken by a worker", "execution recorded", "started")
+# (how many steps it took before the check, the step it takes during the check if any)
+POINTS = [(n, WAY[n]) for n in range(len(WAY))] + [(n, None) for n in range(len(WAY) + 1)]
+
+
+@pytest.mark.parametrize(("taken", "during"), POINTS)
+def test_a_tick_on_its_way_is_never_missed(redis_url: str, taken: int, during: str | None) -> None:
+    """Wherever a tick is on its way, and whichever step it takes while the chain is checked, it is
+    found. The places it moves between were read one after another, and not all of them: a tick moved
+    from the scheduled registry into its queue just after the queue was read, or sitting in a worker's
+    intermediate list, was seen nowhere, and a worker logged "no tick scheduled" in a healthy run."""
+    plain = redis.Redis.from_url(redis_url)
+    work = Periodic("reconcile", RECONCILE_JOB, 3600)
+    tick = f"reconcile-{int(time.time() // work.interval_s)}"
+    queue = Queue(MAINTENANCE_QUEUE, connection=plain)
+    queue.enqueue_at(datetime.now(UTC) - timedelta(seconds=1), RECONCILE_JOB, job_id=tick)
+    scheduler = RQScheduler([queue], connection=plain)
+    worker = Worker([queue], connection=plain)
+    held: list[Job] = []
+
+    def take() -> None:
+        found = Queue.dequeue_any([queue], None, connection=plain)
+        assert found is not None
+        held.append(found[0])
+
+    moves: dict[str, Callable[[], object]] = {
+        "scheduled to queued": scheduler.enqueue_scheduled_jobs,
+        "taken by a worker": take,
+        "execution recorded": lambda: worker.prepare_execution(held[0]),
+        "started": lambda: worker.prepare_job_execution(held[0]),
+    }
+    assert scheduler.acquire_locks()
+    try:
+        for step in WAY[:taken]:
+            moves[step]()
+        checking = StepAfterFirstCommand.from_url(redis_url)
+        checking.step = moves[during] if during else None
+        assert keep_scheduled(checking, work) is False
+        assert checking.step is None  # the step was taken, during the check
+        assert not ticks_scheduled_after(plain, "reconcile", int(tick.rsplit("-", 1)[1]))
+    finally:
+        scheduler.release_locks()
 
 
 def ticks_scheduled_after(connection: redis.Redis, name: str, slot: int) -> list[str]:

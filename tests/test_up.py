@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import PrivateRedis, die_with_parent, free_port, wait_for
@@ -68,8 +69,10 @@ def cmdline(pid: int) -> str:
 def up(checkout: Path, request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[bytes], Path, str]]:
     """scripts/up.py running in `checkout` (its console in console.txt), and the service's URL.
     Stopped as Ctrl-C stops it; whatever it started is killed anyway, even when the test failed.
-    With the parameter "no redis", nothing answers at REDIS_URL: `up` starts a redis-server itself."""
+    With the parameter "no redis", nothing answers at REDIS_URL: `up` starts a redis-server itself; with
+    "ipv6", HOST=::1 binds the web to IPv6's loopback alone."""
     own_redis = getattr(request, "param", "") == "no redis"
+    ipv6 = getattr(request, "param", "") == "ipv6"
     redis_server = PrivateRedis() if own_redis else PrivateRedis().start()
     redis_url = f"redis://127.0.0.1:{free_port()}/0" if own_redis else redis_server.url
     port = free_port()
@@ -80,6 +83,7 @@ def up(checkout: Path, request: pytest.FixtureRequest) -> Iterator[tuple[subproc
         REDIS_URL=redis_url,
         WEB_CONCURRENCY="1",
         WORKER_PROCESSES="1",
+        **({"HOST": "::1"} if ipv6 else {}),
     )
     console = checkout / "console.txt"
     with console.open("wb") as output:
@@ -101,7 +105,7 @@ def up(checkout: Path, request: pytest.FixtureRequest) -> Iterator[tuple[subproc
             what="scripts/up to finish its demo",
         )
         seen = descendants(process.pid)
-        yield process, console, f"http://127.0.0.1:{port}"
+        yield process, console, f"http://{'[::1]' if ipv6 else '127.0.0.1'}:{port}"
     finally:
         seen |= descendants(process.pid)
         if process.poll() is None:
@@ -190,6 +194,20 @@ def test_up_starts_its_own_redis_with_an_append_only_file_when_none_answers(
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=20) == 0
     wait_for(lambda: not [p for p in redis_children if Path(f"/proc/{p}").exists()], what="redis stopped")
+
+
+@pytest.mark.parametrize("up", ["ipv6"], indirect=True)
+def test_up_waits_for_the_web_where_host_binds_it(up: tuple[subprocess.Popen[bytes], Path, str]) -> None:
+    """HOST=::1: gunicorn binds [::1] (not "::1:PORT", which it cannot parse), `up` polls it there rather
+    than at 127.0.0.1, where nothing listens, and the demo's callbacks come back to it."""
+    process, console, base_url = up
+    text = console.read_text()
+    assert process.poll() is None, text
+    assert re.search(rf"^ready +dashboard {re.escape(base_url)}/ ", text, re.M), text
+    assert re.search(r"^demo +video archived: ", text, re.M), text
+    assert httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(base_url.replace("[::1]", "127.0.0.1") + "/readyz", timeout=5)
 
 
 def test_settings_come_from_the_environment_then_dotenv_then_the_dev_file(

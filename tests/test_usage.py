@@ -243,7 +243,7 @@ def test_bad_periods_and_tenants_are_400_naming_the_field(
     answer = usage(shared, KEY_ADMIN, **params)
     assert answer.status_code == 400, answer.text
     body = answer.json()
-    assert body["code"] == 1201 and body["message"].startswith(f"{field}: ")
+    assert body["code"] == 1201 and body["message"].startswith(f"invalid query: {field}: ")
     assert [error["field"] for error in body["errors"]] == [field]
 
 

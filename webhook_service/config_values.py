@@ -27,6 +27,12 @@ def sentinel_addresses(value: str) -> tuple[tuple[str, int], ...]:
     return tuple(found)
 
 
+def host_and_port(host: str, port: str | int) -> str:
+    """`host:port` as gunicorn's bind and a URL take it: an IPv6 address in brackets (`[::1]:8000`),
+    or its last colon would be read as the port's."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 def split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 

@@ -302,8 +302,8 @@ def keep_scheduled(connection: redis.Redis, work: Periodic) -> bool:
     to schedule the next one. It is in place while any of its ticks is still to run (scheduled, queued
     or running: each schedules the next itself), whatever its slot: behind a backlog of jobs a tick
     waits in its queue for several slots, and scheduling one per slot meanwhile piled up ticks that
-    then ran back to back. Workers call this at every periodic check (workers/horse.py): three reads of
-    the maintenance queue, which holds the ticks only.
+    then ran back to back. Workers call this at every periodic check (workers/horse.py): one script
+    over the maintenance queue's lists, which hold the ticks only.
     """
     if _tick_to_run(connection, work):
         return False
@@ -312,14 +312,48 @@ def keep_scheduled(connection: redis.Redis, work: Periodic) -> bool:
 
 
 def _tick_to_run(connection: redis.Redis, work: Periodic) -> bool:
+    """Whether a tick of `work` is still to run, from every place RQ keeps it on its way, read in one step.
+
+    A tick moves from the scheduled registry to the queue (in one MULTI), from the queue to the
+    intermediate list when a worker takes it (one LMOVE), into the started registry, and out when it has
+    scheduled the next tick. Read one after another, or without the intermediate list, it could be
+    missed in flight: a worker then logged "no tick scheduled" in a healthy run. The script reads the
+    places and each tick's status atomically, so a tick is always found in one of them.
+    """
     queue = Queue(MAINTENANCE_QUEUE, connection=connection)
-    waiting = [
-        *queue.get_job_ids(),
-        *ScheduledJobRegistry(queue=queue).get_job_ids(cleanup=False),
-        *StartedJobRegistry(queue=queue).get_job_ids(cleanup=False),
+    places = [
+        ScheduledJobRegistry(queue=queue).key,
+        StartedJobRegistry(queue=queue).key,
+        queue.key,
+        queue.intermediate_queue_key,
     ]
-    mine = [job_id for job_id in waiting if job_id.startswith(f"{work.name}-")]
-    return any(still_to_run(connection, job_id) for job_id in mine)
+    found = connection.register_script(_TICK_TO_RUN)(
+        keys=places, args=[f"{work.name}-", Job.key_for(""), *_STILL_TO_RUN]
+    )
+    return bool(found)
+
+
+# KEYS: the scheduled and started registries (sorted sets; a started entry is `<job id>:<execution id>`),
+# the queue and its intermediate list. ARGV: the ticks' id prefix, the job hashes' key prefix, and the
+# statuses of a job still to run. 1 when a tick is found in any of them with such a status. (The job
+# hashes are read by names made here, which a Redis Cluster would refuse; the service runs on one
+# primary: docs/deployment.md.)
+_TICK_TO_RUN = """
+local prefix, job_key = ARGV[1], ARGV[2]
+local still = {}
+for i = 3, #ARGV do still[ARGV[i]] = true end
+for i, place in ipairs(KEYS) do
+  local read = i <= 2 and 'ZRANGE' or 'LRANGE'
+  for _, entry in ipairs(redis.call(read, place, 0, -1)) do
+    local id = string.match(entry, '^[^:]*')
+    if string.sub(id, 1, #prefix) == prefix then
+      local status = redis.call('HGET', job_key .. id, 'status')
+      if status and still[status] then return 1 end
+    end
+  end
+end
+return 0
+"""
 
 
 def still_to_run(connection: redis.Redis, job_id: str) -> bool:

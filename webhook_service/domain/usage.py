@@ -143,7 +143,8 @@ class Period:
         return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
 
 
-def _day(name: str, raw: str) -> date:
+def parse_day(name: str, raw: str) -> date:
+    """The query parameter `name`'s day, written YYYY-MM-DD."""
     if len(raw) != 10 or not raw.isascii() or raw[4] != "-" or raw[7] != "-":
         raise BadUsageQuery(name, f"a day as YYYY-MM-DD; got {raw[:40]!r}")
     try:
@@ -155,9 +156,11 @@ def _day(name: str, raw: str) -> date:
 def period(first: str | None, last: str | None, today: date) -> Period:
     """`from` and `to` as the caller wrote them (None or "": the default), checked. `to` is `today` by
     default, `from` DEFAULT_DAYS - 1 days before `to`; at most MAX_DAYS days in all."""
-    end = _day("to", last) if last else today
+    end = parse_day("to", last) if last else today
     start = (
-        _day("from", first) if first else end - timedelta(days=min(DEFAULT_DAYS - 1, (end - date.min).days))
+        parse_day("from", first)
+        if first
+        else end - timedelta(days=min(DEFAULT_DAYS - 1, (end - date.min).days))
     )
     if start > end:
         raise BadUsageQuery("from", f"{start} is after `to` ({end})")

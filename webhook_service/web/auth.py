@@ -114,11 +114,14 @@ def require_client(services: Services) -> Scope:
                 401, CODE_NO_TOKEN, "Authorization header is missing: send 'Authorization: Bearer <token>'"
             )
         if scheme.lower() != "bearer" or not token:
+            if token:
+                wrong = f"uses the {scheme[:20]!r} scheme"
+            elif scheme.lower() == "bearer":
+                wrong = "has no token after 'Bearer'"
+            else:  # a token without its scheme, or a scheme without its token: which, it cannot tell
+                wrong = "is one word, not a scheme and a token"
             raise ApiError(
-                401,
-                CODE_NO_TOKEN,
-                f"Authorization header uses the {scheme[:20]!r} scheme, or has no token: "
-                "send 'Authorization: Bearer <token>'",
+                401, CODE_NO_TOKEN, f"Authorization header {wrong}: send 'Authorization: Bearer <token>'"
             )
         grant = check_token(token, services)
     except ApiError:

@@ -86,7 +86,14 @@ class CallbackEndpoint:
         except Exception as error:  # every failure gets Kling's envelope, none a bare error page
             refusal = _as_api_error(error)
             metrics.count_callback(shape, refused_with=refusal.http_status)
-            return reply(start_response, request_id, refusal.http_status, refusal.code, refusal.message)
+            return reply(
+                start_response,
+                request_id,
+                refusal.http_status,
+                refusal.code,
+                refusal.message,
+                errors=refusal.errors,
+            )
         finally:
             logs.reset()
 
@@ -107,7 +114,7 @@ class CallbackEndpoint:
             raise ApiError(413, CODE_BAD_REQUEST, f"the callback body is over the limit of {limit}") from None
         if self.webhook is not None:
             self._verify_signature(raw, request)
-        return named, json_object(raw, "the callback body"), len(raw)
+        return named, json_object(raw, "the callback body", request.content_type), len(raw)
 
     def _verify_signature(self, raw: bytes, request: Request) -> None:
         assert self.webhook is not None

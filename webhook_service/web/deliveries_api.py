@@ -6,7 +6,7 @@ tell. URLs are shown without path or query: webhook URLs often carry their secre
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from webhook_service.domain.clock import parse_since
 from webhook_service.domain.errors import NotReplayable
@@ -15,11 +15,12 @@ from webhook_service.notify.records import DeliveryStatus
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.errors import CODE_CONFLICT, CODE_NOT_FOUND, ApiError, envelope
-from webhook_service.web.params import bad, int_arg
+from webhook_service.web.params import Query, check_query, query, takes
 
 bp = Blueprint("deliveries", __name__, url_prefix="/v1/deliveries")
 
 LIMIT_MAX = 500
+SINCE_RULE = "an ISO 8601 time or a duration like 30m, 2h, 1d"
 
 
 def store() -> DeliveryStore:
@@ -31,32 +32,17 @@ def authenticate() -> None:
     require_client(services())
 
 
-def _status_arg(default: DeliveryStatus | None = None) -> DeliveryStatus | None:
-    raw = request.args.get("status")
-    if not raw:
-        return default
-    try:
-        return DeliveryStatus(raw)
-    except ValueError:
-        raise bad("status", f"one of {', '.join(DeliveryStatus)}") from None
+bp.before_request(check_query)
 
 
-def _since_arg(required: bool = False) -> int | None:
-    raw = request.args.get("since")
-    if not raw:
-        if required:
-            raise bad("since", "required: an ISO 8601 time or a duration like 30m, 2h, 1d")
-        return None
-    try:
-        return parse_since(raw)
-    except ValueError as error:
-        raise bad("since", str(error)) from None
+def _status_arg(asked: Query, choices: list[DeliveryStatus]) -> DeliveryStatus | None:
+    raw = asked.choice("status", [status.value for status in choices])
+    return DeliveryStatus(raw) if raw else None
 
 
-def _endpoint_arg() -> str | None:
+def _endpoint_arg(endpoint_id: str | None) -> str | None:
     """`?endpoint=ep_...`: one of the caller's endpoints (notify/endpoints.py); another tenant's answers
     404, as a missing or deleted one does."""
-    endpoint_id = request.args.get("endpoint")
     if not endpoint_id:
         return None
     if services().endpoints.get(endpoint_id, current_scope()) is None:
@@ -65,22 +51,31 @@ def _endpoint_arg() -> str | None:
 
 
 @bp.get("")
+@takes("task", "status", "since", "offset", "limit", "endpoint")
 def list_deliveries() -> Response:
     """Newest first; `?status=failed` lists the dead letters (by when they failed), `?since=` bounds it,
     `?task=` and `?endpoint=` narrow it to one task's or one endpoint's."""
-    endpoint = _endpoint_arg()
+    asked = query()
+    task_ref = asked.text("task")
+    status = _status_arg(asked, list(DeliveryStatus))
+    since_ms = asked.parsed("since", parse_since)
+    offset = asked.integer("offset", 0, 1_000_000, 0)
+    limit = asked.integer("limit", 1, LIMIT_MAX, 50)
+    endpoint_ref = asked.text("endpoint")
+    asked.done()
+    endpoint = _endpoint_arg(endpoint_ref)
     task = None
-    if task_ref := request.args.get("task"):
+    if task_ref:
         found_task = services().store.find(task_ref, current_scope())
         if found_task is None:  # none of the caller's: nothing to list, as for a task without deliveries
             return jsonify(envelope(0, "SUCCEED", []))
         task = found_task.external_task_id
     found = store().list(
-        status=_status_arg(),
-        since_ms=_since_arg(),
+        status=status,
+        since_ms=since_ms,
         task=task,
-        offset=int_arg("offset", 0, 1_000_000, 0),
-        limit=int_arg("limit", 1, LIMIT_MAX, 50),
+        offset=offset,
+        limit=limit,
         scope=current_scope(),
         endpoint=endpoint,
     )
@@ -107,14 +102,19 @@ def replay_one(delivery_id: str) -> Response:
 
 
 @bp.post("/replay")
+@takes("since", "status", "endpoint")
 def replay_since() -> Response:
     """`?since=2h` (required) and `?status=failed` (default) or `skipped`; `?endpoint=ep_...`: that
     endpoint's only, the recovery once it is fixed."""
-    status = _status_arg(DeliveryStatus.FAILED)
-    if status not in (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED):
-        raise bad("status", "failed or skipped")
-    since_ms, endpoint = _since_arg(required=True) or 0, _endpoint_arg()
-    replayed, refused = store().replay_since(since_ms, status, current_scope(), endpoint)
+    asked = query()
+    since_ms = asked.parsed("since", parse_since)
+    if not asked.text("since"):
+        asked.refuse("since", f"required: {SINCE_RULE}", "missing")
+    status = _status_arg(asked, [DeliveryStatus.FAILED, DeliveryStatus.SKIPPED]) or DeliveryStatus.FAILED
+    endpoint_ref = asked.text("endpoint")
+    asked.done()
+    endpoint = _endpoint_arg(endpoint_ref)
+    replayed, refused = store().replay_since(since_ms or 0, status, current_scope(), endpoint)
     return jsonify(envelope(0, "SUCCEED", {"replayed": replayed, "not_replayed": refused}))
 
 
@@ -125,9 +125,13 @@ def disabled_endpoints() -> Response:
 
 @bp.delete("/disabled-endpoints/<endpoint>")
 @bp.delete("/disabled-endpoints", defaults={"endpoint": None})
+@takes("url")
 def enable_endpoint(endpoint: str | None) -> Response:
     """By the `ep_...` id the listing shows, or `?url=` with the whole URL."""
-    name = endpoint or request.args.get("url", "")
+    asked = query()
+    url = asked.text("url")
+    asked.done()
+    name = endpoint or url
     if not name or not store().enable(name, current_scope()):
         raise ApiError(404, CODE_NOT_FOUND, "no such disabled endpoint")
     return jsonify(envelope(0, "SUCCEED", {"enabled": True}))

@@ -27,6 +27,7 @@ from webhook_service.web.errors import (
     json_object,
     whole_body,
 )
+from webhook_service.web.params import check_query
 
 bp = Blueprint("endpoints", __name__, url_prefix="/v1/endpoints")
 
@@ -38,6 +39,9 @@ def store() -> EndpointStore:
 @bp.before_request
 def authenticate() -> None:
     require_client(services())
+
+
+bp.before_request(check_query)  # no route here takes any
 
 
 def _fields(*, creating: bool) -> dict[str, Any]:

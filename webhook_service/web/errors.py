@@ -67,13 +67,14 @@ def bad_body(code: str, message: str) -> ApiError:
     return ApiError(400, CODE_BAD_REQUEST, message, errors=[{"field": "", "code": code, "message": message}])
 
 
-def invalid_request(invalid: RequestInvalid) -> ApiError:
-    """A refused body, whatever the endpoint: the first problems in the message, every one in `errors`."""
+def invalid_request(invalid: RequestInvalid, what: str = "invalid request") -> ApiError:
+    """A refused body (or query: web/params.py), whatever the endpoint: the first problems in the
+    message, every one in `errors`."""
     problems = [p.as_dict() for p in invalid.problems]
     summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:3])
     if len(problems) > 3:
         summary += f"; and {len(problems) - 3} more (every problem is in `errors`)"
-    return ApiError(400, CODE_BAD_REQUEST, f"invalid request: {summary}", errors=problems)
+    return ApiError(400, CODE_BAD_REQUEST, f"{what}: {summary}", errors=problems)
 
 
 def whole_body(incoming: Request, *, cache: bool = True) -> bytes:
@@ -89,9 +90,10 @@ def whole_body(incoming: Request, *, cache: bool = True) -> bytes:
     return raw
 
 
-def json_object(raw: bytes, what: str, content_type: str | None = None) -> dict[str, Any]:
+def json_object(raw: bytes, what: str, content_type: str | None) -> dict[str, Any]:
     """Parse a JSON object, turning every way a body can be bad into a 400 (never a 500) that says what
-    was received: nothing, a form, text that is not JSON, or JSON that is not an object.
+    was received: nothing, a form, text that is not JSON (and the Content-Type it came with, unless it
+    said JSON), or JSON that is not an object.
 
     RecursionError is one of them: a few kilobytes of `[[[[...` exhaust the parser's stack.
     """
@@ -107,10 +109,18 @@ def json_object(raw: bytes, what: str, content_type: str | None = None) -> dict[
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise bad_body("invalid_json", f"{what} is not valid JSON: {reason}") from None
+        raise bad_body("invalid_json", f"{what} is not valid JSON{_sent_as(media_type)}: {reason}") from None
     if not isinstance(body, dict):
         raise bad_body("not_object", f"{what} must be a JSON object, not {_json_kind(body)}")
     return body
+
+
+def _sent_as(media_type: str) -> str:
+    """What a body that is not JSON came as, when its Content-Type did not say JSON: text/plain (curl's
+    `-d` without a header sends a form; other clients send text) is the usual mistake."""
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return ""
+    return f" (Content-Type: {media_type[:60]})" if media_type else " (no Content-Type)"
 
 
 def _json_kind(value: Any) -> str:
@@ -143,10 +153,13 @@ def reply(
     data: Any = None,
     *,
     headers: Iterable[tuple[str, str]] = (),
+    errors: list[dict[str, Any]] | None = None,
 ) -> list[bytes]:
     """An answer in the envelope as plain WSGI, for the callback endpoint, which runs in front of Flask:
-    it answers most of the service's requests, and a werkzeug Response took four times as long."""
-    body = json.dumps(_envelope(request_id, code, message, data), separators=(",", ":")).encode()
+    it answers most of the service's requests, and a werkzeug Response took four times as long. An
+    error's `errors` list goes with it, as from the rest of the API."""
+    extra = {"errors": errors} if errors is not None else {}
+    body = json.dumps(_envelope(request_id, code, message, data, **extra), separators=(",", ":")).encode()
     start_response(
         f"{http_status} {HTTP_STATUS_CODES[http_status]}",
         [

@@ -27,14 +27,14 @@ import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
-from webhook_service.notify.event_log import BadEventQuery, EventLog, parse_types, tenant_to_read
+from webhook_service.notify.event_log import EventLog, parse_types, tenant_to_read
 from webhook_service.services import redis_connection
 from webhook_service.web import waiting
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.context import services_of
 from webhook_service.web.errors import envelope
-from webhook_service.web.params import bad, int_arg
+from webhook_service.web.params import Query, check_query, query, takes
 
 bp = Blueprint("events", __name__, url_prefix="/v1/events")
 
@@ -60,30 +60,35 @@ def authenticate() -> None:
     require_client(services())
 
 
+bp.before_request(check_query)
+
+
 def _waiting_redis() -> redis.Redis:
     connection: redis.Redis = current_app.extensions[WAITING_REDIS]
     return connection
 
 
-def _reading(after: str | None, after_field: str) -> tuple[str, str, frozenset[str]]:
-    """Whose log, from which cursor, which types: `?tenant=` (an admin's), the cursor, `?types=`."""
-    try:
-        tenant = tenant_to_read(current_scope(), request.args.get("tenant"))
-        return (
-            tenant,
-            services().events.cursor(tenant, after, after_field),
-            parse_types(request.args.get("types")),
-        )
-    except BadEventQuery as error:
-        raise bad(error.field, str(error)) from None
+def _reading(asked: Query, after: str, after_field: str) -> tuple[str, str, frozenset[str]]:
+    """Whose log, from which cursor, which types: `?tenant=` (an admin's), the cursor, `?types=`; every
+    problem of the query raised at once (the cursor is checked against the log it is for)."""
+    tenant = asked.check(lambda: tenant_to_read(current_scope(), asked.text("tenant")))
+    types = asked.check(lambda: parse_types(asked.text("types")))
+    cursor = None
+    if tenant is not None:
+        cursor = asked.check(lambda: services().events.cursor(tenant, after, after_field))
+    asked.done()
+    assert tenant is not None and cursor is not None and types is not None  # or done() raised
+    return tenant, cursor, types
 
 
 @bp.get("")
+@takes("after", "limit", "types", "wait", "tenant")
 def list_events() -> Response:
     """Oldest first after `?after=`; `?wait=N` waits up to N seconds for the first one when none is there."""
-    limit = int_arg("limit", 1, LIMIT_MAX, LIMIT_DEFAULT)
-    wait_s = int_arg("wait", 0, WAIT_MAX_S, 0)
-    tenant, after, types = _reading(request.args.get("after"), "after")
+    asked = query()
+    limit = asked.integer("limit", 1, LIMIT_MAX, LIMIT_DEFAULT)
+    wait_s = asked.integer("wait", 0, WAIT_MAX_S, 0)
+    tenant, after, types = _reading(asked, asked.text("after"), "after")
     log = services().events
     page = log.page(tenant, after, limit, types)
     waited, retry_after_ms = False, None
@@ -120,12 +125,14 @@ def list_events() -> Response:
 
 
 @bp.get("/stream")
+@takes("after", "types", "tenant")
 def stream() -> Response:
     """Server-Sent Events from `Last-Event-ID` (an EventSource's reconnection) or `?after=`, for
     EVENTS_STREAM_S; then the stream ends and the client reconnects where it was."""
+    asked = query()
     header = request.headers.get("Last-Event-ID")
-    start, field = (header, "Last-Event-ID") if header else (request.args.get("after"), "after")
-    tenant, after, types = _reading(start, field)
+    start, field = (header, "Last-Event-ID") if header else (asked.text("after"), "after")
+    tenant, after, types = _reading(asked, start, field)
     budget = waiting.budget(waiting.EVENTS)
     if not budget.acquire(blocking=False):
         busy = ": this process holds as many event streams and long-polls as it may (EVENTS_WAITING_MAX)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, redirect, request, send_file
+from flask import Blueprint, Response, jsonify, redirect, send_file
 from flask.typing import ResponseReturnValue
 
 from webhook_service.domain.task_lists import newest_matching
@@ -19,7 +19,7 @@ from webhook_service.domain.views import not_found_message, task_view
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
 from webhook_service.web.errors import CODE_NOT_FOUND, ApiError, envelope
-from webhook_service.web.params import bad, int_arg
+from webhook_service.web.params import check_query, query, takes
 
 bp = Blueprint("tasks", __name__, url_prefix="/v1/tasks")
 
@@ -33,6 +33,9 @@ def authenticate() -> None:
     require_client(services())
 
 
+bp.before_request(check_query)
+
+
 def _find(task_ref: str) -> Task:
     task = services().store.find(task_ref, current_scope())
     if task is None:
@@ -41,23 +44,24 @@ def _find(task_ref: str) -> Task:
 
 
 @bp.get("")
+@takes("type", "status", "offset", "limit")
 def list_tasks() -> Response:
     """The caller's tasks, newest first, every type unless `type` names one, any status unless `status`
     does."""
-    type_name = request.args.get("type", "")
-    if type_name and type_name not in TASK_TYPES:
-        raise bad("type", f"one of {', '.join(TASK_TYPES)}")
-    status = request.args.get("status", "")
-    if status and status not in {s.value for s in Status}:
-        raise bad("status", f"one of {', '.join(s.value for s in Status)}")
+    asked = query()
+    type_name = asked.choice("type", TASK_TYPES)
+    status = asked.choice("status", [s.value for s in Status])
+    offset = asked.integer("offset", 0, 1_000_000, 0)
+    limit = asked.integer("limit", 1, LIST_LIMIT_MAX, 20)
+    asked.done()
     found = newest_matching(
         services().store,
         current_scope(),
         lambda task: (
             (not type_name or task.type == type_name) and (not status or task.status.value == status)
         ),
-        offset=int_arg("offset", 0, 1_000_000, 0),
-        limit=int_arg("limit", 1, LIST_LIMIT_MAX, 20),
+        offset=offset,
+        limit=limit,
     )
     return jsonify(
         envelope(0, "SUCCEED", [task_view(services(), t, history_last=LIST_HISTORY) for t in found])

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -77,8 +78,9 @@ class KlingClient:
         deadline: float | None = None,
     ) -> None:
         """`deadline` (a `time.monotonic()` instant) cuts every request short at it, whatever is left of
-        the timeouts: a command with its own --timeout makes several calls (a create, then a lookup
-        when the create's fate is unknown), and each getting the whole timeout doubled the wait."""
+        the timeouts and however Kling answers: a command with its own --timeout makes several calls (a
+        create, then a lookup when the create's fate is unknown), and each getting the whole timeout
+        doubled the wait. Without one, the timeouts alone bound a request, as httpx applies them."""
         self._api_token = api_token
         self._deadline = deadline
         self._api_key = api_key
@@ -155,10 +157,12 @@ class KlingClient:
 
     def _send(self, method: str, path: str, *, force_resign: bool, whole: bool = False, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {self._bearer(force_resign, path)}"}
-        if self._deadline is not None:
-            kwargs["timeout"] = self._time_left()
         try:
-            response = self._http.request(method, path, headers=headers, **kwargs)
+            if self._deadline is None:
+                response = self._http.request(method, path, headers=headers, **kwargs)
+            else:
+                kwargs["timeout"] = self._time_left()  # each read no longer than what is left, too
+                response = self._by_deadline(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as error:
             raise KlingTransportError(f"{type(error).__name__}: {error}") from error
         try:
@@ -177,6 +181,29 @@ class KlingClient:
             return envelope if whole else envelope.get("data")
         message = str(envelope.get("message") or f"HTTP {response.status_code}")
         raise error_for(response.status_code, code if isinstance(code, int) else None, message, request_id)
+
+    def _by_deadline(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The request, given up at the deadline whatever Kling does. httpx's timeouts bound each read,
+        not the request: a Kling (or a gateway) that sends its answer a line at a time restarts the read
+        timeout with every line, and a 3 s limit became a minute. So the request runs on a thread of
+        its own and the caller waits for it until the deadline only. Then the client is closed: its
+        socket goes, and the abandoned request ends at its next read. Every later request of this
+        client is past the deadline and refused before it is sent."""
+        assert self._deadline is not None
+        answer: Future[httpx.Response] = Future()
+
+        def send() -> None:
+            try:
+                answer.set_result(self._http.request(method, path, **kwargs))
+            except BaseException as error:  # handed to the caller, which raises it
+                answer.set_exception(error)
+
+        threading.Thread(target=send, name="kling-request", daemon=True).start()
+        try:
+            return answer.result(timeout=max(0.0, self._deadline - time.monotonic()))
+        except TimeoutError:
+            self._http.close()
+            raise KlingTransportError("no whole answer from Kling by the deadline") from None
 
     def _time_left(self) -> httpx.Timeout:
         assert self._deadline is not None

@@ -56,6 +56,9 @@ def document(settings: Settings, *, auth_required: bool) -> dict[str, Any]:
             "multi-image to video, image generation, virtual try-on, multi-image to image, image "
             "expansion): the same paths and bodies, "
             "answers in Kling's envelope `{code, message, request_id, data}`. "
+            "The service's own routes (`/v1/tasks`, `/v1/deliveries`, `/v1/events`, `/v1/endpoints`, "
+            "`/v1/usage`) refuse a query parameter they do not take, and answer every problem of a query "
+            "in one 400. "
             + (
                 "Clients send `Authorization: Bearer <API key or JWT>`."
                 if auth_required

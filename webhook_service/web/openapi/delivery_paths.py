@@ -56,7 +56,7 @@ def delivery_paths() -> dict[str, Any]:
                 "One delivery with its attempts",
                 {
                     "200": _answer("the delivery", envelope(ref("DeliveryWithAttempts"))),
-                    **_errors("401", "429", "404", "503"),
+                    **_errors("400", "401", "429", "404", "503"),
                 },
                 operationId="getDelivery",
                 parameters=[delivery_id],
@@ -68,7 +68,7 @@ def delivery_paths() -> dict[str, Any]:
                 "Send a failed or skipped delivery again, with the same webhook-id",
                 {
                     "200": _answer("queued again", envelope(ref("Delivery"))),
-                    **_errors("401", "429", "404", "409", "503"),
+                    **_errors("400", "401", "429", "404", "409", "503"),
                 },
                 operationId="replayDelivery",
                 parameters=[delivery_id],
@@ -106,14 +106,14 @@ def delivery_paths() -> dict[str, Any]:
                 "Endpoints disabled after answering 410 Gone",
                 {
                     "200": _answer("the list", envelope({"type": "array", "items": ref("DisabledEndpoint")})),
-                    **_errors("401", "429", "503"),
+                    **_errors("400", "401", "429", "503"),
                 },
                 operationId="listDisabledEndpoints",
             ),
             "delete": _op(
                 "Deliveries",
                 "Enable an endpoint again, by its whole URL",
-                {"200": _answer("enabled", ok), **_errors("401", "429", "404", "503")},
+                {"200": _answer("enabled", ok), **_errors("400", "401", "429", "404", "503")},
                 operationId="enableEndpointByUrl",
                 parameters=[_param("url", "query", STRING, required=True)],
             ),
@@ -122,7 +122,7 @@ def delivery_paths() -> dict[str, Any]:
             "delete": _op(
                 "Deliveries",
                 "Enable an endpoint again, by the ep_... id the list shows",
-                {"200": _answer("enabled", ok), **_errors("401", "429", "404", "503")},
+                {"200": _answer("enabled", ok), **_errors("400", "401", "429", "404", "503")},
                 operationId="enableEndpoint",
                 parameters=[_param("endpoint", "path", {"type": "string", "minLength": 1})],
             )

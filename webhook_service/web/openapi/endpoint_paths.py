@@ -100,7 +100,7 @@ def endpoint_paths() -> dict[str, Any]:
                 "The caller's tenant's endpoints (an admin: every tenant's)",
                 {
                     "200": _answer("the list", envelope({"type": "array", "items": ref("Endpoint")})),
-                    **_errors("401", "429", "503"),
+                    **_errors("400", "401", "429", "503"),
                 },
                 operationId="listEndpoints",
             ),
@@ -111,7 +111,7 @@ def endpoint_paths() -> dict[str, Any]:
                 "One endpoint with its last attempts",
                 {
                     "200": _answer("the endpoint", envelope(ref("EndpointWithAttempts"))),
-                    **_errors("401", "429", "404", "503"),
+                    **_errors("400", "401", "429", "404", "503"),
                 },
                 operationId="getEndpoint",
                 parameters=[endpoint_id],
@@ -134,7 +134,7 @@ def endpoint_paths() -> dict[str, Any]:
                         "removed; its pending deliveries are dead letters (reason endpoint_deleted)",
                         envelope(obj({"deleted": {"const": True}, "dead_letters": INTEGER})),
                     ),
-                    **_errors("401", "429", "404", "503"),
+                    **_errors("400", "401", "429", "404", "503"),
                 },
                 operationId="deleteEndpoint",
                 parameters=[endpoint_id],
@@ -146,7 +146,7 @@ def endpoint_paths() -> dict[str, Any]:
                 "A new secret, shown once; the old one keeps signing beside it for 24 hours",
                 {
                     "200": _answer("rotated", envelope(ref("EndpointWithSecret"))),
-                    **_errors("401", "429", "404", "503"),
+                    **_errors("400", "401", "429", "404", "503"),
                 },
                 operationId="rotateEndpointSecret",
                 parameters=[endpoint_id],
@@ -158,7 +158,7 @@ def endpoint_paths() -> dict[str, Any]:
                 "The secret the caller's tenant checks its callback_url deliveries' signatures with",
                 {
                     "200": _answer("the secret", envelope(ref("CallbackSecret"))),
-                    **_errors("401", "429", "404", "503"),
+                    **_errors("400", "401", "429", "404", "503"),
                 },
                 operationId="getCallbackSecret",
                 description="404 when the service has no NOTIFY_WEBHOOK_SECRET: callback_url deliveries "
@@ -171,7 +171,7 @@ def endpoint_paths() -> dict[str, Any]:
                 "Send a signed `ping` event at once; the answer is the attempt",
                 {
                     "200": _answer("the attempt", envelope(ref("EndpointAttempt"))),
-                    **_errors("401", "429", "404", "409", "503"),
+                    **_errors("400", "401", "429", "404", "409", "503"),
                 },
                 description="Sent while the request waits, for at most 10 s (NOTIFY_TIMEOUT_S when "
                 "shorter); one at a time per endpoint: another while one is in flight is a 409 whose "

@@ -47,7 +47,7 @@ _READY = obj(
 
 def _errors(*statuses: str) -> dict[str, Any]:
     why = {
-        "400": "invalid request: `errors` lists every problem",
+        "400": "invalid request (on the service's own routes, or query): `errors` lists every problem",
         "401": "no or bad client credentials (codes 1001-1004); for a callback, a bad signature",
         "403": "the callback URL's token is missing or invalid",
         "404": "not found",
@@ -97,7 +97,7 @@ def _archived_file(summary: str, whole: str, media: str, operation_id: str) -> d
                 "302": _answer("redirect to a presigned URL"),
                 "304": _answer("not modified"),
                 "416": _answer("range not satisfiable", ref("Error")),
-                **_errors("401", "429", "404", "503"),
+                **_errors("400", "401", "429", "404", "503"),
             },
             operationId=operation_id,
             parameters=[TASK_REF, _param("index", "path", {"type": "integer", "minimum": 0})],
@@ -211,7 +211,10 @@ def service_paths(settings: Settings) -> dict[str, Any]:
             "get": _op(
                 "Tasks",
                 "Everything about a task: status, archive, archived videos or images, history",
-                {"200": _answer("the task", envelope(ref("Task"))), **_errors("401", "429", "404", "503")},
+                {
+                    "200": _answer("the task", envelope(ref("Task"))),
+                    **_errors("400", "401", "429", "404", "503"),
+                },
                 operationId="getServiceTask",
                 parameters=[TASK_REF],
             )
