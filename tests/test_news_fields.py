@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import Service
 from tests.test_bounds import last_status_entry, post_callback, quiet_task
+from webhook_service.domain.bounds import STORED_BODY_MAX_BYTES
 from webhook_service.domain.news_fields import (
     ID_MAX_CHARS,
     NAME_MAX_CHARS,
@@ -21,6 +22,7 @@ from webhook_service.domain.news_fields import (
     SHORT_MAX_CHARS,
     URL_MAX_CHARS,
 )
+from webhook_service.domain.recovery import Found, recover_from_kling
 from webhook_service.domain.tasks import update_from_callback
 from webhook_service.domain.video_extend_rules import VIDEO_ID_MAX_CHARS
 from webhook_service.notify.payload import build_event
@@ -154,3 +156,26 @@ def test_whatever_the_result_only_documented_fields_within_their_caps_are_kept(
     # The default 16 outputs a list, each field at its cap in characters of 12 bytes as stored JSON.
     bound = sum(16 * sum(12 * cap + len(key) + 6 for key, cap in f.items()) for f in RESULT_LISTS.values())
     assert len(json.dumps(update.task_result)) <= bound + 64
+
+
+def test_recover_keeps_a_list_item_as_a_poll_does(service: Service) -> None:
+    """`flask recover` records Kling's list item in the history cut down to STORED_BODY_MAX_BYTES, and
+    keeps of its result what a callback would."""
+    data = {
+        "task_id": "900001",
+        "task_status": "succeed",
+        "task_info": {"external_task_id": "listed-1"},
+        "created_at": 1_700_000_000_000,
+        "updated_at": 1_700_000_000_000,
+        "task_result": {"videos": [{"id": "v1", "url": URL, "duration": "5"}], "padding": "p" * 800_000},
+    }
+    svc = service.services
+    assert recover_from_kling(svc, data, "image2video").found is Found.RECREATED
+    entry = last_status_entry(service, "listed-1")
+    assert entry["source"] == "recover" and entry["body_truncated"] is True
+    assert len(json.dumps(entry["body"])) <= STORED_BODY_MAX_BYTES
+    assert entry["fields_dropped"]["names"] == ["task_result.padding"]
+    task = svc.store.get("listed-1")
+    assert task is not None and task.task_result == {"videos": [{"id": "v1", "url": URL, "duration": "5"}]}
+    history_key = svc.keys.task_history("listed-1")
+    assert svc.redis.memory_usage(history_key, samples=0) < 3 * STORED_BODY_MAX_BYTES

@@ -30,6 +30,7 @@ from typing import Any
 
 from webhook_service.domain.archive import missing_from_archive
 from webhook_service.domain.archive_layout import task_folder
+from webhook_service.domain.bounds import stored_body
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import TaskExists, TaskNotFound
 from webhook_service.domain.lifecycle import record_news
@@ -186,7 +187,7 @@ def recover_from_kling(services: Services, data: dict[str, Any], type_name: str 
         except TaskNotFound:
             return Recovered(Found.REMOVED)
         found = Found.RECREATED
-    task, _ = record_news(services, external_task_id, update, source="recover", detail={"body": data})
+    task, _ = record_news(services, external_task_id, update, source="recover", detail=stored_body(data))
     if task.status is not Status.SUCCEED:
         return Recovered(found)
     return Recovered(found, _archive(services, task))
