@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook_service.domain.bounds import stored_body
+from webhook_service.domain.bounds import shown_webhook_id, stored_body
 from webhook_service.domain.errors import TaskIdConflict, TaskNotFound
 from webhook_service.domain.lifecycle import record_news
 from webhook_service.domain.recovery import recreate
@@ -49,7 +49,7 @@ def receive_callback(
         if owner is not None and owner != task.external_task_id:
             raise TaskIdConflict(f"task_id {task_id!r} belongs to another task")
 
-    detail = {"webhook_id": webhook_id, **stored_body(body, received_bytes=body_bytes)}
+    detail = {"webhook_id": shown_webhook_id(webhook_id), **stored_body(body, received_bytes=body_bytes)}
 
     def record() -> tuple[Task, Outcome]:
         return record_news(
