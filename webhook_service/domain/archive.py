@@ -243,6 +243,7 @@ def _write_metadata(svc: Services, task: Task) -> None:
         "task_id": task.task_id,
         "upstream_task_ids": task.upstream_task_ids,
         "model_name": task.model_name,
+        "callback_url": task.client_callback_url,
         "status": task.status.value,
         "status_msg": task.status_msg,
         "request": without_base64(request),
