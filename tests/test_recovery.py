@@ -212,3 +212,36 @@ def test_a_lost_task_never_archived_still_tells_its_callback_url(
     assert recovered["from_archive"] is True and "type_known" not in recovered
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["callback_url"] == own.url  # kept for a later loss too
+
+
+def test_a_video_committed_before_redis_lost_its_record_is_not_fetched_again(
+    stack: tuple[Service, dict[str, str]], simulator, receiver: Receiver
+) -> None:
+    """Redis lost between the video's commit and metadata.json: the task comes back knowing nothing of
+    the file, and its archive takes the file in place (its sha256 recorded at the commit) rather than
+    fetch it over itself."""
+    service, service_env = stack
+    simulator.state.add_file("once.mp4", size=64 * 1024)
+    simulator.state.set_scenario("half-1", {"video_files": ["once.mp4"], **SILENT})
+    assert service.submit({**IMAGE, "external_task_id": "half-1"}).status_code == 200
+    original = service.services.store.get("half-1")
+    succeed = kling_task(simulator, original.task_id)
+    workers = Workers(service_env)
+    workers.start()
+    try:
+        assert call_back(service, "half-1", succeed).status_code == 200
+        wait_for(lambda: archived(service, "half-1"), timeout=60, what="the first archive")
+        folder = Path(service.services.settings.archive_url) / task_folder(original)
+        (folder / "metadata.json").unlink()  # as if Redis was lost before it was written
+        service.services.redis.flushdb()
+
+        assert call_back(service, "half-1", succeed).status_code == 200
+        wait_for(lambda: archived(service, "half-1"), timeout=60, what="the recovered task's archive")
+    finally:
+        workers.stop()
+    assert [r["name"] for r in simulator.state.file_requests()] == ["once.mp4"]  # fetched once only
+    (video,) = service.services.store.get("half-1").archived_videos
+    assert video["found_in_archive"] is True and video["sha256"] == simulator.state.expected_sha256(
+        "once.mp4"
+    )
+    assert json.loads((folder / "metadata.json").read_text())["videos"][0]["key"] == video["key"]
