@@ -14,6 +14,7 @@ from webhook_service.domain.bounds import (
     HISTORY_LIMIT,
     REPEAT_ENTRY_MAX_BYTES,
     STORED_BODY_MAX_BYTES,
+    UPSTREAM_IDS_MAX,
     WEBHOOK_ID_MAX_CHARS,
 )
 from webhook_service.domain.callback_tokens import callback_url_for
@@ -65,3 +66,17 @@ def test_news_naming_another_upstream_id_keeps_no_body_when_it_changes_nothing(
     assert entry["body_size"] > STORED_BODY_MAX_BYTES
     task = service.services.store.get("two-ids")
     assert task is not None and task.task_id == task_id and task.upstream_task_ids == ["kling-side-1"]
+
+
+def test_a_task_learns_a_bounded_number_of_upstream_ids(service: Service, simulator) -> None:
+    """Each task_id a callback names is kept in the task and keyed to it: past UPSTREAM_IDS_MAX, a
+    callback naming yet another is refused (409) and changes nothing."""
+    quiet_task(service, simulator, "many-ids")
+    answers = [
+        post_callback(service, "many-ids", {"task_id": f"other-{n}", "task_status": "submitted"}).status_code
+        for n in range(UPSTREAM_IDS_MAX + 3)
+    ]
+    assert answers == [200] * UPSTREAM_IDS_MAX + [409] * 3
+    task = service.services.store.get("many-ids")
+    assert task is not None and task.upstream_task_ids == [f"other-{n}" for n in range(UPSTREAM_IDS_MAX)]
+    assert service.services.store.external_id_for(f"other-{UPSTREAM_IDS_MAX}") is None

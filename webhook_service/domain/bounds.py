@@ -31,6 +31,8 @@ WEBHOOK_ID_MAX_CHARS = 64  # Standard Webhooks ids are `msg_` and some 27 charac
 # A repeat's entry: its time, source, statuses, outcome, webhook-id, the body's size and sha256, and
 # how many outputs and fields were dropped: under 400 bytes written out, whatever the body was.
 REPEAT_ENTRY_MAX_BYTES = 512
+# Kling's task ids a task answers to besides its own: a gateway forwarding our callback URL adds one.
+UPSTREAM_IDS_MAX = 8
 # The store writes JSON with ASCII escapes and ", " / ": " separators: at most three times the bytes
 # of the JSON received (a 2-byte UTF-8 character becomes a 6-byte escape, a 4-byte one 12; a separator
 # byte becomes two). A body received at a third of the cap fits without being measured, which spares
