@@ -65,7 +65,8 @@ def submit_with_file(service: Service, simulator, external_id: str, file_name: s
 
 
 def archive_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    """The files the archive job wrote: not a task's inputs/, written when the task is recorded."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.parent.name != "inputs")
 
 
 def sha256_of(path: Path) -> str:

@@ -191,7 +191,8 @@ def test_events_carry_a_summary_of_the_history_and_the_api_the_whole(service: Se
     assert data["history"] == [{k: h[k] for k in headline} for h in newest]
     assert len(event.payload) < 4096  # thirty 600-byte bodies stayed in the task's own history
     whole = service.http.get("/v1/tasks/chatty").json()["data"]["history"]
-    assert len(whole) == count and whole[-1]["body"]["n"] == 29
+    assert len(whole) == count and whole[-30]["body"]["n"] == 0  # the news keeps its body
+    assert "body" not in whole[-1] and whole[-1]["body_size"] > 500  # a duplicate its size and sha256
 
 
 @pytest.mark.parametrize(

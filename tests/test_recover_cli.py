@@ -14,6 +14,7 @@ from flask import Flask
 from tests.conftest import SIM_TOKEN, Workers, make_service
 from tests.support import free_port, wait_for
 from webhook_service.domain.clock import now_ms
+from webhook_service.domain.recovery import LIST_PAGE_SIZE
 from webhook_service.web.app import create_app
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a harbour"}
@@ -105,3 +106,26 @@ def test_recover_exit_codes(env: dict[str, str]) -> None:
     down = run(unreachable, "recover")
     assert down.exit_code == 3 and "Kling's list is unavailable" in down.output
     assert "found: 0" in down.stdout
+
+
+def test_recover_reads_every_page_of_a_v1_list(env: dict[str, str], simulator) -> None:
+    """More tasks of one /v1 type than a page holds (500): each is found and recorded once, the oldest,
+    on the second page, too. The tasks are made in the simulator's state directly: 502 creates over
+    HTTP would only cost time."""
+    service, server, _ = make_service(env)
+    simulator.state.set_default(silent("processing"))
+    count = LIST_PAGE_SIZE + 2
+    since = datetime.fromtimestamp((now_ms() - 1000) / 1000, UTC).isoformat()
+    for n in range(count):
+        body = {"prompt": "a harbour", "external_task_id": f"paged-{n:03d}"}
+        simulator.state.create(body, {}, simulator.url, "text2video")
+    try:
+        result = run(service.app, "recover", "--since", since)
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    assert summary(result)["found"] == count and summary(result)["recreated"] == count
+    store = service.services.store
+    oldest = store.get("paged-000")
+    assert oldest is not None and oldest.recovered and oldest.type == "text2video"
+    assert len(store.newest(0, count + 10)) == count

@@ -17,6 +17,7 @@ from rq import Queue
 from tests.conftest import SIM_TOKEN, Service, Workers, make_service
 from tests.support import Receiver, wait_for
 from tests.test_reconcile import race
+from webhook_service.domain.archive_layout import task_folder
 from webhook_service.domain.callback_tokens import callback_url_for
 from webhook_service.domain.clock import now_ms
 from webhook_service.jobs import ARCHIVE_QUEUE, job_id
@@ -171,3 +172,76 @@ def test_a_forged_token_records_nothing(service: Service, simulator) -> None:
     url = callback_url_for(service.services.settings, "forged-1").replace("token=", "token=x")
     answer = httpx.post(url, json={"task_id": "1", "task_status": "succeed"}, timeout=10)
     assert answer.status_code == 403 and service.services.store.get("forged-1") is None
+
+
+def test_a_lost_task_never_archived_still_tells_its_callback_url(
+    env: dict[str, str], simulator, receiver: Receiver
+) -> None:
+    """Redis lost before the archive: no metadata.json, but the request.json written when the task was
+    recorded gives back its client's callback_url (and tenant, type, creation time), so the client still
+    hears that its video is archived."""
+    own = Receiver(WHSEC)  # the default tenant's callback secret is NOTIFY_WEBHOOK_SECRET
+    service, server, service_env = make_service(
+        env,
+        NOTIFY_WEBHOOK_URLS=receiver.url,
+        NOTIFY_WEBHOOK_SECRET=WHSEC,
+        NOTIFY_ALLOWED_HOSTS="127.0.0.1",  # the callback_url is the loopback receiver
+    )
+    workers = Workers(service_env)
+    try:
+        simulator.state.set_scenario("lost-cb", SILENT)
+        body = {**IMAGE, "external_task_id": "lost-cb", "callback_url": own.url}
+        assert service.submit(body).status_code == 200
+        original = service.services.store.get("lost-cb")
+        folder = Path(service.services.settings.archive_url) / task_folder(original)
+        assert json.loads((folder / "inputs" / "request.json").read_text())["callback_url"] == own.url
+        service.services.redis.flushdb()
+
+        workers.start()
+        assert call_back(service, "lost-cb", kling_task(simulator, original.task_id)).status_code == 200
+        wait_for(lambda: ("lost-cb", "task.archived") in own.by_event, timeout=60, what="the client told")
+        wait_for(lambda: ("lost-cb", "task.archived") in receiver.by_event, timeout=60, what="the operator")
+    finally:
+        workers.stop()
+        server.stop()
+        own.server.stop()
+    task = service.services.store.get("lost-cb")
+    assert task.recovered and task.client_callback_url == own.url
+    assert task.created_at == original.created_at  # the same folder as its request.json
+    recovered = next(h for h in service.services.store.history("lost-cb") if h["event"] == "recovered")
+    assert recovered["from_archive"] is True and "type_known" not in recovered
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["callback_url"] == own.url  # kept for a later loss too
+
+
+def test_a_video_committed_before_redis_lost_its_record_is_not_fetched_again(
+    stack: tuple[Service, dict[str, str]], simulator, receiver: Receiver
+) -> None:
+    """Redis lost between the video's commit and metadata.json: the task comes back knowing nothing of
+    the file, and its archive takes the file in place (its sha256 recorded at the commit) rather than
+    fetch it over itself."""
+    service, service_env = stack
+    simulator.state.add_file("once.mp4", size=64 * 1024)
+    simulator.state.set_scenario("half-1", {"video_files": ["once.mp4"], **SILENT})
+    assert service.submit({**IMAGE, "external_task_id": "half-1"}).status_code == 200
+    original = service.services.store.get("half-1")
+    succeed = kling_task(simulator, original.task_id)
+    workers = Workers(service_env)
+    workers.start()
+    try:
+        assert call_back(service, "half-1", succeed).status_code == 200
+        wait_for(lambda: archived(service, "half-1"), timeout=60, what="the first archive")
+        folder = Path(service.services.settings.archive_url) / task_folder(original)
+        (folder / "metadata.json").unlink()  # as if Redis was lost before it was written
+        service.services.redis.flushdb()
+
+        assert call_back(service, "half-1", succeed).status_code == 200
+        wait_for(lambda: archived(service, "half-1"), timeout=60, what="the recovered task's archive")
+    finally:
+        workers.stop()
+    assert [r["name"] for r in simulator.state.file_requests()] == ["once.mp4"]  # fetched once only
+    (video,) = service.services.store.get("half-1").archived_videos
+    assert video["found_in_archive"] is True and video["sha256"] == simulator.state.expected_sha256(
+        "once.mp4"
+    )
+    assert json.loads((folder / "metadata.json").read_text())["videos"][0]["key"] == video["key"]

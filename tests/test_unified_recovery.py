@@ -1,7 +1,8 @@
 """`flask recover` for Kling's unified API: after Redis is flushed, the kling-3.0 tasks whose callbacks
 were missed are found again in Kling's unified list (`POST /tasks`, by cursor, the unified API key as
-Bearer), recorded again with the type their metadata.json keeps (or, without one, the documented
-fallback, said in their history), and their videos archived once; a second run changes nothing."""
+Bearer), recorded again with the type their metadata.json or request.json keeps (or, without either,
+the documented fallback, said in their history), and their videos archived once; a second run changes
+nothing."""
 
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ def test_recover_brings_back_lost_unified_tasks_and_archives_each_video_once(env
         workers.stop()
         service.services.redis.flushdb()
         assert service.http.get("/tasks", params={"external_task_ids": "u-lost"}).json()["data"] == []
+        root = Path(service.services.settings.archive_url)
+        (request_json,) = root.rglob("u-lost/inputs/request.json")
+        request_json.unlink()  # as for a task recorded before request.json was written for every task
 
         first = run(service.app, "recover", "--since", since)
         assert first.exit_code == 0, first.output
@@ -88,10 +92,13 @@ def test_recover_brings_back_lost_unified_tasks_and_archives_each_video_once(env
         kept, lost, still_open = (store.get(e) for e in BODIES)
         assert all(task.recovered for task in (kept, lost, still_open))
         assert kept.type == "kling-3.0-image-to-video"  # from its metadata.json
-        assert lost.type == still_open.type == UNIFIED_FALLBACK_TYPE  # Kling's list does not say which
+        assert still_open.type == "kling-3.0-text-to-video"  # from the request.json of its recording
+        assert lost.type == UNIFIED_FALLBACK_TYPE  # neither: Kling's list does not say which
         (marker,) = [e for e in store.history("u-lost") if e["event"] == "recovered"]
         assert marker["type_known"] is False and marker["from_archive"] is False
-        assert "type_known" not in next(e for e in store.history("u-kept") if e["event"] == "recovered")
+        for external_id in ("u-kept", "u-open"):
+            marker = next(e for e in store.history(external_id) if e["event"] == "recovered")
+            assert "type_known" not in marker and marker["from_archive"] is True
         assert (lost.status, still_open.status) == ("succeed", "processing")
         assert service.services.redis.zscore(service.services.keys.open, "u-open") is not None  # followed
 
@@ -115,7 +122,6 @@ def test_recover_brings_back_lost_unified_tasks_and_archives_each_video_once(env
         workers.stop()
         server.stop()
     assert sorted(r["name"] for r in simulator.state.file_requests()) == ["kept.mp4", "lost.mp4"]  # once each
-    root = Path(service.services.settings.archive_url)
     assert sorted(p.parent.name for p in root.rglob("*.mp4")) == ["u-kept", "u-lost"]
 
 

@@ -1,6 +1,7 @@
 """A lost Redis loses no video: under callback load, Redis is killed (SIGKILL) and restarted from its
 append-only file, or flushed entirely (FLUSHALL). Afterwards every task finishes, every video is in the
-archive once with the right bytes, and every event reaches the receiver under one webhook-id.
+archive once with the right bytes, fetched from Kling once, and every event reaches the operator's
+receiver and the task's own callback_url, each under one webhook-id.
 
 Kling calls back once per status and never again, so the callbacks refused while Redis is down are
 lost for good: reconciliation must poll those tasks, and its ticks must come back by themselves.
@@ -40,7 +41,8 @@ OUTAGE_S = 2
 class Run:
     service: Service
     simulator: Any
-    receiver: Receiver
+    receiver: Receiver  # the operator's webhook
+    own: Receiver  # every task's callback_url
     redis: redis.Redis
     finals: dict[str, str]  # external_task_id -> the status Kling ends it with
     callbacks_planned: int
@@ -56,6 +58,14 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
+def own() -> Iterator[Receiver]:
+    """The tasks' callback_url: the default tenant signs them with NOTIFY_WEBHOOK_SECRET itself."""
+    receiver = Receiver(WHSEC)
+    yield receiver
+    receiver.server.stop()
+
+
+@pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
     """Redis as production should run it: append-only, fsync once a second (a crash loses up to 1 s)."""
     private = PrivateRedis("--appendfsync", "everysec").start()
@@ -63,15 +73,19 @@ def private_redis() -> Iterator[PrivateRedis]:
     private.stop()
 
 
-def start_load(env: dict[str, str], simulator, receiver: Receiver, private: PrivateRedis) -> Run:
+def start_load(
+    env: dict[str, str], simulator, receiver: Receiver, own: Receiver, private: PrivateRedis
+) -> Run:
     """Tasks whose callbacks come over the next seconds, some twice, some never (only a poll finds the
-    final status); one in five fails."""
+    final status); one in five fails. Each asks for its own callback_url, and its video is a file of
+    its own at the simulator, so each download is counted."""
     tasks = scaled(40, 200)
     service, server, service_env = make_service(
         env,
         REDIS_URL=private.url,
         NOTIFY_WEBHOOK_URLS=receiver.url,
         NOTIFY_WEBHOOK_SECRET=WHSEC,
+        NOTIFY_ALLOWED_HOSTS="127.0.0.1",  # the callback_url receiver is on loopback
         KLING_MAX_CONCURRENCY=str(tasks + 10),
         ARCHIVE_RETRY_BASE_S="1",
         NOTIFY_RETRY_SCHEDULE_S="0.5,1,2,4,8",
@@ -88,14 +102,14 @@ def start_load(env: dict[str, str], simulator, receiver: Receiver, private: Priv
         processing_at = rng.uniform(0.3, 6)
         final = {"status": finals[external_id], "delay": processing_at + rng.uniform(0.5, 6)}
         final |= {"send": False} if n % 4 == 1 else {"copies": rng.choice([1, 2])}
-        simulator.state.set_scenario(
-            external_id, {"steps": [{"status": "processing", "delay": processing_at}, final]}
-        )
+        simulator.state.add_file(f"{external_id}.mp4", data=SAMPLE.read_bytes())
+        steps = [{"status": "processing", "delay": processing_at}, final]
+        simulator.state.set_scenario(external_id, {"steps": steps, "video_files": [f"{external_id}.mp4"]})
         planned += 1 + (final.get("copies", 1) if final.get("send", True) else 0)
     connection = redis.Redis.from_url(private.url)
-    run = Run(service, simulator, receiver, connection, finals, planned, service_env, server)
+    run = Run(service, simulator, receiver, own, connection, finals, planned, service_env, server)
     for external_id in finals:
-        answer = service.submit({**IMAGE, "external_task_id": external_id})
+        answer = service.submit({**IMAGE, "external_task_id": external_id, "callback_url": own.url})
         assert answer.status_code == 200, answer.text
     return run
 
@@ -115,7 +129,7 @@ def everything_done(run: Run) -> bool:
         task = store.get(external_id)
         if task is None or task.status != final or (final == "succeed" and task.archive_state != "archived"):
             return False
-    return expected <= set(run.receiver.by_event)
+    return expected <= set(run.receiver.by_event) and expected <= set(run.own.by_event)
 
 
 def every_chain_scheduled(run: Run) -> bool:
@@ -138,7 +152,11 @@ def check_the_outcome(run: Run) -> None:
     expected = hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
     assert all(hashlib.sha256(p.read_bytes()).hexdigest() == expected for p in videos)
     assert not [p for p in root.rglob("*") if p.name.endswith(".part")]
-    assert all(len(ids) == 1 for ids in run.receiver.by_event.values())  # repeats keep their webhook-id
+    # Fetched once: a second download over the first file would leave one file with the right bytes.
+    fetched = Counter(r["name"] for r in run.simulator.state.file_requests())
+    assert fetched == Counter(f"{e}.mp4" for e in succeeded), {n: c for n, c in fetched.items() if c != 1}
+    for receiver in (run.receiver, run.own):  # repeats keep their webhook-id
+        assert all(len(ids) == 1 for ids in receiver.by_event.values())
 
 
 def through(
@@ -179,9 +197,9 @@ def through(
 
 @pytest.mark.timeout(300)
 def test_redis_killed_and_restarted_from_its_aof_loses_nothing(
-    env: dict[str, str], simulator, receiver: Receiver, private_redis: PrivateRedis
+    env: dict[str, str], simulator, receiver: Receiver, own: Receiver, private_redis: PrivateRedis
 ) -> None:
-    run = start_load(env, simulator, receiver, private_redis)
+    run = start_load(env, simulator, receiver, own, private_redis)
     try:
 
         def kill_and_restart() -> None:
@@ -200,9 +218,9 @@ def test_redis_killed_and_restarted_from_its_aof_loses_nothing(
 
 @pytest.mark.timeout(300)
 def test_redis_flushed_mid_run_loses_nothing(
-    env: dict[str, str], simulator, receiver: Receiver, private_redis: PrivateRedis
+    env: dict[str, str], simulator, receiver: Receiver, own: Receiver, private_redis: PrivateRedis
 ) -> None:
-    run = start_load(env, simulator, receiver, private_redis)
+    run = start_load(env, simulator, receiver, own, private_redis)
     try:
         recovery: list[Result] = []
 

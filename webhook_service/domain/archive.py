@@ -6,7 +6,10 @@ it atomically, so the archive never holds a partial file. An image's type (PNG, 
 its first bytes, else from the Content-Type it was served with, never from its URL: it names the file
 (`image_<index>.png`) and is its content type in the archive. Killed half-way, the job runs again and
 resumes the staging file; run again after success, it finds every file in place with the same checksum
-and does nothing. The RQ job that calls it is workers/archive.py.
+and does nothing. A video whose file is in place, committed by this module, but that the task's record
+does not list (Redis lost the record after the commit) is taken as it is, never fetched a second time:
+its key names the task's folder and Kling's video id, so it can only hold that video. The RQ job that
+calls it is workers/archive.py.
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ def archive_task(svc: Services, external_task_id: str, *, retries_left: int = 0)
         existing = _archived_entry(svc, task, item)
         if existing is not None:
             archived.append(existing)
+            continue
+        if (found := _committed_before(svc, item)) is not None:
+            archived.append(found)
+            _record(svc, external_task_id, found)
             continue
         staging = svc.storage.staging_path(item["key"])
         try:
@@ -158,6 +165,24 @@ def _archived_entry(svc: Services, task: Task, item: dict[str, Any]) -> dict[str
     return entry if stored is not None and stored.sha256 == entry["sha256"] else None
 
 
+def _committed_before(svc: Services, item: dict[str, Any]) -> dict[str, Any] | None:
+    """A video's file already committed at its key (with the sha256 this module records), though the
+    task's record does not list it: Redis lost the record after the commit. An image's key has no
+    extension until its bytes are read: it is fetched again."""
+    if item["kind"] == "image":
+        return None
+    stored = svc.storage.stat(item["key"])
+    if stored is None or stored.sha256 is None:
+        return None
+    return {
+        **item,
+        "size": stored.size,
+        "sha256": stored.sha256,
+        "archived_at": now_ms(),
+        "found_in_archive": True,
+    }
+
+
 def _already_archived(svc: Services, task: Task, items: list[dict[str, Any]]) -> bool:
     return task.archive_state is ArchiveState.ARCHIVED and all(
         _archived_entry(svc, task, item) for item in items
@@ -243,6 +268,7 @@ def _write_metadata(svc: Services, task: Task) -> None:
         "task_id": task.task_id,
         "upstream_task_ids": task.upstream_task_ids,
         "model_name": task.model_name,
+        "callback_url": task.client_callback_url,
         "status": task.status.value,
         "status_msg": task.status_msg,
         "request": without_base64(request),

@@ -6,7 +6,7 @@ share the folder, so everything about one task is found, copied or pruned togeth
     <yyyy>/<mm>/<dd>/<external_task_id>/<video_id>.mp4
     <yyyy>/<mm>/<dd>/<external_task_id>/metadata.json
     <yyyy>/<mm>/<dd>/<external_task_id>/inputs/<field>-<sha256, 16 hex>.<ext>
-    <yyyy>/<mm>/<dd>/<external_task_id>/inputs/request.json   (the request, each input's field and sha256)
+    <yyyy>/<mm>/<dd>/<external_task_id>/inputs/request.json   (every task's request, callback_url, inputs)
 """
 
 from __future__ import annotations

@@ -10,6 +10,13 @@ of the whole beside it:
 
 Cutting keeps an object's small members first, in their order (its ids and status survive a huge
 neighbour), a list's first items, and the start of a long string (ending in "…").
+
+News the task already has (a duplicate or a stale callback, a poll that finds nothing new) keeps no
+body at all: its entry has the body's size and sha256 instead (`repeat_entry`), enough to tell whether
+a repeat said the same, and its `webhook-id` at most WEBHOOK_ID_MAX_CHARS printable ASCII characters.
+Only the entries that changed the task carry a body, one per status step (four at most). So however
+many repeats a leaked callback URL sends, they take at most HISTORY_LIMIT x REPEAT_ENTRY_MAX_BYTES
+(250 KiB) of the task's history, which keeps its newest HISTORY_LIMIT entries.
 """
 
 from __future__ import annotations
@@ -19,6 +26,13 @@ import json
 from typing import Any
 
 STORED_BODY_MAX_BYTES = 16 * 1024
+HISTORY_LIMIT = 500  # entries a task's history keeps, the newest (domain/store.py trims it)
+WEBHOOK_ID_MAX_CHARS = 64  # Standard Webhooks ids are `msg_` and some 27 characters
+# A repeat's entry: its time, source, statuses, outcome, webhook-id, the body's size and sha256, and
+# how many outputs and fields were dropped: under 400 bytes written out, whatever the body was.
+REPEAT_ENTRY_MAX_BYTES = 512
+# Kling's task ids a task answers to besides its own: a gateway forwarding our callback URL adds one.
+UPSTREAM_IDS_MAX = 8
 # The store writes JSON with ASCII escapes and ", " / ": " separators: at most three times the bytes
 # of the JSON received (a 2-byte UTF-8 character becomes a 6-byte escape, a 4-byte one 12; a separator
 # byte becomes two). A body received at a third of the cap fits without being measured, which spares
@@ -105,3 +119,26 @@ def _cut_object(value: dict[str, Any], budget: int) -> dict[str, Any]:
         kept[key] = member
         used += overhead + _size(member)
     return {key: kept[key] for key in value if key in kept}
+
+
+def repeat_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A history entry for news the task already had: its body replaced by the body's size and sha256
+    (of the whole, as compact JSON), what was dropped from it by how much only."""
+    if "body" not in entry and "fields_dropped" not in entry:
+        return entry
+    kept = {key: value for key, value in entry.items() if key not in ("body", "body_truncated")}
+    if "body" in entry and not entry.get("body_truncated"):  # a cut one has them already
+        whole = json.dumps(entry["body"], separators=(",", ":"), ensure_ascii=False).encode()
+        kept["body_size"], kept["body_sha256"] = len(whole), hashlib.sha256(whole).hexdigest()
+    if isinstance(dropped := entry.get("fields_dropped"), dict):
+        kept["fields_dropped"] = {key: dropped.get(key) for key in ("count", "bytes")}
+    return kept
+
+
+def shown_webhook_id(webhook_id: str | None) -> str | None:
+    """A callback's `webhook-id` as its history entry keeps it: printable ASCII, WEBHOOK_ID_MAX_CHARS
+    at most (a header may be 8 KB of anything)."""
+    if webhook_id is None:
+        return None
+    printable = "".join(c if " " <= c <= "~" else "?" for c in webhook_id[:WEBHOOK_ID_MAX_CHARS])
+    return printable + ("…" if len(webhook_id) > WEBHOOK_ID_MAX_CHARS else "")

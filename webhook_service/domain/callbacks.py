@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook_service.domain.bounds import stored_body
+from webhook_service.domain.bounds import UPSTREAM_IDS_MAX, shown_webhook_id, stored_body
 from webhook_service.domain.errors import TaskIdConflict, TaskNotFound
 from webhook_service.domain.lifecycle import record_news
 from webhook_service.domain.recovery import recreate
@@ -45,11 +45,13 @@ def receive_callback(
         task_id = update.task_id
         if not task_id or task_id == task.task_id or task_id in task.upstream_task_ids:
             return
+        if len(task.upstream_task_ids) >= UPSTREAM_IDS_MAX:  # each one is kept, and keyed, for good
+            raise TaskIdConflict(f"the task already answers to {UPSTREAM_IDS_MAX} other task_ids")
         owner = services.store.external_id_for(task_id)
         if owner is not None and owner != task.external_task_id:
             raise TaskIdConflict(f"task_id {task_id!r} belongs to another task")
 
-    detail = {"webhook_id": webhook_id, **stored_body(body, received_bytes=body_bytes)}
+    detail = {"webhook_id": shown_webhook_id(webhook_id), **stored_body(body, received_bytes=body_bytes)}
 
     def record() -> tuple[Task, Outcome]:
         return record_news(

@@ -207,21 +207,24 @@ def store_inputs(storage: Storage, task: Task, request: dict[str, Any]) -> dict[
 
 
 def write_manifest(storage: Storage, task: Task, request: dict[str, Any]) -> None:
-    """`inputs/request.json` beside the inputs of a recorded task: what they were sent for, and each
-    one's field and sha256, from the moment the task exists. metadata.json says the same, but only once
-    an output is archived: the inputs of a task that failed, expired or was never sent would otherwise
-    be files nobody can place once retention has removed the task from Redis. Best effort: the inputs
-    themselves are stored, and a task is not refused for the lack of this list."""
-    inputs = archived_inputs(request)
-    if not inputs:
-        return
+    """`inputs/request.json` in the folder of every recorded task: its request (URLs as sent, archived
+    inputs by reference: a few kilobytes), its client's `callback_url`, tenant, type, model and creation
+    time, and each archived input's field and sha256, from the moment the task exists.
+
+    metadata.json says the same, but only once an output is archived. Without this file, the inputs of
+    a task that failed, expired or was never sent would be files nobody can place once retention has
+    removed the task from Redis, and a task Redis lost before its archive would come back without its
+    client's callback_url, so its client would never hear of its video (domain/recovery.py reads it).
+    Best effort: a task is not refused for the lack of it."""
     manifest = {
         "external_task_id": task.external_task_id,
         "tenant": task.tenant,
         "type": task.type,
+        "model_name": task.model_name,
         "created_at": task.created_at,
+        "callback_url": task.client_callback_url,
         "request": request,
-        "inputs": inputs,
+        "inputs": archived_inputs(request),
     }
     try:
         storage.put_bytes(
@@ -230,7 +233,7 @@ def write_manifest(storage: Storage, task: Task, request: dict[str, Any]) -> Non
             "application/json",
         )
     except StorageError as error:
-        log.warning("the list of %s's inputs was not written: %s", task.external_task_id, error)
+        log.warning("the request of %s was not written to the archive: %s", task.external_task_id, error)
 
 
 def with_inputs(storage: Storage, request: dict[str, Any]) -> dict[str, Any]:

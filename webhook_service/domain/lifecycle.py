@@ -67,6 +67,15 @@ def record_news(
             external_task_id,
             update.outputs_dropped,
         )
+    if update.fields_dropped:
+        history["fields_dropped"] = update.fields_dropped
+        log.warning(
+            "%s for %s: %d fields undocumented or over their caps left out: %s",
+            source,
+            external_task_id,
+            update.fields_dropped["count"],
+            ", ".join(update.fields_dropped["names"]),
+        )
     task, outcome = services.store.update(
         external_task_id,
         change,

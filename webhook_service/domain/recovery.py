@@ -9,9 +9,11 @@ job queued on `succeed`, events with their usual ids (a receiver may get one aga
 
 The task's metadata.json, when the archive has it, gives back what Kling does not know: the time the
 service recorded the task (which names its archive folder, so the videos are found where they are
-and never fetched into a second one), the model, the request and the history. The videos it lists are
-taken as archived only when the stored files have the checksums it records. Without it, the task's
-creation time is Kling's, and its request and the client's own `callback_url` are unknown. A /v1
+and never fetched into a second one), the model, the request, the client's own `callback_url` and the
+history. The videos it lists are taken as archived only when the stored files have the checksums it
+records. Without it (nothing archived yet), the inputs/request.json written when the task was
+recorded gives the same but for the history and the videos. Without either, the task's creation
+time is Kling's, and its request and the client's own `callback_url` are unknown. A /v1
 task's type is known either way: a callback's URL token signs it, and Kling's /v1 lists are read per
 type. A unified task found in Kling's unified list (`POST /tasks`, every unified type at once) has its
 type from its metadata.json only: the list does not say which create path made it, so without one it is
@@ -30,8 +32,10 @@ from typing import Any
 
 from webhook_service.domain.archive import missing_from_archive
 from webhook_service.domain.archive_layout import task_folder
+from webhook_service.domain.bounds import stored_body
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import TaskExists, TaskNotFound
+from webhook_service.domain.inputs import MANIFEST_NAME
 from webhook_service.domain.lifecycle import record_news
 from webhook_service.domain.task_types import TASK_TYPES, task_type
 from webhook_service.domain.tasks import (
@@ -84,13 +88,15 @@ def recreate(
     now = now_ms()
     upstream = update.upstream_created_at
     kling_created_at = upstream if upstream is not None and 0 < upstream <= now + DAY_MS else now
-    metadata = _archived_metadata(services, external_task_id, kling_created_at) or {}
+    metadata = _archived_record(services, external_task_id, kling_created_at)
     request = metadata.get("request") or {}
     recorded_at = metadata.get("created_at")
+    callback_url = metadata.get("callback_url")
     task = Task(
         external_task_id=external_task_id,
         created_at=recorded_at if isinstance(recorded_at, int) else kling_created_at,
         model_name=metadata.get("model_name") or "",
+        client_callback_url=callback_url if isinstance(callback_url, str) and callback_url else None,
         watermark_info=request.get("watermark_info") or watermark_info,
         archived_videos=metadata.get("videos") or [],
         archived_images=metadata.get("images") or [],
@@ -114,21 +120,34 @@ def recreate(
     log.warning("task %s was lost with Redis: recorded again (%s)", external_task_id, source)
 
 
-def _archived_metadata(services: Services, external_task_id: str, around_ms: int) -> dict[str, Any] | None:
-    """The task's metadata.json, in the folder of the day Kling created it or of the day before: the
+def _archived_record(services: Services, external_task_id: str, around_ms: int) -> dict[str, Any]:
+    """What the archive keeps of the task: its metadata.json (written with its first archived output),
+    else, or for what an older metadata.json lacks (the callback_url), the inputs/request.json written
+    when it was recorded (domain/inputs.py). {} when neither is there."""
+    metadata = _archived_json(services, external_task_id, around_ms, "metadata.json")
+    if metadata is not None and "callback_url" in metadata:
+        return metadata
+    manifest = _archived_json(services, external_task_id, around_ms, f"inputs/{MANIFEST_NAME}")
+    return {**(manifest or {}), **(metadata or {})}
+
+
+def _archived_json(
+    services: Services, external_task_id: str, around_ms: int, name: str
+) -> dict[str, Any] | None:
+    """The task's file `name`, in the folder of the day Kling created it or of the day before: the
     service records a task before sending it, a queued one possibly hours before."""
     for days_before in (0, 1):
         probe = Task(external_task_id=external_task_id, created_at=around_ms - days_before * DAY_MS)
-        key = f"{task_folder(probe)}/metadata.json"
+        key = f"{task_folder(probe)}/{name}"
         try:
             if services.storage.stat(key) is None:
                 continue
-            metadata = json.loads(services.storage.read_bytes(key))
+            found = json.loads(services.storage.read_bytes(key))
         except (StorageError, ValueError) as error:
-            log.warning("metadata.json of %s is unreadable, left aside: %s", external_task_id, error)
+            log.warning("%s of %s is unreadable, left aside: %s", name, external_task_id, error)
             return None
-        if isinstance(metadata, dict) and metadata.get("external_task_id") == external_task_id:
-            return metadata
+        if isinstance(found, dict) and found.get("external_task_id") == external_task_id:
+            return found
     return None
 
 
@@ -186,7 +205,7 @@ def recover_from_kling(services: Services, data: dict[str, Any], type_name: str 
         except TaskNotFound:
             return Recovered(Found.REMOVED)
         found = Found.RECREATED
-    task, _ = record_news(services, external_task_id, update, source="recover", detail={"body": data})
+    task, _ = record_news(services, external_task_id, update, source="recover", detail=stored_body(data))
     if task.status is not Status.SUCCEED:
         return Recovered(found)
     return Recovered(found, _archive(services, task))

@@ -2,7 +2,9 @@
 
 Settled means: final status, archive done or failed (for a task that succeeded), and every delivery
 delivered, or failed or skipped for longer than DEAD_LETTER_RETENTION_S (until then a dead letter can
-still be replayed). Open tasks never leave.
+still be replayed). Open tasks never leave. The clock starts at the task's last change of status or
+archive state (`updated_at`): it leaves at the later of that + TASK_RETENTION_S and each dead letter's
+last change + DEAD_LETTER_RETENTION_S.
 
 A pruning job, not Redis TTLs: a task owns members of shared indexes (the newest-first list, the
 deliveries by status) that no TTL can remove, and TTLs would have to be pushed back on every key of a
@@ -115,8 +117,8 @@ def _prune_one(services: Services, external_task_id: str, report: PruneReport) -
     keys = services.keys
     with services.redis.pipeline(transaction=True) as pipe:
         try:
-            # Anything that changes the task or its deliveries meanwhile (a late callback, a replay)
-            # aborts the removal; the next pass looks again.
+            # Anything that changes the task or its deliveries meanwhile (a late callback, a new
+            # delivery, a replay, an attempt) aborts the removal; the next pass looks again.
             pipe.watch(keys.task(external_task_id), keys.task_deliveries(external_task_id))
             task = services.store.get(external_task_id)
             if task is None:
@@ -124,6 +126,7 @@ def _prune_one(services: Services, external_task_id: str, report: PruneReport) -
                 pipe.zrem(keys.retention, external_task_id)
                 pipe.execute()
                 return
+            _watch_deliveries(pipe, keys, keys.task_deliveries(external_task_id))
             deliveries = services.deliveries.of_task(external_task_id)
             settled_at = _settled_at(services, task, deliveries)
             pipe.multi()
@@ -160,6 +163,7 @@ def _prune_taskless_events(services: Services, report: PruneReport) -> None:
         with services.redis.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(keys.event_deliveries(event_id))
+                _watch_deliveries(pipe, keys, keys.event_deliveries(event_id))
                 deliveries = services.deliveries.of_taskless_event(event_id)
                 settled_at = _deliveries_settled_at(services, deliveries, now_ms())
                 pipe.multi()
@@ -174,6 +178,15 @@ def _prune_taskless_events(services: Services, report: PruneReport) -> None:
                 pipe.execute()
             except redis.WatchError:
                 continue
+
+
+def _watch_deliveries(pipe: Pipeline, keys: Keys, index: str) -> None:
+    """WATCH each delivery record of `index` (itself watched already), before they are read: a replay
+    or an attempt writes the record alone, not the index, and a removal that did not watch the record
+    would delete a dead letter replayed between the read and the removal, and the replay with it."""
+    delivery_ids = texts(pipe.smembers(index))
+    if delivery_ids:
+        pipe.watch(*(keys.delivery(delivery_id) for delivery_id in delivery_ids))
 
 
 def _leave_turns(pipe: Pipeline, keys: Keys, deliveries: list[Delivery]) -> None:

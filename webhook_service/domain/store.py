@@ -15,14 +15,13 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
+from webhook_service.domain.bounds import HISTORY_LIMIT, repeat_entry
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import TaskExists, TaskNotFound
 from webhook_service.domain.tasks import Outcome, Status, Task
 from webhook_service.domain.tenants import DEFAULT_TENANT, EVERYONE, Scope
 from webhook_service.keys import Keys
 from webhook_service.replies import stored_json, text, text_or_none, texts
-
-HISTORY_LIMIT = 500
 
 AfterCommit = Callable[[Pipeline, Task], None]
 # In an after_commit, `pipe.execute_command(WITH_PREVIOUS_REPLY, "RPUSH", key)` runs `RPUSH key <reply>`
@@ -196,13 +195,21 @@ class TaskStore:
         task is still what was read, else it is read again and `change` runs again. That costs two
         round trips where WATCH, GET and MULTI/EXEC cost three. With `repeat` (and `history`), news
         the task already has is settled in one: `change` never runs for it.
+
+        The history entry of news that changed nothing (not APPLIED) keeps no body, only its size and
+        sha256 (domain/bounds.py's repeat_entry): repeats cannot fill the history with bodies.
         """
         key, history_key = self.keys.task(external_task_id), self.keys.task_history(external_task_id)
         raw: bytes | str | None = None
         if repeat is not None and history is not None:
             settled = self._settle_repeat(
                 keys=[key, history_key],
-                args=[repeat.status.value, repeat.task_id or "", _entry_prefix(history), HISTORY_LIMIT],
+                args=[
+                    repeat.status.value,
+                    repeat.task_id or "",
+                    _entry_prefix(repeat_entry(history)),
+                    HISTORY_LIMIT,
+                ],
             )
             if settled is None:
                 raise TaskNotFound(external_task_id)
@@ -227,7 +234,8 @@ class TaskStore:
                     commands.set(self.keys.task_id(task_id), external_task_id)
             self._index_videos(commands, task, known_videos)
             if history is not None:
-                entry = {"at": now_ms(), **history, "outcome": outcome.value, "status": task.status.value}
+                said = history if outcome is Outcome.APPLIED else repeat_entry(history)
+                entry = {"at": now_ms(), **said, "outcome": outcome.value, "status": task.status.value}
                 commands.rpush(history_key, stored_json(entry))
                 commands.ltrim(history_key, -HISTORY_LIMIT, -1)
             if after_commit is not None and outcome is Outcome.APPLIED:

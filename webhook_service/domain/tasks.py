@@ -18,6 +18,7 @@ from urllib.parse import quote
 from webhook_service.config import DEFAULT_MAX_OUTPUTS
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.errors import UnknownCallbackShape
+from webhook_service.domain.news_fields import bound
 from webhook_service.domain.tenants import DEFAULT_TENANT, client_id
 from webhook_service.replies import stored_json
 
@@ -103,6 +104,10 @@ class StatusUpdate:
     upstream_updated_at: int | None = None
     outputs_dropped: int = 0  # outputs past CALLBACK_MAX_OUTPUTS, left out of task_result
     parent_video: dict[str, str] | None = None  # a video-extend task's `task_info.parent_video`
+    fields_dropped: dict[str, Any] | None = None  # undocumented or over their caps (domain/news_fields.py)
+
+    def __post_init__(self) -> None:
+        bound(self)
 
 
 @dataclass
