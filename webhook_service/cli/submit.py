@@ -94,7 +94,7 @@ FIELDS: list[tuple[str, str, Any, str]] = [
     ),
     ("--negative-prompt", "negative_prompt", str, "What should not."),
     ("--mode", "mode", str, "std or pro."),
-    ("--duration", "duration", str, "5 or 10 (seconds)."),
+    ("--duration", "duration", str, "5 or 10 (seconds); kling-v3 3 to 15."),
     (
         "--aspect-ratio",
         "aspect_ratio",
