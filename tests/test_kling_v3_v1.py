@@ -55,6 +55,9 @@ def test_durations_and_multi_shot_are_kling_v3_s_only(type_name: str) -> None:
     }
     assert problems(type_name, {**base, "duration": "12"}) == {("duration", "not_supported_by_model")}
     assert problems(type_name, {**base, **V3, "duration": "16"}) == {("duration", "enum")}
+    with pytest.raises(RequestInvalid) as caught:
+        task_type(type_name).validate({**base, **V3, "duration": "16"})
+    assert caught.value.problems[0].message == 'must be "5" or "10" (kling-v3: "3" to "15")'
     assert problems(type_name, {**base, **V3, "duration": 8}) == {("duration", "type")}
     assert problems(type_name, {**base, "model_name": "kling-v2-6", "multi_shot": False}) == {
         ("multi_shot", "not_supported_by_model")

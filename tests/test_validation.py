@@ -200,16 +200,6 @@ def test_enums(field: str, good: str, bad: str, allowed: str) -> None:
     assert message(body, field) == f"must be one of: {allowed}"
 
 
-def test_durations_are_5_or_10_and_kling_v3_s_3_to_15() -> None:
-    passes(with_image(model_name="kling-v3", duration="7"))
-    assert fails(with_image(model_name="kling-v2-6", duration="7")) == {
-        ("duration", "not_supported_by_model")
-    }
-    body = with_image(model_name="kling-v3", duration="16")
-    assert fails(body) == {("duration", "enum")}
-    assert message(body, "duration") == 'must be "5" or "10" (kling-v3: "3" to "15")'
-
-
 @pytest.mark.parametrize(("field", "value"), [("mode", "std"), ("sound", "on"), ("aspect_ratio", "9:16")])
 def test_other_enum_values_pass(field: str, value: str) -> None:
     passes(with_image(model_name="kling-v2-6", **{field: value}))
