@@ -18,6 +18,7 @@ domain/text2video_rules.py and domain/validation.py, applied by domain/body_rule
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, Strict, StringConstraints
@@ -84,8 +85,9 @@ def model_in(body: dict[str, Any], valid: dict[str, Any], default: str) -> str |
     return model if isinstance(model, str) else None
 
 
-def duration_problems(default_model: str) -> Any:
-    """A rule: a duration other than "5" and "10" is kling-v3's only."""
+def duration_problems(default_model: str) -> Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]:
+    """A rule across fields (domain/body_rules.py): a duration other than "5" and "10" is kling-v3's only,
+    `default_model` being the type's model when the body names none."""
 
     def check(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
         model, duration = model_in(body, valid, default_model), valid.get("duration")
