@@ -46,6 +46,12 @@ def _api_blueprint(state: SimState, auth: Auth, public_url: str | None) -> Bluep
         if not isinstance(body, dict):
             return envelope(400, 1200, "request body must be a JSON object")
         for required in TASK_TYPES[task_type][1]:
+            if (
+                required == "prompt"
+                and body.get("multi_shot") is True
+                and body.get("shot_type") == "customize"
+            ):
+                continue  # kling-v3's multi-shot video: each shot has its own prompt in multi_prompt
             if not isinstance(body.get(required), str | list | dict) or not body[required]:
                 return envelope(400, 1201, f"{required} is required")
         for key in ("external_task_id", "callback_url"):

@@ -316,6 +316,7 @@ def test_identify_face_passes_kling_refusals_on_and_refuses_bad_bodies_itself(
     assert {(e["field"], e["code"]) for e in both.json()["errors"]} == {
         ("video_url", "exclusive"),
         ("videoUrl", "unknown_field"),
+        ("video_id", "not_yours"),  # with the body's own problems, in the same answer
     }
     assert simulator.state.face_sessions() == []
     assert service.http.get(IDENTIFY).status_code == 405  # POST only, as at Kling

@@ -58,7 +58,8 @@ def test_the_document_is_valid_openapi_3_1_and_names_every_route(env: dict[str, 
         "schema"
     ]
     assert body["properties"]["new_field"] == {} and body["additionalProperties"] is False
-    assert body["properties"]["duration"]["enum"] == ["5", "10"]  # from validation.py's own types
+    # From validation.py's own types: "5" and "10", and kling-v3's "3" to "15".
+    assert body["properties"]["duration"]["enum"] == [str(seconds) for seconds in range(3, 16)]
     assert doc["paths"]["/healthz"]["get"]["security"] == []
 
 

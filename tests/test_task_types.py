@@ -107,8 +107,8 @@ def test_text2video_model_rules_and_misspellings() -> None:
 
 
 def test_text2video_extra_fields_let_new_kling_fields_through() -> None:
-    body = {**PROMPT, "multi_shot": False}
-    assert problems(body) == {("multi_shot", "unknown_field")}
+    body = {**PROMPT, "element_list": [{"element_id": 1}]}
+    assert problems(body) == {("element_list", "unknown_field")}
     assert task_type("text2video").validate(body, extra_fields=frozenset({"*"})) == body
     assert problems({**PROMPT, "promtp": "x"}, extra_fields=frozenset({"*"})) == {("promtp", "unknown_field")}
 

@@ -31,9 +31,11 @@ from webhook_service.cli.common import (
 from webhook_service.domain.errors import InputsNotStored, TaskExists
 from webhook_service.domain.expand_rules import RATIO_FIELDS
 from webhook_service.domain.problems import RequestInvalid
+from webhook_service.domain.store_checks import validated
 from webhook_service.domain.submission import dispatch, submit_and_wait
 from webhook_service.domain.task_types import TASK_TYPES, task_type
 from webhook_service.domain.tasks import DEFAULT_TYPE, ArchiveState, Status, Task
+from webhook_service.domain.tenants import DEFAULT_TENANT
 from webhook_service.integrations.kling import ClientPerProcess
 from webhook_service.services import Services
 
@@ -92,7 +94,7 @@ FIELDS: list[tuple[str, str, Any, str]] = [
     ),
     ("--negative-prompt", "negative_prompt", str, "What should not."),
     ("--mode", "mode", str, "std or pro."),
-    ("--duration", "duration", str, "5 or 10 (seconds)."),
+    ("--duration", "duration", str, "5 or 10 (seconds); kling-v3 3 to 15."),
     (
         "--aspect-ratio",
         "aspect_ratio",
@@ -256,12 +258,15 @@ def submit(
         raise click.UsageError(f"--extra repeats {', '.join(clash)}: give each field once")
     svc = services()
     try:
-        body = task_type(type_name).validate(
+        body = validated(
+            svc,
+            DEFAULT_TENANT,
+            type_name,
             {**(extra or {}), **given},
             extra_fields=svc.settings.kling_extra_fields,
             allowed_hosts=svc.settings.notify_allowed_hosts,
         )
-    except RequestInvalid as invalid:
+    except RequestInvalid as invalid:  # the body's problems, with the store's (domain/store_checks.py)
         raise _invalid(invalid) from None
     started = time.monotonic()
     deadline = started + timeout if timeout else None
@@ -270,7 +275,7 @@ def submit(
         bounded = _until(svc, deadline)
         wait_s = 0 if deadline else svc.settings.submit_wait_s
         task = submit_and_wait(bounded, body, wait_s, type_name=type_name)
-    except RequestInvalid as invalid:  # needs the store: a video or face session not the tenant's
+    except RequestInvalid as invalid:  # the store's problems with a body that has none of its own
         raise _invalid(invalid) from None
     except TaskExists:
         raise CommandFailed(

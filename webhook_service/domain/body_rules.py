@@ -12,15 +12,14 @@ as a `BodyRules` (domain/validation.py, domain/text2video_rules.py); the machine
 
 Unknown fields: a misspelt field (``promt``) must not pass silently, leaving the caller with a video
 made without it; yet a field Kling adds later must not stay blocked until the rules are updated.
-So an unknown top-level field is rejected (code ``unknown_field``, with a "did you mean" hint)
-unless the operator names it in ``extra_fields`` (the ``KLING_EXTRA_FIELDS`` setting). With ``"*"``
-there, every unknown field passes except a close misspelling of a known one (equal ignoring case,
-``_`` and ``-``, or difflib similarity >= 0.8), which is still rejected. Unknown keys inside nested
-objects are always rejected: those shapes are small and fixed (a video effect's ``input``, which Kling
-extends with its scenes, is the exception: domain/effects_rules.py, through ``with_extras``).
+So an unknown field, at the top of the body or inside one of its objects, is rejected (code
+``unknown_field``, with a "did you mean" hint) unless the operator lets it through in ``extra_fields``
+(the ``KLING_EXTRA_FIELDS`` setting): ``name`` at the top, ``a.b`` or ``a.*`` inside
+(domain/extra_fields.py has the syntax). A nested key let through is sent as written; the object's
+other keys are checked as always. A video effect's ``input``, whose keys depend on its scene, is checked
+by its own rule (domain/effects_rules.py, through ``with_extras``).
 """
 
-import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,14 +28,27 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
+from webhook_service.domain.extra_fields import (
+    HINT_CUTOFF,
+    MISSPELLING_CUTOFF,
+    close_matches,
+    nested_allowed,
+    schema_with_nested,
+    top_level_allowed,
+)
 from webhook_service.domain.field_types import NESTED_KEYS, camera_problems
 from webhook_service.domain.problems import FieldProblem, RequestInvalid
 from webhook_service.integrations.outbound import refusal_of_url
 
-# Similarity above which an unknown field counts as a misspelling even when "*" lets new fields
-# through; the hint in messages uses a looser bound, since a wrong guess there costs nothing.
-MISSPELLING_CUTOFF = 0.8
-HINT_CUTOFF = 0.6
+# Re-exported: the effects' rules read them here, beside the machinery they extend.
+__all__ = [
+    "HINT_CUTOFF",
+    "MISSPELLING_CUTOFF",
+    "BodyRules",
+    "close_matches",
+    "field_problems",
+    "validate_body",
+]
 
 CrossFieldRule = Callable[[dict[str, Any], dict[str, Any]], list[FieldProblem]]
 # A rule that also reads the operator's extra fields (KLING_EXTRA_FIELDS): a nested shape that Kling
@@ -87,19 +99,6 @@ _PYDANTIC_ERRORS = {
 }
 
 
-def _normalise(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "")
-
-
-def close_matches(name: str, candidates: Iterable[str], cutoff: float) -> list[str]:
-    """Known names resembling ``name``, best first, ignoring case, '_' and '-' (catches camelCase)."""
-    by_normal, normal = {_normalise(candidate): candidate for candidate in candidates}, _normalise(name)
-    if normal in by_normal:
-        return [by_normal[normal]]
-    matches = difflib.get_close_matches(normal, by_normal, n=2, cutoff=cutoff)
-    return [by_normal[match] for match in matches]
-
-
 def _unknown_message(name: str, candidates: Iterable[str], otherwise: str) -> str:
     hints = close_matches(name, candidates, HINT_CUTOFF)
     if hints:
@@ -108,9 +107,7 @@ def _unknown_message(name: str, candidates: Iterable[str], otherwise: str) -> st
 
 
 def _unknown_top_level(name: str, known: frozenset[str], extra_fields: frozenset[str]) -> FieldProblem | None:
-    if name in extra_fields:
-        return None
-    if "*" in extra_fields and not close_matches(name, known, MISSPELLING_CUTOFF):
+    if top_level_allowed(name, known, extra_fields):
         return None
     otherwise = "a new Kling field can be let through with the KLING_EXTRA_FIELDS setting"
     return FieldProblem(name, "unknown_field", _unknown_message(name, known, otherwise))
@@ -123,7 +120,10 @@ def _path(loc: tuple[str | int, ...]) -> str:
     return path
 
 
-def _from_pydantic(field_name: str, error: ErrorDetails) -> FieldProblem:
+def _from_pydantic(
+    field_name: str, error: ErrorDetails, extra_fields: frozenset[str] = frozenset()
+) -> FieldProblem | None:
+    """The error as a problem at its path; None for an unknown nested key the operator let through."""
     loc = (field_name, *error["loc"])
     mapped = _PYDANTIC_ERRORS.get(error["type"])
     if mapped is None:  # one of ours, raised as PydanticCustomError with our code as its type
@@ -132,15 +132,21 @@ def _from_pydantic(field_name: str, error: ErrorDetails) -> FieldProblem:
     if code == "unknown_field":
         parent = next(part for part in reversed(loc[:-1]) if isinstance(part, str))
         allowed = NESTED_KEYS[parent]
+        if nested_allowed(tuple(str(part) for part in loc if isinstance(part, str)), allowed, extra_fields):
+            return None
         message = _unknown_message(str(loc[-1]), allowed, "allowed: " + ", ".join(allowed))
     elif code == "type" and error["input"] is None:
         message += ", not null (omit the field instead)"
     return FieldProblem(_path(loc), code, message)
 
 
-def field_problems(field_name: str, error: ValidationError) -> list[FieldProblem]:
-    """A nested value's errors, as body fields' are reported: paths below ``field_name``."""
-    return [_from_pydantic(field_name, details) for details in error.errors()]
+def field_problems(
+    field_name: str, error: ValidationError, extra_fields: frozenset[str] = frozenset()
+) -> list[FieldProblem]:
+    """A nested value's errors, as body fields' are reported: paths below ``field_name``, without the
+    unknown keys `extra_fields` lets through."""
+    found = (_from_pydantic(field_name, details, extra_fields) for details in error.errors())
+    return [problem for problem in found if problem is not None]
 
 
 def _model_problems(rules: BodyRules, body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
@@ -167,10 +173,11 @@ def validate_body(
     """Returns the body to forward upstream (the caller's fields and values, unchanged, without
     defaults), or raises RequestInvalid listing every problem found.
 
-    ``extra_fields`` names unknown top-level fields to let through; ``"*"`` lets through any that is
-    not a close misspelling of a known field (see the module docstring). ``allowed_hosts`` are the
-    internal hosts a ``callback_url`` may name (``NOTIFY_ALLOWED_HOSTS``): the service would refuse to
-    call any other internal address, so a request naming one is refused now, before a video is paid for.
+    ``extra_fields`` names unknown fields to let through, at the top (``"*"``: any that is not a close
+    misspelling of a known field) and inside objects (``a.b``, ``a.*``): domain/extra_fields.py.
+    ``allowed_hosts`` are the internal hosts a ``callback_url`` may name (``NOTIFY_ALLOWED_HOSTS``): the
+    service would refuse to call any other internal address, so a request naming one is refused now,
+    before a video is paid for.
     """
     if not isinstance(body, dict):
         raise RequestInvalid([FieldProblem("", "type", "request body must be a JSON object")])
@@ -185,7 +192,10 @@ def validate_body(
         try:
             valid[name] = adapter.validate_python(value)
         except ValidationError as exc:
-            problems += [_from_pydantic(name, error) for error in exc.errors()]
+            found = field_problems(name, exc, extra_fields or frozenset())
+            problems += found
+            if not found:  # only keys the operator let through: the rest is as valid as it is
+                valid[name] = value
     for cross_field in rules.cross_field:
         problems += cross_field(body, valid)
     for with_extras in rules.with_extras:
@@ -216,9 +226,10 @@ def body_json_schema(
         schema = adapter.json_schema(ref_template=ref_template)
         definitions.update(schema.pop("$defs", {}))
         properties[name] = schema
-    # Names with ':' or '.' let a value or a nested key through (effect_scene:<name>, input.<key>).
+    # Names with ':' or '.' let a value or a nested key through (effect_scene:<name>, settings.<key>).
     new_fields = {name for name in extra_fields - rules.known_fields - {"*"} if not set(name) & {":", "."}}
     properties.update({name: {} for name in sorted(new_fields)})
+    schema_with_nested(properties, definitions, extra_fields)
     body = {
         "description": rules.description,
         "type": "object",

@@ -20,7 +20,8 @@ these rules, through domain/task_types.py.
   refused with what the scene takes; any other unknown key with "did you mean".
 * Kling adds scenes often, and fields with them: both pass with KLING_EXTRA_FIELDS, the same setting as
   new top-level fields. ``effect_scene:<name>`` names a new scene, ``input.<key>`` a new key of
-  ``input``; ``*`` lets through any scene and key that is not a close misspelling of a known one. A new
+  ``input`` (``input.*`` any that is not a close misspelling of one the scene takes); ``*`` lets through
+  any scene and key that is not a close misspelling of a known one. A new
   scene's group is read from its input (``images``: two images, else one), and every field either group
   knows is checked by its type.
 * The body has no ``watermark_info`` in Kling's reference (only its answers show one): refused as
@@ -46,6 +47,7 @@ from webhook_service.domain.body_rules import (
     close_matches,
     field_problems,
 )
+from webhook_service.domain.extra_fields import nested_allowed
 from webhook_service.domain.field_types import COMMON_FIELDS, Duration, Image, documented, enum
 from webhook_service.domain.problems import FieldProblem
 
@@ -133,7 +135,7 @@ def _unknown_key(scene: str, group: Group, key: str, extra_fields: frozenset[str
     if key in INPUT_KEYS:  # another group's field: say what this scene takes instead
         takes = ", ".join(group.fields)
         return FieldProblem(path, "unknown_field", f"not taken by {scene}, {group.kind}; it takes {takes}")
-    if path in extra_fields or (
+    if nested_allowed(("input", key), group.fields, extra_fields) or (
         "*" in extra_fields and not close_matches(key, group.fields, MISSPELLING_CUTOFF)
     ):
         return None

@@ -21,15 +21,15 @@ from webhook_service.domain.errors import InputUnreadable, TaskExists
 from webhook_service.domain.events import EventType
 from webhook_service.domain.inputs import store_inputs, with_inputs, write_manifest
 from webhook_service.domain.lifecycle import record_news, release
-from webhook_service.domain.ownership import check_references
+from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.retention import schedule_removal
+from webhook_service.domain.store_checks import references
 from webhook_service.domain.task_types import Pack, task_type
 from webhook_service.domain.tasks import DEFAULT_TYPE, Outcome, Status, Task, update_from_kling_task
 from webhook_service.domain.tenants import DEFAULT_TENANT, upstream_id
 from webhook_service.domain.unified import query_upstream
 from webhook_service.domain.usage import Transition
 from webhook_service.domain.video_extend import link_to_parent
-from webhook_service.domain.video_extend_rules import NAME as VIDEO_EXTEND
 from webhook_service.integrations.kling import KlingError
 from webhook_service.jobs import enqueue_dispatch
 from webhook_service.notify.routing import raise_event
@@ -55,8 +55,8 @@ def accept(
     The record comes first so a callback that beats Kling's answer finds its task. Its Base64 images
     are written to the archive before that (domain/inputs.py), so Redis keeps only references to them.
     Raises TaskExists, or InputsNotStored when the archive refuses them (nothing is recorded then);
-    RequestInvalid for a body naming a video or face session that is not the tenant's
-    (domain/ownership.py, domain/video_extend.py): nothing is recorded or sent then.
+    RequestInvalid for a body naming a video or face session that is not the tenant's, or a video Kling
+    cannot use as asked (domain/store_checks.py): nothing is recorded or sent then.
     """
     external_task_id = upstream_id(tenant, body.get("external_task_id") or new_external_task_id())
     task = Task(
@@ -67,9 +67,11 @@ def accept(
         client_callback_url=body.get("callback_url"),
         watermark_info=body.get("watermark_info"),
     )
-    if type_name == VIDEO_EXTEND:
-        link_to_parent(services, task, body["video_id"])
-    check_references(services, tenant, type_name, body)
+    named = references(services, tenant, type_name, body)
+    if named.problems:
+        raise RequestInvalid(named.problems)
+    if named.parent is not None:
+        link_to_parent(task, named.parent, body["video_id"])
     request = {**{k: v for k, v in body.items() if k != "callback_url"}, "external_task_id": external_task_id}
     if body.get("external_task_id") and services.store.get(external_task_id) is not None:
         raise TaskExists(external_task_id)  # refused before its images are written, not after

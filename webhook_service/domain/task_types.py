@@ -21,6 +21,7 @@ from webhook_service.domain import (
     effects_rules,
     expand_rules,
     image_rules,
+    kling26_rules,
     lip_sync_rules,
     multi_image2video_rules,
     multi_image_rules,
@@ -192,6 +193,15 @@ TASK_TYPES: dict[str, TaskType] = {
         "Create a Kling 3.0 image-to-video task (unified API)",
         create_path=unified_rules.IMAGE_TO_VIDEO_PATH,
         body_limit=unified_rules.IMAGE_TO_VIDEO_BODY,
+    ),
+    "kling-2.6-text-to-video": TaskType(
+        "kling-2.6-text-to-video",
+        "videos",
+        Output.VIDEO,
+        kling26_rules.TEXT_TO_VIDEO,
+        "Create a Kling 2.6 text-to-video task (unified API)",
+        create_path=kling26_rules.TEXT_TO_VIDEO_PATH,
+        body_limit=kling26_rules.TEXT_TO_VIDEO_BODY,
     ),
     "kling-3.0-omni-video": TaskType(
         "kling-3.0-omni-video",

@@ -37,6 +37,7 @@ from pydantic_core import PydanticCustomError
 from webhook_service.domain.body_limits import BodyLimit
 from webhook_service.domain.body_rules import BodyRules, validate_body
 from webhook_service.domain.field_types import (
+    NESTED_KEYS,
     TaskId,
     Url,
     Watermark,
@@ -188,13 +189,14 @@ def _text_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPro
 def item_problems(
     n: int, item: dict[str, Any], item_keys: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
 ) -> list[FieldProblem]:
-    """An item's keys against its type's (required, optional) keys in `item_keys`."""
+    """An item's keys against its type's (required, optional) keys in `item_keys`. A key no item takes
+    is its type's problem (unknown, or let through by KLING_EXTRA_FIELDS' `contents.<key>`), not this."""
     kind, problems = item["type"], []
     required, optional = item_keys[kind]
     for key in required:
         if key not in item:
             problems.append(FieldProblem(f"contents[{n}].{key}", "missing", f"is required with type {kind}"))
-    for key in item.keys() - {"type", *required, *optional}:
+    for key in item.keys() & set(NESTED_KEYS["contents"]) - {"type", *required, *optional}:
         owners = " or ".join(name for name, keys in item_keys.items() if key in keys[0] + keys[1]) or "none"
         problems.append(FieldProblem(f"contents[{n}].{key}", "requires", f"only with type {owners}"))
     return problems
@@ -279,14 +281,17 @@ def validate(
 
 
 def stored(body: dict[str, Any]) -> dict[str, Any]:
-    """The body as the service records it: `options`' keys at the top level, as in a /v1 body."""
-    options = body.get("options") or {}
-    return {**{k: v for k, v in body.items() if k != "options"}, **options}
+    """The body as the service records it: the known `options` at the top level, as in a /v1 body; an
+    option KLING_EXTRA_FIELDS let through (`options.<key>`) stays in `options`, to go back there."""
+    options = dict(body.get("options") or {})
+    lifted = {key: options.pop(key) for key in OPTIONS if key in options}
+    rest = {k: v for k, v in body.items() if k != "options"}
+    return {**rest, **({"options": options} if options else {}), **lifted}
 
 
 def upstream_body(request: dict[str, Any], callback_url: str) -> dict[str, Any]:
     """The body Kling receives: the recorded one with its options back in `options`, the service's
     callback_url and its own external_task_id among them."""
-    options = {key: request[key] for key in OPTIONS if key in request}
-    body = {k: v for k, v in request.items() if k not in OPTIONS}
+    options = {**(request.get("options") or {}), **{key: request[key] for key in OPTIONS if key in request}}
+    body = {k: v for k, v in request.items() if k not in OPTIONS and k != "options"}
     return {**body, "options": {**options, "callback_url": callback_url}}

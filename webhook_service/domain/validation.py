@@ -7,12 +7,16 @@ Decisions where the documentation leaves room, besides the shared ones (domain/f
 
 * Images (``image``, ``image_tail``, ``static_mask``, ``dynamic_masks[].mask``) are checked as
   images are everywhere; mask resolution is left to Kling, which reads the image anyway.
+* kling-v3's durations (``"3"`` to ``"15"``) and multi-shot fields are domain/v1_multi_shot.py's, as
+  for text-to-video; ``sound`` is kling-v2-6's and kling-v3's, ``voice_list`` kling-v2-6's only (Kling's
+  capability map gives voice control to 2.6 alone; docs/kling-endpoints.md).
 """
 
 from typing import Annotated, Any
 
 from pydantic import Field, Strict, StringConstraints
 
+from webhook_service.domain import v1_multi_shot
 from webhook_service.domain.body_rules import BodyRules, validate_body
 from webhook_service.domain.field_types import (
     CAMERA_TYPES,
@@ -20,7 +24,6 @@ from webhook_service.domain.field_types import (
     MAX_IMAGE_BYTES,
     CameraControl,
     CfgScale,
-    Duration,
     Image,
     Prompt,
     enum,
@@ -52,6 +55,7 @@ MODEL_NAMES = (
     "kling-v2-5",
     "kling-v2-5-turbo",
     "kling-v2-6",
+    v1_multi_shot.V3,
 )
 DEFAULT_MODEL = "kling-v1"
 # At most one of these groups per request: first + last frame, motion brush, camera control.
@@ -92,7 +96,8 @@ RULES = BodyRules(
         "dynamic_masks": Annotated[list[_DynamicMask], Strict(), Field(max_length=6)],  # type: ignore[valid-type]
         "camera_control": CameraControl,
         "aspect_ratio": enum("16:9", "9:16", "1:1"),
-        "duration": Duration,
+        "duration": v1_multi_shot.Duration,
+        **v1_multi_shot.FIELDS,
         **COMMON_FIELDS,
     },
     required=("image",),
@@ -100,11 +105,23 @@ RULES = BodyRules(
     description=(
         f"Kling's image-to-video create body. Images are an http(s) URL or raw Base64 up to "
         f"{MAX_IMAGE_BYTES // 1024**2} MB. At most one of image_tail, static_mask/dynamic_masks and "
-        "camera_control; cfg_scale only with kling-v1, kling-v1-5 and kling-v1-6; sound and voice_list only "
-        "with kling-v2-6; camera_control.config with type simple only, exactly one axis non-zero."
+        "camera_control; cfg_scale only with kling-v1, kling-v1-5 and kling-v1-6; sound only with kling-v2-6 "
+        "and kling-v3, voice_list only with kling-v2-6; durations other than 5 and 10 s, multi_shot, "
+        "shot_type and multi_prompt only with kling-v3 (no image_tail with multi_shot); "
+        "camera_control.config with type simple only, exactly one axis non-zero."
     ),
-    model_only={"sound": ("kling-v2-6",), "voice_list": ("kling-v2-6",), "cfg_scale": MODEL_NAMES[:3]},
-    cross_field=(_exclusive, _voices_need_sound),
+    model_only={
+        "sound": ("kling-v2-6", v1_multi_shot.V3),
+        "voice_list": ("kling-v2-6",),
+        "cfg_scale": MODEL_NAMES[:3],
+        **v1_multi_shot.MODEL_ONLY,
+    },
+    cross_field=(
+        _exclusive,
+        _voices_need_sound,
+        v1_multi_shot.duration_problems(DEFAULT_MODEL),
+        v1_multi_shot.shot_problems,
+    ),
 )
 KNOWN_FIELDS = RULES.known_fields
 

@@ -21,13 +21,14 @@ import json
 import math
 import time
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from typing import cast
 
 import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
-from webhook_service.notify.event_log import EventLog, parse_types, tenant_to_read
+from webhook_service.notify.event_log import EventLog, parse_task_types, parse_types, tenant_to_read
 from webhook_service.services import redis_connection
 from webhook_service.web import waiting
 from webhook_service.web.auth import current_scope, require_client
@@ -68,29 +69,40 @@ def _waiting_redis() -> redis.Redis:
     return connection
 
 
-def _reading(asked: Query, after: str, after_field: str) -> tuple[str, str, frozenset[str]]:
-    """Whose log, from which cursor, which types: `?tenant=` (an admin's), the cursor, `?types=`; every
-    problem of the query raised at once (the cursor is checked against the log it is for)."""
+@dataclass(frozen=True)
+class _Reading:
+    """Whose log (`?tenant=`, an admin's), from which cursor, and which events: `?types=` (event types)
+    and `?task_types=` (the types of the tasks they are about)."""
+
+    tenant: str
+    after: str
+    types: frozenset[str]
+    task_types: frozenset[str]
+
+
+def _reading(asked: Query, after: str | None, after_field: str) -> _Reading:
+    """Every problem of the query raised at once (the cursor is checked against the log it is for)."""
     tenant = asked.check(lambda: tenant_to_read(current_scope(), asked.text("tenant")))
     types = asked.check(lambda: parse_types(asked.text("types")))
+    task_types = asked.check(lambda: parse_task_types(asked.text("task_types")))
     cursor = None
     if tenant is not None:
         cursor = asked.check(lambda: services().events.cursor(tenant, after, after_field))
     asked.done()
-    assert tenant is not None and cursor is not None and types is not None  # or done() raised
-    return tenant, cursor, types
+    assert tenant is not None and cursor is not None and types is not None and task_types is not None
+    return _Reading(tenant, cursor, types, task_types)
 
 
 @bp.get("")
-@takes("after", "limit", "types", "wait", "tenant")
+@takes("after", "limit", "types", "task_types", "wait", "tenant")
 def list_events() -> Response:
     """Oldest first after `?after=`; `?wait=N` waits up to N seconds for the first one when none is there."""
     asked = query()
     limit = asked.integer("limit", 1, LIMIT_MAX, LIMIT_DEFAULT)
     wait_s = asked.integer("wait", 0, WAIT_MAX_S, 0)
-    tenant, after, types = _reading(asked, asked.text("after"), "after")
+    reading = _reading(asked, asked.text("after"), "after")
     log = services().events
-    page = log.page(tenant, after, limit, types)
+    page = log.page(reading.tenant, reading.after, limit, reading.types, reading.task_types)
     waited, retry_after_ms = False, None
     budget = waiting.budget(waiting.EVENTS)
     if wait_s and not page.events and not page.has_more:
@@ -101,12 +113,13 @@ def list_events() -> Response:
                 deadline = time.monotonic() + wait_s
                 pages = log.follow(
                     _waiting_redis(),
-                    tenant,
+                    reading.tenant,
                     page.next_cursor,
-                    types,
+                    reading.types,
                     limit=limit,
                     deadline=deadline,
                     tick_s=wait_s,
+                    task_types=reading.task_types,
                 )
                 page, waited = next(pages, page), True
             finally:
@@ -125,20 +138,20 @@ def list_events() -> Response:
 
 
 @bp.get("/stream")
-@takes("after", "types", "tenant")
+@takes("after", "types", "task_types", "tenant")
 def stream() -> Response:
     """Server-Sent Events from `Last-Event-ID` (an EventSource's reconnection) or `?after=`, for
     EVENTS_STREAM_S; then the stream ends and the client reconnects where it was."""
     asked = query()
     header = request.headers.get("Last-Event-ID")
     start, field = (header, "Last-Event-ID") if header else (asked.text("after"), "after")
-    tenant, after, types = _reading(asked, start, field)
+    reading = _reading(asked, start, field)
     budget = waiting.budget(waiting.EVENTS)
     if not budget.acquire(blocking=False):
         busy = ": this process holds as many event streams and long-polls as it may (EVENTS_WAITING_MAX)"
         return _event_stream(f"{busy}\nretry: {BUSY_RETRY_MS}\n\n")
     lifetime_s = services().settings.events_stream_s
-    lines = _server_sent(services().events, _waiting_redis(), tenant, after, types, lifetime_s)
+    lines = _server_sent(services().events, _waiting_redis(), reading, lifetime_s)
     return _event_stream(_Held(lines, budget.release))
 
 
@@ -151,19 +164,20 @@ def _event_stream(body: str | _Held) -> Response:
 
 
 def _server_sent(
-    log: EventLog, waiting: redis.Redis, tenant: str, after: str, types: frozenset[str], lifetime_s: float
+    log: EventLog, waiting: redis.Redis, reading: _Reading, lifetime_s: float
 ) -> Generator[str, None, None]:
     """The stream's text: `retry:` first, then each event as `id:` (its cursor), `event:` (its type) and
     `data:` (the same JSON as in `/v1/events`), a comment after each KEEPALIVE_S of silence."""
     yield f"retry: {RECONNECT_MS}\n\n"
     pages = log.follow(
         waiting,
-        tenant,
-        after,
-        types,
+        reading.tenant,
+        reading.after,
+        reading.types,
         limit=LIMIT_MAX,
         deadline=time.monotonic() + lifetime_s,
         tick_s=min(KEEPALIVE_S, lifetime_s),
+        task_types=reading.task_types,
     )
     for page in pages:
         if not page.events:

@@ -9,7 +9,8 @@ Kling's envelope unchanged, its request_id included (the one Kling's support kno
 It makes no task and takes no slot of the account's concurrency, which Kling counts in tasks. Tenants
 share the account, so what it names and what it answers are kept to the tenant (domain/ownership.py):
 a `video_id` must be a video of the tenant's own tasks (another tenant's is refused exactly as an
-unknown one, before Kling is asked; a `video_url` is the caller's own), and the session Kling answers
+unknown one, before Kling is asked; a `video_url` is the caller's own), made within Kling's 30 days and
+at most 60 s long, as Kling documents, and the session Kling answers
 is recorded as the tenant's, the only one whose advanced lip-sync may then name it. One log line says
 who asked and what came back. A refusal by Kling is answered with Kling's status, code and message, as
 a refused create is; no answer at all is a 502. Waiting for Kling's answer holds a web thread, so it
@@ -25,7 +26,7 @@ from flask import Response, jsonify, request
 
 from webhook_service.domain.body_rules import validate_body
 from webhook_service.domain.lip_sync_rules import IDENTIFY_FACE
-from webhook_service.domain.ownership import check_identify_face, remember_face_session
+from webhook_service.domain.ownership import identify_face_problems, remember_face_session
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.integrations.kling import KlingError, KlingTransportError
 from webhook_service.web import waiting
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 def identify_face() -> tuple[Response, int]:
     body = json_object(whole_body(request), "the request body", request.content_type)
     settings = services().settings
+    tenant = current_scope().tenant
     try:
         clean = validate_body(
             IDENTIFY_FACE,
@@ -55,10 +57,11 @@ def identify_face() -> tuple[Response, int]:
             extra_fields=settings.kling_extra_fields,
             allowed_hosts=settings.notify_allowed_hosts,
         )
-        tenant = current_scope().tenant
-        check_identify_face(services(), tenant, clean)
-    except RequestInvalid as invalid:
-        raise invalid_request(invalid) from None
+    except RequestInvalid as invalid:  # with the video's problems too, all in one answer
+        more = identify_face_problems(services(), tenant, body)
+        raise invalid_request(RequestInvalid([*invalid.problems, *more])) from None
+    if problems := identify_face_problems(services(), tenant, clean):
+        raise invalid_request(RequestInvalid(problems))
     if not waiting.budget(waiting.SUBMITS).acquire(blocking=False):
         raise ApiError(
             429,

@@ -21,6 +21,7 @@ from flask.blueprints import BlueprintSetupState
 
 from webhook_service.domain.errors import TaskExists
 from webhook_service.domain.problems import RequestInvalid
+from webhook_service.domain.store_checks import TAKEN, validated
 from webhook_service.domain.submission import accept, submit_and_wait
 from webhook_service.domain.task_lists import newest_matching
 from webhook_service.domain.task_types import TASK_TYPES, task_type
@@ -65,11 +66,17 @@ def authenticate() -> None:
 def create(type_name: str) -> tuple[Response, int]:
     body = json_object(whole_body(request), "the request body", request.content_type)
     settings = services().settings
+    tenant = current_scope().tenant
     try:
-        clean = task_type(type_name).validate(
-            body, extra_fields=settings.kling_extra_fields, allowed_hosts=settings.notify_allowed_hosts
+        clean = validated(
+            services(),
+            tenant,
+            type_name,
+            body,
+            extra_fields=settings.kling_extra_fields,
+            allowed_hosts=settings.notify_allowed_hosts,
         )
-    except RequestInvalid as invalid:
+    except RequestInvalid as invalid:  # the body's problems, and then the store's too (store_checks.py)
         raise invalid_request(invalid) from None
     logs.bind(external_task_id=clean.get("external_task_id"))
     respond_async = "respond-async" in request.headers.get("Prefer", "").lower()
@@ -78,13 +85,12 @@ def create(type_name: str) -> tuple[Response, int]:
     try:
         if not respond_async:
             metrics.sync_create(waited=may_wait)
-        tenant = current_scope().tenant
         if may_wait:
             task = submit_and_wait(services(), clean, settings.submit_wait_s, tenant, type_name)
         else:
             task = accept(services(), clean, tenant, type_name)
             enqueue_dispatch(services().redis, f"accepted-{task.external_task_id}")
-    except RequestInvalid as invalid:  # needs the store: a video or face session not the tenant's
+    except RequestInvalid as invalid:  # the store's problems with a body that has none of its own
         raise invalid_request(invalid) from None
     except TaskExists:
         message = f"external_task_id {clean['external_task_id']!r} is already used by another task"
@@ -93,7 +99,7 @@ def create(type_name: str) -> tuple[Response, int]:
             400,
             CODE_BAD_REQUEST,
             message,
-            errors=[{"field": field, "code": "taken", "message": "is already used by another task"}],
+            errors=[{"field": field, "code": "taken", "message": TAKEN}],
         ) from None
     finally:
         if may_wait:

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook_service.domain.task_types import TASK_TYPES as KNOWN_TASK_TYPES
 from webhook_service.web import events_api
 from webhook_service.web.openapi.paths import CURSOR, EVENT_TYPES, TENANT, _answer, _errors, _op, _param
 from webhook_service.web.openapi.schemas import envelope, ref
+
+_TASK_TYPE = "(?:" + "|".join(name.replace(".", "\\.") for name in KNOWN_TASK_TYPES) + ")"
+TASK_TYPES = _param(
+    "task_types",
+    "query",
+    {"type": "string", "pattern": f"^{_TASK_TYPE}(?:,{_TASK_TYPE})*$"},
+    "comma-separated task types (image2video, text2video, kling-3.0-text-to-video, ...): only the events "
+    "of tasks of those types (default: every event, of any task or none)",
+)
 
 
 def event_paths() -> dict[str, Any]:
@@ -48,6 +58,7 @@ def event_paths() -> dict[str, Any]:
                         },
                     ),
                     EVENT_TYPES,
+                    TASK_TYPES,
                     _param(
                         "wait",
                         "query",
@@ -78,6 +89,7 @@ def event_paths() -> dict[str, Any]:
                 parameters=[
                     _param("after", "query", CURSOR, "where to start, if no Last-Event-ID"),
                     EVENT_TYPES,
+                    TASK_TYPES,
                     TENANT,
                     _param(
                         "Last-Event-ID", "header", CURSOR, "where an EventSource left off: wins over `after`"

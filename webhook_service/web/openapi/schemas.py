@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_service.domain.events import EVENT_TYPES
+from webhook_service.domain.task_types import TASK_TYPES
 from webhook_service.domain.tasks import ArchiveState, Status
 from webhook_service.domain.usage import FINAL_STATUSES
 from webhook_service.notify.records import DeliveryStatus
@@ -297,6 +298,13 @@ COMPONENTS: dict[str, Any] = {
                 {"type": "string", "description": "the task's id as its client chose it; null: no task"}
             ),
             "task_id": nullable(STRING),
+            "task_type": nullable(
+                {
+                    "enum": list(TASK_TYPES),
+                    "description": "the task's type (`task_types` filters by it); null: no task, or an "
+                    "event recorded before events carried it",
+                }
+            ),
             "status": nullable({"enum": [s.value for s in Status]}),
             "archive_state": nullable({"enum": [s.value for s in ArchiveState]}),
             "endpoint_id": nullable(
