@@ -53,7 +53,11 @@ def test_a_summary_of_many_problems_says_how_many_more_there_are(client: FlaskCl
     [
         ("/v1/deliveries?sinse=1h", "sinse", "did you mean 'since'?"),
         ("/v1/tasks?Status=failed", "Status", "did you mean 'status'?"),  # case, '_' and '-' ignored
-        ("/v1/events?page_size=10", "page_size", "this route takes after, limit, tenant, types, wait"),
+        (
+            "/v1/events?page_size=10",
+            "page_size",
+            "this route takes after, limit, task_types, tenant, types, wait",
+        ),
         ("/v1/usage?form=2026-01-01", "form", "did you mean 'from'?"),
         ("/v1/endpoints?limit=5", "limit", "this route takes no query parameters"),
         ("/v1/tasks/some-task?verbose=1", "verbose", "this route takes no query parameters"),
