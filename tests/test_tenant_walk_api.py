@@ -42,6 +42,7 @@ QUERY_OBJECTS: dict[str, Callable[[TeamA], list[str]]] = {
     "external_task_ids": lambda a: ["unified-a", "team-a~unified-a"],
     "tenant": lambda a: ["team-a"],  # /v1/usage, /v1/events: an admin's
     "url": lambda a: [a.hook],  # enabling a disabled URL by the URL
+    "endpoint": lambda a: [a.endpoint_id],  # /v1/deliveries?endpoint=: a managed endpoint's deliveries
 }
 NOBODYS = {
     "task_ref": "no-such-task",
@@ -62,7 +63,9 @@ PLAIN = {
     "pageSize": "500",
     "offset": "0",
     "limit": "100",
-    **dict.fromkeys(["status", "type", "from", "to", "after", "types", "wait", "Prefer", "Last-Event-ID"]),
+    **dict.fromkeys(
+        ["status", "type", "from", "to", "after", "types", "task_types", "wait", "Prefer", "Last-Event-ID"]
+    ),
 }
 # What a body may name of another object: sent by B naming A's, a create must be refused on that field.
 REFERENCES = {"video_id", "session_id"}
