@@ -39,7 +39,9 @@ def owners(directory: Path) -> set[int]:
 
 def leave_files_of_dead_processes(directory: Path, count: int) -> None:
     """What `kill -9` leaves: valid metric files named after processes that no longer exist (each
-    appears whole, as a live process's file would)."""
+    appears whole, as a live process's file would). Their pids are above the kernel's pid_max, so no
+    process started during the test can take one: a real dead pid may be a new process's a moment later
+    (pids come round quickly), and a test reading "alive" twice would see two different answers."""
     with tempfile.TemporaryDirectory() as scratch:
         template = Path(scratch) / "template.db"
         values = MmapedDict(str(template))
@@ -47,9 +49,8 @@ def leave_files_of_dead_processes(directory: Path, count: int) -> None:
         key = mmap_key("kws_callbacks", "kws_callbacks_total", ["shape", "outcome"], labels, "help")
         values.write_value(key, 1.0, 0.0)
         values.close()
-        dead = (pid for pid in range(30000, 2, -1) if not alive(pid))
-        for _ in range(count):
-            pid = next(dead)
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+        for pid in range(pid_max + 1, pid_max + 1 + count):
             for name in (f"counter_{pid}.db", f"histogram_{pid}.db", f"counter_{pid}job.db"):
                 shutil.copyfile(template, Path(scratch) / name)
                 os.replace(Path(scratch) / name, directory / name)
@@ -141,10 +142,7 @@ def test_clearing_dead_processes_files_twice_at_once_is_harmless(tmp_path: Path)
     (signals / "go").touch()
     errors = [run.communicate(timeout=60)[1] for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0, 0], errors
-    # With pid_max at 32768, pids come round quickly: a pid dead when its file was made may be a live
-    # process's by now (one of the four, even), and its file rightly stays.
-    left = dead & {p.name for p in metrics_dir.glob("*.db")}
-    assert mine.exists() and not [name for name in left if not alive(int(re.findall(r"\d+", name)[0]))]
+    assert mine.exists() and not dead & {p.name for p in metrics_dir.glob("*.db")}
 
 
 def test_a_scrape_while_processes_start_sees_no_missing_file(

@@ -63,12 +63,6 @@ ARCHIVE_RETRIES = 8  # with a 10 s base: about 18 hours in all, well inside Klin
 FAN_OUT_JOB_TIMEOUT_S = 60
 # A fan-out killed half-way runs again (it is idempotent: deliveries have deterministic ids).
 FAN_OUT_RETRY_INTERVALS_S = [5, 60, 600]
-# A fan-out first waits for its task's earlier fan-outs that other workers are running (notify/
-# event_order.py). Those take milliseconds, so it looks every FAN_OUT_ORDER_POLL_S; but a worker that died
-# in one leaves it "started" for minutes (until RQ finds it abandoned), and a later event must not wait
-# for that: past FAN_OUT_ORDER_WAIT_S, well inside FAN_OUT_JOB_TIMEOUT_S, it goes on without it.
-FAN_OUT_ORDER_WAIT_S = 15.0
-FAN_OUT_ORDER_POLL_S = 0.05
 
 DELIVERY_JOB_TIMEOUT_S = 120  # an attempt stops itself after NOTIFY_TIMEOUT_S; this only ends a hung job
 # For a delivery job that crashed (a Redis outage, a bug), not for a receiver's failure: those follow
@@ -359,11 +353,6 @@ return 0
 def still_to_run(connection: redis.Redis, job_id: str) -> bool:
     """The job exists and has not ended: scheduled, queued, deferred or running."""
     return text_or_none(connection.hget(Job.key_for(job_id), "status")) in _STILL_TO_RUN
-
-
-def running(connection: redis.Redis, job_id: str) -> bool:
-    """A worker has started the job and not ended it (or died in it, until RQ finds it abandoned)."""
-    return text_or_none(connection.hget(Job.key_for(job_id), "status")) == JobStatus.STARTED.value
 
 
 def periodic_check_s(work: Iterable[Periodic]) -> float:

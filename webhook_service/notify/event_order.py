@@ -10,14 +10,15 @@ delivery to exist first. Each event's fan-out is its own job, though, and one of
 an earlier one's: two workers take two events raised milliseconds apart, or the earlier one crashed and
 waits for its RQ retry. So a fan-out first sees every earlier event of its task fanned out: one whose job
 is queued or scheduled it fans out itself, at once (a fan-out is idempotent: that job, when it runs,
-finds the deliveries made), and one whose job another worker is running it waits for, up to
-FAN_OUT_ORDER_WAIT_S (jobs.py).
+finds the deliveries made). So does one whose job another worker is running: that worker may be
+alive and about to finish, or dead in it, its job left "started" until RQ finds it abandoned minutes
+later. Waiting could not tell the two apart, and two fan-outs of one event at once are harmless (its
+payload is stored once, each delivery is created once, in a transaction), so it never waits.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import redis
 
 from webhook_service.domain.tasks import Task
-from webhook_service.jobs import FAN_OUT_ORDER_POLL_S, FAN_OUT_ORDER_WAIT_S, running, still_to_run
+from webhook_service.jobs import still_to_run
 from webhook_service.keys import Keys
 from webhook_service.notify.event_log import EventLog
 from webhook_service.notify.records import Delivery
@@ -40,7 +41,7 @@ def earlier_fan_outs_first(
     connection: redis.Redis, events: EventLog, task: Task, event_id: str, fan_out: FanOut
 ) -> datetime | None:
     """Return once every event of `task` recorded before `event_id` is fanned out, oldest first, or its
-    fan-out failed here (its own job retries it), or another worker has been running it for too long.
+    fan-out failed here (its own job retries it).
 
     Returns when `event_id` was recorded, by the log (None when the log no longer holds it): the time
     its payload says it was raised, whenever its fan-out runs. The job's own `enqueued_at` would say
@@ -49,33 +50,20 @@ def earlier_fan_outs_first(
     ids = [event["id"] for event in logged]
     if event_id not in ids:
         return None  # not in the log (any more): nothing to order it by
-    deadline = time.monotonic() + FAN_OUT_ORDER_WAIT_S
     place = ids.index(event_id)
     for earlier in logged[:place]:
-        _fanned_out(connection, earlier, event_id, deadline, fan_out)
+        _fanned_out(connection, earlier, event_id, fan_out)
     return datetime.fromtimestamp(logged[place]["at"] / 1000, UTC) if logged[place]["at"] else None
 
 
-def _fanned_out(
-    connection: redis.Redis, earlier: dict[str, Any], later_id: str, deadline: float, fan_out: FanOut
-) -> None:
+def _fanned_out(connection: redis.Redis, earlier: dict[str, Any], later_id: str, fan_out: FanOut) -> None:
     the_id = earlier["id"]  # its fan-out job's id too; no job: no sink wanted it, or it has run
-    while still_to_run(connection, the_id):
-        if not running(connection, the_id):
-            try:
-                fan_out(the_id, earlier["type"], datetime.fromtimestamp(earlier["at"] / 1000, UTC))
-            except Exception:  # its own job is retried by RQ; the later event must not wait for that
-                log.warning("event %s: the earlier %s failed to fan out", later_id, the_id, exc_info=True)
-            return
-        if time.monotonic() >= deadline:
-            log.warning(
-                "event %s: the fan-out of the earlier %s has run for over %g s; going on without it",
-                later_id,
-                the_id,
-                FAN_OUT_ORDER_WAIT_S,
-            )
-            return
-        time.sleep(FAN_OUT_ORDER_POLL_S)
+    if not still_to_run(connection, the_id):
+        return
+    try:
+        fan_out(the_id, earlier["type"], datetime.fromtimestamp(earlier["at"] / 1000, UTC))
+    except Exception:  # its own job is retried by RQ; the later event must not wait for that
+        log.warning("event %s: the earlier %s failed to fan out", later_id, the_id, exc_info=True)
 
 
 def positions(connection: redis.Redis, keys: Keys, tenant: str, external_task_id: str) -> dict[str, int]:

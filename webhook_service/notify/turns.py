@@ -9,9 +9,9 @@ a `callback_url` is the client's to choose, so without turns any client could ma
   itself), until that one is delivered or dead. A receiver never sees `task.archived` before the
   `task.succeeded` it follows. Which event is earlier is the order the task's log recorded them in
   (notify/event_order.py), not `raised_at`, which ties within a millisecond; and the earlier event's
-  delivery exists by then, because a fan-out first sees its task's earlier events fanned out (there
-  too, with its one limit: an earlier fan-out that fails, or that a killed worker left started, is not
-  waited for past FAN_OUT_ORDER_WAIT_S). The cost: one failing event holds back its task's later
+  delivery exists by then, because a fan-out first fans out its task's earlier events whose fan-out
+  has not ended (there too, with its one limit: an earlier fan-out that fails with an error is not
+  waited for). The cost: one failing event holds back its task's later
   events at that target for as long as it is retried (up to the whole schedule), and each attempt
   reads the task's deliveries (one SMEMBERS and one MGET), and its log entries (one LRANGE, then its
   entries in one pipeline) when another of its events is pending at the same target.
