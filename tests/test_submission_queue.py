@@ -11,7 +11,7 @@ from tests.support import wait_for
 from tests.test_callbacks import post_callback
 from webhook_service.domain.events import EventType, event_id
 from webhook_service.domain.submission import dispatch
-from webhook_service.jobs import DISPATCH_JOB_ID, SUBMIT_QUEUE, job_id
+from webhook_service.jobs import DISPATCH_JOB_ID, DISPATCH_WANTED_TTL_S, SUBMIT_QUEUE, job_id
 
 IMAGE = {"image": "https://example.com/a.jpg", "prompt": "a cat"}
 ASYNC = {"Prefer": "respond-async"}
@@ -85,6 +85,57 @@ def test_respond_async_answers_before_anything_goes_upstream(env, simulator) -> 
         assert [t["external_task_id"] for t in simulator.state.tasks()] == [external_id]
     finally:
         workers.stop()
+        server.stop()
+
+
+def create_async(service, external_id: str) -> int:
+    body = {**IMAGE, "external_task_id": external_id}
+    return service.http.post("/v1/videos/image2video", json=body, headers=ASYNC).status_code
+
+
+def test_a_burst_of_creates_queues_one_dispatch_and_a_create_after_it_started_another(env, simulator) -> None:
+    """Thirty creates answered at once queue one dispatch job between them, not thirty: the one queued,
+    not yet started, finds every task queued before it starts. Once it has started, a new create wakes
+    another (the first may have finished taking from the queues), and every task reaches Kling once."""
+    service, server, service_env = make_service(env)
+    workers = Workers(service_env)
+    submit_jobs = Queue(SUBMIT_QUEUE, connection=service.services.redis)
+    try:
+        burst = [f"burst-{n:02d}" for n in range(30)]
+        for external_id in burst:
+            assert create_async(service, external_id) == 202
+        assert submit_jobs.job_ids == [job_id(DISPATCH_JOB_ID, "accepted-burst-00")]
+
+        workers.start()
+        wait_for(lambda: len(simulator.state.tasks()) == 30, timeout=60, what="the burst sent upstream")
+        assert create_async(service, "later") == 202
+        wait_for(lambda: len(simulator.state.tasks()) == 31, timeout=60, what="the later task sent upstream")
+        assert sorted(t["external_task_id"] for t in simulator.state.tasks()) == sorted([*burst, "later"])
+        assert Job.exists(job_id(DISPATCH_JOB_ID, "accepted-later"), connection=service.services.redis)
+    finally:
+        workers.stop()
+        server.stop()
+
+
+def test_a_dispatch_lost_before_it_started_holds_back_wake_ups_for_a_bounded_time(env, simulator) -> None:
+    """A dispatch job lost with its worker before it started leaves its mark for DISPATCH_WANTED_TTL_S
+    at most: wake-ups meanwhile queue no job (the reconciliation pass dispatches), later ones do."""
+    service, server, _ = make_service(env)
+    services = service.services
+    submit_jobs = Queue(SUBMIT_QUEUE, connection=services.redis)
+    try:
+        assert create_async(service, "lost") == 202
+        submit_jobs.empty()  # the job is gone; its mark stays
+        assert 0 < services.redis.ttl(services.keys.dispatch_wanted) <= DISPATCH_WANTED_TTL_S
+        assert create_async(service, "meanwhile") == 202
+        assert submit_jobs.job_ids == []
+        services.redis.delete(services.keys.dispatch_wanted)  # as its TTL ends
+        assert create_async(service, "after") == 202
+        assert submit_jobs.job_ids == [job_id(DISPATCH_JOB_ID, "accepted-after")]
+        assert dispatch(services) == 3  # what that job does: nothing was lost, only woken later
+        sent = sorted(t["external_task_id"] for t in simulator.state.tasks())
+        assert sent == ["after", "lost", "meanwhile"]
+    finally:
         server.stop()
 
 

@@ -55,6 +55,7 @@ JOB_FUNCTIONS = (DISPATCH_JOB, ARCHIVE_JOB, FAN_OUT_JOB, DELIVERY_JOB, DRAIN_JOB
 
 DISPATCH_JOB_ID = "dispatch"
 DISPATCH_JOB_TIMEOUT_S = 10 * 60
+DISPATCH_WANTED_TTL_S = 30  # see wake_dispatch
 
 ARCHIVE_JOB_ID = "archive"  # and the task's id, hashed (archive_job_id)
 ARCHIVE_JOB_TIMEOUT_S = 60 * 60  # a 2 GiB video at a slow 1 MB/s still fits
@@ -149,6 +150,21 @@ def enqueue_archive(
         result_ttl=JOB_RESULT_TTL_S,
         pipeline=pipeline,
     )
+
+
+def wake_dispatch(connection: redis.Redis, wanted_key: str, reason: str) -> None:
+    """Wake a worker to send queued tasks upstream now, unless a dispatch is already queued that has not
+    started: that one will find what is queued now. A burst of a thousand creates costs a few
+    dispatch jobs, not a thousand.
+
+    `wanted_key` (Keys.dispatch_wanted) says a dispatch is queued and not started: set here, NX, and
+    deleted by the dispatch job as it starts, before it takes from the queues. So a task queued before
+    this call is either seen by a dispatch that has not yet started, or wakes one of its own. A job lost
+    with its worker before it started leaves the key for DISPATCH_WANTED_TTL_S at most; meanwhile the
+    reconciliation pass dispatches, as it does for any wake-up that was lost.
+    """
+    if connection.set(wanted_key, reason, nx=True, ex=DISPATCH_WANTED_TTL_S):
+        enqueue_dispatch(connection, reason)
 
 
 def enqueue_dispatch(

@@ -35,6 +35,8 @@ Submission (domain/admission.py):
 - `slot-tenants`       hash: a slot's task -> its tenant, for every tenant but the default (each tenant's
                        open tasks, for its max_open)
 - `submit-pause-until` ms timestamp before which nothing is sent (after 1302/1303/5001), and its level
+- `dispatch-wanted`    a dispatch job is queued and has not started (jobs.wake_dispatch): wake-ups
+                       meanwhile need no job of their own (a Redis TTL of 30 s at most)
 - `slot-taken-at`      hash: when each task still `queued` was taken from the queue to be sent; a
                        sender killed mid-send leaves it behind, and reconciliation puts the task back
 - `queue-units`        hash: a task that needs more than one slot (an image task asking for `n`
@@ -207,6 +209,7 @@ class Keys:
     pause_until = Fixed("submit-pause-until")
     pause_level = Fixed("submit-pause-level")
     slot_taken_at = Fixed("slot-taken-at")
+    dispatch_wanted = Fixed("dispatch-wanted")
     queue_units = Fixed("queue-units")
     slot_units = Fixed("slot-units")
 

@@ -11,6 +11,7 @@ PAUSE_MARGIN_S = 0.5  # RQ's scheduler works in whole seconds: never wake before
 
 def dispatch_job() -> int:
     svc = job_services()
+    svc.redis.delete(svc.keys.dispatch_wanted)  # before taking: a task queued from now wakes another
     sent = dispatch(svc)
     paused_s = svc.admission.next_wake_s()
     if paused_s > 0:

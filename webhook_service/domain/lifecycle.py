@@ -20,7 +20,7 @@ from webhook_service.domain.store import Repeat
 from webhook_service.domain.task_types import task_type
 from webhook_service.domain.tasks import Outcome, Status, StatusUpdate, Task, apply_update
 from webhook_service.domain.usage import Transition
-from webhook_service.jobs import enqueue_archive, enqueue_dispatch
+from webhook_service.jobs import enqueue_archive, wake_dispatch
 from webhook_service.notify.routing import raise_event
 from webhook_service.services import Services
 
@@ -141,8 +141,8 @@ def _wake_for_freed_slot(services: Services, task: Task, outcome: Outcome) -> No
     its pack, or in any when its tenant's max_open, which counts every pack, may have held one back).
 
     Read after the commit that freed the slot, so no waiting task is missed: one queued later was
-    queued with a dispatch of its own (or by a request thread that dispatches), which finds the slot
-    free. Most tasks finish with nothing waiting, and then no job runs for them. Should the process die
+    queued with a wake-up of its own (or by a request thread that dispatches), which finds the slot free.
+    A wake-up while a dispatch is queued and not started queues none (jobs.wake_dispatch). Most tasks finish with nothing waiting, and then no job runs for them. Should the process die
     between the commit and this read, the next reconciliation pass dispatches (RECONCILE_INTERVAL_S).
     """
     if (
@@ -150,7 +150,7 @@ def _wake_for_freed_slot(services: Services, task: Task, outcome: Outcome) -> No
         and task.status.terminal
         and services.admission.has_waiting(task_type(task.type).pack, task.tenant)
     ):
-        enqueue_dispatch(services.redis, f"freed-{task.external_task_id}")
+        wake_dispatch(services.redis, services.keys.dispatch_wanted, f"freed-{task.external_task_id}")
 
 
 def release(services: Services, pipe: Pipeline, external_task_id: str) -> None:

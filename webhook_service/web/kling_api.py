@@ -29,7 +29,7 @@ from webhook_service.domain.tasks import Status, Task
 from webhook_service.domain.unified import create_answer
 from webhook_service.domain.views import not_found_message
 from webhook_service.integrations import logs, metrics
-from webhook_service.jobs import enqueue_dispatch
+from webhook_service.jobs import wake_dispatch
 from webhook_service.web import waiting
 from webhook_service.web.auth import current_scope, require_client
 from webhook_service.web.context import current_services as services
@@ -89,7 +89,9 @@ def create(type_name: str) -> tuple[Response, int]:
             task = submit_and_wait(services(), clean, settings.submit_wait_s, tenant, type_name)
         else:
             task = accept(services(), clean, tenant, type_name)
-            enqueue_dispatch(services().redis, f"accepted-{task.external_task_id}")
+            wake_dispatch(
+                services().redis, services().keys.dispatch_wanted, f"accepted-{task.external_task_id}"
+            )
     except RequestInvalid as invalid:  # the store's problems with a body that has none of its own
         raise invalid_request(invalid) from None
     except TaskExists:
