@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from slack_sdk.models.blocks import Block
 
+from tests import test_notify
 from tests.support import free_port, wait_for
 from tests.test_notify import Receiver, Stack, settled, submit
 
@@ -37,18 +38,7 @@ REMOVED = ("\x1b", "\x00", "\x08", "\u202e")
 SMTP_USER, SMTP_PASSWORD = "notify@example.com", "p@ss word/:%"
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def stack(env: dict[str, str]) -> Iterator[Stack]:
-    stacks = Stack(env)
-    yield stacks
-    stacks.stop()
+receiver, stack = test_notify.receiver, test_notify.stack  # the webhook tests' fixtures
 
 
 @dataclass

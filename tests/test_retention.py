@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from rq import Queue
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from tests import test_endpoints as endpoint_tests
+from tests import test_notify
 from tests.conftest import Service, make_service
 from tests.support import PrivateRedis, wait_for
 from tests.test_notify import SECRET, Answer, Receiver, Stack, submit
@@ -34,18 +33,7 @@ from webhook_service.services import Services
 FAST = {"PRUNE_INTERVAL_S": "1", "RECONCILE_INTERVAL_S": "1"}
 
 
-@pytest.fixture
-def hooks() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def stacks(env: dict[str, str]) -> Iterator[Stack]:
-    started = Stack(env)
-    yield started
-    started.stop()
+receiver, stack = test_notify.receiver, test_notify.stack  # the webhook tests' fixtures
 
 
 def keys_about(service: Service, *ids: str) -> list[str]:
@@ -113,17 +101,17 @@ def settled_deliveries(service: Service, external_id: str) -> list[dict[str, Any
     return [] if any(d["status"] == "pending" for d in found) else found
 
 
-def test_a_pruned_task_leaves_nothing_of_itself_in_redis(stacks: Stack, simulator, hooks: Receiver) -> None:
+def test_a_pruned_task_leaves_nothing_of_itself_in_redis(stack: Stack, simulator, receiver: Receiver) -> None:
     """Its keys, its deliveries (one delivered after a failed attempt, one a dead letter), their
     attempts, its events, its entries in the event log, every index member naming any of them, and its
     place among a sink's waiting deliveries and that sink's turn (notify/turns.py): the keyspace after
     its removal is the keyspace before it existed, but for counters that name no task."""
-    service = stacks.start(
+    service = stack.start(
         2,  # one worker is held by the hanging attempt
         TASK_RETENTION_S="5",  # past the hang: a pass that finds a delivery pending looks a minute later
         DEAD_LETTER_RETENTION_S="2",
         NOTIFY_WEBHOOK_URLS=",".join(
-            [hooks.script("/flaky", Answer(500)), hooks.script("/down", *[Answer(500)] * 20)]
+            [receiver.script("/flaky", Answer(500)), receiver.script("/down", *[Answer(500)] * 20)]
         ),
         NOTIFY_WEBHOOK_EVENTS="task.submitted,task.archived",
         NOTIFY_WEBHOOK_SECRET=SECRET,
@@ -134,7 +122,7 @@ def test_a_pruned_task_leaves_nothing_of_itself_in_redis(stacks: Stack, simulato
     submit(service, simulator, "stays-open", status="processing")
     wait_for(lambda: len(settled_deliveries(service, "stays-open")) == 2, timeout=60, what="its deliveries")
     held = threading.Event()
-    hooks.script("/flaky", Answer(500, held=held))  # the next task's first attempt there hangs, then fails
+    receiver.script("/flaky", Answer(500, held=held))  # the next task's first attempt there hangs, then fails
     keys = Keys()
     bookkeeping = {keys.reconcile_passes, keys.retention_backfill, keys.tenant_backfill}
     wait_for(lambda: bookkeeping <= key_names(service), what="the periodic passes' first runs")
@@ -214,13 +202,13 @@ def test_open_tasks_never_leave(service: Service, simulator) -> None:
 
 
 def test_a_dead_letter_holds_its_task_until_it_can_no_longer_be_replayed(
-    stacks: Stack, simulator, hooks: Receiver
+    stack: Stack, simulator, receiver: Receiver
 ) -> None:
-    service = stacks.start(
+    service = stack.start(
         TASK_RETENTION_S="0.5",
         DEAD_LETTER_RETENTION_S="4",
         PRUNE_INTERVAL_S="3600",  # the test prunes itself, to see each step
-        NOTIFY_WEBHOOK_URLS=hooks.script("/gone", Answer(status=410)),
+        NOTIFY_WEBHOOK_URLS=receiver.script("/gone", Answer(status=410)),
         NOTIFY_WEBHOOK_SECRET=SECRET,
     )
     submit(service, simulator, "dead-letter", status="failed")
@@ -239,7 +227,7 @@ def test_a_dead_letter_holds_its_task_until_it_can_no_longer_be_replayed(
     assert keys_about(service, "dead-letter") == []
 
 
-def test_a_succeeded_task_waits_for_its_archive(stacks: Stack, env: dict[str, str], simulator) -> None:
+def test_a_succeeded_task_waits_for_its_archive(stack: Stack, env: dict[str, str], simulator) -> None:
     service, server, _ = make_service(env, TASK_RETENTION_S="0.5")  # no worker: no archive yet
     try:
         submit(service, simulator, "archive-pending", status="succeed")
@@ -247,7 +235,7 @@ def test_a_succeeded_task_waits_for_its_archive(stacks: Stack, env: dict[str, st
         wait_for(lambda: service.services.redis.zscore(Keys().retention, "archive-pending") is not None)
         wait_for(lambda: (service.services.redis.zscore(Keys().retention, "archive-pending") or 0) < now_ms())
         assert prune(service.services).postponed == ["archive-pending"]
-        archiving = stacks.start(TASK_RETENTION_S="0.5", **FAST)
+        archiving = stack.start(TASK_RETENTION_S="0.5", **FAST)
         wait_for(
             lambda: not keys_about(archiving, "archive-pending"), timeout=60, what="archive, then removal"
         )
@@ -338,28 +326,28 @@ def _all_job_ids(svc: Services, queue_name: str) -> list[str]:
 
 
 def test_an_endpoint_disabled_event_leaves_with_its_deliveries_once_they_are_settled(
-    stacks: Stack, simulator, hooks: Receiver
+    stack: Stack, simulator, receiver: Receiver
 ) -> None:
     """`endpoint.disabled` belongs to no task, so it cannot leave with one: it has its own entry, due
     TASK_RETENTION_S after it was raised, and waits while one of its deliveries is still being retried."""
     service = endpoint_tests.start(
-        stacks,
+        stack,
         TASK_RETENTION_S="1",
         NOTIFY_RETRY_SCHEDULE_S="4,4",
         PRUNE_INTERVAL_S="3600",  # the test prunes itself, to see each step
     )
     told = ["endpoint.disabled"]
-    endpoint_tests.register(service, hooks.script("/gone", Answer(410)), event_types=["task.submitted"])
-    endpoint_tests.register(service, hooks.script("/told"), event_types=told)
-    endpoint_tests.register(service, hooks.script("/later", Answer(500), Answer(200)), event_types=told)
+    endpoint_tests.register(service, receiver.script("/gone", Answer(410)), event_types=["task.submitted"])
+    endpoint_tests.register(service, receiver.script("/told"), event_types=told)
+    endpoint_tests.register(service, receiver.script("/later", Answer(500), Answer(200)), event_types=told)
 
     endpoint_tests.submit_as(service, simulator, endpoint_tests.KEY_A, "team-a", "job-1")
-    (request,) = wait_for(lambda: hooks.received("/told"), timeout=30, what="endpoint.disabled told")
+    (request,) = wait_for(lambda: receiver.received("/told"), timeout=30, what="endpoint.disabled told")
     event_id = request.headers["webhook-id"]
     listed = endpoint_tests.call(service, "GET", "/v1/deliveries").json()["data"]
     deliveries = [d["id"] for d in listed if d["event_id"] == event_id]
     assert len(deliveries) == 2 and keys_about(service, event_id, *deliveries)
-    wait_for(lambda: hooks.received("/later"), timeout=30, what="the first, failed, attempt at /later")
+    wait_for(lambda: receiver.received("/later"), timeout=30, what="the first, failed, attempt at /later")
 
     raised = request.at
     wait_for(lambda: time.time() - raised > 1.5)  # past its retention, while /later's retry waits

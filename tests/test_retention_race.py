@@ -4,39 +4,27 @@ pass watches every delivery record, which is all a replay writes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests import test_notify
 from tests.support import wait_for
 from tests.test_notify import SECRET, Answer, Receiver, Stack, submit
 from webhook_service.domain import retention
 from webhook_service.domain.retention import prune
 
-
-@pytest.fixture
-def hooks() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def stacks(env: dict[str, str]) -> Iterator[Stack]:
-    started = Stack(env)
-    yield started
-    started.stop()
+receiver, stack = test_notify.receiver, test_notify.stack  # the webhook tests' fixtures
 
 
 def test_a_replay_between_the_read_and_the_removal_keeps_the_task(
-    stacks: Stack, simulator, hooks: Receiver, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, simulator, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service = stacks.start(
+    service = stack.start(
         TASK_RETENTION_S="0.5",
         DEAD_LETTER_RETENTION_S="0.5",
         PRUNE_INTERVAL_S="3600",  # the test prunes itself
-        NOTIFY_WEBHOOK_URLS=hooks.script("/down", *[Answer(500)] * 20),
+        NOTIFY_WEBHOOK_URLS=receiver.script("/down", *[Answer(500)] * 20),
         NOTIFY_WEBHOOK_EVENTS="task.failed",
         NOTIFY_WEBHOOK_SECRET=SECRET,
         NOTIFY_RETRY_SCHEDULE_S="0.2",
@@ -69,4 +57,6 @@ def test_a_replay_between_the_read_and_the_removal_keeps_the_task(
     kept = svc.deliveries.get(dead["id"])
     assert kept is not None and kept.replays == 1  # the replay is not lost with a removed task
     monkeypatch.undo()
-    wait_for(lambda: len(hooks.received("/down")) >= dead["attempts"] + 1, timeout=30, what="the replay sent")
+    wait_for(
+        lambda: len(receiver.received("/down")) >= dead["attempts"] + 1, timeout=30, what="the replay sent"
+    )

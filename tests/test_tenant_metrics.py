@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import test_usage
+from tests import test_metrics, test_usage
 from tests.conftest import Service, Workers, make_service
 from tests.support import wait_for
 from tests.test_notify import Receiver
@@ -106,12 +106,7 @@ def test_the_tenant_label_is_a_tenant_name_and_takes_at_most_so_many_values(
     assert metrics.tenant_label('a"} 1\nkws_fake 9') == "_other"  # never a name the operator could give
 
 
-@pytest.fixture
-def multiprocess_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "metrics"
-    directory.mkdir()
-    monkeypatch.setattr(metrics, "MULTIPROCESS_DIR", str(directory))
-    return directory
+multiprocess_dir = test_metrics.multiprocess_dir  # the metrics tests' fixture
 
 
 def test_delivery_attempts_are_counted_by_the_tasks_tenant_in_the_workers(

@@ -142,8 +142,9 @@ def _wake_for_freed_slot(services: Services, task: Task, outcome: Outcome) -> No
 
     Read after the commit that freed the slot, so no waiting task is missed: one queued later was
     queued with a wake-up of its own (or by a request thread that dispatches), which finds the slot free.
-    A wake-up while a dispatch is queued and not started queues none (jobs.wake_dispatch). Most tasks finish with nothing waiting, and then no job runs for them. Should the process die
-    between the commit and this read, the next reconciliation pass dispatches (RECONCILE_INTERVAL_S).
+    A wake-up while a dispatch is queued and not started queues none (jobs.wake_dispatch). Most tasks
+    finish with nothing waiting, and then no job runs for them. Should the process die between the
+    commit and this read, the next reconciliation pass dispatches (RECONCILE_INTERVAL_S).
     """
     if (
         outcome is Outcome.APPLIED
