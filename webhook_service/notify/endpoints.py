@@ -332,6 +332,7 @@ class EndpointStore:
             pipe.srem(self.keys.endpoints, endpoint_id)
             pipe.srem(self.keys.tenant_endpoints(found.tenant), endpoint_id)
             pipe.execute()
+        _forget_wanted(self.keys, found.tenant)
         return True
 
     def record_attempt(self, endpoint_id: str, record: dict[str, Any], delivered: bool) -> None:
