@@ -247,6 +247,7 @@ V1_BOUND = V1_CREATE.max_bytes
         ("/kling/v1/videos/text2video", V1_BOUND, "allow a /v1 create"),
         ("/text-to-video/kling-3.0", 1024 * 1024, "no image, 1 MiB for its fields"),
         ("/image-to-video/kling-3.0", 140_858_712, "2 images (first_frame, last_frame) of 50 MB"),
+        ("/image-to-video/kling-3.0-turbo", 70_953_644, "1 image (first_frame) of 50 MB"),
         (  # its rules would allow 601 MiB; no route reads more than two 50 MB images in Base64
             "/kling/omni-video/kling-3.0-omni",
             140_858_712,

@@ -61,9 +61,10 @@ class BodyLimit:
         if not self.images:
             return f"the largest body Kling's rules allow {self.what}: no image, 1 MiB for its fields"
         size = f"{self.image_bytes // (1024 * 1024)} MB"
+        images = f"{self.images} image{'s' if self.images > 1 else ''} ({self.which_images})"
         allowed = (
-            f"the largest body Kling's rules allow {self.what}: {self.images} images ({self.which_images}) "
-            f"of {size} in Base64 and 1 MiB for the other fields"
+            f"the largest body Kling's rules allow {self.what}: {images} of {size} in Base64 and 1 MiB for "
+            "the other fields"
         )
         if self.rules_max_bytes <= SERVICE_MAX_BYTES:
             return allowed

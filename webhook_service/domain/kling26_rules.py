@@ -14,7 +14,8 @@ kling-3.0 body's shape (domain/unified_rules.py: ``prompt``, ``settings``, ``opt
 
 The settings' shape is the unified API's one (its keys and their types, checked and documented as one
 `settings` object); 2.6's narrower values are checked here, so an unknown key gets the same hint on every
-unified path.
+unified path. The checks 2.6 shares with the turbo models (one shot, 720p or 1080p, 5 or 10 s) take the
+model's name for their messages: domain/kling25_rules.py and kling30_turbo_rules.py call them too.
 """
 
 from __future__ import annotations
@@ -40,19 +41,35 @@ TEXT_TO_VIDEO_BODY = BodyLimit(0, MAX_FRAME_BYTES, "a kling-2.6 text-to-video", 
 Prompt = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=PROMPT_MAX_CHARS)]
 
 
+def one_shot_problems(settings: dict[str, Any], model: str) -> list[FieldProblem]:
+    """kling-3.0's `multi_shot` refused for a model that makes one shot (2.6, 2.5 Turbo)."""
+    if "multi_shot" not in settings:
+        return []
+    message = f"is kling-3.0's: {model} makes one shot (no multi-shot video)"
+    return [FieldProblem("settings.multi_shot", "not_supported", message)]
+
+
+def resolution_problems(settings: dict[str, Any], model: str) -> list[FieldProblem]:
+    """kling-3.0's 4k refused for a model that makes 720p or 1080p only (2.6, 2.5 Turbo, 3.0 Turbo)."""
+    if "resolution" not in settings or settings["resolution"] in RESOLUTIONS:
+        return []
+    message = f"{model} makes {' or '.join(RESOLUTIONS)} videos (4k is kling-3.0's)"
+    return [FieldProblem("settings.resolution", "not_supported", message)]
+
+
+def duration_problems(settings: dict[str, Any], model: str) -> list[FieldProblem]:
+    """The unified type's 3 to 15 s narrowed to 5 or 10 (2.6, 2.5 Turbo)."""
+    if "duration" not in settings or settings["duration"] in DURATIONS:
+        return []
+    message = f"{model} makes videos of 5 or 10 s (3 to 15 is kling-3.0's)"
+    return [FieldProblem("settings.duration", "not_supported", message)]
+
+
 def _limits(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
     """2.6's values within the unified settings' shape, and native audio only at 1080p."""
     settings = unified_settings(valid)
-    problems = []
-    if "multi_shot" in settings:
-        message = "is kling-3.0's: Kling 2.6 makes one shot (no multi-shot video)"
-        problems.append(FieldProblem("settings.multi_shot", "not_supported", message))
-    if "resolution" in settings and settings["resolution"] not in RESOLUTIONS:
-        message = f"Kling 2.6 makes {' or '.join(RESOLUTIONS)} videos (4k is kling-3.0's)"
-        problems.append(FieldProblem("settings.resolution", "not_supported", message))
-    if "duration" in settings and settings["duration"] not in DURATIONS:
-        message = "Kling 2.6 makes videos of 5 or 10 s (3 to 15 is kling-3.0's)"
-        problems.append(FieldProblem("settings.duration", "not_supported", message))
+    problems = one_shot_problems(settings, "Kling 2.6") + resolution_problems(settings, "Kling 2.6")
+    problems += duration_problems(settings, "Kling 2.6")
     audio = settings.get("audio")
     if audio == "original":
         message = "keeps a reference video's sound: omni-video's only (native or off here)"

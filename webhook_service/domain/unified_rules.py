@@ -202,11 +202,16 @@ def item_problems(
     return problems
 
 
+def no_aspect_ratio(valid: dict[str, Any]) -> list[FieldProblem]:
+    """Image to video, of every model: the first frame decides the aspect ratio."""
+    if "aspect_ratio" not in unified_settings(valid):
+        return []
+    message = "not taken by image to video: the first frame decides the aspect ratio"
+    return [FieldProblem("settings.aspect_ratio", "not_supported", message)]
+
+
 def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
-    problems = _no_original_audio(valid)
-    if "aspect_ratio" in unified_settings(valid):
-        message = "not taken by image to video: the first frame decides the aspect ratio"
-        problems.append(FieldProblem("settings.aspect_ratio", "not_supported", message))
+    problems = _no_original_audio(valid) + no_aspect_ratio(valid)
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         return problems  # its type's problem is reported already
