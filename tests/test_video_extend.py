@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests import test_retention, test_task_types
+from tests import test_notify, test_task_types
 from tests.conftest import Service
 from tests.support import wait_for
 from tests.test_image_generation import run
@@ -31,7 +31,7 @@ from webhook_service.keys import Keys
 from webhook_service.notify.payload import build_event
 
 running = test_task_types.running  # the service and real workers, archiving at once
-stacks = test_retention.stacks  # the service and workers with settings of a test's own
+stack = test_notify.stack  # the service and workers with settings of a test's own
 
 EXTEND = "/v1/videos/video-extend"
 T2V = "/v1/videos/text2video"
@@ -183,9 +183,9 @@ def test_an_extension_round_trips_to_an_archived_mp4_and_links_both_tasks(runnin
     ] == ["ext-2"]
 
 
-def test_retention_removes_the_video_index_with_its_tasks(stacks, simulator) -> None:
+def test_retention_removes_the_video_index_with_its_tasks(stack, simulator) -> None:
     # The test prunes itself, to see the keys before and after.
-    service = stacks.start(TASK_RETENTION_S="1", PRUNE_INTERVAL_S="3600", ARCHIVE_RETRY_BASE_S="0")
+    service = stack.start(TASK_RETENTION_S="1", PRUNE_INTERVAL_S="3600", ARCHIVE_RETRY_BASE_S="0")
     simulator.state.set_default(QUICK)
     parent = make_parent(service, "old-parent")
     video_id = parent["task_result"]["videos"][0]["id"]
