@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from rq import Queue, get_current_job
 from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from tests import test_notify
 from tests.conftest import Service, Workers, make_service
@@ -29,6 +29,8 @@ from webhook_service.jobs import (
     ALL_QUEUES,
     ARCHIVE_QUEUE,
     DELIVERY_JOB_TIMEOUT_S,
+    FAN_OUT_JOB_TIMEOUT_S,
+    FIRST_ATTEMPT_BACKSTOP_S,
     JOB_MONITORING_INTERVAL_S,
     NOTIFY_QUEUE,
     fork_queues,
@@ -246,6 +248,51 @@ def test_a_job_whose_worker_is_killed_is_run_again_by_the_next_worker(
         what="the delivery, run again by the new worker",
     )
     assert len(receiver.received("/hook")) == 2
+
+
+@pytest.mark.timeout(240)
+def test_a_fan_out_killed_in_its_first_attempt_leaves_the_delivery_to_its_own_job(
+    env: dict[str, str], receiver: Receiver
+) -> None:
+    """A fan-out makes the first attempt of the delivery a single sink wants itself, that delivery's own
+    job scheduled FIRST_ATTEMPT_BACKSTOP_S later: a worker killed in that attempt leaves the job, which
+    makes the attempt when it is due."""
+    service, server, service_env = make_service(
+        {**env, "NOTIFY_WEBHOOK_URLS": f"{receiver.url}/hook", "NOTIFY_WEBHOOK_SECRET": SECRET}
+    )
+    workers = Workers(service_env)
+    try:
+        receiver.script("/hook", Answer(delay=120))  # the first attempt hangs; the next is answered 200
+        worker = workers.start()
+        assert service.submit({**IMAGE, "external_task_id": "orphaned"}).status_code == 200
+        wait_for(
+            lambda: receiver.received("/hook"), timeout=60, what="the first attempt to reach the receiver"
+        )
+        (delivery,) = service.services.deliveries.of_task("orphaned")
+        assert delivery.job == delivery.id and delivery.status is DeliveryStatus.PENDING
+        connection = service.services.redis
+        started = StartedJobRegistry(NOTIFY_QUEUE, connection=connection).get_job_ids()
+        assert delivery.id not in started and len(started) == 1  # the fan-out's job makes the attempt
+
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        scheduled = ScheduledJobRegistry(NOTIFY_QUEUE, connection=connection)
+        due = scheduled.get_scheduled_time(delivery.id).timestamp()
+        # Past the fan-out's own timeout; rounded up to the second, as every scheduled delivery is.
+        assert time.time() + FAN_OUT_JOB_TIMEOUT_S < due <= time.time() + FIRST_ATTEMPT_BACKSTOP_S + 1
+        # Bring it forward as its time will bring it, rather than wait out the clock in a test.
+        connection.zadd(scheduled.key, {delivery.id: time.time()})
+        workers.start()
+        wait_for(
+            lambda: service.services.deliveries.get(delivery.id).status is DeliveryStatus.DELIVERED,  # type: ignore[union-attr]
+            timeout=120,
+            interval=0.5,
+            what="the delivery, made by its own job",
+        )
+        assert len(receiver.received("/hook")) == 2
+    finally:
+        workers.stop()
+        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,10 @@ ARCHIVE_JOB_TIMEOUT_S = 60 * 60  # a 2 GiB video at a slow 1 MB/s still fits
 ARCHIVE_RETRIES = 8  # with a 10 s base: about 18 hours in all, well inside Kling's 30 days
 
 FAN_OUT_JOB_TIMEOUT_S = 60
+# A fan-out makes the first attempt of one delivery itself (notify/send.py), when an attempt fits well
+# within its timeout; that delivery's own job is scheduled this long after, in case the fan-out dies:
+# past its timeout, so it never runs while the fan-out's attempt can still be going on.
+FIRST_ATTEMPT_BACKSTOP_S = FAN_OUT_JOB_TIMEOUT_S + 30
 # A fan-out killed half-way runs again (it is idempotent: deliveries have deterministic ids).
 FAN_OUT_RETRY_INTERVALS_S = [5, 60, 600]
 
@@ -213,6 +217,15 @@ def enqueue_fan_out(
         result_ttl=JOB_RESULT_TTL_S,
         pipeline=pipeline,
     )
+
+
+def cancel_delivery_job(connection: redis.Redis, job_id: str) -> None:
+    """Remove a delivery's scheduled job that has nothing left to do (notify/send.py's first attempt,
+    made by its fan-out): a job that ran would only find another owner on the record."""
+    with connection.pipeline(transaction=True) as pipe:
+        pipe.zrem(ScheduledJobRegistry(NOTIFY_QUEUE, connection=connection).key, job_id)
+        pipe.delete(Job.key_for(job_id))
+        pipe.execute()
 
 
 def enqueue_delivery(

@@ -128,8 +128,9 @@ class DeliveryStore:
 
     # --- changing ---
 
-    def create(self, delivery: Delivery) -> bool:
-        """Record a new delivery with its first job (or as skipped, when its endpoint is disabled).
+    def create(self, delivery: Delivery, first_job_at: float | None = None) -> bool:
+        """Record a new delivery with its first job (or as skipped, when its endpoint is disabled): run
+        now, or at `first_job_at` (epoch seconds) when the caller attempts it itself meanwhile.
 
         Returns False, changing nothing, when the delivery exists: a second fan-out of one event.
         """
@@ -156,7 +157,7 @@ class DeliveryStore:
                             self.keys.retention_taskless, {delivery.event_id: delivery.created_at}, nx=True
                         )
                     if not skipped:
-                        enqueue_delivery(self.redis, pipe, delivery.id, delivery.id)
+                        enqueue_delivery(self.redis, pipe, delivery.id, delivery.id, first_job_at)
                     pipe.execute()
                     return True
                 except redis.WatchError:

@@ -34,7 +34,7 @@ from webhook_service.notify.records import Delivery
 log = logging.getLogger(__name__)
 
 # Fans out one earlier event of the task: its id, type and when it was raised.
-FanOut = Callable[[str, str, datetime], None]
+FanOut = Callable[[str, str, datetime], object]
 
 
 def earlier_fan_outs_first(

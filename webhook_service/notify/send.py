@@ -1,7 +1,8 @@
 """Notifications at work: fan an event out to every sink that wants it, and make one delivery attempt.
 
 `fan_out` builds the event's payload once and stores it, then records one delivery per matching sink
-and queues its job, all idempotently: run twice, it finds what it did the first time. `deliver` makes
+and queues its job, all idempotently: run twice, it finds what it did the first time. It makes the
+first attempt of one of them itself, so an event one sink wants costs one job, not two. `deliver` makes
 one attempt and schedules the next one itself (RQ's own retries cannot wait as long as a receiver's
 Retry-After asks), after waiting its turn at its sink (notify/turns.py: one attempt at a time per sink),
 so a slow or dead sink holds one worker at most and only its own deliveries wait. A delivery to a
@@ -24,6 +25,7 @@ from functools import partial
 from webhook_service.domain.events import Event
 from webhook_service.domain.tasks import Task
 from webhook_service.integrations import metrics
+from webhook_service.jobs import FAN_OUT_JOB_TIMEOUT_S, FIRST_ATTEMPT_BACKSTOP_S, cancel_delivery_job
 from webhook_service.notify import disabling
 from webhook_service.notify.callback_signing import callback_secret
 from webhook_service.notify.deliveries import DeliveryStore
@@ -35,7 +37,7 @@ from webhook_service.notify.records import ENDPOINT_DELETED, Delivery, DeliveryS
 from webhook_service.notify.retry import next_delay
 from webhook_service.notify.routing import Sink, SinkKind, sinks_for
 from webhook_service.notify.sinks import Attempt, Verdict, attempt
-from webhook_service.notify.turns import Turns
+from webhook_service.notify.turns import LOCK_MARGIN_S, Turns
 from webhook_service.redaction import shown_url
 from webhook_service.services import Services
 
@@ -53,23 +55,55 @@ def fan_out(
         log.warning("event %s: task %s is not recorded, nothing to send", event_type, external_task_id)
         return
     logged_at = earlier_fan_outs_first(svc.redis, svc.events, task, event_id, partial(_fan_out, svc, task))
-    _fan_out(svc, task, event_id, event_type, logged_at or raised_at)
+    first = _fan_out(svc, task, event_id, event_type, logged_at or raised_at, attempt_first=True)
+    if first is not None:
+        _first_attempt(svc, first)
 
 
-def _fan_out(svc: Services, task: Task, event_id: str, event_type: str, raised_at: datetime) -> None:
+def _fan_out(
+    svc: Services,
+    task: Task,
+    event_id: str,
+    event_type: str,
+    raised_at: datetime,
+    *,
+    attempt_first: bool = False,
+) -> Delivery | None:
+    """Record the event's deliveries; with `attempt_first`, the one whose first attempt the caller
+    makes itself (returned), its job scheduled FIRST_ATTEMPT_BACKSTOP_S later."""
     sinks = sinks_for(svc.settings, task, event_type) + [
         Sink(SinkKind.WEBHOOK, endpoint.url, client=True, endpoint=endpoint.id)
         for endpoint in svc.endpoints.of_tenant(task.tenant)
         if endpoint.wants(event_type)  # a disabled one's are recorded as skipped, to replay once enabled
     ]
     if not sinks:
-        return
+        return None
     store = svc.deliveries
     event = store.event(event_id) or store.save_event(build_event(svc, task, event_id, event_type, raised_at))
+    attempt_first = (
+        attempt_first and svc.settings.notify_timeout_s + LOCK_MARGIN_S <= FAN_OUT_JOB_TIMEOUT_S / 2
+    )
+    first: Delivery | None = None
     for sink in sinks:
         delivery = Delivery.new(event, sink)
-        if store.create(delivery):
+        backstop = time.time() + FIRST_ATTEMPT_BACKSTOP_S if attempt_first and first is None else None
+        if store.create(delivery, backstop):
             log.info("event %s of %s: %s %s", event_type, task.external_task_id, delivery.status, delivery.id)
+            if backstop is not None and delivery.status is DeliveryStatus.PENDING:
+                first = delivery
+    return first
+
+
+def _first_attempt(svc: Services, delivery: Delivery) -> None:
+    """The first attempt of one of the event's deliveries, made by its fan-out: a job less for most
+    events (the one a single sink wants), the others' jobs already queued, so a slow sink delays no
+    other. Its own job, scheduled FIRST_ATTEMPT_BACKSTOP_S later, runs only if the fan-out died: once
+    the attempt has moved the record on (delivered, retried by another job, waiting its turn under
+    another), that job is removed."""
+    deliver(svc, delivery.id, delivery.id)
+    after = svc.deliveries.get(delivery.id)
+    if after is None or after.job != delivery.id:
+        cancel_delivery_job(svc.redis, delivery.id)
 
 
 def deliver(svc: Services, delivery_id: str, job_id: str | None, *, turn_taken: bool = False) -> None:
