@@ -14,7 +14,11 @@ domain/body_rules.py applies the field types; the rules across fields are here.
   video's sound, is refused here, as omni's item types are for image to video), ``resolution``
   720p/1080p/4k, ``duration`` an integer from 3 to 15 (a JSON number: the /v1 API's string ``"5"`` is
   refused with a message saying so), ``aspect_ratio`` 16:9/9:16/1:1 for text to video only (for image
-  to video the frame decides it).
+  to video the frame decides it); ``character_orientation`` image/video is motion control's, refused
+  on every other path (`no_character_orientation`).
+* ``contents`` items are one shape for every path (``type``, ``text``, ``url``, ``element_id``, ``id``,
+  ``voice_id``); each path names the kinds it takes and their keys (`walk_items`), so an unknown key gets
+  the same hint everywhere and a kind of another path is refused as such.
 * ``options``: ``callback_url``, ``external_task_id`` and ``watermark_info``, each as in the /v1 API.
 * A multi-shot prompt (one that starts ``shot 1, 3, ...``) is written ``shot n, m, words;``: 1 to 6
   shots numbered from 1, each of ``m`` >= 1 seconds, their seconds adding up to the video's duration
@@ -40,6 +44,7 @@ from webhook_service.domain.field_types import (
     NESTED_KEYS,
     TaskId,
     Url,
+    VoiceId,
     Watermark,
     between,
     documented,
@@ -62,8 +67,10 @@ MAX_ELEMENTS = 3
 MAX_FRAME_BYTES = 50 * 1024 * 1024
 DEFAULT_DURATION = 5
 OPTIONS = ("callback_url", "external_task_id", "watermark_info")
-CONTENT_TYPES = ("prompt", "first_frame", "last_frame", "element")
-# Every kind of `contents` item of the unified API (omni-video takes them all: domain/omni_rules.py).
+# Every kind of `contents` item of the unified API, one item shape for all (as `settings` is one shape):
+# each path takes some kinds and refuses the others (`walk_items`). Omni-video takes the first seven
+# (domain/omni_rules.py), kling-2.6 image to video `voice` (domain/kling26_rules.py), motion control
+# `image` and `video` (domain/motion_rules.py).
 ALL_CONTENT_TYPES = (
     "prompt",
     "first_frame",
@@ -72,9 +79,13 @@ ALL_CONTENT_TYPES = (
     "feature_video",
     "base_video",
     "element",
+    "voice",
+    "image",
+    "video",
 )
+ItemKeys = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
 # The keys each kind of image-to-video `contents` item takes besides `type`: (required, optional).
-_ITEM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+_ITEM_KEYS: ItemKeys = {
     "prompt": (("text",), ()),
     "first_frame": (("url",), ()),
     "last_frame": (("url",), ()),
@@ -113,6 +124,7 @@ Settings = shape(
         "resolution": enum("720p", "1080p", "4k"),
         "aspect_ratio": enum("16:9", "9:16", "1:1"),
         "duration": Seconds,
+        "character_orientation": enum("image", "video"),  # motion control's only
     },
     total=False,
 )
@@ -127,6 +139,7 @@ Item = shape(
         "url": NotRequired[Frame],
         "element_id": NotRequired[Name],
         "id": NotRequired[Name],
+        "voice_id": NotRequired[VoiceId],
     },
 )
 Contents = Annotated[list[Item], Strict(), Field(min_length=1)]  # type: ignore[valid-type]
@@ -186,9 +199,7 @@ def _text_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPro
     return problems
 
 
-def item_problems(
-    n: int, item: dict[str, Any], item_keys: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
-) -> list[FieldProblem]:
+def item_problems(n: int, item: dict[str, Any], item_keys: ItemKeys) -> list[FieldProblem]:
     """An item's keys against its type's (required, optional) keys in `item_keys`. A key no item takes
     is its type's problem (unknown, or let through by KLING_EXTRA_FIELDS' `contents.<key>`), not this."""
     kind, problems = item["type"], []
@@ -202,6 +213,86 @@ def item_problems(
     return problems
 
 
+def walk_items(
+    contents: list[Any],
+    item_keys: ItemKeys,
+    what: str,
+    *,
+    videos: tuple[str, ...] = (),
+    prompt_max: int = PROMPT_MAX_CHARS,
+) -> tuple[list[FieldProblem], dict[str, list[int]]]:
+    """Each item's own problems, and where each kind a path takes (`item_keys`) is. The raw items, not
+    only those that passed their types: one bad item hides no other problem. A kind the path does not
+    take is refused naming those it takes; an `id` (what the prompt names an item by) is used once; the
+    `url` of a kind in `videos` is a URL (Kling takes no Base64 video); a prompt's text is at most
+    `prompt_max` characters (its type already refuses more than the unified API's 3072)."""
+    problems: list[FieldProblem] = []
+    seen: dict[str, list[int]] = {kind: [] for kind in item_keys}
+    ids: set[str] = set()
+    for n, item in enumerate(contents):
+        if not isinstance(item, dict) or item.get("type") not in ALL_CONTENT_TYPES:
+            continue  # its type's problem is reported already
+        kind = item["type"]
+        if kind not in item_keys:
+            message = f"{what} takes {', '.join(item_keys)}"
+            problems.append(FieldProblem(f"contents[{n}].type", "not_supported", message))
+            continue
+        seen[kind].append(n)
+        problems += item_problems(n, item, item_keys)
+        text, url, name = item.get("text"), item.get("url"), item.get("id")
+        if kind == "prompt" and isinstance(text, str) and prompt_max < len(text) <= PROMPT_MAX_CHARS:
+            message = f"must be at most {prompt_max} characters"
+            problems.append(FieldProblem(f"contents[{n}].text", "too_long", message))
+        if kind in videos and isinstance(url, str) and not _is_http_url(url):
+            message = "must be an http or https URL: Kling takes a video by URL only"
+            problems.append(FieldProblem(f"contents[{n}].url", "format", message))
+        if isinstance(name, str):
+            if name in ids:
+                problems.append(FieldProblem(f"contents[{n}].id", "duplicate", "is used by another item"))
+            ids.add(name)
+    return problems, seen
+
+
+def too_many(seen: dict[str, list[int]], most: dict[str, int]) -> list[FieldProblem]:
+    """The items past the most of each kind (`most`: kind -> count)."""
+    return [
+        FieldProblem(f"contents[{n}]", "too_many", f"at most {count} of type {kind}")
+        for kind, count in most.items()
+        for n in seen[kind][count:]
+    ]
+
+
+def settings_refused(valid: dict[str, Any], refused: dict[str, str]) -> list[FieldProblem]:
+    """The settings a path does not take (`refused`: key -> why), each given refused (not_supported)."""
+    settings = unified_settings(valid)
+    return [
+        FieldProblem(f"settings.{key}", "not_supported", why)
+        for key, why in refused.items()
+        if key in settings
+    ]
+
+
+def settings_narrowed(
+    valid: dict[str, Any], taken: dict[str, tuple[tuple[Any, ...], str]]
+) -> list[FieldProblem]:
+    """A path's narrower values of the unified settings (`taken`: key -> (its values, why)): another
+    value of the shape's is refused (not_supported) with why, as a value the shape lacks is (enum)."""
+    settings = unified_settings(valid)
+    return [
+        FieldProblem(f"settings.{key}", "not_supported", why)
+        for key, (values, why) in taken.items()
+        if key in settings and settings[key] not in values
+    ]
+
+
+def no_character_orientation(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
+    """`settings.character_orientation` is motion control's: every other unified path refuses it."""
+    if "character_orientation" not in unified_settings(valid):
+        return []
+    message = "is motion control's (which way its character faces): not taken here"
+    return [FieldProblem("settings.character_orientation", "not_supported", message)]
+
+
 def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
     problems = _no_original_audio(valid)
     if "aspect_ratio" in unified_settings(valid):
@@ -210,30 +301,16 @@ def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPr
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         return problems  # its type's problem is reported already
-    seen: dict[str, list[int]] = {kind: [] for kind in CONTENT_TYPES}
-    element_ids: set[str] = set()
-    # The raw items, not only those that passed their types: one bad item hides no other problem.
-    for n, item in enumerate(contents):
-        if not isinstance(item, dict) or item.get("type") not in ALL_CONTENT_TYPES:
-            continue
-        if item["type"] not in CONTENT_TYPES:
-            message = f"image to video takes {', '.join(CONTENT_TYPES)} (the others are omni-video's)"
-            problems.append(FieldProblem(f"contents[{n}].type", "not_supported", message))
-            continue
-        seen[item["type"]].append(n)
-        problems += item_problems(n, item, _ITEM_KEYS)
-        if item["type"] == "prompt" and isinstance(item.get("text"), str):
-            problems += shot_problems(f"contents[{n}].text", item["text"], unified_settings(valid))
-        if item["type"] == "element" and isinstance(item.get("id"), str):
-            if item["id"] in element_ids:
-                problems.append(FieldProblem(f"contents[{n}].id", "duplicate", "is used by another element"))
-            element_ids.add(item["id"])
+    found, seen = walk_items(contents, _ITEM_KEYS, "image to video")
+    problems += found
+    for n in seen["prompt"]:
+        if isinstance(text := contents[n].get("text"), str):
+            problems += shot_problems(f"contents[{n}].text", text, unified_settings(valid))
     if not seen["first_frame"]:
         problems.append(FieldProblem("contents", "missing", "needs one item of type first_frame"))
-    for kind, most in (("first_frame", 1), ("last_frame", 1), ("prompt", 1), ("element", MAX_ELEMENTS)):
-        for n in seen[kind][most:]:
-            problems.append(FieldProblem(f"contents[{n}]", "too_many", f"at most {most} of type {kind}"))
-    return problems
+    return problems + too_many(
+        seen, {"first_frame": 1, "last_frame": 1, "prompt": 1, "element": MAX_ELEMENTS}
+    )
 
 
 TEXT_TO_VIDEO = BodyRules(
@@ -244,7 +321,7 @@ TEXT_TO_VIDEO = BodyRules(
         "Kling's unified text-to-video create body (kling-3.0). A prompt written as shots ('shot n, m, "
         "words;') has 1 to 6 shots numbered from 1, each >= 1 s, adding up to settings.duration."
     ),
-    cross_field=(_text_to_video,),
+    cross_field=(_text_to_video, no_character_orientation),
 )
 IMAGE_TO_VIDEO = BodyRules(
     field_types={"contents": Contents, "settings": Settings, "options": Options},
@@ -255,7 +332,7 @@ IMAGE_TO_VIDEO = BodyRules(
         "one last_frame {url} and one prompt {text}, at most 3 elements {element_id, id}; no "
         "settings.aspect_ratio (the first frame decides it)."
     ),
-    cross_field=(_image_to_video,),
+    cross_field=(_image_to_video, no_character_orientation),
 )
 
 
