@@ -147,8 +147,7 @@ def test_an_attackers_body_is_refused_whole_and_nothing_reaches_kling(service: S
     assert fields == {
         ("contents[0].url", "format"),
         ("contents[1].voice_id", "type"),
-        ("contents[1].id", "type"),
-        ("contents[1]", "requires"),  # a voice without native audio, whatever its fields
+        ("contents[1].id", "type"),  # no `requires` on the voice: the settings' problems say why
         ("contents[2].text", "too_long"),
         ("contents[3]", "type"),
         ("settings.duration", "type"),

@@ -113,11 +113,14 @@ def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPr
     problems += found + too_many(seen, {"first_frame": 1, "last_frame": 1, "prompt": 1, "voice": MAX_VOICES})
     if not seen["first_frame"]:
         problems.append(FieldProblem("contents", "missing", "needs one item of type first_frame"))
-    settings = unified_settings(valid)
+    # The settings as sent: one bad key fails the whole object's type, and must not make these fire.
+    settings = body.get("settings", {})
+    if not isinstance(settings, dict):
+        return problems
     if settings.get("resolution", DEFAULT_RESOLUTION) == DEFAULT_RESOLUTION:  # 4k: its own problem
         for n in seen["last_frame"]:
             problems.append(FieldProblem(f"contents[{n}]", "requires", _AT_1080P.format("a last frame")))
-    if settings.get("audio", "off") != "native":
+    if settings.get("audio", "off") == "off":  # original: its own problem
         for n in seen["voice"]:
             message = 'a voice speaks only with settings.audio "native" (off, the default, is silent)'
             problems.append(FieldProblem(f"contents[{n}]", "requires", message))
