@@ -1,7 +1,8 @@
-"""Kling's unified API in the simulator: `POST /text-to-video/kling-3.0`, `POST /image-to-video/kling-3.0`,
-`POST /omni-video/kling-3.0-omni`, `POST /text-to-video/kling-2.6`, the text and image to video of
-kling-2.5-turbo and kling-3.0-turbo, `GET /tasks?task_ids=` or `?external_task_ids=` and `POST /tasks`
-(the list by cursor), Bearer the unified API key when one is configured.
+"""Kling's unified API in the simulator: its create paths (`UNIFIED_PATHS`: kling-3.0's text and image
+to video and omni video, Kling 2.6's text and image to video, the text and image to video of
+kling-2.5-turbo and kling-3.0-turbo, Kling O1's omni video, motion control 3.0 and 2.6),
+`GET /tasks?task_ids=` or `?external_task_ids=` and `POST /tasks` (the list by cursor), Bearer the
+unified API key when one is configured.
 
 A unified task is made as the /v1 video task of its kind is (the same scenarios, the same real MP4s),
 marked `unified`: its options are read from `options`, its callbacks are always in the newer shape
@@ -24,10 +25,14 @@ from .tasks import Task, pack_of
 UNIFIED_PATHS = {
     "/text-to-video/kling-3.0": ("text2video", "prompt"),
     "/text-to-video/kling-2.6": ("text2video", "prompt"),
+    "/image-to-video/kling-2.6": ("image2video", "contents"),
     "/text-to-video/kling-2.5-turbo": ("text2video", "prompt"),
     "/image-to-video/kling-2.5-turbo": ("image2video", "contents"),
     "/text-to-video/kling-3.0-turbo": ("text2video", "prompt"),
     "/image-to-video/kling-3.0-turbo": ("image2video", "contents"),
+    "/omni-video/kling-o1": ("text2video", "contents"),
+    "/motion-control/kling-3.0": ("image2video", "contents"),
+    "/motion-control/kling-2.6": ("image2video", "contents"),
     "/image-to-video/kling-3.0": ("image2video", "contents"),
     "/omni-video/kling-3.0-omni": ("text2video", "contents"),
 }

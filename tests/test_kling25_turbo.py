@@ -107,6 +107,7 @@ def test_every_limit_of_2_5_turbo_image_to_video_is_reported_at_once() -> None:
         ("contents[5]", "requires"),  # a last frame at 720p, the default
         ("contents[6].url", "missing"),
         ("contents[6]", "too_many"),
+        ("contents[6]", "requires"),  # each last frame, as Kling 2.6's
         ("contents[7].type", "not_supported"),
         ("settings.aspect_ratio", "not_supported"),
         ("settings.audio", "not_supported"),

@@ -180,7 +180,7 @@ def test_unified_bodies_are_checked_against_every_documented_rule() -> None:
                 *[element] * 2,
                 {"type": "element", "element_id": "1", "id": "e2"},
                 {"type": "element", "element_id": "2", "id": "e3"},
-                {"type": "video", "url": FRAME},
+                {"type": "audio", "url": FRAME},  # no item of the unified API
             ]
         },
     ) == {

@@ -39,6 +39,9 @@ CAMERA_TYPES = ("simple", "down_back", "forward_up", "right_turn_forward", "left
 CAMERA_AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 PROMPT_MAX_CHARS = 2500
+# Voices of Kling's voice library a video speaks with, at most 2 a task: /v1 image2video's `voice_list`
+# and the unified kling-2.6 image to video's `voice` items take the same ids and count.
+MAX_VOICES = 2
 
 
 def rule(code: str, message: str, holds: Callable[[Any], bool]) -> AfterValidator:
@@ -138,6 +141,7 @@ Url = Annotated[
 # Printable ASCII ("!" to "}") without whitespace; "~" is reserved (domain/tenants.py: it keeps tenants'
 # ids apart upstream).
 TaskId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64, pattern=r"^[!-}]+$")]
+VoiceId = Annotated[str, StringConstraints(strict=True, min_length=1)]
 CfgScale = Annotated[float, Strict(), between(0, 1), documented(minimum=0, maximum=1)]
 Duration: Any = Annotated[enum("5", "10"), BeforeValidator(_reject_number)]
 _NESTED = ConfigDict(strict=True, extra="forbid")

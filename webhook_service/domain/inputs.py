@@ -62,7 +62,8 @@ NESTED_IMAGE_FIELDS = {
     "dynamic_masks": "mask",
     "subject_image_list": "subject_image",
     "image_list": "image",  # multi-image to video's elements
-    "contents": "url",  # the unified API's first_frame and last_frame (its other items have no url)
+    "contents": "url",  # the unified API's images (frames, refer_image, motion control's image); a video's
+    # url is a URL, never Base64, so nothing of it is archived
 }
 # object field -> its key holding one image, and its key holding a list of images (video effects' input)
 OBJECT_IMAGE_FIELDS = {"input": ("image", "images")}

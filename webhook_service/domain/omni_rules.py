@@ -7,8 +7,10 @@ unified API", names the source). The field types and the shot rules are the unif
   optional id} (a URL or raw Base64 of at most 50 MB), ``feature_video`` (a video to take features from)
   and ``base_video`` (a video to edit) {url, optional id}: a URL only, Kling takes no Base64 video;
   ``element`` {element_id, id}. Each item its own keys only; the ``id`` s, which the prompt names, are
-  distinct. At most one prompt (as for image to video), one first frame, one last frame and only with a
-  first frame (a last frame alone is not supported), one reference video of either kind.
+  distinct; an item of another path (``voice``, ``image``, ``video``) is refused. At most one prompt (as
+  for image to video), one first frame, one last frame and only with a first frame (a last frame alone
+  is not supported), one reference video of either kind. Kling O1 shares these rules
+  (`contents_problems`; domain/o1_rules.py adds its own).
 * Counts: Kling's limits depend on whether each element is made from a video or from images, which only
   Kling's element library knows; what holds for every mix is checked: reference images and elements
   together at most 7, at most 4 with a reference video, and at most 3 elements with a first frame.
@@ -25,24 +27,26 @@ from typing import Any
 
 from webhook_service.domain.body_limits import BodyLimit
 from webhook_service.domain.body_rules import BodyRules
-from webhook_service.domain.field_types import is_http_url
 from webhook_service.domain.problems import FieldProblem
 from webhook_service.domain.unified_rules import (
-    ALL_CONTENT_TYPES,
     MAX_FRAME_BYTES,
+    PROMPT_MAX_CHARS,
     Contents,
+    ItemKeys,
     Options,
     Settings,
-    item_problems,
+    no_character_orientation,
     shot_problems,
+    too_many,
     unified_settings,
+    walk_items,
 )
 
 MODEL = "kling-3.0-omni"
 OMNI_VIDEO_PATH = "/omni-video/kling-3.0-omni"
 IMAGES = ("first_frame", "last_frame", "refer_image")
 VIDEOS = ("feature_video", "base_video")
-_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+ITEM_KEYS: ItemKeys = {
     "prompt": (("text",), ()),
     **dict.fromkeys(IMAGES + VIDEOS, (("url",), ("id",))),
     "element": (("element_id", "id"), ()),
@@ -57,34 +61,8 @@ BODY = BodyLimit(
 )
 
 
-def _items(contents: list[Any], settings: dict[str, Any]) -> tuple[list[FieldProblem], dict[str, list[int]]]:
-    """Each item's own problems, and where each kind of item is."""
-    problems: list[FieldProblem] = []
-    seen: dict[str, list[int]] = {kind: [] for kind in ALL_CONTENT_TYPES}
-    ids: set[str] = set()
-    for n, item in enumerate(contents):
-        if not isinstance(item, dict) or item.get("type") not in ALL_CONTENT_TYPES:
-            continue  # its type's problem is reported already
-        kind = item["type"]
-        seen[kind].append(n)
-        problems += item_problems(n, item, _KEYS)
-        if kind == "prompt" and isinstance(item.get("text"), str):
-            problems += shot_problems(f"contents[{n}].text", item["text"], settings)
-        if kind in VIDEOS and isinstance(item.get("url"), str) and not is_http_url(item["url"]):
-            message = "must be an http or https URL: Kling takes a video by URL only"
-            problems.append(FieldProblem(f"contents[{n}].url", "format", message))
-        if isinstance(item.get("id"), str):
-            if item["id"] in ids:
-                problems.append(FieldProblem(f"contents[{n}].id", "duplicate", "is used by another item"))
-            ids.add(item["id"])
-    return problems, seen
-
-
 def _counts(seen: dict[str, list[int]]) -> list[FieldProblem]:
-    problems = []
-    for kind, most in (("prompt", 1), ("first_frame", 1), ("last_frame", 1)):
-        for n in seen[kind][most:]:
-            problems.append(FieldProblem(f"contents[{n}]", "too_many", f"at most {most} of type {kind}"))
+    problems = too_many(seen, {"prompt": 1, "first_frame": 1, "last_frame": 1})
     for n in sorted(seen["feature_video"] + seen["base_video"])[1:]:
         message = "at most 1 reference video (feature_video or base_video)"
         problems.append(FieldProblem(f"contents[{n}]", "too_many", message))
@@ -127,13 +105,25 @@ def _with_video(seen: dict[str, list[int]], settings: dict[str, Any]) -> list[Fi
     return problems
 
 
+def contents_problems(
+    contents: list[Any], settings: dict[str, Any], what: str, prompt_max: int
+) -> tuple[list[FieldProblem], dict[str, list[int]]]:
+    """The rules on `contents` every omni model shares (kling-3.0-omni's, Kling O1's: domain/o1_rules.py),
+    and where each kind of item is; `what` names the model in a refusal, `prompt_max` its longest prompt."""
+    problems, seen = walk_items(contents, ITEM_KEYS, what, videos=VIDEOS, prompt_max=prompt_max)
+    return problems + _counts(seen) + _with_video(seen, settings), seen
+
+
 def _omni(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         return []  # its type's problem is reported already
     settings = unified_settings(valid)
-    problems, seen = _items(contents, settings)
-    return problems + _counts(seen) + _with_video(seen, settings)
+    problems, seen = contents_problems(contents, settings, "kling-3.0-omni", PROMPT_MAX_CHARS)
+    for n in seen["prompt"]:
+        if isinstance(text := contents[n].get("text"), str):
+            problems += shot_problems(f"contents[{n}].text", text, settings)
+    return problems
 
 
 RULES = BodyRules(
@@ -145,5 +135,5 @@ RULES = BodyRules(
         "first_frame, one last_frame (with a first frame), one reference video (feature_video or "
         "base_video, a URL); reference images and elements at most 7 (4 with a video); ids distinct."
     ),
-    cross_field=(_omni,),
+    cross_field=(_omni, no_character_orientation),
 )

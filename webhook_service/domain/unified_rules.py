@@ -14,7 +14,14 @@ domain/body_rules.py applies the field types; the rules across fields are here.
   video's sound, is refused here, as omni's item types are for image to video), ``resolution``
   720p/1080p/4k, ``duration`` an integer from 3 to 15 (a JSON number: the /v1 API's string ``"5"`` is
   refused with a message saying so), ``aspect_ratio`` 16:9/9:16/1:1 for text to video only (for image
-  to video the frame decides it).
+  to video the frame decides it); ``character_orientation`` image/video is motion control's, refused
+  on every other path (`no_character_orientation`).
+* ``contents`` items are one shape for every path (``type``, ``text``, ``url``, ``element_id``, ``id``,
+  ``voice_id``); each path names the kinds it takes and their keys (`walk_items`), so an unknown key gets
+  the same hint everywhere and a kind of another path is refused as such.
+* Every path's rules are written with the helpers here: `walk_items`, `too_many` and `needs_one` for its
+  items, `settings_refused` and `settings_narrowed` for the settings it does not take or takes fewer
+  values of (`FRAME_DECIDES_ASPECT`, `no_4k`: what several models share).
 * ``options``: ``callback_url``, ``external_task_id`` and ``watermark_info``, each as in the /v1 API.
 * A multi-shot prompt (one that starts ``shot 1, 3, ...``) is written ``shot n, m, words;``: 1 to 6
   shots numbered from 1, each of ``m`` >= 1 seconds, their seconds adding up to the video's duration
@@ -40,6 +47,7 @@ from webhook_service.domain.field_types import (
     NESTED_KEYS,
     TaskId,
     Url,
+    VoiceId,
     Watermark,
     between,
     documented,
@@ -62,8 +70,10 @@ MAX_ELEMENTS = 3
 MAX_FRAME_BYTES = 50 * 1024 * 1024
 DEFAULT_DURATION = 5
 OPTIONS = ("callback_url", "external_task_id", "watermark_info")
-CONTENT_TYPES = ("prompt", "first_frame", "last_frame", "element")
-# Every kind of `contents` item of the unified API (omni-video takes them all: domain/omni_rules.py).
+# Every kind of `contents` item of the unified API, one item shape for all (as `settings` is one shape):
+# each path takes some kinds and refuses the others (`walk_items`). Omni-video takes the first seven
+# (domain/omni_rules.py), kling-2.6 image to video `voice` (domain/kling26_rules.py), motion control
+# `image` and `video` (domain/motion_rules.py).
 ALL_CONTENT_TYPES = (
     "prompt",
     "first_frame",
@@ -72,9 +82,14 @@ ALL_CONTENT_TYPES = (
     "feature_video",
     "base_video",
     "element",
+    "voice",
+    "image",
+    "video",
 )
+ItemKeys = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+Narrowed = dict[str, tuple[tuple[Any, ...], str]]  # settings key -> (the values a path takes, why)
 # The keys each kind of image-to-video `contents` item takes besides `type`: (required, optional).
-_ITEM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+_ITEM_KEYS: ItemKeys = {
     "prompt": (("text",), ()),
     "first_frame": (("url",), ()),
     "last_frame": (("url",), ()),
@@ -113,6 +128,7 @@ Settings = shape(
         "resolution": enum("720p", "1080p", "4k"),
         "aspect_ratio": enum("16:9", "9:16", "1:1"),
         "duration": Seconds,
+        "character_orientation": enum("image", "video"),  # motion control's only
     },
     total=False,
 )
@@ -127,6 +143,7 @@ Item = shape(
         "url": NotRequired[Frame],
         "element_id": NotRequired[Name],
         "id": NotRequired[Name],
+        "voice_id": NotRequired[VoiceId],
     },
 )
 Contents = Annotated[list[Item], Strict(), Field(min_length=1)]  # type: ignore[valid-type]
@@ -171,24 +188,7 @@ def unified_settings(valid: dict[str, Any]) -> dict[str, Any]:
     return settings if isinstance(settings, dict) else {}
 
 
-def _no_original_audio(valid: dict[str, Any]) -> list[FieldProblem]:
-    if unified_settings(valid).get("audio") != "original":
-        return []
-    message = "keeps a reference video's sound: omni-video's only (native or off here)"
-    return [FieldProblem("settings.audio", "not_supported", message)]
-
-
-def _text_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
-    prompt = valid.get("prompt")
-    problems = _no_original_audio(valid)
-    if isinstance(prompt, str):
-        problems += shot_problems("prompt", prompt, unified_settings(valid))
-    return problems
-
-
-def item_problems(
-    n: int, item: dict[str, Any], item_keys: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
-) -> list[FieldProblem]:
+def _item_problems(n: int, item: dict[str, Any], item_keys: ItemKeys) -> list[FieldProblem]:
     """An item's keys against its type's (required, optional) keys in `item_keys`. A key no item takes
     is its type's problem (unknown, or let through by KLING_EXTRA_FIELDS' `contents.<key>`), not this."""
     kind, problems = item["type"], []
@@ -202,43 +202,116 @@ def item_problems(
     return problems
 
 
-def no_aspect_ratio(valid: dict[str, Any]) -> list[FieldProblem]:
-    """Image to video, of every model: the first frame decides the aspect ratio."""
-    if "aspect_ratio" not in unified_settings(valid):
-        return []
-    message = "not taken by image to video: the first frame decides the aspect ratio"
-    return [FieldProblem("settings.aspect_ratio", "not_supported", message)]
+def walk_items(
+    contents: list[Any],
+    item_keys: ItemKeys,
+    what: str,
+    *,
+    videos: tuple[str, ...] = (),
+    prompt_max: int = PROMPT_MAX_CHARS,
+) -> tuple[list[FieldProblem], dict[str, list[int]]]:
+    """Each item's own problems, and where each kind a path takes (`item_keys`) is. The raw items, not
+    only those that passed their types: one bad item hides no other problem. A kind the path does not
+    take is refused naming those it takes; an `id` (what the prompt names an item by) is used once; the
+    `url` of a kind in `videos` is a URL (Kling takes no Base64 video); a prompt's text is at most
+    `prompt_max` characters (its type already refuses more than the unified API's 3072)."""
+    problems: list[FieldProblem] = []
+    seen: dict[str, list[int]] = {kind: [] for kind in item_keys}
+    ids: set[str] = set()
+    for n, item in enumerate(contents):
+        if not isinstance(item, dict) or item.get("type") not in ALL_CONTENT_TYPES:
+            continue  # its type's problem is reported already
+        kind = item["type"]
+        if kind not in item_keys:
+            message = f"{what} takes {', '.join(item_keys)} only"
+            problems.append(FieldProblem(f"contents[{n}].type", "not_supported", message))
+            continue
+        seen[kind].append(n)
+        problems += _item_problems(n, item, item_keys)
+        text, url, name = item.get("text"), item.get("url"), item.get("id")
+        if kind == "prompt" and isinstance(text, str) and prompt_max < len(text) <= PROMPT_MAX_CHARS:
+            message = f"must be at most {prompt_max} characters"
+            problems.append(FieldProblem(f"contents[{n}].text", "too_long", message))
+        if kind in videos and isinstance(url, str) and not _is_http_url(url):
+            message = "must be an http or https URL: Kling takes a video by URL only"
+            problems.append(FieldProblem(f"contents[{n}].url", "format", message))
+        if isinstance(name, str):
+            if name in ids:
+                problems.append(FieldProblem(f"contents[{n}].id", "duplicate", "is used by another item"))
+            ids.add(name)
+    return problems, seen
+
+
+def too_many(seen: dict[str, list[int]], most: dict[str, int]) -> list[FieldProblem]:
+    """The items past the most of each kind (`most`: kind -> count)."""
+    return [
+        FieldProblem(f"contents[{n}]", "too_many", f"at most {count} of type {kind}")
+        for kind, count in most.items()
+        for n in seen[kind][count:]
+    ]
+
+
+def needs_one(seen: dict[str, list[int]], kind: str, what: str = "") -> list[FieldProblem]:
+    """A kind of item a path requires (`what`: what it is to the video), absent from `contents`."""
+    return [] if seen[kind] else [FieldProblem("contents", "missing", f"needs one item of type {kind}{what}")]
+
+
+def settings_narrowed(valid: dict[str, Any], taken: Narrowed) -> list[FieldProblem]:
+    """A path's narrower values of the unified settings (`taken`: key -> (its values, why)): another
+    value of the shape's is refused (not_supported) with why, as a value the shape lacks is (enum)."""
+    settings = unified_settings(valid)
+    return [
+        FieldProblem(f"settings.{key}", "not_supported", why)
+        for key, (values, why) in taken.items()
+        if key in settings and settings[key] not in values
+    ]
+
+
+def settings_refused(valid: dict[str, Any], refused: dict[str, str]) -> list[FieldProblem]:
+    """The settings a path does not take at all (`refused`: key -> why): narrowed to no value."""
+    return settings_narrowed(valid, {key: ((), why) for key, why in refused.items()})
+
+
+# What several paths refuse or narrow alike, for settings_refused and settings_narrowed.
+FRAME_DECIDES_ASPECT = {
+    "aspect_ratio": "not taken by image to video: the first frame decides the aspect ratio"
+}
+NO_ORIGINAL_AUDIO: Narrowed = {
+    "audio": (("native", "off"), "keeps a reference video's sound: omni-video's only (native or off here)")
+}
+
+
+def no_4k(model: str) -> Narrowed:
+    """kling-3.0's 4k, refused for a model that makes 720p or 1080p only."""
+    return {"resolution": (("720p", "1080p"), f"{model} makes 720p or 1080p videos (4k is kling-3.0's)")}
+
+
+def no_character_orientation(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
+    """`settings.character_orientation` is motion control's: every other unified path refuses it."""
+    message = "is motion control's (which way its character faces): not taken here"
+    return settings_refused(valid, {"character_orientation": message})
+
+
+def _text_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
+    prompt = valid.get("prompt")
+    problems = settings_narrowed(valid, NO_ORIGINAL_AUDIO)
+    if isinstance(prompt, str):
+        problems += shot_problems("prompt", prompt, unified_settings(valid))
+    return problems
 
 
 def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
-    problems = _no_original_audio(valid) + no_aspect_ratio(valid)
+    problems = settings_narrowed(valid, NO_ORIGINAL_AUDIO) + settings_refused(valid, FRAME_DECIDES_ASPECT)
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         return problems  # its type's problem is reported already
-    seen: dict[str, list[int]] = {kind: [] for kind in CONTENT_TYPES}
-    element_ids: set[str] = set()
-    # The raw items, not only those that passed their types: one bad item hides no other problem.
-    for n, item in enumerate(contents):
-        if not isinstance(item, dict) or item.get("type") not in ALL_CONTENT_TYPES:
-            continue
-        if item["type"] not in CONTENT_TYPES:
-            message = f"image to video takes {', '.join(CONTENT_TYPES)} (the others are omni-video's)"
-            problems.append(FieldProblem(f"contents[{n}].type", "not_supported", message))
-            continue
-        seen[item["type"]].append(n)
-        problems += item_problems(n, item, _ITEM_KEYS)
-        if item["type"] == "prompt" and isinstance(item.get("text"), str):
-            problems += shot_problems(f"contents[{n}].text", item["text"], unified_settings(valid))
-        if item["type"] == "element" and isinstance(item.get("id"), str):
-            if item["id"] in element_ids:
-                problems.append(FieldProblem(f"contents[{n}].id", "duplicate", "is used by another element"))
-            element_ids.add(item["id"])
-    if not seen["first_frame"]:
-        problems.append(FieldProblem("contents", "missing", "needs one item of type first_frame"))
-    for kind, most in (("first_frame", 1), ("last_frame", 1), ("prompt", 1), ("element", MAX_ELEMENTS)):
-        for n in seen[kind][most:]:
-            problems.append(FieldProblem(f"contents[{n}]", "too_many", f"at most {most} of type {kind}"))
-    return problems
+    found, seen = walk_items(contents, _ITEM_KEYS, "image to video")
+    problems += found
+    for n in seen["prompt"]:
+        if isinstance(text := contents[n].get("text"), str):
+            problems += shot_problems(f"contents[{n}].text", text, unified_settings(valid))
+    most = {"first_frame": 1, "last_frame": 1, "prompt": 1, "element": MAX_ELEMENTS}
+    return problems + needs_one(seen, "first_frame") + too_many(seen, most)
 
 
 TEXT_TO_VIDEO = BodyRules(
@@ -249,7 +322,7 @@ TEXT_TO_VIDEO = BodyRules(
         "Kling's unified text-to-video create body (kling-3.0). A prompt written as shots ('shot n, m, "
         "words;') has 1 to 6 shots numbered from 1, each >= 1 s, adding up to settings.duration."
     ),
-    cross_field=(_text_to_video,),
+    cross_field=(_text_to_video, no_character_orientation),
 )
 IMAGE_TO_VIDEO = BodyRules(
     field_types={"contents": Contents, "settings": Settings, "options": Options},
@@ -260,7 +333,7 @@ IMAGE_TO_VIDEO = BodyRules(
         "one last_frame {url} and one prompt {text}, at most 3 elements {element_id, id}; no "
         "settings.aspect_ratio (the first frame decides it)."
     ),
-    cross_field=(_image_to_video,),
+    cross_field=(_image_to_video, no_character_orientation),
 )
 
 

@@ -14,7 +14,7 @@ Decisions where the documentation leaves room, besides the shared ones (domain/f
 
 from typing import Annotated, Any
 
-from pydantic import Field, Strict, StringConstraints
+from pydantic import Field, Strict
 
 from webhook_service.domain import v1_multi_shot
 from webhook_service.domain.body_rules import BodyRules, validate_body
@@ -22,10 +22,12 @@ from webhook_service.domain.field_types import (
     CAMERA_TYPES,
     COMMON_FIELDS,
     MAX_IMAGE_BYTES,
+    MAX_VOICES,
     CameraControl,
     CfgScale,
     Image,
     Prompt,
+    VoiceId,
     enum,
     is_http_url,
     shape,
@@ -61,7 +63,7 @@ DEFAULT_MODEL = "kling-v1"
 # At most one of these groups per request: first + last frame, motion brush, camera control.
 _EXCLUSIVE_GROUPS = (("image_tail",), ("static_mask", "dynamic_masks"), ("camera_control",))
 
-_Voice = shape("voice_list", {"voice_id": Annotated[str, StringConstraints(min_length=1)]})
+_Voice = shape("voice_list", {"voice_id": VoiceId})
 _Point = shape("trajectories", {"x": int, "y": int})
 _Trajectory = Annotated[list[_Point], Field(min_length=2, max_length=77)]  # type: ignore[valid-type]
 _DynamicMask = shape("dynamic_masks", {"mask": Image, "trajectories": _Trajectory})
@@ -88,7 +90,7 @@ RULES = BodyRules(
         "image_tail": Image,
         "prompt": Prompt,
         "negative_prompt": Prompt,
-        "voice_list": Annotated[list[_Voice], Strict(), Field(max_length=2)],  # type: ignore[valid-type]
+        "voice_list": Annotated[list[_Voice], Strict(), Field(max_length=MAX_VOICES)],  # type: ignore[valid-type]
         "sound": enum("on", "off"),
         "cfg_scale": CfgScale,
         "mode": enum("std", "pro"),

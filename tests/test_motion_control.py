@@ -1,0 +1,169 @@
+"""Kling's unified motion control (`POST /motion-control/kling-3.0` and `/motion-control/kling-2.6`, types
+kling-3.0-motion-control and kling-2.6-motion-control): a character image, a motion video by URL, an
+optional prompt, kling-3.0 an element; `settings.character_orientation` required (even when `settings`
+is absent), audio original or off, 720p or 1080p, no duration; every problem at once, over HTTP too;
+every other unified path refusing what is motion control's; and each path through the simulator to an
+archived MP4, a Base64 character kept in the archive."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import test_task_types
+from tests.conftest import Service
+from tests.test_inputs import b64, noise_png, stored_request
+from tests.test_kling26_image_to_video import problems, round_trip
+from webhook_service.domain.problems import RequestInvalid
+from webhook_service.domain.task_types import TASK_TYPES, task_type
+
+running = test_task_types.running  # the service and real workers, archiving at once
+
+TYPES = {
+    "kling-3.0-motion-control": "/motion-control/kling-3.0",
+    "kling-2.6-motion-control": "/motion-control/kling-2.6",
+}
+CHARACTER = {"type": "image", "url": "https://example.com/character.png"}
+MOTION = {"type": "video", "url": "https://example.com/dance.mp4"}
+ELEMENT = {"type": "element", "element_id": "163", "id": "dancer"}
+FACING = {"character_orientation": "video"}
+
+
+@pytest.mark.parametrize(("type_name", "path"), TYPES.items())
+def test_motion_control_takes_a_character_a_motion_and_an_orientation(type_name: str, path: str) -> None:
+    kind = task_type(type_name)
+    assert kind.unified and kind.path == path and kind.output == "video" and kind.pack == "video"
+    body = {
+        "contents": [{"type": "prompt", "text": "on a rooftop at night"}, CHARACTER, MOTION],
+        "settings": {"character_orientation": "image", "audio": "original", "resolution": "1080p"},
+        "options": {"external_task_id": "mc-1"},
+    }
+    assert kind.validate(body) == {
+        "contents": body["contents"],
+        "settings": body["settings"],
+        "external_task_id": "mc-1",
+    }
+    assert kind.validate({"contents": [MOTION, CHARACTER], "settings": {**FACING, "audio": "off"}})
+    assert kind.model_of(body) == path.rsplit("/", 1)[1]
+
+
+def test_kling_3_0_takes_one_element_and_kling_2_6_none() -> None:
+    body = {"contents": [CHARACTER, MOTION, ELEMENT], "settings": FACING}
+    assert task_type("kling-3.0-motion-control").validate(body)
+    assert problems("kling-2.6-motion-control", body) == {("contents[2].type", "not_supported")}
+    second = {**ELEMENT, "id": "other"}
+    assert problems("kling-3.0-motion-control", {**body, "contents": [*body["contents"], second]}) == {
+        ("contents[3]", "too_many")
+    }
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_every_rule_of_motion_control_is_reported_at_once(type_name: str) -> None:
+    body = {
+        "contents": [
+            {"type": "prompt", "text": "x" * 2501},
+            {"type": "prompt", "text": "y"},
+            {**MOTION, "url": b64(b"not a video: Kling takes videos by URL")},
+            MOTION,
+            {"type": "first_frame", "url": CHARACTER["url"]},
+            {**CHARACTER, "id": "c1"},
+        ],
+        "settings": {
+            "duration": 10,
+            "multi_shot": False,
+            "aspect_ratio": "9:16",
+            "audio": "native",
+            "resolution": "4k",
+        },
+    }
+    assert problems(type_name, body) == {
+        ("contents[0].text", "too_long"),
+        ("contents[1]", "too_many"),
+        ("contents[2].url", "format"),
+        ("contents[3]", "too_many"),  # one motion video
+        ("contents[4].type", "not_supported"),  # image to video's
+        ("contents[5].id", "requires"),  # no id on a character
+        ("settings.character_orientation", "missing"),
+        ("settings.duration", "not_supported"),  # the motion video's own
+        ("settings.multi_shot", "not_supported"),
+        ("settings.aspect_ratio", "not_supported"),
+        ("settings.audio", "not_supported"),
+        ("settings.resolution", "not_supported"),
+    }
+    # Kling's page makes settings optional but holds a required key in it: the problem is that key.
+    assert problems(type_name, {"contents": [CHARACTER, MOTION]}) == {
+        ("settings.character_orientation", "missing")
+    }
+    with pytest.raises(RequestInvalid) as caught:  # neither a character nor a motion: both said
+        task_type(type_name).validate(
+            {"contents": [{"type": "prompt", "text": "a dance"}], "settings": FACING}
+        )
+    assert [(p.field, p.code, p.message) for p in caught.value.problems] == [
+        ("contents", "missing", "needs one item of type image (the character)"),
+        ("contents", "missing", "needs one item of type video (the motion)"),
+    ]
+    assert problems(type_name, {"settings": {"character_orientation": "left"}}) == {
+        ("contents", "missing"),
+        ("settings.character_orientation", "enum"),
+    }
+
+
+OTHER_UNIFIED = sorted(name for name, kind in TASK_TYPES.items() if kind.unified and name not in TYPES)
+
+
+@pytest.mark.parametrize("type_name", OTHER_UNIFIED)
+def test_every_other_unified_path_refuses_what_is_motion_controls(type_name: str) -> None:
+    """The unified settings and items are one shape: a path that does not take a key or a kind says so."""
+    kind = task_type(type_name)
+    body: dict[str, object] = {"settings": FACING}
+    if "contents" in kind.rules.field_types:
+        body["contents"] = [{"type": "prompt", "text": "a dance"}, CHARACTER, MOTION]
+    found = problems(type_name, body)
+    assert ("settings.character_orientation", "not_supported") in found
+    if "contents" in kind.rules.field_types:
+        assert {("contents[1].type", "not_supported"), ("contents[2].type", "not_supported")} <= found
+
+
+def test_an_attackers_body_is_refused_whole_and_nothing_reaches_kling(service: Service, simulator) -> None:
+    body = {
+        "contents": [
+            {"type": "image", "url": "http://[::1"},
+            {"type": "video", "url": "http://10.0.0.1:99999/x.mp4"},
+            {"type": "element", "element_id": 163, "id": "d" * 257},
+            {"type": "prompt", "text": None},
+        ],
+        "settings": [FACING],
+        "options": {"callback_url": "http://localhost:8000/hook", "external_task_id": "x" * 65},
+    }
+    response = service.http.post(TYPES["kling-3.0-motion-control"], json=body)
+    assert response.status_code == 400 and response.json()["code"] == 1201
+    fields = {(e["field"], e["code"]) for e in response.json()["errors"]}
+    assert fields == {
+        ("contents[0].url", "format"),
+        ("contents[1].url", "format"),  # a port out of range: no URL
+        ("contents[2].element_id", "type"),
+        ("contents[2].id", "too_long"),
+        ("contents[3].text", "type"),
+        ("settings", "type"),  # its type's problem only: character_orientation is not reported missing
+        ("options.callback_url", "blocked_address"),
+        ("options.external_task_id", "too_long"),
+    }
+    assert simulator.state.tasks() == []
+
+
+@pytest.mark.parametrize(("type_name", "path"), TYPES.items())
+def test_a_motion_control_task_round_trips_to_an_archived_mp4(
+    running, simulator, env, type_name, path
+) -> None:
+    service, workers = running
+    workers.start()
+    character = noise_png(300)
+    external_id = f"mc-{type_name}"
+    body = {
+        "contents": [{"type": "image", "url": b64(character)}, MOTION],
+        "settings": {"character_orientation": "image", "audio": "off"},
+        "options": {"external_task_id": external_id},
+    }
+    view = round_trip(service, simulator, env, path, body)
+    assert view["type"] == type_name and view["model_name"] == path.rsplit("/", 1)[1]
+    stored, _ = stored_request(service, external_id)  # the Base64 character lives in the archive
+    assert stored["contents"][0]["url"]["size"] == len(character)
