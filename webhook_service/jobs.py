@@ -219,6 +219,13 @@ def enqueue_fan_out(
     )
 
 
+def delivery_job_id(delivery_id: str, attempt: int, replays: int, waits: int) -> str:
+    """The job of a delivery's next attempt: its first is the delivery's id (notify/records.py), each
+    later one names the attempt, the replay and the wait it follows, so no two jobs share an id and a
+    stale one finds the record naming another."""
+    return f"{delivery_id}-{attempt}-r{replays}-w{waits}"
+
+
 def cancel_delivery_job(connection: redis.Redis, job_id: str) -> None:
     """Remove a delivery's scheduled job that has nothing left to do (notify/send.py's first attempt,
     made by its fan-out): a job that ran would only find another owner on the record."""

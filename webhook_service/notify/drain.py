@@ -25,7 +25,7 @@ BUDGET_S = 5.0
 
 
 def drain(svc: Services, target_name: str) -> None:
-    turns = Turns(svc.redis, svc.keys, svc.deliveries)
+    turns = Turns(svc.redis, svc.keys, svc.deliveries, svc.events)
     endpoint = None if target_name.startswith(SINK_TARGET_PREFIX) else svc.endpoints.get(target_name)
     target = turns.target(target_name, endpoint)
     started = time.monotonic()

@@ -27,7 +27,6 @@ import redis
 
 from webhook_service.domain.tasks import Task
 from webhook_service.jobs import still_to_run
-from webhook_service.keys import Keys
 from webhook_service.notify.event_log import EventLog
 from webhook_service.notify.records import Delivery
 
@@ -66,10 +65,9 @@ def _fanned_out(connection: redis.Redis, earlier: dict[str, Any], later_id: str,
         log.warning("event %s: the earlier %s failed to fan out", later_id, the_id, exc_info=True)
 
 
-def positions(connection: redis.Redis, keys: Keys, tenant: str, external_task_id: str) -> dict[str, int]:
+def positions(events: EventLog, tenant: str, external_task_id: str) -> dict[str, int]:
     """Each event of the task still in the log, by id: its place in the order they happened."""
-    logged = EventLog(connection, keys).of_task(tenant, external_task_id)
-    return {event["id"]: place for place, event in enumerate(logged)}
+    return {event["id"]: place for place, event in enumerate(events.of_task(tenant, external_task_id))}
 
 
 def came_before(one: Delivery, other: Delivery, places: dict[str, int]) -> bool:

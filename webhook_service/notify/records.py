@@ -11,6 +11,7 @@ from typing import Any
 from webhook_service.domain.clock import now_ms
 from webhook_service.domain.events import Event
 from webhook_service.domain.tenants import DEFAULT_TENANT, client_id
+from webhook_service.jobs import delivery_job_id
 from webhook_service.notify.routing import Sink, SinkKind
 from webhook_service.redaction import shown_url
 
@@ -93,7 +94,7 @@ class Delivery:
         return SINK_TARGET_PREFIX + digest[:16]
 
     def next_job_id(self) -> str:
-        return f"{self.id}-{self.attempts + 1}-r{self.replays}-w{self.waits}"
+        return delivery_job_id(self.id, self.attempts + 1, self.replays, self.waits)
 
     def view(self) -> dict[str, Any]:
         """As the API shows it: the URL without path or query, and `webhook_id` said outright."""

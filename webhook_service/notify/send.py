@@ -134,7 +134,7 @@ def deliver(svc: Services, delivery_id: str, job_id: str | None, *, turn_taken: 
         return
     if endpoint is not None and endpoint.url != delivery.target:  # it goes where its endpoint is now
         delivery = store.follow(delivery_id, job_id, endpoint.url) or replace(delivery, target=endpoint.url)
-    turns = Turns(svc.redis, svc.keys, store)
+    turns = Turns(svc.redis, svc.keys, store, svc.events)
     target = turns.target(delivery.turn_target, endpoint)
     holder = job_id or delivery_id
     if not turn_taken and (wait := turns.wait_for(delivery, target, holder, svc.settings.notify_timeout_s)):

@@ -50,6 +50,7 @@ from webhook_service.jobs import enqueue_drain
 from webhook_service.keys import Keys
 from webhook_service.notify.deliveries import DeliveryStore
 from webhook_service.notify.endpoints import Endpoint
+from webhook_service.notify.event_log import EventLog
 from webhook_service.notify.event_order import came_before, positions
 from webhook_service.notify.records import SINK_TARGET_PREFIX, Delivery, DeliveryStatus
 from webhook_service.replies import texts
@@ -95,10 +96,13 @@ class Wait(NamedTuple):
 
 
 class Turns:
-    def __init__(self, connection: redis.Redis, keys: Keys, deliveries: DeliveryStore) -> None:
+    def __init__(
+        self, connection: redis.Redis, keys: Keys, deliveries: DeliveryStore, events: EventLog
+    ) -> None:
         self.redis = connection
         self.keys = keys
         self.deliveries = deliveries
+        self.events = events
 
     def target(self, name: str, endpoint: Endpoint | None) -> Target:
         """The target `name` (a delivery's `turn_target`): another sink's, or a tenant's endpoint, with
@@ -181,7 +185,7 @@ class Turns:
         ]
         if not pending:
             return False
-        places = positions(self.redis, self.keys, delivery.tenant, delivery.external_task_id)
+        places = positions(self.events, delivery.tenant, delivery.external_task_id)
         return any(came_before(other, delivery, places) for other in pending)
 
     def _over_rate(self, endpoint_id: str, per_s: float) -> float | None:
