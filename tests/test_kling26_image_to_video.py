@@ -6,6 +6,7 @@ unified shape, in `/v1/tasks?type=` and counted under its model."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -25,10 +26,10 @@ FRAME = "https://example.com/first-frame.png"
 FIRST = {"type": "first_frame", "url": FRAME}
 
 
-def problems(type_name: str, body: dict[str, Any]) -> set[tuple[str, str]]:
+def problems(type_name: str, body: dict[str, Any]) -> Counter[tuple[str, str]]:
     with pytest.raises(RequestInvalid) as caught:
         task_type(type_name).validate(body)
-    return {(p.field, p.code) for p in caught.value.problems}
+    return Counter((p.field, p.code) for p in caught.value.problems)
 
 
 def round_trip(service: Service, simulator: Any, env: dict[str, str], path: str, body: dict[str, Any]) -> Any:
@@ -97,36 +98,46 @@ def test_every_rule_of_kling_2_6_image_to_video_is_reported_at_once() -> None:
             "character_orientation": "image",
         },
     }
-    assert problems(TYPE, body) == {
-        ("contents[1]", "too_many"),  # one last frame
-        ("contents[0]", "requires"),  # a last frame at 1080p only (720p is the default)
-        ("contents[1]", "requires"),
-        ("contents[2].text", "too_long"),  # 2500, not kling-3.0's 3072
-        ("contents[3]", "too_many"),  # one prompt
-        ("contents[4]", "requires"),  # voices speak with native audio only (off is the default)
-        ("contents[5]", "requires"),
-        ("contents[6]", "requires"),
-        ("contents[5].voice_id", "too_short"),  # as /v1's voice_list[].voice_id
-        ("contents[6].id", "duplicate"),
-        ("contents[6]", "too_many"),  # 2 voices
-        ("contents[7].type", "not_supported"),  # kling-3.0's elements
-        ("contents[8].voice_id", "requires"),  # a voice's key on a frame
-        ("settings.aspect_ratio", "not_supported"),  # the first frame decides it
-        ("settings.multi_shot", "not_supported"),
-        ("settings.duration", "not_supported"),
-        ("settings.character_orientation", "not_supported"),  # motion control's
-    }
-    assert problems(TYPE, {"contents": [FIRST], "settings": {"audio": "native"}}) == {
-        ("settings.audio", "requires")
-    }
-    assert problems(TYPE, {"contents": [FIRST], "settings": {"audio": "original", "resolution": "4k"}}) == {
-        ("settings.audio", "not_supported"),
-        ("settings.resolution", "not_supported"),
-    }
-    assert problems(TYPE, {"contents": [voice], "settings": {"audio": "native", "resolution": "1080p"}}) == {
-        ("contents", "missing")  # a first frame is required
-    }
-    assert problems(TYPE, {}) == {("contents", "missing")}
+    assert problems(TYPE, body) == Counter(
+        [
+            ("contents[1]", "too_many"),  # one last frame
+            ("contents[0]", "requires"),  # a last frame at 1080p only (720p is the default)
+            ("contents[1]", "requires"),
+            ("contents[2].text", "too_long"),  # 2500, not kling-3.0's 3072
+            ("contents[3]", "too_many"),  # one prompt
+            ("contents[4]", "requires"),  # voices speak with native audio only (off is the default)
+            ("contents[5]", "requires"),
+            ("contents[6]", "requires"),
+            ("contents[5].voice_id", "too_short"),  # as /v1's voice_list[].voice_id
+            ("contents[6].id", "duplicate"),
+            ("contents[6]", "too_many"),  # 2 voices
+            ("contents[7].type", "not_supported"),  # kling-3.0's elements
+            ("contents[8].voice_id", "requires"),  # a voice's key on a frame
+            ("settings.aspect_ratio", "not_supported"),  # the first frame decides it
+            ("settings.multi_shot", "not_supported"),
+            ("settings.duration", "not_supported"),
+            ("settings.character_orientation", "not_supported"),  # motion control's
+        ]
+    )
+    assert problems(TYPE, {"contents": [FIRST], "settings": {"audio": "native"}}) == Counter(
+        [("settings.audio", "requires")]
+    )
+    assert problems(
+        TYPE, {"contents": [FIRST], "settings": {"audio": "original", "resolution": "4k"}}
+    ) == Counter(
+        [
+            ("settings.audio", "not_supported"),
+            ("settings.resolution", "not_supported"),
+        ]
+    )
+    assert problems(
+        TYPE, {"contents": [voice], "settings": {"audio": "native", "resolution": "1080p"}}
+    ) == Counter(
+        [
+            ("contents", "missing")  # a first frame is required
+        ]
+    )
+    assert problems(TYPE, {}) == Counter([("contents", "missing")])
 
 
 def test_an_attackers_body_is_refused_whole_and_nothing_reaches_kling(service: Service, simulator) -> None:

@@ -6,9 +6,15 @@ simulator to an archived MP4."""
 
 from __future__ import annotations
 
+from collections import Counter
+
+import pytest
+
 from tests import test_task_types
 from tests.conftest import Service
+from tests.test_inputs import b64
 from tests.test_kling26_image_to_video import problems, round_trip
+from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import task_type
 
 running = test_task_types.running  # the service and real workers, archiving at once
@@ -56,33 +62,71 @@ def test_every_rule_of_kling_o1_is_reported_at_once() -> None:
         ],
         "settings": {"multi_shot": True, "audio": "native", "resolution": "4k", "duration": 11},
     }
-    assert problems(TYPE, body) == {
-        ("contents[0].text", "too_long"),
-        ("contents[3]", "not_supported"),  # an element beside both frames
-        ("contents[4].url", "format"),  # a video by URL only
-        ("contents[5]", "too_many"),  # one reference video
-        ("contents[1]", "not_supported"),  # frames with a base_video (kling-3.0-omni's rule, shared)
-        ("contents[2]", "not_supported"),
-        ("contents[6].type", "not_supported"),  # kling-2.6's voices
-        ("settings.multi_shot", "not_supported"),
-        ("settings.audio", "not_supported"),
-        ("settings.resolution", "not_supported"),
-        ("settings.duration", "not_supported"),
-    }
-    assert problems(TYPE, {"contents": [{"type": "prompt", "text": "a cat"}]}) == {
-        ("settings.aspect_ratio", "requires")  # nothing else gives the video its shape
-    }
-    assert problems(TYPE, {"contents": [FIRST], "settings": {"duration": 7}}) == {
-        ("settings.duration", "not_supported")
-    }
+    assert problems(TYPE, body) == Counter(
+        [
+            ("contents[0].text", "too_long"),
+            ("contents[3]", "not_supported"),  # an element beside both frames
+            ("contents[4].url", "format"),  # a video by URL only
+            ("contents[5]", "too_many"),  # one reference video
+            ("contents[1]", "not_supported"),  # frames with a base_video (kling-3.0-omni's rule, shared)
+            ("contents[2]", "not_supported"),
+            ("contents[6].type", "not_supported"),  # kling-2.6's voices
+            ("settings.multi_shot", "not_supported"),
+            ("settings.audio", "not_supported"),
+            ("settings.resolution", "not_supported"),
+            ("settings.duration", "not_supported"),
+        ]
+    )
+    assert problems(TYPE, {"contents": [{"type": "prompt", "text": "a cat"}]}) == Counter(
+        [
+            ("settings.aspect_ratio", "missing")  # nothing else gives the video its shape
+        ]
+    )
+    assert problems(TYPE, {"contents": [FIRST], "settings": {"duration": 7}}) == Counter(
+        [("settings.duration", "not_supported")]
+    )
     assert problems(
         TYPE, {"contents": [{"type": "last_frame", "url": IMAGE}], "settings": {"aspect_ratio": "1:1"}}
-    ) == {
-        ("contents", "requires")  # a last frame needs a first
-    }
-    assert problems(TYPE, {"contents": [FIRST], "settings": {"character_orientation": "video"}}) == {
-        ("settings.character_orientation", "not_supported")
-    }
+    ) == Counter(
+        [
+            ("contents", "requires")  # a last frame needs a first
+        ]
+    )
+    assert problems(TYPE, {"contents": [FIRST], "settings": {"character_orientation": "video"}}) == Counter(
+        [("settings.character_orientation", "not_supported")]
+    )
+
+
+def said(body: dict[str, object]) -> list[tuple[str, str, str]]:
+    with pytest.raises(RequestInvalid) as caught:
+        task_type(TYPE).validate(body)
+    return [(p.field, p.code, p.message) for p in caught.value.problems]
+
+
+def test_a_setting_o1_refuses_is_refused_once_beside_a_reference_video() -> None:
+    """O1's own limits come first: omni's reference-video rules do not refuse the same value again."""
+    base = {"type": "base_video", "url": VIDEO}
+    for video in (base, {**base, "type": "feature_video"}):
+        found = said({"contents": [video], "settings": {"audio": "native", "multi_shot": True}})
+        assert [field for field, _, _ in found] == ["settings.multi_shot", "settings.audio"]
+    found = said({"contents": [{**base, "type": "feature_video"}], "settings": {"audio": "original"}})
+    assert found == [("settings.audio", "not_supported", "can only be off with a feature_video")]
+
+
+def test_a_video_url_is_refused_once_as_a_video() -> None:
+    for url in ("ftp://example.com/walk.mp4", "data:video/mp4;base64,AAAA", b64(b"a video")):
+        for kind in ("feature_video", "base_video"):
+            found = said({"contents": [{"type": kind, "url": url}], "settings": {"aspect_ratio": "1:1"}})
+            message = "must be an http or https URL: Kling takes a video by URL only"
+            assert found == [("contents[0].url", "format", message)]
+
+
+def test_a_mistyped_item_leaves_shape_and_duration_unjudged() -> None:
+    """The item whose kind failed its type may be what gives the shape or keeps a first frame company."""
+    body = {"contents": [FIRST, {"type": "refer_imag", "url": IMAGE}], "settings": {"duration": 7}}
+    assert problems(TYPE, body) == Counter([("contents[1].type", "enum")])
+    body = {"contents": [{"type": "prompt", "text": "a cat"}, {"type": "first_fram", "url": IMAGE}]}
+    assert problems(TYPE, body) == Counter([("contents[1].type", "enum")])
 
 
 def test_an_attackers_body_is_refused_whole_and_nothing_reaches_kling(service: Service, simulator) -> None:

@@ -7,6 +7,8 @@ archived MP4, a Base64 character kept in the archive."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from tests import test_task_types
@@ -49,11 +51,11 @@ def test_motion_control_takes_a_character_a_motion_and_an_orientation(type_name:
 def test_kling_3_0_takes_one_element_and_kling_2_6_none() -> None:
     body = {"contents": [CHARACTER, MOTION, ELEMENT], "settings": FACING}
     assert task_type("kling-3.0-motion-control").validate(body)
-    assert problems("kling-2.6-motion-control", body) == {("contents[2].type", "not_supported")}
+    assert problems("kling-2.6-motion-control", body) == Counter([("contents[2].type", "not_supported")])
     second = {**ELEMENT, "id": "other"}
-    assert problems("kling-3.0-motion-control", {**body, "contents": [*body["contents"], second]}) == {
-        ("contents[3]", "too_many")
-    }
+    assert problems("kling-3.0-motion-control", {**body, "contents": [*body["contents"], second]}) == Counter(
+        [("contents[3]", "too_many")]
+    )
 
 
 @pytest.mark.parametrize("type_name", TYPES)
@@ -75,24 +77,26 @@ def test_every_rule_of_motion_control_is_reported_at_once(type_name: str) -> Non
             "resolution": "4k",
         },
     }
-    assert problems(type_name, body) == {
-        ("contents[0].text", "too_long"),
-        ("contents[1]", "too_many"),
-        ("contents[2].url", "format"),
-        ("contents[3]", "too_many"),  # one motion video
-        ("contents[4].type", "not_supported"),  # image to video's
-        ("contents[5].id", "requires"),  # no id on a character
-        ("settings.character_orientation", "missing"),
-        ("settings.duration", "not_supported"),  # the motion video's own
-        ("settings.multi_shot", "not_supported"),
-        ("settings.aspect_ratio", "not_supported"),
-        ("settings.audio", "not_supported"),
-        ("settings.resolution", "not_supported"),
-    }
+    assert problems(type_name, body) == Counter(
+        [
+            ("contents[0].text", "too_long"),
+            ("contents[1]", "too_many"),
+            ("contents[2].url", "format"),
+            ("contents[3]", "too_many"),  # one motion video
+            ("contents[4].type", "not_supported"),  # image to video's
+            ("contents[5].id", "requires"),  # no id on a character
+            ("settings.character_orientation", "missing"),
+            ("settings.duration", "not_supported"),  # the motion video's own
+            ("settings.multi_shot", "not_supported"),
+            ("settings.aspect_ratio", "not_supported"),
+            ("settings.audio", "not_supported"),
+            ("settings.resolution", "not_supported"),
+        ]
+    )
     # Kling's page makes settings optional but holds a required key in it: the problem is that key.
-    assert problems(type_name, {"contents": [CHARACTER, MOTION]}) == {
-        ("settings.character_orientation", "missing")
-    }
+    assert problems(type_name, {"contents": [CHARACTER, MOTION]}) == Counter(
+        [("settings.character_orientation", "missing")]
+    )
     with pytest.raises(RequestInvalid) as caught:  # neither a character nor a motion: both said
         task_type(type_name).validate(
             {"contents": [{"type": "prompt", "text": "a dance"}], "settings": FACING}
@@ -101,10 +105,25 @@ def test_every_rule_of_motion_control_is_reported_at_once(type_name: str) -> Non
         ("contents", "missing", "needs one item of type image (the character)"),
         ("contents", "missing", "needs one item of type video (the motion)"),
     ]
-    assert problems(type_name, {"settings": {"character_orientation": "left"}}) == {
-        ("contents", "missing"),
-        ("settings.character_orientation", "enum"),
-    }
+    assert problems(type_name, {"settings": {"character_orientation": "left"}}) == Counter(
+        [
+            ("contents", "missing"),
+            ("settings.character_orientation", "enum"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_a_motion_video_by_anything_but_a_url_is_refused_once(type_name: str) -> None:
+    for url in ("ftp://example.com/dance.mp4", "http://10.0.0.1:99999/x.mp4", "data:video/mp4;base64,AAAA"):
+        with pytest.raises(RequestInvalid) as caught:
+            task_type(type_name).validate(
+                {"contents": [CHARACTER, {**MOTION, "url": url}], "settings": FACING}
+            )
+        message = "must be an http or https URL: Kling takes a video by URL only"
+        assert [(p.field, p.code, p.message) for p in caught.value.problems] == [
+            ("contents[1].url", "format", message)
+        ]
 
 
 OTHER_UNIFIED = sorted(name for name, kind in TASK_TYPES.items() if kind.unified and name not in TYPES)
@@ -118,9 +137,11 @@ def test_every_other_unified_path_refuses_what_is_motion_controls(type_name: str
     if "contents" in kind.rules.field_types:
         body["contents"] = [{"type": "prompt", "text": "a dance"}, CHARACTER, MOTION]
     found = problems(type_name, body)
-    assert ("settings.character_orientation", "not_supported") in found
+    assert found[("settings.character_orientation", "not_supported")] == 1
     if "contents" in kind.rules.field_types:
-        assert {("contents[1].type", "not_supported"), ("contents[2].type", "not_supported")} <= found
+        assert (
+            found[("contents[1].type", "not_supported")] == found[("contents[2].type", "not_supported")] == 1
+        )
 
 
 def test_an_attackers_body_is_refused_whole_and_nothing_reaches_kling(service: Service, simulator) -> None:

@@ -5,6 +5,7 @@ Kling's `/tasks` when no callback comes, and a bad body refused over HTTP with e
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,10 @@ def env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "KLING_API_KEY": API_KEY}
 
 
-def problems(type_name: str, body: object) -> set[tuple[str, str]]:
+def problems(type_name: str, body: object) -> Counter[tuple[str, str]]:
     with pytest.raises(RequestInvalid) as caught:
         task_type(type_name).validate(body)
-    return {(p.field, p.code) for p in caught.value.problems}
+    return Counter((p.field, p.code) for p in caught.value.problems)
 
 
 def archived_mp4(service: Service, env: dict[str, str], external_id: str) -> dict[str, Any]:
@@ -157,16 +158,18 @@ def test_unified_bodies_are_checked_against_every_documented_rule() -> None:
         "prompt": PROMPT,
         "external_task_id": "a",
     }
-    assert problems(T2V, {"prompt": "x" * 3073}) == {("prompt", "too_long")}
-    assert problems(T2V, {"prompt": PROMPT, "settings": {"duration": 16, "resolution": "8k"}}) == {
-        ("settings.duration", "range"),
-        ("settings.resolution", "enum"),
-    }
+    assert problems(T2V, {"prompt": "x" * 3073}) == Counter([("prompt", "too_long")])
+    assert problems(T2V, {"prompt": PROMPT, "settings": {"duration": 16, "resolution": "8k"}}) == Counter(
+        [
+            ("settings.duration", "range"),
+            ("settings.resolution", "enum"),
+        ]
+    )
     shots = "shot 1, 2, a cat wakes; shot 2, 2, it stretches;"
-    assert problems(T2V, {"prompt": shots}) == {("prompt", "mismatch")}  # 4 s of shots, 5 s of video
+    assert problems(T2V, {"prompt": shots}) == Counter([("prompt", "mismatch")])  # 4 s of shots, 5 s of video
     assert task_type(T2V).validate({"prompt": shots, "settings": {"duration": 4}})
     assert task_type(T2V).validate({"prompt": shots, "settings": {"multi_shot": False}})
-    assert problems(T2V, {"prompt": "shot 1, 5, " + "w" * 513 + ";"}) == {("prompt", "too_long")}
+    assert problems(T2V, {"prompt": "shot 1, 5, " + "w" * 513 + ";"}) == Counter([("prompt", "too_long")])
 
     element = {"type": "element", "element_id": "163", "id": "e1"}
     assert task_type(I2V).validate({"contents": [{"type": "first_frame", "url": FRAME}, element]})
@@ -183,15 +186,17 @@ def test_unified_bodies_are_checked_against_every_documented_rule() -> None:
                 {"type": "audio", "url": FRAME},  # no item of the unified API
             ]
         },
-    ) == {
-        ("contents[0].text", "requires"),
-        ("contents[1].url", "format"),
-        ("contents[1]", "too_many"),
-        ("contents[2].text", "missing"),
-        ("contents[4].id", "duplicate"),
-        ("contents[6]", "too_many"),
-        ("contents[7].type", "enum"),
-    }
+    ) == Counter(
+        [
+            ("contents[0].text", "requires"),
+            ("contents[1].url", "format"),
+            ("contents[1]", "too_many"),
+            ("contents[2].text", "missing"),
+            ("contents[4].id", "duplicate"),
+            ("contents[6]", "too_many"),
+            ("contents[7].type", "enum"),
+        ]
+    )
 
 
 def test_a_base64_frame_lives_in_the_archive_and_reaches_kling_unchanged(service: Service, simulator) -> None:
@@ -278,22 +283,24 @@ def test_omni_video_bodies_are_checked_against_every_documented_rule() -> None:
             ],
             "settings": {"multi_shot": True, "audio": "native"},
         },
-    ) == {
-        ("contents[1].url", "format"),  # a video is a URL only
-        ("contents[2].id", "duplicate"),
-        ("contents[2]", "too_many"),  # one reference video
-        ("contents", "requires"),  # a last frame alone
-        ("contents", "too_many"),  # 5 reference images and elements with a video
-        ("contents[0]", "not_supported"),  # frames with a base_video
-        ("settings.multi_shot", "not_supported"),
-        ("settings.audio", "not_supported"),
-    }
-    assert problems(T2V, {"prompt": PROMPT, "settings": {"audio": "original"}}) == {
-        ("settings.audio", "not_supported")
-    }
-    assert problems(I2V, {"contents": [{"type": "first_frame", "url": FRAME}, video]}) == {
-        ("contents[1].type", "not_supported")
-    }
+    ) == Counter(
+        [
+            ("contents[1].url", "format"),  # a video is a URL only
+            ("contents[2].id", "duplicate"),
+            ("contents[2]", "too_many"),  # one reference video
+            ("contents", "requires"),  # a last frame alone
+            ("contents", "too_many"),  # 5 reference images and elements with a video
+            ("contents[0]", "not_supported"),  # frames with a base_video
+            ("settings.multi_shot", "not_supported"),
+            ("settings.audio", "not_supported"),
+        ]
+    )
+    assert problems(T2V, {"prompt": PROMPT, "settings": {"audio": "original"}}) == Counter(
+        [("settings.audio", "not_supported")]
+    )
+    assert problems(I2V, {"contents": [{"type": "first_frame", "url": FRAME}, video]}) == Counter(
+        [("contents[1].type", "not_supported")]
+    )
 
 
 def test_an_uncertain_create_is_looked_up_at_kling_tasks_not_sent_again(service: Service, simulator) -> None:

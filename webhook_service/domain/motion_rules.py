@@ -65,9 +65,8 @@ def _motion(item_keys: ItemKeys, model: str) -> CrossFieldRule:
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
             return problems  # its type's problem is reported already
-        found, seen = walk_items(
-            contents, item_keys, f"motion control ({model})", videos=("video",), prompt_max=PROMPT_MAX_CHARS
-        )
+        what = f"motion control ({model})"
+        found, seen = walk_items(contents, item_keys, what, prompt_max=PROMPT_MAX_CHARS)
         problems += found + too_many(seen, dict.fromkeys(item_keys, 1))
         return (
             problems

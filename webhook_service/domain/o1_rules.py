@@ -7,10 +7,11 @@ copied) with O1's limits from its page (docs/kling-endpoints.md, the kling-o1 ro
   images only, a reference video of 3 to 10 s and at most 2160 px: Kling's element library and the
   video's file know that, the service reads neither, so Kling judges them.
 * ``settings``: ``audio`` original/off (O1 makes no native audio), ``resolution`` 720p/1080p (no 4k),
-  ``duration`` 3 to 10, and 5 or 10 when a first frame is the only image or video given (the page's
-  rule for a video from a first frame alone); ``aspect_ratio`` is required without a first frame or a
-  reference video (nothing else decides the shape; the page says so, unlike kling-3.0-omni's, whose own
-  example leaves it out). kling-3.0's ``multi_shot`` is refused.
+  ``duration`` 3 to 10, and 5 or 10 when a first frame is the only image, video or element given (the
+  page's rule for a video from a first frame alone); ``aspect_ratio`` is required without a first frame
+  or a reference video (nothing else decides the shape; the page says so, unlike kling-3.0-omni's, whose
+  own example leaves it out). kling-3.0's ``multi_shot`` is refused. A refused setting is refused once:
+  omni's reference-video rules judge only the settings O1's own rules passed.
 * Durations: the page allows 3 to 10 s for a video from the prompt alone, Kling's capability map "only
   5s or 10s": the create body follows the page that documents it (3 to 10), Kling refusing what it
   does not make; the row records the disagreement.
@@ -26,6 +27,7 @@ from webhook_service.domain.body_rules import BodyRules
 from webhook_service.domain.omni_rules import MAX_REFERENCES, VIDEOS, contents_problems
 from webhook_service.domain.problems import FieldProblem
 from webhook_service.domain.unified_rules import (
+    ALL_CONTENT_TYPES,
     MAX_FRAME_BYTES,
     Contents,
     Options,
@@ -72,19 +74,21 @@ def _o1(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
     if not isinstance(contents, list) or not contents:
         return problems  # its type's problem is reported already
     settings = unified_settings(valid)
-    found, seen = contents_problems(contents, settings, "Kling O1", PROMPT_MAX_CHARS)
+    refused = {problem.field.removeprefix("settings.") for problem in problems}
+    passed = {key: value for key, value in settings.items() if key not in refused}  # refused once only
+    found, seen = contents_problems(contents, passed, "Kling O1", PROMPT_MAX_CHARS)
     problems += found
     if seen["first_frame"] and seen["last_frame"]:
         for n in seen["element"]:
             message = "not with both a first and a last frame: Kling O1 takes elements with one frame or none"
             problems.append(FieldProblem(f"contents[{n}]", "not_supported", message))
+    if not all(isinstance(item, dict) and item.get("type") in ALL_CONTENT_TYPES for item in contents):
+        return problems  # an item of no known kind (its type's problem) may be what gives shape or company
     given = body.get("settings", {})  # as sent: a bad aspect_ratio is its type's problem, not a missing one
     shaped = seen["first_frame"] or seen["feature_video"] or seen["base_video"]
     if not shaped and isinstance(given, dict) and "aspect_ratio" not in given:
-        message = (
-            "is required without a first_frame or a reference video: nothing else gives the video its shape"
-        )
-        problems.append(FieldProblem("settings.aspect_ratio", "requires", message))
+        message = "is required when no first_frame or reference video is given: nothing else gives its shape"
+        problems.append(FieldProblem("settings.aspect_ratio", "missing", message))
     alone = seen["first_frame"] and not any(seen[kind] for kind in _MEDIA)
     if alone and settings.get("duration") in set(DURATIONS) - set(FIRST_FRAME_DURATIONS):
         message = "must be 5 or 10 for a video from a first frame alone (3 to 10 with other references)"

@@ -92,16 +92,16 @@ def _with_video(seen: dict[str, list[int]], settings: dict[str, Any]) -> list[Fi
         if settings.get("multi_shot") is True:
             message = "cannot be true with a base_video: an edited video is one shot"
             problems.append(FieldProblem("settings.multi_shot", "not_supported", message))
-        if settings.get("audio") == "native":
-            message = "cannot be native with a base_video (original or off)"
-            problems.append(FieldProblem("settings.audio", "not_supported", message))
-    if seen["feature_video"]:
-        if settings.get("multi_shot") is False:
-            message = "cannot be false with a feature_video"
-            problems.append(FieldProblem("settings.multi_shot", "not_supported", message))
-        if settings.get("audio") not in (None, "off"):
-            message = "can only be off with a feature_video"
-            problems.append(FieldProblem("settings.audio", "not_supported", message))
+    if seen["feature_video"] and settings.get("multi_shot") is False:
+        message = "cannot be false with a feature_video"
+        problems.append(FieldProblem("settings.multi_shot", "not_supported", message))
+    audio = settings.get("audio")
+    if seen["feature_video"] and audio not in (None, "off"):  # also refuses what a base_video would
+        message = "can only be off with a feature_video"
+        problems.append(FieldProblem("settings.audio", "not_supported", message))
+    elif seen["base_video"] and audio == "native":
+        message = "cannot be native with a base_video (original or off)"
+        problems.append(FieldProblem("settings.audio", "not_supported", message))
     return problems
 
 
@@ -109,8 +109,9 @@ def contents_problems(
     contents: list[Any], settings: dict[str, Any], what: str, prompt_max: int
 ) -> tuple[list[FieldProblem], dict[str, list[int]]]:
     """The rules on `contents` every omni model shares (kling-3.0-omni's, Kling O1's: domain/o1_rules.py),
-    and where each kind of item is; `what` names the model in a refusal, `prompt_max` its longest prompt."""
-    problems, seen = walk_items(contents, ITEM_KEYS, what, videos=VIDEOS, prompt_max=prompt_max)
+    and where each kind of item is; `what` names the model in a refusal, `prompt_max` its longest prompt.
+    `settings` are those the model's own rules passed: a value it refuses anyway is not refused twice."""
+    problems, seen = walk_items(contents, ITEM_KEYS, what, prompt_max=prompt_max)
     return problems + _counts(seen) + _with_video(seen, settings), seen
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, NotRequired
 
-from pydantic import AfterValidator, BeforeValidator, Field, Strict, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, StringConstraints, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from webhook_service.domain.body_limits import BodyLimit
@@ -86,6 +86,7 @@ ALL_CONTENT_TYPES = (
     "image",
     "video",
 )
+VIDEO_ITEMS = ("feature_video", "base_video", "video")  # their `url` is a video's: a URL only
 ItemKeys = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
 Narrowed = dict[str, tuple[tuple[Any, ...], str]]  # settings key -> (the values a path takes, why)
 # The keys each kind of image-to-video `contents` item takes besides `type`: (required, optional).
@@ -103,6 +104,16 @@ TEXT_TO_VIDEO_BODY = BodyLimit(0, MAX_FRAME_BYTES, "a kling-3.0 text-to-video", 
 IMAGE_TO_VIDEO_BODY = BodyLimit(2, MAX_FRAME_BYTES, "a kling-3.0 image-to-video", "first_frame, last_frame")
 
 
+def _check_url(value: str, info: ValidationInfo) -> str:
+    """An item's `url`: a video's is an http(s) URL (Kling takes no Base64 video), any other item's an
+    image (`_check_frame`). The item's `type` is validated before its `url` (the shape's order)."""
+    if info.data.get("type") not in VIDEO_ITEMS:
+        return _check_frame(value)
+    if not _is_http_url(value):
+        raise PydanticCustomError("format", "must be an http or https URL: Kling takes a video by URL only")
+    return value
+
+
 def _not_a_string(value: object) -> object:
     if isinstance(value, str):
         raise PydanticCustomError("type", "must be an integer from 3 to 15 (a JSON number, not a string)")
@@ -113,8 +124,13 @@ Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=PR
 Frame = Annotated[
     str,
     StringConstraints(strict=True, min_length=1),
-    AfterValidator(_check_frame),
-    documented(description="An http(s) URL, or raw Base64 (no data: prefix) of at most 50 MB."),
+    AfterValidator(_check_url),
+    documented(
+        description=(
+            "An image: an http(s) URL, or raw Base64 (no data: prefix) of at most 50 MB. A video "
+            f"({', '.join(VIDEO_ITEMS)}): an http(s) URL only."
+        )
+    ),
 ]
 Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
 Seconds = Annotated[
@@ -207,14 +223,13 @@ def walk_items(
     item_keys: ItemKeys,
     what: str,
     *,
-    videos: tuple[str, ...] = (),
     prompt_max: int = PROMPT_MAX_CHARS,
 ) -> tuple[list[FieldProblem], dict[str, list[int]]]:
     """Each item's own problems, and where each kind a path takes (`item_keys`) is. The raw items, not
     only those that passed their types: one bad item hides no other problem. A kind the path does not
-    take is refused naming those it takes; an `id` (what the prompt names an item by) is used once; the
-    `url` of a kind in `videos` is a URL (Kling takes no Base64 video); a prompt's text is at most
-    `prompt_max` characters (its type already refuses more than the unified API's 3072)."""
+    take is refused naming those it takes; an `id` (what the prompt names an item by) is used once; a
+    prompt's text is at most `prompt_max` characters (its type already refuses more than the unified
+    API's 3072). A `url` is its type's (`Frame`: a video's a URL only, an image's a URL or Base64)."""
     problems: list[FieldProblem] = []
     seen: dict[str, list[int]] = {kind: [] for kind in item_keys}
     ids: set[str] = set()
@@ -228,13 +243,10 @@ def walk_items(
             continue
         seen[kind].append(n)
         problems += _item_problems(n, item, item_keys)
-        text, url, name = item.get("text"), item.get("url"), item.get("id")
+        text, name = item.get("text"), item.get("id")
         if kind == "prompt" and isinstance(text, str) and prompt_max < len(text) <= PROMPT_MAX_CHARS:
             message = f"must be at most {prompt_max} characters"
             problems.append(FieldProblem(f"contents[{n}].text", "too_long", message))
-        if kind in videos and isinstance(url, str) and not _is_http_url(url):
-            message = "must be an http or https URL: Kling takes a video by URL only"
-            problems.append(FieldProblem(f"contents[{n}].url", "format", message))
         if isinstance(name, str):
             if name in ids:
                 problems.append(FieldProblem(f"contents[{n}].id", "duplicate", "is used by another item"))
