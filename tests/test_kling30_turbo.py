@@ -74,9 +74,13 @@ def test_every_limit_of_3_0_turbo_text_to_video_is_reported_at_once() -> None:
             ("options.callback_url", "format"),
         ]
     )
-    assert problems(T2V, {"prompt": SHOTS}) == Counter(
-        [("prompt", "mismatch")]
-    )  # 12 s of shots, 5 s of video
+    # 12 s of shots, 5 s of video
+    assert problems(T2V, {"prompt": SHOTS}) == Counter([("prompt", "mismatch")])
+    # multi_shot is refused: its false turns no shot rule off, every problem in the one answer
+    body = {"prompt": "shot 1, 2, a; shot 3, 2, b;", "settings": {"duration": 3, "multi_shot": False}}
+    assert problems(T2V, body) == Counter(
+        [("settings.multi_shot", "not_supported"), ("prompt", "format"), ("prompt", "mismatch")]
+    )
     assert problems(T2V, {"prompt": "x" * 3073, "settings": {"duration": 16}}) == Counter(
         [
             ("prompt", "too_long"),

@@ -266,6 +266,25 @@ def test_omni_video_round_trips_through_kling_to_an_archived_mp4(running, simula
     assert task["status"] == "succeeded" and task["outputs"][0]["archive_url"]
 
 
+@pytest.mark.parametrize("type_name", [T2V, "kling-3.0-turbo-text-to-video", "kling-3.0-omni-video"])
+def test_shots_are_added_up_against_the_duration_as_sent(type_name: str) -> None:
+    """A settings object failing its type (an unknown key) changes nothing in the shot rules; a duration
+    that is no duration of the path is its own problem, with no sum to match."""
+
+    def body(prompt: str, settings: dict[str, Any]) -> dict[str, Any]:
+        if "contents" in task_type(type_name).rules.field_types:
+            return {"contents": [{"type": "prompt", "text": prompt}], "settings": settings}
+        return {"prompt": prompt, "settings": settings}
+
+    shots = "shot 1, 10, a;"
+    unknown = ("settings.foo", "unknown_field")
+    assert problems(type_name, body(shots, {"duration": 10, "foo": 1})) == Counter([unknown])
+    assert problems(type_name, body(shots, {"duration": 16})) == Counter([("settings.duration", "range")])
+    assert problems(type_name, body(shots, {"duration": "10"})) == Counter([("settings.duration", "type")])
+    if type_name != "kling-3.0-turbo-text-to-video":  # which takes no multi_shot
+        assert problems(type_name, body(shots, {"multi_shot": False, "foo": 1})) == Counter([unknown])
+
+
 def test_omni_video_bodies_are_checked_against_every_documented_rule() -> None:
     omni = "kling-3.0-omni-video"
     video = {"type": "feature_video", "url": "https://example.com/dance.mp4"}

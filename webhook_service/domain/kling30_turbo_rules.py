@@ -65,7 +65,9 @@ def _text_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPro
     prompt = valid.get("prompt")
     problems = _settings(valid)
     if isinstance(prompt, str):
-        problems += shot_problems("prompt", prompt, unified_settings(valid))
+        # multi_shot is refused here: a `false` turns no shot rule off.
+        settings = {key: value for key, value in unified_settings(body).items() if key != "multi_shot"}
+        problems += shot_problems("prompt", prompt, settings)
     return problems
 
 

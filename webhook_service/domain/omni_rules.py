@@ -123,7 +123,7 @@ def _omni(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
     problems, seen = contents_problems(contents, settings, "kling-3.0-omni", PROMPT_MAX_CHARS)
     for n in seen["prompt"]:
         if isinstance(text := contents[n].get("text"), str):
-            problems += shot_problems(f"contents[{n}].text", text, settings)
+            problems += shot_problems(f"contents[{n}].text", text, unified_settings(body))
     return problems
 
 

@@ -69,6 +69,7 @@ MAX_SHOTS = 6
 MAX_ELEMENTS = 3
 MAX_FRAME_BYTES = 50 * 1024 * 1024
 DEFAULT_DURATION = 5
+MIN_SECONDS, MAX_SECONDS = 3, 15  # kling-3.0's durations, the unified settings' type
 OPTIONS = ("callback_url", "external_task_id", "watermark_info")
 # Every kind of `contents` item of the unified API, one item shape for all (as `settings` is one shape):
 # each path takes some kinds and refuses the others (`walk_items`). Omni-video takes the first seven
@@ -134,7 +135,11 @@ Frame = Annotated[
 ]
 Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
 Seconds = Annotated[
-    int, BeforeValidator(_not_a_string), Strict(), between(3, 15), documented(minimum=3, maximum=15)
+    int,
+    BeforeValidator(_not_a_string),
+    Strict(),
+    between(MIN_SECONDS, MAX_SECONDS),
+    documented(minimum=MIN_SECONDS, maximum=MAX_SECONDS),
 ]
 Settings = shape(
     "settings",
@@ -172,7 +177,9 @@ _SHOT = re.compile(
 
 
 def shot_problems(path: str, text: str, settings: dict[str, Any]) -> list[FieldProblem]:
-    """A prompt written as shots (it starts `shot 1, 3,`): the shots' rules, or nothing for any other."""
+    """A prompt written as shots (it starts `shot 1, 3,`): the shots' rules, or nothing for any other.
+    `settings` as sent: one bad key fails the whole object's type, and must change nothing here; a
+    duration that is not one of 3 to 15 is its type's problem, with no sum to match."""
     if settings.get("multi_shot") is False or not _SHOT.match(text):
         return []
     shots, position = [], 0
@@ -187,9 +194,8 @@ def shot_problems(path: str, text: str, settings: dict[str, Any]) -> list[FieldP
         problems.append(FieldProblem(path, "format", "numbers its shots 1, 2, 3, ... in order"))
     if any(m < 1 for _, m, _ in shots):
         problems.append(FieldProblem(path, "range", "gives every shot at least 1 second"))
-    duration = settings.get("duration", DEFAULT_DURATION)
-    if isinstance(duration, int) and sum(m for _, m, _ in shots) != duration:
-        total = sum(m for _, m, _ in shots)
+    duration, total = settings.get("duration", DEFAULT_DURATION), sum(m for _, m, _ in shots)
+    if type(duration) is int and MIN_SECONDS <= duration <= MAX_SECONDS and total != duration:
         message = f"gives its shots {total} seconds in all; they must add up to the duration, {duration}"
         problems.append(FieldProblem(path, "mismatch", message))
     for n, _, words in shots:
@@ -199,8 +205,10 @@ def shot_problems(path: str, text: str, settings: dict[str, Any]) -> list[FieldP
     return problems
 
 
-def unified_settings(valid: dict[str, Any]) -> dict[str, Any]:
-    settings = valid.get("settings")
+def unified_settings(body: dict[str, Any]) -> dict[str, Any]:
+    """The `settings` of a body as sent, or of its values that passed their types (`valid`); {} when
+    absent or not an object."""
+    settings = body.get("settings")
     return settings if isinstance(settings, dict) else {}
 
 
@@ -308,7 +316,7 @@ def _text_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPro
     prompt = valid.get("prompt")
     problems = settings_narrowed(valid, NO_ORIGINAL_AUDIO)
     if isinstance(prompt, str):
-        problems += shot_problems("prompt", prompt, unified_settings(valid))
+        problems += shot_problems("prompt", prompt, unified_settings(body))
     return problems
 
 
@@ -321,7 +329,7 @@ def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPr
     problems += found
     for n in seen["prompt"]:
         if isinstance(text := contents[n].get("text"), str):
-            problems += shot_problems(f"contents[{n}].text", text, unified_settings(valid))
+            problems += shot_problems(f"contents[{n}].text", text, unified_settings(body))
     most = {"first_frame": 1, "last_frame": 1, "prompt": 1, "element": MAX_ELEMENTS}
     return problems + needs_one(seen, "first_frame") + too_many(seen, most)
 
