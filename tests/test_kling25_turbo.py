@@ -133,6 +133,12 @@ def test_every_limit_of_2_5_turbo_image_to_video_is_reported_at_once() -> None:
     )
     assert problems(I2V, {"contents": []}) == Counter([("contents", "too_few")])
     assert problems(I2V, {"prompt": "x"}) == Counter([("prompt", "unknown_field"), ("contents", "missing")])
+    with pytest.raises(RequestInvalid) as caught:  # a key of no item 2.5 Turbo takes
+        task_type(I2V).validate({"contents": [{"type": "first_frame", "url": FRAME, "element_id": "e"}]})
+    message = "is not taken by any item of Kling 2.5 Turbo's image to video"
+    assert [(p.field, p.code, p.message) for p in caught.value.problems] == [
+        ("contents[0].element_id", "requires", message)
+    ]
 
 
 def test_an_attackers_body_is_refused_whole_over_http(service: Service, simulator) -> None:

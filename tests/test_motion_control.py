@@ -126,6 +126,19 @@ def test_a_motion_video_by_anything_but_a_url_is_refused_once(type_name: str) ->
         ]
 
 
+def test_a_key_no_item_of_the_path_takes_says_so() -> None:
+    for type_name, owners in (
+        ("kling-2.6-motion-control", "is not taken by any item of motion control (kling-2.6)"),
+        ("kling-3.0-motion-control", "only with type element"),
+    ):
+        body = {"contents": [{**CHARACTER, "id": "c1"}, MOTION], "settings": FACING}
+        with pytest.raises(RequestInvalid) as caught:
+            task_type(type_name).validate(body)
+        assert [(p.field, p.code, p.message) for p in caught.value.problems] == [
+            ("contents[0].id", "requires", owners)
+        ]
+
+
 OTHER_UNIFIED = sorted(name for name, kind in TASK_TYPES.items() if kind.unified and name not in TYPES)
 
 

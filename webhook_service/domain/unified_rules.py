@@ -212,17 +212,19 @@ def unified_settings(body: dict[str, Any]) -> dict[str, Any]:
     return settings if isinstance(settings, dict) else {}
 
 
-def _item_problems(n: int, item: dict[str, Any], item_keys: ItemKeys) -> list[FieldProblem]:
-    """An item's keys against its type's (required, optional) keys in `item_keys`. A key no item takes
-    is its type's problem (unknown, or let through by KLING_EXTRA_FIELDS' `contents.<key>`), not this."""
+def _item_problems(n: int, item: dict[str, Any], item_keys: ItemKeys, what: str) -> list[FieldProblem]:
+    """An item's keys against its type's (required, optional) keys in `item_keys`, the kinds of the path
+    `what` names. A key of no item shape is its type's problem (unknown, or let through by
+    KLING_EXTRA_FIELDS' `contents.<key>`), not this."""
     kind, problems = item["type"], []
     required, optional = item_keys[kind]
     for key in required:
         if key not in item:
             problems.append(FieldProblem(f"contents[{n}].{key}", "missing", f"is required with type {kind}"))
     for key in item.keys() & set(NESTED_KEYS["contents"]) - {"type", *required, *optional}:
-        owners = " or ".join(name for name, keys in item_keys.items() if key in keys[0] + keys[1]) or "none"
-        problems.append(FieldProblem(f"contents[{n}].{key}", "requires", f"only with type {owners}"))
+        owners = " or ".join(name for name, keys in item_keys.items() if key in keys[0] + keys[1])
+        message = f"only with type {owners}" if owners else f"is not taken by any item of {what}"
+        problems.append(FieldProblem(f"contents[{n}].{key}", "requires", message))
     return problems
 
 
@@ -250,7 +252,7 @@ def walk_items(
             problems.append(FieldProblem(f"contents[{n}].type", "not_supported", message))
             continue
         seen[kind].append(n)
-        problems += _item_problems(n, item, item_keys)
+        problems += _item_problems(n, item, item_keys, what)
         text, name = item.get("text"), item.get("id")
         if kind == "prompt" and isinstance(text, str) and prompt_max < len(text) <= PROMPT_MAX_CHARS:
             message = f"must be at most {prompt_max} characters"
