@@ -122,6 +122,26 @@ def test_every_rule_of_kling_2_6_image_to_video_is_reported_at_once() -> None:
     assert problems(TYPE, {"contents": [FIRST], "settings": {"audio": "native"}}) == Counter(
         [("settings.audio", "requires")]
     )
+    # The settings as sent, for native audio as for a last frame: one bad key hides neither; each
+    # problem is at its own field and names it, the fix the same.
+    last = {"type": "last_frame", "url": FRAME}
+    with pytest.raises(RequestInvalid) as caught:
+        task_type(TYPE).validate(
+            {"contents": [FIRST, last], "settings": {"audio": "native", "duration": "5"}}
+        )
+    assert [(p.field, p.code, p.message) for p in caught.value.problems] == [
+        ("settings.duration", "type", "must be an integer from 3 to 15 (a JSON number, not a string)"),
+        (
+            "settings.audio",
+            "requires",
+            'Kling 2.6 makes native audio at 1080p only: set settings.resolution to "1080p"',
+        ),
+        (
+            "contents[1]",
+            "requires",
+            'Kling 2.6 takes a last frame at 1080p only: set settings.resolution to "1080p"',
+        ),
+    ]
     assert problems(
         TYPE, {"contents": [FIRST], "settings": {"audio": "original", "resolution": "4k"}}
     ) == Counter(

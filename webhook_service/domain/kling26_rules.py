@@ -88,37 +88,38 @@ def limits(model: str) -> tuple[dict[str, str], Narrowed]:
     return refused, narrowed
 
 
-def last_frame_at_1080p(body: dict[str, Any], seen: dict[str, list[int]], model: str) -> list[FieldProblem]:
-    """Each last frame refused at 720p, the default (2.6's image to video, 2.5 Turbo's). The settings
-    as sent: one bad key fails the whole object's type, and must not make this fire; 4k is its own
-    problem."""
+def _at_720p(body: dict[str, Any]) -> bool:
+    """The video is made at 720p, the default. The settings as sent: one bad key fails the whole
+    object's type, and must not change what they say; 4k is its own problem."""
     settings = body.get("settings", {})
-    if not isinstance(settings, dict) or settings.get("resolution", DEFAULT_RESOLUTION) != DEFAULT_RESOLUTION:
+    return isinstance(settings, dict) and settings.get("resolution", DEFAULT_RESOLUTION) == DEFAULT_RESOLUTION
+
+
+def last_frame_at_1080p(body: dict[str, Any], seen: dict[str, list[int]], model: str) -> list[FieldProblem]:
+    """Each last frame refused at 720p, the default (2.6's image to video, 2.5 Turbo's)."""
+    if not _at_720p(body):
         return []
     message = _AT_1080P.format(f"{model} takes a last frame")
     return [FieldProblem(f"contents[{n}]", "requires", message) for n in seen["last_frame"]]
 
 
-def _settings(valid: dict[str, Any]) -> list[FieldProblem]:
-    """2.6's values within the unified settings' shape, and native audio only at 1080p."""
+def _settings(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
+    """2.6's values within the unified settings' shape, and native audio only at 1080p (as sent, as for
+    a last frame)."""
     refused, narrowed = limits(NAME)
     problems = settings_refused(valid, refused) + settings_narrowed(valid, {**narrowed, **NO_ORIGINAL_AUDIO})
-    settings = unified_settings(valid)
-    if (
-        settings.get("audio") == "native"
-        and settings.get("resolution", DEFAULT_RESOLUTION) == DEFAULT_RESOLUTION
-    ):
+    if unified_settings(body).get("audio") == "native" and _at_720p(body):
         message = _AT_1080P.format(f"{NAME} makes native audio")
         problems.append(FieldProblem("settings.audio", "requires", message))
     return problems
 
 
 def _text_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
-    return _settings(valid)
+    return _settings(body, valid)
 
 
 def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
-    problems = _settings(valid) + settings_refused(valid, FRAME_DECIDES_ASPECT)
+    problems = _settings(body, valid) + settings_refused(valid, FRAME_DECIDES_ASPECT)
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         return problems  # its type's problem is reported already
