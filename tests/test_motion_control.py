@@ -93,6 +93,12 @@ def test_every_rule_of_motion_control_is_reported_at_once(type_name: str) -> Non
             ("settings.resolution", "not_supported"),
         ]
     )
+    with pytest.raises(RequestInvalid) as caught:
+        task_type(type_name).validate(
+            {"contents": [CHARACTER, MOTION], "settings": {**FACING, "resolution": "4k"}}
+        )
+    message = "motion control makes 720p or 1080p videos (4k is kling-3.0's)"  # every 720p/1080p model's
+    assert [(p.field, p.message) for p in caught.value.problems] == [("settings.resolution", message)]
     # Kling's page makes settings optional but holds a required key in it: the problem is that key.
     assert problems(type_name, {"contents": [CHARACTER, MOTION]}) == Counter(
         [("settings.character_orientation", "missing")]

@@ -32,6 +32,7 @@ from webhook_service.domain.unified_rules import (
     Options,
     Settings,
     needs_one,
+    no_4k,
     settings_narrowed,
     settings_refused,
     too_many,
@@ -51,7 +52,7 @@ _REFUSED = {
 }
 _NARROWED = {
     "audio": (("original", "off"), "motion control keeps the motion video's sound (original) or makes none"),
-    "resolution": (("720p", "1080p"), "motion control makes 720p or 1080p videos"),
+    **no_4k("motion control"),
 }
 
 
