@@ -47,6 +47,27 @@ def test_kling_2_6_lives_at_its_unified_path_and_takes_its_own_settings() -> Non
     assert kind.model_of(body) == "kling-2.6"
 
 
+ONE_SHOT = [
+    "kling-2.6-text-to-video",
+    "kling-2.6-image-to-video",
+    "kling-2.5-turbo-text-to-video",
+    "kling-2.5-turbo-image-to-video",
+]
+
+
+@pytest.mark.parametrize("type_name", ONE_SHOT)
+def test_a_one_shot_model_sends_a_prompt_written_as_shots_as_plain_text(type_name: str) -> None:
+    """Kling 2.6 and 2.5 Turbo make one shot: no shot rule applies (misnumbered, 11 s for a 5 s video)."""
+    shots = "shot 1, 2, a cat wakes; shot 3, 9, it stretches; and then"
+    kind = task_type(type_name)
+    if "contents" in kind.rules.field_types:
+        first = {"type": "first_frame", "url": "https://example.com/cat.png"}
+        body: dict[str, Any] = {"contents": [{"type": "prompt", "text": shots}, first]}
+    else:
+        body = {"prompt": shots}
+    assert kind.validate(body) == body
+
+
 def test_every_limit_of_kling_2_6_is_reported_at_once() -> None:
     body = {
         "prompt": "x" * 2501,

@@ -48,6 +48,13 @@ def test_motion_control_takes_a_character_a_motion_and_an_orientation(type_name:
     assert kind.model_of(body) == path.rsplit("/", 1)[1]
 
 
+@pytest.mark.parametrize("type_name", TYPES)
+def test_motion_control_takes_at_most_one_image(type_name: str) -> None:
+    second = {**CHARACTER, "url": "https://example.com/other.png"}
+    body = {"contents": [CHARACTER, MOTION, second], "settings": FACING}
+    assert problems(type_name, body) == Counter([("contents[2]", "too_many")])
+
+
 def test_kling_3_0_takes_one_element_and_kling_2_6_none() -> None:
     body = {"contents": [CHARACTER, MOTION, ELEMENT], "settings": FACING}
     assert task_type("kling-3.0-motion-control").validate(body)
