@@ -47,6 +47,14 @@ def test_kling_2_6_lives_at_its_unified_path_and_takes_its_own_settings() -> Non
     assert kind.model_of(body) == "kling-2.6"
 
 
+def test_original_audio_is_refused_naming_the_paths_that_take_it() -> None:
+    with pytest.raises(RequestInvalid) as caught:
+        task_type(TYPE).validate({"prompt": "x", "settings": {"audio": "original"}})
+    message = "keeps a reference or motion video's sound: omni video's, O1's and motion control's"
+    message += " (native or off here)"
+    assert [(p.field, p.message) for p in caught.value.problems] == [("settings.audio", message)]
+
+
 ONE_SHOT = [
     "kling-2.6-text-to-video",
     "kling-2.6-image-to-video",

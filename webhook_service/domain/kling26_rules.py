@@ -12,8 +12,8 @@ names the sources).
   checked as that one is (a non-empty string, at most 2): the library is the account's, not a tenant's.
 * ``settings``: ``audio`` native/off, ``resolution`` 720p/1080p (no 4k), ``duration`` 5 or 10, an
   integer; ``aspect_ratio`` 16:9/9:16/1:1 for text to video only (for image to video the first frame
-  decides it). kling-3.0's ``multi_shot``, ``4k``, 3 to 15 s and omni's ``original`` audio are refused
-  (``not_supported``), rather than left for Kling to refuse or ignore.
+  decides it). kling-3.0's ``multi_shot``, ``4k``, 3 to 15 s and ``original`` audio (omni video's, O1's
+  and motion control's) are refused (``not_supported``), rather than left for Kling to refuse or ignore.
 * Native audio only at 1080p (Kling: "when generating videos with native audio, only 1080P resolution is
   supported"; its capability map: "720P supports silent videos only"): ``audio`` native needs
   ``resolution`` 1080p, which is not the default (720p); so does a last frame (Kling 2.6's image to

@@ -10,12 +10,12 @@ domain/body_rules.py applies the field types; the rules across fields are here.
   distinct ``id`` s. Kling gives no count for prompts: one prompt item at most here, as a second would
   leave which text counts to chance. A frame is a URL or raw Base64 of at most 50 MB (not the /v1 API's
   10 MB); pixels and aspect left to Kling, which reads the image anyway.
-* ``settings``: ``multi_shot`` boolean, ``audio`` native/off (omni-video's ``original``, a reference
-  video's sound, is refused here, as omni's item types are for image to video), ``resolution``
-  720p/1080p/4k, ``duration`` an integer from 3 to 15 (a JSON number: the /v1 API's string ``"5"`` is
-  refused with a message saying so), ``aspect_ratio`` 16:9/9:16/1:1 for text to video only (for image
-  to video the frame decides it); ``character_orientation`` image/video is motion control's, refused
-  on every other path (`no_character_orientation`).
+* ``settings``: ``multi_shot`` boolean, ``audio`` native/off (``original``, a reference or motion
+  video's sound, omni video's, O1's and motion control's, is refused here, as omni's item types are for
+  image to video), ``resolution`` 720p/1080p/4k, ``duration`` an integer from 3 to 15 (a JSON number:
+  the /v1 API's string ``"5"`` is refused with a message saying so), ``aspect_ratio`` 16:9/9:16/1:1
+  for text to video only (for image to video the frame decides it); ``character_orientation``
+  image/video is motion control's, refused on every other path (`no_character_orientation`).
 * ``contents`` items are one shape for every path (``type``, ``text``, ``url``, ``element_id``, ``id``,
   ``voice_id``); each path names the kinds it takes and their keys (`walk_items`), so an unknown key gets
   the same hint everywhere and a kind of another path is refused as such.
@@ -145,7 +145,7 @@ Settings = shape(
     "settings",
     {
         "multi_shot": Annotated[bool, Strict()],
-        "audio": enum("native", "original", "off"),  # original: omni-video's, with a reference video
+        "audio": enum("native", "original", "off"),  # original: a video's sound (omni, O1, motion control)
         "resolution": enum("720p", "1080p", "4k"),
         "aspect_ratio": enum("16:9", "9:16", "1:1"),
         "duration": Seconds,
@@ -298,9 +298,10 @@ def settings_refused(valid: dict[str, Any], refused: dict[str, str]) -> list[Fie
 FRAME_DECIDES_ASPECT = {
     "aspect_ratio": "not taken by image to video: the first frame decides the aspect ratio"
 }
-NO_ORIGINAL_AUDIO: Narrowed = {
-    "audio": (("native", "off"), "keeps a reference video's sound: omni-video's only (native or off here)")
-}
+_ORIGINAL = (
+    "keeps a reference or motion video's sound: omni video's, O1's and motion control's (native or off here)"
+)
+NO_ORIGINAL_AUDIO: Narrowed = {"audio": (("native", "off"), _ORIGINAL)}
 
 
 def no_4k(model: str) -> Narrowed:
