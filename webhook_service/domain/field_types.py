@@ -2,7 +2,8 @@
 pydantic type carrying both its check and its JSON Schema, so every task type's body is validated and
 documented from the same definitions (domain/body_rules.py applies them).
 
-Decisions where Kling's documentation leaves room (the same for every task type):
+Decisions where Kling's documentation leaves room (the same for every /v1 type; the unified API's
+types take an integer ``duration`` and images of up to 50 MB, domain/unified_rules.py):
 
 * ``duration`` must be the string ``"5"`` or ``"10"``, as Kling documents it; the integers 5 and 10
   are rejected with a message saying so, since converting them would silently rewrite the request.
