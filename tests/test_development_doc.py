@@ -6,6 +6,9 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
+from kling_simulator.unified import UNIFIED_PATHS
+from webhook_service.domain.task_types import TASK_TYPES
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "development.md"
 CHECKED = ("webhook_service", "workers")
@@ -80,3 +83,14 @@ def test_the_tree_reader_reads_nesting_globs_and_continued_lines() -> None:
     assert is_named("webhook_service/domain/image_rules.py", named)
     assert is_named("webhook_service/domain/__init__.py", named)
     assert not is_named("webhook_service/domain/usage.py", named)
+
+
+def test_the_unified_paths_are_named_whole_where_the_docs_list_them() -> None:
+    """api.md's list of the unified create paths the service serves, and this doc's of those the
+    simulator serves: a path added to one and not to the list would read as not served."""
+    served = sorted(kind.path for kind in TASK_TYPES.values() if kind.unified)
+    api = (ROOT / "docs" / "api.md").read_text().split("## Kling's unified API", 1)[1].split("\n## ", 1)[0]
+    assert [path for path in served if f"`{path}`" not in api and f"`POST {path}`" not in api] == []
+    simulator = DOC.read_text().split("Kling's unified API too", 1)[1].split("\n\n", 1)[0]
+    named = [path for path in UNIFIED_PATHS if f"`{path}`" in simulator or f"`POST {path}`" in simulator]
+    assert sorted(named) == sorted(UNIFIED_PATHS) == served

@@ -1,6 +1,6 @@
 """`flask recover [--since 30d]`: after Redis was lost or flushed, the tasks Kling has are recorded
-again from Kling's own lists (one per /v1 task type, and the unified API's `POST /tasks` for the
-kling-3.0 types), and the videos of finished ones archived (domain/recovery.py says what comes back and
+again from Kling's own lists (one per /v1 task type, and the unified API's `POST /tasks` for every
+unified type), and the videos of finished ones archived (domain/recovery.py says what comes back and
 from where).
 
 Safe to run twice, or while the service runs: a task already recorded is only brought up to date, a
