@@ -13,8 +13,9 @@ import pytest
 
 from tests import test_task_types
 from tests.conftest import Service
-from tests.test_inputs import b64, noise_png, stored_request
+from tests.test_inputs import b64, noise_png, sent_upstream, stored_request
 from tests.test_kling26_image_to_video import problems, round_trip
+from tests.test_task_types import run
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import TASK_TYPES, task_type
 
@@ -214,3 +215,18 @@ def test_a_motion_control_task_round_trips_to_an_archived_mp4(
     assert view["type"] == type_name and view["model_name"] == path.rsplit("/", 1)[1]
     stored, _ = stored_request(service, external_id)  # the Base64 character lives in the archive
     assert stored["contents"][0]["url"]["size"] == len(character)
+
+
+def test_cli_submits_motion_control_in_kling_s_shape(service: Service, simulator) -> None:
+    """--image is the character, --video the motion; the character faces as in the image unless told."""
+    for n, (type_name, facing) in enumerate(
+        zip(TYPES, ((), ("--character-orientation", "video")), strict=True)
+    ):
+        args = ("submit", "--type", type_name, "--prompt", "a dance", "--image", CHARACTER["url"])
+        result = run(
+            service.app, *args, "--video", MOTION["url"], *facing, "--external-task-id", f"cli-mc{n}"
+        )
+        assert result.exit_code == 0, result.output
+        sent = sent_upstream(simulator, f"cli-mc{n}")
+        assert sent["contents"] == [{"type": "prompt", "text": "a dance"}, CHARACTER, MOTION]
+        assert sent["settings"] == {"character_orientation": facing[1] if facing else "image"}

@@ -86,6 +86,13 @@ FIELDS: list[tuple[str, str, Any, str]] = [
     ("--human-image", "human_image", Image(), "The person to dress (try-on): a file or a URL."),
     ("--cloth-image", "cloth_image", Image(), "The garment to put on (try-on): a file or a URL."),
     ("--video-id", "video_id", str, "The video to extend (video-extend): an id from a task's result."),
+    ("--video", "video", str, "The motion video (motion control): an http(s) URL."),
+    (
+        "--character-orientation",
+        "character_orientation",
+        click.Choice(["image", "video"]),
+        "Motion control: the character faces as in the image (the default here) or as in the video.",
+    ),
     (
         "--prompt",
         "prompt",
@@ -188,22 +195,33 @@ def _effect_body(
     return {**given, "input": {**wrapped, **moved}}, extra
 
 
-def _unified_body(given: dict[str, Any], image_to_video: bool) -> dict[str, Any]:
+# The item each image option (and --video) becomes in a unified body's `contents`, by the path's kind.
+FRAMES = (("image", "first_frame"), ("image_tail", "last_frame"))
+MOTION = (("image", "image"), ("video", "video"))  # the character, the motion
+
+
+def _unified_body(given: dict[str, Any], path: str, takes_contents: bool) -> dict[str, Any]:
     """The options in Kling's unified shape (--type kling-3.0-...): the ids in `options`, --duration (a
-    number there) and --aspect-ratio in `settings`, and for image to video --prompt, --image and
-    --image-tail as `contents`. The rest stays at the top, where validation names what is unknown."""
+    number there), --aspect-ratio and --character-orientation in `settings`, and for a body of
+    `contents` --prompt, --image and --image-tail as its items (motion control: --image the character,
+    --video the motion, facing as in the image unless told). The rest stays at the top, where validation
+    names what is unknown."""
     body: dict[str, Any] = {}
+    motion = path.startswith("/motion-control/")
+    if motion:
+        given.setdefault("character_orientation", "image")
     if options := {key: given.pop(key) for key in ("external_task_id", "callback_url") if key in given}:
         body["options"] = options
-    settings = {key: given.pop(key) for key in ("duration", "aspect_ratio") if key in given}
+    keys = ("duration", "aspect_ratio", "character_orientation")
+    settings = {key: given.pop(key) for key in keys if key in given}
     if str(settings.get("duration", "")).isdigit():
         settings["duration"] = int(settings["duration"])
     if settings:
         body["settings"] = settings
-    if image_to_video:
+    if takes_contents:
         contents = [{"type": "prompt", "text": given.pop("prompt")}] if "prompt" in given else []
-        frames = (("image", "first_frame"), ("image_tail", "last_frame"))
-        contents += [{"type": kind, "url": given.pop(key)} for key, kind in frames if key in given]
+        items = MOTION if motion else FRAMES
+        contents += [{"type": kind, "url": given.pop(key)} for key, kind in items if key in given]
         if contents:
             body["contents"] = contents
     return {**given, **body}
@@ -252,8 +270,8 @@ def submit(
         given, extra = _effect_body(given, images, extra)
     elif images:
         raise click.UsageError("--images is for --type effects; other types take --image or --image-list")
-    if task_type(type_name).unified:
-        given = _unified_body(given, "contents" in task_type(type_name).rules.field_types)
+    if (kind := task_type(type_name)).unified:
+        given = _unified_body(given, kind.path, "contents" in kind.rules.field_types)
     if clash := sorted(set(given) & set(extra or {})):
         raise click.UsageError(f"--extra repeats {', '.join(clash)}: give each field once")
     svc = services()
