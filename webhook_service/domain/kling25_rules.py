@@ -22,21 +22,17 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_service.domain.body_limits import BodyLimit
-from webhook_service.domain.body_rules import BodyRules
 from webhook_service.domain.kling26_rules import PROMPT_MAX_CHARS, Prompt, last_frame_at_1080p, limits
 from webhook_service.domain.problems import FieldProblem
 from webhook_service.domain.unified_rules import (
     FRAME_DECIDES_ASPECT,
     MAX_FRAME_BYTES,
-    Contents,
     ItemKeys,
-    Options,
-    Settings,
     needs_one,
-    no_character_orientation,
     settings_narrowed,
     settings_refused,
     too_many,
+    unified_body,
     walk_items,
 )
 
@@ -76,26 +72,19 @@ def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPr
     return problems + last_frame_at_1080p(body, seen, NAME)
 
 
-TEXT_TO_VIDEO = BodyRules(
-    field_types={"prompt": Prompt, "settings": Settings, "options": Options},
-    required=("prompt",),
-    default_model=MODEL,
-    description=(
-        "Kling's unified text-to-video create body for Kling 2.5 Turbo: prompt up to 2500 characters; "
-        "settings.duration 5 or 10, resolution 720p or 1080p, aspect_ratio; no audio (silent video), "
-        "no multi_shot."
-    ),
-    cross_field=(_text_to_video, no_character_orientation),
+TEXT_TO_VIDEO = unified_body(
+    MODEL,
+    "Kling's unified text-to-video create body for Kling 2.5 Turbo: prompt up to 2500 characters; "
+    "settings.duration 5 or 10, resolution 720p or 1080p, aspect_ratio; no audio (silent video), "
+    "no multi_shot.",
+    _text_to_video,
+    prompt=Prompt,
 )
-IMAGE_TO_VIDEO = BodyRules(
-    field_types={"contents": Contents, "settings": Settings, "options": Options},
-    required=("contents",),
-    default_model=MODEL,
-    description=(
-        "Kling's unified image-to-video create body for Kling 2.5 Turbo. contents: one first_frame {url}, "
-        "at most one last_frame {url} (then settings.resolution 1080p) and one prompt {text} of at most "
-        "2500 characters, no element; settings.duration 5 or 10, resolution 720p or 1080p; no "
-        "aspect_ratio (the first frame decides it), no audio, no multi_shot."
-    ),
-    cross_field=(_image_to_video, no_character_orientation),
+IMAGE_TO_VIDEO = unified_body(
+    MODEL,
+    "Kling's unified image-to-video create body for Kling 2.5 Turbo. contents: one first_frame {url}, "
+    "at most one last_frame {url} (then settings.resolution 1080p) and one prompt {text} of at most "
+    "2500 characters, no element; settings.duration 5 or 10, resolution 720p or 1080p; no "
+    "aspect_ratio (the first frame decides it), no audio, no multi_shot.",
+    _image_to_video,
 )

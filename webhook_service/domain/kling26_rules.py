@@ -34,24 +34,20 @@ from typing import Annotated, Any
 from pydantic import StringConstraints
 
 from webhook_service.domain.body_limits import BodyLimit
-from webhook_service.domain.body_rules import BodyRules
 from webhook_service.domain.field_types import MAX_VOICES
 from webhook_service.domain.problems import FieldProblem
 from webhook_service.domain.unified_rules import (
     FRAME_DECIDES_ASPECT,
     MAX_FRAME_BYTES,
     NO_ORIGINAL_AUDIO,
-    Contents,
     ItemKeys,
     Narrowed,
-    Options,
-    Settings,
     needs_one,
     no_4k,
-    no_character_orientation,
     settings_narrowed,
     settings_refused,
     too_many,
+    unified_body,
     unified_settings,
     walk_items,
 )
@@ -135,26 +131,19 @@ def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPr
     return problems
 
 
-TEXT_TO_VIDEO = BodyRules(
-    field_types={"prompt": Prompt, "settings": Settings, "options": Options},
-    required=("prompt",),
-    default_model=MODEL,
-    description=(
-        "Kling's unified text-to-video create body for Kling 2.6: prompt up to 2500 characters; "
-        "settings.duration 5 or 10, resolution 720p or 1080p, audio native (1080p only) or off, no "
-        "multi_shot."
-    ),
-    cross_field=(_text_to_video, no_character_orientation),
+TEXT_TO_VIDEO = unified_body(
+    MODEL,
+    "Kling's unified text-to-video create body for Kling 2.6: prompt up to 2500 characters; "
+    "settings.duration 5 or 10, resolution 720p or 1080p, audio native (1080p only) or off, no "
+    "multi_shot.",
+    _text_to_video,
+    prompt=Prompt,
 )
-IMAGE_TO_VIDEO = BodyRules(
-    field_types={"contents": Contents, "settings": Settings, "options": Options},
-    required=("contents",),
-    default_model=MODEL,
-    description=(
-        "Kling's unified image-to-video create body for Kling 2.6. contents: one first_frame {url}, at "
-        "most one last_frame {url} (1080p only) and one prompt {text} (up to 2500 characters), at most 2 "
-        "voice {voice_id, id} (with settings.audio native only); settings as text to video's, without "
-        "aspect_ratio."
-    ),
-    cross_field=(_image_to_video, no_character_orientation),
+IMAGE_TO_VIDEO = unified_body(
+    MODEL,
+    "Kling's unified image-to-video create body for Kling 2.6. contents: one first_frame {url}, at "
+    "most one last_frame {url} (1080p only) and one prompt {text} (up to 2500 characters), at most 2 "
+    "voice {voice_id, id} (with settings.audio native only); settings as text to video's, without "
+    "aspect_ratio.",
+    _image_to_video,
 )

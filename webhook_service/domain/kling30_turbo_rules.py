@@ -23,23 +23,19 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_service.domain.body_limits import BodyLimit
-from webhook_service.domain.body_rules import BodyRules
 from webhook_service.domain.problems import FieldProblem
 from webhook_service.domain.unified_rules import (
     FRAME_DECIDES_ASPECT,
     MAX_FRAME_BYTES,
-    Contents,
     ItemKeys,
-    Options,
-    Settings,
     Text,
     needs_one,
     no_4k,
-    no_character_orientation,
     settings_narrowed,
     settings_refused,
     shot_problems,
     too_many,
+    unified_body,
     unified_settings,
     walk_items,
 )
@@ -81,27 +77,20 @@ def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPr
     return problems + found + needs_one(seen, "first_frame") + too_many(seen, dict.fromkeys(ITEM_KEYS, 1))
 
 
-TEXT_TO_VIDEO = BodyRules(
-    field_types={"prompt": Text, "settings": Settings, "options": Options},
-    required=("prompt",),
-    default_model=MODEL,
-    description=(
-        "Kling's unified text-to-video create body for Kling 3.0 Turbo: prompt up to 3072 characters (a "
-        "prompt written as shots, 'shot n, m, words;', has 1 to 6 shots numbered from 1, each >= 1 s, "
-        "adding up to settings.duration); settings.duration 3 to 15, resolution 720p or 1080p, "
-        "aspect_ratio; no audio, no multi_shot (its page documents neither)."
-    ),
-    cross_field=(_text_to_video, no_character_orientation),
+TEXT_TO_VIDEO = unified_body(
+    MODEL,
+    "Kling's unified text-to-video create body for Kling 3.0 Turbo: prompt up to 3072 characters (a "
+    "prompt written as shots, 'shot n, m, words;', has 1 to 6 shots numbered from 1, each >= 1 s, "
+    "adding up to settings.duration); settings.duration 3 to 15, resolution 720p or 1080p, "
+    "aspect_ratio; no audio, no multi_shot (its page documents neither).",
+    _text_to_video,
+    prompt=Text,
 )
-IMAGE_TO_VIDEO = BodyRules(
-    field_types={"contents": Contents, "settings": Settings, "options": Options},
-    required=("contents",),
-    default_model=MODEL,
-    description=(
-        "Kling's unified image-to-video create body for Kling 3.0 Turbo. contents: one first_frame {url} "
-        "and at most one prompt {text} of at most 2500 characters, no last_frame, no element; "
-        "settings.duration 3 to 15, resolution 720p or 1080p; no aspect_ratio (the first frame decides "
-        "it), no audio, no multi_shot (its page documents neither)."
-    ),
-    cross_field=(_image_to_video, no_character_orientation),
+IMAGE_TO_VIDEO = unified_body(
+    MODEL,
+    "Kling's unified image-to-video create body for Kling 3.0 Turbo. contents: one first_frame {url} "
+    "and at most one prompt {text} of at most 2500 characters, no last_frame, no element; "
+    "settings.duration 3 to 15, resolution 720p or 1080p; no aspect_ratio (the first frame decides "
+    "it), no audio, no multi_shot (its page documents neither).",
+    _image_to_video,
 )

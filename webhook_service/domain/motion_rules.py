@@ -27,15 +27,13 @@ from webhook_service.domain.body_rules import BodyRules, CrossFieldRule
 from webhook_service.domain.problems import FieldProblem
 from webhook_service.domain.unified_rules import (
     MAX_FRAME_BYTES,
-    Contents,
     ItemKeys,
-    Options,
-    Settings,
     needs_one,
     no_4k,
     settings_narrowed,
     settings_refused,
     too_many,
+    unified_body,
     walk_items,
 )
 
@@ -79,17 +77,14 @@ def _motion(item_keys: ItemKeys, model: str) -> CrossFieldRule:
 
 
 def _rules(item_keys: ItemKeys, model: str, description: str) -> BodyRules:
-    return BodyRules(
-        field_types={"contents": Contents, "settings": Settings, "options": Options},
-        required=("contents",),
-        default_model=model,
-        description=(
-            f"Kling's unified motion-control create body ({model}). contents: one image {{url}} (the "
-            f"character), one video {{url}} (the motion, a URL), at most one prompt {{text}} (up to 2500 "
-            f"characters){description}; settings.character_orientation image or video required, audio "
-            "original or off, resolution 720p or 1080p, no duration (the motion video's own)."
-        ),
-        cross_field=(_motion(item_keys, model),),
+    return unified_body(
+        model,
+        f"Kling's unified motion-control create body ({model}). contents: one image {{url}} (the "
+        f"character), one video {{url}} (the motion, a URL), at most one prompt {{text}} (up to 2500 "
+        f"characters){description}; settings.character_orientation image or video required, audio "
+        "original or off, resolution 720p or 1080p, no duration (the motion video's own).",
+        _motion(item_keys, model),
+        orientation=True,
     )
 
 

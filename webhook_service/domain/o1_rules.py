@@ -23,19 +23,15 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_service.domain.body_limits import BodyLimit
-from webhook_service.domain.body_rules import BodyRules
 from webhook_service.domain.omni_rules import MAX_REFERENCES, VIDEOS, contents_problems
 from webhook_service.domain.problems import FieldProblem
 from webhook_service.domain.unified_rules import (
     ALL_CONTENT_TYPES,
     MAX_FRAME_BYTES,
-    Contents,
-    Options,
-    Settings,
     no_4k,
-    no_character_orientation,
     settings_narrowed,
     settings_refused,
+    unified_body,
     unified_settings,
 )
 
@@ -96,15 +92,11 @@ def _o1(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
     return problems
 
 
-RULES = BodyRules(
-    field_types={"contents": Contents, "settings": Settings, "options": Options},
-    required=("contents",),
-    default_model=MODEL,
-    description=(
-        "Kling's unified omni-video create body for Kling O1. contents as kling-3.0-omni's (prompt up to "
-        "2500 characters, no element beside a first and a last frame); settings.audio original or off, "
-        "resolution 720p or 1080p, duration 3 to 10 (5 or 10 with a first frame alone), aspect_ratio "
-        "required without a first frame or a reference video, no multi_shot."
-    ),
-    cross_field=(_o1, no_character_orientation),
+RULES = unified_body(
+    MODEL,
+    "Kling's unified omni-video create body for Kling O1. contents as kling-3.0-omni's (prompt up to "
+    "2500 characters, no element beside a first and a last frame); settings.audio original or off, "
+    "resolution 720p or 1080p, duration 3 to 10 (5 or 10 with a first frame alone), aspect_ratio "
+    "required without a first frame or a reference video, no multi_shot.",
+    _o1,
 )

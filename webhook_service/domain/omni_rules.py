@@ -26,18 +26,14 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_service.domain.body_limits import BodyLimit
-from webhook_service.domain.body_rules import BodyRules
 from webhook_service.domain.problems import FieldProblem
 from webhook_service.domain.unified_rules import (
     MAX_FRAME_BYTES,
     PROMPT_MAX_CHARS,
-    Contents,
     ItemKeys,
-    Options,
-    Settings,
-    no_character_orientation,
     shot_problems,
     too_many,
+    unified_body,
     unified_settings,
     walk_items,
 )
@@ -127,14 +123,10 @@ def _omni(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
     return problems
 
 
-RULES = BodyRules(
-    field_types={"contents": Contents, "settings": Settings, "options": Options},
-    required=("contents",),
-    default_model=MODEL,
-    description=(
-        "Kling's unified omni-video create body (kling-3.0-omni). contents: at most one prompt, one "
-        "first_frame, one last_frame (with a first frame), one reference video (feature_video or "
-        "base_video, a URL); reference images and elements at most 7 (4 with a video); ids distinct."
-    ),
-    cross_field=(_omni, no_character_orientation),
+RULES = unified_body(
+    MODEL,
+    "Kling's unified omni-video create body (kling-3.0-omni). contents: at most one prompt, one "
+    "first_frame, one last_frame (with a first frame), one reference video (feature_video or "
+    "base_video, a URL); reference images and elements at most 7 (4 with a video); ids distinct.",
+    _omni,
 )

@@ -15,13 +15,13 @@ domain/body_rules.py applies the field types; the rules across fields are here.
   image to video), ``resolution`` 720p/1080p/4k, ``duration`` an integer from 3 to 15 (a JSON number:
   the /v1 API's string ``"5"`` is refused with a message saying so), ``aspect_ratio`` 16:9/9:16/1:1
   for text to video only (for image to video the frame decides it); ``character_orientation``
-  image/video is motion control's, refused on every other path (`no_character_orientation`).
+  image/video is motion control's, refused on every other path (`unified_body`).
 * ``contents`` items are one shape for every path (``type``, ``text``, ``url``, ``element_id``, ``id``,
   ``voice_id``); each path names the kinds it takes and their keys (`walk_items`), so an unknown key gets
   the same hint everywhere and a kind of another path is refused as such.
-* Every path's rules are written with the helpers here: `walk_items`, `too_many` and `needs_one` for its
-  items, `settings_refused` and `settings_narrowed` for the settings it does not take or takes fewer
-  values of (`FRAME_DECIDES_ASPECT`, `no_4k`: what several models share).
+* Every path's body is made by `unified_body`, its rules written with the helpers here: `walk_items`,
+  `too_many` and `needs_one` for its items, `settings_refused` and `settings_narrowed` for the settings
+  it does not take or takes fewer values of (`FRAME_DECIDES_ASPECT`, `no_4k`: what several models share).
 * ``options``: ``callback_url``, ``external_task_id`` and ``watermark_info``, each as in the /v1 API.
 * A multi-shot prompt (one that starts ``shot 1, 3, ...``) is written ``shot n, m, words;``: 1 to 6
   shots numbered from 1, each of ``m`` >= 1 seconds, their seconds adding up to the video's duration
@@ -42,7 +42,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, Strict, StringConst
 from pydantic_core import PydanticCustomError
 
 from webhook_service.domain.body_limits import BodyLimit
-from webhook_service.domain.body_rules import BodyRules, validate_body
+from webhook_service.domain.body_rules import BodyRules, CrossFieldRule, validate_body
 from webhook_service.domain.field_types import (
     NESTED_KEYS,
     TaskId,
@@ -309,7 +309,7 @@ def no_4k(model: str) -> Narrowed:
     return {"resolution": (("720p", "1080p"), f"{model} makes 720p or 1080p videos (4k is kling-3.0's)")}
 
 
-def no_character_orientation(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
+def _no_character_orientation(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldProblem]:
     """`settings.character_orientation` is motion control's: every other unified path refuses it."""
     message = "is motion control's (which way its character faces): not taken here"
     return settings_refused(valid, {"character_orientation": message})
@@ -337,26 +337,35 @@ def _image_to_video(body: dict[str, Any], valid: dict[str, Any]) -> list[FieldPr
     return problems + needs_one(seen, "first_frame") + too_many(seen, most)
 
 
-TEXT_TO_VIDEO = BodyRules(
-    field_types={"prompt": Text, "settings": Settings, "options": Options},
-    required=("prompt",),
-    default_model=MODEL,
-    description=(
-        "Kling's unified text-to-video create body (kling-3.0). A prompt written as shots ('shot n, m, "
-        "words;') has 1 to 6 shots numbered from 1, each >= 1 s, adding up to settings.duration."
-    ),
-    cross_field=(_text_to_video, no_character_orientation),
+def unified_body(
+    model: str, description: str, rule: CrossFieldRule, prompt: Any = None, *, orientation: bool = False
+) -> BodyRules:
+    """A unified create body: a `prompt` of the type `prompt` (text to video) or else `contents` items,
+    with `settings`, `options` and the path's `rule` across them; `character_orientation` refused
+    unless the path takes it (`orientation`: motion control's)."""
+    first = {"prompt": prompt} if prompt is not None else {"contents": Contents}
+    return BodyRules(
+        field_types={**first, "settings": Settings, "options": Options},
+        required=tuple(first),
+        default_model=model,
+        description=description,
+        cross_field=(rule,) if orientation else (rule, _no_character_orientation),
+    )
+
+
+TEXT_TO_VIDEO = unified_body(
+    MODEL,
+    "Kling's unified text-to-video create body (kling-3.0). A prompt written as shots ('shot n, m, "
+    "words;') has 1 to 6 shots numbered from 1, each >= 1 s, adding up to settings.duration.",
+    _text_to_video,
+    prompt=Text,
 )
-IMAGE_TO_VIDEO = BodyRules(
-    field_types={"contents": Contents, "settings": Settings, "options": Options},
-    required=("contents",),
-    default_model=MODEL,
-    description=(
-        "Kling's unified image-to-video create body (kling-3.0). contents: one first_frame {url}, at most "
-        "one last_frame {url} and one prompt {text}, at most 3 elements {element_id, id}; no "
-        "settings.aspect_ratio (the first frame decides it)."
-    ),
-    cross_field=(_image_to_video, no_character_orientation),
+IMAGE_TO_VIDEO = unified_body(
+    MODEL,
+    "Kling's unified image-to-video create body (kling-3.0). contents: one first_frame {url}, at most "
+    "one last_frame {url} and one prompt {text}, at most 3 elements {element_id, id}; no "
+    "settings.aspect_ratio (the first frame decides it).",
+    _image_to_video,
 )
 
 
