@@ -13,8 +13,7 @@ import pytest
 
 from tests import test_task_types
 from tests.conftest import Service
-from tests.test_inputs import sent_upstream
-from tests.test_unified_api import archived_mp4
+from tests.test_unified_api import round_trip
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import task_type
 
@@ -30,28 +29,6 @@ def problems(type_name: str, body: dict[str, Any]) -> Counter[tuple[str, str]]:
     with pytest.raises(RequestInvalid) as caught:
         task_type(type_name).validate(body)
     return Counter((p.field, p.code) for p in caught.value.problems)
-
-
-def round_trip(service: Service, simulator: Any, env: dict[str, str], path: str, body: dict[str, Any]) -> Any:
-    """The body created at `path` (under /kling, as the gateways have it), sent to Kling as given with the
-    service's own callback, finished there and archived: the task's view, once archived."""
-    simulator.state.set_default(
-        {"steps": [{"status": "processing", "delay": 0}, {"status": "succeed", "delay": 0.2}]}
-    )
-    external_id = body["options"]["external_task_id"]
-    created = service.http.post(f"/kling{path}", json=body)
-    assert created.status_code == 200, created.text
-    assert created.json()["data"]["external_id"] == external_id
-    sent = sent_upstream(simulator, external_id)
-    assert sent["contents"] == body["contents"] and sent["settings"] == body["settings"]
-    assert sent["options"]["callback_url"].startswith(f"{service.url}/callbacks/kling?token=")
-    view = archived_mp4(service, env, external_id)
-    (task,) = service.http.get("/tasks", params={"external_task_ids": external_id}).json()["data"]
-    assert task["status"] == "succeeded" and task["outputs"][0]["type"] == "video"
-    assert task["outputs"][0]["archive_url"]
-    listed = service.http.get("/v1/tasks", params={"type": view["type"]}).json()["data"]
-    assert [t["external_task_id"] for t in listed] == [external_id]
-    return view
 
 
 def test_kling_2_6_image_to_video_takes_frames_a_prompt_and_voices() -> None:

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from tests import test_task_types
-from tests.test_inputs import sent_upstream
-from tests.test_unified_api import archived_mp4
+from tests.test_unified_api import round_trip
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import task_type
 
@@ -109,23 +108,11 @@ def test_every_limit_of_kling_2_6_is_reported_at_once() -> None:
 def test_a_kling_2_6_task_round_trips_to_an_archived_mp4(running, simulator, env) -> None:
     service, workers = running
     workers.start()
-    simulator.state.set_default(
-        {"steps": [{"status": "processing", "delay": 0}, {"status": "succeed", "delay": 0.2}]}
-    )
     body = {
         "prompt": "a lighthouse at dusk",
         "settings": {"duration": 10, "resolution": "1080p", "audio": "native"},
         "options": {"external_task_id": "lh-2"},
     }
-    created = service.http.post(f"/kling{PATH}", json=body)
-    assert created.status_code == 200, created.text
-    assert created.json()["data"]["external_id"] == "lh-2"
-    sent = sent_upstream(simulator, "lh-2")
-    assert sent["prompt"] == body["prompt"] and sent["settings"] == body["settings"]
-    assert sent["options"]["callback_url"].startswith(f"{service.url}/callbacks/kling?token=")
-
-    view = archived_mp4(service, env, "lh-2")
+    view = round_trip(service, simulator, env, PATH, body)
     assert view["type"] == TYPE and view["model_name"] == "kling-2.6"
-    (task,) = service.http.get("/tasks", params={"external_task_ids": "lh-2"}).json()["data"]
-    assert task["status"] == "succeeded" and task["outputs"][0]["type"] == "video"
     assert service.http.get(f"/v1/videos/text2video/{view['task_id']}").status_code == 404  # not a /v1 task

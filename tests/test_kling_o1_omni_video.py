@@ -13,7 +13,8 @@ import pytest
 from tests import test_task_types
 from tests.conftest import Service
 from tests.test_inputs import b64
-from tests.test_kling26_image_to_video import problems, round_trip
+from tests.test_kling26_image_to_video import problems
+from tests.test_unified_api import round_trip
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import task_type
 

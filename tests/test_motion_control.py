@@ -14,8 +14,9 @@ import pytest
 from tests import test_task_types
 from tests.conftest import Service
 from tests.test_inputs import b64, noise_png, sent_upstream, stored_request
-from tests.test_kling26_image_to_video import problems, round_trip
+from tests.test_kling26_image_to_video import problems
 from tests.test_task_types import run
+from tests.test_unified_api import round_trip
 from webhook_service.domain.problems import RequestInvalid
 from webhook_service.domain.task_types import TASK_TYPES, task_type
 
