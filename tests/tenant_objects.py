@@ -75,6 +75,13 @@ def team_a(stack: Stack, simulator: Any, receiver: Receiver) -> TeamA:
         return found if done and all(d["status"] != "pending" for d in found) else None
 
     a_deliveries = wait_for(a_settled, timeout=30, what="team-a's task archived, its deliveries settled")
+
+    def b_archived() -> bool:  # what B sees must not change under the walk for a reason of its own
+        return bool(
+            service.http.get("/v1/tasks/b-1", headers=B).json()["data"]["archive_state"] == "archived"
+        )
+
+    wait_for(b_archived, timeout=30, what="team-b's task archived")
     assert {d["status"] for d in a_deliveries} == {"failed", "skipped"}  # 410, then the endpoint disabled
     a_task = service.http.get("/v1/tasks/job-1", headers=A).json()["data"]
     # A managed endpoint at the same URL, for an event none of A's tasks raises here: A's unified task may
