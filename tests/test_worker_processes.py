@@ -152,7 +152,6 @@ def test_a_job_run_in_the_worker_is_stopped_at_its_timeout_and_the_next_one_runs
 # A worker as `python -m workers` builds it, but renewing heartbeats every second instead of every
 # JOB_MONITORING_INTERVAL_S, and stopping once the queues are empty.
 WORKER_WITH_A_ONE_SECOND_HEARTBEAT = """
-from rq import Queue
 from webhook_service.config import Settings
 from webhook_service.jobs import ALL_QUEUES
 from webhook_service.services import redis_connection
@@ -160,8 +159,8 @@ from workers.horse import ServiceWorker
 
 settings = Settings.from_env()
 connection = redis_connection(settings)
-queues = [Queue(name, connection=connection) for name in ALL_QUEUES]
-ServiceWorker(queues, connection=connection, settings=settings, job_monitoring_interval=1).work(burst=True)
+worker = ServiceWorker(list(ALL_QUEUES), connection=connection, settings=settings, job_monitoring_interval=1)
+worker.work(burst=True)
 """
 
 

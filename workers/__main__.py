@@ -13,7 +13,6 @@ import sys
 
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from rq import Queue
 
 from webhook_service.config import ConfigError, Settings
 from webhook_service.integrations import logs, metrics
@@ -54,9 +53,8 @@ def main() -> int:
     except RedisUnfit as unfit:
         print(f"refusing to start: {unfit}", file=sys.stderr)
         return 2
-    queues = [Queue(name, connection=connection) for name in ALL_QUEUES]
     worker = ServiceWorker(
-        queues,
+        list(ALL_QUEUES),
         connection=connection,
         maintenance_interval=MAINTENANCE_INTERVAL_S,
         job_monitoring_interval=JOB_MONITORING_INTERVAL_S,

@@ -34,6 +34,7 @@ from webhook_service.config import Settings
 from webhook_service.integrations import logs, metrics, outbound
 from webhook_service.jobs import Periodic, fork_queues, keep_scheduled, periodic_check_s
 from webhook_service.services import Services
+from workers.claims import ClaimingQueue
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,12 @@ class ServiceWorker(Worker):
     due ticks into the queue), and registers itself again if Redis forgot it. RQ runs its maintenance
     only between two waits for a job, and an idle worker waits up to its `worker_ttl` less 15 s (405 s
     by default): the wait is shortened to the check's period.
+
+    It takes its jobs from `ClaimingQueue`s (workers/claims.py), so that a job it took is never only in
+    its memory; give it queue names, which it makes into those.
     """
+
+    queue_class = ClaimingQueue
 
     def __init__(
         self,
@@ -147,6 +153,11 @@ class ServiceWorker(Worker):
             worker_registration.register(self, pipe)
             pipe.expire(self.key, self.worker_ttl + 60)
             pipe.execute()
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """RQ takes a job out of its intermediate list only for a worker of a single queue, the one it
+        lets take jobs into that list; this worker takes every job into it (workers/claims.py)."""
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         if self._forks(job):
