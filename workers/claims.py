@@ -14,8 +14,9 @@ several lists, so an idle worker polls, at most POLL_MAX_S apart. A job left in 
 UNSTARTED_AFTER_S after it was taken is put back at the front of its queue by the next maintenance pass
 (`UnstartedJobs.cleanup`, which RQ's maintenance calls): it never started, so it is run, not failed,
 and counts no retry. When each job was taken is kept in a hash beside the list until that pass, which
-forgets the jobs that have left the list: between two passes it holds the jobs taken since. A worker that took a job and then waited longer than that for Redis (a failover)
-runs it while another worker may too: jobs here run at least once, never zero times.
+forgets the jobs that have left the list: between two passes it holds the jobs taken since. A worker
+that took a job and then waited longer than UNSTARTED_AFTER_S for Redis (a failover) runs it while
+another worker may too: jobs here run at least once, never zero times.
 """
 
 from __future__ import annotations
