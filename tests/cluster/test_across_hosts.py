@@ -115,6 +115,7 @@ def test_tasks_across_hosts_survive_a_failover_a_lost_worker_host_and_a_partitio
     figures |= check_answers(cluster, clients, windows)
     figures |= check_archive(cluster, finals)
     figures |= check_events(cluster, finals)
+    figures["jobs_taken_and_never_started_run_again"] = requeued_jobs(cluster)
     with capsys.disabled():  # the run's figures, in CI's output too (a passing test's prints are hidden)
         print(f"\ncluster run: {TASKS} tasks ({TASKS // FAILS_EVERY} failed at Kling), {figures}")
 
@@ -328,3 +329,14 @@ def in_order(arrived: list[str], final: str) -> bool:
     lifecycle = LIFECYCLE[final]
     positions = [lifecycle.index(t) for t in arrived if t in lifecycle]
     return positions == sorted(positions)
+
+
+def requeued_jobs(cluster: Cluster) -> int:
+    """How many jobs a killed worker had taken and not started, which a live worker queued again
+    (workers/claims.py logs them)."""
+    found = 0
+    for log in (cluster.workdir / "logs").glob("worker-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if "that never started them" in line:
+                found += len(json.loads(line)["message"].rsplit(": ", 1)[1].split(", "))
+    return found
