@@ -56,7 +56,10 @@ def queued_task(service: Service, simulator, external_id: str) -> None:
 
 @pytest.mark.parametrize("shape", ["legacy", "new"])
 def test_both_callback_shapes_finish_the_task(service: Service, simulator, shape: str) -> None:
-    simulator.state.set_default({"shape": shape})
+    # Both steps due together: one of the simulator's threads sends them in order. At their default
+    # times (0.2 and 0.5 s) two threads sent them, and a loaded machine let `succeed` land first.
+    steps = [{"status": "processing", "delay": 1.0}, {"status": "succeed", "delay": 1.0}]
+    simulator.state.set_default({"shape": shape, "steps": steps})
     external_id = service.submit(IMAGE).json()["data"]["task_info"]["external_task_id"]
 
     done = wait_for(
