@@ -6,6 +6,7 @@ receivers on loopback whose answers each test scripts."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from rq.job import Job, JobStatus
@@ -27,6 +28,9 @@ from tests.test_notify import Answer, Receiver, Stack
 from webhook_service.cli.common import EXIT_FAILED
 from webhook_service.domain.retention import prune
 from webhook_service.domain.tenants import upstream_id
+from webhook_service.notify.deliveries import GIVE_UP_BATCH
+from webhook_service.notify.records import Delivery, DeliveryStatus
+from webhook_service.notify.routing import SinkKind
 
 receiver, stack = test_notify.receiver, test_notify.stack
 FAILING = [Answer(500)] * 50
@@ -210,3 +214,47 @@ def test_one_endpoints_dead_letters_are_listed_and_replayed_on_their_own(
         what="a's dead letter delivered",
     )
     assert len(receiver.received("/a")) == 3 and len(receiver.received("/b")) == 3
+
+
+def test_deleting_an_endpoint_with_hundreds_pending_settles_each_once(
+    stack: Stack, receiver: Receiver
+) -> None:
+    """An endpoint failing for days has thousands of deliveries pending, which its DELETE settles within
+    the request: in batches of GIVE_UP_BATCH, one transaction each. Each pending one becomes a dead
+    letter, listed as one; a settled one keeps its own outcome; another endpoint's are left alone."""
+    service = start(stack, workers=0)  # nothing attempts them meanwhile
+    svc = service.services
+    doomed = register(service, receiver.script("/doomed"), event_types=SUBMITTED)
+    other = register(service, receiver.script("/other"), event_types=SUBMITTED)
+
+    def pending(endpoint: dict[str, Any], n: int) -> str:
+        delivery = Delivery(
+            id=f"dl_{endpoint['id']}_{n}",
+            event_id=f"ev_{n}",
+            event_type="task.submitted",
+            external_task_id=upstream_id("team-a", f"job-{n}"),
+            sink=SinkKind.WEBHOOK,
+            target=endpoint["url"],
+            client=True,
+            tenant="team-a",
+            endpoint=endpoint["id"],
+        )
+        assert svc.deliveries.create(delivery)
+        return delivery.id
+
+    count = 2 * GIVE_UP_BATCH + 51
+    doomed_ids = [pending(doomed, n) for n in range(count)]
+    elsewhere = pending(other, 0)
+    exhausted = svc.deliveries.give_up(doomed_ids[0], doomed_ids[0], "exhausted")  # its first job's id
+    assert exhausted is not None and exhausted.status is DeliveryStatus.FAILED
+
+    deleted = call(service, "DELETE", f"/v1/endpoints/{doomed['id']}")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["data"] == {"deleted": True, "dead_letters": count - 1}
+    reasons = Counter((d.status, d.reason) for d in map(svc.deliveries.get, doomed_ids) if d is not None)
+    assert reasons == Counter(
+        {(DeliveryStatus.FAILED, "endpoint_deleted"): count - 1, (DeliveryStatus.FAILED, "exhausted"): 1}
+    )
+    letters = svc.deliveries.list(DeliveryStatus.FAILED, limit=2 * count)
+    assert sorted(d.id for d in letters) == sorted(doomed_ids)
+    assert svc.deliveries.list(DeliveryStatus.PENDING, limit=2 * count) == [svc.deliveries.get(elsewhere)]

@@ -33,6 +33,7 @@ from webhook_service.replies import stored_json, text, texts
 
 ATTEMPTS_KEPT = 100
 ANY_JOB = "*"  # not a job id (RQ allows [A-Za-z0-9_-] only)
+GIVE_UP_BATCH = 200  # deliveries settled in one transaction when their endpoint is deleted
 
 
 class DeliveryStore:
@@ -188,25 +189,40 @@ class DeliveryStore:
     ) -> Delivery | None:
         """Apply `change` atomically (it returns False to leave the record alone); `then` adds commands.
         None, changing nothing, for a delivery that is missing or not `scope`'s."""
-        key = self._key(delivery_id)
+        changed = self._update_each([delivery_id], change, then, scope)
+        return changed[0] if changed else None
+
+    def _update_each(
+        self,
+        delivery_ids: builtins.list[str],
+        change: Callable[[Delivery, Pipeline], bool],
+        then: Callable[[Pipeline, Delivery], None] | None = None,
+        scope: Scope = EVERYONE,
+    ) -> builtins.list[Delivery]:
+        """`_update` of several deliveries in one transaction; those changed."""
+        keys = [self._key(delivery_id) for delivery_id in delivery_ids]
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key, self._disabled)
-                    raw = pipe.get(key)
-                    if raw is None:
-                        return None
-                    delivery = Delivery.from_json(raw)
-                    previous = delivery.status
-                    if not scope.sees(delivery.tenant) or not change(delivery, pipe):
-                        return None
-                    delivery.updated_at = now_ms()
+                    pipe.watch(*keys, self._disabled)
+                    changed = []
+                    for raw in pipe.mget(keys):
+                        if raw is None:
+                            continue
+                        delivery = Delivery.from_json(raw)
+                        previous = delivery.status
+                        if scope.sees(delivery.tenant) and change(delivery, pipe):
+                            delivery.updated_at = now_ms()
+                            changed.append((delivery, previous))
+                    if not changed:
+                        return []
                     pipe.multi()
-                    self._write(pipe, delivery, previous)
-                    if then is not None:
-                        then(pipe, delivery)
+                    for delivery, previous in changed:
+                        self._write(pipe, delivery, previous)
+                        if then is not None:
+                            then(pipe, delivery)
                     pipe.execute()
-                    return delivery
+                    return [delivery for delivery, _ in changed]
                 except redis.WatchError:
                     continue
 
@@ -273,30 +289,26 @@ class DeliveryStore:
         """A dead letter with no attempt made: its endpoint was disabled while it waited."""
         return self._stop(delivery_id, job_id, DeliveryStatus.FAILED, reason)
 
-    def give_up_pending(self, endpoint_id: str, reason: str) -> builtins.list[str]:
+    def give_up_pending(
+        self, endpoint_id: str, reason: str, batch: int = GIVE_UP_BATCH
+    ) -> builtins.list[str]:
         """Every pending delivery to a tenant's endpoint becomes a dead letter (its jobs then find
-        nothing to do); replayable once the endpoint is enabled again. Returns their ids."""
+        nothing to do); replayable once the endpoint is enabled again. Returns their ids.
+
+        One transaction a `batch`, not one a delivery: an endpoint that failed for days has tens of
+        thousands pending, and its DELETE request settles them all (bench/endpoint_delete.py)."""
+        pending = sorted(texts(self.redis.smembers(self.keys.endpoint_pending(endpoint_id))))
+        change = _stopping(ANY_JOB, DeliveryStatus.FAILED, reason)
         given_up = []
-        for delivery_id in texts(self.redis.smembers(self.keys.endpoint_pending(endpoint_id))):
-            if self._stop(delivery_id, ANY_JOB, DeliveryStatus.FAILED, reason) is not None:
-                given_up.append(delivery_id)
+        for start in range(0, len(pending), batch):
+            given_up += [d.id for d in self._update_each(pending[start : start + batch], change)]
         return given_up
 
     def _stop(
         self, delivery_id: str, job_id: str | None, status: DeliveryStatus, reason: str
     ) -> Delivery | None:
         """Stop a pending delivery whose next job is `job_id` (ANY_JOB: whichever it is)."""
-
-        def change(delivery: Delivery, _: Pipeline) -> bool:
-            if delivery.status is not DeliveryStatus.PENDING or job_id not in (ANY_JOB, delivery.job):
-                return False
-            delivery.status, delivery.reason = status, reason
-            delivery.job = delivery.next_attempt_at = None
-            if status is DeliveryStatus.FAILED:
-                delivery.failed_at = now_ms()
-            return True
-
-        return self._update(delivery_id, change)
+        return self._update(delivery_id, _stopping(job_id, status, reason))
 
     def follow(self, delivery_id: str, job_id: str | None, url: str) -> Delivery | None:
         """Its endpoint's URL changed since it was recorded (`PATCH /v1/endpoints/<id>`): the record now
@@ -396,3 +408,20 @@ class DeliveryStore:
         entries = disabled_urls.read(self.redis.hgetall(self._disabled))
         names = [entry.field for entry in entries if entry.named(endpoint) and entry.visible(scope)]
         return bool(names) and bool(self.redis.hdel(self._disabled, *names))
+
+
+def _stopping(
+    job_id: str | None, status: DeliveryStatus, reason: str
+) -> Callable[[Delivery, Pipeline], bool]:
+    """The change that stops a pending delivery whose next job is `job_id` (ANY_JOB: whichever it is)."""
+
+    def change(delivery: Delivery, _: Pipeline) -> bool:
+        if delivery.status is not DeliveryStatus.PENDING or job_id not in (ANY_JOB, delivery.job):
+            return False
+        delivery.status, delivery.reason = status, reason
+        delivery.job = delivery.next_attempt_at = None
+        if status is DeliveryStatus.FAILED:
+            delivery.failed_at = now_ms()
+        return True
+
+    return change
