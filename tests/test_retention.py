@@ -63,8 +63,20 @@ def index_members(service: Service, *ids: str) -> list[str]:
 
 # Keys a task adds that are not the task's: counters by day or hour (usage, activity), kept for their own
 # time, naming no task; the tenant's event log, whose last id stays to check readers' cursors against;
-# and the removal notices, which say what happened to the task for another retention period.
-NOT_THE_TASKS = ("usage:", "usage-tenants", "activity:", "activity-tenants", "events:", "removed:")
+# and the removal notices, which say what happened to the task for another retention period. And keys
+# that come and go with the service's own work whatever the tasks, naming none: the lock of a
+# reconciliation pass, held while one runs (seen once: taken after the task's removal, not before it),
+# and the mark of a dispatch wanted.
+NOT_THE_TASKS = (
+    "usage:",
+    "usage-tenants",
+    "activity:",
+    "activity-tenants",
+    "events:",
+    "removed:",
+    "reconcile-lock",
+    "dispatch-wanted",
+)
 
 
 def key_names(service: Service) -> set[str]:
