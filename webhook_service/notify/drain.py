@@ -5,7 +5,10 @@ The drain takes the target's turn for the first waiting delivery that may go (it
 settled there), makes its attempt in the same job, and goes on with the next while it may. It stops when
 the turn is not to be had (another attempt in flight, the rate limit reached: it comes back when the
 one ends or the other allows), or after BUDGET_S, so that a drain never keeps its worker from the other
-queues for long.
+queues for long. A rate limit that opens again within the second, sooner than RQ's scheduler could run
+a drain (it schedules in whole seconds, and looks once a second), is waited for in the job: scheduled,
+each such wait ran to the next whole second and then to the scheduler's look, and at a phase of that
+look that came after the limit's next opening, 1.5 a second went out as two every two seconds.
 Two drains of one target can run at once (one woken early, one at its fallback time); only the one that
 takes the turn sends, so a delivery is attempted by one of them. A drain that dies mid-attempt leaves
 the delivery waiting, its turn freed by the lock's TTL: the next drain sends it again, as a job that
@@ -22,6 +25,7 @@ from webhook_service.notify.turns import Turns, fallback_at
 from webhook_service.services import Services
 
 BUDGET_S = 5.0
+SCHEDULER_STEP_S = 1.0  # RQ's scheduler: whole seconds, looked at once a second
 
 
 def drain(svc: Services, target_name: str) -> None:
@@ -32,6 +36,14 @@ def drain(svc: Services, target_name: str) -> None:
     while (delivery := turns.next_waiting(target)) is not None:
         assert delivery.job is not None  # a pending delivery always names its next job
         if wait := turns.take(target, delivery.job, svc.settings.notify_timeout_s):
+            opens_in = wait.drain_at - time.time()
+            if (
+                wait.of_rate
+                and opens_in < SCHEDULER_STEP_S
+                and time.monotonic() - started + opens_in < BUDGET_S
+            ):
+                time.sleep(max(0.01, opens_in))  # at least a little: Redis's clock may lag ours
+                continue
             turns.wake(target, wait.drain_at)
             return
         try:

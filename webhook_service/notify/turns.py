@@ -93,6 +93,7 @@ class Target:
 class Wait(NamedTuple):
     why: str
     drain_at: float  # when the target's drain should look again (epoch seconds)
+    of_rate: bool = False  # the rate limit's: nothing but time opens it
 
 
 class Turns:
@@ -130,7 +131,7 @@ class Turns:
         limit = target.rate_limit_per_s
         if limit is not None and (opens_at := self._over_rate(target.name, limit)) is not None:
             release_if_held(self.redis, target.busy, job_id)
-            return Wait(f"over its rate limit of {limit:g} per second", opens_at)
+            return Wait(f"over its rate limit of {limit:g} per second", opens_at, of_rate=True)
         return None
 
     def park(self, delivery: Delivery, target: Target, job_id: str | None, wait: Wait) -> None:
